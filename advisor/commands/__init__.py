@@ -1,0 +1,1 @@
+"""One module per `advisor` subcommand; see advisor/cli.py."""

@@ -1,0 +1,1 @@
+"""GPU probes: the only package that imports torch and diffusers."""
