@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install what the test suite needs and run all of it. The README's test command; CI runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# torch first, pinned to the CPU build: a loose requirement would pull GBs of CUDA wheels.
+python3 -m pip install -q torch==2.13.0
+python3 -m pip install -q -e ".[dev]"
+
+# Debian's Chromium for the browser end-to-end test (Playwright cannot download its own here).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+      || echo "note: chromium could not be installed; the browser test will skip"
+  else
+    echo "note: not root, chromium not installed; the browser test will skip"
+  fi
+fi
+
+python3 -m pytest -q -ra "$@"
