@@ -1,0 +1,53 @@
+"""`advisor app`: open the Streamlit dashboard (app_streamlit.py) on the shipped data."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+
+from advisor import REPO_ROOT
+from advisor.errors import AdvisorError
+
+APP_PATH = REPO_ROOT / "app_streamlit.py"
+MAX_UPLOAD_MB = 20
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "app",
+        help="open the planning dashboard in your browser",
+        description="Run the Streamlit dashboard on the shipped measurements and catalog.",
+    )
+    p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument(
+        "--host",
+        default="localhost",
+        help="address to bind (default localhost; anything else exposes the app on your network)",
+    )
+    p.set_defaults(func=run)
+
+
+def streamlit_command(port: int, host: str) -> list[str]:
+    """The `streamlit run` command line: localhost, headless, size-limited uploads, no telemetry."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
+        "--server.address", host,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.maxUploadSize", str(MAX_UPLOAD_MB),
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.port <= 65535:
+        raise AdvisorError(f"--port: expected 1..65535, got {args.port}")
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+        raise AdvisorError(
+            "the dashboard needs streamlit and plotly: pip install -e '.[app]'"
+        )
+    print(f"dashboard: http://{args.host}:{args.port}  (Ctrl+C to stop)", flush=True)
+    # Run from the repo root so .streamlit/config.toml (theme) applies.
+    return subprocess.call(streamlit_command(args.port, args.host), cwd=REPO_ROOT)

@@ -1,0 +1,18 @@
+"""Z-Image-Turbo capacity advisor: the dashboard. Run it with `advisor app`.
+
+Thin on purpose: each page in app_pages/ holds widgets and plots only; the numbers come from
+advisor/ (planner, fitted models, catalog, claim checker) through advisor/app_data.py.
+"""
+import streamlit as st
+
+st.set_page_config(page_title="Z-Image-Turbo capacity advisor", page_icon="🖼️", layout="wide")
+
+PAGES = [
+    st.Page("app_pages/plan.py", title="Plan", icon="🧮", default=True),
+    st.Page("app_pages/explore.py", title="Explore", icon="📈"),
+    st.Page("app_pages/gpus.py", title="GPUs", icon="🖥️"),
+    st.Page("app_pages/claim.py", title="Check a claim", icon="🔍"),
+    st.Page("app_pages/your_data.py", title="Your data", icon="📤"),
+]
+
+st.navigation(PAGES, position="top").run()
