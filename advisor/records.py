@@ -1,0 +1,210 @@
+"""Measurement records: schema checks, reading, atomic appends, config identity.
+
+The format is documented in data/measurements/README.md. The probe imports this module on the
+GPU machine, so it needs nothing beyond the standard library and advisor.fileio.
+
+Required `results` keys (status `ok`) are the ones the fit consumes: the stage times, the
+composed total, throughput, repeats and the three memory peaks. Every other documented key is
+optional, and type-checked when present (a number or null; `spread`/`stage_memory` objects).
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from advisor import MEASUREMENTS_DIR
+from advisor.errors import AdvisorError
+from advisor.fileio import append_line_atomic
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("ok", "oom", "error")
+WEIGHTS = ("synthetic", "pretrained")
+PRECISIONS = ("bf16", "fp16", "fp32", "fp32-tf32")
+ATTENTIONS = ("native", "cudnn", "flash")
+OFFLOADS = ("none", "model", "sequential")
+STAGES = ("text_encode", "denoise", "vae_decode")
+
+# Type tags: "int" excludes bool, "num" is int or float (not bool), "?" suffix allows null.
+GPU_FIELDS = {
+    "name": "str", "catalog_id": "str?", "memory_mb": "num", "driver": "str?", "cuda": "str?",
+    "compute_capability": "str?", "power_limit_w": "num?",
+}
+HOST_FIELDS = {"cpu": "str?", "cpu_count": "int?", "ram_gb": "num?"}
+SOFTWARE_FIELDS = {"python": "str", "torch": "str?", "diffusers": "str?", "transformers": "str?"}
+CONFIG_FIELDS = {
+    "height": "int", "width": "int", "batch": "int", "steps": "int", "guidance_scale": "num",
+    "precision": "str", "attention": "str", "compile": "bool", "offload": "str",
+    "caption_tokens": "int", "max_sequence_length": "int",
+}
+RESULTS_REQUIRED = {
+    "text_encode_s": "num", "denoise_step_s": "num", "denoise_s": "num", "vae_decode_s": "num",
+    "total_s": "num", "img_per_s": "num", "repeats": "int",
+    "peak_allocated_mb": "num", "peak_reserved_mb": "num", "nvml_peak_used_mb": "num",
+}
+RESULTS_OPTIONAL = {
+    "end_to_end_s": "num?", "composition_error_pct": "num?", "nvml_baseline_mb": "num?",
+    "gpu_util_pct": "num?", "power_w": "num?", "power_w_max": "num?", "sm_clock_mhz": "num?",
+    "energy_j_per_image": "num?", "achieved_tflops": "num?", "mfu": "num?", "load_s": "num?",
+    "host_rss_peak_mb": "num?", "compile_s": "num?", "spread": "dict?", "stage_memory": "dict?",
+}
+
+
+def _type_ok(value, tag: str) -> bool:
+    if tag.endswith("?"):
+        if value is None:
+            return True
+        tag = tag[:-1]
+    if tag == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tag == "num":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, {"str": str, "bool": bool, "dict": dict}[tag])
+
+
+_TAG_WORDS = {"int": "an integer", "num": "a number", "str": "a string", "bool": "true/false",
+              "dict": "an object"}
+
+
+def _check_fields(obj: dict, fields: dict, where: str, required: bool = True) -> list[str]:
+    problems = []
+    for key, tag in fields.items():
+        name = f"{where}.{key}" if where else key
+        if key not in obj:
+            if required:
+                problems.append(f"{name}: missing")
+            continue
+        if not _type_ok(obj[key], tag):
+            expected = _TAG_WORDS[tag.rstrip("?")] + (" or null" if tag.endswith("?") else "")
+            problems.append(f"{name}: expected {expected}, got {obj[key]!r}")
+    return problems
+
+
+def _check_config(config: dict) -> list[str]:
+    problems = _check_fields(config, CONFIG_FIELDS, "config")
+    if problems:
+        return problems
+    for key in ("height", "width"):
+        if config[key] <= 0 or config[key] % 16:
+            problems.append(f"config.{key}: expected a positive multiple of 16, got {config[key]}")
+    for key in ("batch", "steps", "caption_tokens", "max_sequence_length"):
+        if config[key] < 1:
+            problems.append(f"config.{key}: expected >= 1, got {config[key]}")
+    for key, allowed in (("precision", PRECISIONS), ("attention", ATTENTIONS),
+                         ("offload", OFFLOADS)):
+        if config[key] not in allowed:
+            problems.append(f"config.{key}: expected one of {', '.join(allowed)}, "
+                            f"got {config[key]!r}")
+    return problems
+
+
+def _check_results(results: dict) -> list[str]:
+    problems = _check_fields(results, RESULTS_REQUIRED, "results")
+    problems += _check_fields(results, RESULTS_OPTIONAL, "results", required=False)
+    for key in ("text_encode_s", "denoise_step_s", "denoise_s", "vae_decode_s", "total_s"):
+        value = results.get(key)
+        if _type_ok(value, "num") and value <= 0:
+            problems.append(f"results.{key}: expected > 0, got {value}")
+    return problems
+
+
+def validate_record(obj) -> list[str]:
+    """Problems with one record (empty if valid). Unknown keys are allowed."""
+    if not isinstance(obj, dict):
+        return [f"expected a JSON object, got {type(obj).__name__}"]
+    problems = []
+    version = obj.get("schema_version")
+    if not _type_ok(version, "int"):
+        problems.append(f"schema_version: expected an integer, got {version!r}")
+    elif version != SCHEMA_VERSION:
+        problems.append(f"schema_version: this advisor reads {SCHEMA_VERSION}, got {version}")
+    for key, allowed in (("status", STATUSES), ("weights", WEIGHTS)):
+        if obj.get(key) not in allowed:
+            problems.append(f"{key}: expected one of {', '.join(allowed)}, got {obj.get(key)!r}")
+    problems += _check_fields(obj, {"error": "str?", "timestamp": "str"}, "")
+    if isinstance(obj.get("timestamp"), str):
+        try:
+            datetime.fromisoformat(obj["timestamp"])
+        except ValueError:
+            problems.append(f"timestamp: expected ISO 8601, got {obj['timestamp']!r}")
+    for key, fields in (("gpu", GPU_FIELDS), ("host", HOST_FIELDS),
+                        ("software", SOFTWARE_FIELDS), ("config", CONFIG_FIELDS)):
+        section = obj.get(key)
+        if not isinstance(section, dict):
+            problems.append(f"{key}: expected an object, got {section!r}")
+        elif key == "config":
+            problems += _check_config(section)
+        else:
+            problems += _check_fields(section, fields, key)
+    results = obj.get("results")
+    if obj.get("status") == "ok":
+        if not isinstance(results, dict):
+            problems.append(f"results: expected an object when status is ok, got {results!r}")
+        else:
+            problems += _check_results(results)
+    elif results is not None:
+        problems.append(f"results: expected null when status is {obj.get('status')!r}")
+    return problems
+
+
+def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
+    """Valid records of one JSON-lines file, each with `_source` "<file name>:<line>", and the
+    problems ("<file>:<line>: <what>") of the lines skipped. Blank lines are ignored."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AdvisorError(f"{path}: cannot read measurements ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise AdvisorError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    records, problems = [], []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}:{lineno}: corrupt JSON ({exc.msg} at column {exc.colno})")
+            continue
+        errors = validate_record(obj)
+        if errors:
+            problems.append(f"{path}:{lineno}: " + "; ".join(errors))
+            continue
+        obj["_source"] = f"{path.name}:{lineno}"
+        records.append(obj)
+    return records, problems
+
+
+def load_measurements(dir: str | Path = MEASUREMENTS_DIR) -> tuple[list[dict], list[str]]:
+    """All valid records of `dir/*.jsonl` (sorted by file name) and the problems found."""
+    directory = Path(dir)
+    if not directory.is_dir():
+        raise AdvisorError(f"{directory}: measurements folder not found")
+    records, problems = [], []
+    for path in sorted(directory.glob("*.jsonl")):
+        file_records, file_problems = read_records(path)
+        records += file_records
+        problems += file_problems
+    return records, problems
+
+
+def append_record(path: str | Path, record: dict) -> None:
+    """Validate `record` and append it as one line, atomically. Keys starting with "_" (reader
+    annotations such as `_source`) are not written."""
+    problems = validate_record(record)
+    if problems:
+        raise AdvisorError(f"{path}: refusing to append an invalid record: " + "; ".join(problems))
+    clean = {k: v for k, v in record.items() if not k.startswith("_")}
+    append_line_atomic(path, json.dumps(clean, separators=(",", ":"), allow_nan=False))
+
+
+def config_key(config: dict) -> str:
+    """Canonical identity of a probed config: sorted compact JSON of the documented config
+    fields only (unknown keys ignored; guidance_scale as a float, so 0 and 0.0 are one key)."""
+    missing = [k for k in CONFIG_FIELDS if k not in config]
+    if missing:
+        raise AdvisorError(f"config: missing {', '.join(missing)}")
+    canonical = {k: config[k] for k in CONFIG_FIELDS}
+    canonical["guidance_scale"] = float(canonical["guidance_scale"])
+    return json.dumps(canonical, sort_keys=True, separators=(",", ":"))

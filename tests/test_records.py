@@ -1,0 +1,129 @@
+"""advisor.records: schema validation, tolerant reading, atomic appends, config identity."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from advisor.errors import AdvisorError
+from advisor.records import (
+    SCHEMA_VERSION, append_record, config_key, load_measurements, read_records, validate_record,
+)
+from tests.synthetic import make_record
+
+
+def test_valid_records_pass():
+    assert SCHEMA_VERSION == 1
+    assert validate_record(make_record()) == []
+    assert validate_record(make_record(status="oom")) == []
+    assert validate_record(make_record(status="error", precision="fp32-tf32", offload="model")) == []
+
+
+def test_unknown_keys_are_allowed():
+    rec = make_record()
+    rec["future_field"] = {"x": 1}
+    rec["config"]["future_knob"] = True
+    rec["results"]["future_metric"] = 3.5
+    assert validate_record(rec) == []
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda r: r.update(schema_version=2), "schema_version"),
+    (lambda r: r.update(status="done"), "status"),
+    (lambda r: r.update(weights="random"), "weights"),
+    (lambda r: r.update(timestamp="yesterday"), "timestamp"),
+    (lambda r: r.pop("gpu"), "gpu"),
+    (lambda r: r["gpu"].pop("name"), "gpu.name"),
+    (lambda r: r["config"].update(height=1000), "config.height"),
+    (lambda r: r["config"].update(batch=0), "config.batch"),
+    (lambda r: r["config"].update(batch=True), "config.batch"),
+    (lambda r: r["config"].update(precision="bf8"), "config.precision"),
+    (lambda r: r["config"].update(attention="sdpa"), "config.attention"),
+    (lambda r: r["config"].update(offload="cpu"), "config.offload"),
+    (lambda r: r["config"].update(compile="yes"), "config.compile"),
+    (lambda r: r["config"].pop("caption_tokens"), "config.caption_tokens"),
+    (lambda r: r.update(results=None), "results"),
+    (lambda r: r["results"].pop("total_s"), "results.total_s"),
+    (lambda r: r["results"].update(denoise_step_s="fast"), "results.denoise_step_s"),
+    (lambda r: r["results"].update(vae_decode_s=0), "results.vae_decode_s"),
+    (lambda r: r["results"].update(mfu="high"), "results.mfu"),
+])
+def test_invalid_records_name_the_field(mutate, expected):
+    rec = make_record()
+    mutate(rec)
+    problems = validate_record(rec)
+    assert problems and any(p.startswith(expected) for p in problems), problems
+
+
+def test_non_ok_record_must_not_carry_results():
+    rec = make_record(status="oom")
+    rec["results"] = {"total_s": 1.0}
+    assert any(p.startswith("results") for p in validate_record(rec))
+    assert validate_record([1, 2]) == ["expected a JSON object, got list"]
+
+
+def test_read_records_reports_and_skips_bad_lines(tmp_path):
+    path = tmp_path / "h100-sxm-80gb.jsonl"
+    bad = make_record()
+    bad["config"]["width"] = 1000
+    lines = [json.dumps(make_record()), "{not json", "", json.dumps(bad),
+             json.dumps(make_record(height=512))]
+    path.write_text("\n".join(lines) + "\n")
+    records, problems = read_records(path)
+    assert [r["config"]["height"] for r in records] == [1024, 512]
+    assert [r["_source"] for r in records] == ["h100-sxm-80gb.jsonl:1", "h100-sxm-80gb.jsonl:5"]
+    assert len(problems) == 2
+    assert problems[0].startswith(f"{path}:2: corrupt JSON")
+    assert problems[1].startswith(f"{path}:4: config.width")
+
+
+def test_load_measurements_reads_every_jsonl(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps(make_record()) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps(make_record(gpu="h200-sxm-141gb")) + "\n[]\n")
+    (tmp_path / "README.md").write_text("not records")
+    records, problems = load_measurements(tmp_path)
+    assert [r["_source"] for r in records] == ["a.jsonl:1", "b.jsonl:1"]
+    assert problems == [f"{tmp_path / 'b.jsonl'}:2: expected a JSON object, got list"]
+
+
+def test_load_measurements_missing_folder_is_an_advisor_error(tmp_path):
+    with pytest.raises(AdvisorError, match="measurements folder not found"):
+        load_measurements(tmp_path / "nowhere")
+
+
+def test_append_record_validates_and_round_trips(tmp_path):
+    path = tmp_path / "sub" / "gpu.jsonl"
+    rec = make_record()
+    append_record(path, rec)
+    rec2 = make_record(height=768)
+    rec2["_source"] = "elsewhere:1"
+    append_record(path, rec2)
+    records, problems = read_records(path)
+    assert problems == []
+    assert [r["config"]["height"] for r in records] == [1024, 768]
+    assert "_source" not in path.read_text()
+    bad = make_record()
+    bad["config"]["batch"] = 0
+    with pytest.raises(AdvisorError, match="config.batch"):
+        append_record(path, bad)
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_config_key_is_canonical():
+    a = make_record()["config"]
+    b = dict(reversed(list(a.items())))
+    b["guidance_scale"] = 0
+    b["unrelated"] = "ignored"
+    assert config_key(a) == config_key(b)
+    assert config_key(a) != config_key({**a, "batch": 2})
+    with pytest.raises(AdvisorError, match="missing"):
+        config_key({"height": 512})
+
+
+def test_records_module_needs_no_torch_or_sklearn():
+    import subprocess
+    code = ("import sys, advisor.records; "
+            "bad = [m for m in ('torch', 'sklearn', 'numpy') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
