@@ -5,7 +5,8 @@ it runs for given sequence lengths or pixel counts); parameter counts, weight by
 all sums over those lists, so they cannot disagree with each other.
 
 FLOPs follow torch's FlopCounterMode: only matmuls, convolutions and scaled-dot-product attention
-count (norms, activations, RoPE, up-sampling and biases do not), at 2 FLOPs per multiply-accumulate.
+count (norms, activations, rotary products, up-sampling and biases do not), at 2 FLOPs per
+multiply-accumulate.
 Attention counts the full (padded) score matrix, as FlopCounterMode does, masked or causal or not.
 
 Sequence lengths follow diffusers' ZImageTransformer2DModel: the image tokens, (H/16) x (W/16), and
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from advisor import ARCH_DIR
+from advisor import ARCH_DIR, REPO_ROOT
 from advisor.errors import AdvisorError
 
 PIXELS_PER_TOKEN = 16  # the VAE downsamples 8x, the transformer patchifies 2x2 latents
@@ -40,10 +41,6 @@ EXPECTED_CLASSES = {
     "vae": "AutoencoderKL",
     "scheduler": "FlowMatchEulerDiscreteScheduler",
 }
-SOURCE = (
-    "spec-derived: analytic count from the data/zimage_turbo/ configs "
-    "(FLOPs as torch FlopCounterMode counts them: matmul, conv, SDPA; 2 per multiply-accumulate)"
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +125,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _field(cfg: dict, path: Path, key: str, kind: type):
-    """cfg[key] checked against `kind` (int means a positive int); AdvisorError naming file+field."""
+    """cfg[key] checked against `kind` (int: a positive int); AdvisorError names file and field."""
     if key not in cfg:
         raise AdvisorError(f"{path}: missing field {key!r}")
     value = cfg[key]
@@ -150,7 +147,8 @@ def _field(cfg: dict, path: Path, key: str, kind: type):
 
 def _transformer_arch(path: Path) -> TransformerArch:
     cfg = _read_json(path)
-    patch, f_patch = _field(cfg, path, "all_patch_size", tuple), _field(cfg, path, "all_f_patch_size", tuple)
+    patch = _field(cfg, path, "all_patch_size", tuple)
+    f_patch = _field(cfg, path, "all_f_patch_size", tuple)
     if len(patch) != 1 or len(f_patch) != 1:
         raise AdvisorError(
             f"{path}: fields 'all_patch_size'/'all_f_patch_size': the cost model handles one patch "
@@ -170,7 +168,9 @@ def _transformer_arch(path: Path) -> TransformerArch:
         qk_norm=_field(cfg, path, "qk_norm", bool),
     )
     if arch.dim % arch.n_heads:
-        raise AdvisorError(f"{path}: field 'dim': {arch.dim} is not divisible by n_heads {arch.n_heads}")
+        raise AdvisorError(
+            f"{path}: field 'dim': {arch.dim} is not divisible by n_heads {arch.n_heads}"
+        )
     return arch
 
 
@@ -197,7 +197,8 @@ def _text_encoder_arch(path: Path) -> TextEncoderArch:
 def _vae_arch(path: Path) -> VaeArch:
     cfg = _read_json(path)
     channels = _field(cfg, path, "block_out_channels", tuple)
-    for key, block in (("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D")):
+    blocks = (("down_block_types", "DownEncoderBlock2D"), ("up_block_types", "UpDecoderBlock2D"))
+    for key, block in blocks:
         if cfg.get(key) != [block] * len(channels):
             raise AdvisorError(
                 f"{path}: field {key!r}: expected {len(channels)} x {block!r} (one per "
@@ -266,14 +267,16 @@ class Op:
     low_precision: int = 0  # weights that fp8/int8/int4 store at low precision
 
 
-def linear(fan_in: int, fan_out: int, tokens: int, bias: bool = True, quantized: bool = False) -> Op:
-    weights = fan_in * fan_out
-    return Op(weights + bias * fan_out, tokens * weights, weights if quantized else 0)
+def linear(
+    fan_in: int, fan_out: int, tokens: int, bias: bool = True, quantized: bool = False
+) -> Op:
+    n = fan_in * fan_out
+    return Op(n + bias * fan_out, tokens * n, n if quantized else 0)
 
 
 def conv(c_in: int, c_out: int, kernel: int, out_pixels: int) -> Op:
-    weights = c_in * c_out * kernel * kernel
-    return Op(weights + c_out, out_pixels * weights)
+    n = c_in * c_out * kernel * kernel
+    return Op(n + c_out, out_pixels * n)
 
 
 def sdpa(heads: int, q_len: int, kv_len: int, head_dim: int) -> Op:
@@ -313,7 +316,7 @@ def transformer_ops(t: TransformerArch, image_len: int, caption_len: int) -> lis
         linear(t.cap_feat_dim, t.dim, caption_len),
         weights(2 * t.dim),  # x and caption pad tokens
         linear(t.adaln_dim, t.dim, 1),  # final layer modulation
-        linear(t.dim, t.patch_dim, image_len + caption_len),  # final projection over the unified sequence
+        linear(t.dim, t.patch_dim, image_len + caption_len),  # final projection, whole sequence
     ]
     for _ in range(t.n_refiner_layers):
         ops += _dit_block(t, image_len, modulated=True)  # noise refiner
@@ -346,7 +349,8 @@ def text_encoder_ops(te: TextEncoderArch, seq_len: int) -> list[Op]:
 
 
 def _resnet(c_in: int, c_out: int, pixels: int) -> list[Op]:
-    ops = [weights(2 * c_in), conv(c_in, c_out, 3, pixels), weights(2 * c_out), conv(c_out, c_out, 3, pixels)]
+    ops = [weights(2 * c_in), conv(c_in, c_out, 3, pixels)]  # GroupNorm, conv
+    ops += [weights(2 * c_out), conv(c_out, c_out, 3, pixels)]
     if c_in != c_out:
         ops.append(conv(c_in, c_out, 1, pixels))  # shortcut
     return ops
@@ -356,7 +360,8 @@ def _vae_mid_block(v: VaeArch, pixels: int) -> list[Op]:
     c = v.block_out_channels[-1]
     ops = _resnet(c, c, pixels)
     if v.mid_block_add_attention:  # one head over all latent pixels
-        ops += [weights(2 * c)] + [linear(c, c, pixels) for _ in range(4)] + [sdpa(1, pixels, pixels, c)]
+        ops += [weights(2 * c)] + [linear(c, c, pixels) for _ in range(4)]  # GroupNorm, q k v out
+        ops.append(sdpa(1, pixels, pixels, c))
     return ops + _resnet(c, c, pixels)
 
 
@@ -388,7 +393,8 @@ def vae_encoder_ops(v: VaeArch) -> list[Op]:
         prev = c
         if i < len(channels) - 1:
             ops.append(conv(c, c, 3, 0))  # stride-2 down-sampler
-    ops += _vae_mid_block(v, 0) + [weights(2 * channels[-1]), conv(channels[-1], 2 * v.latent_channels, 3, 0)]
+    ops += _vae_mid_block(v, 0) + [weights(2 * channels[-1])]
+    ops.append(conv(channels[-1], 2 * v.latent_channels, 3, 0))  # mean and log-variance
     if v.use_quant_conv:
         ops.append(conv(2 * v.latent_channels, 2 * v.latent_channels, 1, 0))
     return ops
@@ -421,7 +427,8 @@ def check_shape(height: int, width: int) -> None:
 
 
 def _check_count(name: str, value: int, low: int = 1, high: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not is_int or value < low or (high is not None and value > high):
         span = f"{low}..{high}" if high else f">= {low}"
         raise AdvisorError(f"{name}: expected an integer {span}, got {value!r}")
 
@@ -434,9 +441,10 @@ def weight_bytes(precision: str, arch: Architecture | None = None) -> dict[str, 
     """Bytes of weights per component at `precision` (one of PRECISIONS).
 
     fp8, int8 and int4 (1, 1 and 0.5 byte) apply to the weight matrices of the Linear layers inside
-    the transformer blocks (attention, feed-forward, adaLN) and the text encoder's decoder layers,
-    which hold ~99% of the parameters; everything else (embedders, final layer, norms, biases, the
-    token-embedding table, the whole VAE) stays bf16. Quantization scales are not counted (<0.1%).
+    the transformer blocks (attention, feed-forward, adaLN) and the text encoder's decoder layers:
+    99.8% of the transformer's parameters, 90% of the text encoder's. Everything else (embedders,
+    final layer, norms, biases, the token-embedding table, the whole VAE) stays bf16.
+    Quantization scales are not counted (<0.1%).
     """
     if precision not in WEIGHT_BITS:
         raise AdvisorError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -455,7 +463,7 @@ def image_tokens(height: int, width: int) -> int:
 
 
 def padded_caption_tokens(caption_tokens: int) -> int:
-    """Caption tokens the transformer computes on: the prompt's tokens padded to a multiple of 32."""
+    """Caption tokens the transformer computes on: the prompt's padded to a multiple of 32."""
     _check_count("caption_tokens", caption_tokens, 1, MAX_CAPTION_TOKENS)
     return _pad(caption_tokens)
 
@@ -465,12 +473,16 @@ def transformer_tflops_per_forward(
 ) -> float:
     """One transformer forward for one image; `caption_tokens` before padding."""
     ops = transformer_ops(
-        _arch(arch).transformer, _pad(image_tokens(height, width)), padded_caption_tokens(caption_tokens)
+        _arch(arch).transformer,
+        _pad(image_tokens(height, width)),
+        padded_caption_tokens(caption_tokens),
     )
     return _tflops(ops)
 
 
-def text_encoder_tflops(seq_len: int = MAX_CAPTION_TOKENS, arch: Architecture | None = None) -> float:
+def text_encoder_tflops(
+    seq_len: int = MAX_CAPTION_TOKENS, arch: Architecture | None = None
+) -> float:
     """One prompt through the text encoder; the pipeline pads every prompt to 512 tokens."""
     _check_count("seq_len", seq_len)
     return _tflops(text_encoder_ops(_arch(arch).text_encoder, seq_len))
@@ -542,6 +554,17 @@ def workload_summary(
         "total_tflops_per_image": stages["total"],
         "tflops_per_image": stages,
         "tflops_per_batch": {stage: batch * value for stage, value in stages.items()},
-        "weight_gb": {p: {k: b / 1e9 for k, b in weight_bytes(p, arch).items()} for p in PRECISIONS},
-        "source": SOURCE,
+        "weight_gb": {
+            p: {k: b / 1e9 for k, b in weight_bytes(p, arch).items()} for p in PRECISIONS
+        },
+        "source": _source(arch),
     }
+
+
+def _source(arch: Architecture) -> str:
+    path = arch.source.resolve()
+    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+    return (
+        f"spec-derived: analytic count from the configs in {shown}/ (FLOPs as torch "
+        "FlopCounterMode counts them: matmul, conv, SDPA; 2 per multiply-accumulate)"
+    )

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from advisor import ARCH_DIR
+from advisor import ARCH_DIR, REPO_ROOT
 from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor import workload as w
@@ -115,12 +115,13 @@ def test_weight_bytes_per_precision():
     assert {k: bf16[k] for k in params} == {k: 2 * n for k, n in params.items()}
     assert bf16["total"] == 2 * sum(params.values())
     assert w.weight_bytes("fp16") == bf16
-    assert w.weight_bytes("fp32") == w.weight_bytes("fp32-tf32") == {k: 2 * b for k, b in bf16.items()}
+    fp32 = w.weight_bytes("fp32")
+    assert fp32 == w.weight_bytes("fp32-tf32") == {k: 2 * b for k, b in bf16.items()}
     fp8, int8, int4 = (w.weight_bytes(p) for p in ("fp8", "int8", "int4"))
     assert fp8 == int8
     assert int8["vae"] == int4["vae"] == bf16["vae"]  # the VAE stays bf16
     for name in ("transformer", "text_encoder"):
-        assert bf16[name] / 2 < int8[name] < bf16[name] * 0.6  # ~all weights shrink, a few stay bf16
+        assert bf16[name] / 2 < int8[name] < bf16[name] * 0.6  # nearly all weights shrink
         assert int8[name] / 2 < int4[name] < int8[name]
     assert int8["transformer"] == pytest.approx(params["transformer"], rel=0.005)
     with pytest.raises(AdvisorError, match="precision"):
@@ -152,7 +153,11 @@ def test_summary_totals():
     assert s["params"] == w.param_counts()
     assert (s["image_tokens"], s["caption_tokens"], s["sequence_length"]) == (4096, 64, 4160)
     assert s["transformer_forwards"] == 18 and s["text_encoder_passes"] == 2
-    expected = 2 * s["text_encoder_tflops"] + 18 * s["transformer_tflops_per_forward"] + s["vae_decode_tflops"]
+    expected = (
+        2 * s["text_encoder_tflops"]
+        + 18 * s["transformer_tflops_per_forward"]
+        + s["vae_decode_tflops"]
+    )
     assert s["total_tflops_per_image"] == pytest.approx(expected)
     assert s["tflops_per_batch"]["total"] == pytest.approx(3 * expected)
     assert set(s["weight_gb"]) == set(w.PRECISIONS)
@@ -179,10 +184,10 @@ def test_bad_input_names_the_field(kwargs, field):
 
 def test_broken_architecture_names_file_and_field(tmp_path):
     wrong_type = _write_arch(tmp_path / "a", transformer=dict(TINY_TRANSFORMER, dim="wide"))
-    with pytest.raises(AdvisorError, match=r"transformer/config.json: field 'dim': expected a positive"):
+    with pytest.raises(AdvisorError, match=r"transformer/config.json: field 'dim': expected"):
         w.load_architecture(wrong_type)
     missing = _write_arch(tmp_path / "b", text_encoder={"hidden_size": 64})
-    with pytest.raises(AdvisorError, match=r"text_encoder/config.json: missing field 'num_hidden_layers'"):
+    with pytest.raises(AdvisorError, match=r"text_encoder/config.json: missing field 'num_hidden"):
         w.load_architecture(missing)
     no_file = _write_arch(tmp_path / "c")
     (no_file / "vae" / "config.json").unlink()
@@ -194,7 +199,8 @@ def test_broken_architecture_names_file_and_field(tmp_path):
 
 
 def test_cli_json(capsys):
-    assert main(["workload", "--height", "1024", "--width", "1024", "--batch", "2", "--format", "json"]) == 0
+    argv = ["workload", "--height", "1024", "--width", "1024", "--batch", "2", "--format", "json"]
+    assert main(argv) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["params"]["transformer"] == 6_154_908_736
     assert s["image_tokens"] == 4096 and s["caption_tokens"] == 64
@@ -207,7 +213,8 @@ def test_cli_json(capsys):
 
 
 def test_cli_table(capsys):
-    assert main(["workload", "--height", "512", "--width", "768", "--cfg", "--caption-tokens", "100"]) == 0
+    argv = ["workload", "--height", "512", "--width", "768", "--cfg", "--caption-tokens", "100"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "6,154,908,736" in out and "18 forwards" in out and "int4" in out
 
@@ -233,7 +240,8 @@ def _count_flops(fn):
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    # The math backend runs attention as matmuls FlopCounterMode sees (CPU's fused kernel is uncounted).
+    # The math backend runs attention as matmuls FlopCounterMode sees; the CPU fused kernel is
+    # not in its registry and would count as zero.
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
         fn()
     return counter.get_total_flops() / 1e12
@@ -245,11 +253,12 @@ def test_tiny_transformer_matches_torch(tiny_arch):
     torch.manual_seed(0)
     model = diffusers.ZImageTransformer2DModel(**_init_kwargs(TINY_TRANSFORMER)).eval()
     assert w.param_counts(tiny_arch)["transformer"] == sum(p.numel() for p in model.parameters())
-    # 80 x 48 px -> 10 x 6 latent -> 15 image tokens (padded to 32); 5 caption tokens (padded to 32).
+    # 80 x 48 px -> 10 x 6 latent -> 15 image tokens (padded to 32); 5 caption tokens (to 32).
     latents = [torch.randn(16, 1, 10, 6)]
     caption = [torch.randn(5, TINY_TRANSFORMER["cap_feat_dim"])]
     measured = _count_flops(lambda: model(latents, torch.tensor([0.5]), caption, return_dict=False))
-    assert w.transformer_tflops_per_forward(80, 48, 5, tiny_arch) == pytest.approx(measured, rel=0.02)
+    analytic = w.transformer_tflops_per_forward(80, 48, 5, tiny_arch)
+    assert analytic == pytest.approx(measured, rel=0.02)
 
 
 def test_tiny_text_encoder_matches_torch(tiny_arch):
@@ -259,7 +268,9 @@ def test_tiny_text_encoder_matches_torch(tiny_arch):
     assert w.param_counts(tiny_arch)["text_encoder"] == sum(p.numel() for p in model.parameters())
     ids = torch.randint(0, TINY_TEXT_ENCODER["vocab_size"], (1, 40))
     mask = torch.arange(40)[None] < 12  # padded prompt, as the pipeline sends it
-    measured = _count_flops(lambda: model(input_ids=ids, attention_mask=mask, output_hidden_states=True))
+    measured = _count_flops(
+        lambda: model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    )
     assert w.text_encoder_tflops(40, tiny_arch) == pytest.approx(measured, rel=0.02)
 
 
@@ -271,3 +282,14 @@ def test_tiny_vae_matches_torch(tiny_arch):
     latent = torch.randn(1, 16, 4, 6)  # decodes to 32 x 48 px
     measured = _count_flops(lambda: model.decode(latent))
     assert w.vae_decode_tflops(32, 48, tiny_arch) == pytest.approx(measured, rel=0.02)
+
+
+def test_workload_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, advisor.workload, advisor.commands.workload; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert out.stdout.strip() == "False"

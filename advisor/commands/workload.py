@@ -13,15 +13,17 @@ def add_parser(subparsers) -> None:
         "parameters, weight bytes per precision, and FLOPs per stage (text encode, denoise, "
         "VAE decode) per image and per batch.",
     )
-    p.add_argument("--height", type=int, required=True, help="image height in pixels (multiple of 16)")
-    p.add_argument("--width", type=int, required=True, help="image width in pixels (multiple of 16)")
+    p.add_argument("--height", type=int, required=True, help="image height, px (multiple of 16)")
+    p.add_argument("--width", type=int, required=True, help="image width, px (multiple of 16)")
     p.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
     p.add_argument("--steps", type=int, default=9, help="denoising steps (default 9)")
     p.add_argument(
         "--caption-tokens", type=int, default=64,
-        help="prompt tokens reaching the transformer, 1..512 (default 64; padded to a multiple of 32)",
+        help="prompt tokens reaching the transformer, 1..512 (default 64; padded to x32)",
     )
-    p.add_argument("--cfg", action="store_true", help="classifier-free guidance (guidance_scale > 0)")
+    p.add_argument(
+        "--cfg", action="store_true", help="classifier-free guidance (guidance_scale > 0)"
+    )
     p.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     p.set_defaults(func=run)
 
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(s: dict) -> str:
     per_image, per_batch = s["tflops_per_image"], s["tflops_per_batch"]
+    per_forward = s["transformer_tflops_per_forward"]
     guidance = "CFG (2 forwards a step)" if s["cfg"] else "no CFG"
     lines = [
         f"Z-Image-Turbo workload: {s['width']}x{s['height']} px, batch {s['batch']}, "
@@ -56,17 +59,20 @@ def format_table(s: dict) -> str:
         f"{'TFLOP':<40}{'per image':>11}{'per batch':>11}",
         _row(f"text encode ({s['text_encoder_passes']} x {s['text_encoder_tflops']:.3f})",
              per_image["text_encode"], per_batch["text_encode"]),
-        _row(f"denoise ({s['transformer_forwards']} forwards x {s['transformer_tflops_per_forward']:.3f})",
+        _row(f"denoise ({s['transformer_forwards']} forwards x {per_forward:.3f})",
              per_image["denoise"], per_batch["denoise"]),
         _row("vae decode", per_image["vae_decode"], per_batch["vae_decode"]),
         _row("total", per_image["total"], per_batch["total"]),
         "",
-        f"{'Weights (GB = 1e9 bytes)':<26}{'transformer':>12}{'text_encoder':>13}{'vae':>7}{'total':>8}",
+        f"{'Weights (GB = 1e9 bytes)':<26}{'transformer':>12}{'text_encoder':>13}{'vae':>7}"
+        f"{'total':>8}",
         *(
-            f"  {p:<24}{w['transformer']:>12.2f}{w['text_encoder']:>13.2f}{w['vae']:>7.2f}{w['total']:>8.2f}"
+            f"  {p:<24}{w['transformer']:>12.2f}{w['text_encoder']:>13.2f}{w['vae']:>7.2f}"
+            f"{w['total']:>8.2f}"
             for p, w in s["weight_gb"].items()
         ),
-        "  (fp8/int8/int4: Linear weights of transformer blocks and text-encoder layers; the rest bf16)",
+        "  (fp8/int8/int4: Linear weights of transformer blocks and text-encoder layers;",
+        "   the rest, VAE included, stays bf16)",
         "",
         f"Source: {s['source']}",
     ]
