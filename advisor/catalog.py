@@ -323,9 +323,9 @@ def _check_number(field: str, value: object, err, range_key: str | None = None) 
 
 
 def _check_tflops(entry: dict, label: str, problems: list[str], err) -> None:
-    table = entry.get("dense_tflops")
     if "dense_tflops" not in entry:
         return
+    table = entry["dense_tflops"]
     if not isinstance(table, dict):
         err("dense_tflops", f"a mapping with keys {', '.join(TFLOPS_KEYS)}", table)
         return

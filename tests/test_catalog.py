@@ -1,0 +1,345 @@
+"""GPU catalog: the shipped file, validation of broken files, NVML matching, the CLI."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from advisor import CATALOG_PATH
+from advisor.catalog import Catalog, load_catalog, validate_catalog_file
+from advisor.cli import main
+from advisor.errors import AdvisorError
+from advisor.fileio import sha256_file
+
+REQUIRED_IDS = {
+    "b200-sxm-180gb", "h200-sxm-141gb", "h200-nvl-141gb", "h100-sxm-80gb", "h100-pcie-80gb",
+    "h800-sxm-80gb", "h20-96gb", "a100-sxm-40gb", "a100-sxm-80gb", "a100-pcie-40gb",
+    "a100-pcie-80gb", "a800-pcie-80gb", "l40s-48gb", "l40-48gb", "l4-24gb", "a10-24gb",
+    "a10g-24gb", "t4-16gb", "v100-sxm2-32gb", "rtx-pro-6000-blackwell", "rtx-6000-ada",
+    "rtx-a6000", "rtx-5090", "rtx-5080", "rtx-5070-ti", "rtx-5060-ti-16gb", "rtx-4090",
+    "rtx-4090d", "rtx-4080-super", "rtx-4070-ti-super", "rtx-4060-ti-16gb", "rtx-3090",
+    "rtx-3080-10gb", "rtx-3060-12gb", "mi300x-192gb", "mi325x-256gb",
+}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def shipped_doc() -> dict:
+    return yaml.safe_load(CATALOG_PATH.read_text())
+
+
+def write_catalog(tmp_path, doc) -> str:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+    return str(path)
+
+
+def two_entry_doc(shipped_doc) -> dict:
+    """A small valid catalog: the H100 SXM and RTX 4090 entries of the shipped file."""
+    doc = copy.deepcopy(shipped_doc)
+    doc["gpus"] = [g for g in doc["gpus"] if g["id"] in ("h100-sxm-80gb", "rtx-4090")]
+    return doc
+
+
+# --------------------------------------------------------------------------- shipped catalog
+
+
+def test_shipped_catalog_validates(catalog):
+    assert validate_catalog_file(CATALOG_PATH) == []
+    assert len(catalog.gpus) >= 30
+    assert REQUIRED_IDS <= set(catalog.ids())
+    assert catalog.sha256 == sha256_file(CATALOG_PATH)
+
+
+def test_amd_parts_are_not_runnable(catalog):
+    for gpu in catalog.gpus:
+        assert gpu.runnable == (gpu.vendor == "NVIDIA"), gpu.id
+        if gpu.vendor == "AMD":
+            assert "ROCm untested by the probe" in gpu.notes
+
+
+def test_every_price_has_a_date_and_every_entry_a_source(catalog):
+    for gpu in catalog.gpus:
+        assert gpu.sources, gpu.id
+        assert (gpu.price_usd is None) == (gpu.price_date is None), gpu.id
+        assert (gpu.cloud_usd_per_hour is None) == (gpu.cloud_price_date is None), gpu.id
+
+
+def test_dense_rates_are_physically_ordered(catalog):
+    # Tensor paths beat the vector FP32 rate, and fp8 doubles 16-bit: a sparse figure left
+    # undivided, or a vector rate typed as tensor, breaks one of these.
+    for gpu in catalog.gpus:
+        fp16, fp32 = gpu.dense_tflops("fp16"), gpu.dense_tflops("fp32")
+        assert fp16 >= fp32, gpu.id
+        if gpu.dense_tflops("fp8") is not None:
+            assert gpu.dense_tflops("fp8") == pytest.approx(2 * fp16, rel=0.02), gpu.id
+        if gpu.dense_tflops("fp32-tf32") is not None:
+            assert gpu.dense_tflops("fp32-tf32") <= gpu.dense_tflops("bf16"), gpu.id
+
+
+def test_dense_tflops_by_precision(catalog):
+    h100 = catalog.get("h100-sxm-80gb")
+    assert h100.dense_tflops("bf16") == 989.4
+    assert h100.dense_tflops("fp16") == 989.4
+    assert h100.dense_tflops("fp32-tf32") == 494.7
+    assert h100.dense_tflops("fp32") == 66.9
+    assert h100.dense_tflops("fp8") == 1978.9
+    assert h100.dense_tflops("int8") == 1978.9
+    t4 = catalog.get("t4-16gb")
+    assert t4.dense_tflops("bf16") is None and t4.dense_tflops("fp8") is None
+    assert catalog.get("rtx-4090").dense_tflops("bf16") == 165.2  # FP32-accumulate rate
+    with pytest.raises(AdvisorError, match="unknown precision 'int4'"):
+        h100.dense_tflops("int4")
+
+
+def test_get_unknown_id_names_close_ids(catalog):
+    with pytest.raises(AdvisorError) as exc:
+        catalog.get("h100")
+    assert "h100-sxm-80gb" in str(exc.value) and "h100-pcie-80gb" in str(exc.value)
+
+
+# --------------------------------------------------------------------------- NVML matching
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("NVIDIA H100 80GB HBM3", "h100-sxm-80gb"),
+    ("NVIDIA H100 PCIe", "h100-pcie-80gb"),
+    ("NVIDIA H100 NVL", "h100-nvl-94gb"),
+    ("NVIDIA H200", "h200-sxm-141gb"),
+    ("NVIDIA H200 NVL", "h200-nvl-141gb"),
+    ("NVIDIA H20", "h20-96gb"),
+    ("NVIDIA H800", "h800-sxm-80gb"),
+    ("NVIDIA B200", "b200-sxm-180gb"),
+    ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+    ("NVIDIA GeForce RTX 4090 D", "rtx-4090d"),
+    ("NVIDIA A100-SXM4-40GB", "a100-sxm-40gb"),
+    ("NVIDIA A100-SXM4-80GB", "a100-sxm-80gb"),
+    ("NVIDIA A100-PCIE-40GB", "a100-pcie-40gb"),
+    ("NVIDIA A100 80GB PCIe", "a100-pcie-80gb"),
+    ("NVIDIA L40S", "l40s-48gb"),
+    ("NVIDIA L40", "l40-48gb"),
+    ("NVIDIA L4", "l4-24gb"),
+    ("NVIDIA A10", "a10-24gb"),
+    ("NVIDIA A10G", "a10g-24gb"),
+    ("Tesla T4", "t4-16gb"),
+    ("NVIDIA RTX 6000 Ada Generation", "rtx-6000-ada"),
+    ("NVIDIA GeForce RTX 4070 Ti SUPER", "rtx-4070-ti-super"),
+    ("AMD Instinct MI300X", "mi300x-192gb"),
+    ("NVIDIA GeForce RTX 3090 Ti", None),
+    ("NVIDIA GeForce RTX 5070", None),
+    ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", None),
+    ("Some Unknown Accelerator", None),
+])
+def test_match_nvml(catalog, name, expected):
+    gpu = catalog.match_nvml(name)
+    assert (gpu.id if gpu else None) == expected
+
+
+def test_match_nvml_uses_memory_to_split_shared_names(catalog):
+    # NVML reports binary-ish totals (an H100 80GB shows ~85.5 GB); 8 GB is another SKU.
+    assert catalog.match_nvml("NVIDIA H100 80GB HBM3", memory_gb=85.5).id == "h100-sxm-80gb"
+    assert catalog.match_nvml("NVIDIA GeForce RTX 4060 Ti", memory_gb=17.2).id == "rtx-4060-ti-16gb"
+    assert catalog.match_nvml("NVIDIA GeForce RTX 4060 Ti", memory_gb=8.6) is None
+
+
+# --------------------------------------------------------------------------- broken catalogs
+
+
+def _set(field, value, index=0):
+    def mutate(doc):
+        doc["gpus"][index][field] = value
+    return mutate
+
+
+def _delete(field):
+    def mutate(doc):
+        del doc["gpus"][0][field]
+    return mutate
+
+
+def _duplicate_id(doc):
+    doc["gpus"][1]["id"] = doc["gpus"][0]["id"]
+
+
+def _rename(old, new):
+    def mutate(doc):
+        doc["gpus"][0][new] = doc["gpus"][0].pop(old)
+    return mutate
+
+
+def _set_tflops(key, value):
+    def mutate(doc):
+        doc["gpus"][0]["dense_tflops"][key] = value
+    return mutate
+
+
+def _share_pattern(doc):
+    doc["gpus"][1]["match"] = list(doc["gpus"][0]["match"])
+
+
+BROKEN = {
+    "missing field": (_delete("memory_bandwidth_gbps"),
+                      ["entry 0 (id 'h100-sxm-80gb')", "missing field 'memory_bandwidth_gbps'"]),
+    "negative bandwidth": (_set("memory_bandwidth_gbps", -3350),
+                           ["entry 0 (id 'h100-sxm-80gb')", "'memory_bandwidth_gbps'",
+                            "positive", "-3350"]),
+    "bandwidth in TB/s": (_set("memory_bandwidth_gbps", 3.35),
+                          ["'memory_bandwidth_gbps'", "between 50 and 20000", "check the unit"]),
+    "unknown unit": (_set("memory_gb", "80 GB"),
+                     ["entry 0 (id 'h100-sxm-80gb')", "'memory_gb'", "unknown unit", "'80 GB'"]),
+    "unknown field": (_rename("memory_gb", "memroy_gb"),
+                      ["entry 0 (id 'h100-sxm-80gb')", "unknown field 'memroy_gb'",
+                       "did you mean 'memory_gb'"]),
+    "duplicate id": (_duplicate_id, ["entry 1 (id 'h100-sxm-80gb')", "field 'id'", "duplicate"]),
+    "wrong type": (_set("tdp_w", "lots"),
+                   ["entry 0 (id 'h100-sxm-80gb')", "'tdp_w'", "a number in W", "'lots'"]),
+    "boolean as string": (_set("runnable", "yes"), ["'runnable'", "true or false", "'yes'"]),
+    "bad id slug": (_set("id", "H100_SXM"), ["entry 0", "'id'", "lowercase slug", "'H100_SXM'"]),
+    "unknown segment": (_set("segment", "server"), ["'segment'", "datacenter", "'server'"]),
+    "unknown vendor": (_set("vendor", "Nvidia Corp"), ["'vendor'", "NVIDIA, AMD"]),
+    "bad date": (_set("price_date", "2024-13-01", index=1),
+                 ["entry 1 (id 'rtx-4090')", "'price_date'", "YYYY-MM-DD"]),
+    "price without date": (_set("price_date", None, index=1),
+                           ["entry 1 (id 'rtx-4090')", "'price_date'", "a price needs its date"]),
+    "empty sources": (_set("sources", []), ["'sources'", "non-empty list of URLs"]),
+    "source not a URL": (_set("sources", ["NVIDIA datasheet"]), ["'sources[0]'", "http(s) URL"]),
+    "unquoted compute capability": (_set("compute_capability", 9.0),
+                                    ["'compute_capability'", "quoted string"]),
+    "missing tflops key": (lambda doc: doc["gpus"][0]["dense_tflops"].pop("fp8"),
+                           ["missing field 'dense_tflops.fp8'", "write null"]),
+    "null fp32": (_set_tflops("fp32", None), ["'dense_tflops.fp32'", "a number in TFLOPS"]),
+    "sparse PFLOPS typo": (_set_tflops("bf16", 1e6), ["'dense_tflops.bf16'", "between"]),
+    "unknown precision key": (_set_tflops("fp4", 1000),
+                              ["'dense_tflops'", "unknown field 'fp4'"]),
+    "bad regex": (_set("match", ["H100 (SXM"]), ["'match[0]'", "regular expression"]),
+    "pattern shared by two entries": (_share_pattern,
+                                      ["entry 1 (id 'rtx-4090')", "'match'", "also used by"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_catalog_names_entry_and_field(tmp_path, shipped_doc, case):
+    mutate, expected = BROKEN[case]
+    doc = two_entry_doc(shipped_doc)
+    mutate(doc)
+    path = write_catalog(tmp_path, doc)
+    message = "\n".join(validate_catalog_file(path))
+    for part in expected:
+        assert part in message, f"{part!r} not in:\n{message}"
+
+
+RAW_BROKEN = {
+    "bad YAML": ("gpus:\n  - id: h100-sxm-80gb\n    name: [unclosed\n    vendor: NVIDIA\n",
+                 ["invalid YAML", "line "]),
+    "empty file": ("  \n", ["file is empty"]),
+    "top level is a list": ("- id: h100-sxm-80gb\n", ["top level", "expected a mapping"]),
+    "no gpus": ("version: 1\n", ["field 'gpus'", "non-empty list"]),
+    "entry not a mapping": ("version: 1\ngpus:\n  - h100\n", ["entry 0", "mapping of fields"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RAW_BROKEN))
+def test_broken_file_structure(tmp_path, case):
+    text, expected = RAW_BROKEN[case]
+    message = "\n".join(validate_catalog_file(write_catalog(tmp_path, text)))
+    for part in expected:
+        assert part in message, f"{part!r} not in:\n{message}"
+
+
+def test_bad_yaml_reports_the_line(tmp_path):
+    text = "version: 1\ngpus:\n  - id: x\n   name: misindented\n"
+    (problem,) = validate_catalog_file(write_catalog(tmp_path, text))
+    assert problem.startswith("line 4")
+
+
+def test_file_not_found(tmp_path):
+    assert validate_catalog_file(tmp_path / "nope.yaml") == [
+        f"file not found: {tmp_path / 'nope.yaml'}"
+    ]
+
+
+def test_load_catalog_lists_every_problem(tmp_path, shipped_doc):
+    doc = two_entry_doc(shipped_doc)
+    doc["gpus"][0]["memory_gb"] = "80 GB"
+    doc["gpus"][1]["tdp_w"] = -450
+    path = write_catalog(tmp_path, doc)
+    with pytest.raises(AdvisorError) as exc:
+        load_catalog(path)
+    message = str(exc.value)
+    assert "2 problem(s)" in message and path in message
+    assert "'memory_gb'" in message and "'tdp_w'" in message
+
+
+def test_valid_small_catalog_loads(tmp_path, shipped_doc):
+    catalog = load_catalog(write_catalog(tmp_path, two_entry_doc(shipped_doc)))
+    assert catalog.ids() == ["h100-sxm-80gb", "rtx-4090"]
+    assert catalog.get("rtx-4090").price_date == "2022-10-12"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_validate_ok(capsys):
+    assert main(["catalog", "validate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: ") and "entries" in out
+
+
+@pytest.mark.parametrize("case", ["missing field", "negative bandwidth", "unknown unit",
+                                  "duplicate id", "wrong type"])
+def test_cli_validate_broken(tmp_path, shipped_doc, capsys, case):
+    mutate, expected = BROKEN[case]
+    doc = two_entry_doc(shipped_doc)
+    mutate(doc)
+    assert main(["catalog", "validate", write_catalog(tmp_path, doc)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: catalog ") and "Traceback" not in err
+    for part in expected:
+        assert part in err
+
+
+@pytest.mark.parametrize("text", ["", "gpus: [unclosed\n"])
+def test_cli_validate_unparsable(tmp_path, capsys, text):
+    assert main(["catalog", "validate", write_catalog(tmp_path, text)]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_cli_validate_missing_file(tmp_path, capsys):
+    assert main(["catalog", "validate", str(tmp_path / "missing.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_cli_list_table_fits_100_columns(capsys):
+    assert main(["catalog", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "h100-sxm-80gb" in out and "rtx-4090d" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_cli_list_json_and_segment(capsys):
+    assert main(["catalog", "list", "--format", "json", "--segment", "consumer"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert entries and {e["segment"] for e in entries} == {"consumer"}
+    assert "dense_tflops" in entries[0] and entries[0]["sources"]
+
+
+def test_cli_show(capsys):
+    assert main(["catalog", "show", "rtx-4090", "--format", "json"]) == 0
+    entry = json.loads(capsys.readouterr().out)
+    assert entry["id"] == "rtx-4090" and entry["dense_tflops"]["bf16"] == 165.2
+    assert main(["catalog", "show", "h200-sxm-141gb"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["memory_gb"] == 141 and shown["sources"]
+
+
+def test_cli_show_unknown_id(capsys):
+    assert main(["catalog", "show", "rtx4090"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown GPU id 'rtx4090'" in err and "rtx-4090" in err and "Traceback" not in err
