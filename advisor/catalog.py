@@ -240,11 +240,14 @@ def _check_top_level(doc: object) -> tuple[list[dict], list[str]]:
             f"top level: field 'version': expected {CATALOG_VERSION}, found {doc['version']!r}"
         )
     if "units" in doc and not isinstance(doc["units"], dict):
-        problems.append(f"top level: field 'units': expected a mapping, found {_describe(doc['units'])}")
+        problems.append(
+            f"top level: field 'units': expected a mapping, found {_describe(doc['units'])}"
+        )
     gpus = doc.get("gpus")
     if not isinstance(gpus, list) or not gpus:
         problems.append(
-            f"top level: field 'gpus': expected a non-empty list of entries, found {_describe(gpus)}"
+            "top level: field 'gpus': expected a non-empty list of entries, "
+            f"found {_describe(gpus)}"
         )
         return [], problems
     entries = []
@@ -252,13 +255,16 @@ def _check_top_level(doc: object) -> tuple[list[dict], list[str]]:
         if isinstance(entry, dict):
             entries.append(entry)
         else:
-            problems.append(f"entry {index}: expected a mapping of fields, found {_describe(entry)}")
+            problems.append(
+                f"entry {index}: expected a mapping of fields, found {_describe(entry)}"
+            )
     return entries, problems
 
 
 def _check_entry(index: int, entry: dict) -> list[str]:
     label = _entry_label(index, entry)
-    problems = [_unknown_field(label, key, KNOWN_FIELDS) for key in entry if key not in KNOWN_FIELDS]
+    problems = [_unknown_field(label, key, KNOWN_FIELDS)
+                for key in entry if key not in KNOWN_FIELDS]
     problems += [f"{label}: missing field '{key}'" for key in REQUIRED_FIELDS if key not in entry]
 
     def err(field: str, expected: str, found: object) -> None:
@@ -292,7 +298,8 @@ def _check_identity(entry: dict, err) -> None:
         cc = entry["compute_capability"]
         pattern = COMPUTE_CAPABILITY_RE.get(vendor)
         if not isinstance(cc, str):
-            err("compute_capability", "a quoted string (\"9.0\" keeps YAML from making it a float)", cc)
+            err("compute_capability",
+                'a quoted string ("9.0"; unquoted, YAML reads it as a float)', cc)
         elif pattern and not pattern.match(cc):
             err("compute_capability", COMPUTE_CAPABILITY_HINT[vendor], cc)
 
