@@ -1,0 +1,139 @@
+"""advisor.queueing: the simulation against exact closed forms, and the fleet-size search."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from advisor.errors import AdvisorError
+from advisor.queueing import (
+    Service, Simulation, latency_floor_s, min_gpus_for_throughput, simulate, size_fleet,
+)
+
+LONG = Simulation(requests=200_000, warmup=10_000, seed=3)
+ONE_CLASS_UNIT = Service(times_s=((1.0,),), shares=(1.0,))
+
+
+def erlang_c(c: int, offered: float) -> float:
+    """Probability an arrival waits in M/M/c with offered load `offered` = lambda/mu < c."""
+    head = sum(offered**k / math.factorial(k) for k in range(c))
+    tail = offered**c / math.factorial(c) * c / (c - offered)
+    return tail / (head + tail)
+
+
+def mmc_latency_quantile(q: float, c: int, lam: float, mu: float) -> float:
+    """Exact q-quantile of M/M/c sojourn time T = W + S: W is 0 with probability 1 - C, else
+    exponential with rate theta = c mu - lam; S is exponential with rate mu."""
+    wait_prob, theta = erlang_c(c, lam / mu), c * mu - lam
+
+    def tail(t: float) -> float:
+        both = (theta * math.exp(-mu * t) - mu * math.exp(-theta * t)) / (theta - mu)
+        return (1 - wait_prob) * math.exp(-mu * t) + wait_prob * both - (1 - q)
+
+    return brentq(tail, 0.0, 100.0 / min(mu, theta))
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.7])
+def test_md1_mean_wait_matches_pollaczek_khinchine(rho):
+    d = 2.0
+    service = Service(times_s=((d,),), shares=(1.0,))
+    result = simulate(service, rate=rho / d, n_gpus=1, window_s=0.0, sim=LONG)
+    assert result.mean_wait_s == pytest.approx(rho * d / (2 * (1 - rho)), rel=0.06)
+    assert result.utilization == pytest.approx(rho, rel=0.02)
+    assert result.mean_batch == 1.0
+
+
+@pytest.mark.parametrize("c, lam", [(1, 0.6), (4, 2.5), (8, 6.5)])
+def test_mmc_matches_erlang_c(c, lam):
+    mu = 1.0
+    scale = np.random.default_rng(11).exponential(1.0, LONG.warmup + LONG.requests)
+    result = simulate(ONE_CLASS_UNIT, rate=lam, n_gpus=c, window_s=0.0, sim=LONG,
+                      service_scale=scale)
+    assert result.mean_wait_s == pytest.approx(erlang_c(c, lam / mu) / (c * mu - lam), rel=0.08)
+    assert result.p95_s == pytest.approx(mmc_latency_quantile(0.95, c, lam, mu), rel=0.04)
+    assert result.p99_s == pytest.approx(mmc_latency_quantile(0.99, c, lam, mu), rel=0.06)
+
+
+def test_same_seed_same_result_and_other_seed_differs():
+    service = Service(times_s=((1.0, 1.5),), shares=(1.0,))
+    a = simulate(service, 1.5, 2, 0.1, Simulation(seed=1))
+    assert a == simulate(service, 1.5, 2, 0.1, Simulation(seed=1))
+    assert a != simulate(service, 1.5, 2, 0.1, Simulation(seed=2))
+
+
+def test_batches_fill_under_load_and_stay_single_when_idle():
+    service = Service(times_s=((1.0, 1.2, 1.4, 1.6),), shares=(1.0,))
+    busy = simulate(service, rate=9.0, n_gpus=4, window_s=0.2)
+    assert busy.mean_batch > 3.5
+    idle = simulate(service, rate=0.01, n_gpus=4, window_s=0.2)
+    assert idle.mean_batch == pytest.approx(1.0, abs=0.01)
+    # alone in its batch, a request waits exactly the window, then its service
+    assert idle.p50_s == pytest.approx(1.2)
+
+
+def test_batches_hold_one_resolution():
+    # two classes whose batches cost the same whatever their size: a mixed batch would be
+    # visible as fewer batches than the per-class arrivals allow
+    service = Service(times_s=((1.0, 1.0), (3.0, 3.0)), shares=(0.5, 0.5))
+    result = simulate(service, rate=0.001, n_gpus=1, window_s=0.0)
+    assert result.mean_batch == 1.0
+    assert result.p50_s in (1.0, 3.0)
+
+
+def test_bad_arguments_raise_advisor_error():
+    with pytest.raises(AdvisorError):
+        simulate(ONE_CLASS_UNIT, rate=0.0, n_gpus=1, window_s=0.0)
+    with pytest.raises(AdvisorError):
+        simulate(ONE_CLASS_UNIT, rate=1.0, n_gpus=0, window_s=0.0)
+
+
+MIX = Service(
+    times_s=tuple(tuple(base * (1 + 0.5 * k) for k in range(8)) for base in (1.0, 0.6, 0.3)),
+    shares=(0.5, 0.3, 0.2),
+)
+
+
+def test_lower_bounds():
+    per_image = MIX.image_s_at_full_batch()
+    assert per_image == pytest.approx(sum(s * b * 4.5 / 8 for s, b in zip(MIX.shares, (1, .6, .3))))
+    assert min_gpus_for_throughput(MIX, 10.0) == math.floor(10 * per_image) + 1
+    assert latency_floor_s(MIX, 0.95) == 1.0  # the slowest class holds more than 5% of requests
+    assert latency_floor_s(MIX, 0.5) == 0.6  # 0.3 s covers 20%, 0.6 s reaches 50%
+
+
+def test_size_fleet_is_the_smallest_n_meeting_the_slo():
+    sizing = size_fleet(MIX, rate=100.0, quantile=0.95, slo_s=5.0, window_s=0.05, max_gpus=500)
+    n = sizing.n_gpus
+    assert n >= sizing.lower_bound
+    assert simulate(MIX, 100.0, n, 0.05).p95_s <= 5.0
+    assert simulate(MIX, 100.0, n - 1, 0.05).p95_s > 5.0
+    assert sizing.result.p95_s <= 5.0
+    # the search simulated only a handful of sizes, never dividing demand by throughput
+    assert len(sizing.trials) <= 6
+
+
+def test_fleet_size_monotone_in_demand():
+    sizes = [size_fleet(MIX, rate, 0.95, 5.0, 0.05, 2000).n_gpus for rate in (1, 5, 20, 80, 320)]
+    assert sizes == sorted(sizes)
+    assert sizes[-1] > sizes[0]
+
+
+def test_tighter_slo_never_needs_fewer_gpus():
+    slos = (20, 8, 5, 4, 3.6, 3)
+    sizes = [size_fleet(MIX, 50.0, 0.99, slo, 0.05, 2000).n_gpus or math.inf for slo in slos]
+    assert sizes == sorted(sizes)
+    assert sizes[0] < sizes[-2] < sizes[-1] == math.inf  # 3 s: no fleet meets it at this window
+
+
+def test_infeasible_reasons():
+    below_floor = size_fleet(MIX, 10.0, 0.95, slo_s=0.9, window_s=0.0, max_gpus=100)
+    assert below_floor.n_gpus is None and "batch-of-one service" in below_floor.reason
+    assert below_floor.trials == ()
+    too_many = size_fleet(MIX, 1000.0, 0.95, slo_s=10.0, window_s=0.0, max_gpus=10)
+    assert too_many.n_gpus is None and "max_gpus is 10" in too_many.reason
+    # the window alone pushes p95 past the SLO however many GPUs there are
+    window_bound = size_fleet(MIX, 1.0, 0.95, slo_s=1.5, window_s=1.0, max_gpus=1000)
+    assert window_bound.n_gpus is None and "GPU always free" in window_bound.reason
+    assert len(window_bound.trials) < 10
