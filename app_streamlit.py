@@ -5,14 +5,14 @@ advisor/ (planner, fitted models, catalog, claim checker) through advisor/app_da
 """
 import streamlit as st
 
-st.set_page_config(page_title="Z-Image-Turbo capacity advisor", page_icon="🖼️", layout="wide")
+st.set_page_config(page_title="Z-Image-Turbo capacity advisor", page_icon=":material/image:", layout="wide")
 
 PAGES = [
-    st.Page("app_pages/plan.py", title="Plan", icon="🧮", default=True),
-    st.Page("app_pages/explore.py", title="Explore", icon="📈"),
-    st.Page("app_pages/gpus.py", title="GPUs", icon="🖥️"),
-    st.Page("app_pages/claim.py", title="Check a claim", icon="🔍"),
-    st.Page("app_pages/your_data.py", title="Your data", icon="📤"),
+    st.Page("app_pages/plan.py", title="Plan", icon=":material/calculate:", default=True),
+    st.Page("app_pages/explore.py", title="Explore", icon=":material/monitoring:"),
+    st.Page("app_pages/gpus.py", title="GPUs", icon=":material/memory:"),
+    st.Page("app_pages/claim.py", title="Check a claim", icon=":material/fact_check:"),
+    st.Page("app_pages/your_data.py", title="Your data", icon=":material/upload_file:"),
 ]
 
 st.navigation(PAGES, position="top").run()

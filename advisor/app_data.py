@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from advisor import MEASUREMENTS_DIR
 from advisor.catalog import Catalog
 from advisor.errors import AdvisorError
 from advisor.records import read_records
@@ -92,3 +93,121 @@ def catalog_frame(catalog: Catalog) -> pd.DataFrame:
         for g in catalog.gpus
     ]
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- measurements
+
+GB_PER_MIB = 2**20 / 1e9  # records hold MiB; figures are shown in decimal GB, as the catalog
+SETTING_FIELDS = ("precision", "attention", "compile", "offload")
+SQUARE_SIDES = tuple(range(512, 2048 + 1, 128))
+BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
+
+
+def setting_label(precision: str, attention: str, compile: bool, offload: str) -> str:
+    return (f"{precision} · {attention} attention · {'compiled' if compile else 'eager'} · "
+            f"offload {offload}")
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per record: where it came from, its config and its key results."""
+    rows = []
+    for r in records:
+        c, res = r["config"], r.get("results") or {}
+        rows.append({
+            "source": r.get("_source", ""), "gpu": r["gpu"].get("catalog_id") or r["gpu"]["name"],
+            "status": r["status"], "weights": r["weights"],
+            **{k: c[k] for k in ("height", "width", "batch", "steps", *SETTING_FIELDS,
+                                 "caption_tokens")},
+            "cfg": c["guidance_scale"] > 0,
+            "resolution": f"{c['height']}x{c['width']}",
+            "megapixels": c["height"] * c["width"] / 1e6,
+            "setting": setting_label(*(c[k] for k in SETTING_FIELDS)),
+            "latency_s": res.get("total_s"), "img_per_s": res.get("img_per_s"),
+            "peak_memory_gb": _scaled(res.get("nvml_peak_used_mb"), GB_PER_MIB),
+            "achieved_tflops": res.get("achieved_tflops"), "mfu_pct": _scaled(res.get("mfu"), 100),
+            "gpu_util_pct": res.get("gpu_util_pct"), "power_w": res.get("power_w"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _scaled(value, factor):
+    return None if value is None else value * factor
+
+
+def curve_configs(axis: str, gpu: str, setting: dict, height: int, width: int,
+                  batch: int) -> list[dict]:
+    """Configs along one Explore axis: square resolutions at `batch`, or batches at HxW."""
+    if axis == "resolution":
+        return [dict(gpu_id=gpu, height=s, width=s, batch=batch, **setting) for s in SQUARE_SIDES]
+    return [dict(gpu_id=gpu, height=height, width=width, batch=b, **setting) for b in BATCHES]
+
+
+def measured_along(frame: pd.DataFrame, axis: str, gpu: str, setting: dict, height: int,
+                   width: int, batch: int) -> pd.DataFrame:
+    """Records on one Explore axis: same GPU and setting, default steps/caption, no CFG."""
+    keep = (frame.gpu == gpu) & ~frame.cfg & (frame.steps == 9) & (frame.caption_tokens == 64)
+    for key, value in setting.items():
+        keep &= frame[key] == value
+    if axis == "resolution":
+        keep &= frame.batch == batch
+    else:
+        keep &= (frame.height == height) & (frame.width == width)
+    return frame[keep]
+
+
+def predicted_frame(models, configs: list[dict]) -> pd.DataFrame:
+    """Models.predict_many as a table: figures, their intervals and where each came from."""
+    rows = []
+    for c, p in zip(configs, models.predict_many(configs)):
+        rows.append({
+            "resolution": f"{c['height']}x{c['width']}", "megapixels": c["height"] * c["width"] / 1e6,
+            "batch": c["batch"], "latency_s": p["latency_s"]["total"],
+            "latency_lo_s": p["latency_interval_s"][0], "latency_hi_s": p["latency_interval_s"][1],
+            "img_per_s": p["images_per_s"], "peak_memory_gb": p["peak_memory_gb"],
+            "memory_lo_gb": p["memory_interval_gb"][0], "memory_hi_gb": p["memory_interval_gb"][1],
+            "capacity_gb": p["memory_capacity_gb"], "fits": p["fits"],
+            "achieved_tflops": p["achieved_tflops"], "mfu_pct": 100 * p["mfu"],
+            "source": p["source"], "source_detail": p["source_detail"],
+            "interval_basis": p["interval_basis"]["latency"],
+        })
+    return pd.DataFrame(rows)
+
+
+def model_row(predicted: pd.DataFrame) -> pd.Series:
+    """The first model-made (not measured) row of a predicted frame: what the curve rests on."""
+    made = predicted[predicted.source != "measured"]
+    return (made if len(made) else predicted).iloc[0]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validation_frames(report: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics per split and target, residual per held-out point) of Models.validation."""
+    metrics = [
+        {"split": split, "target": target, **{k: m.get(k) for k in
+                                               ("mape", "median_ape", "max_ape", "coverage", "n")}}
+        for split, targets in report["metrics"].items()
+        for target, m in targets.items() if isinstance(m, dict) and "mape" in m
+    ]
+    return pd.DataFrame(metrics), pd.DataFrame(report["residuals"])
+
+
+# --------------------------------------------------------------------------- your data
+
+
+def fit_with_uploads(uploads: dict[str, str], measurements_dir: Path = MEASUREMENTS_DIR):
+    """Models fitted on the shipped measurements plus uploaded JSON-lines texts.
+
+    The files are copied into a temporary folder (uploads under an `upload-` prefix, so they
+    never replace a shipped file); advisor.fit caches the fit by content, as for shipped data.
+    """
+    from advisor.fit import load_models
+
+    with tempfile.TemporaryDirectory(prefix="advisor-data-") as tmp:
+        folder = Path(tmp)
+        for path in sorted(Path(measurements_dir).glob("*.jsonl")):
+            (folder / path.name).write_bytes(path.read_bytes())
+        for name, text in uploads.items():
+            (folder / ("upload-" + _safe_name(name, ".jsonl"))).write_text(text, encoding="utf-8")
+        return load_models(folder)

@@ -1,7 +1,17 @@
-"""Cached loaders shared by the pages: read once per server process, reused by every session."""
+"""Cached loaders shared by the pages: read once per server process, reused by every session.
+
+The shipped catalog, measurements and fitted models are loaded once (the fit itself comes from
+advisor.fit's on-disk cache). A session that uploaded its own probe file and chose to use it
+gets models refitted on shipped + uploaded records, cached by the upload's content.
+"""
 import streamlit as st
 
+from advisor.app_data import fit_with_uploads, records_frame
 from advisor.catalog import load_catalog
+from advisor.fit import load_models
+
+USER_UPLOADS = "user_uploads"  # session_state: {upload name: JSON-lines text}, valid lines only
+USE_USER_DATA = "use_user_data"  # session_state: bool, plan and explore with the uploads
 
 
 @st.cache_resource(show_spinner="Reading the GPU catalog…")
@@ -9,9 +19,43 @@ def catalog():
     return load_catalog()
 
 
+@st.cache_resource(show_spinner="Fitting the latency and memory models (first start only)…")
+def shipped_models():
+    return load_models()
+
+
+@st.cache_resource(show_spinner="Refitting on your data and the shipped measurements…",
+                   max_entries=8)
+def _user_models(uploads: tuple[tuple[str, str], ...]):
+    return fit_with_uploads(dict(uploads))
+
+
+def using_user_data() -> bool:
+    return bool(st.session_state.get(USE_USER_DATA) and st.session_state.get(USER_UPLOADS))
+
+
+def models():
+    """The models the pages predict with: shipped, or refitted with this session's uploads."""
+    if using_user_data():
+        return _user_models(tuple(sorted(st.session_state[USER_UPLOADS].items())))
+    return shipped_models()
+
+
+def measurements_frame():
+    """Records of the active models (shipped, plus uploads when in use) as a table."""
+    return records_frame(models().records)
+
+
+def data_banner() -> None:
+    if using_user_data():
+        names = ", ".join(st.session_state[USER_UPLOADS])
+        st.info(f"Using your data ({names}) together with the shipped measurements. "
+                "Switch it off on the **Your data** page.", icon=":material/upload_file:")
+
+
 def provenance_note() -> None:
     st.caption(
         "**measured**: a probe record of a real pipeline run · **fitted**: the latency/memory "
         "model on that GPU's own records · **transferred**: fitted on other GPUs and carried "
-        "over by their specs (least sure) · **spec**: the catalog entry's datasheet figure"
+        "over by their catalog specs (least sure) · **spec**: the catalog's datasheet figure"
     )

@@ -1,2 +1,84 @@
 import streamlit as st
-st.title('explore')
+
+from advisor.app_charts import curve_figure, residuals_figure, utilization_figure
+from advisor.app_data import (
+    BATCHES, SQUARE_SIDES, curve_configs, measured_along, model_row, predicted_frame,
+    validation_frames,
+)
+from advisor.records import ATTENTIONS, OFFLOADS, PRECISIONS
+from app_pages.common import data_banner, measurements_frame, models, provenance_note
+
+st.title("Explore the measurements and the models")
+data_banner()
+provenance_note()
+
+m = models()
+frame = measurements_frame()
+probed = sorted(m.probed)
+gpu_ids = probed + sorted(set(m.specs) - set(probed))
+
+c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
+gpu = c1.selectbox("GPU", gpu_ids, key="explore_gpu",
+                   format_func=lambda g: f"{g} (measured)" if g in m.probed else f"{g} (transferred)")
+setting = {
+    "precision": c2.selectbox("Precision", PRECISIONS, key="explore_precision"),
+    "attention": c3.selectbox("Attention", ATTENTIONS, key="explore_attention"),
+    "compile": c4.toggle("torch.compile", key="explore_compile"),
+    "offload": c5.selectbox("CPU offload", OFFLOADS, key="explore_offload"),
+}
+a1, a2 = st.columns([2, 3])
+axis = a1.radio("Along", ["resolution", "batch"], horizontal=True, key="explore_axis",
+                format_func=lambda a: "image size (square)" if a == "resolution" else "batch size")
+if axis == "resolution":
+    batch = a2.select_slider("Batch", BATCHES, value=1, key="explore_batch")
+    height = width = 1024
+else:
+    batch = 1
+    height = width = a2.select_slider("Resolution (square)", SQUARE_SIDES, value=1024,
+                                      key="explore_side")
+
+predicted = predicted_frame(m, curve_configs(axis, gpu, setting, height, width, batch))
+points = measured_along(frame, axis, gpu, setting, height, width, batch)
+ok, oom = points[points.status == "ok"], points[points.status == "oom"]
+x = "megapixels" if axis == "resolution" else "batch"
+
+left, right = st.columns(2)
+left.plotly_chart(curve_figure(predicted, ok, x, "latency_s", "latency_lo_s", "latency_hi_s",
+                               "Latency of one batch (s)", "seconds"), key="explore_latency")
+right.plotly_chart(curve_figure(predicted, ok, x, "peak_memory_gb", "memory_lo_gb", "memory_hi_gb",
+                                "Peak GPU memory (GB, as nvidia-smi shows)", "GB",
+                                limit=predicted.capacity_gb.iat[0], ooms=oom),
+                   key="explore_memory")
+basis = model_row(predicted)
+st.caption(f"Line: {basis.source} — {basis.source_detail}. Shaded: 90% interval "
+           f"({basis.interval_basis}). Open circles: {len(ok)} measured record(s); "
+           f"✕: {len(oom)} out-of-memory record(s). Points on the line that match a probed "
+           "config show the measured figure.")
+
+with st.expander("The numbers behind the curves"):
+    st.dataframe(predicted.drop(columns=["source_detail", "interval_basis"]), hide_index=True,
+                 column_config={"fits": st.column_config.CheckboxColumn("fits in memory")})
+
+st.subheader("Achieved TFLOP/s and MFU beside NVML utilization")
+st.caption("nvidia-smi's 'GPU utilization' counts time a kernel runs, not how much of the "
+           "tensor cores it uses: it reads ~100% while MFU is far lower. Measured records only.")
+util = frame[(frame.gpu == gpu) & (frame.status == "ok")].dropna(subset=["mfu_pct"])
+if util.empty:
+    st.info(f"No measured records with achieved TFLOP/s on {gpu}: only probed GPUs have them.")
+else:
+    st.plotly_chart(utilization_figure(util), key="explore_util")
+    st.dataframe(util[["source", "resolution", "batch", "setting", "achieved_tflops", "mfu_pct",
+                       "gpu_util_pct", "power_w"]], hide_index=True)
+
+st.subheader("How good are the models? Held-out validation")
+with st.spinner("Cross-validating the models (first time only)…"):
+    metrics, residuals = validation_frames(m.validation)
+st.dataframe(metrics, hide_index=True, column_config={
+    "mape": st.column_config.NumberColumn("mean abs. error %", format="%.1f"),
+    "median_ape": st.column_config.NumberColumn("median abs. error %", format="%.1f"),
+    "max_ape": st.column_config.NumberColumn("max abs. error %", format="%.1f"),
+    "coverage": st.column_config.NumberColumn("90% interval coverage %", format="%.0f"),
+})
+target = st.radio("Residuals of", sorted(residuals.target.unique()), horizontal=True,
+                  key="explore_target")
+st.plotly_chart(residuals_figure(residuals, target), key="explore_residuals")

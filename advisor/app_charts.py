@@ -1,0 +1,86 @@
+"""Plotly figures for the dashboard, built from the tables in advisor.app_data (no streamlit)."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from advisor.app_data import model_row
+
+SOURCE_COLORS = {"measured": "#1a7f37", "fitted": "#1f6feb", "transferred": "#bf8700"}
+OOM_COLOR = "#cf222e"
+AXIS_TITLES = {"megapixels": "image size (megapixels)", "batch": "batch size"}
+
+
+def _layout(fig: go.Figure, title: str, x: str, y_title: str) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=AXIS_TITLES.get(x, x), yaxis_title=y_title,
+                      legend={"orientation": "h", "y": -0.2}, margin={"t": 50, "b": 10},
+                      hovermode="closest", template="plotly_white")
+    return fig
+
+
+def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str, lo: str,
+                 hi: str, title: str, y_title: str, limit: float | None = None,
+                 ooms: pd.DataFrame | None = None) -> go.Figure:
+    """Predicted curve with its interval band, measured points on top; optionally the GPU's
+    memory as a horizontal limit with out-of-memory configs marked on it."""
+    fig = go.Figure()
+    source = model_row(predicted).source
+    color = SOURCE_COLORS.get(source, SOURCE_COLORS["fitted"])
+    band_x = pd.concat([predicted[x], predicted[x][::-1]])
+    band_y = pd.concat([predicted[hi], predicted[lo][::-1]])
+    fig.add_trace(go.Scatter(x=band_x, y=band_y, fill="toself", fillcolor=color, opacity=0.15,
+                             line={"width": 0}, hoverinfo="skip", name="90% interval"))
+    fig.add_trace(go.Scatter(
+        x=predicted[x], y=predicted[y], mode="lines+markers", line={"color": color},
+        marker={"size": 5}, name=f"{source} (model)", customdata=predicted[["resolution", "source"]],
+        hovertemplate="%{customdata[0]} → %{y:.3g} (%{customdata[1]})<extra></extra>"))
+    if len(measured):
+        fig.add_trace(go.Scatter(
+            x=measured[x], y=measured[y], mode="markers", name="measured",
+            marker={"color": SOURCE_COLORS["measured"], "size": 9, "symbol": "circle-open",
+                    "line": {"width": 2}},
+            customdata=measured[["resolution", "batch", "source"]],
+            hovertemplate="%{customdata[0]} batch %{customdata[1]} → %{y:.3g}<br>"
+                          "measured: %{customdata[2]}<extra></extra>"))
+    if limit is not None:
+        fig.add_hline(y=limit, line={"color": OOM_COLOR, "dash": "dash"},
+                      annotation_text=f"GPU memory {limit:.1f} GB", annotation_position="top left")
+    if ooms is not None and len(ooms):
+        fig.add_trace(go.Scatter(
+            x=ooms[x], y=[limit] * len(ooms), mode="markers", name="out of memory (measured)",
+            marker={"color": OOM_COLOR, "size": 12, "symbol": "x"},
+            customdata=ooms[["resolution", "batch", "source"]],
+            hovertemplate="OOM at %{customdata[0]} batch %{customdata[1]}<br>"
+                          "%{customdata[2]}<extra></extra>"))
+    return _layout(fig, title, x, y_title)
+
+
+def utilization_figure(measured: pd.DataFrame) -> go.Figure:
+    """NVML 'GPU utilization' beside model-FLOPs utilization (MFU) for each measured config."""
+    labels = measured.resolution + " ×" + measured.batch.astype(str)
+    fig = go.Figure([
+        go.Bar(x=labels, y=measured.gpu_util_pct, name="NVML GPU utilization %",
+               marker_color="#8c959f"),
+        go.Bar(x=labels, y=measured.mfu_pct, name="MFU % (achieved / dense peak)",
+               marker_color=SOURCE_COLORS["measured"],
+               customdata=measured.achieved_tflops,
+               hovertemplate="MFU %{y:.1f}%<br>%{customdata:.0f} TFLOP/s achieved<extra></extra>"),
+    ])
+    fig.update_layout(barmode="group", yaxis_range=[0, 105])
+    return _layout(fig, "Busy is not fast: NVML utilization vs tensor-core use (measured)",
+                   "config (resolution × batch)", "%")
+
+
+def residuals_figure(residuals: pd.DataFrame, target: str) -> go.Figure:
+    """Held-out error (%) against the measured value, one colour per validation split."""
+    fig = go.Figure()
+    for split, part in residuals[residuals.target == target].groupby("split"):
+        fig.add_trace(go.Scatter(
+            x=part.measured, y=part.error_pct, mode="markers", name=split, marker={"size": 6},
+            customdata=part[["gpu", "config", "record"]],
+            hovertemplate="%{customdata[0]} %{customdata[1]}<br>error %{y:.1f}%<br>"
+                          "%{customdata[2]}<extra></extra>"))
+    fig.add_hline(y=0, line={"color": "#8c959f"})
+    fig.update_xaxes(type="log")
+    return _layout(fig, f"Validation residuals: {target} (held-out, predicted vs measured)",
+                   f"measured {target}", "error % ((predicted − measured) / measured)")
