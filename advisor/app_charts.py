@@ -84,3 +84,20 @@ def residuals_figure(residuals: pd.DataFrame, target: str) -> go.Figure:
     fig.update_xaxes(type="log")
     return _layout(fig, f"Validation residuals: {target} (held-out, predicted vs measured)",
                    f"measured {target}", "error % ((predicted − measured) / measured)")
+
+
+def parity_figure(compared: pd.DataFrame) -> go.Figure:
+    """Your measured batch latency against what the shipped models predicted for it."""
+    fig = go.Figure()
+    for source, part in compared.groupby("predicted_source"):
+        fig.add_trace(go.Scatter(
+            x=part.latency_s, y=part.predicted_latency_s, mode="markers", name=f"{source} prediction",
+            marker={"color": SOURCE_COLORS.get(source), "size": 8},
+            customdata=part[["resolution", "batch", "setting", "latency_error_pct"]],
+            hovertemplate="%{customdata[0]} ×%{customdata[1]}, %{customdata[2]}<br>"
+                          "error %{customdata[3]:+.1f}%<extra></extra>"))
+    top = float(max(compared.latency_s.max(), compared.predicted_latency_s.max())) * 1.05
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="perfect prediction",
+                             line={"color": "#8c959f", "dash": "dot"}, hoverinfo="skip"))
+    return _layout(fig, "Your measurements vs the shipped models' predictions",
+                   "measured latency of one batch (s)", "predicted latency (s)")

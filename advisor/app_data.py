@@ -77,6 +77,13 @@ def parse_records_upload(name: str, data: bytes) -> tuple[list[dict], list[str]]
     return records, problems
 
 
+def valid_lines(text: str, records: list[dict]) -> str:
+    """The upload with its invalid lines blanked: line numbers stay those of the user's file."""
+    keep = {int(r["_source"].rsplit(":", 1)[1]) for r in records}
+    lines = text.splitlines()
+    return "\n".join(line if n in keep else "" for n, line in enumerate(lines, start=1)) + "\n"
+
+
 # --------------------------------------------------------------------------- catalog
 
 
@@ -210,4 +217,34 @@ def fit_with_uploads(uploads: dict[str, str], measurements_dir: Path = MEASUREME
             (folder / path.name).write_bytes(path.read_bytes())
         for name, text in uploads.items():
             (folder / ("upload-" + _safe_name(name, ".jsonl"))).write_text(text, encoding="utf-8")
-        return load_models(folder)
+        models = load_models(folder)
+    temp = re.compile(re.escape(str(Path(tempfile.gettempdir()) / "advisor-data-")) + r"[^/]+/")
+    models.problems = [temp.sub("", p) for p in models.problems]
+    return models
+
+
+def record_gpu_id(record: dict, catalog: Catalog) -> str | None:
+    """Catalog id of a record's GPU: its catalog_id, else the entry matching its NVML name."""
+    gpu = record["gpu"]
+    if gpu.get("catalog_id") in catalog.ids():
+        return gpu["catalog_id"]
+    match = catalog.match_nvml(gpu["name"], gpu["memory_mb"] * GB_PER_MIB)
+    return match.id if match else None
+
+
+def compare_frame(records: list[dict], models, catalog: Catalog) -> pd.DataFrame:
+    """Uploaded ok records beside what the (shipped) models predicted for them, with the error."""
+    from advisor.features import record_config
+
+    ok = [r for r in records if r["status"] == "ok" and record_gpu_id(r, catalog)]
+    configs = [{"gpu_id": record_gpu_id(r, catalog), **record_config(r)} for r in ok]
+    frame = records_frame(ok)
+    if not ok:
+        return frame
+    predicted = models.predict_many(configs)
+    frame["gpu"] = [c["gpu_id"] for c in configs]
+    frame["predicted_latency_s"] = [p["latency_s"]["total"] for p in predicted]
+    frame["predicted_source"] = [p["source"] for p in predicted]
+    frame["latency_error_pct"] = 100 * (frame.predicted_latency_s - frame.latency_s) / frame.latency_s
+    frame["predicted_memory_gb"] = [p["peak_memory_gb"] for p in predicted]
+    return frame

@@ -1,2 +1,85 @@
 import streamlit as st
-st.title('your_data')
+
+from advisor.app_charts import parity_figure
+from advisor.app_data import (
+    MAX_UPLOAD_MB, compare_frame, parse_records_upload, upload_text, valid_lines,
+)
+from advisor.errors import AdvisorError
+from app_pages.common import (
+    USE_USER_DATA, USER_UPLOADS, catalog, data_banner, models, shipped_models, using_user_data,
+)
+
+MAX_PROBLEMS_SHOWN = 30
+
+st.title("Your data: measurements from your own GPU")
+st.markdown(
+    "Run the probe on your GPU (`pip install -e '.[probe]' && advisor probe`), then upload the "
+    "JSON-lines file it wrote. Each line is checked against the record schema "
+    "(`data/measurements/README.md`); bad lines are listed with their line number and skipped. "
+    "Your records are compared with what the shipped models predict, and you can refit the "
+    "models with them for this session: Plan and Explore then use them. Nothing is stored on "
+    f"the server. Limit: {MAX_UPLOAD_MB} MB per file."
+)
+
+uploads = st.session_state.setdefault(USER_UPLOADS, {})
+files = st.file_uploader("Probe results (.jsonl)", type=["jsonl", "json", "txt"],
+                         accept_multiple_files=True, max_upload_size=MAX_UPLOAD_MB,
+                         key="your_data_files")
+for file in files or []:
+    try:
+        records, problems = parse_records_upload(file.name, file.getvalue())
+    except AdvisorError as exc:
+        st.error(str(exc), icon=":material/error:")
+        continue
+    if problems:
+        shown = "\n".join(f"- `{p}`" for p in problems[:MAX_PROBLEMS_SHOWN])
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        st.error(f"**{file.name}**: {len(problems)} line(s) skipped:\n{shown}"
+                 + (f"\n- … and {more} more" if more > 0 else ""), icon=":material/error:")
+    if records:
+        uploads[file.name] = valid_lines(upload_text(file.name, file.getvalue()), records)
+        st.success(f"**{file.name}**: {len(records)} valid record(s).",
+                   icon=":material/check_circle:")
+    else:
+        uploads.pop(file.name, None)
+        st.warning(f"**{file.name}**: no valid records, nothing to use.")
+
+if not uploads:
+    st.info("No data uploaded yet: the dashboard runs on the shipped measurements.")
+    st.stop()
+
+st.toggle("Use my data in Plan and Explore (refits the models for this session)",
+          key=USE_USER_DATA)
+data_banner()
+if st.button("Forget my uploads", key="your_data_forget"):
+    uploads.clear()
+    st.session_state[USE_USER_DATA] = False
+    st.rerun()
+
+parsed = {name: parse_records_upload(name, text.encode())[0] for name, text in uploads.items()}
+for name, recs in parsed.items():
+    gpus = ", ".join(sorted({r["gpu"]["name"] for r in recs}))
+    st.write(f"**{name}**: {len(recs)} record(s) on {gpus}")
+records = [r for recs in parsed.values() for r in recs]
+
+compared = compare_frame(records, shipped_models(), catalog())
+st.subheader("Beside the shipped data")
+if compared.empty or "predicted_latency_s" not in compared:
+    st.warning("None of these records is on a GPU the catalog knows (by catalog_id or NVML "
+               "name), so nothing can be compared or fitted: add an entry to gpu_catalog.yaml.")
+else:
+    st.plotly_chart(parity_figure(compared), key="your_data_parity")
+    st.dataframe(compared[["source", "gpu", "resolution", "batch", "setting", "latency_s",
+                           "predicted_latency_s", "latency_error_pct", "predicted_source",
+                           "peak_memory_gb", "predicted_memory_gb"]], hide_index=True,
+                 column_config={"latency_error_pct": st.column_config.NumberColumn(
+                     "error %", format="%+.1f")})
+
+if using_user_data():
+    refitted = models()
+    probed = ", ".join(sorted(refitted.probed))
+    st.success(f"Refitted on {len(refitted.records)} records (model {refitted.model_version}); "
+               f"GPUs with fitted (not transferred) figures now: {probed}.")
+    if refitted.problems:
+        skipped = "\n".join(f"- `{p}`" for p in refitted.problems[:MAX_PROBLEMS_SHOWN])
+        st.warning(f"Records the fit skipped:\n{skipped}")
