@@ -1,0 +1,233 @@
+"""Probe grids: which configs a sweep measures. Built-in grids below; the same format in YAML for
+`--grid FILE.yaml`:
+
+    name: my-grid
+    defaults: {steps: 9, caption_tokens: 64}     # optional, applies to every group
+    groups:
+      - shapes: [[1024, 1024], [768, 1344]]      # height x width, multiples of 16
+        batch: [1, 2, 4]
+      - precision: [fp16, fp32]
+        shapes: [[1024, 1024]]
+        end_to_end: true                         # also time full runs to check the composition
+
+A group is the cartesian product of its list-valued keys. Keys: `shapes`, the config fields
+(`batch`, `steps`, `guidance_scale`, `precision`, `attention`, `compile`, `offload`,
+`caption_tokens`, `max_sequence_length`), `end_to_end` and `max_megapixels` (drop configs whose
+height x width x batch exceeds it, in units of 2^20 pixels: a bound on one config's work). A config
+listed twice is measured once (end to end if either listing asks).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from advisor.errors import AdvisorError
+from advisor.records import ATTENTIONS, CONFIG_FIELDS, OFFLOADS, PRECISIONS
+
+MEGAPIXEL = 2**20
+
+
+@dataclass(frozen=True)
+class Config:
+    """One probed configuration; its fields are the record's `config` block."""
+    height: int
+    width: int
+    batch: int = 1
+    steps: int = 9
+    guidance_scale: float = 0.0
+    precision: str = "bf16"
+    attention: str = "native"
+    compile: bool = False
+    offload: str = "none"
+    caption_tokens: int = 64
+    max_sequence_length: int = 512
+    end_to_end: bool = field(default=False, compare=False)
+
+    @property
+    def cfg(self) -> bool:
+        """ZImagePipeline runs classifier-free guidance whenever guidance_scale > 0."""
+        return self.guidance_scale > 0
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    @classmethod
+    def from_record(cls, config: dict) -> "Config":
+        return cls(**{k: config[k] for k in CONFIG_FIELDS})
+
+    def record(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k in CONFIG_FIELDS}
+
+    def family(self) -> tuple:
+        """Everything but the shape and batch: the OOM boundary is tracked per family."""
+        return (self.precision, self.attention, self.compile, self.offload, self.steps,
+                self.guidance_scale, self.caption_tokens, self.max_sequence_length)
+
+    def label(self) -> str:
+        parts = [f"{self.height}x{self.width}", f"b{self.batch}", self.precision, self.attention]
+        if self.compile:
+            parts.append("compile")
+        if self.offload != "none":
+            parts.append(f"offload={self.offload}")
+        if self.cfg:
+            parts.append(f"cfg={self.guidance_scale:g}")
+        if self.caption_tokens != 64:
+            parts.append(f"cap={self.caption_tokens}")
+        if self.steps != 9:
+            parts.append(f"steps={self.steps}")
+        return " ".join(parts)
+
+
+SQUARE = [[512, 512], [768, 768], [1024, 1024], [1280, 1280], [1536, 1536], [2048, 2048]]
+NON_SQUARE = [[1024, 768], [768, 1344], [1536, 1024]]
+AT_1024 = [[1024, 1024]]
+
+BUILT_IN = {
+    # Every code path once, small shapes: a new machine's smoke test (~2 minutes on an H100).
+    "quick": {
+        "defaults": {"shapes": [[512, 512]]},
+        "groups": [
+            {"batch": [1, 2]},
+            {"shapes": [[512, 512], [1024, 1024]], "end_to_end": True},
+            {"attention": ["cudnn", "flash"]},
+            {"guidance_scale": 4.0},
+            {"precision": ["fp16", "fp32", "fp32-tf32"]},
+            {"compile": True},
+            {"offload": ["model", "sequential"]},
+        ],
+    },
+    # The shipped data set (issue 3): ~8 minutes on an H100 including loads and compilation.
+    # Work per config is capped at 16 x 1024^2 pixels (batch 16 at 1024, 4 at 2048).
+    "standard": {
+        "defaults": {"max_megapixels": 16},
+        "groups": [
+            {"shapes": SQUARE + NON_SQUARE, "batch": [1, 2, 4, 8, 16]},
+            {"shapes": [[512, 512], [1024, 1024], [2048, 2048]], "end_to_end": True},
+            {"shapes": AT_1024, "batch": 4, "end_to_end": True},
+            {"precision": ["fp16", "fp32", "fp32-tf32"], "shapes": [[512, 512], [1024, 1024]],
+             "batch": [1, 4]},
+            {"attention": ["cudnn", "flash"], "shapes": AT_1024, "batch": [1, 4]},
+            {"compile": True, "shapes": AT_1024, "batch": [1, 4]},
+            {"compile": True, "shapes": AT_1024, "end_to_end": True},
+            {"offload": "model", "shapes": AT_1024, "end_to_end": True},
+            {"offload": "sequential", "shapes": AT_1024},
+            {"guidance_scale": 4.0, "shapes": AT_1024, "batch": [1, 4]},
+            {"caption_tokens": [256, 512], "shapes": AT_1024, "batch": [1, 4]},
+        ],
+    },
+    # A wider characterisation (about an hour on an H100): every shape for every precision,
+    # backend and compile; batches to 32; caption lengths; step counts checked end to end.
+    "full": {
+        "groups": [
+            {"shapes": SQUARE + NON_SQUARE, "batch": [1, 2, 4, 8, 16, 32],
+             "precision": ["bf16", "fp16", "fp32-tf32"]},
+            {"shapes": SQUARE + NON_SQUARE, "batch": [1, 4], "precision": "fp32"},
+            {"shapes": SQUARE + NON_SQUARE, "batch": [1, 2, 4, 8, 16],
+             "attention": ["cudnn", "flash"]},
+            {"shapes": SQUARE + NON_SQUARE, "batch": [1, 2, 4, 8, 16], "compile": True},
+            {"shapes": SQUARE, "batch": [1, 2, 4], "offload": ["model", "sequential"]},
+            {"shapes": SQUARE, "batch": [1, 2, 4, 8], "guidance_scale": 4.0},
+            {"shapes": SQUARE, "batch": [1, 4], "caption_tokens": [16, 128, 256, 512]},
+            {"shapes": SQUARE, "steps": [4, 8, 9], "end_to_end": True},
+            {"shapes": SQUARE, "batch": 4, "end_to_end": True},
+        ],
+    },
+}
+
+GROUP_KEYS = {"shapes", "end_to_end", "max_megapixels"} | set(CONFIG_FIELDS) - {"height", "width"}
+CHOICES = {"precision": PRECISIONS, "attention": ATTENTIONS, "offload": OFFLOADS}
+
+
+def load_grid(grid: str) -> tuple[str, list[Config]]:
+    """(name, configs) of a built-in grid or a YAML grid file."""
+    if grid in BUILT_IN:
+        return grid, expand(BUILT_IN[grid], f"built-in grid {grid!r}")
+    path = Path(grid)
+    if not path.is_file():
+        raise AdvisorError(f"--grid {grid}: expected {', '.join(BUILT_IN)} or a YAML grid file")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise AdvisorError(f"{path}: cannot read the grid ({exc})") from None
+    if not isinstance(doc, dict):
+        raise AdvisorError(f"{path}: expected a mapping with `groups`, got {type(doc).__name__}")
+    return str(doc.get("name", path.stem)), expand(doc, str(path))
+
+
+def expand(grid: dict, where: str) -> list[Config]:
+    """Configs of a grid, duplicates merged, in grid order."""
+    groups = grid.get("groups")
+    if not isinstance(groups, list) or not groups:
+        raise AdvisorError(f"{where}: groups: expected a non-empty list of mappings")
+    defaults = grid.get("defaults") or {}
+    _check_keys(defaults, f"{where}: defaults")
+    merged: dict[Config, Config] = {}
+    for index, group in enumerate(groups, start=1):
+        label = f"{where}: group {index}"
+        if not isinstance(group, dict):
+            raise AdvisorError(f"{label}: expected a mapping, got {group!r}")
+        _check_keys(group, label)
+        for config in _group_configs({**defaults, **group}, label):
+            old = merged.get(config)
+            if old is None or (config.end_to_end and not old.end_to_end):
+                merged[config] = config
+    return list(merged.values())
+
+
+def _check_keys(group: dict, label: str) -> None:
+    if not isinstance(group, dict):
+        raise AdvisorError(f"{label}: expected a mapping, got {group!r}")
+    unknown = sorted(set(group) - GROUP_KEYS)
+    if unknown:
+        raise AdvisorError(f"{label}: unknown key {unknown[0]!r}; expected one of "
+                           f"{', '.join(sorted(GROUP_KEYS))}")
+
+
+def _group_configs(group: dict, label: str) -> list[Config]:
+    shapes = group.get("shapes")
+    if not isinstance(shapes, list) or not shapes:
+        raise AdvisorError(f"{label}: shapes: expected a list of [height, width], got {shapes!r}")
+    for shape in shapes:
+        if not (isinstance(shape, list) and len(shape) == 2):
+            raise AdvisorError(f"{label}: shapes: expected [height, width], got {shape!r}")
+    axes = {k: v if isinstance(v, list) else [v] for k, v in group.items()
+            if k in CONFIG_FIELDS}
+    limit = group.get("max_megapixels")
+    configs = []
+    for shape in shapes:
+        for values in itertools.product(*axes.values()):
+            settings = dict(zip(axes, values), height=shape[0], width=shape[1])
+            config = replace(Config(0, 0), **settings, end_to_end=bool(group.get("end_to_end")))
+            _check_config(config, label)
+            if limit is None or config.pixels * config.batch <= limit * MEGAPIXEL:
+                configs.append(config)
+    return configs
+
+
+def _check_config(config: Config, label: str) -> None:
+    types = {f.name: f.type for f in fields(Config)}
+    for name in CONFIG_FIELDS:
+        value = getattr(config, name)
+        expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[types[name]]
+        if not isinstance(value, expected) or (isinstance(value, bool) and types[name] != "bool"):
+            raise AdvisorError(f"{label}: {name}: expected {types[name]}, got {value!r}")
+    for name in ("height", "width"):
+        if getattr(config, name) <= 0 or getattr(config, name) % 16:
+            raise AdvisorError(f"{label}: {name}: expected a positive multiple of 16, "
+                               f"got {getattr(config, name)}")
+    for name in ("batch", "steps", "max_sequence_length"):
+        if getattr(config, name) < 1:
+            raise AdvisorError(f"{label}: {name}: expected >= 1, got {getattr(config, name)}")
+    if not 1 <= config.caption_tokens <= config.max_sequence_length:
+        raise AdvisorError(f"{label}: caption_tokens: expected 1..max_sequence_length "
+                           f"({config.max_sequence_length}), got {config.caption_tokens}")
+    if config.guidance_scale < 0:
+        raise AdvisorError(f"{label}: guidance_scale: expected >= 0, got {config.guidance_scale}")
+    for name, allowed in CHOICES.items():
+        if getattr(config, name) not in allowed:
+            raise AdvisorError(f"{label}: {name}: expected one of {', '.join(allowed)}, "
+                               f"got {getattr(config, name)!r}")

@@ -1,0 +1,290 @@
+"""Measure one config on a loaded pipeline: instrumented calls of the real ZImagePipeline.
+
+Each call is the pipeline's own `__call__`; hooks only mark time and memory:
+- `encode_prompt` (wrapped): text encode, the prompt padded to max_sequence_length;
+- a forward pre-hook on the transformer: the start of the first step, and a check that the caption
+  length reaching the transformer is the one asked;
+- `callback_on_step_end`: the end of each denoising step (transformer forward(s) + scheduler step);
+- `vae.decode` (wrapped): VAE decode.
+The rest of a call (latents, timesteps, image post-processing, offload hooks) is `other_s`.
+
+Method: a warm-up call of one step (two for compiled configs: the first compiles), then `repeats`
+calls of `k` steps. The first step of a call is kept apart (it carries model-offload transfers);
+steps 2..k give the steady step time. A full run of S steps is composed as
+text_encode + first_step + (S-1) x step + vae_decode + other; configs marked `end_to_end` are also
+run whole to check that composition.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+from dataclasses import dataclass, field
+
+import torch
+
+from advisor import workload
+from probes.grids import Config
+from probes.meters import Clock, Nvml, Sampler, peaks_mb, reset_peaks
+from probes.pipeline import Loaded, free_memory, set_attention, set_tf32
+from probes.tokenizer import caption_prompt, negative_prompt
+
+# (repeats, steps per call), best first: the first that fits the config's time budget is used.
+PLANS = [(3, 3), (3, 2), (2, 2), (1, 2)]
+STAGES = ("text_encode", "denoise", "vae_decode")
+
+
+class CaptionMismatch(RuntimeError):
+    """The caption length reaching the transformer is not the one the config asks for."""
+
+
+@dataclass
+class Call:
+    """Timings of one pipeline call, seconds; windows are host-time spans for NVML samples."""
+    text_encode_s: float
+    first_step_s: float
+    steady_steps_s: list[float]
+    vae_decode_s: float
+    call_s: float
+    energy_j: float | None
+    call_window: tuple[float, float]
+    denoise_window: tuple[float, float] | None
+    stage_memory: dict = field(default_factory=dict)
+
+    @property
+    def other_s(self) -> float:
+        return self.call_s - self.text_encode_s - self.first_step_s - sum(self.steady_steps_s) \
+            - self.vae_decode_s
+
+    def composed_s(self, steps: int, step_s: float) -> float:
+        """This call's stages extended to a run of `steps` steps at `step_s` a step."""
+        return (self.text_encode_s + self.first_step_s + (steps - 1) * step_s
+                + self.vae_decode_s + self.other_s)
+
+
+class Runner:
+    """Instrumented calls of one loaded pipeline for one config."""
+
+    def __init__(self, loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None):
+        self.pipe = loaded.pipe
+        self.config = config
+        self.device = device
+        self.nvml = nvml
+        self.clock = Clock(device)
+        tokenizer = self.pipe.tokenizer
+        self.prompts = [caption_prompt(tokenizer, config.caption_tokens)] * config.batch
+        self.negative = [negative_prompt(tokenizer)] * config.batch if config.cfg else None
+
+    def call(self, steps: int) -> Call:
+        pipe, clock, device, config = self.pipe, self.clock, self.device, self.config
+        marks: dict = {"forwards": [], "steps": []}
+        memory: dict = {}
+
+        def stage(name, fn):
+            def timed(*args, **kwargs):
+                reset_peaks(device)
+                marks[name] = [clock.mark()]
+                out = fn(*args, **kwargs)
+                marks[name].append(clock.mark())
+                memory[name] = peaks_mb(device)
+                return out
+            return timed
+
+        def before_forward(module, args):
+            if not marks["forwards"]:
+                reset_peaks(device)
+                lengths = [len(c) for c in args[2][: config.batch]]
+                if any(n != config.caption_tokens for n in lengths):
+                    raise CaptionMismatch(f"caption tokens reaching the transformer: {lengths}, "
+                                          f"asked {config.caption_tokens}")
+            marks["forwards"].append(clock.mark())
+
+        def step_end(_pipe, index, _t, _kwargs):
+            marks["steps"].append(clock.mark())
+            if index == steps - 1:
+                memory["denoise"] = peaks_mb(device)
+            return {}
+
+        with _patched(pipe, "encode_prompt", stage("text_encode", pipe.encode_prompt)), \
+                _patched(pipe.vae, "decode", stage("vae_decode", pipe.vae.decode)), \
+                pipe.transformer.register_forward_pre_hook(before_forward):
+            clock.start()
+            energy0 = self.nvml.energy_j() if self.nvml else None
+            start = clock.mark()
+            pipe(prompt=self.prompts, negative_prompt=self.negative, height=config.height,
+                 width=config.width, num_inference_steps=steps, guidance_scale=config.guidance_scale,
+                 max_sequence_length=config.max_sequence_length, callback_on_step_end=step_end)
+            end = clock.mark()
+            clock.sync()
+            energy1 = self.nvml.energy_j() if self.nvml else None
+
+        s = clock.seconds
+        step_ends = [s(m) for m in marks["steps"]]
+        span = lambda name: s(marks[name][1]) - s(marks[name][0])  # noqa: E731
+        return Call(
+            text_encode_s=span("text_encode"),
+            first_step_s=step_ends[0] - s(marks["forwards"][0]),
+            steady_steps_s=[b - a for a, b in zip(step_ends, step_ends[1:])],
+            vae_decode_s=span("vae_decode"),
+            call_s=s(end) - s(start),
+            energy_j=None if energy0 is None or energy1 is None else energy1 - energy0,
+            call_window=(s(start), s(end)),
+            denoise_window=(step_ends[0], step_ends[-1]) if len(step_ends) > 1 else None,
+            stage_memory=memory,
+        )
+
+
+@contextlib.contextmanager
+def _patched(obj, name: str, value):
+    """Set an instance attribute for the duration (the pipeline looks methods up on the instance)."""
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        delattr(obj, name)
+
+
+def plan(warm: Call, steps: int, budget_s: float) -> tuple[int, int]:
+    """(repeats, steps per call) that fit `budget_s`, estimated from a one-step warm-up call."""
+    for repeats, k in PLANS:
+        k = min(k, steps)
+        if repeats * (warm.call_s + (k - 1) * warm.first_step_s) <= budget_s:
+            return repeats, k
+    return PLANS[-1][0], min(PLANS[-1][1], steps)
+
+
+def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None,
+            gpu_tflops: float | None, budget_s: float) -> dict:
+    """The `results` block of an `ok` record. Exceptions (OOM included) propagate."""
+    set_attention(loaded, config.attention)
+    set_tf32(config.precision)
+    runner = Runner(loaded, config, device, nvml)
+    free_memory()  # so that NVML sees this config's memory, not earlier configs' cached blocks
+    baseline_mb = nvml.used_mb() if nvml else None
+    sampler = Sampler(nvml.read) if nvml else contextlib.nullcontext()
+    with sampler:
+        warmups = [runner.call(1)]
+        if config.compile:  # the first call compiled; time a clean one to plan with
+            warmups.append(runner.call(1))
+        repeats, k = plan(warmups[-1], config.steps, budget_s)
+        timed = [runner.call(k) for _ in range(repeats)]
+        full_s = timed[0].composed_s(config.steps, warmups[-1].first_step_s)
+        whole = [runner.call(config.steps) for _ in range(_whole_runs(full_s, budget_s))] \
+            if config.end_to_end else []
+    results = compose(config, timed, whole, k)
+    results.update(_memory(timed[0], device))
+    results.update(_nvml(sampler if nvml else None, timed, config, results, baseline_mb))
+    if not loaded.tiny:  # the workload model counts the FLOPs of the real architecture only
+        results.update(_throughput(config, results, gpu_tflops))
+    results.update(
+        load_s=loaded.load_s, host_rss_peak_mb=loaded.host_rss_peak_mb,
+        warmup_s=warmups[0].call_s,
+        compile_s=warmups[0].call_s - warmups[1].call_s if config.compile else None,
+    )
+    return results
+
+
+def _whole_runs(full_s: float, budget_s: float) -> int:
+    return max(1, min(3, int(budget_s / 2 / full_s)))
+
+
+def _median(values):
+    return statistics.median(values)
+
+
+def _spread(values):
+    return [min(values), max(values)]
+
+
+def compose(config: Config, timed: list[Call], whole: list[Call], k: int) -> dict:
+    """Stage medians over the timed calls, and the full run composed from them."""
+    steady = [s for c in timed for s in c.steady_steps_s] or [c.first_step_s for c in timed]
+    step_s = _median(steady)
+    per_call = {
+        "text_encode_s": [c.text_encode_s for c in timed],
+        "denoise_first_step_s": [c.first_step_s for c in timed],
+        "denoise_step_s": steady,
+        "denoise_s": [c.first_step_s + (config.steps - 1) * step_s for c in timed],
+        "vae_decode_s": [c.vae_decode_s for c in timed],
+        "other_s": [c.other_s for c in timed],
+        "total_s": [c.composed_s(config.steps, step_s) for c in timed],
+    }
+    results = {key: _median(values) for key, values in per_call.items()}
+    results["denoise_s"] = results["denoise_first_step_s"] + (config.steps - 1) * step_s
+    results["total_s"] = (results["text_encode_s"] + results["denoise_s"]
+                          + results["vae_decode_s"] + results["other_s"])
+    results["img_per_s"] = config.batch / results["total_s"]
+    results["spread"] = {key: _spread(values) for key, values in per_call.items()}
+    results["repeats"] = len(timed)
+    results["measured_steps"] = k
+    end_to_end = _median([c.call_s for c in whole]) if whole else None
+    results["end_to_end_s"] = end_to_end
+    results["composition_error_pct"] = (
+        None if end_to_end is None else 100.0 * (results["total_s"] - end_to_end) / end_to_end)
+    return results
+
+
+def _memory(call: Call, device: torch.device) -> dict:
+    stage_memory = {name: call.stage_memory[name] for name in STAGES}
+    if device.type != "cuda":
+        return {"peak_allocated_mb": None, "peak_reserved_mb": None, "stage_memory": stage_memory}
+    return {
+        "peak_allocated_mb": max(m["peak_allocated_mb"] for m in stage_memory.values()),
+        "peak_reserved_mb": max(m["peak_reserved_mb"] for m in stage_memory.values()),
+        "stage_memory": stage_memory,
+    }
+
+
+def _nvml(sampler: Sampler | None, timed: list[Call], config: Config, results: dict,
+          baseline_mb: float | None) -> dict:
+    """NVML figures; null without NVML. Means over the steady denoise steps; energy per image of
+    a full run: each timed call's energy (board counter, else integrated power samples), plus the
+    extra steps of a full run at the denoise power."""
+    keys = ("nvml_baseline_mb", "nvml_peak_used_mb", "gpu_util_pct", "power_w", "power_w_max",
+            "sm_clock_mhz", "energy_j_per_image")
+    if sampler is None:
+        return dict.fromkeys(keys)
+    windows = [c.denoise_window for c in timed if c.denoise_window] or \
+              [c.call_window for c in timed]
+    mean = lambda key: _mean_or_none(sampler.values(key, windows))  # noqa: E731
+    power = mean("power_w")
+    energies = [c.energy_j if c.energy_j is not None else _integrate(sampler, c.call_window)
+                for c in timed]
+    energy = None
+    if all(e is not None for e in energies):
+        extra_steps = config.steps - results["measured_steps"]
+        call_power = _median(energies) / _median([c.call_s for c in timed])
+        energy = (_median(energies) + extra_steps * results["denoise_step_s"]
+                  * (power if power is not None else call_power)) / config.batch
+    used = sampler.values("used_mb")
+    power_all = sampler.values("power_w")
+    return {
+        "nvml_baseline_mb": baseline_mb,
+        "nvml_peak_used_mb": max(used) if used else None,
+        "gpu_util_pct": mean("util_pct"),
+        "power_w": power,
+        "power_w_max": max(power_all) if power_all else None,
+        "sm_clock_mhz": mean("sm_clock_mhz"),
+        "energy_j_per_image": energy,
+    }
+
+
+def _mean_or_none(values):
+    return statistics.fmean(values) if values else None
+
+
+def _integrate(sampler: Sampler, window: tuple[float, float]) -> float | None:
+    """Trapezoid integral of the power samples inside `window` (J), None with under two."""
+    points = [(t, s["power_w"]) for t, s in sampler.samples
+              if window[0] <= t <= window[1] and s.get("power_w") is not None]
+    if len(points) < 2:
+        return None
+    return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(points, points[1:]))
+
+
+def _throughput(config: Config, results: dict, gpu_tflops: float | None) -> dict:
+    """Achieved transformer TFLOP/s over the steady steps and MFU against the catalog peak."""
+    per_step = (config.batch * workload.transformer_forwards(1, config.cfg)
+                * workload.transformer_tflops_per_forward(config.height, config.width,
+                                                          config.caption_tokens))
+    achieved = per_step / results["denoise_step_s"]
+    return {"achieved_tflops": achieved, "mfu": achieved / gpu_tflops if gpu_tflops else None}

@@ -1,0 +1,209 @@
+"""Load a ZImagePipeline to probe: pretrained weights when a snapshot is at hand, else the exact
+architecture of data/zimage_turbo/ with synthetic weights, built on the target device in the target
+dtype (GPU init of 10B parameters takes seconds; no fp32 copy is ever made on the host).
+
+Peak memory and dense-kernel time depend on shapes and dtypes, not on weight values, so synthetic
+weights give the real sizing figures; every record still says which weights it used.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import torch
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
+)
+from transformers import Qwen3Config, Qwen3Model
+
+from advisor import ARCH_DIR
+from advisor.errors import AdvisorError
+from probes.meters import Sampler
+from probes.tokenizer import WORDS, word_tokenizer
+
+HF_REPO = "Tongyi-MAI/Z-Image-Turbo"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
+          "fp32-tf32": torch.float32}
+ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash"}
+# Regional compile specialises on shapes; a sweep visits more shapes than dynamo's default limit.
+RECOMPILE_LIMIT = 64
+
+# --tiny: the same classes with tiny dimensions, for CPU tests. The VAE keeps four blocks so that
+# it still downsamples 8x (tokens are still (H/16) x (W/16)); head_dim 32 = sum(axes_dims).
+TINY = {
+    "transformer": {"dim": 64, "n_heads": 2, "n_kv_heads": 2, "n_layers": 2, "n_refiner_layers": 1,
+                    "axes_dims": [8, 12, 12], "cap_feat_dim": 32},
+    "text_encoder": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+                     "vocab_size": len(WORDS), "bos_token_id": None, "eos_token_id": None},
+    "vae": {"block_out_channels": [4, 4, 4, 4], "layers_per_block": 1, "norm_num_groups": 2},
+}
+CONFIG_FILES = {"transformer": "transformer/config.json", "text_encoder": "text_encoder/config.json",
+                "vae": "vae/config.json", "scheduler": "scheduler/scheduler_config.json"}
+
+
+@dataclass(frozen=True)
+class LoadKey:
+    """What needs a fresh pipeline when it changes. fp32 and fp32-tf32 share weights (TF32 is a
+    global matmul flag); the attention backend is switched in place."""
+    dtype: str
+    compile: bool
+    offload: str
+
+    @classmethod
+    def of(cls, config) -> "LoadKey":
+        dtype = "fp32" if config.precision == "fp32-tf32" else config.precision
+        return cls(dtype, config.compile, config.offload)
+
+
+@dataclass
+class Loaded:
+    pipe: ZImagePipeline
+    key: LoadKey
+    tiny: bool
+    weights: str  # "synthetic" | "pretrained"
+    source: str
+    load_s: float
+    host_rss_peak_mb: float
+    attention: str = "native"
+
+
+def find_weights(choice: str, allow_download: bool) -> Path | None:
+    """The pretrained snapshot to load, or None for synthetic weights.
+
+    `choice` is "synthetic", "auto" (a local Hugging Face snapshot of Z-Image-Turbo if one is
+    cached, downloaded only with allow_download) or a folder holding a saved pipeline.
+    """
+    if choice == "synthetic":
+        return None
+    if choice != "auto":
+        path = Path(choice)
+        if not (path / "model_index.json").is_file():
+            raise AdvisorError(f"--weights {choice}: expected a folder with model_index.json "
+                               "(a saved ZImagePipeline), or auto, or synthetic")
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    try:
+        return Path(snapshot_download(HF_REPO, local_files_only=not allow_download))
+    except LocalEntryNotFoundError:
+        return None
+
+
+def weights_source(weights_path: Path | None, tiny: bool) -> str:
+    """Where the weights came from, for records: the snapshot folder, or the configs they were
+    built from."""
+    if weights_path is not None:
+        return str(weights_path)
+    return "synthetic: data/zimage_turbo/ configs" + (", tiny dimensions" if tiny else "")
+
+
+def load(key: LoadKey, device: torch.device, weights_path: Path | None, tiny: bool) -> Loaded:
+    """Build or load the pipeline for `key` and place it (device, offload, compile)."""
+    process = psutil.Process()
+    rss = Sampler(lambda: {"rss_mb": process.memory_info().rss / 2**20}, interval_s=0.05)
+    start = time.perf_counter()
+    with rss:
+        if weights_path is None:
+            pipe = build_synthetic(device, DTYPES[key.dtype], tiny)
+        else:
+            pipe = ZImagePipeline.from_pretrained(weights_path, torch_dtype=DTYPES[key.dtype])
+        place(pipe, device, key)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    pipe.set_progress_bar_config(disable=True)
+    return Loaded(
+        pipe=pipe, key=key, tiny=tiny,
+        weights="synthetic" if weights_path is None else "pretrained",
+        source=weights_source(weights_path, tiny),
+        load_s=time.perf_counter() - start,
+        host_rss_peak_mb=max(rss.values("rss_mb")),
+    )
+
+
+def release(loaded: Loaded | None) -> None:
+    """Drop a pipeline and everything compiled for it, and give its memory back."""
+    if loaded is None:
+        return
+    loaded.pipe.remove_all_hooks()
+    del loaded.pipe
+    if loaded.key.compile:
+        torch._dynamo.reset()
+    free_memory()
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def component_configs(tiny: bool) -> dict[str, dict]:
+    configs = {}
+    for name, rel in CONFIG_FILES.items():
+        config = json.loads((ARCH_DIR / rel).read_text())
+        configs[name] = {**config, **TINY.get(name, {})} if tiny else config
+    return configs
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_synthetic(device: torch.device, dtype: torch.dtype, tiny: bool = False) -> ZImagePipeline:
+    """The pipeline of the shipped configs with randomly initialised weights, created directly on
+    `device` in `dtype`."""
+    configs = component_configs(tiny)
+    te_config = {k: v for k, v in configs["text_encoder"].items() if k not in ("torch_dtype", "architectures")}
+    with torch.device(device), _default_dtype(dtype):
+        transformer = ZImageTransformer2DModel.from_config(configs["transformer"])
+        text_encoder = Qwen3Model(Qwen3Config(**te_config))
+        vae = AutoencoderKL.from_config(configs["vae"])
+    for model in (transformer, text_encoder, vae):
+        model.eval()
+    return ZImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(configs["scheduler"]),
+        vae=vae, text_encoder=text_encoder, tokenizer=word_tokenizer(), transformer=transformer,
+    )
+
+
+def place(pipe: ZImagePipeline, device: torch.device, key: LoadKey) -> None:
+    if key.offload == "none":
+        pipe.to(device)
+    elif key.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.enable_sequential_cpu_offload(device=device)
+    if key.compile:
+        for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, RECOMPILE_LIMIT)
+        pipe.transformer.compile_repeated_blocks(fullgraph=True)
+
+
+def set_attention(loaded: Loaded, attention: str) -> None:
+    """Switch the transformer's attention backend (in place; a no-op when unchanged)."""
+    if attention != loaded.attention:
+        loaded.pipe.transformer.set_attention_backend(ATTENTION_BACKENDS[attention])
+        loaded.attention = attention
+
+
+def set_tf32(precision: str) -> None:
+    """TF32 for fp32 matmuls and convolutions only under `fp32-tf32`; plain fp32 is full IEEE."""
+    tf32 = precision == "fp32-tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
