@@ -102,6 +102,22 @@ def catalog_frame(catalog: Catalog) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch: int = 1,
+                        precision: str = "bf16") -> pd.DataFrame:
+    """The catalog table plus, per GPU, the predicted fit and throughput of one config."""
+    rows = []
+    for gpu in catalog.gpus:
+        try:
+            p = models.predict(gpu.id, height, width, batch=batch, precision=precision)
+        except AdvisorError as exc:
+            rows.append({"fits": None, "note": str(exc)})
+            continue
+        rows.append({"fits": p["fits"], "img_per_s": p["images_per_s"],
+                     "latency_s": p["latency_s"]["total"], "peak_memory_gb": p["peak_memory_gb"],
+                     "source": p["source"], "note": p["fits_reason"]})
+    return pd.concat([catalog_frame(catalog), pd.DataFrame(rows)], axis=1)
+
+
 # --------------------------------------------------------------------------- measurements
 
 GB_PER_MIB = 2**20 / 1e9  # records hold MiB; figures are shown in decimal GB, as the catalog

@@ -1,18 +1,26 @@
 import streamlit as st
 
-from advisor.app_data import catalog_frame
-from app_pages.common import catalog
+from advisor.app_data import SQUARE_SIDES, catalog_predictions
+from advisor.records import PRECISIONS
+from app_pages.common import catalog, data_banner, models, provenance_note
 
 st.title("GPUs")
-st.caption("The GPU catalog (spec figures, each with its datasheet source in gpu_catalog.yaml). "
-           "Click a column header to sort.")
+st.caption("The GPU catalog: spec figures from each entry's datasheet sources (gpu_catalog.yaml), "
+           "and what the models predict for one config on each. Click a column header to sort.")
+data_banner()
 
-frame = catalog_frame(catalog())
-c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+p1, p2, p3 = st.columns(3)
+side = p1.select_slider("Resolution (square)", SQUARE_SIDES, value=1024, key="gpus_side")
+batch = p2.number_input("Batch", 1, 64, 1, key="gpus_batch")
+precision = p3.selectbox("Precision", PRECISIONS, key="gpus_precision")
+frame = catalog_predictions(models(), catalog(), side, side, batch, precision)
+
+c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 1, 1])
 text = c1.text_input("Search name or id", key="gpus_search")
 vendors = c2.multiselect("Vendor", sorted(frame.vendor.unique()), key="gpus_vendor")
 segments = c3.multiselect("Segment", sorted(frame.segment.unique()), key="gpus_segment")
 min_mem = c4.number_input("Min memory (GB)", 0, 2048, 0, step=8, key="gpus_min_mem")
+fits_only = c5.toggle("Fits only", key="gpus_fits_only")
 
 shown = frame[frame.memory_gb >= min_mem]
 if text:
@@ -21,5 +29,23 @@ if vendors:
     shown = shown[shown.vendor.isin(vendors)]
 if segments:
     shown = shown[shown.segment.isin(segments)]
+if fits_only:
+    shown = shown[shown.fits.fillna(False).astype(bool)]
 
-st.dataframe(shown, hide_index=True)
+ORDER = ("name", "fits", "img_per_s", "latency_s", "peak_memory_gb", "source", "memory_gb",
+         "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd", "cloud_usd_per_hour", "tdp_w",
+         "segment", "architecture", "vendor", "runnable", "id", "note")
+number = st.column_config.NumberColumn
+st.dataframe(shown, hide_index=True, height=min(38 + 35 * len(shown), 800), column_order=ORDER,
+             column_config={
+    "memory_gb": number("memory GB (spec)"), "bandwidth_gbps": number("bandwidth GB/s (spec)"),
+    "bf16_tflops": number("bf16 TFLOPS (spec)"), "fp8_tflops": number("fp8 TFLOPS (spec)"),
+    "tdp_w": number("TDP W (spec)"), "price_usd": number("price USD (spec)", format="$%d"),
+    "cloud_usd_per_hour": number("cloud $/GPU-h (spec)", format="$%.2f"),
+    "fits": st.column_config.CheckboxColumn("fits in memory"),
+    "img_per_s": number("images/s (predicted)", format="%.2f"),
+    "latency_s": number("batch latency s (predicted)", format="%.2f"),
+    "peak_memory_gb": number("peak memory GB (predicted)", format="%.1f"),
+    "source": "prediction source", "note": st.column_config.TextColumn("why", width="large"),
+})
+provenance_note()
