@@ -4,8 +4,10 @@ The format is documented in data/measurements/README.md. The probe imports this 
 GPU machine, so it needs nothing beyond the standard library and advisor.fileio.
 
 Required `results` keys (status `ok`) are the ones the fit consumes: the stage times, the
-composed total, throughput, repeats and the three memory peaks. Every other documented key is
-optional, and type-checked when present (a number or null; `spread`/`stage_memory` objects).
+composed total, throughput, repeats and the three memory peaks (null where the run could not
+measure them, e.g. on CPU). Every other documented key is optional, and type-checked when present
+(a number or null; `spread`/`stage_memory` objects); so are the optional top-level keys
+`weights_source`, `architecture` and `grid`.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ PRECISIONS = ("bf16", "fp16", "fp32", "fp32-tf32")
 ATTENTIONS = ("native", "cudnn", "flash")
 OFFLOADS = ("none", "model", "sequential")
 STAGES = ("text_encode", "denoise", "vae_decode")
+ARCHITECTURES = ("z-image-turbo", "tiny")  # tiny: test-sized dimensions, never a sizing figure
 
 # Type tags: "int" excludes bool, "num" is int or float (not bool), "?" suffix allows null.
 GPU_FIELDS = {
@@ -38,13 +41,15 @@ CONFIG_FIELDS = {
     "precision": "str", "attention": "str", "compile": "bool", "offload": "str",
     "caption_tokens": "int", "max_sequence_length": "int",
 }
+RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?"}
 RESULTS_REQUIRED = {
     "text_encode_s": "num", "denoise_step_s": "num", "denoise_s": "num", "vae_decode_s": "num",
     "total_s": "num", "img_per_s": "num", "repeats": "int",
-    "peak_allocated_mb": "num", "peak_reserved_mb": "num", "nvml_peak_used_mb": "num",
+    "peak_allocated_mb": "num?", "peak_reserved_mb": "num?", "nvml_peak_used_mb": "num?",
 }
 RESULTS_OPTIONAL = {
-    "end_to_end_s": "num?", "composition_error_pct": "num?", "nvml_baseline_mb": "num?",
+    "denoise_first_step_s": "num?", "other_s": "num?", "measured_steps": "int?",
+    "warmup_s": "num?", "end_to_end_s": "num?", "composition_error_pct": "num?", "nvml_baseline_mb": "num?",
     "gpu_util_pct": "num?", "power_w": "num?", "power_w_max": "num?", "sm_clock_mhz": "num?",
     "energy_j_per_image": "num?", "achieved_tflops": "num?", "mfu": "num?", "load_s": "num?",
     "host_rss_peak_mb": "num?", "compile_s": "num?", "spread": "dict?", "stage_memory": "dict?",
@@ -123,6 +128,10 @@ def validate_record(obj) -> list[str]:
         if obj.get(key) not in allowed:
             problems.append(f"{key}: expected one of {', '.join(allowed)}, got {obj.get(key)!r}")
     problems += _check_fields(obj, {"error": "str?", "timestamp": "str"}, "")
+    problems += _check_fields(obj, RECORD_OPTIONAL, "", required=False)
+    if "architecture" in obj and obj["architecture"] not in ARCHITECTURES:
+        problems.append(f"architecture: expected one of {', '.join(ARCHITECTURES)}, "
+                        f"got {obj['architecture']!r}")
     if isinstance(obj.get("timestamp"), str):
         try:
             datetime.fromisoformat(obj["timestamp"])

@@ -17,7 +17,8 @@ def test_valid_records_pass():
     assert SCHEMA_VERSION == 1
     assert validate_record(make_record()) == []
     assert validate_record(make_record(status="oom")) == []
-    assert validate_record(make_record(status="error", precision="fp32-tf32", offload="model")) == []
+    errored = make_record(status="error", precision="fp32-tf32", offload="model")
+    assert validate_record(errored) == []
 
 
 def test_unknown_keys_are_allowed():
@@ -48,12 +49,24 @@ def test_unknown_keys_are_allowed():
     (lambda r: r["results"].update(denoise_step_s="fast"), "results.denoise_step_s"),
     (lambda r: r["results"].update(vae_decode_s=0), "results.vae_decode_s"),
     (lambda r: r["results"].update(mfu="high"), "results.mfu"),
+    (lambda r: r["results"].update(nvml_peak_used_mb="lots"), "results.nvml_peak_used_mb"),
+    (lambda r: r["results"].update(measured_steps=2.5), "results.measured_steps"),
+    (lambda r: r.update(architecture="huge"), "architecture"),
+    (lambda r: r.update(grid=3), "grid"),
 ])
 def test_invalid_records_name_the_field(mutate, expected):
     rec = make_record()
     mutate(rec)
     problems = validate_record(rec)
     assert problems and any(p.startswith(expected) for p in problems), problems
+
+
+def test_memory_figures_may_be_null_on_cpu_runs():
+    rec = make_record()
+    rec["architecture"] = "tiny"
+    rec["gpu"].update(name="cpu", catalog_id=None, compute_capability=None)
+    rec["results"].update(peak_allocated_mb=None, peak_reserved_mb=None, nvml_peak_used_mb=None)
+    assert validate_record(rec) == []
 
 
 def test_non_ok_record_must_not_carry_results():
