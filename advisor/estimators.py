@@ -1,0 +1,162 @@
+"""scikit-learn estimators for stage latency and peak memory.
+
+X is a list of query rows (advisor.features.make_row): configs plus GPU specs, the way text
+vectorizers take a list of strings. Each estimator fits a numpy-only predictor
+(advisor.predictors), exposed as `predictor_`, which is what the model cache stores.
+
+Coefficients are fitted at three nested levels (advisor.grouped): all rows, each setting group
+(the settings that change a stage's kernels), and that group on one GPU. A GPU that was never
+probed uses the setting level: its specs carry the efficiencies over.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from advisor.features import (
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, SETTING_KEYS, latency_design, memory_design,
+)
+from advisor.grouped import GroupedLinear, fit_grouped_linear
+from advisor.predictors import LatencyPredictor, MemoryPredictor
+
+# Settings that change a stage's kernels: attention backend and compile only touch the
+# transformer; precision and offload touch every stage.
+STAGE_SETTINGS = {
+    "text_encode": ("precision", "offload"),
+    "denoise_step": SETTING_KEYS,
+    "first_step_extra": SETTING_KEYS,
+    "vae_decode": ("precision", "offload"),
+    "other": ("precision", "offload"),
+    "denoise": SETTING_KEYS,  # memory
+}
+# Stages that are a small remainder of a run (may even measure slightly negative): fitted on
+# error relative to the run's total rather than to themselves.
+REMAINDER_STAGES = ("first_step_extra", "other")
+
+# Root prior of the latency coefficients, in LATENCY_FEATURES order: typical sustained
+# fractions of peak on current datacenter GPUs (large GEMMs ~60%, attention kernels ~40%,
+# convolutions ~40%, streaming HBM ~80%), host copies at the PCIe estimate, ~10 s per gigapixel
+# of host post-processing; and its weight in pseudo-rows. Overheads are left to the data
+# (weight 0). HBM time gets a heavy weight: on one GPU it grows with the shape exactly as
+# compute time does, so only GPUs with different bandwidth-to-compute ratios can tell the two
+# apart; until then the byte-count physics decides how much of a step speeds up on a GPU with
+# faster memory.
+LATENCY_PRIOR = {
+    "text_encode": [0.0, 1 / 0.6, 1 / 0.8, 1.0],
+    "denoise_step": [0.0, 1 / 0.6, 1 / 0.4, 1 / 0.8, 1.0],
+    "first_step_extra": [0.0, 1.0],
+    "vae_decode": [0.0, 1 / 0.4, 1 / 0.8, 1.0],
+    "other": [0.0, 10.0, 1.0],
+}
+HBM_PRIOR_WEIGHT = 30.0
+
+
+def _root_strength(stage: str, prior_strength: float) -> np.ndarray:
+    names = LATENCY_FEATURES[stage]
+    strength = np.full(len(names), prior_strength)
+    strength[names.index("overhead")] = 0.0
+    if "hbm" in names:
+        strength[names.index("hbm")] = HBM_PRIOR_WEIGHT
+    return strength
+
+
+def stage_levels(stage: str, per_gpu: bool) -> tuple[tuple[str, ...], ...]:
+    settings = STAGE_SETTINGS[stage]
+    return ((), settings, settings + ("gpu",)) if per_gpu else ((), settings)
+
+
+class LatencyRegressor(RegressorMixin, BaseEstimator):
+    """Roofline-style stage latency: overhead + sum over terms of (work / peak) x 1/efficiency.
+
+    fit(X, y): y is (n, 5) seconds per batch in LATENCY_STAGES order (text_encode,
+    denoise_step, first_step_extra, vae_decode, other); predict(X) returns the same shape.
+    `prior_strength` pulls sparse groups toward the pooled fit (in pseudo-rows); `per_gpu` adds
+    the GPU-specific level.
+    """
+
+    def __init__(self, prior_strength: float = 1.0, per_gpu: bool = True):
+        self.prior_strength = prior_strength
+        self.per_gpu = per_gpu
+
+    def fit(self, X: list[dict], y) -> "LatencyRegressor":
+        y = _check_targets(X, y, len(LATENCY_STAGES),
+                           positive=[s not in REMAINDER_STAGES for s in LATENCY_STAGES])
+        steps = np.array([r["steps"] for r in X], dtype=float)
+        total = LatencyPredictor.compose(y, steps)["total"]
+        tables = {}
+        for j, stage in enumerate(LATENCY_STAGES):
+            tables[stage] = fit_grouped_linear(
+                latency_design(X, stage), y[:, j], X, stage_levels(stage, self.per_gpu),
+                self.prior_strength, root_prior=np.array(LATENCY_PRIOR[stage]),
+                root_strength=_root_strength(stage, self.prior_strength),
+                weights=1 / total if stage in REMAINDER_STAGES else None)
+        self.predictor_ = LatencyPredictor(tables)
+        return self
+
+    def predict(self, X: list[dict]) -> np.ndarray:
+        return self.predictor_.predict(X)[0]
+
+
+class MemoryRegressor(RegressorMixin, BaseEstimator):
+    """Peak memory: per stage, resident weights (known from offload and precision) + fitted
+    workspace + fitted bytes per activation element; the run's peak is the largest stage.
+
+    fit(X, y, stage_peaks=None): y is (n, 2) MiB, torch peak allocated and NVML peak used;
+    stage_peaks (n, 3), NaN where unknown, is each stage's torch peak (records'
+    `stage_memory`). A record without stage peaks counts toward the stage that currently
+    predicts its peak (re-assigned for `iterations` rounds). predict(X) returns (n, 2).
+    """
+
+    def __init__(self, prior_strength: float = 1.0, per_gpu: bool = True, iterations: int = 4):
+        self.prior_strength = prior_strength
+        self.per_gpu = per_gpu
+        self.iterations = iterations
+
+    def fit(self, X: list[dict], y, stage_peaks=None) -> "MemoryRegressor":
+        y = _check_targets(X, y, 2)
+        allocated, nvml = y[:, 0], y[:, 1]
+        known = (np.full((len(X), len(MEMORY_STAGES)), np.nan) if stage_peaks is None
+                 else np.asarray(stage_peaks, dtype=float).reshape(len(X), len(MEMORY_STAGES)))
+        partial = np.isnan(known).any(axis=1)
+        dominant = np.full(len(X), MEMORY_STAGES.index("denoise"))
+        designs = {s: memory_design(X, s) for s in MEMORY_STAGES}
+        for _ in range(self.iterations if partial.any() else 1):
+            tables = {}
+            for j, stage in enumerate(MEMORY_STAGES):
+                target = np.where(np.isnan(known[:, j]), allocated, known[:, j])
+                use = ~np.isnan(known[:, j]) | (partial & (dominant == j))
+                tables[stage] = self._fit_stage(stage, designs[stage], target, X, use)
+            predictor = MemoryPredictor(tables, _identity_nvml())
+            dominant = np.argmax(predictor.predict_stages(X)[0], axis=1)
+        levels = ((), ("gpu",)) if self.per_gpu else ((),)
+        nvml_X = np.column_stack([np.ones(len(X)), allocated])
+        nvml_table = fit_grouped_linear(nvml_X, nvml, X, levels, self.prior_strength, free=(0,))
+        self.predictor_ = MemoryPredictor(tables, nvml_table)
+        return self
+
+    def _fit_stage(self, stage, design, target, X, use) -> GroupedLinear:
+        features, resident = design
+        levels = stage_levels(stage, self.per_gpu)
+        if not use.any():  # no observation of this stage: weights only, never the peak
+            return GroupedLinear(levels[:1], [{(): np.zeros(features.shape[1])}])
+        index = np.flatnonzero(use)
+        return fit_grouped_linear(features[index], target[index], [X[i] for i in index], levels,
+                                  self.prior_strength, offset=resident[index], free=(0,))
+
+    def predict(self, X: list[dict]) -> np.ndarray:
+        allocated, nvml, _ = self.predictor_.predict(X)
+        return np.column_stack([allocated, nvml])
+
+
+def _identity_nvml() -> GroupedLinear:
+    return GroupedLinear(((),), [{(): np.array([0.0, 1.0])}])
+
+
+def _check_targets(X, y, width: int, positive=True) -> np.ndarray:
+    """y as (n, width) floats; finite, and > 0 in the columns where `positive`."""
+    y = np.asarray(y, dtype=float).reshape(len(X), width)
+    if len(X) == 0:
+        raise ValueError("no rows to fit")
+    if not np.all(np.isfinite(y)) or np.any((y <= 0) & np.asarray(positive)):
+        raise ValueError("targets must be finite (and positive for the timed stages)")
+    return y

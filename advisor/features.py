@@ -1,0 +1,275 @@
+"""What the fitted models see: a query row (config + GPU specs) turned into physical quantities.
+
+Latency features are seconds at 100% efficiency (FLOPs / peak FLOP/s, bytes / bandwidth), so a
+fitted coefficient is an inverse efficiency and the same coefficients carry over to a GPU with
+other specs. Memory features are MiB per unit coefficient. numpy only: the cached models load
+and predict without scipy or scikit-learn.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from advisor import workload
+from advisor.errors import AdvisorError
+
+MIB = 2**20
+LATENCY_STAGES = ("text_encode", "denoise_step", "first_step_extra", "vae_decode", "other")
+MEMORY_STAGES = ("text_encode", "denoise", "vae_decode")
+SETTING_KEYS = ("precision", "attention", "compile", "offload")
+ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp32-tf32": 4}
+ATTENTIONS = ("native", "cudnn", "flash")
+OFFLOADS = ("none", "model", "sequential")
+
+# HBM passes over a (tokens x dim) activation per transformer block: norms, modulation, residual
+# adds, RoPE, the gated FFN (2.7x dim wide) and GEMM inputs/outputs. Only the ratio to the weight
+# bytes matters: the fitted bandwidth coefficient scales both.
+TRANSFORMER_ACTIVATION_PASSES = 50
+# Per-pixel HBM traffic of the VAE decoder in elements (128-channel full-resolution convs, norms
+# and activations dominate); again only a scale for its fitted coefficient.
+VAE_ELEMENTS_PER_PIXEL = 128 * 40
+# Effective host-to-device bandwidth as a fraction of the PCIe link rate (pinned copies).
+PCIE_EFFICIENCY = 0.8
+PCIE_LANE_GBS = {"3": 0.985, "4": 1.969, "5": 3.938, "6": 7.563}
+DEFAULT_PCIE = ("4", 16)  # when the catalog's host_interface does not name a PCIe link
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """The catalog numbers the models use for one GPU."""
+
+    id: str
+    architecture: str
+    memory_gb: float
+    bandwidth_gbs: float
+    pcie_gbs: float
+    tflops: dict  # advisor precision name -> dense TFLOP/s (None: no such path)
+
+    @classmethod
+    def from_catalog(cls, gpu) -> "GpuSpec":
+        return cls(
+            id=gpu.id,
+            architecture=gpu.architecture,
+            memory_gb=float(gpu.memory_gb),
+            bandwidth_gbs=float(gpu.memory_bandwidth_gbps),
+            pcie_gbs=pcie_gbs(gpu.host_interface),
+            tflops={p: gpu.dense_tflops(p) for p in ELEMENT_BYTES},
+        )
+
+
+def pcie_gbs(host_interface: str) -> float:
+    """Effective host-to-device GB/s of a link named like "PCIe 5.0 x16"."""
+    match = re.search(r"pcie\s*(?:gen\s*)?(\d)(?:\.0)?(?:\s*x(\d+))?", host_interface or "", re.I)
+    gen, lanes = (match.group(1), int(match.group(2) or 16)) if match else DEFAULT_PCIE
+    return PCIE_LANE_GBS.get(gen, PCIE_LANE_GBS[DEFAULT_PCIE[0]]) * lanes * PCIE_EFFICIENCY
+
+
+def shape_label(height: int, width: int) -> str:
+    """An image size as people write it: width x height."""
+    return f"{width}x{height}"
+
+
+def check_config(height: int, width: int, batch: int = 1, steps: int = 9,
+                 precision: str = "bf16", attention: str = "native", offload: str = "none",
+                 caption_tokens: int = 64) -> None:
+    """AdvisorError naming the first field of a config the models cannot answer for."""
+    workload.check_shape(height, width)
+    for name, value in (("batch", batch), ("steps", steps)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise AdvisorError(f"{name}: expected an integer >= 1, got {value!r}")
+    workload.padded_caption_tokens(caption_tokens)  # validates 1..512
+    for name, value, allowed in (("precision", precision, tuple(ELEMENT_BYTES)),
+                                 ("attention", attention, ATTENTIONS),
+                                 ("offload", offload, OFFLOADS)):
+        if value not in allowed:
+            raise AdvisorError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+
+
+def make_row(spec: GpuSpec, height: int, width: int, batch: int = 1, steps: int = 9,
+             precision: str = "bf16", attention: str = "native", compile: bool = False,
+             offload: str = "none", cfg: bool = False, caption_tokens: int = 64) -> dict:
+    """A validated query row: the config plus the GPU numbers the features need."""
+    check_config(height, width, batch, steps, precision, attention, offload, caption_tokens)
+    peak = spec.tflops.get(precision)
+    if not peak:
+        raise AdvisorError(f"gpu {spec.id}: the catalog lists no dense {precision} TFLOPS for it, "
+                           "so its latency cannot be modelled at that precision")
+    return {
+        "gpu": spec.id, "height": height, "width": width, "batch": batch, "steps": steps,
+        "precision": precision, "attention": attention, "compile": bool(compile),
+        "offload": offload, "cfg": bool(cfg), "caption_tokens": caption_tokens,
+        "tflops": float(peak), "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
+    }
+
+
+def record_config(record: dict) -> dict:
+    """make_row keyword arguments of a measurement record. CFG is on when guidance_scale > 0:
+    that is the test diffusers' ZImagePipeline makes (do_classifier_free_guidance)."""
+    c = record["config"]
+    return {"height": c["height"], "width": c["width"], "batch": c["batch"], "steps": c["steps"],
+            "precision": c["precision"], "attention": c["attention"], "compile": c["compile"],
+            "offload": c["offload"], "cfg": c["guidance_scale"] > 0,
+            "caption_tokens": c["caption_tokens"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Workload quantities (per image), cached: the planner asks for the same shapes many times.
+
+
+@lru_cache(maxsize=1)
+def _arch():
+    return workload.load_architecture()
+
+
+@lru_cache(maxsize=4096)
+def shape_costs(height: int, width: int, caption_tokens: int) -> dict:
+    """Per-image FLOPs and sizes of one shape: transformer forward (total and attention part),
+    VAE decode, and the padded token counts."""
+    t = _arch().transformer
+    multiple = workload.SEQ_MULTIPLE
+    image = -(-workload.image_tokens(height, width) // multiple) * multiple
+    caption = workload.padded_caption_tokens(caption_tokens)
+    seq = image + caption
+    # SDPA: Q@K^T and P@V, 2 FLOPs per MAC, over all heads (= 4 * dim * q * kv), as workload counts.
+    attention = 4 * t.dim * (t.n_refiner_layers * (image**2 + caption**2) + t.n_layers * seq**2)
+    return {
+        "forward_tflops": workload.transformer_tflops_per_forward(height, width, caption_tokens),
+        "attention_tflops": attention / 1e12,
+        "vae_tflops": workload.vae_decode_tflops(height, width),
+        "seq_tokens": seq,
+        "latent_pixels": (height // 8) * (width // 8),
+    }
+
+
+@lru_cache(maxsize=16)
+def weight_bytes(precision: str) -> dict:
+    return workload.weight_bytes(precision)
+
+
+def _text_encoder_tflops() -> float:
+    return workload.text_encoder_tflops(workload.MAX_CAPTION_TOKENS)
+
+
+def _column(rows: list[dict], fn) -> np.ndarray:
+    return np.fromiter((fn(r) for r in rows), dtype=float, count=len(rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# Latency: columns are seconds at 100% efficiency; column 0 is a fixed overhead.
+#
+# A run of S steps takes text_encode + first_step_extra + S x denoise_step + vae_decode + other:
+# the first denoise step carries model-offload transfers (the probe times it apart), and `other`
+# is the rest of a pipeline call (latents, image post-processing on the host, offload hooks).
+
+LATENCY_FEATURES = {
+    "text_encode": ("overhead", "compute", "hbm", "host_copy"),
+    "denoise_step": ("overhead", "matmul", "attention", "hbm", "host_copy"),
+    "first_step_extra": ("overhead", "host_copy"),
+    "vae_decode": ("overhead", "compute", "hbm", "host_copy"),
+    "other": ("overhead", "host_pixels", "host_copy"),
+}
+# Weights moved between host and GPU in each stage of a call. Model offload (accelerate hooks)
+# moves a component in when it runs and the previous one out; the call ends with all offloaded.
+# Sequential offload streams each component's layers in on every forward.
+HOST_COPIES = {
+    "model": {"text_encode": ("text_encoder",), "denoise_step": (),
+              "first_step_extra": ("text_encoder", "transformer"),
+              "vae_decode": ("transformer", "vae"), "other": ("vae",)},
+    "sequential": {"text_encode": ("text_encoder",), "denoise_step": ("transformer",),
+                   "first_step_extra": (), "vae_decode": ("vae",), "other": ()},
+}
+HOST_PIXEL_SCALE = 1e9  # host post-processing feature in gigapixels
+
+
+def _host_copy_bytes(row: dict, stage: str) -> float:
+    if row["offload"] == "none":
+        return 0.0
+    wb = weight_bytes(row["precision"])
+    return float(sum(wb[c] for c in HOST_COPIES[row["offload"]][stage]))
+
+
+def _latency_row(row: dict, stage: str) -> tuple:
+    peak = row["tflops"]
+    bw = row["bandwidth_gbs"] * 1e9
+    host_copy = _host_copy_bytes(row, stage) / (row["pcie_gbs"] * 1e9)
+    batch, elem = row["batch"], ELEMENT_BYTES[row["precision"]]
+    wb = weight_bytes(row["precision"])
+    if stage == "text_encode":
+        prompts = batch * (2 if row["cfg"] else 1)
+        return (1.0, prompts * _text_encoder_tflops() / peak, wb["text_encoder"] / bw, host_copy)
+    if stage == "first_step_extra":
+        return (1.0, host_copy)
+    pixels = batch * row["height"] * row["width"]
+    if stage == "other":
+        return (1.0, pixels / HOST_PIXEL_SCALE, host_copy)
+    costs = shape_costs(row["height"], row["width"], row["caption_tokens"])
+    if stage == "denoise_step":
+        images = batch * (2 if row["cfg"] else 1)
+        t = _arch().transformer
+        layers = t.n_layers + 2 * t.n_refiner_layers
+        activations = images * costs["seq_tokens"] * t.dim * layers * elem
+        activations *= TRANSFORMER_ACTIVATION_PASSES
+        matmul = costs["forward_tflops"] - costs["attention_tflops"]
+        return (1.0, images * matmul / peak, images * costs["attention_tflops"] / peak,
+                (wb["transformer"] + activations) / bw, host_copy)
+    if stage == "vae_decode":
+        return (1.0, batch * costs["vae_tflops"] / peak,
+                (wb["vae"] + pixels * VAE_ELEMENTS_PER_PIXEL * elem) / bw, host_copy)
+    raise ValueError(f"unknown latency stage {stage!r}")
+
+
+def latency_design(rows: list[dict], stage: str) -> np.ndarray:
+    """(n_rows, n_features) matrix for one latency stage; see LATENCY_FEATURES."""
+    if not rows:
+        return np.zeros((0, len(LATENCY_FEATURES[stage])))
+    return np.array([_latency_row(r, stage) for r in rows], dtype=float)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: peak torch-allocated MiB of a stage = resident weights (known, from the offload mode)
+# + fitted workspace (column 0) + fitted activation coefficients.
+
+MEMORY_FEATURES = {
+    "text_encode": ("workspace", "tokens"),
+    "denoise": ("workspace", "tokens", "attention_scores"),
+    "vae_decode": ("workspace", "pixels", "attention_scores"),
+}
+STAGE_COMPONENT = {"text_encode": "text_encoder", "denoise": "transformer", "vae_decode": "vae"}
+
+
+def resident_weights_mib(row: dict, stage: str) -> float:
+    """Weights on the GPU while `stage` runs: all of them without offload, the running component
+    with model offload, none (one layer at a time, left to the workspace term) with sequential."""
+    wb = weight_bytes(row["precision"])
+    if row["offload"] == "none":
+        return wb["total"] / MIB
+    if row["offload"] == "model":
+        return wb[STAGE_COMPONENT[stage]] / MIB
+    return 0.0
+
+
+def _memory_row(row: dict, stage: str) -> tuple:
+    batch, elem = row["batch"], ELEMENT_BYTES[row["precision"]]
+    images = batch * (2 if row["cfg"] else 1)
+    if stage == "text_encode":
+        return (1.0, images * workload.MAX_CAPTION_TOKENS * elem / MIB)
+    costs = shape_costs(row["height"], row["width"], row["caption_tokens"])
+    if stage == "denoise":
+        seq = costs["seq_tokens"]
+        return (1.0, images * seq * elem / MIB, images * seq**2 * elem / MIB)
+    if stage == "vae_decode":
+        latent = costs["latent_pixels"]
+        return (1.0, batch * row["height"] * row["width"] * elem / MIB,
+                batch * latent**2 * elem / MIB)
+    raise ValueError(f"unknown memory stage {stage!r}")
+
+
+def memory_design(rows: list[dict], stage: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features, resident-weights offset in MiB) for one stage; see MEMORY_FEATURES."""
+    if not rows:
+        return np.zeros((0, len(MEMORY_FEATURES[stage]))), np.zeros(0)
+    X = np.array([_memory_row(r, stage) for r in rows], dtype=float)
+    return X, _column(rows, lambda r: resident_weights_mib(r, stage))
