@@ -124,7 +124,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
     models = Models(
         model_version=model_version, specs=specs, latency=latency, memory=memory,
         intervals={"latency": Intervals((-0.1, 0.1), None), "memory": Intervals((-0.1, 0.1), None)},
-        probed=_probed_capacity(ok), measured=_measured(rows, ok),
+        probed=_probed_capacity(ok), measured=_measured(rows, ok), power=_power(ok),
         ooms=_ooms(records, specs), calibration={}, records=list(records), problems=problems,
     )
     if calibrate:
@@ -138,6 +138,16 @@ def _probed_capacity(records: list[dict]) -> dict[str, float]:
     for r in records:
         totals.setdefault(r["gpu"]["catalog_id"], []).append(r["gpu"]["memory_mb"])
     return {gpu: float(np.median(mb)) * 2**20 / 1e9 for gpu, mb in totals.items()}
+
+
+def _power(records: list[dict]) -> dict[str, tuple[float, int]]:
+    """(max measured denoise power W, records) per probed GPU: a conservative board power for
+    configs of that GPU that were not measured themselves."""
+    watts: dict[str, list[float]] = {}
+    for r in records:
+        if isinstance(r["results"].get("power_w"), (int, float)):
+            watts.setdefault(r["gpu"]["catalog_id"], []).append(r["results"]["power_w"])
+    return {gpu: (float(max(w)), len(w)) for gpu, w in watts.items()}
 
 
 def _measured(rows: list[dict], records: list[dict]) -> dict:
@@ -165,11 +175,18 @@ def _measured(rows: list[dict], records: list[dict]) -> dict:
             "latency_interval_s": [lo, hi],
             "peak_memory_gb": peak_gb,
             "torch_peak_allocated_gb": med("peak_allocated_mb") * 2**20 / 1e9,
+            "power_w": _median_or_none([x.get("power_w") for x in res]),
+            "energy_j_per_image": _median_or_none([x.get("energy_j_per_image") for x in res]),
             "memory_interval_gb": [peak_gb, peak_gb],
             "source": "measured",
             "source_detail": "record " + ", ".join(r.get("_source", "?") for r in recs),
         }
     return out
+
+
+def _median_or_none(values: list) -> float | None:
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    return float(np.median(numbers)) if numbers else None
 
 
 def _ooms(records: list[dict], specs: dict[str, GpuSpec]) -> dict:

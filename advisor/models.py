@@ -52,6 +52,7 @@ class Models:
     probed: dict  # catalog id -> NVML memory total in GB, per probed GPU
     measured: dict  # match key -> measured figures of an exact probed config
     ooms: dict  # (gpu, precision, attention, compile, offload) -> [(size, where)]
+    power: dict  # catalog id -> (max measured power W, records), per probed GPU
     calibration: dict  # K-fold error summary used to label fitted figures
     records: list = field(repr=False, default_factory=list)  # the fit's input, for validation
     problems: list = field(default_factory=list)  # records skipped, with file:line
@@ -170,6 +171,7 @@ class Models:
         images = row["batch"] * (2 if row["cfg"] else 1)
         out["achieved_tflops"] = images * costs["forward_tflops"] / step
         out["mfu"] = out["achieved_tflops"] / row["tflops"]
+        self._power(out, row)
         capacity = self.probed.get(row["gpu"], spec.memory_gb)
         out["memory_capacity_gb"] = capacity
         out["memory_capacity_source"] = (
@@ -197,6 +199,22 @@ class Models:
         out["latency_interval_s"] = [float(v) for v in out["latency_interval_s"]]
         out["memory_interval_gb"] = [float(v) for v in out["memory_interval_gb"]]
         return out
+
+    def _power(self, out: dict, row: dict) -> None:
+        """Board power while denoising: measured for a measured config, else the most any
+        record of this GPU drew, else None (the catalog TDP is the caller's fallback); energy
+        per image measured, else that power over the predicted run."""
+        if out["source"] == "measured" and out.get("power_w") is not None:
+            out["power_source"] = f"measured ({out['source_detail']})"
+        elif row["gpu"] in self.power:
+            watts, n = self.power[row["gpu"]]
+            out["power_w"] = watts
+            out["power_source"] = f"max measured power_w over {n} records of {row['gpu']}"
+        else:
+            out["power_w"], out["power_source"] = None, None
+        if out.get("energy_j_per_image") is None and out["power_w"] is not None:
+            out["energy_j_per_image"] = out["power_w"] * out["latency_s"]["total"] / row["batch"]
+        out.setdefault("energy_j_per_image", None)
 
     def _oom_below(self, row: dict) -> str | None:
         """A measured OOM on this GPU and setting at no more work than this config, if any."""

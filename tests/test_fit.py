@@ -135,12 +135,15 @@ def test_prediction_keys_and_sources(models):
                   and r["config"]["caption_tokens"] == 64)
     assert measured["latency_s"]["total"] == pytest.approx(record["results"]["total_s"])
     assert record["_source"] in measured["source_detail"]
+    assert measured["power_w"] == record["results"]["power_w"]
+    assert fitted["power_w"] is not None and fitted["energy_j_per_image"] > 0
 
     transferred = models.predict("a100-sxm-80gb", 1024, 768, batch=2, steps=8)
     assert transferred["source"] == "transferred"
     width = lambda p: p["latency_interval_s"][1] / p["latency_interval_s"][0]
     assert width(transferred) > width(fitted)
     assert "Ampere" in transferred["interval_basis"]["latency"]
+    assert transferred["power_w"] is None
 
 
 def test_predict_many_matches_predict(models):
