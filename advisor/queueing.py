@@ -57,6 +57,11 @@ class Simulation:
     warmup: int = DEFAULT_WARMUP
     seed: int = DEFAULT_SEED
 
+    def coarse(self) -> "Simulation":
+        """A quarter-size sample with the same seed, for the search before confirming."""
+        return Simulation(requests=max(1000, self.requests // 4), warmup=self.warmup // 2,
+                          seed=self.seed)
+
     def describe(self) -> str:
         return (f"discrete-event simulation, {self.requests:,} measured requests after "
                 f"{self.warmup:,} warm-up, seed {self.seed}")
@@ -78,13 +83,15 @@ class Result:
         return {0.5: self.p50_s, 0.95: self.p95_s, 0.99: self.p99_s}[q]
 
 
-@lru_cache(maxsize=8)
-def _unit_stream(n: int, shares: tuple[float, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Arrival times of a rate-1 Poisson stream and each arrival's class."""
+@lru_cache(maxsize=16)
+def _arrivals(n: int, shares: tuple[float, ...], seed: int, rate: float):
+    """Poisson arrivals: all times, and per class the positions and times (as lists, which the
+    event loop indexes fastest). The same seed gives the same unit-rate stream at every rate."""
     rng = np.random.default_rng(seed)
-    times = np.cumsum(rng.exponential(1.0, n))
+    times = np.cumsum(rng.exponential(1.0, n)) / rate
     classes = rng.choice(len(shares), size=n, p=np.asarray(shares) / sum(shares))
-    return times, classes
+    positions = [np.flatnonzero(classes == c) for c in range(len(shares))]
+    return times, positions, [times[p].tolist() for p in positions]
 
 
 def simulate(
@@ -103,10 +110,7 @@ def simulate(
     if rate <= 0 or n_gpus < 1:
         raise AdvisorError(f"simulation needs rate > 0 and n_gpus >= 1, got {rate}, {n_gpus}")
     n = sim.warmup + sim.requests
-    unit_times, classes = _unit_stream(n, service.shares, sim.seed)
-    times = unit_times / rate
-    positions = [np.flatnonzero(classes == c) for c in range(len(service.shares))]
-    by_class = [times[p].tolist() for p in positions]
+    times, positions, by_class = _arrivals(n, service.shares, sim.seed, rate)
     starts, dones, sizes, busy_s, gpu_waits = _run(
         by_class, service, n_gpus, window_s, service_scale
     )
@@ -177,13 +181,34 @@ class Sizing:
     n_gpus: int | None
     result: Result | None  # the simulation at n_gpus (at the last size tried when infeasible)
     lower_bound: int  # from throughput at full batches, before any simulation
-    trials: tuple[tuple[int, float], ...]  # (N, latency at the SLO quantile) per simulation
+    trials: tuple[tuple[int, float], ...]  # (N, latency at the SLO quantile), full sample
     reason: str = ""
 
 
-def min_gpus_for_throughput(service: Service, rate: float) -> int:
-    """Fewest GPUs whose capacity at full batches exceeds the arrival rate (utilization < 1)."""
-    return math.floor(rate * service.image_s_at_full_batch()) + 1
+def gpus_lower_bound(service: Service, rate: float, quantile: float = 1.0,
+                     slo_s: float = math.inf) -> int:
+    """Fewest GPUs that could keep up (utilization < 1) at `rate`, whatever the queueing.
+
+    Work per request is at least its batch's GPU-seconds per image. With an SLO on a latency
+    quantile, at most a (1 - quantile) fraction of requests may sit in batches whose service
+    time alone exceeds the SLO; every other request pays the per-image time of a batch size that
+    meets it. The violation budget goes where it saves the most work.
+    """
+    per_image = [[t / k for k, t in enumerate(times, 1)] for times in service.times_s]
+    best_any = [min(p) for p in per_image]
+    best_ok = [min((p[k] for k, t in enumerate(times) if t <= slo_s), default=math.inf)
+               for p, times in zip(per_image, service.times_s)]
+    total = sum(service.shares)
+    budget = 1.0 - quantile
+    work = 0.0
+    for c in sorted(range(len(per_image)), key=lambda c: best_any[c] - best_ok[c]):
+        share = service.shares[c] / total
+        slack = min(share, budget)
+        budget -= slack
+        if share > slack and best_ok[c] == math.inf:
+            return math.inf  # more requests than the quantile allows can only miss the SLO
+        work += slack * best_any[c] + (share - slack) * best_ok[c]
+    return math.floor(rate * work) + 1
 
 
 def latency_floor_s(service: Service, quantile: float) -> float:
@@ -216,46 +241,89 @@ def size_fleet(
 ) -> Sizing:
     """Smallest N whose simulated latency quantile meets `slo_s` at `rate` requests/s.
 
-    Exponential search up from the throughput lower bound (N, N+1, N+3, N+7, ...), then binary
-    search between the last size that failed and the first that met the SLO. The search stops
-    early when a failing simulation had no batch waiting for a GPU: more GPUs cannot help then.
+    Exponential search up from `gpus_lower_bound` (N, N+1, N+3, N+7, ...), then binary search
+    between the last size that failed and the first that met the SLO. The search runs on a
+    quarter-size sample (`Simulation.coarse`); its answer is then confirmed with the full
+    sample at N and N-1, and the search continues on the full sample where they disagree. It
+    stops early when a failing simulation had no batch waiting for a GPU: more GPUs cannot help.
     """
     label = f"p{round(quantile * 100)}"
-    lower = min_gpus_for_throughput(service, rate)
     floor = latency_floor_s(service, quantile)
     if floor > slo_s:
-        return Sizing(None, None, lower, (), (
+        return Sizing(None, None, 0, (), (
             f"{label} >= {floor:.2f} s with no queueing at all (batch-of-one service time), "
             f"above the {slo_s:g} s SLO"))
+    lower = gpus_lower_bound(service, rate, quantile, slo_s)
     if lower > max_gpus:
         return Sizing(None, None, lower, (), (
-            f"needs at least {lower} GPUs for {rate:.2f} img/s even with full batches; "
-            f"max_gpus is {max_gpus}"))
-    trials: dict[int, Result] = {}
+            f"needs at least {lower} GPUs for {rate:.2f} img/s even with full batches "
+            f"(of sizes that meet the SLO); max_gpus is {max_gpus}"))
+    coarse, full = _Trials(service, rate, quantile, slo_s, window_s, sim.coarse()), \
+        _Trials(service, rate, quantile, slo_s, window_s, sim)
+    failed, guess = coarse.expand(lower - 1, lower, max_gpus)
+    if guess is not None:
+        guess = coarse.bisect(failed, guess)
+    else:
+        guess = failed  # the coarse search gave up here; the full sample decides
+    if full.meets(guess):
+        met = guess
+        if guess - 1 >= lower and full.meets(guess - 1):
+            met = full.bisect(lower - 1, guess - 1)
+    else:
+        failed, met = full.expand(guess, guess, max_gpus) if full.hopeless(guess) \
+            else full.expand(guess, min(guess + 1, max_gpus), max_gpus)
+        if met is None:
+            return full.sizing(failed, lower, full.why_not(failed, max_gpus, window_s))
+        met = full.bisect(failed, met)
+    return full.sizing(met, lower)
 
-    def meets(n: int) -> bool:
-        trials[n] = simulate_cached(service, rate, n, window_s, sim)
-        return trials[n].quantile_s(quantile) <= slo_s
 
-    def sizing(n, reason=""):
-        tried = tuple((k, r.quantile_s(quantile)) for k, r in trials.items())
-        return Sizing(n if not reason else None, trials[n], lower, tried, reason)
+class _Trials:
+    """Simulations of one configuration at one sample size, by fleet size."""
 
-    failed, step, n = lower - 1, 1, lower
-    while not meets(n):
-        got = trials[n].quantile_s(quantile)
-        if not trials[n].gpu_bound:
-            return sizing(n, (
-                f"{label} {got:.2f} s > {slo_s:g} s even with a GPU always free "
-                f"(batching window {window_s:g} s + batch service)"))
-        if n >= max_gpus:
-            return sizing(n, f"{label} {got:.2f} s > {slo_s:g} s at max_gpus {max_gpus}")
-        failed, n, step = n, min(n + step, max_gpus), step * 2
-    met = n
-    while met - failed > 1:
-        mid = (met + failed) // 2
-        if meets(mid):
-            met = mid
-        else:
-            failed = mid
-    return sizing(met)
+    def __init__(self, service, rate, quantile, slo_s, window_s, sim):
+        self.args = (service, rate, window_s, sim)
+        self.quantile, self.slo_s = quantile, slo_s
+        self.results: dict[int, Result] = {}
+
+    def latency(self, n: int) -> float:
+        if n not in self.results:
+            service, rate, window_s, sim = self.args
+            self.results[n] = simulate_cached(service, rate, n, window_s, sim)
+        return self.results[n].quantile_s(self.quantile)
+
+    def meets(self, n: int) -> bool:
+        return self.latency(n) <= self.slo_s
+
+    def hopeless(self, n: int) -> bool:
+        """Failed with no batch waiting for a GPU: the same at any larger N."""
+        return not self.meets(n) and not self.results[n].gpu_bound
+
+    def expand(self, failed: int, n: int, cap: int) -> tuple[int, int | None]:
+        """(last failing N, first meeting N or None) going up from n in doubling steps."""
+        step = 1
+        while not self.meets(n):
+            if self.hopeless(n) or n >= cap:
+                return n, None
+            failed, n, step = n, min(n + step, cap), step * 2
+        return failed, n
+
+    def bisect(self, failed: int, met: int) -> int:
+        while met - failed > 1:
+            mid = (met + failed) // 2
+            if self.meets(mid):
+                met = mid
+            else:
+                failed = mid
+        return met
+
+    def why_not(self, n: int, max_gpus: int, window_s: float) -> str:
+        label, got = f"p{round(self.quantile * 100)}", self.latency(n)
+        if self.hopeless(n):
+            return (f"{label} {got:.2f} s > {self.slo_s:g} s even with a GPU always free "
+                    f"(batching window {window_s:g} s + batch service)")
+        return f"{label} {got:.2f} s > {self.slo_s:g} s at max_gpus {max_gpus}"
+
+    def sizing(self, n: int, lower: int, reason: str = "") -> Sizing:
+        tried = tuple((k, r.quantile_s(self.quantile)) for k, r in self.results.items())
+        return Sizing(None if reason else n, self.results[n], lower, tried, reason)

@@ -9,7 +9,7 @@ from scipy.optimize import brentq
 
 from advisor.errors import AdvisorError
 from advisor.queueing import (
-    Service, Simulation, latency_floor_s, min_gpus_for_throughput, simulate, size_fleet,
+    Service, Simulation, gpus_lower_bound, latency_floor_s, simulate, size_fleet,
 )
 
 LONG = Simulation(requests=200_000, warmup=10_000, seed=3)
@@ -98,7 +98,12 @@ MIX = Service(
 def test_lower_bounds():
     per_image = MIX.image_s_at_full_batch()
     assert per_image == pytest.approx(sum(s * b * 4.5 / 8 for s, b in zip(MIX.shares, (1, .6, .3))))
-    assert min_gpus_for_throughput(MIX, 10.0) == math.floor(10 * per_image) + 1
+    assert gpus_lower_bound(MIX, 10.0) == math.floor(10 * per_image) + 1
+    # with an SLO, only 5% of requests may ride in batches slower than it
+    one = Service(times_s=((1.0, 1.5, 2.0, 2.5),), shares=(1.0,))
+    work = 0.05 * 2.5 / 4 + 0.95 * 1.5 / 2
+    assert gpus_lower_bound(one, 10.0, 0.95, slo_s=1.6) == math.floor(10 * work) + 1
+    assert gpus_lower_bound(one, 10.0, 0.95, slo_s=0.5) == math.inf
     assert latency_floor_s(MIX, 0.95) == 1.0  # the slowest class holds more than 5% of requests
     assert latency_floor_s(MIX, 0.5) == 0.6  # 0.3 s covers 20%, 0.6 s reaches 50%
 
