@@ -38,11 +38,14 @@ def default_cache_dir() -> Path:
 # Training data
 
 
-def training_rows(records: list[dict], specs: dict[str, GpuSpec]):
-    """(rows, records, problems) of the usable records: the real architecture on a catalog GPU,
-    a modelled precision, memory figures present."""
+def usable(records: list[dict], specs: dict[str, GpuSpec]):
+    """(rows, records, problems): the ok and oom records the models can use (the real
+    architecture on a catalog GPU, a modelled config, memory figures for ok ones), their query
+    rows, and why each other record was skipped."""
     rows, used, problems = [], [], []
     for record in records:
+        if record["status"] not in ("ok", "oom"):
+            continue
         gpu_id = record["gpu"].get("catalog_id")
         where = record.get("_source", "record")
         if record.get("architecture", "z-image-turbo") != "z-image-turbo":
@@ -111,24 +114,26 @@ def fit_predictors(rows: list[dict], records: list[dict]):
 
 def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[str] = (),
                model_version: str = CODE_VERSION, calibrate: bool = True) -> Models:
-    """Models from valid records (ok and oom). `calibrate` runs the internal cross-validation
-    that sets the interval widths (off inside validation folds' own calibration)."""
-    problems = list(problems)
-    ok = [r for r in records if r["status"] == "ok"]
-    rows, ok, skipped = training_rows(ok, specs)
-    problems += skipped
-    if not rows:
+    """Models from valid records. `calibrate` runs the internal cross-validation that sets the
+    interval widths (off inside the folds of that cross-validation: placeholders there)."""
+    all_rows, records, skipped = usable(records, specs)
+    problems = list(problems) + skipped
+    ok = [i for i, r in enumerate(records) if r["status"] == "ok"]
+    rows, ok_records = [all_rows[i] for i in ok], [records[i] for i in ok]
+    if not ok:
         raise AdvisorError("no usable measurement records (status ok, GPU in the catalog)"
                            + (f"; problems: {'; '.join(problems[:5])}" if problems else ""))
-    latency, memory = fit_predictors(rows, ok)
+    latency, memory = fit_predictors(rows, ok_records)
+    placeholder = Intervals((-0.1, 0.1), None)
     models = Models(
         model_version=model_version, specs=specs, latency=latency, memory=memory,
-        intervals={"latency": Intervals((-0.1, 0.1), None), "memory": Intervals((-0.1, 0.1), None)},
-        probed=_probed_capacity(ok), measured=_measured(rows, ok), power=_power(ok),
-        ooms=_ooms(records, specs), calibration={}, records=list(records), problems=problems,
+        intervals={"latency": placeholder, "memory": placeholder},
+        probed=_probed_capacity(ok_records), measured=_measured(rows, ok_records),
+        power=_power(ok_records), ooms=_ooms(all_rows, records), calibration={},
+        records=records, problems=problems,
     )
     if calibrate:
-        _calibrate(models, ok, specs)
+        _calibrate(models, ok_records, specs)
     return models
 
 
@@ -189,18 +194,13 @@ def _median_or_none(values: list) -> float | None:
     return float(np.median(numbers)) if numbers else None
 
 
-def _ooms(records: list[dict], specs: dict[str, GpuSpec]) -> dict:
+def _ooms(rows: list[dict], records: list[dict]) -> dict:
+    """Measured OOM sizes per GPU and setting, smallest first, with where they were measured."""
     out: dict[tuple, list] = {}
-    for record in records:
-        gpu_id = record["gpu"].get("catalog_id")
-        if record["status"] != "oom" or gpu_id not in specs:
+    for row, record in zip(rows, records):
+        if record["status"] != "oom":
             continue
-        try:
-            row = make_row(specs[gpu_id], **record_config(record))
-        except AdvisorError:
-            continue
-        c = record["config"]
-        where = (f"{shape_label(c['height'], c['width'])} batch {c['batch']}"
+        where = (f"{shape_label(row['height'], row['width'])} batch {row['batch']}"
                  f"{' with CFG' if row['cfg'] else ''} ({record.get('_source', 'record')})")
         out.setdefault(setting_key(row), []).append((oom_size(row), where))
     for entries in out.values():

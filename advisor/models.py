@@ -67,7 +67,7 @@ class Models:
             return self.specs[key]
         close = difflib.get_close_matches(key, list(self.specs), n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise AdvisorError(f"--gpu: unknown GPU id {gpu_id!r}{hint} "
+        raise AdvisorError(f"gpu: unknown GPU id {gpu_id!r}{hint} "
                            "(`advisor catalog list` shows every id)")
 
     def predict(self, gpu_id: str, height: int, width: int, batch: int = 1, steps: int = 9,
@@ -134,15 +134,14 @@ class Models:
                                            "caption_tokens")},
             "latency_s": latency,
             "denoise_step_s": step,
-            "latency_interval_s": [total * np.exp(llo), total * np.exp(lhi)],
-            "peak_memory_gb": peak_gb,
-            "torch_peak_allocated_gb": allocated_mib * MIB / GB,
-            "memory_interval_gb": [peak_gb * np.exp(mlo), peak_gb * np.exp(mhi)],
+            "latency_interval_s": [total * float(np.exp(llo)), total * float(np.exp(lhi))],
+            "peak_memory_gb": float(peak_gb),
+            "torch_peak_allocated_gb": float(allocated_mib * MIB / GB),
+            "memory_interval_gb": [float(peak_gb * np.exp(mlo)), float(peak_gb * np.exp(mhi))],
             "source": "fitted" if row["gpu"] in self.probed else "transferred",
             "source_detail": self._source_detail(row),
             "interval_basis": {"latency": latency_basis, "memory": memory_basis},
             "model_version": self.model_version,
-            "notes": [],
         }
         measured = self.measured.get(match_key(row))
         if measured:
@@ -192,12 +191,6 @@ class Models:
             verb = "leaves" if out["fits"] else "does not leave"
             out["fits_reason"] = (f"predicted peak {out['peak_memory_gb']:.1f} GB {verb} the "
                                   f"{margin:.1f} GB margin below {capacity:.1f} GB")
-        for key in ("denoise_step_s", "peak_memory_gb", "torch_peak_allocated_gb",
-                    "achieved_tflops", "mfu", "images_per_s", "memory_margin_gb",
-                    "memory_headroom_gb"):
-            out[key] = float(out[key])
-        out["latency_interval_s"] = [float(v) for v in out["latency_interval_s"]]
-        out["memory_interval_gb"] = [float(v) for v in out["memory_interval_gb"]]
         return out
 
     def _power(self, out: dict, row: dict) -> None:

@@ -149,6 +149,10 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec],
                       problems: list[str] = ()) -> dict:
     """The `advisor validate` report: headline numbers, per-split metrics, notes, and a
     plot-ready residual table."""
+    from advisor.fit import usable
+
+    _, records, skipped = usable(records, specs)
+    problems = list(dict.fromkeys([*problems, *skipped]))
     ok = [r for r in records if r["status"] == "ok"]
     gpus = sorted({r["gpu"]["catalog_id"] for r in ok if r["gpu"]["catalog_id"] in specs})
     report = {"latency_mape": {}, "memory_mape": {}, "coverage": {}, "metrics": {},

@@ -16,7 +16,7 @@ from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.estimators import LatencyRegressor, MemoryRegressor
 from advisor.features import LATENCY_STAGES, make_row
-from advisor.fit import fit_models, load_models, targets, training_rows
+from advisor.fit import fit_models, load_models, targets, usable
 from advisor.validation import validation_report
 from tests.synthetic import (
     LAW, gpu_specs, law_latency, law_memory, make_record, synthetic_records,
@@ -42,7 +42,8 @@ def _with_sources(records, name="syn.jsonl"):
 @pytest.fixture(scope="module")
 def exact(specs):
     """Estimators fitted on noise-free records of the standard-like grid on two GPUs."""
-    rows, ok, _ = training_rows(synthetic_records(noise=0.0), specs)
+    rows, ok, _ = usable(synthetic_records(noise=0.0), specs)
+    assert all(r["status"] == "ok" for r in ok)
     latency, memory, stage_peaks = targets(ok)
     return (LatencyRegressor().fit(rows, latency),
             MemoryRegressor().fit(rows, memory, stage_peaks=stage_peaks))
@@ -198,6 +199,21 @@ def test_bad_queries_raise_advisor_errors(models, kwargs, message):
     config = dict(gpu_id=H100, height=1024, width=1024) | kwargs
     with pytest.raises(AdvisorError, match=message.replace("(", r"\(")):
         models.predict(**config)
+
+
+def test_unusable_records_are_skipped_with_reasons(specs):
+    tiny, cpu, no_nvml = make_record(), make_record(), make_record()
+    tiny["architecture"] = "tiny"
+    cpu["gpu"].update(name="cpu", catalog_id=None)
+    no_nvml["results"]["nvml_peak_used_mb"] = None
+    records = _with_sources(synthetic_records(grid=SMALL_GRID) + [tiny, cpu, no_nvml])
+    models = fit_models(records, specs, calibrate=False)
+    assert len(models.records) == len(records) - 3
+    assert [p.split(": ", 1)[1] for p in models.problems] == [
+        "architecture 'tiny' is not a sizing figure; skipped",
+        "gpu.catalog_id None is not in the catalog; skipped",
+        "results.nvml_peak_used_mb is null (no memory figures); skipped",
+    ]
 
 
 # ------------------------------------------------------------------------------ validation
