@@ -15,14 +15,13 @@ import numpy as np
 
 from advisor import workload
 from advisor.errors import AdvisorError
+from advisor.records import ATTENTIONS, OFFLOADS, PRECISIONS
 
 MIB = 2**20
 LATENCY_STAGES = ("text_encode", "denoise_step", "first_step_extra", "vae_decode", "other")
 MEMORY_STAGES = ("text_encode", "denoise", "vae_decode")
 SETTING_KEYS = ("precision", "attention", "compile", "offload")
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp32-tf32": 4}
-ATTENTIONS = ("native", "cudnn", "flash")
-OFFLOADS = ("none", "model", "sequential")
 
 # HBM passes over a (tokens x dim) activation per transformer block: norms, modulation, residual
 # adds, RoPE, the gated FFN (2.7x dim wide) and GEMM inputs/outputs. Only the ratio to the weight
@@ -56,7 +55,7 @@ class GpuSpec:
             memory_gb=float(gpu.memory_gb),
             bandwidth_gbs=float(gpu.memory_bandwidth_gbps),
             pcie_gbs=pcie_gbs(gpu.host_interface),
-            tflops={p: gpu.dense_tflops(p) for p in ELEMENT_BYTES},
+            tflops={p: gpu.dense_tflops(p) for p in PRECISIONS},
         )
 
 
@@ -81,7 +80,7 @@ def check_config(height: int, width: int, batch: int = 1, steps: int = 9,
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise AdvisorError(f"{name}: expected an integer >= 1, got {value!r}")
     workload.padded_caption_tokens(caption_tokens)  # validates 1..512
-    for name, value, allowed in (("precision", precision, tuple(ELEMENT_BYTES)),
+    for name, value, allowed in (("precision", precision, PRECISIONS),
                                  ("attention", attention, ATTENTIONS),
                                  ("offload", offload, OFFLOADS)):
         if value not in allowed:
@@ -149,12 +148,9 @@ def weight_bytes(precision: str) -> dict:
     return workload.weight_bytes(precision)
 
 
+@lru_cache(maxsize=1)
 def _text_encoder_tflops() -> float:
     return workload.text_encoder_tflops(workload.MAX_CAPTION_TOKENS)
-
-
-def _column(rows: list[dict], fn) -> np.ndarray:
-    return np.fromiter((fn(r) for r in rows), dtype=float, count=len(rows))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,4 +268,4 @@ def memory_design(rows: list[dict], stage: str) -> tuple[np.ndarray, np.ndarray]
     if not rows:
         return np.zeros((0, len(MEMORY_FEATURES[stage]))), np.zeros(0)
     X = np.array([_memory_row(r, stage) for r in rows], dtype=float)
-    return X, _column(rows, lambda r: resident_weights_mib(r, stage))
+    return X, np.array([resident_weights_mib(r, stage) for r in rows], dtype=float)

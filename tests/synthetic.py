@@ -15,7 +15,7 @@ import numpy as np
 from advisor import CATALOG_PATH
 from advisor.catalog import load_catalog
 from advisor.features import (
-    LATENCY_STAGES, MEMORY_STAGES, MIB, GpuSpec, latency_design, make_row, memory_design,
+    LATENCY_STAGES, MEMORY_STAGES, GpuSpec, latency_design, make_row, memory_design,
 )
 
 BASE_CONFIG = {

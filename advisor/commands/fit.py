@@ -5,10 +5,7 @@ import argparse
 import json
 
 from advisor import CATALOG_PATH, MEASUREMENTS_DIR
-
-PRECISIONS = ("bf16", "fp16", "fp32", "fp32-tf32")
-ATTENTIONS = ("native", "cudnn", "flash")
-OFFLOADS = ("none", "model", "sequential")
+from advisor.records import ATTENTIONS, OFFLOADS, PRECISIONS
 
 
 def add_parser(subparsers) -> None:
