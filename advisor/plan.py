@@ -566,7 +566,9 @@ def _unfit_reason(note: dict, rejected: list[Candidate], request: Request) -> st
     setting, pred = note["none"] if "none" in note else note["offload"]
     capacity = pred.get("memory_capacity_gb")
     have = f", has {capacity:.1f} GB" if capacity is not None else ""
-    text = f"needs {pred['peak_memory_gb']:.1f} GB at batch 1 ({setting.label}){have}"
+    margin = max(pred.get("memory_margin_gb", 0.0), request.memory_margin_gb)
+    text = (f"needs {pred['peak_memory_gb']:.1f} GB + {margin:.1f} GB margin at batch 1 "
+            f"({setting.label}){have}")
     if "offload" not in note:
         return text
     s, p = note["offload"]

@@ -1,0 +1,287 @@
+"""`advisor recommend`: GPU, settings and fleet size for a request, ranked by cost; or re-check a
+saved plan (`--plan PLAN.yaml --check`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+
+from advisor.commands.fit import _data_args
+from advisor.errors import AdvisorError
+
+WIDTH = 100
+
+# flag -> dotted request field it overrides
+OVERRIDES = {
+    "images_per_day": "demand.images_per_day",
+    "images_per_s": "demand.images_per_s",
+    "peak_factor": "demand.peak_factor",
+    "p95_s": "slo.p95_s",
+    "p99_s": "slo.p99_s",
+    "steps": "steps",
+    "window_s": "batching.window_s",
+    "mode": "deployment.mode",
+    "max_gpus": "constraints.max_gpus",
+    "max_usd_per_month": "constraints.max_usd_per_month",
+    "n_plus_one": "constraints.n_plus_one",
+}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "recommend", help="GPU, settings and fleet size for a demand and latency SLO",
+        description="Search every candidate GPU and setting (precision, batch, compile, "
+        "attention, offload) that fits in memory, size the fleet that meets the latency SLO at "
+        "peak demand by queueing simulation, and rank by cost. Flags override request fields. "
+        "With --plan PLAN.yaml --check: re-validate a saved plan against the current catalog, "
+        "measurements and models (exit 1 if it no longer holds).",
+    )
+    p.add_argument("--request", metavar="REQ.yaml",
+                   help="request file (see examples/request.yaml); flags alone also work")
+    p.add_argument("--plan", metavar="PLAN.yaml", help="a plan saved with --out (with --check)")
+    p.add_argument("--check", action="store_true", help="re-validate the --plan file")
+    p.add_argument("--out", metavar="PLAN.yaml",
+                   help="save inputs, assumptions, provenance and results as YAML")
+    p.add_argument("--format", choices=["table", "json", "yaml"], default="table",
+                   help="output format (default table)")
+    p.add_argument("--top", type=int, default=5, help="options to show (default 5)")
+    g = p.add_argument_group("request overrides")
+    g.add_argument("--resolution", action="append", metavar="WxH[:SHARE]",
+                   help="a resolution of the mix, e.g. 1344x768:0.3 (repeat; replaces the "
+                   "file's mix)")
+    g.add_argument("--images-per-day", type=float, help="average demand, images a day")
+    g.add_argument("--images-per-s", type=float, help="average demand, images a second")
+    g.add_argument("--peak-factor", type=float, help="peak / average demand (default 1)")
+    g.add_argument("--p95-s", type=float, help="p95 end-to-end latency SLO, seconds")
+    g.add_argument("--p99-s", type=float, help="p99 end-to-end latency SLO, seconds")
+    g.add_argument("--steps", type=int, help="denoising steps (default 9)")
+    g.add_argument("--gpus", help='comma-separated catalog ids, or "all"')
+    g.add_argument("--segments", help="comma-separated: datacenter, workstation, consumer")
+    g.add_argument("--window-s", type=float, help="batching window, seconds (default 0.1)")
+    g.add_argument("--mode", choices=["cloud", "owned"], help="deployment (default cloud)")
+    g.add_argument("--max-gpus", type=int, help="largest fleet to consider (default 1024)")
+    g.add_argument("--max-usd-per-month", type=float, help="monthly budget, USD")
+    g.add_argument("--n-plus-one", action=argparse.BooleanOptionalAction, default=None,
+                   help="one spare GPU beyond the fleet that meets the SLO")
+    _data_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise AdvisorError(f"--top: expected an integer >= 1, got {args.top}")
+    if args.check or args.plan:
+        return _check(args)
+    from advisor.catalog import load_catalog
+    from advisor.export import plan_document, provenance, save_plan
+    from advisor.fit import load_models
+    from advisor.plan import recommend
+
+    request = build_request(args)
+    catalog = load_catalog(args.catalog)
+    models = load_models(args.data, args.catalog, args.cache_dir)
+    plan = recommend(request, models, catalog, top=args.top)
+    prov = provenance(models, catalog, args.data)
+    if args.out:
+        save_plan(plan, args.out, prov)
+    if args.format == "table":
+        print(format_table(plan, prov, args.top))
+        if args.out:
+            print(f"\nPlan saved to {args.out}")
+    else:
+        print(_dump(plan_document(plan, prov), args.format))
+    return 0
+
+
+def build_request(args: argparse.Namespace):
+    """The request file (or an empty one) with the flags applied, validated."""
+    from advisor.request import Request
+
+    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
+                 if getattr(args, flag) is not None}
+    if args.resolution:
+        overrides["resolutions"] = [_resolution(text) for text in args.resolution]
+    for flag, field in (("gpus", "candidates.gpus"), ("segments", "candidates.segments")):
+        text = getattr(args, flag)
+        if text is not None:
+            items = [x.strip() for x in text.split(",") if x.strip()]
+            overrides[field] = "all" if items == ["all"] else items
+    if args.request:
+        return Request.from_yaml(args.request, overrides)
+    return Request.from_dict({}, source="command line", overrides=overrides)
+
+
+def _resolution(text: str) -> dict:
+    size, _, share = text.partition(":")
+    width, _, height = size.lower().partition("x")
+    try:
+        out = {"height": int(height), "width": int(width)}
+        if share:
+            out["share"] = float(share)
+    except ValueError:
+        raise AdvisorError(f"--resolution {text!r}: expected WIDTHxHEIGHT[:SHARE], e.g. "
+                           "1344x768:0.3") from None
+    return out
+
+
+def _check(args: argparse.Namespace) -> int:
+    if not (args.plan and args.check):
+        raise AdvisorError("--plan and --check go together: advisor recommend --plan PLAN.yaml "
+                           "--check")
+    from advisor.catalog import load_catalog
+    from advisor.export import check_plan
+    from advisor.fit import load_models
+
+    catalog = load_catalog(args.catalog)
+    models = load_models(args.data, args.catalog, args.cache_dir)
+    report = check_plan(args.plan, models, catalog, args.data)
+    if args.format == "table":
+        print(format_check(report))
+    else:
+        print(_dump(report, args.format))
+    return 0 if report["holds"] else 1
+
+
+def _dump(doc: dict, fmt: str) -> str:
+    import yaml
+
+    if fmt == "json":
+        return json.dumps(doc, indent=2)
+    return yaml.safe_dump(doc, sort_keys=False, width=WIDTH).rstrip()
+
+
+# --------------------------------------------------------------------------- table
+
+
+def format_table(plan, prov: dict, top: int) -> str:
+    r = plan.request
+    q = f"{r.slo_label}_s"
+    other = "p99_s" if q == "p95_s" else "p95_s"
+    mix = ", ".join(f"{x.label} {x.share:.0%}" for x in r.resolutions)
+    spare = "+1" if r.n_plus_one else ""
+    lines = [
+        f"Z-Image-Turbo plan: {r.images_per_s:.3g} img/s average, {r.peak_images_per_s:.3g} "
+        f"img/s peak; {r.slo_label} <= {r.slo_s:g} s end to end",
+        f"Mix: {mix}; {r.steps} steps, {'CFG' if r.cfg else 'no CFG'}; {r.deployment.mode}"
+        + ("; N+1" if r.n_plus_one else ""),
+        "",
+    ]
+    if plan.options:
+        lines.append(f"{'#':>2}  {'GPU':<24}{'GPUs':>6}{'batch':>6}{q[:3] + ' s':>8}"
+                     f"{other[:3] + ' s':>8}{'$/1k img':>10}{'$/month':>11}{'capex $':>12}"
+                     f"{'kW':>7}")
+        for o in plan.options[:top]:
+            lines += _option_lines(o, q, other, spare)
+    else:
+        lines.append("No option meets the request; the reasons per GPU follow.")
+    lines += _frontier_lines(plan.frontier, q)
+    lines += _gpu_lines("Fits, but no fleet meets the request:", plan.infeasible)
+    lines += _gpu_lines("Does not fit:", plan.unfit)
+    lines += _grouped_lines("Not searched:", plan.excluded)
+    if plan.not_simulated:
+        bounds = ", ".join(f"{x['gpu']} >= ${x['usd_per_month_at_least']:,.0f}"
+                           for x in plan.not_simulated)
+        lines += ["", "Not simulated (monthly cost lower bound above the options shown):"]
+        lines += _wrap(bounds, "  ")
+    lines += ["", "Where the figures come from:"] + _sources(plan, prov)
+    lines += ["", "Assumptions:"]
+    for a in plan.assumptions:
+        lines += _wrap(a, "  - ", "    ")
+    return "\n".join(lines)
+
+
+def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
+    from advisor.plan import Setting
+
+    c, fleet = o["cost"], o["fleet"]
+    kw = "n/a" if c["power_kw"] is None else f"{c['power_kw']:.1f}"
+    row = (f"{o['rank']:>2}  {o['gpu']:<24}{str(fleet['serving_gpus']) + spare:>6}"
+           f"{o['max_batch']:>6}{o['latency'][q]:>8.2f}{o['latency'][other]:>8.2f}"
+           f"{c['usd_per_1k_images']:>10.3f}{c['usd_per_month']:>11,.0f}{c['capex_usd']:>12,.0f}"
+           f"{kw:>7}")
+    intervals = "; ".join(
+        f"{label} b1 {s['batch_1_s']:.2f} s [{s['batch_1_interval_s'][0]:.2f}-"
+        f"{s['batch_1_interval_s'][1]:.2f}]" for label, s in o["service"].items())
+    detail = (f"{Setting(**o['setting']).label}; {fleet['servers']} server(s); latency "
+              f"{'/'.join(o['sources'])}: {intervals}; price: {c['price']['source']}")
+    return [row] + _wrap(detail, "    ") + _wrap(o.get("reason", ""), "    why: ", "    ")
+
+
+def _frontier_lines(frontier: list[dict], q: str) -> list[str]:
+    from advisor.plan import Setting
+
+    if not frontier:
+        return []
+    lines = ["", f"Cost / {q[:3]} frontier (each option is faster than every cheaper one):"]
+    for o in frontier:
+        lines.append(
+            f"  ${o['cost']['usd_per_month']:>10,.0f}/month  {q[:3]} {o['latency'][q]:6.2f} s  "
+            f"{o['fleet']['total_gpus']} x {o['gpu']} batch {o['max_batch']} "
+            f"{Setting(**o['setting']).label}")
+    return lines
+
+
+def _gpu_lines(title: str, items: list[dict]) -> list[str]:
+    if not items:
+        return []
+    lines = ["", title]
+    for item in items:
+        lines += _wrap(f"{item['gpu']}: {item['reason']}", "  ", "    ")
+    return lines
+
+
+def _grouped_lines(title: str, items: list[dict]) -> list[str]:
+    """One line per distinct reason, naming the GPUs it applies to."""
+    if not items:
+        return []
+    groups: dict[str, list[str]] = {}
+    for item in items:
+        groups.setdefault(item["reason"].replace(item["gpu"], "<id>"), []).append(item["gpu"])
+    lines = ["", title]
+    for reason, gpus in groups.items():
+        lines += _wrap(f"{', '.join(gpus)}: {reason}", "  ", "    ")
+    return lines
+
+
+def _sources(plan, prov: dict) -> list[str]:
+    model = prov["model"]
+    errors = ", ".join(f"{k} {v:.1f}%" for k, v in model["validation"].items()
+                       if isinstance(v, (int, float)))
+    out = [
+        f"  service times and memory: fitted models {model['version']} "
+        f"({errors or 'no validation error available'}); per option: measured/fitted/"
+        "transferred and the 90% interval",
+        f"  GPU specs and prices: {prov['catalog']['path']} (sha256 "
+        f"{prov['catalog']['sha256'][:12]}) or the request, per option",
+        f"  latency percentiles: {plan.request.simulation.describe()}",
+        f"  search: {plan.search['gpus']} GPUs, {plan.search['predictions']} predictions, "
+        f"{plan.search['candidates']} candidates, {plan.search['candidates_simulated']} sized "
+        f"by {plan.search['simulations']} simulations",
+    ]
+    return [line for text in out for line in _wrap(text.strip(), "  ", "    ")]
+
+
+def _wrap(text: str, first: str, rest: str | None = None) -> list[str]:
+    if not text:
+        return []
+    return textwrap.wrap(text, WIDTH, initial_indent=first,
+                         subsequent_indent=rest if rest is not None else first)
+
+
+def format_check(report: dict) -> str:
+    verdict = "HOLDS" if report["holds"] else "NO LONGER HOLDS"
+    lines = [f"Plan {report['plan']}: {verdict}"]
+    if report["option"]:
+        o = report["option"]
+        lines.append(f"  saved pick: {o['serving_gpus']} x {o['gpu']}, batch {o['max_batch']}")
+    if report["problems"]:
+        lines += ["", "Problems:"]
+        for problem in report["problems"]:
+            lines += _wrap(problem, "  - ", "    ")
+    if report["changes"]:
+        lines += ["", "Changed since the plan was saved:"]
+        for change in report["changes"]:
+            lines += _wrap(change, "  - ", "    ")
+    else:
+        lines += ["", "Nothing changed since the plan was saved."]
+    return "\n".join(lines)

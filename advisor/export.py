@@ -1,0 +1,218 @@
+"""Plan files: save a plan as YAML (inputs, assumptions, provenance, results), read it back, and
+re-check a saved plan against the current catalog, measurements and fitted models.
+
+Plan files are read with yaml.safe_load only, and the request inside is validated like any
+request: a bad field is an AdvisorError naming the file and the field.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import numbers
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from advisor import MEASUREMENTS_DIR, REPO_ROOT, __version__
+from advisor.errors import AdvisorError
+from advisor.fileio import sha256_file, write_atomic
+from advisor.plan import Plan, Setting, evaluate, recommend
+from advisor.request import Request
+
+PLAN_FORMAT = 1
+PLAN_KIND = "zimage-advisor-plan"
+SOFTWARE = ("numpy", "scipy", "scikit-learn", "pyyaml")
+
+
+def provenance(models, catalog, measurements_dir: str | Path = MEASUREMENTS_DIR) -> dict:
+    """Where every input came from: catalog and measurement files with their sha256, the
+    model version and its validation error, and software versions."""
+    files = sorted(Path(measurements_dir).glob("*.jsonl"))
+    return {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "catalog": {"path": _shown(catalog.path), "sha256": catalog.sha256},
+        "measurements": [{"file": _shown(f), "sha256": sha256_file(f)} for f in files],
+        "model": {"version": getattr(models, "model_version", None),
+                  "validation": _plain(getattr(models, "calibration", None) or {}),
+                  "validation_basis": "K-fold cross-validation error of the fitted models "
+                                      "(mean absolute percentage error)"},
+        "software": {"advisor": __version__, "python": platform.python_version(),
+                     **{name: _version(name) for name in SOFTWARE}},
+    }
+
+
+def plan_document(plan: Plan, prov: dict) -> dict:
+    return _plain({
+        "format": PLAN_FORMAT,
+        "kind": PLAN_KIND,
+        "inputs": {"request": plan.request.to_dict()},
+        "assumptions": plan.assumptions,
+        "provenance": prov,
+        "results": {
+            "options": plan.options, "frontier": plan.frontier,
+            "infeasible": plan.infeasible, "unfit": plan.unfit, "excluded": plan.excluded,
+            "not_simulated": plan.not_simulated, "search": plan.search,
+        },
+    })
+
+
+def save_plan(plan: Plan, path: str | Path, prov: dict) -> None:
+    """Write the plan atomically: a crash leaves the old file or the new one, never half."""
+    write_atomic(path, yaml.safe_dump(plan_document(plan, prov), sort_keys=False, width=100))
+
+
+def load_plan(path: str | Path) -> dict:
+    """The saved plan document, checked: format, kind, a valid request, a results section."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AdvisorError(f"{path}: plan file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdvisorError(f"{path}: cannot read the plan ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise AdvisorError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
+        raise AdvisorError(f"{path}: field 'kind': expected {PLAN_KIND!r} (a file written by "
+                           "`advisor recommend --out`)")
+    if doc.get("format") != PLAN_FORMAT:
+        raise AdvisorError(f"{path}: field 'format': expected {PLAN_FORMAT}, "
+                           f"found {doc.get('format')!r}")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, dict) or "request" not in inputs:
+        raise AdvisorError(f"{path}: field 'inputs.request': expected the planning request")
+    doc["request"] = Request.from_dict(inputs["request"], source=f"{path}: inputs.request")
+    results = doc.get("results")
+    if not isinstance(results, dict) or not isinstance(results.get("options"), list):
+        raise AdvisorError(f"{path}: field 'results.options': expected a list of options")
+    for i, option in enumerate(results["options"]):
+        _check_option(path, i, option)
+    return doc
+
+
+def check_plan(path: str | Path, models, catalog,
+               measurements_dir: str | Path = MEASUREMENTS_DIR) -> dict:
+    """Re-validate a saved plan against current data. `holds` is False when its top option no
+    longer fits, meets the SLO with the same fleet, or stays within the constraints."""
+    doc = load_plan(path)
+    request: Request = doc["request"]
+    saved_prov = doc.get("provenance") or {}
+    now_prov = provenance(models, catalog, measurements_dir)
+    report = {"plan": str(path), "changes": _input_changes(saved_prov, now_prov),
+              "holds": False, "problems": [], "option": None, "now": None}
+    options = doc["results"]["options"]
+    if not options:
+        report["problems"].append("the saved plan has no option meeting its request")
+    else:
+        saved = options[0]
+        report["option"] = _summary(saved)
+        now = evaluate(request, models, catalog, saved["gpu"], Setting(**saved["setting"]),
+                       saved["max_batch"], saved["fleet"]["serving_gpus"])
+        report["now"] = now
+        report["holds"] = now["holds"]
+        report["problems"] += now["problems"]
+        report["changes"] += _result_changes(saved, now, request)
+    best = recommend(request, models, catalog, top=1).best()
+    report["best_now"] = _summary(best) if best else None
+    if best and options and _summary(best) != report["option"]:
+        report["changes"].append(
+            f"the best option now is {_describe(best)} (saved: {_describe(options[0])})")
+    return _plain(report)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _input_changes(saved: dict, now: dict) -> list[str]:
+    out = []
+    if (saved.get("catalog") or {}).get("sha256") != now["catalog"]["sha256"]:
+        out.append(f"catalog {now['catalog']['path']} changed (sha256 "
+                   f"{_short((saved.get('catalog') or {}).get('sha256'))} -> "
+                   f"{_short(now['catalog']['sha256'])})")
+    old = {m["file"]: m["sha256"] for m in saved.get("measurements") or []}
+    new = {m["file"]: m["sha256"] for m in now["measurements"]}
+    out += [f"measurement file added: {f}" for f in sorted(set(new) - set(old))]
+    out += [f"measurement file removed: {f}" for f in sorted(set(old) - set(new))]
+    out += [f"measurement file changed: {f}" for f in sorted(set(old) & set(new))
+            if old[f] != new[f]]
+    old_model = (saved.get("model") or {}).get("version")
+    if old_model != now["model"]["version"]:
+        out.append(f"fitted model version {old_model} -> {now['model']['version']}")
+    return out
+
+
+def _result_changes(saved: dict, now: dict, request: Request) -> list[str]:
+    if "latency" not in now:
+        return []
+    key = f"{request.slo_label}_s"
+    out = []
+    before, after = saved["latency"][key], now["latency"][key]
+    if abs(after - before) > 0.005 * max(before, 1e-9):
+        out.append(f"{request.slo_label} with {saved['fleet']['serving_gpus']} GPUs: "
+                   f"{before:.2f} s -> {after:.2f} s")
+    cost_before, cost_after = saved["cost"]["usd_per_month"], now["cost"]["usd_per_month"]
+    if abs(cost_after - cost_before) > 0.005 * max(cost_before, 1e-9):
+        out.append(f"monthly cost ${cost_before:,.0f} -> ${cost_after:,.0f} "
+                   f"({now['cost']['price']['source']})")
+    return out
+
+
+def _check_option(path: Path, i: int, option) -> None:
+    where = f"{path}: field 'results.options[{i}]"
+    if not isinstance(option, dict):
+        raise AdvisorError(f"{where}': expected a mapping")
+    for key in ("gpu", "setting", "max_batch", "fleet", "latency", "cost"):
+        if key not in option:
+            raise AdvisorError(f"{where}.{key}': missing")
+    setting = option["setting"]
+    if not isinstance(setting, dict) or set(setting) != {"precision", "compile", "attention",
+                                                          "offload"}:
+        raise AdvisorError(f"{where}.setting': expected precision, compile, attention, offload")
+    serving = (option["fleet"] or {}).get("serving_gpus") if isinstance(option["fleet"], dict) \
+        else None
+    if not (isinstance(serving, int) and serving >= 1):
+        raise AdvisorError(f"{where}.fleet.serving_gpus': expected an integer >= 1, "
+                           f"found {serving!r}")
+
+
+def _summary(option: dict) -> dict:
+    return {"gpu": option["gpu"], "setting": option["setting"],
+            "max_batch": option["max_batch"], "serving_gpus": option["fleet"]["serving_gpus"]}
+
+
+def _describe(option: dict) -> str:
+    s = option["setting"]
+    return (f"{option['fleet']['serving_gpus']} x {option['gpu']} ({Setting(**s).label}, "
+            f"batch {option['max_batch']})")
+
+
+def _short(digest: str | None) -> str:
+    return digest[:12] if digest else "none"
+
+
+def _shown(path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _plain(obj):
+    """Plain Python containers and scalars (no numpy types, tuples as lists) for YAML/JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (bool, str)) or obj is None:
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj)
+    return str(obj)
