@@ -8,9 +8,10 @@ Each call is the pipeline's own `__call__`; hooks only mark time and memory:
 - `vae.decode` (wrapped): VAE decode.
 The rest of a call (latents, timesteps, image post-processing, offload hooks) is `other_s`.
 
-Method: a warm-up call of one step (two for compiled configs: the first compiles), then `repeats`
-calls of `k` steps. The first step of a call is kept apart (it carries model-offload transfers);
-steps 2..k give the steady step time. A full run of S steps is composed as
+Method: a warm-up call of one step (two for compiled configs: the first compiles), then up to
+three calls of k steps (3, or 2 for slow configs), as many as fit the config's time budget. The
+first step of a call is kept apart (it carries model-offload transfers); steps 2..k give the
+steady step time. A full run of S steps is composed as
 text_encode + first_step + (S-1) x step + vae_decode + other; configs marked `end_to_end` are also
 run whole to check that composition.
 """
@@ -28,8 +29,7 @@ from probes.meters import Clock, Nvml, Sampler, peaks_mb, reset_peaks
 from probes.pipeline import Loaded, free_memory, set_attention, set_tf32
 from probes.tokenizer import caption_prompt, negative_prompt
 
-# (repeats, steps per call), best first: the first that fits the config's time budget is used.
-PLANS = [(3, 3), (3, 2), (2, 2), (1, 2)]
+MAX_REPEATS = 3
 STAGES = ("text_encode", "denoise", "vae_decode")
 
 
@@ -143,13 +143,26 @@ def _patched(obj, name: str, value):
         delattr(obj, name)
 
 
-def plan(warm: Call, steps: int, budget_s: float) -> tuple[int, int]:
-    """(repeats, steps per call) that fit `budget_s`, estimated from a one-step warm-up call."""
-    for repeats, k in PLANS:
-        k = min(k, steps)
-        if repeats * (warm.call_s + (k - 1) * warm.first_step_s) <= budget_s:
-            return repeats, k
-    return PLANS[-1][0], min(PLANS[-1][1], steps)
+def steps_per_call(warm: Call, steps: int, budget_s: float) -> int:
+    """3 steps a call (two steady ones) when three such calls fit the budget, else 2."""
+    k = 3 if MAX_REPEATS * (warm.call_s + 2 * warm.first_step_s) <= budget_s else 2
+    return min(k, steps)
+
+
+def timed_calls(runner: Runner, k: int, budget_s: float) -> list[Call]:
+    """Calls of k steps: at least one, up to MAX_REPEATS while the next one fits the budget."""
+    calls = [runner.call(k)]
+    while len(calls) < MAX_REPEATS and sum(c.call_s for c in calls) + calls[-1].call_s <= budget_s:
+        calls.append(runner.call(k))
+    return calls
+
+
+def whole_runs(runner: Runner, timed: list[Call], budget_s: float) -> list[Call]:
+    """Full-length calls for the composition check: 1 to 3, in half the budget."""
+    steps = runner.config.steps
+    full_s = timed[0].composed_s(steps, _median([s for c in timed for s in c.steady_steps_s]
+                                                 or [timed[0].first_step_s]))
+    return [runner.call(steps) for _ in range(max(1, min(3, int(budget_s / 2 / full_s))))]
 
 
 def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None,
@@ -165,15 +178,13 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
         warmups = [runner.call(1)]
         if config.compile:  # the first call compiled; time a clean one to plan with
             warmups.append(runner.call(1))
-        repeats, k = plan(warmups[-1], config.steps, budget_s)
-        timed = [runner.call(k) for _ in range(repeats)]
-        full_s = timed[0].composed_s(config.steps, warmups[-1].first_step_s)
-        whole = [runner.call(config.steps) for _ in range(_whole_runs(full_s, budget_s))] \
-            if config.end_to_end else []
+        k = steps_per_call(warmups[-1], config.steps, budget_s)
+        timed = timed_calls(runner, k, budget_s)
+        whole = whole_runs(runner, timed, budget_s) if config.end_to_end else []
     results = compose(config, timed, whole, k)
     results.update(_memory(timed[0], device))
     results.update(_nvml(sampler if nvml else None, timed, config, results, baseline_mb))
-    if not loaded.tiny:  # the workload model counts the FLOPs of the real architecture only
+    if loaded.architecture == "z-image-turbo":  # the workload model counts that one's FLOPs only
         results.update(_throughput(config, results, gpu_tflops))
     results.update(
         load_s=loaded.load_s, host_rss_peak_mb=loaded.host_rss_peak_mb,
@@ -181,10 +192,6 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
         compile_s=warmups[0].call_s - warmups[1].call_s if config.compile else None,
     )
     return results
-
-
-def _whole_runs(full_s: float, budget_s: float) -> int:
-    return max(1, min(3, int(budget_s / 2 / full_s)))
 
 
 def _median(values):

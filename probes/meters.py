@@ -12,6 +12,9 @@ from typing import Callable
 import torch
 
 MB = 2**20
+# NVML field values are a union; valueType says which member holds the number.
+FIELD_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal",
+                       6: "usVal"}
 
 
 class Clock:
@@ -143,7 +146,8 @@ class Nvml:
         values = self._try(self.nv.nvmlDeviceGetFieldValues, [self.nv.NVML_FI_DEV_POWER_INSTANT])
         if not values or values[0].nvmlReturn != self.nv.NVML_SUCCESS:
             return None
-        return values[0].value.uiVal / 1000.0
+        member = FIELD_VALUE_MEMBERS.get(values[0].valueType)
+        return None if member is None else getattr(values[0].value, member) / 1000.0  # mW
 
     def power_w(self) -> float | None:
         if self._instant_power:

@@ -68,12 +68,14 @@ class LoadKey:
 class Loaded:
     pipe: ZImagePipeline
     key: LoadKey
-    tiny: bool
+    architecture: str  # "z-image-turbo" | "tiny"
     weights: str  # "synthetic" | "pretrained"
     source: str
     load_s: float
     host_rss_peak_mb: float
-    attention: str = "native"
+    # None until set: a fresh model follows diffusers' global active backend, which the
+    # previous pipeline may have left on cudnn or flash.
+    attention: str | None = None
 
 
 def find_weights(choice: str, allow_download: bool) -> Path | None:
@@ -121,7 +123,7 @@ def load(key: LoadKey, device: torch.device, weights_path: Path | None, tiny: bo
             torch.cuda.synchronize(device)
     pipe.set_progress_bar_config(disable=True)
     return Loaded(
-        pipe=pipe, key=key, tiny=tiny,
+        pipe=pipe, key=key, architecture=architecture_of(pipe),
         weights="synthetic" if weights_path is None else "pretrained",
         source=weights_source(weights_path, tiny),
         load_s=time.perf_counter() - start,
@@ -144,6 +146,35 @@ def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+# The config fields that tell the architectures apart (a fine-tuned checkpoint shares them).
+ARCHITECTURE_FIELDS = {
+    "transformer": ("dim", "n_layers", "n_refiner_layers", "n_heads", "cap_feat_dim", "in_channels"),
+    "text_encoder": ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads"),
+    "vae": ("block_out_channels", "layers_per_block", "latent_channels"),
+}
+
+
+def architecture_of(pipe: ZImagePipeline) -> str:
+    """"z-image-turbo" or "tiny"; AdvisorError for any other model (its records would size nothing)."""
+    def fields(configs: dict) -> dict:
+        return {(name, key): _plain(configs[name][key])
+                for name, keys in ARCHITECTURE_FIELDS.items() for key in keys}
+
+    loaded = {}
+    for name in ARCHITECTURE_FIELDS:
+        config = getattr(pipe, name).config  # transformers: a PretrainedConfig; diffusers: a dict
+        loaded[name] = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    for label, tiny in (("z-image-turbo", False), ("tiny", True)):
+        if fields(loaded) == fields(component_configs(tiny)):
+            return label
+    raise AdvisorError("the loaded pipeline is neither Z-Image-Turbo's architecture "
+                       f"({ARCH_DIR}) nor the probe's tiny one; the probe measures that model only")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def component_configs(tiny: bool) -> dict[str, dict]:

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from advisor import records, workload
+from advisor.errors import AdvisorError
 from probes import pipeline
 from probes.grids import Config
 from probes.measure import measure
@@ -35,7 +36,7 @@ from probes.meters import Nvml
 
 ORDER = {"dtype": ["bf16", "fp16", "fp32"], "offload": ["none", "model", "sequential"],
          "attention": ["native", "cudnn", "flash"]}
-CONFIG_BUDGET_S = 10.0  # time for the timed calls of one config (warm-up and whole runs aside)
+CONFIG_BUDGET_S = 6.0  # time for the timed calls of one config (warm-up and whole runs aside)
 FIRST_LOAD_GUESS_S = 30.0  # until a load has been timed
 COMPILE_GUESS_S = 60.0  # regional compile of a new shape, until one has been timed
 
@@ -107,15 +108,17 @@ class Interrupt:
 class Forecast:
     """Seconds a config will take: for the progress bar's ETA and the --limit-s check.
 
-    A call of s steps costs overhead + TFLOPs / rate; the rate is learnt from each finished
-    config (per pipeline kind, since offload and fp32 run far slower than bf16).
+    A call of s steps costs overhead + TFLOPs / rate. The rate of a full run is learnt from each
+    finished config, per (precision, offload, compile); before that, a prior per precision (H100,
+    rounded down). Offload runs are far slower than the prior until one has been measured.
     """
+
+    PRIOR_TFLOPS = {"bf16": 300.0, "fp16": 300.0, "fp32": 40.0, "fp32-tf32": 150.0}
+    CALL_OVERHEAD_S = 0.05
 
     def __init__(self, budget_s: float):
         self.budget_s = budget_s
-        self.rates: dict[pipeline.LoadKey, float] = {}
-        self.rate = 100.0  # TFLOP/s, a cautious start
-        self.overhead_s = 0.5
+        self.rates: dict[tuple, float] = {}
         self.load_s = FIRST_LOAD_GUESS_S
         self.compile_s = COMPILE_GUESS_S
 
@@ -129,21 +132,20 @@ class Forecast:
                           + workload.vae_decode_tflops(c.height, c.width))
 
     def call_s(self, c: Config, steps: int) -> float:
-        rate = self.rates.get(pipeline.LoadKey.of(c), self.rate)
-        return self.overhead_s + self.call_tflops(c, steps) / rate
+        rate = self.rates.get((c.precision, c.offload, c.compile), self.PRIOR_TFLOPS[c.precision])
+        return self.CALL_OVERHEAD_S + self.call_tflops(c, steps) / rate
 
     def config_s(self, c: Config) -> float:
         seconds = self.call_s(c, 1) + min(self.budget_s, 3 * self.call_s(c, 3))
         if c.compile:
             seconds += self.compile_s + self.call_s(c, 1)
         if c.end_to_end:
-            seconds += max(self.call_s(c, c.steps), min(self.budget_s / 2, 3 * self.call_s(c, c.steps)))
+            seconds += self.call_s(c, c.steps)
         return seconds
 
     def observe(self, c: Config, results: dict) -> None:
-        rate = self.call_tflops(c, 1) / max(results["warmup_s"] - (results["compile_s"] or 0)
-                                            - self.overhead_s, 1e-3)
-        self.rates[pipeline.LoadKey.of(c)] = self.rate = rate
+        seconds = max(results["total_s"] - self.CALL_OVERHEAD_S, 1e-3)
+        self.rates[(c.precision, c.offload, c.compile)] = self.call_tflops(c, c.steps) / seconds
         if results["compile_s"] is not None:
             self.compile_s = results["compile_s"]
 
@@ -200,15 +202,16 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def make_record(env: dict, config: Config, status: str, results: dict | None,
-                error: str | None) -> dict:
+def make_record(env: dict, loaded: pipeline.Loaded | None, config: Config, status: str,
+                results: dict | None, error: str | None) -> dict:
+    """One record; without a loaded pipeline (its load failed) the architecture is left out."""
     return {
         "schema_version": records.SCHEMA_VERSION,
         "status": status,
         "error": error,
         "weights": env["weights"],
         "weights_source": env["weights_source"],
-        "architecture": env["architecture"],
+        **({"architecture": loaded.architecture} if loaded else {}),
         "grid": env["grid"],
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "gpu": env["gpu"], "host": env["host"], "software": env["software"],
@@ -277,8 +280,7 @@ def run(opts: Options) -> Summary:
     env = environment(opts.device, nvml)
     gpu_entry = env.pop("_catalog_gpu")
     env.update(weights="synthetic" if weights_path is None else "pretrained",
-               weights_source=pipeline.weights_source(weights_path, opts.tiny),
-               architecture="tiny" if opts.tiny else "z-image-turbo", grid=opts.grid)
+               weights_source=pipeline.weights_source(weights_path, opts.tiny), grid=opts.grid)
     print(f"device: {env['gpu']['name']} (catalog: {env['gpu']['catalog_id'] or 'no entry'})")
     print(f"weights: {env['weights'].upper()} ({env['weights_source']})"
           + ("; random values: timings and memory are real, images are noise"
@@ -321,7 +323,7 @@ def run(opts: Options) -> Summary:
                     (status, error), results = failed_loads[key], None
                 else:
                     status, results, error = _measure(loaded, config, opts, nvml, gpu_entry)
-                record = make_record(env, config, status, results, error)
+                record = make_record(env, loaded, config, status, results, error)
                 records.append_record(opts.out, record)
                 summary.rows.append(record)
                 if status == "oom":
@@ -338,6 +340,8 @@ def run(opts: Options) -> Summary:
 def _load(key, opts: Options, weights_path):
     try:
         loaded = pipeline.load(key, opts.device, weights_path, opts.tiny)
+    except AdvisorError:  # not a load failure: a model the probe does not measure
+        raise
     except Exception as exc:  # noqa: BLE001 - recorded against every config of this pipeline
         message = f"loading the pipeline failed: {type(exc).__name__}: {exc}"
         status = "oom" if is_oom(exc) else "error"

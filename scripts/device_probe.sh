@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run `advisor probe` on the GPU machine of the device tool, writing into $OUT:
+#   $OUT/<catalog-id>.jsonl (the records) and $OUT/<catalog-id>.log (the console output).
+# The machine has torch, transformers, accelerate, nvidia-ml-py, PyYAML, numpy, tqdm and psutil
+# but no diffusers and no internet: the wheels travel in .whl/ (bash ../shared/device/wheels.sh,
+# then name .whl in the run's carry list). The project runs from the tree, without pip install.
+#
+# Environment: GRID (default standard), LIMIT_S (soft budget in seconds, default 540: under the
+# 600 s command limit with room for the install and the last config), RESUME (a results file to
+# continue; default data/measurements/<catalog-id>.jsonl when it exists). Extra arguments go to
+# `advisor probe` (e.g. --weights synthetic).
+set -uo pipefail
+: "${OUT:?OUT must name the folder for the results}"
+GRID=${GRID:-standard}
+LIMIT_S=${LIMIT_S:-540}
+cd "$(dirname "$0")/.."
+
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+  .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,power.limit --format=csv,noheader
+out=$(python3 -c 'import torch; from advisor.commands.probe import default_out
+print(default_out(torch.device("cuda"), tiny=False).name)') || exit 1
+resume=${RESUME:-data/measurements/$out}
+if [ -f "$resume" ]; then
+  cp "$resume" "$OUT/$out" && echo "resuming from $resume"
+fi
+
+python3 -m advisor probe --grid "$GRID" --out "$OUT/$out" --limit-s "$LIMIT_S" "$@" 2>&1 \
+  | tee "$OUT/${out%.jsonl}.log"
+exit "${PIPESTATUS[0]}"
