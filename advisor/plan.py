@@ -570,7 +570,8 @@ def _unfit_reason(note: dict, rejected: list[Candidate], request: Request) -> st
     text = (f"needs {pred['peak_memory_gb']:.1f} GB + {margin:.1f} GB margin at batch 1 "
             f"({setting.label}){have}")
     if "offload" not in note:
-        return text
+        searched = any(o != "none" for o in request.offload)
+        return text + ("" if searched else "; offload not searched (settings.offload)")
     s, p = note["offload"]
     if not rejected:
         return text + f"; does not fit even with offload ({p['peak_memory_gb']:.1f} GB)"

@@ -1,0 +1,437 @@
+"""advisor.request and advisor.plan: request validation, search, sizing, cost, ranking, CLI.
+
+The fitted models are replaced by tests.fake_models.FakeModels, a test double with a simple
+known law, so the sizing can be checked exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from advisor.catalog import load_catalog
+from advisor.cli import main
+from advisor.errors import AdvisorError
+from advisor.plan import HOURS_PER_MONTH, Setting, _interpolate, recommend
+from advisor.queueing import simulate
+from advisor.request import Request
+from tests.fake_models import FakeModels, batch_latency_s
+
+CATALOG = load_catalog()
+H100 = "h100-sxm-80gb"
+PRICE = 3.0  # USD per GPU-hour, set in the request so catalog edits do not move the tests
+
+# One GPU, one setting, one resolution: the sizing can be checked by hand.
+SIMPLE = {
+    "resolutions": [{"height": 1024, "width": 1024, "share": 1.0}],
+    "demand": {"images_per_s": 4.0},
+    "slo": {"p95_s": 6.0},
+    "candidates": {"gpus": [H100]},
+    "settings": {"precisions": ["bf16"], "batches": [1, 2, 4], "compile": [False],
+                 "attention": ["native"], "offload": ["none"]},
+    "deployment": {"cloud": {"usd_per_gpu_hour": {H100: PRICE}}},
+}
+
+MIX = [{"height": 1024, "width": 1024, "share": 0.6}, {"height": 1344, "width": 768, "share": 0.3},
+       {"height": 512, "width": 512, "share": 0.1}]
+
+
+def request(base=SIMPLE, **changes) -> Request:
+    """`base` with dotted-key changes, validated."""
+    return Request.from_dict(base, overrides=changes)
+
+
+def plan_for(req: Request, top: int = 5, models=None):
+    return recommend(req, models or FakeModels(CATALOG), CATALOG, top=top)
+
+
+# --------------------------------------------------------------------------- request
+
+
+def test_example_request_is_valid_and_round_trips():
+    req = Request.from_yaml("examples/request.yaml")
+    assert [r.label for r in req.resolutions] == ["1024x1024", "768x1344", "512x512"]
+    assert req.images_per_s == pytest.approx(400_000 / 86_400)
+    assert req.peak_images_per_s == pytest.approx(2.5 * 400_000 / 86_400)
+    assert (req.slo_quantile, req.slo_s, req.n_plus_one) == (0.95, 10.0, True)
+    again = Request.from_dict(req.to_dict(), source=req.source)
+    assert again == req
+
+
+def test_defaults_fill_a_minimal_request():
+    req = Request.from_dict({"demand": {"images_per_s": 1}, "slo": {"p99_s": 5}})
+    assert req.resolutions[0].label == "1024x1024" and req.steps == 9 and not req.cfg
+    assert req.slo_label == "p99" and req.gpus is None and req.deployment.mode == "cloud"
+
+
+def test_overrides_replace_the_other_way_of_giving_demand_and_slo():
+    req = request(**{"demand.images_per_day": 86_400, "slo.p99_s": 9})
+    assert req.images_per_s == 1.0 and req.demand_unit == "images_per_day"
+    assert (req.slo_quantile, req.slo_s) == (0.99, 9.0)
+
+
+BAD_FIELDS = [
+    # (dotted key or top-level key, bad value, text the message must contain)
+    ("resolutions", "1024x1024", "field 'resolutions': expected a non-empty list"),
+    ("resolutions", [{"height": 1000, "width": 1024, "share": 1}],
+     "field 'resolutions[0].height': expected a positive multiple of 16"),
+    ("resolutions", [{"height": 1024, "width": -16, "share": 1}],
+     "field 'resolutions[0].width': expected a positive multiple of 16"),
+    ("resolutions", [{"height": 1024, "width": 1024, "share": 0.5},
+                     {"height": 512, "width": 512, "share": 0.4}],
+     "field 'resolutions': expected shares that add up to 1, found a total of 0.9"),
+    ("resolutions", [{"height": 1024, "width": 1024, "share": 0.5},
+                     {"height": 512, "width": 512}],
+     "field 'resolutions[1].share': expected a number > 0 and <= 1, found nothing"),
+    ("resolutions", [{"height": 1024, "width": 1024, "share": 1, "shares": 1}],
+     "unknown field 'resolutions[0].shares'; did you mean 'share'?"),
+    ("steps", 0, "field 'steps': expected an integer 1..100, found number 0"),
+    ("guidance_scale", "none", "field 'guidance_scale': expected a number >= 0"),
+    ("caption_tokens", 600, "field 'caption_tokens': expected an integer 1..512"),
+    ("demand.images_per_s", -3, "field 'demand.images_per_s': expected a number > 0"),
+    ("demand.images_per_day", "lots", "field 'demand.images_per_day': expected a number > 0"),
+    ("demand.peak_factor", 0.5, "field 'demand.peak_factor': expected a number >= 1"),
+    ("slo.p95_s", "fast", "field 'slo.p95_s': expected a number > 0, found string 'fast'"),
+    ("candidates.gpus", "h100", "field 'candidates.gpus': expected \"all\" or a non-empty list"),
+    ("candidates.segments", ["cloud"], "field 'candidates.segments': expected a non-empty list "
+     "of datacenter, workstation, consumer"),
+    ("settings.precisions", ["bf8"], "field 'settings.precisions': expected a non-empty list of "
+     "bf16, fp16, fp32-tf32, fp32"),
+    ("settings.batches", [2, 4], "field 'settings.batches': expected a list that includes 1"),
+    ("settings.batches", [1, 0], "field 'settings.batches': expected a non-empty list of "
+     "integers 1..256"),
+    ("settings.compile", ["yes"], "field 'settings.compile': expected a non-empty list of "
+     "true/false"),
+    ("settings.attention", ["sdpa"], "field 'settings.attention': expected a non-empty list of "
+     "native, cudnn, flash"),
+    ("settings.offload", ["cpu"], "field 'settings.offload': expected a non-empty list of none, "
+     "model, sequential"),
+    ("batching.window_s", -1, "field 'batching.window_s': expected a number >= 0"),
+    ("memory_margin_gb", "1GB", "field 'memory_margin_gb': expected a number >= 0"),
+    ("latency_basis", "mean", "field 'latency_basis': expected one of point, upper"),
+    ("deployment.mode", "rent", "field 'deployment.mode': expected one of cloud, owned"),
+    ("deployment.gpus_per_server", 0, "field 'deployment.gpus_per_server': expected an integer "
+     "1..64"),
+    ("deployment.pue", 0.8, "field 'deployment.pue': expected a number >= 1 and <= 3"),
+    ("deployment.server_w", "800W", "field 'deployment.server_w': expected a number >= 0"),
+    ("deployment.cloud.usd_per_gpu_hour", 2.5, "field 'deployment.cloud.usd_per_gpu_hour': "
+     "expected a mapping of GPU id to price in USD"),
+    ("deployment.cloud.usd_per_gpu_hour", {H100: -1}, "field "
+     "'deployment.cloud.usd_per_gpu_hour.h100-sxm-80gb': expected a positive price in USD"),
+    ("deployment.owned.gpu_price_usd", {H100: "25k"}, "field "
+     "'deployment.owned.gpu_price_usd.h100-sxm-80gb': expected a positive price in USD"),
+    ("deployment.owned.server_usd", -5, "field 'deployment.owned.server_usd': expected a number "
+     ">= 0"),
+    ("deployment.owned.amortization_years", 0, "field 'deployment.owned.amortization_years': "
+     "expected a number > 0 and <= 30"),
+    ("deployment.owned.usd_per_kwh", 50, "field 'deployment.owned.usd_per_kwh': expected a "
+     "number >= 0 and <= 10"),
+    ("constraints.max_gpus", 2.5, "field 'constraints.max_gpus': expected an integer"),
+    ("constraints.max_usd_per_month", 0, "field 'constraints.max_usd_per_month': expected a "
+     "number > 0"),
+    ("constraints.max_capex_usd", "a lot", "field 'constraints.max_capex_usd': expected a "
+     "number > 0"),
+    ("constraints.n_plus_one", "yes", "field 'constraints.n_plus_one': expected true or false"),
+    ("simulation.requests", 10, "field 'simulation.requests': expected an integer 1000.."),
+    ("simulation.seed", -1, "field 'simulation.seed': expected an integer 0.."),
+    ("slo", {"p90_s": 3}, "unknown field 'slo.p90_s'; did you mean 'p99_s'?"),
+    ("deployment.cloud", {"usd_per_hour": {}}, "unknown field 'deployment.cloud.usd_per_hour'"),
+    ("demand", [1], "field 'demand': expected a mapping with keys images_per_s, images_per_day"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", BAD_FIELDS,
+                         ids=[f"{k}={v!r}"[:60] for k, v, _ in BAD_FIELDS])
+def test_each_malformed_field_has_its_own_message(key, value, message):
+    with pytest.raises(AdvisorError) as err:
+        Request.from_dict(SIMPLE, source="req.yaml", overrides={key: value})
+    assert str(err.value).startswith("req.yaml: ")
+    assert message in str(err.value)
+
+
+def test_demand_and_slo_need_exactly_one_form():
+    with pytest.raises(AdvisorError, match="field 'demand': expected exactly one of "
+                                           "images_per_s or images_per_day .*found both"):
+        Request.from_dict({**SIMPLE, "demand": {"images_per_s": 1, "images_per_day": 9}})
+    with pytest.raises(AdvisorError, match="field 'slo': expected exactly one of p95_s or p99_s"
+                                           r".*found neither"):
+        Request.from_dict({**SIMPLE, "slo": {}})
+    with pytest.raises(AdvisorError, match="field 'slo': .*section is missing"):
+        Request.from_dict({"demand": {"images_per_s": 1}})
+
+
+def test_unknown_top_level_field_and_bad_yaml(tmp_path):
+    with pytest.raises(AdvisorError, match="unknown field 'deman'; did you mean 'demand'"):
+        Request.from_dict({**SIMPLE, "deman": {}})
+    bad = tmp_path / "req.yaml"
+    bad.write_text("demand: [unclosed\n")
+    with pytest.raises(AdvisorError, match="req.yaml: invalid YAML"):
+        Request.from_yaml(bad)
+    with pytest.raises(AdvisorError, match="request file not found"):
+        Request.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_unknown_gpu_ids_name_close_matches():
+    with pytest.raises(AdvisorError, match=r"candidates.gpus: unknown GPU id 'h100-sxm'.*did you "
+                                           "mean h100-sxm-80gb"):
+        plan_for(request(**{"candidates.gpus": ["h100-sxm"]}))
+    with pytest.raises(AdvisorError, match="usd_per_gpu_hour: unknown GPU id 'rtx4090'.*rtx-4090"):
+        plan_for(request(**{"deployment.cloud.usd_per_gpu_hour": {"rtx4090": 1.0}}))
+
+
+# --------------------------------------------------------------------------- sizing
+
+
+def test_service_times_are_the_predictions_and_linear_between_batches():
+    plan = plan_for(request(**{"settings.batches": [1, 4], "demand.images_per_s": 20.0,
+                               "slo.p95_s": 30}))
+    gpu = CATALOG.get(H100)
+    option = plan.options[0]
+    assert option["max_batch"] == 4
+    service = option["service"]["1024x1024"]
+    assert service["batch_1_s"] == pytest.approx(batch_latency_s(gpu, 1024, 1024, 1))
+    assert service["batch_4_s"] == pytest.approx(batch_latency_s(gpu, 1024, 1024, 4))
+    assert _interpolate({1: 1.0, 4: 2.5}, 3) == pytest.approx(2.0)
+
+
+def test_fleet_is_the_smallest_meeting_the_slo_at_peak():
+    req = request(**{"demand.peak_factor": 2.0})
+    option = plan_for(req).options[0]
+    n, b = option["fleet"]["serving_gpus"], option["max_batch"]
+    gpu = CATALOG.get(H100)
+    from advisor.queueing import Service
+    service = Service(times_s=(tuple(batch_latency_s(gpu, 1024, 1024, k) for k in range(1, b + 1)),),
+                      shares=(1.0,))
+    at = lambda gpus: simulate(service, 8.0, gpus, req.window_s, req.simulation).p95_s
+    assert at(n) <= 6.0 < at(n - 1)
+    assert option["latency"]["p95_s"] == pytest.approx(at(n))
+    # not demand divided by throughput: queueing needs more than the throughput bound
+    assert n > option["fleet"]["throughput_lower_bound_gpus"] - 1
+
+
+def test_fleet_size_and_cost_are_monotone_in_demand():
+    sizes, costs = [], []
+    for rate in (0.5, 2, 8, 32, 128):
+        option = plan_for(request(**{"demand.images_per_s": rate})).options[0]
+        sizes.append(option["fleet"]["serving_gpus"])
+        costs.append(option["cost"]["usd_per_month"])
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+    assert costs == sorted(costs)
+
+
+def test_tighter_slo_is_never_cheaper():
+    base = {**SIMPLE, "resolutions": MIX,
+            "candidates": {"gpus": [H100, "b200-sxm-180gb", "l40s-48gb"]},
+            "deployment": {"cloud": {"usd_per_gpu_hour": {H100: 3.0, "b200-sxm-180gb": 6.0,
+                                                          "l40s-48gb": 1.0}}}}
+    costs = []
+    for slo in (30, 12, 6, 4, 3):
+        plan = plan_for(request(base, **{"slo.p95_s": slo, "demand.images_per_s": 10}))
+        costs.append(plan.best()["cost"]["usd_per_month"] if plan.best() else math.inf)
+    assert costs == sorted(costs)
+    assert costs[0] < costs[-2]
+
+
+def test_n_plus_one_adds_a_gpu_of_capacity_and_its_cost():
+    without = plan_for(request(**{"demand.images_per_s": 6.0})).options[0]
+    with_spare = plan_for(request(**{"demand.images_per_s": 6.0,
+                                     "constraints.n_plus_one": True})).options[0]
+    assert with_spare["fleet"]["serving_gpus"] == without["fleet"]["serving_gpus"]
+    assert with_spare["fleet"]["total_gpus"] == without["fleet"]["total_gpus"] + 1
+    assert with_spare["cost"]["usd_per_month"] == pytest.approx(
+        without["cost"]["usd_per_month"] + PRICE * HOURS_PER_MONTH)
+
+
+def test_cloud_cost_arithmetic():
+    req = request(**{"demand.images_per_s": 6.0})
+    option = plan_for(req).options[0]
+    n = option["fleet"]["total_gpus"]
+    cost = option["cost"]
+    assert cost["usd_per_month"] == pytest.approx(n * PRICE * HOURS_PER_MONTH)
+    assert cost["usd_per_1k_images"] == pytest.approx(
+        cost["usd_per_month"] / (6.0 * HOURS_PER_MONTH * 3600) * 1000)
+    assert cost["capex_usd"] == 0
+    gpu = CATALOG.get(H100)
+    servers = math.ceil(n / 8)
+    assert cost["power_kw"] == pytest.approx((n * gpu.tdp_w + servers * 800) * 1.3 / 1000)
+    assert cost["price"]["source"] == f"request deployment.cloud.usd_per_gpu_hour.{H100}"
+
+
+def test_owned_cost_arithmetic():
+    req = request(**{"deployment.mode": "owned", "deployment.gpus_per_server": 4,
+                     "deployment.owned.gpu_price_usd": {H100: 25_000},
+                     "deployment.owned.server_usd": 20_000,
+                     "deployment.owned.amortization_years": 4,
+                     "deployment.owned.usd_per_kwh": 0.10, "demand.images_per_s": 6.0})
+    option = plan_for(req).options[0]
+    n, cost = option["fleet"]["total_gpus"], option["cost"]
+    servers = math.ceil(n / 4)
+    capex = n * 25_000 + servers * 20_000
+    kw = (n * CATALOG.get(H100).tdp_w + servers * 800) * 1.3 / 1000
+    assert cost["capex_usd"] == pytest.approx(capex)
+    assert cost["power_kw"] == pytest.approx(kw)
+    assert cost["usd_per_month"] == pytest.approx(capex / 48 + kw * HOURS_PER_MONTH * 0.10)
+
+
+def test_larger_batches_win_when_the_slo_allows_and_lose_when_it_does_not():
+    loose = plan_for(request(**{"demand.images_per_s": 20.0, "slo.p95_s": 30})).options[0]
+    tight = plan_for(request(**{"demand.images_per_s": 20.0, "slo.p95_s": 2.5})).options[0]
+    assert loose["max_batch"] == 4 and tight["max_batch"] == 1
+    assert tight["fleet"]["serving_gpus"] > loose["fleet"]["serving_gpus"]
+
+
+def test_reason_explains_batch_and_fleet_size():
+    option = plan_for(request(**{"demand.images_per_s": 6.0})).options[0]
+    n = option["fleet"]["serving_gpus"]
+    assert option["reason"].startswith(f"batch {option['max_batch']}: ")
+    assert f"{n} GPUs: the fewest with p95" in option["reason"]
+    assert f"{n - 1} GPUs" in option["reason"]
+
+
+# --------------------------------------------------------------------------- search
+
+
+def full_catalog_request(**changes) -> Request:
+    prices = {g.id: 0.5 + g.memory_gb / 40 for g in CATALOG.gpus}
+    return request({"resolutions": MIX, "demand": {"images_per_day": 300_000,
+                                                   "peak_factor": 2},
+                    "slo": {"p95_s": 8}, "deployment": {"cloud": {"usd_per_gpu_hour": prices}}},
+                   **changes)
+
+
+def test_ranking_frontier_and_every_gpu_accounted_for():
+    plan = plan_for(full_catalog_request())
+    costs = [o["cost"]["usd_per_month"] for o in plan.options]
+    assert costs == sorted(costs) and len({o["gpu"] for o in plan.options}) == len(plan.options)
+    front = plan.frontier
+    assert [o["cost"]["usd_per_month"] for o in front] == sorted(
+        o["cost"]["usd_per_month"] for o in front)
+    latencies = [o["latency"]["p95_s"] for o in front]
+    assert latencies == sorted(latencies, reverse=True) and front[0] is plan.options[0]
+    listed = [o["gpu"] for o in plan.options] + [x["gpu"] for x in
+                                                 plan.infeasible + plan.unfit + plan.excluded +
+                                                 plan.not_simulated]
+    assert sorted(listed) == sorted(g.id for g in CATALOG.gpus)
+    assert {x["gpu"] for x in plan.excluded} == {g.id for g in CATALOG.gpus if not g.runnable}
+
+
+def test_pruning_does_not_change_the_best_option():
+    req = full_catalog_request()
+    pruned = plan_for(req, top=1)
+    exhaustive = plan_for(req, top=100)
+    assert pruned.best() == {**exhaustive.best(), "reason": pruned.best()["reason"]}
+    assert pruned.search["candidates_simulated"] < exhaustive.search["candidates_simulated"]
+
+
+def test_gpu_where_nothing_fits_says_why():
+    req = request(**{"candidates.gpus": ["rtx-5080"], "settings.offload": ["none", "model"],
+                     "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
+    plan = plan_for(req)
+    assert not plan.options
+    (unfit,) = plan.unfit
+    need = 20.6 + 2.0  # fake law: bf16 weights + activations of one 1-megapixel image
+    assert unfit["reason"].startswith(f"needs {need:.1f} GB + 1.0 GB margin at batch 1 (bf16 "
+                                      "native), has 16.0 GB; fits only with model offload at ")
+    assert "too slow for the p95 <= 6 s SLO" in unfit["reason"]
+
+
+def test_offload_option_is_ranked_when_it_meets_the_slo():
+    req = request(**{"candidates.gpus": ["rtx-5080"], "slo.p95_s": 60,
+                     "demand.images_per_s": 0.5, "settings.offload": ["none", "model"],
+                     "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
+    (option,) = plan_for(req).options
+    assert option["setting"]["offload"] == "model"
+
+
+def test_memory_margin_limits_the_batch():
+    base = request(**{"demand.images_per_s": 20.0, "slo.p95_s": 30})
+    assert plan_for(base).options[0]["max_batch"] == 4
+    # fake law at 1024x1024: 20.6 GB + 2 GB per image; the H100 has 80 GB
+    squeezed = base.with_changes(memory_margin_gb=80 - 20.6 - 2 * 4 + 0.1)
+    assert plan_for(squeezed).options[0]["max_batch"] == 2
+
+
+def test_precision_rules_from_specs():
+    models = FakeModels(CATALOG)
+    req = request(**{"settings.precisions": ["bf16", "fp16", "fp32"],
+                     "candidates.gpus": [H100, "t4-16gb"], "settings.offload": ["none", "model"],
+                     "slo.p95_s": 600, "demand.images_per_s": 0.1,
+                     "deployment.cloud.usd_per_gpu_hour": {H100: 3, "t4-16gb": 0.3}})
+    plan = plan_for(req, models=models)
+    by_gpu = {o["gpu"]: o for o in plan.options}
+    assert by_gpu[H100]["setting"]["precision"] == "bf16"
+    assert by_gpu["t4-16gb"]["setting"]["precision"] == "fp16"  # the T4 has no bf16 path
+
+
+def test_budget_and_max_gpus_constraints():
+    capped = plan_for(request(**{"demand.images_per_s": 20.0, "constraints.max_gpus": 3}))
+    assert not capped.options and "max_gpus is 3" in capped.infeasible[0]["reason"]
+    broke = plan_for(request(**{"constraints.max_usd_per_month": 100}))
+    assert not broke.options and "over the $100 budget" in broke.infeasible[0]["reason"]
+
+
+def test_gpu_without_price_is_excluded_with_the_field_to_set():
+    plan = plan_for(request(**{"candidates.gpus": [H100, "h800-sxm-80gb"]}))
+    assert {"gpu": "h800-sxm-80gb", "reason": "no cloud price: the catalog has none; set "
+            "deployment.cloud.usd_per_gpu_hour.h800-sxm-80gb"} in plan.excluded
+
+
+def test_latency_basis_upper_sizes_on_the_interval():
+    point = plan_for(request(**{"demand.images_per_s": 8.0})).options[0]
+    upper = plan_for(request(**{"demand.images_per_s": 8.0,
+                                "latency_basis": "upper"})).options[0]
+    assert upper["latency"]["p95_s"] > point["latency"]["p95_s"] or \
+        upper["fleet"]["serving_gpus"] > point["fleet"]["serving_gpus"]
+
+
+def test_setting_label():
+    assert Setting("bf16", True, "flash", "model").label == "bf16 flash compile offload=model"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    import advisor.fit
+
+    monkeypatch.setattr(advisor.fit, "load_models", lambda *a, **k: FakeModels(CATALOG))
+
+
+def test_cli_table_fits_100_columns(fake_models, capsys, tmp_path):
+    assert main(["recommend", "--request", "examples/request.yaml", "--data", str(tmp_path),
+                 "--gpus", "h100-sxm-80gb,l40s-48gb,a10-24gb,rtx-5080",
+                 "--max-usd-per-month", "500000"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert " 1  " in out and "why: batch" in out and "Fits, but no fleet meets" in out
+    assert "rtx-5080: no cloud price" in out
+    assert "Where the figures come from:" in out and "fake-law-1" in out
+
+
+def test_cli_flags_override_and_json(fake_models, capsys, tmp_path):
+    assert main(["recommend", "--resolution", "1024x1024:0.7", "--resolution", "512x512:0.3",
+                 "--images-per-s", "3", "--p99-s", "9", "--gpus", H100, "--no-n-plus-one",
+                 "--format", "json", "--data", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    req = doc["inputs"]["request"]
+    assert req["slo"] == {"p99_s": 9.0} and req["demand"]["images_per_s"] == 3.0
+    assert [r["share"] for r in req["resolutions"]] == [0.7, 0.3]
+    assert doc["results"]["options"][0]["gpu"] == H100
+
+
+def test_cli_bad_input_exits_2_with_the_field(fake_models, capsys, tmp_path):
+    assert main(["recommend", "--images-per-s", "3", "--p95-s", "-1",
+                 "--data", str(tmp_path)]) == 2
+    assert "field 'slo.p95_s': expected a number > 0" in capsys.readouterr().err
+    assert main(["recommend", "--resolution", "big", "--images-per-s", "1", "--p95-s", "5",
+                 "--data", str(tmp_path)]) == 2
+    assert "--resolution 'big': expected WIDTHxHEIGHT[:SHARE]" in capsys.readouterr().err
+
+
+def test_unfit_without_offload_in_the_search_says_so():
+    req = request(**{"candidates.gpus": ["rtx-5080"],
+                     "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
+    (unfit,) = plan_for(req).unfit
+    assert unfit["reason"].endswith("has 16.0 GB; offload not searched (settings.offload)")
