@@ -101,3 +101,51 @@ def parity_figure(compared: pd.DataFrame) -> go.Figure:
                              line={"color": "#8c959f", "dash": "dot"}, hoverinfo="skip"))
     return _layout(fig, "Your measurements vs the shipped models' predictions",
                    "measured latency of one batch (s)", "predicted latency (s)")
+
+
+def cost_latency_figure(options: pd.DataFrame, frontier: pd.DataFrame, slo_s: float,
+                        slo_label: str) -> go.Figure:
+    """Cost per 1,000 images against the SLO latency at peak; the Pareto frontier as a line."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=frontier.latency_s, y=frontier.usd_per_1k_images, mode="lines+markers",
+        name="Pareto frontier (nothing is both cheaper and faster)",
+        line={"color": OOM_COLOR, "shape": "hv"}, marker={"size": 7, "color": OOM_COLOR},
+        customdata=frontier[["gpu", "setting", "max_batch", "total_gpus"]],
+        hovertemplate="%{customdata[0]} %{customdata[1]} batch ≤ %{customdata[2]}<br>"
+                      "%{customdata[3]} GPUs, $%{y:.2f} per 1k, %{x:.2f} s<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=options.latency_s, y=options.usd_per_1k_images, mode="markers+text",
+        name="recommended options (cheapest per GPU)", text=options.gpu,
+        textposition="top center", marker={"size": 12, "color": SOURCE_COLORS["fitted"]},
+        customdata=options[["gpu", "setting", "max_batch", "total_gpus", "sources"]],
+        hovertemplate="%{customdata[0]} %{customdata[1]} batch ≤ %{customdata[2]}<br>"
+                      "%{customdata[3]} GPUs, $%{y:.2f} per 1k, %{x:.2f} s<br>"
+                      "service times: %{customdata[4]}<extra></extra>"))
+    fig.add_vline(x=slo_s, line={"color": "#8c959f", "dash": "dash"},
+                  annotation_text=f"SLO {slo_label} ≤ {slo_s:g} s")
+    return _layout(fig, "Cost per 1,000 images vs latency at peak",
+                   f"{slo_label} latency at peak demand (s)", "USD per 1,000 images")
+
+
+def fleet_figure(fleet: pd.DataFrame) -> go.Figure:
+    """GPUs needed as the peak demand scales, for the top options."""
+    fig = go.Figure([go.Scatter(x=part.peak_img_per_s, y=part.total_gpus, mode="lines+markers",
+                                name=option)
+                     for option, part in fleet.groupby("option", sort=False)])
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return _layout(fig, "Fleet size vs demand (top picks, re-sized at each demand)",
+                   "peak demand (images/s, log)", "GPUs incl. spare (log)")
+
+
+def throughput_figure(options: pd.DataFrame) -> go.Figure:
+    """Images per second one GPU sustains at full batches, per recommended option."""
+    fig = go.Figure(go.Bar(
+        x=options.gpu, y=options.per_gpu_img_per_s, marker_color=SOURCE_COLORS["fitted"],
+        text=options.sources, textposition="outside",
+        customdata=options[["setting", "max_batch"]],
+        hovertemplate="%{x}: %{y:.2f} img/s per GPU<br>%{customdata[0]}, batch ≤ "
+                      "%{customdata[1]}<extra></extra>"))
+    return _layout(fig, "Throughput per GPU at full batches (label: where the times come from)",
+                   "GPU", "images/s per GPU")

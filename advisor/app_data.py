@@ -264,3 +264,228 @@ def compare_frame(records: list[dict], models, catalog: Catalog) -> pd.DataFrame
     frame["latency_error_pct"] = 100 * (frame.predicted_latency_s - frame.latency_s) / frame.latency_s
     frame["predicted_memory_gb"] = [p["peak_memory_gb"] for p in predicted]
     return frame
+
+
+# --------------------------------------------------------------------------- plan request form
+
+DEMAND_UNITS = {"images/s": 1, "images/min": 60, "images/hour": 3600, "images/day": 86_400}
+
+
+def request_from_form(form: dict, base: dict | None = None):
+    """A validated Request from the Plan page's widget values (a plain dict) laid over `base`
+    (a loaded request's file mapping: fields the form does not show are kept); AdvisorError
+    naming the field when a value is out of range."""
+    from advisor.request import Request
+
+    return Request.from_dict(_merged(base or {}, request_dict(form)), source="the form")
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`over` laid on `base`, section by section; demand and SLO are replaced whole (each is
+    given one way only)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("demand", "slo"):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def request_dict(form: dict) -> dict:
+    """The request file mapping for the Plan page's widget values."""
+    per_s = form["demand"] / DEMAND_UNITS[form["demand_unit"]]
+    demand = ({"images_per_day": form["demand"]} if form["demand_unit"] == "images/day"
+              else {"images_per_s": per_s})
+    resolutions = [_resolution(i, r) for i, r in enumerate(form["resolutions"], start=1)]
+    return {
+        "resolutions": resolutions,
+        "demand": {**demand, "peak_factor": form["peak_factor"]},
+        "slo": {f"{form['slo_quantile']}_s": form["slo_s"]},
+        "candidates": {"gpus": form["gpus"] or "all",
+                       **({"segments": form["segments"]} if form["segments"] else {})},
+        "settings": {"precisions": form["precisions"], "batches": form["batches"],
+                     "compile": form["compile"], "attention": form["attention"],
+                     "offload": form["offload"]},
+        "latency_basis": "upper" if form["pessimistic"] else "point",
+        "deployment": {
+            "mode": form["mode"], "gpus_per_server": form["gpus_per_server"],
+            "cloud": {"usd_per_gpu_hour": _prices(form["cloud_prices"])},
+            "owned": {"gpu_price_usd": _prices(form["gpu_prices"]),
+                      "server_usd": form["server_usd"],
+                      "amortization_years": form["amortization_years"],
+                      "usd_per_kwh": form["usd_per_kwh"]},
+        },
+        "constraints": {"max_gpus": form["max_gpus"], "n_plus_one": form["n_plus_one"]},
+    }
+
+
+def _resolution(row_number: int, row: dict) -> dict:
+    values = [row.get(k) for k in ("height", "width", "share_pct")]
+    if any(v is None for v in values):
+        raise AdvisorError(f"resolution mix, row {row_number}: height, width and share % are "
+                           "all needed")
+    height, width, share_pct = values
+    return {"height": int(height), "width": int(width), "share": float(share_pct) / 100}
+
+
+def _prices(rows: list[dict]) -> dict:
+    return {r["gpu"]: float(r["price"]) for r in rows
+            if r.get("gpu") and r.get("price") is not None}
+
+
+def editor_rows(frame: pd.DataFrame) -> list[dict]:
+    """A data editor's rows as dicts, rows left wholly empty dropped."""
+    return [{k: (None if pd.isna(v) else v) for k, v in row.items()}
+            for row in frame.dropna(how="all").to_dict("records")]
+
+
+def form_from_request(request) -> dict:
+    """The Plan page's widget values for a Request (inverse of request_dict, for uploads)."""
+    d = request.deployment
+    per_day = request.demand_unit == "images_per_day"
+    return {
+        "resolutions": [{"height": r.height, "width": r.width, "share_pct": 100 * r.share}
+                        for r in request.resolutions],
+        "demand": request.images_per_s * (86_400 if per_day else 1),
+        "demand_unit": "images/day" if per_day else "images/s",
+        "peak_factor": request.peak_factor,
+        "slo_quantile": request.slo_label, "slo_s": request.slo_s,
+        "gpus": list(request.gpus or []), "segments": list(request.segments or []),
+        "precisions": list(request.precisions), "batches": list(request.batches),
+        "compile": list(request.compile), "attention": list(request.attention),
+        "offload": list(request.offload), "pessimistic": request.latency_basis == "upper",
+        "mode": d.mode, "gpus_per_server": d.gpus_per_server,
+        "cloud_prices": [{"gpu": g, "price": p} for g, p in d.usd_per_gpu_hour.items()],
+        "gpu_prices": [{"gpu": g, "price": p} for g, p in d.gpu_price_usd.items()],
+        "server_usd": d.server_usd, "amortization_years": d.amortization_years,
+        "usd_per_kwh": d.usd_per_kwh, "max_gpus": request.max_gpus,
+        "n_plus_one": request.n_plus_one,
+    }
+
+
+def request_from_upload(name: str, data: bytes):
+    """The Request in an uploaded request file or saved plan (YAML, safely loaded)."""
+    from advisor.export import PLAN_KIND, load_plan
+    from advisor.request import Request
+
+    doc = parse_yaml_mapping(name, data)
+    if doc.get("kind") != PLAN_KIND:
+        return Request.from_dict(doc, source=name)
+    with as_temp_file(name, upload_text(name, data), ".yaml") as path:
+        try:
+            return load_plan(path)["request"]
+        except AdvisorError as exc:
+            raise AdvisorError(str(exc).replace(str(path), name)) from None
+
+
+# --------------------------------------------------------------------------- plan results
+
+
+def setting_text(setting: dict) -> str:
+    return setting_label(**setting)
+
+
+def options_frame(options: list[dict], request) -> pd.DataFrame:
+    """One row per plan option: what to buy, how many, what it costs, how fast, how sure."""
+    q = f"{request.slo_label}_s"
+    rows = [{
+        "rank": o.get("rank"), "gpu": o["gpu"], "gpu_name": o["gpu_name"],
+        "setting": setting_text(o["setting"]), "max_batch": o["max_batch"],
+        "total_gpus": o["fleet"]["total_gpus"], "serving_gpus": o["fleet"]["serving_gpus"],
+        "servers": o["fleet"]["servers"], "usd_per_month": o["cost"]["usd_per_month"],
+        "usd_per_1k_images": o["cost"]["usd_per_1k_images"], "capex_usd": o["cost"]["capex_usd"],
+        "latency_s": o["latency"][q],
+        "per_gpu_img_per_s": o["capacity_img_per_s"] / o["fleet"]["serving_gpus"],
+        "sources": ", ".join(o["sources"]), "price_source": o["cost"]["price"]["source"],
+        "reason": o.get("reason", ""),
+    } for o in options]
+    return pd.DataFrame(rows)
+
+
+def not_recommended_frame(plan) -> pd.DataFrame:
+    """Every searched or excluded GPU without an option, with the reason."""
+    rows = [{"gpu": g["gpu"], "verdict": verdict, "reason": g["reason"]}
+            for verdict, items in (("cannot meet the request", plan.infeasible),
+                                   ("does not fit in memory", plan.unfit),
+                                   ("not searched", plan.excluded))
+            for g in items]
+    rows += [{"gpu": g["gpu"], "verdict": "not simulated",
+              "reason": f"costs at least ${g['usd_per_month_at_least']:,.0f}/month, more than "
+                        "the options listed"} for g in plan.not_simulated]
+    return pd.DataFrame(rows, columns=["gpu", "verdict", "reason"])
+
+
+def headline(plan, models) -> dict:
+    """The answer in plain words: what to buy, how many, what it costs, how sure we are."""
+    r = plan.request
+    best = plan.best()
+    if best is None:
+        return {"ok": False, "text": "No GPU in the search meets this request. The reasons per "
+                "GPU are listed below: relax the SLO, lower the demand, allow more GPUs or add "
+                "prices for the GPUs marked 'not searched'."}
+    fleet, cost, q = best["fleet"], best["cost"], f"{r.slo_label}_s"
+    verb = "Rent" if r.deployment.mode == "cloud" else "Buy"
+    spare = f" ({fleet['serving_gpus']} serving + {fleet['spare_gpus']} spare)" \
+        if fleet["spare_gpus"] else ""
+    sources = best["sources"]
+    detail = next(iter(best["service"].values()))["source_detail"]
+    if "transferred" in sources:
+        sure = ("Least sure: no measurements on this GPU; its speed is carried over from the "
+                f"probed GPUs by its specs ({detail}). Probe one before buying many.")
+    elif sources == ["measured"]:
+        sure = f"Most sure: the service times are measured on this GPU ({detail})."
+    else:
+        sure = f"Fairly sure: fitted on measurements of this GPU ({detail})."
+    return {
+        "ok": True,
+        "text": (f"{verb} **{fleet['total_gpus']} × {best['gpu_name']}**{spare} in "
+                 f"{fleet['servers']} server(s) of {r.deployment.gpus_per_server}, run with "
+                 f"{setting_text(best['setting'])}, batches up to {best['max_batch']}."),
+        "usd_per_month": cost["usd_per_month"], "usd_per_1k_images": cost["usd_per_1k_images"],
+        "capex_usd": cost["capex_usd"], "latency_s": best["latency"][q],
+        "slo": f"{r.slo_label} ≤ {r.slo_s:g} s", "sure": sure,
+        "price_source": cost["price"]["source"], "model_version": best.get("model_version"),
+    }
+
+
+DEMAND_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def fleet_vs_demand(plan, models, catalog, top: int = 3,
+                    factors: tuple[float, ...] = DEMAND_FACTORS) -> pd.DataFrame:
+    """GPUs each of the top options needs as the demand scales (its GPU, setting and max
+    batch fixed; the fleet re-sized by the planner at each demand)."""
+    from advisor.plan import recommend
+
+    rows = []
+    for o in plan.options[:top]:
+        s = o["setting"]
+        fixed = plan.request.with_changes(
+            gpus=(o["gpu"],), segments=None, precisions=(s["precision"],),
+            compile=(s["compile"],), attention=(s["attention"],), offload=(s["offload"],),
+            batches=tuple(b for b in plan.request.batches if b <= o["max_batch"]))
+        for f in factors:
+            best = recommend(fixed.with_changes(images_per_s=plan.request.images_per_s * f),
+                             models, catalog, top=1).best()
+            rows.append({"option": f"{o['gpu']} ({setting_text(s)}, batch ≤ {o['max_batch']})",
+                         "peak_img_per_s": plan.request.peak_images_per_s * f,
+                         "total_gpus": best["fleet"]["total_gpus"] if best else None})
+    return pd.DataFrame(rows)
+
+
+def plan_yaml(plan, models, catalog, uploads: dict[str, str] | None = None) -> str:
+    """The plan file (advisor.export) as text, for download; uploads in use are recorded in
+    its provenance beside the shipped measurement files."""
+    import hashlib
+
+    from advisor.export import provenance, save_plan
+
+    prov = provenance(models, catalog)
+    if uploads:
+        prov["uploads"] = [{"file": name, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+                           for name, text in sorted(uploads.items())]
+    with tempfile.TemporaryDirectory(prefix="advisor-plan-") as tmp:
+        path = Path(tmp) / "plan.yaml"
+        save_plan(plan, path, prov)
+        return path.read_text(encoding="utf-8")

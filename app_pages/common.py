@@ -6,12 +6,21 @@ gets models refitted on shipped + uploaded records, cached by the upload's conte
 """
 import streamlit as st
 
+from advisor import REPO_ROOT
 from advisor.app_data import fit_with_uploads, records_frame
 from advisor.catalog import load_catalog
 from advisor.fit import load_models
+from advisor.request import Request
 
+EXAMPLE_REQUEST = REPO_ROOT / "examples" / "request.yaml"
 USER_UPLOADS = "user_uploads"  # session_state: {upload name: JSON-lines text}, valid lines only
 USE_USER_DATA = "use_user_data"  # session_state: bool, plan and explore with the uploads
+
+
+@st.cache_resource(show_spinner=False)
+def default_request():
+    """The example request (examples/request.yaml): the Plan page's starting point."""
+    return Request.from_yaml(EXAMPLE_REQUEST)
 
 
 @st.cache_resource(show_spinner="Reading the GPU catalog…")

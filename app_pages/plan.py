@@ -1,2 +1,203 @@
+import pandas as pd
 import streamlit as st
-st.title('plan')
+import yaml
+
+from advisor.app_charts import cost_latency_figure, fleet_figure, throughput_figure
+from advisor.app_data import (
+    DEMAND_UNITS, MAX_UPLOAD_MB, editor_rows, fleet_vs_demand, form_from_request, headline,
+    not_recommended_frame, options_frame, plan_yaml, request_from_form, request_from_upload,
+)
+from advisor.errors import AdvisorError
+from advisor.request import ATTENTIONS, MODES, OFFLOADS, PRECISIONS, SEGMENTS
+from app_pages.common import (
+    USER_UPLOADS, catalog, data_banner, default_request, models, provenance_note, using_user_data,
+)
+
+EDITORS = ("resolutions", "cloud_prices", "gpu_prices")  # fields edited in a table
+
+
+def load_form(request) -> None:
+    """Put a request into the widgets (before they are drawn) and keep it as the base."""
+    st.session_state.plan_base = request.to_dict()
+    st.session_state.plan_version = st.session_state.get("plan_version", 0) + 1
+    for field, value in form_from_request(request).items():
+        st.session_state[f"plan_{field}" + ("_rows" if field in EDITORS else "")] = value
+
+
+def editor(field: str, columns: dict, **kwargs) -> list[dict]:
+    rows = pd.DataFrame(st.session_state[f"plan_{field}_rows"], columns=list(columns))
+    edited = st.data_editor(rows, key=f"plan_{field}_{st.session_state.plan_version}",
+                            num_rows="dynamic", hide_index=True, column_config=columns, **kwargs)
+    return editor_rows(edited)
+
+
+def upload_box() -> None:
+    file = st.file_uploader("Load a saved request or plan (YAML)", type=["yaml", "yml"],
+                            max_upload_size=MAX_UPLOAD_MB, key="plan_upload")
+    if file is None or st.session_state.get("plan_loaded") == file.file_id:
+        return
+    try:
+        request = request_from_upload(file.name, file.getvalue())
+    except AdvisorError as exc:
+        st.error(f"Not loaded: {exc}", icon=":material/error:")
+        return
+    st.session_state.plan_loaded = file.file_id
+    load_form(request)
+    st.rerun()
+
+
+def request_form() -> dict:
+    """The request widgets (sidebar); returns their values as a plain dict."""
+    f, ids = {}, catalog().ids()
+    st.header("Your request")
+    c1, c2 = st.columns([3, 2])
+    f["demand"] = c1.number_input("Average demand", min_value=0.001, key="plan_demand",
+                                  format="%g")
+    f["demand_unit"] = c2.selectbox("images per", list(DEMAND_UNITS), key="plan_demand_unit",
+                                    format_func=lambda unit: unit.split("/")[1])
+    f["peak_factor"] = st.number_input("Peak / average", 1.0, 100.0, step=0.5,
+                                       key="plan_peak_factor",
+                                       help="The fleet holds the SLO at average × this.")
+    c1, c2 = st.columns(2)
+    f["slo_quantile"] = c1.radio("Latency SLO", ["p95", "p99"], horizontal=True,
+                                 key="plan_slo_quantile")
+    f["slo_s"] = c2.number_input("within (s)", min_value=0.1, step=0.5, key="plan_slo_s")
+    st.caption("Resolution mix (shares in %, adding up to 100)")
+    number = st.column_config.NumberColumn
+    f["resolutions"] = editor("resolutions", {
+        "height": number("height", min_value=16, step=16, width=62),
+        "width": number("width", min_value=16, step=16, width=62),
+        "share_pct": number("share %", min_value=0, max_value=100, width=62)})
+
+    st.subheader("Deployment and prices")
+    f["mode"] = st.radio("Pay as", MODES, horizontal=True, key="plan_mode",
+                         format_func={"cloud": "cloud (per GPU-hour)",
+                                      "owned": "owned (buy + power)"}.get)
+    price_field = "cloud_prices" if f["mode"] == "cloud" else "gpu_prices"
+    unit = "USD per GPU-hour" if f["mode"] == "cloud" else "USD per GPU"
+    st.caption(f"Your prices ({unit}); GPUs not listed use the catalog's price, if it has one.")
+    f[price_field] = editor(price_field, {
+        "gpu": st.column_config.SelectboxColumn("GPU", options=ids, required=True),
+        "price": number(unit, min_value=0.01)})
+    other = "gpu_prices" if price_field == "cloud_prices" else "cloud_prices"
+    f[other] = st.session_state[f"plan_{other}_rows"]
+    f["gpus_per_server"] = st.number_input("GPUs per server", 1, 64, key="plan_gpus_per_server")
+    owned = f["mode"] == "owned"
+    f["server_usd"] = st.number_input("Server price (USD, without GPUs)", 0.0, step=1000.0,
+                                      key="plan_server_usd", disabled=not owned)
+    f["amortization_years"] = st.number_input("Amortization (years)", 0.5, 30.0, step=0.5,
+                                              key="plan_amortization_years", disabled=not owned)
+    f["usd_per_kwh"] = st.number_input("Electricity (USD/kWh)", 0.0, 10.0, step=0.01,
+                                       key="plan_usd_per_kwh", disabled=not owned)
+
+    st.subheader("Candidates")
+    f["gpus"] = st.multiselect("GPUs (empty: every runnable catalog GPU)", ids, key="plan_gpus")
+    f["segments"] = st.multiselect("Segments (empty: all)", SEGMENTS, key="plan_segments")
+    with st.expander("Settings searched and constraints"):
+        f["precisions"] = st.multiselect("Precisions", PRECISIONS, key="plan_precisions")
+        batches = sorted({1, 2, 4, 8, 16, 32, *st.session_state.plan_batches})
+        f["batches"] = st.multiselect("Max batch sizes (must include 1)", batches,
+                                      key="plan_batches")
+        f["compile"] = st.multiselect("torch.compile", [False, True], key="plan_compile")
+        f["attention"] = st.multiselect("Attention", ATTENTIONS, key="plan_attention")
+        f["offload"] = st.multiselect("CPU offload", OFFLOADS, key="plan_offload")
+        f["pessimistic"] = st.toggle("Size on the slow end of the latency interval",
+                                     key="plan_pessimistic")
+        f["n_plus_one"] = st.toggle("N+1: one spare GPU", key="plan_n_plus_one")
+        f["max_gpus"] = st.number_input("At most GPUs", 1, 1_000_000, key="plan_max_gpus")
+    return f
+
+
+# Cached by the request's file form and the model version (the arguments with a leading
+# underscore are not hashed).
+@st.cache_data(show_spinner=False, max_entries=64)
+def _recommend(request_key: str, model_version: str, _request, _models):
+    from advisor.plan import recommend
+
+    return recommend(_request, _models, catalog())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _fleet(request_key: str, model_version: str, _plan, _models):
+    return fleet_vs_demand(_plan, _models, catalog())
+
+
+def show_answer(plan, m) -> None:
+    h = headline(plan, m)
+    if not h["ok"]:
+        st.warning(h["text"], icon=":material/block:")
+        return
+    st.success(h["text"], icon=":material/shopping_cart:")
+    c = st.columns(4)
+    c[0].metric("Monthly cost", f"${h['usd_per_month']:,.0f}", help=h["price_source"])
+    c[1].metric("Per 1,000 images", f"${h['usd_per_1k_images']:,.2f}",
+                help="monthly cost / images at the average demand")
+    c[2].metric(f"Latency at peak ({h['slo']})", f"{h['latency_s']:.2f} s",
+                help="simulated with queueing and batching, on the model's service times")
+    c[3].metric("Up-front (capex)", f"${h['capex_usd']:,.0f}")
+    st.markdown(f"**How sure:** {h['sure']}")
+
+
+def show_tables_and_charts(plan, m, request, key: str) -> None:
+    options = options_frame(plan.options, request)
+    if options.empty:
+        st.dataframe(not_recommended_frame(plan), hide_index=True, key="plan_not_recommended")
+        return
+    number = st.column_config.NumberColumn
+    st.subheader("Ranked options (cheapest fleet per GPU meeting the SLO)")
+    st.dataframe(options, hide_index=True, key="plan_options", column_order=(
+        "rank", "gpu_name", "total_gpus", "servers", "usd_per_month", "usd_per_1k_images",
+        "latency_s", "setting", "max_batch", "per_gpu_img_per_s", "sources", "reason"),
+        column_config={
+            "gpu_name": "GPU", "total_gpus": number("GPUs"),
+            "usd_per_month": number("USD / month", format="$%,.0f"),
+            "usd_per_1k_images": number("USD / 1k images", format="$%.2f"),
+            "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
+            "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
+            "sources": "times are", "max_batch": number("max batch"), "reason": st.column_config.TextColumn("why", width="large"),
+        })
+    tabs = st.tabs(["Cost vs latency", "Fleet vs demand", "Throughput per GPU"])
+    frontier = options_frame(plan.frontier, request)
+    tabs[0].plotly_chart(cost_latency_figure(options, frontier, request.slo_s, request.slo_label),
+                         key="plan_cost_chart")
+    with tabs[1], st.spinner("Re-sizing the top picks at other demands…"):
+        fleet = _fleet(key, m.model_version, plan, m)
+        st.plotly_chart(fleet_figure(fleet),
+                        key="plan_fleet_chart")
+    tabs[2].plotly_chart(throughput_figure(options), key="plan_throughput_chart")
+
+
+st.title("Plan: which GPUs, how many, at what cost")
+data_banner()
+if "plan_base" not in st.session_state:
+    load_form(default_request())
+with st.sidebar:
+    upload_box()
+    form = request_form()
+
+try:
+    request = request_from_form(form, st.session_state.plan_base)
+except AdvisorError as exc:
+    st.error(f"Fix the request: {exc}", icon=":material/error:")
+    st.stop()
+
+m = models()
+key = yaml.safe_dump(request.to_dict(), sort_keys=True)
+with st.spinner("Sizing fleets (queueing simulation) for every GPU and setting…"):
+    try:
+        plan = _recommend(key, m.model_version, request, m)
+    except AdvisorError as exc:
+        st.error(f"Cannot plan: {exc}", icon=":material/error:")
+        st.stop()
+
+show_answer(plan, m)
+show_tables_and_charts(plan, m, request, key)
+uploads = st.session_state.get(USER_UPLOADS) if using_user_data() else None
+st.download_button("Download this plan (YAML)", plan_yaml(plan, m, catalog(), uploads),
+                   file_name="zimage-plan.yaml", mime="application/x-yaml", key="plan_download",
+                   icon=":material/download:", on_click="ignore")
+with st.expander("GPUs not recommended, and why"):
+    st.dataframe(not_recommended_frame(plan), hide_index=True)
+with st.expander("Assumptions"):
+    st.markdown("\n".join(f"- {a}" for a in plan.assumptions))
+provenance_note()
