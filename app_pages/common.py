@@ -9,11 +9,12 @@ import streamlit as st
 from advisor import REPO_ROOT
 from advisor.app_data import fit_with_uploads, records_frame
 from advisor.catalog import load_catalog
+from advisor.errors import AdvisorError
 from advisor.fit import load_models
 from advisor.request import Request
 
 EXAMPLE_REQUEST = REPO_ROOT / "examples" / "request.yaml"
-USER_UPLOADS = "user_uploads"  # session_state: {upload name: JSON-lines text}, valid lines only
+USER_UPLOADS = "user_uploads"  # session_state: {upload name: JSON-lines text}, bad lines blanked
 USE_USER_DATA = "use_user_data"  # session_state: bool, plan and explore with the uploads
 
 
@@ -29,7 +30,7 @@ def catalog():
 
 
 @st.cache_resource(show_spinner="Fitting the latency and memory models (first start only)…")
-def shipped_models():
+def _shipped_models():
     return load_models()
 
 
@@ -43,10 +44,23 @@ def using_user_data() -> bool:
     return bool(st.session_state.get(USE_USER_DATA) and st.session_state.get(USER_UPLOADS))
 
 
+def _or_stop(load, *args):
+    """load(*args), or, when the data cannot give models, the reason on the page and a stop."""
+    try:
+        return load(*args)
+    except AdvisorError as exc:
+        st.error(f"No fitted models: {exc}", icon=":material/error:")
+        st.stop()
+
+
+def shipped_models():
+    return _or_stop(_shipped_models)
+
+
 def models():
     """The models the pages predict with: shipped, or refitted with this session's uploads."""
     if using_user_data():
-        return _user_models(tuple(sorted(st.session_state[USER_UPLOADS].items())))
+        return _or_stop(_user_models, tuple(sorted(st.session_state[USER_UPLOADS].items())))
     return shipped_models()
 
 

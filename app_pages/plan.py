@@ -16,12 +16,27 @@ from app_pages.common import (
 EDITORS = ("resolutions", "cloud_prices", "gpu_prices")  # fields edited in a table
 
 
+def _state_key(field: str) -> str:
+    return f"plan_{field}_rows" if field in EDITORS else f"plan_{field}"
+
+
 def load_form(request) -> None:
     """Put a request into the widgets (before they are drawn) and keep it as the base."""
     st.session_state.plan_base = request.to_dict()
+    st.session_state.plan_form = form_from_request(request)
     st.session_state.plan_version = st.session_state.get("plan_version", 0) + 1
-    for field, value in form_from_request(request).items():
-        st.session_state[f"plan_{field}" + ("_rows" if field in EDITORS else "")] = value
+    for field, value in st.session_state.plan_form.items():
+        st.session_state[_state_key(field)] = value
+
+
+def restore_form() -> None:
+    """Streamlit drops widget state when the page is left: put the last values back."""
+    version = st.session_state.plan_version
+    for field, value in st.session_state.plan_form.items():
+        if field not in EDITORS:
+            st.session_state.setdefault(_state_key(field), value)
+        elif f"plan_{field}_{version}" not in st.session_state:
+            st.session_state[_state_key(field)] = value
 
 
 def editor(field: str, columns: dict, **kwargs) -> list[dict]:
@@ -169,11 +184,13 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
 
 st.title("Plan: which GPUs, how many, at what cost")
 data_banner()
-if "plan_base" not in st.session_state:
+if "plan_form" not in st.session_state:
     load_form(default_request())
+restore_form()
 with st.sidebar:
     upload_box()
     form = request_form()
+st.session_state.plan_form = form
 
 try:
     request = request_from_form(form, st.session_state.plan_base)
