@@ -204,6 +204,7 @@ def _group_configs(group: dict, label: str) -> list[Config]:
             settings = dict(zip(axes, values), height=shape[0], width=shape[1])
             config = replace(Config(0, 0), **settings, end_to_end=bool(group.get("end_to_end")))
             _check_config(config, label)
+            config = replace(config, guidance_scale=float(config.guidance_scale))  # YAML 4 -> 4.0
             if limit is None or config.pixels * config.batch <= limit * MEGAPIXEL:
                 configs.append(config)
     return configs

@@ -184,8 +184,8 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
     results = compose(config, timed, whole, k)
     results.update(_memory(timed[0], device))
     results.update(_nvml(sampler if nvml else None, timed, config, results, baseline_mb))
-    if loaded.architecture == "z-image-turbo":  # the workload model counts that one's FLOPs only
-        results.update(_throughput(config, results, gpu_tflops))
+    results.update(_throughput(config, results, gpu_tflops) if loaded.architecture == "z-image-turbo"
+                   else {"achieved_tflops": None, "mfu": None})  # FLOPs are the real model's
     results.update(
         load_s=loaded.load_s, host_rss_peak_mb=loaded.host_rss_peak_mb,
         warmup_s=warmups[0].call_s,

@@ -117,7 +117,7 @@ def load(key: LoadKey, device: torch.device, weights_path: Path | None, tiny: bo
         if weights_path is None:
             pipe = build_synthetic(device, DTYPES[key.dtype], tiny)
         else:
-            pipe = ZImagePipeline.from_pretrained(weights_path, torch_dtype=DTYPES[key.dtype])
+            pipe = ZImagePipeline.from_pretrained(weights_path, dtype=DTYPES[key.dtype])
         place(pipe, device, key)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

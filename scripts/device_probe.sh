@@ -5,14 +5,15 @@
 # but no diffusers and no internet: the wheels travel in .whl/ (bash ../shared/device/wheels.sh,
 # then name .whl in the run's carry list). The project runs from the tree, without pip install.
 #
-# Environment: GRID (default standard), LIMIT_S (soft budget in seconds, default 540: under the
-# 600 s command limit with room for the install and the last config), RESUME (a results file to
+# Environment: GRID (default standard), LIMIT_S (soft budget of the probe process in seconds,
+# default 530: under the 600 s command limit with room for the install, the catalog look-up and
+# a last config slower than forecast), RESUME (a results file to
 # continue; default data/measurements/<catalog-id>.jsonl when it exists). Extra arguments go to
 # `advisor probe` (e.g. --weights synthetic).
 set -uo pipefail
 : "${OUT:?OUT must name the folder for the results}"
 GRID=${GRID:-standard}
-LIMIT_S=${LIMIT_S:-540}
+LIMIT_S=${LIMIT_S:-530}
 cd "$(dirname "$0")/.."
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \

@@ -1,0 +1,242 @@
+"""The probe on the tiny architecture on CPU: the real ZImagePipeline code path, records valid
+against the schema, faults (injected OOM, errors, Ctrl-C), resume and corrupt lines."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from diffusers import ZImageTransformer2DModel  # noqa: E402
+
+from advisor import REPO_ROOT, records, workload  # noqa: E402
+from advisor.cli import main  # noqa: E402
+from advisor.errors import AdvisorError  # noqa: E402
+from probes import grids, pipeline, sweep  # noqa: E402
+from probes.tokenizer import caption_length, caption_prompt, negative_prompt, word_tokenizer  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def configs(*groups, steps=2):
+    return sweep.order(grids.expand({"defaults": {"steps": steps}, "groups": list(groups)}, "test"))
+
+
+def run(out, cfgs, weights="synthetic", tiny=True, **options):
+    return sweep.run(sweep.Options(configs=cfgs, out=out, device=CPU, grid="test",
+                                   weights=weights, tiny=tiny, budget_s=0.3, **options))
+
+
+def read(out):
+    found, problems = records.read_records(out)
+    return found, problems
+
+
+def labels(found):
+    return [grids.Config.from_record(r["config"]).label() for r in found]
+
+
+def inject(monkeypatch, when, make_exception):
+    """Make the transformer raise `make_exception()` on calls where when(pixels, batch)."""
+    real = ZImageTransformer2DModel.forward
+
+    def forward(self, x, *args, **kwargs):
+        pixels = x[0].shape[-2] * x[0].shape[-1] * 64  # latents are 1/8 of the image a side
+        if when(pixels, len(x)):
+            raise make_exception()
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(ZImageTransformer2DModel, "forward", forward)
+
+
+SMALL = {"shapes": [[256, 256]], "batch": [1, 2]}
+
+
+def test_synthetic_build_is_the_exact_architecture():
+    pipe = pipeline.build_synthetic(torch.device("meta"), torch.bfloat16)
+    counts = {name: sum(p.numel() for p in getattr(pipe, name).parameters())
+              for name in ("transformer", "text_encoder", "vae")}
+    assert counts == workload.param_counts()
+    assert {p.dtype for p in pipe.transformer.parameters()} == {torch.bfloat16}
+    assert pipeline.architecture_of(pipe) == "z-image-turbo"
+    tiny = pipeline.build_synthetic(CPU, torch.float32, tiny=True)
+    assert pipeline.architecture_of(tiny) == "tiny"
+    tiny.transformer.register_to_config(n_layers=3)
+    with pytest.raises(AdvisorError, match="neither Z-Image-Turbo"):
+        pipeline.architecture_of(tiny)
+
+
+def test_word_tokenizer_gives_the_caption_length_asked():
+    tokenizer = word_tokenizer()
+    for tokens in (1, 7, 64, 512):
+        assert caption_length(tokenizer, caption_prompt(tokenizer, tokens)) == tokens
+    assert caption_length(tokenizer, negative_prompt(tokenizer)) == 1
+
+
+def test_save_load_and_sweep_records_are_valid(tmp_path):
+    saved = tmp_path / "pipe"
+    pipeline.build_synthetic(CPU, torch.float32, tiny=True).save_pretrained(saved)
+    out = tmp_path / "r.jsonl"
+    summary = run(out, configs(SMALL, {"shapes": [[256, 384]], "guidance_scale": 4.0,
+                                       "end_to_end": True}),
+                  weights=str(saved), tiny=False)
+    found, problems = read(out)
+    assert problems == [] and len(found) == 3 and len(summary.rows) == 3
+    for record in found:
+        assert records.validate_record(record) == []
+        assert record["status"] == "ok" and record["weights"] == "pretrained"
+        assert record["weights_source"] == str(saved) and record["architecture"] == "tiny"
+        r = record["results"]
+        assert r["total_s"] == pytest.approx(r["text_encode_s"] + r["denoise_s"]
+                                             + r["vae_decode_s"] + r["other_s"])
+        assert r["denoise_s"] == pytest.approx(r["denoise_first_step_s"]
+                                               + (record["config"]["steps"] - 1)
+                                               * r["denoise_step_s"])
+        assert 1 <= r["repeats"] <= 3 and r["measured_steps"] == 2
+        assert r["nvml_peak_used_mb"] is None and r["achieved_tflops"] is None
+        assert r["host_rss_peak_mb"] > 0 and r["load_s"] > 0
+    e2e = [r["results"] for r in found if r["config"]["guidance_scale"] > 0][0]
+    assert e2e["end_to_end_s"] > 0 and e2e["composition_error_pct"] is not None
+
+
+def test_caption_mismatch_is_an_error_record(tmp_path, monkeypatch):
+    monkeypatch.setattr("probes.measure.caption_prompt", lambda tok, n: "photo " * (n - 1))
+    out = tmp_path / "r.jsonl"
+    run(out, configs({"shapes": [[256, 256]]}))
+    (record,), _ = read(out)
+    assert record["status"] == "error" and "caption tokens reaching the transformer" in record["error"]
+
+
+def test_oom_is_recorded_and_larger_shapes_of_the_family_are_skipped(tmp_path, monkeypatch):
+    inject(monkeypatch, lambda pixels, batch: pixels * batch > 1.5 * 256 * 256,
+           lambda: torch.OutOfMemoryError("CUDA out of memory (injected)"))
+    cfgs = configs({"shapes": [[256, 256], [384, 384], [512, 512]], "batch": [1, 2]},
+                   {"shapes": [[256, 256]], "batch": 2, "caption_tokens": 16})
+    out = tmp_path / "r.jsonl"
+    summary = run(out, cfgs)
+    found, problems = read(out)
+    assert problems == []
+    status = {label: r["status"] for label, r in zip(labels(found), found)}
+    assert status == {"256x256 b1 bf16 native steps=2": "ok",
+                      "256x256 b2 bf16 native steps=2": "oom",
+                      "384x384 b1 bf16 native steps=2": "oom",
+                      "256x256 b2 bf16 native cap=16 steps=2": "oom"}  # another family: tried
+    assert all(r["results"] is None and "injected" in r["error"] for r in found if r["status"] == "oom")
+    assert {c.label() for c in summary.skipped_oom} == {"512x512 b1 bf16 native steps=2",
+                                                        "384x384 b2 bf16 native steps=2",
+                                                        "512x512 b2 bf16 native steps=2"}
+    again = run(out, cfgs)  # resume: nothing left to do; the file's OOMs still skip
+    assert again.rows == [] and again.resumed == 4 and len(again.skipped_oom) == 3
+
+
+def test_other_exceptions_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    inject(monkeypatch, lambda pixels, batch: batch == 2, lambda: ValueError("boom"))
+    out = tmp_path / "r.jsonl"
+    run(out, configs({"shapes": [[256, 256], [384, 384]], "batch": [1, 2]}))
+    found, _ = read(out)
+    assert [r["status"] for r in found] == ["ok", "error", "ok", "error"]
+    assert found[1]["error"] == "ValueError: boom"
+
+
+def test_resume_skips_done_configs_and_reports_a_corrupt_line(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    run(out, configs({"shapes": [[256, 256]]}))
+    with open(out, "a") as f:
+        f.write('{"schema_version": 1, "status": "ok", truncated\n')
+    summary = run(out, configs(SMALL))
+    assert summary.resumed == 1 and len(summary.rows) == 1
+    assert len(summary.problems) == 1 and f"{out}:2: corrupt JSON" in summary.problems[0]
+    assert f"{out}:2" in capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["config"]["batch"] == 2
+
+
+def test_ctrl_c_finishes_the_current_config_then_stops(tmp_path, monkeypatch):
+    sent = []
+
+    def interrupt_once(pixels, batch):
+        if batch == 2 and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return False
+
+    inject(monkeypatch, interrupt_once, RuntimeError)
+    out = tmp_path / "r.jsonl"
+    summary = run(out, configs({"shapes": [[256, 256], [384, 384]], "batch": [1, 2]}))
+    found, problems = read(out)
+    assert problems == [] and [r["status"] for r in found] == ["ok", "ok"]
+    assert found[1]["config"]["batch"] == 2  # the config in progress was finished and written
+    assert "Ctrl-C" in summary.stopped and len(summary.not_run) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_hard_interrupt_leaves_a_valid_file(tmp_path, monkeypatch):
+    inject(monkeypatch, lambda pixels, batch: batch == 2, KeyboardInterrupt)
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        run(out, configs(SMALL))
+    found, problems = read(out)
+    assert problems == [] and len(found) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]  # no temp file left
+
+
+def test_time_limit_stops_before_a_config_and_the_rerun_resumes(tmp_path):
+    out = tmp_path / "r.jsonl"
+    summary = run(out, configs(SMALL), limit_s=1e-3)
+    assert summary.rows == [] and "time limit" in summary.stopped and len(summary.not_run) == 2
+    assert run(out, configs(SMALL)).rows and len(read(out)[0]) == 2
+
+
+def test_cli_quick_tiny_cpu_writes_valid_records(tmp_path, capsys):
+    out = tmp_path / "quick.jsonl"
+    assert main(["probe", "--grid", "quick", "--tiny", "--device", "cpu", "--out", str(out)]) == 0
+    found, problems = read(out)
+    assert problems == [] and len(found) == 5
+    assert all(r["status"] == "ok" and r["weights"] == "synthetic" for r in found)
+    text = capsys.readouterr().out
+    assert "SYNTHETIC" in text and "5 records written" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tiny", "--weights", "/nowhere", "--device", "cpu"], "--tiny builds synthetic weights"),
+    (["--tiny", "--device", "cpu"], "--out is required"),
+    (["--weights", "/nowhere", "--device", "cpu", "--out", "x.jsonl"], "model_index.json"),
+    (["--grid", "nope.yaml", "--tiny", "--device", "cpu", "--out", "x.jsonl"], "--grid nope.yaml"),
+    (["--limit-s", "0", "--tiny", "--device", "cpu", "--out", "x.jsonl"], "--limit-s"),
+])
+def test_cli_bad_input_is_a_message(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["probe", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
+def test_cli_cuda_without_a_gpu(capsys):
+    assert main(["probe", "--grid", "quick"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_help_imports_no_torch():
+    code = ("import sys; from advisor.cli import build_parser; build_parser().format_help(); "
+            "heavy = {'torch', 'diffusers', 'transformers'} & {m.split('.')[0] for m in sys.modules}; "
+            "sys.exit(sorted(heavy) or 0)")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_tiny_sweep_has_memory_and_nvml_figures(tmp_path):
+    out = tmp_path / "r.jsonl"
+    sweep.run(sweep.Options(configs=configs(SMALL), out=out, device=torch.device("cuda", 0),
+                            grid="test", weights="synthetic", tiny=True, budget_s=0.5))
+    found, problems = read(out)
+    assert problems == [] and all(r["status"] == "ok" for r in found)
+    for r in found:
+        assert r["results"]["peak_allocated_mb"] > 0
+        assert r["gpu"]["compute_capability"]
