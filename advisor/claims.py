@@ -1,0 +1,254 @@
+"""Claim checker: is "GPU X makes Y images/s at this size" physically possible, and is it likely?
+
+Three independent checks, each with its arithmetic in the result:
+- compute: FLOPs per image (advisor.workload: text encode + denoise steps + VAE decode) x the
+  claimed images/s is the implied TFLOP/s; above the catalog's dense peak for the precision it
+  is impossible, above the best model-FLOPs utilization (MFU) any measured config reached it is
+  implausible.
+- memory: the weights must live somewhere. Without offload all of them are resident; model
+  offload keeps one component (the transformer, the largest) resident and moves every component
+  over the host link once per batch; sequential offload keeps almost nothing resident and streams
+  the transformer's weights once per step. A claim that no (precision, offload) combination can
+  explain, within the memory and within the claimed time per batch, is impossible.
+- prediction: the fitted models' latency interval for the config (fastest and slowest attention
+  and compile setting); far outside it is implausible. Without fitted models, the reasons say so.
+"""
+from __future__ import annotations
+
+from advisor import workload
+from advisor.errors import AdvisorError
+from advisor.features import PCIE_EFFICIENCY, pcie_gbs
+
+# MFU ceiling when no measured config is available: about the best dense-GEMM efficiency
+# cuBLAS reaches on large bf16 matrices; a whole pipeline (attention, norms, VAE) stays below it.
+ASSUMED_MFU_CEILING = 0.70
+MEASURED_MFU_TOLERANCE = 1.10  # a claim within 10% of the best measured MFU is not flagged
+FASTER_THAN_PREDICTED = 1.5  # per-image time below the interval's low end / this: implausible
+SLOWER_THAN_PREDICTED = 3.0  # above the slowest setting's high end x this: implausible
+COMPUTE_PRECISIONS = ("bf16", "fp16", "fp32-tf32", "fp32", "fp8", "int8")
+WEIGHT_PRECISIONS = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
+OFFLOADS = ("none", "model", "sequential")
+VERDICTS = ("plausible", "implausible", "impossible")
+
+
+def check_claim(gpu, height: int, width: int, *, steps: int = 9, batch: int = 1,
+                seconds_per_image: float | None = None, images_per_second: float | None = None,
+                vram_gb: float | None = None, precision: str | None = None, cfg: bool = False,
+                caption_tokens: int = 64, models=None, models_note: str = "",
+                mfu_ceiling: tuple[float, str] | None = None) -> dict:
+    """Verdict, reasons and arithmetic for one claim about catalog GPU `gpu`.
+
+    Exactly one of `seconds_per_image` / `images_per_second`. `precision` None means the claim
+    does not say: every precision the card has counts. `mfu_ceiling` is (best measured MFU,
+    where it comes from); None uses ASSUMED_MFU_CEILING. `models` None skips the prediction,
+    with `models_note` saying why.
+    """
+    ips = _throughput(seconds_per_image, images_per_second)
+    _check_inputs(batch, vram_gb, precision)
+    summary = workload.workload_summary(height, width, batch=batch, steps=steps,
+                                        caption_tokens=caption_tokens, cfg=cfg)
+    batch_s = batch / ips
+    findings: list[tuple[str, str]] = []  # (verdict, reason)
+    compute = _compute(gpu, summary, ips, precision, mfu_ceiling, findings)
+    memory = _memory(gpu, summary, batch_s, vram_gb, precision, steps, findings)
+    prediction = _prediction(models, models_note, gpu, height, width, batch, steps, precision,
+                             cfg, caption_tokens, ips, findings)
+    verdict = max((v for v, _ in findings), key=VERDICTS.index, default="plausible")
+    if verdict == "plausible":
+        findings.insert(0, ("plausible", "within the card's compute and memory limits and "
+                                         "consistent with the other checks below"))
+    return {
+        "verdict": verdict,
+        "reasons": [reason for _, reason in findings],
+        "claim": {"gpu": gpu.id, "gpu_name": gpu.name, "height": height, "width": width,
+                  "steps": steps, "batch": batch, "precision": precision, "cfg": cfg,
+                  "caption_tokens": caption_tokens, "images_per_second": ips,
+                  "seconds_per_image": 1 / ips, "seconds_per_batch": batch_s,
+                  "vram_gb": vram_gb},
+        "arithmetic": {**compute, **memory},
+        "prediction": prediction,
+        "sources": {"flops": summary["source"],
+                    "peak": f"catalog entry {gpu.id}, dense_tflops (no sparsity)"},
+    }
+
+
+def _throughput(seconds_per_image, images_per_second) -> float:
+    if (seconds_per_image is None) == (images_per_second is None):
+        raise AdvisorError("give exactly one of --seconds-per-image or --images-per-second")
+    value = images_per_second if seconds_per_image is None else seconds_per_image
+    name = "--images-per-second" if seconds_per_image is None else "--seconds-per-image"
+    if not value > 0:
+        raise AdvisorError(f"{name}: expected a number > 0, got {value!r}")
+    return images_per_second if seconds_per_image is None else 1 / seconds_per_image
+
+
+def _check_inputs(batch, vram_gb, precision) -> None:
+    if not (isinstance(batch, int) and batch >= 1):
+        raise AdvisorError(f"--batch: expected an integer >= 1, got {batch!r}")
+    if vram_gb is not None and not vram_gb > 0:
+        raise AdvisorError(f"--vram-gb: expected a number > 0, got {vram_gb!r}")
+    if precision is not None and precision not in COMPUTE_PRECISIONS:
+        raise AdvisorError(f"--precision: expected one of {', '.join(COMPUTE_PRECISIONS)}, "
+                           f"got {precision!r}")
+
+
+# --------------------------------------------------------------------------- compute
+
+
+def _compute(gpu, summary, ips, precision, mfu_ceiling, findings) -> dict:
+    per_image = summary["tflops_per_image"]
+    implied = per_image["total"] * ips
+    peak_precision, peak, peak_note = _peak(gpu, precision)
+    mfu = implied / peak
+    ceiling, ceiling_source = mfu_ceiling or (
+        ASSUMED_MFU_CEILING, f"assumed {ASSUMED_MFU_CEILING:.0%} (no measured MFU available): "
+                             "about the best dense-GEMM efficiency on large matrices")
+    work = (f"{per_image['total']:.1f} TFLOP per image x {ips:.3g} img/s = {implied:.0f} "
+            f"TFLOP/s")
+    if implied > peak:
+        findings.append(("impossible", f"{work}, {mfu:.1f}x the {gpu.name}'s dense "
+                                       f"{peak_precision} peak of {peak:g} TFLOP/s{peak_note}"))
+    elif mfu > ceiling * (MEASURED_MFU_TOLERANCE if mfu_ceiling else 1.0):
+        findings.append(("implausible", f"{work} is {mfu:.0%} MFU of the dense "
+                                        f"{peak_precision} peak ({peak:g}); the ceiling is "
+                                        f"{ceiling:.0%}: {ceiling_source}"))
+    else:
+        findings.append(("plausible", f"{work} is {mfu:.0%} MFU of the dense {peak_precision} "
+                                      f"peak ({peak:g} TFLOP/s{peak_note})"))
+    return {"tflops_per_image": per_image, "implied_tflops": implied,
+            "peak_tflops": peak, "peak_precision": peak_precision, "mfu": mfu,
+            "mfu_ceiling": ceiling, "mfu_ceiling_source": ceiling_source}
+
+
+def _peak(gpu, precision) -> tuple[str, float, str]:
+    """(precision, dense TFLOP/s, note) the claim is held to; the most lenient when unstated."""
+    if precision is None:
+        rates = {p: gpu.dense_tflops(p) for p in COMPUTE_PRECISIONS if gpu.dense_tflops(p)}
+        best = max(rates, key=rates.get)
+        return best, rates[best], (f"; precision not stated, so the card's fastest path "
+                                   f"({best}) counts")
+    rate = gpu.dense_tflops(precision)
+    if rate:
+        return precision, rate, ""
+    return "fp32", gpu.dense_tflops("fp32"), (f"; the card has no {precision} tensor path, so "
+                                              "it runs at most at the fp32 rate")
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _memory(gpu, summary, batch_s, vram_gb, precision, steps, findings) -> dict:
+    budget = min(vram_gb, gpu.memory_gb) if vram_gb else gpu.memory_gb
+    if vram_gb and vram_gb > gpu.memory_gb:
+        findings.append(("impossible", f"claims {vram_gb:g} GB of GPU memory on a "
+                                       f"{gpu.memory_gb:g} GB card"))
+    link_gbs = pcie_gbs(gpu.host_interface) / PCIE_EFFICIENCY  # the raw link: a lower bound
+    options = []
+    for p in ([precision] if precision else WEIGHT_PRECISIONS):
+        weights = {k: v / 1e9 for k, v in workload.weight_bytes(
+            "fp32" if p == "fp32-tf32" else p).items()}
+        for offload in OFFLOADS:
+            resident, moved = _offload(weights, offload, steps)
+            options.append({"precision": p, "offload": offload, "resident_gb": resident,
+                            "transfer_s_per_batch": moved / link_gbs})
+    fits = [o for o in options if o["resident_gb"] <= budget
+            and o["transfer_s_per_batch"] <= batch_s]
+    plain = options[0]
+    held = f"{budget:g} GB" + (" claimed" if vram_gb else f" on the {gpu.name}")
+    if not fits:
+        findings.append(("impossible", _no_fit(options, budget, held, batch_s, link_gbs)))
+    elif not any(o["offload"] == "none" and o["precision"] == plain["precision"] for o in fits):
+        first = min(fits, key=lambda o: (OFFLOADS.index(o["offload"]),
+                                         o["transfer_s_per_batch"]))
+        cost = "" if first["offload"] == "none" else (
+            f", >= {first['transfer_s_per_batch']:.2f} s of transfers per {batch_s:.2f} s batch")
+        findings.append(("plausible", f"the {plain['precision']} weights "
+                                      f"({plain['resident_gb']:.1f} GB) exceed {held}; it fits "
+                                      f"only with {_name(first)} ({first['resident_gb']:.1f} GB "
+                                      f"resident{cost})"))
+    else:
+        findings.append(("plausible", f"the {plain['precision']} weights "
+                                      f"({plain['resident_gb']:.1f} GB) fit in {held}"))
+    return {"memory_budget_gb": budget, "host_link_gbs": link_gbs,
+            "min_resident_gb": plain["resident_gb"], "memory_options": options,
+            "memory_explanations": [_name(o) for o in fits]}
+
+
+def _offload(weights: dict, offload: str, steps: int) -> tuple[float, float]:
+    """(GB resident at least, GB moved over the host link per batch) for an offload mode."""
+    if offload == "none":
+        return weights["total"], 0.0
+    if offload == "model":  # one component on the GPU at a time, each moved once per call
+        return max(weights[k] for k in ("transformer", "text_encoder", "vae")), weights["total"]
+    # sequential: layers stream in as they run; the transformer once per step
+    return 0.0, steps * weights["transformer"] + weights["text_encoder"] + weights["vae"]
+
+
+def _no_fit(options, budget, held, batch_s, link_gbs) -> str:
+    plain = options[0]
+    fastest = min((o for o in options if o["resident_gb"] <= budget),
+                  key=lambda o: o["transfer_s_per_batch"], default=None)
+    text = f"the {plain['precision']} weights need {plain['resident_gb']:.1f} GB, more than {held}"
+    if fastest:
+        text += (f"; the best offload ({_name(fastest)}) moves weights for >= "
+                 f"{fastest['transfer_s_per_batch']:.2f} s per batch over a {link_gbs:.0f} GB/s "
+                 f"host link, longer than the claimed {batch_s:.2f} s batch")
+    return text
+
+
+def _name(option: dict) -> str:
+    off = "no offload" if option["offload"] == "none" else f"{option['offload']} offload"
+    return f"{option['precision']} weights, {off}"
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def _prediction(models, note, gpu, height, width, batch, steps, precision, cfg, caption_tokens,
+                ips, findings) -> dict | None:
+    if models is None:
+        findings.append(("plausible", f"no fitted prediction to compare with: "
+                                      f"{note or 'no models given'}"))
+        return None
+    p = precision if precision in ("bf16", "fp16", "fp32", "fp32-tf32") else "bf16"
+    configs = [dict(gpu_id=gpu.id, height=height, width=width, batch=batch, steps=steps,
+                    precision=p, attention=a, compile=c, offload="none", cfg=cfg,
+                    caption_tokens=caption_tokens)
+               for a in ("native", "cudnn", "flash") for c in (False, True)]
+    try:
+        many = getattr(models, "predict_many", None)
+        preds = many(configs) if many else [models.predict(**c) for c in configs]
+    except AdvisorError as exc:
+        findings.append(("plausible", f"no fitted prediction for this config: {exc}"))
+        return None
+    fastest = min(preds, key=lambda x: x["latency_s"]["total"])
+    slowest = max(preds, key=lambda x: x["latency_s"]["total"])
+    low = fastest["latency_interval_s"][0] / batch
+    high = slowest["latency_interval_s"][1] / batch
+    claimed = 1 / ips
+    where = (f"predicted {low:.2f}-{high:.2f} s per image ({p}, batch {batch}, any attention/"
+             f"compile; {fastest['source']}, model {fastest.get('model_version')})")
+    if claimed < low / FASTER_THAN_PREDICTED:
+        findings.append(("implausible", f"claimed {claimed:.2f} s per image is "
+                                        f"{low / claimed:.1f}x faster than the fastest "
+                                        f"prediction: {where}"))
+    elif claimed > high * SLOWER_THAN_PREDICTED:
+        findings.append(("implausible", f"claimed {claimed:.2f} s per image is "
+                                        f"{claimed / high:.1f}x slower than the slowest "
+                                        f"prediction without offload: {where}"))
+    else:
+        findings.append(("plausible", f"claimed {claimed:.2f} s per image; {where}"))
+    if not fastest.get("fits", True):
+        findings.append(("plausible", f"note: the model predicts {fastest['peak_memory_gb']:.1f} "
+                                      f"GB peak at batch {batch} without offload: "
+                                      f"{fastest.get('fits_reason', 'does not fit')}"))
+    return {"precision": p, "seconds_per_image": [low, high],
+            "fastest": _brief(fastest, batch), "slowest": _brief(slowest, batch)}
+
+
+def _brief(pred: dict, batch: int) -> dict:
+    return {"config": pred.get("config"), "seconds_per_image": pred["latency_s"]["total"] / batch,
+            "interval_s_per_image": [x / batch for x in pred["latency_interval_s"]],
+            "peak_memory_gb": pred["peak_memory_gb"], "fits": pred.get("fits"),
+            "source": pred["source"], "source_detail": pred.get("source_detail"),
+            "model_version": pred.get("model_version")}

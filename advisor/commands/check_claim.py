@@ -1,0 +1,108 @@
+"""`advisor check-claim`: is a published throughput or latency figure physically possible?"""
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+
+from advisor.commands.fit import _data_args
+from advisor.errors import AdvisorError
+
+WIDTH = 100
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "check-claim", help="is a claimed speed physically possible on a GPU?",
+        description="Check a claim like 'an A100 40GB makes 3.27 images/s at 1024x1024, 8 steps, "
+        "batch 8': implied TFLOP/s and MFU against the catalog's dense peak, the weights' "
+        "minimum resident memory (with offload and quantization options) against the card or "
+        "the claimed memory, and the fitted prediction. Verdict: impossible, implausible or "
+        "plausible, with reasons.",
+    )
+    p.add_argument("--gpu", required=True, help="catalog id, e.g. a100-pcie-40gb")
+    p.add_argument("--height", type=int, required=True, help="px, a multiple of 16")
+    p.add_argument("--width", type=int, required=True, help="px, a multiple of 16")
+    p.add_argument("--steps", type=int, default=9, help="denoising steps (default 9)")
+    p.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
+    speed = p.add_mutually_exclusive_group(required=True)
+    speed.add_argument("--seconds-per-image", type=float, help="claimed seconds per image")
+    speed.add_argument("--images-per-second", type=float, help="claimed images per second")
+    p.add_argument("--vram-gb", type=float, help="claimed GPU memory used, GB")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32-tf32", "fp32", "fp8", "int8"],
+                   help="claimed precision (default: not stated, every precision counts)")
+    p.add_argument("--cfg", action="store_true",
+                   help="classifier-free guidance (two transformer passes a step)")
+    p.add_argument("--caption-tokens", type=int, default=64,
+                   help="prompt tokens reaching the transformer, 1..512 (default 64)")
+    p.add_argument("--format", choices=["table", "json"], default="table",
+                   help="output format (default table)")
+    _data_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from advisor.catalog import load_catalog
+    from advisor.claims import check_claim
+
+    catalog = load_catalog(args.catalog)
+    gpu = catalog.get(args.gpu)
+    models, note = _models(args)
+    result = check_claim(
+        gpu, args.height, args.width, steps=args.steps, batch=args.batch,
+        seconds_per_image=args.seconds_per_image, images_per_second=args.images_per_second,
+        vram_gb=args.vram_gb, precision=args.precision, cfg=args.cfg,
+        caption_tokens=args.caption_tokens, models=models, models_note=note,
+        mfu_ceiling=measured_mfu_ceiling(args.data),
+    )
+    print(json.dumps(result, indent=2) if args.format == "json" else format_table(result))
+    return 0
+
+
+def _models(args):
+    """The fitted models, or None and why (the check runs without them)."""
+    from advisor.fit import load_models
+
+    try:
+        return load_models(args.data, args.catalog, args.cache_dir), ""
+    except AdvisorError as exc:
+        return None, f"fitted models unavailable ({exc})"
+
+
+def measured_mfu_ceiling(data_dir) -> tuple[float, str] | None:
+    """The best MFU any measured config reached, and where; None without measurements."""
+    from advisor.records import load_measurements
+
+    try:
+        records, _ = load_measurements(data_dir)
+    except AdvisorError:
+        return None
+    measured = [(r["results"]["mfu"], r.get("_source", "?")) for r in records
+                if r.get("status") == "ok" and (r.get("results") or {}).get("mfu") is not None]
+    if not measured:
+        return None
+    best, where = max(measured)
+    return best, (f"the best of {len(measured)} measured configs ({where}; denoise-step MFU, "
+                  "+10% tolerance)")
+
+
+def format_table(result: dict) -> str:
+    c, a = result["claim"], result["arithmetic"]
+    claim = (f"Claim: {c['gpu_name']} ({c['gpu']}), {c['width']}x{c['height']}, {c['steps']} "
+             f"steps, batch {c['batch']}, {c['precision'] or 'precision not stated'}: "
+             f"{c['images_per_second']:.3g} img/s ({c['seconds_per_image']:.3g} s per image)")
+    lines = textwrap.wrap(claim, WIDTH, subsequent_indent="  ") + [
+        f"Verdict: {result['verdict'].upper()}",
+        "",
+        f"  implied compute   {a['implied_tflops']:>9.1f} TFLOP/s  "
+        f"({a['tflops_per_image']['total']:.1f} TFLOP per image)",
+        f"  dense peak        {a['peak_tflops']:>9.1f} TFLOP/s  ({a['peak_precision']}, catalog)",
+        f"  MFU               {a['mfu']:>9.1%}          (ceiling {a['mfu_ceiling']:.0%})",
+        f"  weights resident  {a['min_resident_gb']:>9.1f} GB       "
+        f"(memory budget {a['memory_budget_gb']:g} GB)",
+        "",
+        "Reasons:",
+    ]
+    for reason in result["reasons"]:
+        lines += textwrap.wrap(reason, WIDTH, initial_indent="  - ", subsequent_indent="    ")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""advisor.claims and `advisor check-claim`: compute, memory and prediction checks."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from advisor import workload
+from advisor.catalog import load_catalog
+from advisor.claims import check_claim
+from advisor.cli import main
+from advisor.errors import AdvisorError
+from tests.fake_models import FakeModels
+
+CATALOG = load_catalog()
+A100_PCIE_40 = CATALOG.get("a100-pcie-40gb")
+H100 = CATALOG.get("h100-sxm-80gb")
+
+
+def test_a100_at_3_27_images_per_second_is_impossible():
+    result = check_claim(A100_PCIE_40, 1024, 1024, steps=8, batch=8, images_per_second=3.27)
+    assert result["verdict"] == "impossible"
+    a = result["arithmetic"]
+    per_image = workload.workload_summary(1024, 1024, batch=8, steps=8)["total_tflops_per_image"]
+    assert a["implied_tflops"] == pytest.approx(per_image * 3.27)
+    # precision not stated: held to the card's fastest dense path (int8, 624 TOPS), and still over
+    assert (a["peak_precision"], a["peak_tflops"]) == ("int8", 624)
+    assert a["mfu"] == pytest.approx(per_image * 3.27 / 624) and a["mfu"] > 2
+    assert "2.4x the NVIDIA A100 PCIe 40GB's dense int8 peak" in result["reasons"][0]
+    assert any("no fitted prediction" in r for r in result["reasons"])
+    assert result["prediction"] is None
+
+
+def test_h100_at_1_6_seconds_per_image_is_plausible():
+    result = check_claim(H100, 1024, 1024, steps=9, seconds_per_image=1.6, precision="bf16",
+                         models=FakeModels(CATALOG))
+    assert result["verdict"] == "plausible"
+    a = result["arithmetic"]
+    per_image = workload.workload_summary(1024, 1024, steps=9)["total_tflops_per_image"]
+    assert a["implied_tflops"] == pytest.approx(per_image / 1.6)
+    assert a["peak_tflops"] == H100.dense_tflops("bf16")
+    assert 0.3 < a["mfu"] < 0.36
+    assert a["min_resident_gb"] == pytest.approx(workload.weight_bytes("bf16")["total"] / 1e9)
+    low, high = result["prediction"]["seconds_per_image"]
+    assert low <= 1.6 <= high
+    assert result["prediction"]["fastest"]["source"] == "fitted"
+
+
+def test_plausible_without_models_says_so():
+    result = check_claim(H100, 1024, 1024, seconds_per_image=1.6, precision="bf16",
+                         models_note="fitted models unavailable (no records)")
+    assert result["verdict"] == "plausible"
+    assert "no fitted prediction to compare with: fitted models unavailable (no records)" in \
+        result["reasons"]
+
+
+def test_mfu_above_the_measured_best_is_implausible():
+    ceiling = (0.40, "the best of 12 measured configs")
+    fine = check_claim(H100, 1024, 1024, seconds_per_image=1.4, precision="bf16",
+                       mfu_ceiling=ceiling)
+    assert fine["verdict"] == "plausible"  # 37% MFU
+    edge = check_claim(H100, 1024, 1024, seconds_per_image=1.25, precision="bf16",
+                       mfu_ceiling=ceiling)
+    assert edge["verdict"] == "plausible"  # 42%: within the 10% tolerance of the measured best
+    high = check_claim(H100, 1024, 1024, seconds_per_image=0.9, precision="bf16",
+                       mfu_ceiling=ceiling)
+    assert high["verdict"] == "implausible"
+    assert "the ceiling is 40%: the best of 12 measured configs" in high["reasons"][0]
+
+
+def test_far_from_the_prediction_is_implausible_both_ways():
+    models = FakeModels(CATALOG)
+    fast = check_claim(H100, 1024, 1024, seconds_per_image=0.8, precision="bf16", models=models)
+    assert fast["verdict"] == "implausible"
+    assert any("faster than the fastest prediction" in r for r in fast["reasons"])
+    slow = check_claim(H100, 1024, 1024, seconds_per_image=12, precision="bf16", models=models)
+    assert slow["verdict"] == "implausible"
+    assert any("slower than the slowest prediction without offload" in r for r in slow["reasons"])
+
+
+def test_memory_claims():
+    card = CATALOG.get("rtx-5080")  # 16 GB, PCIe Gen5 x16
+    over = check_claim(H100, 1024, 1024, seconds_per_image=2, vram_gb=120)
+    assert over["verdict"] == "impossible"
+    assert "claims 120 GB of GPU memory on a 80 GB card" in over["reasons"]
+    # bf16 weights in 4 GB: only sequential offload, which streams the transformer every step
+    slow_enough = check_claim(card, 512, 512, steps=4, seconds_per_image=1.0, precision="bf16",
+                              vram_gb=4)
+    assert slow_enough["verdict"] == "plausible"
+    assert "fits only with bf16 weights, sequential offload" in " ".join(slow_enough["reasons"])
+    too_fast = check_claim(card, 512, 512, steps=4, seconds_per_image=0.8, precision="bf16",
+                           vram_gb=4)
+    assert too_fast["verdict"] == "impossible"
+    weights = workload.weight_bytes("bf16")
+    streamed = (4 * weights["transformer"] + weights["text_encoder"] + weights["vae"]) / 1e9
+    link = too_fast["arithmetic"]["host_link_gbs"]
+    assert link == pytest.approx(3.938 * 16)
+    assert streamed / link > 0.8
+    assert any("longer than the claimed 0.80 s batch" in r for r in too_fast["reasons"])
+    # precision not stated: quantized weights may explain a small footprint
+    int4 = check_claim(card, 1024, 1024, seconds_per_image=20, vram_gb=6)
+    assert int4["verdict"] == "plausible"
+    assert "fits only with int4 weights, no offload" in " ".join(int4["reasons"])
+
+
+def test_bad_inputs():
+    with pytest.raises(AdvisorError, match="exactly one of --seconds-per-image"):
+        check_claim(H100, 1024, 1024)
+    with pytest.raises(AdvisorError, match="--seconds-per-image: expected a number > 0"):
+        check_claim(H100, 1024, 1024, seconds_per_image=0)
+    with pytest.raises(AdvisorError, match="--batch: expected an integer >= 1"):
+        check_claim(H100, 1024, 1024, seconds_per_image=1, batch=0)
+    with pytest.raises(AdvisorError, match="height: expected a positive multiple of 16"):
+        check_claim(H100, 1000, 1024, seconds_per_image=1)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_json_for_the_two_examples(tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "no-measurements"
+    empty.mkdir()
+    assert main(["check-claim", "--gpu", "a100-pcie-40gb", "--height", "1024", "--width", "1024",
+                 "--steps", "8", "--batch", "8", "--images-per-second", "3.27",
+                 "--format", "json", "--data", str(empty)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "impossible"
+    assert {"implied_tflops", "mfu", "peak_tflops", "min_resident_gb"} <= set(doc["arithmetic"])
+    assert any("fitted models unavailable" in r for r in doc["reasons"])
+
+    import advisor.fit
+    monkeypatch.setattr(advisor.fit, "load_models", lambda *a, **k: FakeModels(CATALOG))
+    assert main(["check-claim", "--gpu", "h100-sxm-80gb", "--height", "1024", "--width", "1024",
+                 "--steps", "9", "--seconds-per-image", "1.6", "--precision", "bf16",
+                 "--format", "json", "--data", str(empty)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "plausible" and doc["prediction"]["precision"] == "bf16"
+
+
+def test_cli_table_and_errors(tmp_path, capsys):
+    assert main(["check-claim", "--gpu", "a100-pcie-40gb", "--height", "1024", "--width", "1024",
+                 "--steps", "8", "--batch", "8", "--images-per-second", "3.27",
+                 "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Verdict: IMPOSSIBLE" in out and max(len(x) for x in out.splitlines()) <= 100
+    assert main(["check-claim", "--gpu", "a100-40gb", "--height", "1024", "--width", "1024",
+                 "--seconds-per-image", "1", "--data", str(tmp_path)]) == 2
+    assert "did you mean" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check-claim", "--gpu", "h100-sxm-80gb", "--height", "1024", "--width", "1024",
+              "--seconds-per-image", "1", "--images-per-second", "1"])
