@@ -241,12 +241,12 @@ class _Predictor:
         """{(gpu_id, setting, batch, resolution label): prediction} for (gpu, setting, batch)
         queries, at every resolution of the mix."""
         r = self.request
-        keys, configs = [], []
+        keys, configs = {}, []  # dict: an ordered set
         for gpu, setting, batch in queries:
             for res in r.resolutions:
                 key = (gpu.id, setting, batch, res.label)
                 if key not in self.cache and key not in keys:
-                    keys.append(key)
+                    keys[key] = None
                     configs.append(dict(
                         gpu_id=gpu.id, height=res.height, width=res.width, batch=batch,
                         steps=r.steps, cfg=r.cfg, caption_tokens=r.caption_tokens,
@@ -441,6 +441,9 @@ def fleet_cost(request: Request, price: Price, gpu_w: float | None, n_gpus: int)
     power_kw = None if gpu_w is None else (n_gpus * gpu_w + servers * d.server_w) * d.pue / 1e3
     if d.mode == "cloud":
         capex, usd_per_month = 0.0, n_gpus * price.usd * HOURS_PER_MONTH
+    elif power_kw is None:
+        raise AdvisorError(f"{price.source}: owned cost needs the GPU's power; the catalog has "
+                           "no tdp_w for it and no measured power is known")
     else:
         capex = n_gpus * price.usd + servers * d.server_usd
         usd_per_month = capex / (12 * d.amortization_years) \
@@ -474,6 +477,7 @@ def _option(c: Candidate, request: Request) -> dict:
         per_resolution[label] = {
             "batch_1_s": one["latency_s"]["total"],
             "batch_1_interval_s": list(one["latency_interval_s"]),
+            "batch_1_source": one["source"],
             f"batch_{c.max_batch}_s": full["latency_s"]["total"],
             f"batch_{c.max_batch}_interval_s": list(full["latency_interval_s"]),
             "peak_memory_gb": full["peak_memory_gb"],
@@ -496,7 +500,8 @@ def _option(c: Candidate, request: Request) -> dict:
         "cost": cost,
         "power_source": c.gpu_w_source,
         "service": per_resolution,
-        "sources": sorted({p["source"] for p in per_resolution.values()}),
+        "sources": sorted({p[key] for p in per_resolution.values()
+                           for key in ("source", "batch_1_source")}),
         "model_version": next(iter(c.predictions.values()))[1].get("model_version"),
     }
 
@@ -622,4 +627,8 @@ def assumptions(request: Request) -> list[str]:
                    f"${d.usd_per_kwh:g}/kWh at full power all month")
     if request.n_plus_one:
         out.append("N+1: one spare GPU beyond the fleet that meets the SLO")
+    out.append("ranking: the cheapest option of each GPU; a candidate is simulated only while "
+               "its cost lower bound (GPUs needed at full batches) could enter the top list or "
+               f"the cost/latency frontier, which covers options up to {PARETO_COST_WINDOW:g}x "
+               "the cheapest monthly cost")
     return out + list(SPEC_RULES)

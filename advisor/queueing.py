@@ -186,8 +186,9 @@ class Sizing:
 
 
 def gpus_lower_bound(service: Service, rate: float, quantile: float = 1.0,
-                     slo_s: float = math.inf) -> int:
-    """Fewest GPUs that could keep up (utilization < 1) at `rate`, whatever the queueing.
+                     slo_s: float = math.inf) -> int | float:
+    """Fewest GPUs that could keep up (utilization < 1) at `rate`, whatever the queueing;
+    math.inf when more requests than the quantile allows would miss the SLO on service alone.
 
     Work per request is at least its batch's GPU-seconds per image. With an SLO on a latency
     quantile, at most a (1 - quantile) fraction of requests may sit in batches whose service

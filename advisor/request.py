@@ -6,6 +6,7 @@ typo must not fall back to a default silently). `examples/request.yaml` document
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -185,7 +186,7 @@ class Request:
 def apply_overrides(data: dict, overrides: dict) -> dict:
     """A copy of `data` with dotted keys set ("demand.images_per_day": 1e5). Setting one way of
     giving demand or the SLO replaces the others, so a flag never conflicts with the file."""
-    out = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain data
+    out = copy.deepcopy(data)
     exclusive = {"demand": ("images_per_s", "images_per_day"), "slo": tuple(QUANTILES)}
     for key, value in overrides.items():
         *parents, leaf = key.split(".")

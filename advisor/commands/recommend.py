@@ -108,6 +108,10 @@ def build_request(args: argparse.Namespace):
             overrides[field] = "all" if items == ["all"] else items
     if args.request:
         return Request.from_yaml(args.request, overrides)
+    for section, flags in (("demand.images_per", "--images-per-day or --images-per-s"),
+                           ("slo.p9", "--p95-s or --p99-s")):
+        if not any(key.startswith(section) for key in overrides):
+            raise AdvisorError(f"no --request file: give {flags}")
     return Request.from_dict({}, source="command line", overrides=overrides)
 
 
@@ -201,9 +205,10 @@ def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
            f"{kw:>7}")
     intervals = "; ".join(
         f"{label} b1 {s['batch_1_s']:.2f} s [{s['batch_1_interval_s'][0]:.2f}-"
-        f"{s['batch_1_interval_s'][1]:.2f}]" for label, s in o["service"].items())
-    detail = (f"{Setting(**o['setting']).label}; {fleet['servers']} server(s); latency "
-              f"{'/'.join(o['sources'])}: {intervals}; price: {c['price']['source']}")
+        f"{s['batch_1_interval_s'][1]:.2f}] {s['batch_1_source']}"
+        for label, s in o["service"].items())
+    detail = (f"{Setting(**o['setting']).label}; {fleet['servers']} server(s); batch latency "
+              f"({'/'.join(o['sources'])}): {intervals}; price: {c['price']['source']}")
     return [row] + _wrap(detail, "    ") + _wrap(o.get("reason", ""), "    why: ", "    ")
 
 
