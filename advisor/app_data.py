@@ -474,6 +474,20 @@ def fleet_vs_demand(plan, models, catalog, top: int = 3,
     return pd.DataFrame(rows)
 
 
+PLANNER_FILES = ("plan.py", "queueing.py", "request.py", "export.py", "app_data.py")
+
+
+def planner_key(catalog: Catalog) -> str:
+    """Identity of the planning code and the catalog, for caching plans across restarts (the
+    models' own version covers the measurements and the modelling code)."""
+    import hashlib
+
+    h = hashlib.sha256(catalog.sha256.encode())
+    for name in PLANNER_FILES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def plan_yaml(plan, models, catalog, uploads: dict[str, str] | None = None) -> str:
     """The plan file (advisor.export) as text, for download; uploads in use are recorded in
     its provenance beside the shipped measurement files."""

@@ -5,7 +5,8 @@ import yaml
 from advisor.app_charts import cost_latency_figure, fleet_figure, throughput_figure
 from advisor.app_data import (
     DEMAND_UNITS, MAX_UPLOAD_MB, editor_rows, fleet_vs_demand, form_from_request, headline,
-    not_recommended_frame, options_frame, plan_yaml, request_from_form, request_from_upload,
+    not_recommended_frame, options_frame, plan_yaml, planner_key, request_from_form,
+    request_from_upload,
 )
 from advisor.errors import AdvisorError
 from advisor.request import ATTENTIONS, MODES, OFFLOADS, PRECISIONS, SEGMENTS
@@ -123,17 +124,18 @@ def request_form() -> dict:
     return f
 
 
-# Cached by the request's file form and the model version (the arguments with a leading
-# underscore are not hashed).
-@st.cache_data(show_spinner=False, max_entries=64)
-def _recommend(request_key: str, model_version: str, _request, _models):
+# Cached by the request's file form, the model version and the planner code + catalog (the
+# arguments with a leading underscore are not hashed); kept on disk across restarts, so the
+# first page of a new server process shows without re-planning.
+@st.cache_data(show_spinner=False, max_entries=64, persist="disk")
+def _recommend(request_key: str, model_version: str, planner: str, _request, _models):
     from advisor.plan import recommend
 
     return recommend(_request, _models, catalog())
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _fleet(request_key: str, model_version: str, _plan, _models):
+@st.cache_data(show_spinner=False, max_entries=64, persist="disk")
+def _fleet(request_key: str, model_version: str, planner: str, _plan, _models):
     return fleet_vs_demand(_plan, _models, catalog())
 
 
@@ -176,7 +178,7 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
     tabs[0].plotly_chart(cost_latency_figure(options, frontier, request.slo_s, request.slo_label),
                          key="plan_cost_chart")
     with tabs[1], st.spinner("Re-sizing the top picks at other demands…"):
-        fleet = _fleet(key, m.model_version, plan, m)
+        fleet = _fleet(key, m.model_version, planner_key(catalog()), plan, m)
         st.plotly_chart(fleet_figure(fleet),
                         key="plan_fleet_chart")
     tabs[2].plotly_chart(throughput_figure(options), key="plan_throughput_chart")
@@ -202,7 +204,7 @@ m = models()
 key = yaml.safe_dump(request.to_dict(), sort_keys=True)
 with st.spinner("Sizing fleets (queueing simulation) for every GPU and setting…"):
     try:
-        plan = _recommend(key, m.model_version, request, m)
+        plan = _recommend(key, m.model_version, planner_key(catalog()), request, m)
     except AdvisorError as exc:
         st.error(f"Cannot plan: {exc}", icon=":material/error:")
         st.stop()

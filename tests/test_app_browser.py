@@ -88,3 +88,61 @@ def browser():
             pytest.skip(f"chromium at {CHROMIUM} cannot be launched: {exc}")
         yield b
         b.close()
+
+
+FLEET_RE = re.compile(r"(?:Rent|Buy) (\d+) ×")
+
+
+def _best_fleet(page) -> int:
+    text = page.get_by_text(FLEET_RE).first.inner_text(timeout=UI_TIMEOUT_MS)
+    return int(FLEET_RE.search(text).group(1))
+
+
+def _wait_idle(page) -> None:
+    """Until the app has finished its rerun: no 'running' widget and no stale element."""
+    busy = '[data-testid="stStatusWidget"], [data-stale="true"]'
+    deadline, quiet_since = time.monotonic() + UI_TIMEOUT_MS / 1000, None
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        if page.locator(busy).count():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 1.0:
+            return
+    pytest.fail("the app did not finish its rerun")
+
+
+def test_plan_in_browser(server, browser, tmp_path):
+    from advisor.export import load_plan
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    start = time.monotonic()
+    page.goto(server, wait_until="domcontentloaded")
+    page.get_by_text(FLEET_RE).first.wait_for()
+    page.get_by_text("Ranked options").wait_for()
+    first_render_s = time.monotonic() - start
+    (ARTIFACTS / "first_render.txt").write_text(f"{first_render_s:.2f} s\n")
+    print(f"first render: {first_render_s:.2f} s")
+
+    before = _best_fleet(page)
+    demand = page.get_by_label("Average demand")
+    new_demand = float(demand.input_value()) * 4
+    demand.fill(f"{new_demand:g}")
+    demand.press("Enter")
+    _wait_idle(page)
+    after = _best_fleet(page)
+    assert after > before, f"the recommended fleet stayed at {before} GPUs"
+
+    with page.expect_download(timeout=UI_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Download this plan (YAML)").click()
+    path = tmp_path / "plan.yaml"
+    download.value.save_as(path)
+    doc = load_plan(path)
+    assert doc["request"].to_dict()["demand"]["images_per_day"] == pytest.approx(new_demand)
+    assert doc["results"]["options"][0]["fleet"]["total_gpus"] == after
+
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    page.close()

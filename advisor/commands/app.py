@@ -10,7 +10,6 @@ from advisor import REPO_ROOT
 from advisor.errors import AdvisorError
 
 APP_PATH = REPO_ROOT / "app_streamlit.py"
-MAX_UPLOAD_MB = 20
 
 
 def add_parser(subparsers) -> None:
@@ -30,6 +29,8 @@ def add_parser(subparsers) -> None:
 
 def streamlit_command(port: int, host: str) -> list[str]:
     """The `streamlit run` command line: localhost, headless, size-limited uploads, no telemetry."""
+    from advisor.app_data import MAX_UPLOAD_MB
+
     return [
         sys.executable, "-m", "streamlit", "run", str(APP_PATH),
         "--server.address", host,
@@ -41,6 +42,18 @@ def streamlit_command(port: int, host: str) -> list[str]:
     ]
 
 
+def warm_model_cache() -> None:
+    """Fit (or read the cached fit) and its validation report before the server starts, so the
+    first page shows at once. Without usable data the dashboard still starts and says why."""
+    from advisor.fit import load_models
+
+    print("preparing the fitted models (cached after the first run)...", flush=True)
+    try:
+        load_models().validation
+    except AdvisorError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise AdvisorError(f"--port: expected 1..65535, got {args.port}")
@@ -48,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise AdvisorError(
             "the dashboard needs streamlit and plotly: pip install -e '.[app]'"
         )
+    warm_model_cache()
     print(f"dashboard: http://{args.host}:{args.port}  (Ctrl+C to stop)", flush=True)
     # Run from the repo root so .streamlit/config.toml (theme) applies.
     return subprocess.call(streamlit_command(args.port, args.host), cwd=REPO_ROOT)
