@@ -119,7 +119,10 @@ class Runner:
 
         s = clock.seconds
         step_ends = [s(m) for m in marks["steps"]]
-        span = lambda name: s(marks[name][1]) - s(marks[name][0])  # noqa: E731
+
+        def span(name: str) -> float:
+            return s(marks[name][1]) - s(marks[name][0])
+
         return Call(
             text_encode_s=span("text_encode"),
             first_step_s=step_ends[0] - s(marks["forwards"][0]),
@@ -252,7 +255,10 @@ def _nvml(sampler: Sampler | None, timed: list[Call], config: Config, results: d
         return dict.fromkeys(keys)
     windows = [c.denoise_window for c in timed if c.denoise_window] or \
               [c.call_window for c in timed]
-    mean = lambda key: _mean_or_none(sampler.values(key, windows))  # noqa: E731
+
+    def mean(key: str) -> float | None:
+        return _mean_or_none(sampler.values(key, windows))
+
     power = mean("power_w")
     energies = [c.energy_j if c.energy_j is not None else _integrate(sampler, c.call_window)
                 for c in timed]

@@ -184,13 +184,11 @@ def environment(device: torch.device, nvml: Nvml | None) -> dict:
     }
 
 
-def catalog_entry(name: str, memory_mb: float):
-    """The catalog GPU for an NVML name, or None (also when the catalog module is not there)."""
-    try:
-        from advisor.catalog import load_catalog
-    except ImportError:
-        return None
-    return load_catalog().match_nvml(name, memory_gb=memory_mb / 1024)
+def catalog_entry(name: str, memory_mb: float | None):
+    """The catalog GPU for an NVML name (and memory size, which tells apart SKUs sharing a name),
+    or None."""
+    from advisor.catalog import load_catalog
+    return load_catalog().match_nvml(name, memory_gb=None if memory_mb is None else memory_mb / 1024)
 
 
 def _cpu_name() -> str:
