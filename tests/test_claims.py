@@ -68,6 +68,22 @@ def test_mfu_above_the_measured_best_is_implausible():
     assert "the ceiling is 40%: the best of 12 measured configs" in high["reasons"][0]
 
 
+def test_measured_ceiling_is_per_precision(tmp_path):
+    from advisor.commands.check_claim import measured_mfu_ceiling
+    from advisor.records import append_record
+    from tests.synthetic import make_record, make_results
+
+    path = tmp_path / "h100.jsonl"
+    for precision, mfu in (("bf16", 0.40), ("bf16", 0.55), ("fp32", 0.72)):
+        append_record(path, make_record(precision=precision, results=make_results(mfu=mfu)))
+    assert measured_mfu_ceiling(tmp_path, "bf16")[0] == 0.55
+    assert "the best of 2 measured bf16 configs (h100.jsonl:2" in \
+        measured_mfu_ceiling(tmp_path, "bf16")[1]
+    assert measured_mfu_ceiling(tmp_path)[0] == 0.72  # precision not stated: every config
+    assert measured_mfu_ceiling(tmp_path, "fp16")[0] == 0.72  # none at fp16: every config
+    assert measured_mfu_ceiling(tmp_path / "none") is None
+
+
 def test_far_from_the_prediction_is_implausible_both_ways():
     models = FakeModels(CATALOG)
     fast = check_claim(H100, 1024, 1024, seconds_per_image=0.8, precision="bf16", models=models)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         seconds_per_image=args.seconds_per_image, images_per_second=args.images_per_second,
         vram_gb=args.vram_gb, precision=args.precision, cfg=args.cfg,
         caption_tokens=args.caption_tokens, models=models, models_note=note,
-        mfu_ceiling=measured_mfu_ceiling(args.data),
+        mfu_ceiling=measured_mfu_ceiling(args.data, args.precision),
     )
     print(json.dumps(result, indent=2) if args.format == "json" else format_table(result))
     return 0
@@ -69,21 +69,29 @@ def _models(args):
         return None, f"fitted models unavailable ({exc})"
 
 
-def measured_mfu_ceiling(data_dir) -> tuple[float, str] | None:
-    """The best MFU any measured config reached, and where; None without measurements."""
+def measured_mfu_ceiling(data_dir, precision: str | None = None) -> tuple[float, str] | None:
+    """The best MFU any measured config reached, and where; None without measurements.
+
+    With a `precision`, only configs run at it count (when there are any): MFU is relative to
+    that precision's peak, and the fp32 path reaches a larger share of its much lower peak than
+    the 16-bit tensor cores do of theirs."""
     from advisor.records import load_measurements
 
     try:
         records, _ = load_measurements(data_dir)
     except AdvisorError:
         return None
-    measured = [(r["results"]["mfu"], r.get("_source", "?")) for r in records
-                if r.get("status") == "ok" and (r.get("results") or {}).get("mfu") is not None]
+    measured = [(r["results"]["mfu"], r.get("_source", "?"), (r.get("config") or {}).get(
+        "precision")) for r in records
+        if r.get("status") == "ok" and (r.get("results") or {}).get("mfu") is not None]
+    same = [m for m in measured if m[2] == precision]
+    which = f"{precision} " if same else ""
+    measured = same or measured
     if not measured:
         return None
-    best, where = max(measured)
-    return best, (f"the best of {len(measured)} measured configs ({where}; denoise-step MFU, "
-                  "+10% tolerance)")
+    best, where, _ = max(measured)
+    return best, (f"the best of {len(measured)} measured {which}configs ({where}; denoise-step "
+                  "MFU, +10% tolerance)")
 
 
 def format_table(result: dict) -> str:
