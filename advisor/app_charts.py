@@ -32,7 +32,8 @@ def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str
                              line={"width": 0}, hoverinfo="skip", name="90% interval"))
     fig.add_trace(go.Scatter(
         x=predicted[x], y=predicted[y], mode="lines+markers", line={"color": color},
-        marker={"size": 5}, name=f"{source} (model)", customdata=predicted[["resolution", "source"]],
+        marker={"size": 5}, name=f"{source} (model)",
+        customdata=predicted[["resolution", "source"]],
         hovertemplate="%{customdata[0]} → %{y:.3g} (%{customdata[1]})<extra></extra>"))
     if len(measured):
         fig.add_trace(go.Scatter(
@@ -91,7 +92,8 @@ def parity_figure(compared: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for source, part in compared.groupby("predicted_source"):
         fig.add_trace(go.Scatter(
-            x=part.latency_s, y=part.predicted_latency_s, mode="markers", name=f"{source} prediction",
+            x=part.latency_s, y=part.predicted_latency_s, mode="markers",
+            name=f"{source} prediction",
             marker={"color": SOURCE_COLORS.get(source), "size": 8},
             customdata=part[["resolution", "batch", "setting", "latency_error_pct"]],
             hovertemplate="%{customdata[0]} ×%{customdata[1]}, %{customdata[2]}<br>"

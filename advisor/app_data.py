@@ -45,9 +45,11 @@ def parse_yaml_mapping(name: str, data: bytes) -> dict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise AdvisorError(f"{name}: {where}invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = getattr(exc, "problem", exc)
+        raise AdvisorError(f"{name}: {where}invalid YAML ({problem})") from None
     if not isinstance(doc, dict):
-        raise AdvisorError(f"{name}: expected a YAML mapping at the top, found {type(doc).__name__}")
+        raise AdvisorError(
+            f"{name}: expected a YAML mapping at the top, found {type(doc).__name__}")
     return doc
 
 
@@ -183,7 +185,8 @@ def predicted_frame(models, configs: list[dict]) -> pd.DataFrame:
     rows = []
     for c, p in zip(configs, models.predict_many(configs)):
         rows.append({
-            "resolution": f"{c['height']}x{c['width']}", "megapixels": c["height"] * c["width"] / 1e6,
+            "resolution": f"{c['height']}x{c['width']}",
+            "megapixels": c["height"] * c["width"] / 1e6,
             "batch": c["batch"], "latency_s": p["latency_s"]["total"],
             "latency_lo_s": p["latency_interval_s"][0], "latency_hi_s": p["latency_interval_s"][1],
             "img_per_s": p["images_per_s"], "peak_memory_gb": p["peak_memory_gb"],
@@ -261,7 +264,8 @@ def compare_frame(records: list[dict], models, catalog: Catalog) -> pd.DataFrame
     frame["gpu"] = [c["gpu_id"] for c in configs]
     frame["predicted_latency_s"] = [p["latency_s"]["total"] for p in predicted]
     frame["predicted_source"] = [p["source"] for p in predicted]
-    frame["latency_error_pct"] = 100 * (frame.predicted_latency_s - frame.latency_s) / frame.latency_s
+    error = frame.predicted_latency_s - frame.latency_s
+    frame["latency_error_pct"] = 100 * error / frame.latency_s
     frame["predicted_memory_gb"] = [p["peak_memory_gb"] for p in predicted]
     return frame
 
@@ -285,7 +289,8 @@ def _merged(base: dict, over: dict) -> dict:
     given one way only)."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("demand", "slo"):
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        if nested and key not in ("demand", "slo"):
             out[key] = _merged(out[key], value)
         else:
             out[key] = value
@@ -503,3 +508,31 @@ def plan_yaml(plan, models, catalog, uploads: dict[str, str] | None = None) -> s
         path = Path(tmp) / "plan.yaml"
         save_plan(plan, path, prov)
         return path.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def claim_tables(result: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the compute arithmetic, the memory options) of a claims.check_claim result."""
+    a, c = result["arithmetic"], result["claim"]
+    per_image = a["tflops_per_image"]
+    compute = pd.DataFrame([
+        *({"quantity": f"TFLOP per image: {stage.replace('_', ' ')}", "value": value,
+           "from": result["sources"]["flops"]} for stage, value in per_image.items()),
+        {"quantity": "claimed images per second", "value": c["images_per_second"],
+         "from": "the claim"},
+        {"quantity": "implied TFLOP/s (TFLOP per image × images/s)", "value": a["implied_tflops"],
+         "from": "arithmetic"},
+        {"quantity": f"dense {a['peak_precision']} peak TFLOP/s", "value": a["peak_tflops"],
+         "from": result["sources"]["peak"]},
+        {"quantity": "implied MFU (implied / peak)", "value": a["mfu"], "from": "arithmetic"},
+        {"quantity": "MFU ceiling", "value": a["mfu_ceiling"], "from": a["mfu_ceiling_source"]},
+    ])
+    memory = pd.DataFrame([
+        {"weights": o["precision"], "offload": o["offload"], "resident_gb": o["resident_gb"],
+         "memory_budget_gb": a["memory_budget_gb"],
+         "transfer_s_per_batch": o["transfer_s_per_batch"],
+         "claimed_s_per_batch": c["seconds_per_batch"]}
+        for o in a["memory_options"]])
+    return compute, memory

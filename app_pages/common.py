@@ -44,10 +44,10 @@ def using_user_data() -> bool:
     return bool(st.session_state.get(USE_USER_DATA) and st.session_state.get(USER_UPLOADS))
 
 
-def _or_stop(load, *args):
-    """load(*args), or, when the data cannot give models, the reason on the page and a stop."""
+def _or_stop(load):
+    """load(), or, when the data cannot give models, the reason on the page and a stop."""
     try:
-        return load(*args)
+        return load()
     except AdvisorError as exc:
         st.error(f"No fitted models: {exc}", icon=":material/error:")
         st.stop()
@@ -57,11 +57,23 @@ def shipped_models():
     return _or_stop(_shipped_models)
 
 
+def _active_models():
+    if using_user_data():
+        return _user_models(tuple(sorted(st.session_state[USER_UPLOADS].items())))
+    return _shipped_models()
+
+
 def models():
     """The models the pages predict with: shipped, or refitted with this session's uploads."""
-    if using_user_data():
-        return _or_stop(_user_models, tuple(sorted(st.session_state[USER_UPLOADS].items())))
-    return shipped_models()
+    return _or_stop(_active_models)
+
+
+def models_or_reason():
+    """(the active models, "") or, when the data cannot give any, (None, why)."""
+    try:
+        return _active_models(), ""
+    except AdvisorError as exc:
+        return None, f"fitted models unavailable ({exc})"
 
 
 def measurements_frame():

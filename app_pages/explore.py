@@ -19,7 +19,7 @@ gpu_ids = probed + sorted(set(m.specs) - set(probed))
 
 c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
 gpu = c1.selectbox("GPU", gpu_ids, key="explore_gpu",
-                   format_func=lambda g: f"{g} (measured)" if g in m.probed else f"{g} (transferred)")
+                   format_func=lambda g: f"{g} ({'measured' if g in m.probed else 'transferred'})")
 setting = {
     "precision": c2.selectbox("Precision", PRECISIONS, key="explore_precision"),
     "attention": c3.selectbox("Attention", ATTENTIONS, key="explore_attention"),
@@ -57,6 +57,7 @@ st.caption(f"Line: {basis.source} — {basis.source_detail}. Shaded: 90% interva
 
 with st.expander("The numbers behind the curves"):
     st.dataframe(predicted.drop(columns=["source_detail", "interval_basis"]), hide_index=True,
+                 key="explore_numbers",
                  column_config={"fits": st.column_config.CheckboxColumn("fits in memory")})
 
 st.subheader("Achieved TFLOP/s and MFU beside NVML utilization")
@@ -68,12 +69,12 @@ if util.empty:
 else:
     st.plotly_chart(utilization_figure(util), key="explore_util")
     st.dataframe(util[["source", "resolution", "batch", "setting", "achieved_tflops", "mfu_pct",
-                       "gpu_util_pct", "power_w"]], hide_index=True)
+                       "gpu_util_pct", "power_w"]], hide_index=True, key="explore_util_table")
 
 st.subheader("How good are the models? Held-out validation")
 with st.spinner("Cross-validating the models (first time only)…"):
     metrics, residuals = validation_frames(m.validation)
-st.dataframe(metrics, hide_index=True, column_config={
+st.dataframe(metrics, hide_index=True, key="explore_validation", column_config={
     "mape": st.column_config.NumberColumn("mean abs. error %", format="%.1f"),
     "median_ape": st.column_config.NumberColumn("median abs. error %", format="%.1f"),
     "max_ape": st.column_config.NumberColumn("max abs. error %", format="%.1f"),

@@ -24,7 +24,8 @@ fits_only = c5.toggle("Fits only", key="gpus_fits_only")
 
 shown = frame[frame.memory_gb >= min_mem]
 if text:
-    shown = shown[shown.name.str.contains(text, case=False) | shown.id.str.contains(text, case=False)]
+    shown = shown[shown.name.str.contains(text, case=False)
+                  | shown.id.str.contains(text, case=False)]
 if vendors:
     shown = shown[shown.vendor.isin(vendors)]
 if segments:
@@ -36,8 +37,8 @@ ORDER = ("name", "fits", "img_per_s", "latency_s", "peak_memory_gb", "source", "
          "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd", "cloud_usd_per_hour", "tdp_w",
          "segment", "architecture", "vendor", "runnable", "id", "note")
 number = st.column_config.NumberColumn
-st.dataframe(shown, hide_index=True, height=min(38 + 35 * len(shown), 800), column_order=ORDER,
-             column_config={
+st.dataframe(shown, hide_index=True, key="gpus_table", height=min(38 + 35 * len(shown), 800),
+             column_order=ORDER, column_config={
     "memory_gb": number("memory GB (spec)"), "bandwidth_gbps": number("bandwidth GB/s (spec)"),
     "bf16_tflops": number("bf16 TFLOPS (spec)"), "fp8_tflops": number("fp8 TFLOPS (spec)"),
     "tdp_w": number("TDP W (spec)"), "price_usd": number("price USD (spec)", format="$%d"),

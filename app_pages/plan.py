@@ -158,7 +158,6 @@ def show_answer(plan, m) -> None:
 def show_tables_and_charts(plan, m, request, key: str) -> None:
     options = options_frame(plan.options, request)
     if options.empty:
-        st.dataframe(not_recommended_frame(plan), hide_index=True, key="plan_not_recommended")
         return
     number = st.column_config.NumberColumn
     st.subheader("Ranked options (cheapest fleet per GPU meeting the SLO)")
@@ -171,7 +170,8 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
             "usd_per_1k_images": number("USD / 1k images", format="$%.2f"),
             "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
             "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
-            "sources": "times are", "max_batch": number("max batch"), "reason": st.column_config.TextColumn("why", width="large"),
+            "sources": "times are", "max_batch": number("max batch"),
+            "reason": st.column_config.TextColumn("why", width="large"),
         })
     tabs = st.tabs(["Cost vs latency", "Fleet vs demand", "Throughput per GPU"])
     frontier = options_frame(plan.frontier, request)
@@ -215,8 +215,8 @@ uploads = st.session_state.get(USER_UPLOADS) if using_user_data() else None
 st.download_button("Download this plan (YAML)", plan_yaml(plan, m, catalog(), uploads),
                    file_name="zimage-plan.yaml", mime="application/x-yaml", key="plan_download",
                    icon=":material/download:", on_click="ignore")
-with st.expander("GPUs not recommended, and why"):
-    st.dataframe(not_recommended_frame(plan), hide_index=True)
+with st.expander("GPUs not recommended, and why", expanded=plan.best() is None):
+    st.dataframe(not_recommended_frame(plan), hide_index=True, key="plan_not_recommended")
 with st.expander("Assumptions"):
     st.markdown("\n".join(f"- {a}" for a in plan.assumptions))
 provenance_note()

@@ -72,6 +72,7 @@ else:
     st.dataframe(compared[["source", "gpu", "resolution", "batch", "setting", "latency_s",
                            "predicted_latency_s", "latency_error_pct", "predicted_source",
                            "peak_memory_gb", "predicted_memory_gb"]], hide_index=True,
+                 key="your_data_compare",
                  column_config={"latency_error_pct": st.column_config.NumberColumn(
                      "error %", format="%+.1f")})
 

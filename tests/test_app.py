@@ -8,7 +8,7 @@ import pytest
 
 from advisor import REPO_ROOT
 from advisor.app_data import (
-    BATCHES, form_from_request, parse_records_upload, parse_yaml_mapping, plan_yaml,
+    BATCHES, claim_tables, form_from_request, parse_records_upload, parse_yaml_mapping, plan_yaml,
     request_from_form, request_from_upload, upload_text,
 )
 from advisor.errors import AdvisorError
@@ -29,8 +29,9 @@ def open_page(page: str) -> AppTest:
     return at
 
 
-def table(at: AppTest, index: int = 0):
-    return at.dataframe[index].value
+def table(at: AppTest, key: str):
+    """The table drawn with st.dataframe(..., key=key)."""
+    return at.dataframe(key).value
 
 
 # --------------------------------------------------------------------------- upload parsers
@@ -103,13 +104,13 @@ def test_plan_yaml_loads_back(tmp_path):
 
 
 def best_fleet(at: AppTest) -> int:
-    return int(table(at).total_gpus.iat[0])
+    return int(table(at, "plan_options").total_gpus.iat[0])
 
 
 def test_plan_page_renders_answer():
     at = open_page("plan")
     assert at.success and "×" in at.success[0].value
-    assert len(table(at)) >= 1
+    assert len(table(at, "plan_options")) >= 1
     assert {m.label.split(" (")[0] for m in at.metric} >= {"Monthly cost", "Per 1,000 images"}
 
 
@@ -135,13 +136,13 @@ def test_plan_page_keeps_the_form_across_pages():
 
 def test_plan_page_bad_upload_keeps_plan():
     at = open_page("plan")
-    before = table(at).copy()
+    before = table(at, "plan_options").copy()
     at.sidebar.file_uploader(key="plan_upload").set_value(
         ("bad.yaml", b"demand: {images_per_s: -3}\nslo: {p95_s: 5}\n", "application/x-yaml"))
     at.run()
     assert not at.exception
     assert any("bad.yaml" in e.value and "demand.images_per_s" in e.value for e in at.error)
-    assert table(at).equals(before)
+    assert table(at, "plan_options").equals(before)
 
 
 def test_plan_page_loads_uploaded_request():
@@ -151,7 +152,7 @@ def test_plan_page_loads_uploaded_request():
     at.run()
     assert not at.exception, at.exception
     assert at.number_input(key="plan_demand").value == 0.5
-    assert set(table(at).gpu) == {"l40s-48gb"}
+    assert set(table(at, "plan_options").gpu) == {"l40s-48gb"}
 
 
 def test_plan_page_bad_form_value_shows_error():
@@ -167,13 +168,13 @@ def test_plan_page_bad_form_value_shows_error():
 def test_explore_page_batch_changes_curve():
     at = open_page("explore")
     assert len(at.get("plotly_chart")) >= 3
-    before = table(at).copy()
+    before = table(at, "explore_numbers").copy()
     at.select_slider(key="explore_batch").set_value(4).run()
     assert not at.exception
-    assert not table(at).latency_s.equals(before.latency_s)
+    assert not table(at, "explore_numbers").latency_s.equals(before.latency_s)
     at.radio(key="explore_axis").set_value("batch").run()
     assert not at.exception
-    assert list(table(at).batch) == list(BATCHES)
+    assert list(table(at, "explore_numbers").batch) == list(BATCHES)
 
 
 # --------------------------------------------------------------------------- GPUs page
@@ -181,19 +182,64 @@ def test_explore_page_batch_changes_curve():
 
 def test_gpus_page_filters():
     at = open_page("gpus")
-    all_rows = len(table(at))
+    all_rows = len(table(at, "gpus_table"))
     at.number_input(key="gpus_min_mem").set_value(100).run()
     assert not at.exception
-    assert 0 < len(table(at)) < all_rows
-    assert (table(at).memory_gb >= 100).all()
+    assert 0 < len(table(at, "gpus_table")) < all_rows
+    assert (table(at, "gpus_table").memory_gb >= 100).all()
 
 
 def test_gpus_page_resolution_changes_throughput():
     at = open_page("gpus")
-    before = table(at).img_per_s.copy()
+    before = table(at, "gpus_table").img_per_s.copy()
     at.select_slider(key="gpus_side").set_value(2048).run()
     assert not at.exception
-    assert (table(at).img_per_s.dropna() < before.dropna()).all()
+    assert (table(at, "gpus_table").img_per_s.dropna() < before.dropna()).all()
+
+
+# --------------------------------------------------------------------------- Check a claim page
+
+
+def quantities(compute) -> dict:
+    return dict(zip(compute.quantity, compute.value))
+
+
+def test_claim_tables_show_the_arithmetic():
+    from advisor.catalog import load_catalog
+    from advisor.claims import check_claim
+
+    result = check_claim(load_catalog().get("a100-pcie-40gb"), 1024, 1024, steps=8, batch=8,
+                         images_per_second=3.27)
+    compute, memory = claim_tables(result)
+    q = quantities(compute)
+    implied = q["implied TFLOP/s (TFLOP per image × images/s)"]
+    assert implied == pytest.approx(q["TFLOP per image: total"] * 3.27)
+    peak = next(v for k, v in q.items() if k.startswith("dense "))
+    assert q["implied MFU (implied / peak)"] == pytest.approx(implied / peak)
+    assert len(memory) == len(result["arithmetic"]["memory_options"])
+    assert memory.claimed_s_per_batch.to_numpy() == pytest.approx(8 / 3.27)
+    assert set(memory.offload) == {"none", "model", "sequential"}
+
+
+def test_claim_page_verdict_follows_the_claim():
+    at = open_page("claim")
+    assert any("IMPOSSIBLE" in e.value for e in at.error)  # 3.27 img/s on an A100 40GB
+    before = quantities(table(at, "claim_compute"))
+    at.number_input(key="claim_speed").set_value(0.05).run()
+    assert not at.exception, at.exception
+    after = quantities(table(at, "claim_compute"))
+    key = "implied TFLOP/s (TFLOP per image × images/s)"
+    assert after[key] == pytest.approx(before[key] * 0.05 / 3.27)
+    assert not any("IMPOSSIBLE" in e.value for e in at.error)
+    assert at.success or at.warning
+    assert len(table(at, "claim_memory")) >= 3
+
+
+def test_claim_page_bad_input_shows_error():
+    at = open_page("claim")
+    at.number_input(key="claim_height").set_value(1000).run()
+    assert not at.exception
+    assert any("Cannot check this claim" in e.value and "16" in e.value for e in at.error)
 
 
 # --------------------------------------------------------------------------- Your data page
@@ -211,13 +257,13 @@ def test_your_data_reports_bad_lines_and_uses_good_ones():
     assert not at.exception, at.exception
     assert any("mine.jsonl:2" in e.value for e in at.error)
     assert any("3 valid record" in s.value for s in at.success)
-    assert len(table(at)) == 3  # compared with the shipped models' predictions
+    assert len(table(at, "your_data_compare")) == 3  # beside the shipped models' predictions
     at.toggle(key="use_user_data").set_value(True).run()
     assert not at.exception, at.exception
     at.switch_page("app_pages/plan.py").run()
     assert not at.exception, at.exception
     assert any("Using your data" in i.value for i in at.info)
-    assert len(table(at)) >= 1
+    assert len(table(at, "plan_options")) >= 1
 
 
 def test_your_data_bad_upload_shows_error():
