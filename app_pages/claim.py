@@ -5,7 +5,7 @@ from advisor.app_data import claim_tables
 from advisor.claims import COMPUTE_PRECISIONS, check_claim
 from advisor.commands.check_claim import measured_mfu_ceiling
 from advisor.errors import AdvisorError
-from app_pages.common import catalog, data_banner, models_or_reason
+from app_pages.common import catalog, data_banner, models_or_reason, table
 
 VERDICT_BOX = {"impossible": st.error, "implausible": st.warning, "plausible": st.success}
 
@@ -60,15 +60,15 @@ st.markdown("\n".join(f"- {r}" for r in result["reasons"]))
 
 compute, memory = claim_tables(result)
 st.subheader("The arithmetic: compute")
-st.dataframe(compute, hide_index=True, key="claim_compute",
-             column_config={"value": st.column_config.NumberColumn(format="%.3g")})
+table("claim_compute", compute,
+      column_config={"value": st.column_config.NumberColumn(format="%.3g")})
 st.subheader("The arithmetic: where the weights can live")
 st.caption("Each precision and offload mode: the weights that must stay on the GPU, and the "
            "seconds the host link needs to move the rest for each batch. A mode explains the "
            "claim only if it fits the memory budget and its transfers fit in the claimed batch "
            "time. Modes that do: " + (", ".join(result["arithmetic"]["memory_explanations"])
                                       or "none"))
-st.dataframe(memory, hide_index=True, key="claim_memory", column_config={
+table("claim_memory", memory, column_config={
     c: st.column_config.NumberColumn(format="%.2f") for c in
     ("resident_gb", "memory_budget_gb", "transfer_s_per_batch", "claimed_s_per_batch")})
 if result["prediction"]:

@@ -81,6 +81,14 @@ def measurements_frame():
     return records_frame(models().records)
 
 
+def table(key: str, frame, **kwargs) -> None:
+    """A read-only table in a container named `key`: st.dataframe records no key of its own
+    without row selection, so tests find the table by its container (AppTest
+    `at.container(key)`, CSS class `st-key-<key>` in the browser)."""
+    with st.container(key=key):
+        st.dataframe(frame, hide_index=True, **kwargs)
+
+
 def data_banner() -> None:
     if using_user_data():
         names = ", ".join(st.session_state[USER_UPLOADS])

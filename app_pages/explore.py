@@ -6,7 +6,7 @@ from advisor.app_data import (
     validation_frames,
 )
 from advisor.records import ATTENTIONS, OFFLOADS, PRECISIONS
-from app_pages.common import data_banner, measurements_frame, models, provenance_note
+from app_pages.common import data_banner, measurements_frame, models, provenance_note, table
 
 st.title("Explore the measurements and the models")
 data_banner()
@@ -56,9 +56,8 @@ st.caption(f"Line: {basis.source} — {basis.source_detail}. Shaded: 90% interva
            "config show the measured figure.")
 
 with st.expander("The numbers behind the curves"):
-    st.dataframe(predicted.drop(columns=["source_detail", "interval_basis"]), hide_index=True,
-                 key="explore_numbers",
-                 column_config={"fits": st.column_config.CheckboxColumn("fits in memory")})
+    table("explore_numbers", predicted.drop(columns=["source_detail", "interval_basis"]),
+          column_config={"fits": st.column_config.CheckboxColumn("fits in memory")})
 
 st.subheader("Achieved TFLOP/s and MFU beside NVML utilization")
 st.caption("nvidia-smi's 'GPU utilization' counts time a kernel runs, not how much of the "
@@ -68,13 +67,13 @@ if util.empty:
     st.info(f"No measured records with achieved TFLOP/s on {gpu}: only probed GPUs have them.")
 else:
     st.plotly_chart(utilization_figure(util), key="explore_util")
-    st.dataframe(util[["source", "resolution", "batch", "setting", "achieved_tflops", "mfu_pct",
-                       "gpu_util_pct", "power_w"]], hide_index=True, key="explore_util_table")
+    table("explore_util_table", util[["source", "resolution", "batch", "setting",
+                                      "achieved_tflops", "mfu_pct", "gpu_util_pct", "power_w"]])
 
 st.subheader("How good are the models? Held-out validation")
 with st.spinner("Cross-validating the models (first time only)…"):
     metrics, residuals = validation_frames(m.validation)
-st.dataframe(metrics, hide_index=True, key="explore_validation", column_config={
+table("explore_validation", metrics, column_config={
     "mape": st.column_config.NumberColumn("mean abs. error %", format="%.1f"),
     "median_ape": st.column_config.NumberColumn("median abs. error %", format="%.1f"),
     "max_ape": st.column_config.NumberColumn("max abs. error %", format="%.1f"),

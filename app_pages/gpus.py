@@ -2,7 +2,7 @@ import streamlit as st
 
 from advisor.app_data import SQUARE_SIDES, catalog_predictions
 from advisor.records import PRECISIONS
-from app_pages.common import catalog, data_banner, models, provenance_note
+from app_pages.common import catalog, data_banner, models, provenance_note, table
 
 st.title("GPUs")
 st.caption("The GPU catalog: spec figures from each entry's datasheet sources (gpu_catalog.yaml), "
@@ -37,8 +37,7 @@ ORDER = ("name", "fits", "img_per_s", "latency_s", "peak_memory_gb", "source", "
          "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd", "cloud_usd_per_hour", "tdp_w",
          "segment", "architecture", "vendor", "runnable", "id", "note")
 number = st.column_config.NumberColumn
-st.dataframe(shown, hide_index=True, key="gpus_table", height=min(38 + 35 * len(shown), 800),
-             column_order=ORDER, column_config={
+COLUMNS = {
     "memory_gb": number("memory GB (spec)"), "bandwidth_gbps": number("bandwidth GB/s (spec)"),
     "bf16_tflops": number("bf16 TFLOPS (spec)"), "fp8_tflops": number("fp8 TFLOPS (spec)"),
     "tdp_w": number("TDP W (spec)"), "price_usd": number("price USD (spec)", format="$%d"),
@@ -48,5 +47,7 @@ st.dataframe(shown, hide_index=True, key="gpus_table", height=min(38 + 35 * len(
     "latency_s": number("batch latency s (predicted)", format="%.2f"),
     "peak_memory_gb": number("peak memory GB (predicted)", format="%.1f"),
     "source": "prediction source", "note": st.column_config.TextColumn("why", width="large"),
-})
+}
+table("gpus_table", shown, height=min(38 + 35 * len(shown), 800), column_order=ORDER,
+      column_config=COLUMNS)
 provenance_note()

@@ -11,7 +11,8 @@ from advisor.app_data import (
 from advisor.errors import AdvisorError
 from advisor.request import ATTENTIONS, MODES, OFFLOADS, PRECISIONS, SEGMENTS
 from app_pages.common import (
-    USER_UPLOADS, catalog, data_banner, default_request, models, provenance_note, using_user_data,
+    USER_UPLOADS, catalog, data_banner, default_request, models, provenance_note, table,
+    using_user_data,
 )
 
 EDITORS = ("resolutions", "cloud_prices", "gpu_prices")  # fields edited in a table
@@ -161,7 +162,7 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
         return
     number = st.column_config.NumberColumn
     st.subheader("Ranked options (cheapest fleet per GPU meeting the SLO)")
-    st.dataframe(options, hide_index=True, key="plan_options", column_order=(
+    table("plan_options", options, column_order=(
         "rank", "gpu_name", "total_gpus", "servers", "usd_per_month", "usd_per_1k_images",
         "latency_s", "setting", "max_batch", "per_gpu_img_per_s", "sources", "reason"),
         column_config={
@@ -216,7 +217,7 @@ st.download_button("Download this plan (YAML)", plan_yaml(plan, m, catalog(), up
                    file_name="zimage-plan.yaml", mime="application/x-yaml", key="plan_download",
                    icon=":material/download:", on_click="ignore")
 with st.expander("GPUs not recommended, and why", expanded=plan.best() is None):
-    st.dataframe(not_recommended_frame(plan), hide_index=True, key="plan_not_recommended")
+    table("plan_not_recommended", not_recommended_frame(plan))
 with st.expander("Assumptions"):
     st.markdown("\n".join(f"- {a}" for a in plan.assumptions))
 provenance_note()

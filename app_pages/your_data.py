@@ -6,7 +6,8 @@ from advisor.app_data import (
 )
 from advisor.errors import AdvisorError
 from app_pages.common import (
-    USE_USER_DATA, USER_UPLOADS, catalog, data_banner, models, shipped_models, using_user_data,
+    USE_USER_DATA, USER_UPLOADS, catalog, data_banner, models, shipped_models, table,
+    using_user_data,
 )
 
 MAX_PROBLEMS_SHOWN = 30
@@ -69,12 +70,11 @@ if compared.empty or "predicted_latency_s" not in compared:
                "name), so nothing can be compared or fitted: add an entry to gpu_catalog.yaml.")
 else:
     st.plotly_chart(parity_figure(compared), key="your_data_parity")
-    st.dataframe(compared[["source", "gpu", "resolution", "batch", "setting", "latency_s",
-                           "predicted_latency_s", "latency_error_pct", "predicted_source",
-                           "peak_memory_gb", "predicted_memory_gb"]], hide_index=True,
-                 key="your_data_compare",
-                 column_config={"latency_error_pct": st.column_config.NumberColumn(
-                     "error %", format="%+.1f")})
+    table("your_data_compare", compared[[
+        "source", "gpu", "resolution", "batch", "setting", "latency_s", "predicted_latency_s",
+        "latency_error_pct", "predicted_source", "peak_memory_gb", "predicted_memory_gb"]],
+        column_config={"latency_error_pct": st.column_config.NumberColumn("error %",
+                                                                          format="%+.1f")})
 
 if using_user_data():
     refitted = models()

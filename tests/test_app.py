@@ -30,8 +30,8 @@ def open_page(page: str) -> AppTest:
 
 
 def table(at: AppTest, key: str):
-    """The table drawn with st.dataframe(..., key=key)."""
-    return at.dataframe(key).value
+    """The table the page drew with app_pages.common.table(key, ...)."""
+    return at.container(key).dataframe[0].value
 
 
 # --------------------------------------------------------------------------- upload parsers
