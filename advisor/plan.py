@@ -77,6 +77,7 @@ class Candidate:
     latency_floor_s: float = 0.0
     sizing: Sizing | None = None
     rejected: str = ""  # why it cannot serve the request (set without simulating when possible)
+    larger_misfit: str = ""  # why the next searched batch size does not fit, if it does not
 
 
 @dataclass
@@ -119,7 +120,7 @@ def recommend(request: Request, models, catalog, top: int = 5) -> Plan:
     for rank, option in enumerate(options, 1):
         option["rank"] = rank
         if rank <= top:
-            option["reason"] = _reason(option, evaluated, request)
+            option["reason"] = _reason(option, candidates, request)
     shown = {o["gpu"] for o in options}
     infeasible, unfit = _gpu_verdicts(candidates, unfit_notes, shown, request)
     listed = shown | {g["gpu"] for g in infeasible + unfit}
@@ -294,18 +295,22 @@ def _fitting(gpu, precisions, offloads, request: Request, predictor: _Predictor,
     price = _price(gpu, request)
     out = []
     for s in settings:
-        fitting = [b for b in request.batches if not any(
-            _misfit(preds[(gpu.id, s, b, r.label)], request, r.label)
-            for r in request.resolutions)]
+        misfit = {b: next((why for why in (_misfit(preds[(gpu.id, s, b, r.label)], request,
+                                                   r.label) for r in request.resolutions)
+                           if why), "") for b in request.batches}
         _note_smallest_need(note, s, preds, gpu, request)
-        for b in fitting:
-            batches = [x for x in request.batches if x <= b]
+        for i, b in enumerate(request.batches):
+            if misfit[b]:
+                continue
+            batches = list(request.batches[:i + 1])
+            larger = request.batches[i + 1] if i + 1 < len(request.batches) else None
             out.append(Candidate(
                 gpu=gpu, setting=s, max_batch=b,
                 service=_service(gpu, s, b, batches, preds, request),
                 predictions={r.label: {x: preds[(gpu.id, s, x, r.label)] for x in (1, b)}
                              for r in request.resolutions},
-                price=price, gpu_w=None, gpu_w_source=""))
+                price=price, gpu_w=None, gpu_w_source="",
+                larger_misfit=misfit[larger] if larger else ""))
     return out
 
 
@@ -516,30 +521,47 @@ def pareto_front(options: list[dict], key: str) -> list[dict]:
     return front
 
 
-def _reason(option: dict, evaluated: list[Candidate], request: Request) -> str:
-    """One line: why this max batch, why this many GPUs."""
+def _reason(option: dict, candidates: list[Candidate], request: Request) -> str:
+    """One line: why this max batch (what the next larger one would do), why this many GPUs."""
     q, label = _q(request), request.slo_label
-    b = option["max_batch"]
-    per_gpu = option["capacity_img_per_s"] / option["fleet"]["serving_gpus"]
-    siblings = {c.max_batch: c for c in evaluated
-                if c.gpu.id == option["gpu"] and c.setting.as_dict() == option["setting"]}
+    b, n = option["max_batch"], option["fleet"]["serving_gpus"]
+    per_gpu = option["capacity_img_per_s"] / n
+    same = {c.max_batch: c for c in candidates
+            if c.gpu.id == option["gpu"] and c.setting.as_dict() == option["setting"]}
     why_batch = f"batch {b}: {per_gpu:.2f} img/s per GPU at full batches"
-    larger = [k for k in siblings if k > b]
-    if larger:
-        c = siblings[min(larger)]
-        why_batch += (f"; batch {c.max_batch} " + (c.rejected if c.rejected else
-                      f"needs {c.sizing.n_gpus} GPUs"))
-    elif b < max(request.batches):
-        why_batch += "; larger batches do not fit in memory or cannot be cheaper"
-    n = option["fleet"]["serving_gpus"]
+    larger = [k for k in request.batches if k > b]
+    if not larger:
+        why_batch += "; the largest batch searched"
+    elif same[b].larger_misfit:
+        why_batch += f"; batch {larger[0]} does not fit ({same[b].larger_misfit})"
+    elif larger[0] in same:
+        why_batch += f"; batch {larger[0]} " + _batch_outcome(same[larger[0]], n, request)
+    n_text = _gpus(n) + (" + 1 spare (N+1)" if request.n_plus_one else "")
     trials = dict(option["fleet"]["simulated"])
-    if n - 1 in trials:
-        why_n = f"{n - 1} GPUs give {label} {trials[n - 1]:.2f} s"
+    if n == 1:
+        why_n = "the smallest fleet"
+    elif n - 1 in trials:
+        why_n = f"{_gpus(n - 1)} {'give' if n > 2 else 'gives'} {label} {trials[n - 1]:.2f} s"
     else:
-        why_n = f"{n - 1} GPUs cannot keep up with {request.peak_images_per_s:.2f} img/s"
-    spare = " + 1 spare (N+1)" if request.n_plus_one else ""
-    return (f"{why_batch}. {n} GPUs{spare}: the fewest with {label} {option['latency'][q]:.2f} s "
+        why_n = f"{_gpus(n - 1)} cannot keep up with {request.peak_images_per_s:.2f} img/s"
+    return (f"{why_batch}. {n_text}: the fewest with {label} {option['latency'][q]:.2f} s "
             f"<= {request.slo_s:g} s at peak ({why_n}).")
+
+
+def _gpus(n: int) -> str:
+    return f"{n} GPU" + ("s" if n != 1 else "")
+
+
+def _batch_outcome(c: Candidate, n: int, request: Request) -> str:
+    """What a larger max batch of the chosen setting would have needed, for the reason line."""
+    if c.rejected:
+        return f"cannot serve the request: {c.rejected}"
+    if c.sizing is None:
+        return f"needs at least {c.n_lower} GPUs even at full batches (not simulated)"
+    if c.sizing.n_gpus == n:
+        latency = c.sizing.result.quantile_s(request.slo_quantile)
+        return f"needs as many GPUs, with {request.slo_label} {latency:.2f} s"
+    return f"needs {c.sizing.n_gpus} GPUs"
 
 
 def _gpu_verdicts(candidates, notes: dict, shown: set, request: Request):

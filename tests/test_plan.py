@@ -14,7 +14,7 @@ from advisor.catalog import load_catalog
 from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.plan import HOURS_PER_MONTH, Setting, _interpolate, recommend
-from advisor.queueing import simulate
+from advisor.queueing import Service, simulate
 from advisor.request import Request
 from tests.fake_models import FakeModels, batch_latency_s
 
@@ -199,15 +199,15 @@ def test_fleet_is_the_smallest_meeting_the_slo_at_peak():
     req = request(**{"demand.peak_factor": 2.0})
     option = plan_for(req).options[0]
     n, b = option["fleet"]["serving_gpus"], option["max_batch"]
-    gpu = CATALOG.get(H100)
-    from advisor.queueing import Service
-    service = Service(times_s=(tuple(batch_latency_s(gpu, 1024, 1024, k) for k in range(1, b + 1)),),
-                      shares=(1.0,))
-    at = lambda gpus: simulate(service, 8.0, gpus, req.window_s, req.simulation).p95_s
-    assert at(n) <= 6.0 < at(n - 1)
-    assert option["latency"]["p95_s"] == pytest.approx(at(n))
-    # not demand divided by throughput: queueing needs more than the throughput bound
-    assert n > option["fleet"]["throughput_lower_bound_gpus"] - 1
+    times = tuple(batch_latency_s(CATALOG.get(H100), 1024, 1024, k) for k in range(1, b + 1))
+    service = Service(times_s=(times,), shares=(1.0,))
+
+    def p95(gpus: int) -> float:
+        return simulate(service, 8.0, gpus, req.window_s, req.simulation).p95_s
+
+    assert p95(n) <= 6.0 < p95(n - 1)
+    assert option["latency"]["p95_s"] == pytest.approx(p95(n))
+    assert n >= option["fleet"]["throughput_lower_bound_gpus"]
 
 
 def test_fleet_size_and_cost_are_monotone_in_demand():
@@ -349,7 +349,22 @@ def test_memory_margin_limits_the_batch():
     assert plan_for(base).options[0]["max_batch"] == 4
     # fake law at 1024x1024: 20.6 GB + 2 GB per image; the H100 has 80 GB
     squeezed = base.with_changes(memory_margin_gb=80 - 20.6 - 2 * 4 + 0.1)
-    assert plan_for(squeezed).options[0]["max_batch"] == 2
+    best = plan_for(squeezed).options[0]
+    assert best["max_batch"] == 2
+    assert "; batch 4 does not fit (1024x1024: predicted peak 28.6 GB leaves less than the " \
+        "51.5 GB margin of 80.0 GB)." in best["reason"]
+
+
+def test_reason_names_what_the_next_batch_would_need():
+    tight = plan_for(request(**{"demand.images_per_s": 20.0, "slo.p95_s": 2.5})).options[0]
+    assert tight["max_batch"] == 1
+    b1 = batch_latency_s(CATALOG.get(H100), 1024, 1024, 1)
+    assert f"batch 1: {1 / b1:.2f} img/s per GPU at full batches; batch 2 cannot serve the " \
+        "request: p95 " in tight["reason"]
+    tie = plan_for(request(**{"demand.images_per_s": 4.0, "slo.p95_s": 10})).options[0]
+    assert tie["max_batch"] == 2 and "; batch 4 needs as many GPUs, with p95 " in tie["reason"]
+    loose = plan_for(request(**{"demand.images_per_s": 20.0, "slo.p95_s": 30})).options[0]
+    assert loose["max_batch"] == 4 and "; the largest batch searched." in loose["reason"]
 
 
 def test_precision_rules_from_specs():
@@ -408,6 +423,21 @@ def test_cli_table_fits_100_columns(fake_models, capsys, tmp_path):
     assert " 1  " in out and "why: batch" in out and "Fits, but no fleet meets" in out
     assert "rtx-5080: no cloud price" in out
     assert "Where the figures come from:" in out and "fake-law-1" in out
+
+
+def test_cli_table_lists_options_beyond_top(fake_models, capsys, tmp_path):
+    gpus = "h100-sxm-80gb,h200-sxm-141gb,l40s-48gb"
+    assert main(["recommend", "--request", "examples/request.yaml", "--data", str(tmp_path),
+                 "--gpus", gpus, "--top", "1", "--format", "json"]) == 0
+    options = json.loads(capsys.readouterr().out)["results"]["options"]
+    assert len(options) > 1  # pruning may leave some GPUs unsimulated (listed apart)
+    assert main(["recommend", "--request", "examples/request.yaml", "--data", str(tmp_path),
+                 "--gpus", gpus, "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    rest = ", ".join(f"{o['gpu']} {o['fleet']['total_gpus']} GPUs "
+                     f"${o['cost']['usd_per_month']:,.0f}/month" for o in options[1:])
+    assert f"Also meeting the request (ranked, cheapest option of each GPU):\n  {rest}" in out
+    assert out.count("why: ") == 1
 
 
 def test_cli_flags_override_and_json(fake_models, capsys, tmp_path):

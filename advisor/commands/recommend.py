@@ -176,6 +176,11 @@ def format_table(plan, prov: dict, top: int) -> str:
                      f"{'kW':>7}")
         for o in plan.options[:top]:
             lines += _option_lines(o, q, other, spare)
+        rest = ", ".join(f"{o['gpu']} {o['fleet']['total_gpus']} GPUs "
+                         f"${o['cost']['usd_per_month']:,.0f}/month" for o in plan.options[top:])
+        if rest:
+            lines += ["", "Also meeting the request (ranked, cheapest option of each GPU):"]
+            lines += _wrap(rest, "  ")
     else:
         lines.append("No option meets the request; the reasons per GPU follow.")
     lines += _frontier_lines(plan.frontier, q)
