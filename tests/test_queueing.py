@@ -9,7 +9,7 @@ from scipy.optimize import brentq
 
 from advisor.errors import AdvisorError
 from advisor.queueing import (
-    Service, Simulation, gpus_lower_bound, latency_floor_s, simulate, size_fleet,
+    Service, Simulation, _arrivals, gpus_lower_bound, latency_floor_s, simulate, size_fleet,
 )
 
 LONG = Simulation(requests=200_000, warmup=10_000, seed=3)
@@ -93,6 +93,67 @@ MIX = Service(
     times_s=tuple(tuple(base * (1 + 0.5 * k) for k in range(8)) for base in (1.0, 0.6, 0.3)),
     shares=(0.5, 0.3, 0.2),
 )
+
+
+def simpy_latencies(service: Service, rate: float, n_gpus: int, window_s: float,
+                    sim: Simulation) -> np.ndarray:
+    """The batching policy of advisor.queueing written as a SimPy model (arrival process,
+    dispatcher process, GPUs as a Resource), on the same arrival stream: per-request latency."""
+    simpy = pytest.importorskip("simpy")
+    n = sim.warmup + sim.requests
+    times, positions, _ = _arrivals(n, service.shares, sim.seed, rate)
+    classes = np.empty(n, dtype=int)
+    for c, pos in enumerate(positions):
+        classes[pos] = c
+    env = simpy.Environment()
+    gpus = simpy.Resource(env, capacity=n_gpus)
+    queues = [[] for _ in service.shares]  # waiting request indices per resolution class
+    done = np.full(n, np.nan)
+    signal = [env.event()]  # fires on every arrival
+
+    def source():
+        for i, t in enumerate(times):
+            yield env.timeout(t - env.now)
+            queues[classes[i]].append(i)
+            signal[0].succeed()
+            signal[0] = env.event()
+
+    def run_batch(batch, c, claim):
+        yield env.timeout(service.times_s[c][len(batch) - 1])
+        done[batch] = env.now
+        gpus.release(claim)
+
+    def dispatcher():
+        served = 0
+        while served < n:
+            while not any(queues):
+                yield signal[0]
+            c = min((q[0], c) for c, q in enumerate(queues) if q)[1]  # oldest request first
+            deadline = times[queues[c][0]] + window_s
+            while len(queues[c]) < service.max_batch and env.now < deadline:
+                yield signal[0] | env.timeout(deadline - env.now)
+            claim = gpus.request()
+            yield claim
+            batch = queues[c][:service.max_batch]
+            del queues[c][:service.max_batch]
+            served += len(batch)
+            env.process(run_batch(batch, c, claim))
+
+    env.process(source())
+    env.process(dispatcher())
+    env.run()
+    return done - times
+
+
+@pytest.mark.parametrize("rate, n_gpus, window_s", [(6.0, 4, 0.3), (2.0, 2, 0.0)])
+def test_event_loop_matches_a_simpy_model_of_the_policy(rate, n_gpus, window_s):
+    sim = Simulation(requests=3000, warmup=300, seed=5)
+    latency = simpy_latencies(MIX, rate, n_gpus, window_s, sim)[sim.warmup:]
+    result = simulate(MIX, rate, n_gpus, window_s, sim)
+    assert result.mean_batch > 1.2 or window_s == 0.0  # batching is exercised
+    expected = np.percentile(latency, [50, 95, 99]).tolist() + [latency.mean()]
+    got = [result.p50_s, result.p95_s, result.p99_s, result.mean_s]
+    assert got == pytest.approx(expected, rel=1e-9)
 
 
 def test_lower_bounds():
