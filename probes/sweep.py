@@ -377,9 +377,9 @@ def _line(record: dict) -> str:
     r = record["results"]
     if record["status"] != "ok":
         return f"{label}: {record['status'].upper()} {record['error'][:160]}"
-    memory = (f", peak {r['peak_allocated_mb'] / 1024:.1f} GB allocated"
+    memory = (f", peak {r['peak_allocated_mb'] / 1024:.1f} GiB allocated"
               if r["peak_allocated_mb"] is not None else "")
-    nvml = f", NVML {r['nvml_peak_used_mb'] / 1024:.1f} GB" if r["nvml_peak_used_mb"] else ""
+    nvml = f", NVML {r['nvml_peak_used_mb'] / 1024:.1f} GiB" if r["nvml_peak_used_mb"] else ""
     return (f"{label}: {r['total_s']:.3f} s/batch (text {r['text_encode_s']:.3f}, step "
             f"{r['denoise_step_s']:.3f}, vae {r['vae_decode_s']:.3f}), {r['img_per_s']:.2f} img/s"
             f"{memory}{nvml}")
@@ -388,8 +388,8 @@ def _line(record: dict) -> str:
 def print_summary(summary: Summary, out: Path) -> None:
     rows = summary.rows
     if rows:
-        header = f"{'config':<44} {'status':<6} {'total_s':>8} {'img/s':>7} {'alloc GB':>8} " \
-                 f"{'NVML GB':>8} {'TFLOP/s':>8} {'MFU':>5}"
+        header = f"{'config':<44} {'status':<6} {'total_s':>8} {'img/s':>7} {'allocGiB':>8} " \
+                 f"{'NVML GiB':>8} {'TFLOP/s':>8} {'MFU':>5}"
         print("\n" + header + "\n" + "-" * len(header))
         for record in rows:
             r = record["results"] or {}
