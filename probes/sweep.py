@@ -321,7 +321,8 @@ def run(opts: Options) -> Summary:
                 if key in failed_loads:
                     (status, error), results = failed_loads[key], None
                 else:
-                    status, results, error = _measure(loaded, config, opts, nvml, gpu_entry)
+                    status, results, error = _measure(loaded, config, opts, nvml, gpu_entry,
+                                                      first_after_load=needs_load)
                 record = make_record(env, loaded, config, status, results, error)
                 records.append_record(opts.out, record)
                 summary.rows.append(record)
@@ -354,12 +355,13 @@ def _load(key, opts: Options, weights_path):
     return loaded, None
 
 
-def _measure(loaded, config: Config, opts: Options, nvml, gpu_entry):
+def _measure(loaded, config: Config, opts: Options, nvml, gpu_entry, first_after_load: bool):
     """(status, results, error) of one config; the exception's frames are dropped before the
     memory is freed, so that an OOM does not leave its tensors alive."""
     try:
         peak = gpu_entry.dense_tflops(config.precision) if gpu_entry else None
-        return "ok", measure(loaded, config, opts.device, nvml, peak, opts.budget_s), None
+        return "ok", measure(loaded, config, opts.device, nvml, peak, opts.budget_s,
+                             first_after_load), None
     except Exception as exc:  # noqa: BLE001 - any failure is recorded and the sweep goes on
         status = "oom" if is_oom(exc) else "error"
         error = f"{type(exc).__name__}: {exc}".strip()

@@ -18,7 +18,7 @@ from diffusers import ZImageTransformer2DModel  # noqa: E402
 from advisor import REPO_ROOT, records, workload  # noqa: E402
 from advisor.cli import main  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
-from probes import grids, pipeline, sweep  # noqa: E402
+from probes import grids, measure, pipeline, sweep  # noqa: E402
 from probes.tokenizer import caption_length, caption_prompt, negative_prompt, word_tokenizer  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -77,6 +77,30 @@ def test_word_tokenizer_gives_the_caption_length_asked():
     for tokens in (1, 7, 64, 512):
         assert caption_length(tokenizer, caption_prompt(tokenizer, tokens)) == tokens
     assert caption_length(tokenizer, negative_prompt(tokenizer)) == 1
+
+
+class _TimedRunner:
+    """Stands in for measure.Runner: each full-length call takes the next of `times` seconds."""
+
+    def __init__(self, times):
+        self.times, self.calls = list(times), 0
+        self.config = type("Config", (), {"steps": 9})()
+
+    def call(self, steps):
+        assert steps == 9
+        self.calls += 1
+        return type("Call", (), {"call_s": self.times.pop(0)})()
+
+
+@pytest.mark.parametrize("times,calls", [
+    ([2.0, 1.2, 1.0, 1.0], 4),   # settles on the 3rd and 4th calls
+    ([1.0, 1.04, 5.0, 5.0], 2),  # the first two agree within 5%
+    ([3.0, 2.0, 1.5, 1.0], 4),   # never settles: stops at SETTLE_CALLS
+])
+def test_settle_runs_full_calls_until_two_agree(times, calls):
+    runner = _TimedRunner(times)
+    measure.settle(runner)
+    assert runner.calls == calls
 
 
 def test_save_load_and_sweep_records_are_valid(tmp_path):
