@@ -165,3 +165,23 @@ def test_cli_table_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["check-claim", "--gpu", "h100-sxm-80gb", "--height", "1024", "--width", "1024",
               "--seconds-per-image", "1", "--images-per-second", "1"])
+
+
+def test_the_two_examples_on_the_shipped_measurements(capsys):
+    """The issue's two claims through the CLI, with models fitted from data/measurements."""
+    assert main(["check-claim", "--gpu", "a100-pcie-40gb", "--height", "1024", "--width", "1024",
+                 "--steps", "8", "--batch", "8", "--images-per-second", "3.27",
+                 "--format", "json"]) == 0
+    a100 = json.loads(capsys.readouterr().out)
+    assert a100["verdict"] == "impossible" and a100["prediction"] is not None
+    assert a100["arithmetic"]["implied_tflops"] > a100["arithmetic"]["peak_tflops"]
+
+    assert main(["check-claim", "--gpu", "h100-sxm-80gb", "--height", "1024", "--width", "1024",
+                 "--steps", "9", "--seconds-per-image", "1.6", "--precision", "bf16",
+                 "--format", "json"]) == 0
+    h100 = json.loads(capsys.readouterr().out)
+    assert h100["verdict"] == "plausible", h100["reasons"]
+    a = h100["arithmetic"]
+    assert a["mfu"] < a["mfu_ceiling"] and "measured bf16 configs" in a["mfu_ceiling_source"]
+    low, high = h100["prediction"]["seconds_per_image"]
+    assert low < 1.6 and high > 1.5  # the shipped H100 record: 1.58 s at bf16 native, no compile
