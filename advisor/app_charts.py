@@ -45,7 +45,8 @@ def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str
                           "measured: %{customdata[2]}<extra></extra>"))
     if limit is not None:
         fig.add_hline(y=limit, line={"color": OOM_COLOR, "dash": "dash"},
-                      annotation_text=f"GPU memory {limit:.1f} GB", annotation_position="top left")
+                      annotation_text=f"GPU memory {limit:.1f} GB (spec)",
+                      annotation_position="top left")
     if ooms is not None and len(ooms):
         fig.add_trace(go.Scatter(
             x=ooms[x], y=[limit] * len(ooms), mode="markers", name="out of memory (measured)",
@@ -58,11 +59,10 @@ def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str
 
 def utilization_figure(measured: pd.DataFrame) -> go.Figure:
     """NVML 'GPU utilization' beside model-FLOPs utilization (MFU) for each measured config."""
-    labels = measured.resolution + " ×" + measured.batch.astype(str)
     fig = go.Figure([
-        go.Bar(x=labels, y=measured.gpu_util_pct, name="NVML GPU utilization %",
+        go.Bar(x=measured.config, y=measured.gpu_util_pct, name="NVML GPU utilization %",
                marker_color="#8c959f"),
-        go.Bar(x=labels, y=measured.mfu_pct, name="MFU % (achieved / dense peak)",
+        go.Bar(x=measured.config, y=measured.mfu_pct, name="MFU % (achieved / dense peak)",
                marker_color=SOURCE_COLORS["measured"],
                customdata=measured.achieved_tflops,
                hovertemplate="MFU %{y:.1f}%<br>%{customdata:.0f} TFLOP/s achieved<extra></extra>"),
@@ -116,14 +116,15 @@ def cost_latency_figure(options: pd.DataFrame, frontier: pd.DataFrame, slo_s: fl
         customdata=frontier[["gpu", "setting", "max_batch", "total_gpus"]],
         hovertemplate="%{customdata[0]} %{customdata[1]} batch ≤ %{customdata[2]}<br>"
                       "%{customdata[3]} GPUs, $%{y:.2f} per 1k, %{x:.2f} s<extra></extra>"))
-    fig.add_trace(go.Scatter(
-        x=options.latency_s, y=options.usd_per_1k_images, mode="markers+text",
-        name="recommended options (cheapest per GPU)", text=options.gpu,
-        textposition="top center", marker={"size": 12, "color": SOURCE_COLORS["fitted"]},
-        customdata=options[["gpu", "setting", "max_batch", "total_gpus", "sources"]],
-        hovertemplate="%{customdata[0]} %{customdata[1]} batch ≤ %{customdata[2]}<br>"
-                      "%{customdata[3]} GPUs, $%{y:.2f} per 1k, %{x:.2f} s<br>"
-                      "service times: %{customdata[4]}<extra></extra>"))
+    for basis, part in options.groupby("basis", sort=False):
+        fig.add_trace(go.Scatter(
+            x=part.latency_s, y=part.usd_per_1k_images, mode="markers+text",
+            name=f"recommended option, {basis} times", text=part.gpu,
+            textposition="top center", marker={"size": 12, "color": SOURCE_COLORS[basis]},
+            customdata=part[["gpu", "setting", "max_batch", "total_gpus", "sources"]],
+            hovertemplate="%{customdata[0]} %{customdata[1]} batch ≤ %{customdata[2]}<br>"
+                          "%{customdata[3]} GPUs, $%{y:.2f} per 1k, %{x:.2f} s<br>"
+                          "service times: %{customdata[4]}<extra></extra>"))
     fig.add_vline(x=slo_s, line={"color": "#8c959f", "dash": "dash"},
                   annotation_text=f"SLO {slo_label} ≤ {slo_s:g} s")
     return _layout(fig, "Cost per 1,000 images vs latency at peak",
@@ -144,7 +145,8 @@ def fleet_figure(fleet: pd.DataFrame) -> go.Figure:
 def throughput_figure(options: pd.DataFrame) -> go.Figure:
     """Images per second one GPU sustains at full batches, per recommended option."""
     fig = go.Figure(go.Bar(
-        x=options.gpu, y=options.per_gpu_img_per_s, marker_color=SOURCE_COLORS["fitted"],
+        x=options.gpu, y=options.per_gpu_img_per_s,
+        marker_color=[SOURCE_COLORS[b] for b in options.basis],
         text=options.sources, textposition="outside",
         customdata=options[["setting", "max_batch"]],
         hovertemplate="%{x}: %{y:.2f} img/s per GPU<br>%{customdata[0]}, batch ≤ "

@@ -133,6 +133,14 @@ def setting_label(precision: str, attention: str, compile: bool, offload: str) -
             f"offload {offload}")
 
 
+def config_label(c: dict) -> str:
+    """Short name of a probed shape: resolution × batch, with what differs from the defaults."""
+    extras = [f"{c['steps']} steps" if c["steps"] != 9 else "",
+              f"{c['caption_tokens']} tokens" if c["caption_tokens"] != 64 else "",
+              "CFG" if c["guidance_scale"] > 0 else ""]
+    return " ".join([f"{c['height']}x{c['width']} ×{c['batch']}", *filter(None, extras)])
+
+
 def records_frame(records: list[dict]) -> pd.DataFrame:
     """One row per record: where it came from, its config and its key results."""
     rows = []
@@ -145,7 +153,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
                                  "caption_tokens")},
             "cfg": c["guidance_scale"] > 0,
             "resolution": f"{c['height']}x{c['width']}",
-            "megapixels": c["height"] * c["width"] / 1e6,
+            "megapixels": c["height"] * c["width"] / 1e6, "config": config_label(c),
             "setting": setting_label(*(c[k] for k in SETTING_FIELDS)),
             "latency_s": res.get("total_s"), "img_per_s": res.get("img_per_s"),
             "peak_memory_gb": _scaled(res.get("nvml_peak_used_mb"), GB_PER_MIB),
@@ -167,17 +175,24 @@ def curve_configs(axis: str, gpu: str, setting: dict, height: int, width: int,
     return [dict(gpu_id=gpu, height=height, width=width, batch=b, **setting) for b in BATCHES]
 
 
+def measured_setting(frame: pd.DataFrame, gpu: str, setting: dict) -> pd.DataFrame:
+    """The records of one GPU and setting, smallest work first."""
+    keep = frame.gpu == gpu
+    for key, value in setting.items():
+        keep &= frame[key] == value
+    return frame[keep].sort_values(["megapixels", "batch", "config"])
+
+
 def measured_along(frame: pd.DataFrame, axis: str, gpu: str, setting: dict, height: int,
                    width: int, batch: int) -> pd.DataFrame:
     """Records on one Explore axis: same GPU and setting, default steps/caption, no CFG."""
-    keep = (frame.gpu == gpu) & ~frame.cfg & (frame.steps == 9) & (frame.caption_tokens == 64)
-    for key, value in setting.items():
-        keep &= frame[key] == value
+    f = measured_setting(frame, gpu, setting)
+    keep = ~f.cfg & (f.steps == 9) & (f.caption_tokens == 64)
     if axis == "resolution":
-        keep &= frame.batch == batch
+        keep &= f.batch == batch
     else:
-        keep &= (frame.height == height) & (frame.width == width)
-    return frame[keep]
+        keep &= (f.height == height) & (f.width == width)
+    return f[keep]
 
 
 def predicted_frame(models, configs: list[dict]) -> pd.DataFrame:
@@ -391,6 +406,14 @@ def setting_text(setting: dict) -> str:
     return setting_label(**setting)
 
 
+SOURCES_BY_SURENESS = ("measured", "fitted", "transferred")
+
+
+def least_sure(sources: list[str]) -> str:
+    """The least sure of an option's service-time sources: what its figures rest on."""
+    return max(sources, key=SOURCES_BY_SURENESS.index)
+
+
 def options_frame(options: list[dict], request) -> pd.DataFrame:
     """One row per plan option: what to buy, how many, what it costs, how fast, how sure."""
     q = f"{request.slo_label}_s"
@@ -402,7 +425,8 @@ def options_frame(options: list[dict], request) -> pd.DataFrame:
         "usd_per_1k_images": o["cost"]["usd_per_1k_images"], "capex_usd": o["cost"]["capex_usd"],
         "latency_s": o["latency"][q],
         "per_gpu_img_per_s": o["capacity_img_per_s"] / o["fleet"]["serving_gpus"],
-        "sources": ", ".join(o["sources"]), "price_source": o["cost"]["price"]["source"],
+        "sources": ", ".join(o["sources"]), "basis": least_sure(o["sources"]),
+        "price_source": o["cost"]["price"]["source"],
         "reason": o.get("reason", ""),
     } for o in options]
     return pd.DataFrame(rows)
@@ -449,7 +473,7 @@ def headline(plan, models) -> dict:
                  f"{setting_text(best['setting'])}, batches up to {best['max_batch']}."),
         "usd_per_month": cost["usd_per_month"], "usd_per_1k_images": cost["usd_per_1k_images"],
         "capex_usd": cost["capex_usd"], "latency_s": best["latency"][q],
-        "slo": f"{r.slo_label} ≤ {r.slo_s:g} s", "sure": sure,
+        "slo": f"{r.slo_label} ≤ {r.slo_s:g} s", "sure": sure, "sources": ", ".join(sources),
         "price_source": cost["price"]["source"], "model_version": best.get("model_version"),
     }
 
@@ -473,7 +497,8 @@ def fleet_vs_demand(plan, models, catalog, top: int = 3,
         for f in factors:
             best = recommend(fixed.with_changes(images_per_s=plan.request.images_per_s * f),
                              models, catalog, top=1).best()
-            rows.append({"option": f"{o['gpu']} ({setting_text(s)}, batch ≤ {o['max_batch']})",
+            rows.append({"option": f"{o['gpu']} ({setting_text(s)}, batch ≤ {o['max_batch']}; "
+                                   f"{least_sure(o['sources'])} times)",
                          "peak_img_per_s": plan.request.peak_images_per_s * f,
                          "total_gpus": best["fleet"]["total_gpus"] if best else None})
     return pd.DataFrame(rows)

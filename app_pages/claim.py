@@ -69,8 +69,10 @@ st.caption("Each precision and offload mode: the weights that must stay on the G
            "time. Modes that do: " + (", ".join(result["arithmetic"]["memory_explanations"])
                                       or "none"))
 table("claim_memory", memory, column_config={
-    c: st.column_config.NumberColumn(format="%.2f") for c in
-    ("resident_gb", "memory_budget_gb", "transfer_s_per_batch", "claimed_s_per_batch")})
+    column: st.column_config.NumberColumn(label, format="%.2f") for column, label in (
+        ("resident_gb", "on the GPU (GB)"), ("memory_budget_gb", "memory budget (GB)"),
+        ("transfer_s_per_batch", "host-link s per batch"),
+        ("claimed_s_per_batch", "claimed s per batch"))})
 if result["prediction"]:
     p = result["prediction"]
     lo, hi = p["seconds_per_image"]

@@ -2,8 +2,8 @@ import streamlit as st
 
 from advisor.app_charts import curve_figure, residuals_figure, utilization_figure
 from advisor.app_data import (
-    BATCHES, SQUARE_SIDES, curve_configs, measured_along, model_row, predicted_frame,
-    validation_frames,
+    BATCHES, SQUARE_SIDES, curve_configs, measured_along, measured_setting, model_row,
+    predicted_frame, validation_frames,
 )
 from advisor.records import ATTENTIONS, OFFLOADS, PRECISIONS
 from app_pages.common import data_banner, measurements_frame, models, provenance_note, table
@@ -62,13 +62,15 @@ with st.expander("The numbers behind the curves"):
 st.subheader("Achieved TFLOP/s and MFU beside NVML utilization")
 st.caption("nvidia-smi's 'GPU utilization' counts time a kernel runs, not how much of the "
            "tensor cores it uses: it reads ~100% while MFU is far lower. Measured records only.")
-util = frame[(frame.gpu == gpu) & (frame.status == "ok")].dropna(subset=["mfu_pct"])
+util = measured_setting(frame, gpu, setting)
+util = util[util.status == "ok"].dropna(subset=["mfu_pct"])
 if util.empty:
-    st.info(f"No measured records with achieved TFLOP/s on {gpu}: only probed GPUs have them.")
+    st.info(f"No measured records with achieved TFLOP/s on {gpu} with this setting: only "
+            "probed GPUs and settings have them.")
 else:
     st.plotly_chart(utilization_figure(util), key="explore_util")
-    table("explore_util_table", util[["source", "resolution", "batch", "setting",
-                                      "achieved_tflops", "mfu_pct", "gpu_util_pct", "power_w"]])
+    table("explore_util_table", util[["source", "config", "achieved_tflops", "mfu_pct",
+                                      "gpu_util_pct", "power_w"]])
 
 st.subheader("How good are the models? Held-out validation")
 with st.spinner("Cross-validating the models (first time only)…"):

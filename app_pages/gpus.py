@@ -33,9 +33,9 @@ if segments:
 if fits_only:
     shown = shown[shown.fits.fillna(False).astype(bool)]
 
-ORDER = ("name", "fits", "img_per_s", "latency_s", "peak_memory_gb", "source", "memory_gb",
-         "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd", "cloud_usd_per_hour", "tdp_w",
-         "segment", "architecture", "vendor", "runnable", "id", "note")
+ORDER = ("name", "fits", "img_per_s", "latency_s", "peak_memory_gb", "source", "note",
+         "memory_gb", "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd",
+         "cloud_usd_per_hour", "tdp_w", "segment", "architecture", "vendor", "runnable", "id")
 number = st.column_config.NumberColumn
 COLUMNS = {
     "memory_gb": number("memory GB (spec)"), "bandwidth_gbps": number("bandwidth GB/s (spec)"),
@@ -46,7 +46,8 @@ COLUMNS = {
     "img_per_s": number("images/s (predicted)", format="%.2f"),
     "latency_s": number("batch latency s (predicted)", format="%.2f"),
     "peak_memory_gb": number("peak memory GB (predicted)", format="%.1f"),
-    "source": "prediction source", "note": st.column_config.TextColumn("why", width="large"),
+    "source": "prediction source",
+    "note": st.column_config.TextColumn("why (fits or not)", width="medium"),
 }
 table("gpus_table", shown, height=min(38 + 35 * len(shown), 800), column_order=ORDER,
       column_config=COLUMNS)

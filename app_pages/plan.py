@@ -151,8 +151,10 @@ def show_answer(plan, m) -> None:
     c[1].metric("Per 1,000 images", f"${h['usd_per_1k_images']:,.2f}",
                 help="monthly cost / images at the average demand")
     c[2].metric(f"Latency at peak ({h['slo']})", f"{h['latency_s']:.2f} s",
-                help="simulated with queueing and batching, on the model's service times")
+                help=f"simulated with queueing and batching on {h['sources']} service times")
     c[3].metric("Up-front (capex)", f"${h['capex_usd']:,.0f}")
+    st.caption(f"Fleet and latency: queueing simulation on **{h['sources']}** service times · "
+               f"prices: {h['price_source']}")
     st.markdown(f"**How sure:** {h['sure']}")
 
 
@@ -164,14 +166,14 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
     st.subheader("Ranked options (cheapest fleet per GPU meeting the SLO)")
     table("plan_options", options, column_order=(
         "rank", "gpu_name", "total_gpus", "servers", "usd_per_month", "usd_per_1k_images",
-        "latency_s", "setting", "max_batch", "per_gpu_img_per_s", "sources", "reason"),
+        "latency_s", "sources", "setting", "max_batch", "per_gpu_img_per_s", "reason"),
         column_config={
             "gpu_name": "GPU", "total_gpus": number("GPUs"),
             "usd_per_month": number("USD / month", format="$%,.0f"),
             "usd_per_1k_images": number("USD / 1k images", format="$%.2f"),
             "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
             "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
-            "sources": "times are", "max_batch": number("max batch"),
+            "sources": "service times", "max_batch": number("max batch"),
             "reason": st.column_config.TextColumn("why", width="large"),
         })
     tabs = st.tabs(["Cost vs latency", "Fleet vs demand", "Throughput per GPU"])
