@@ -105,14 +105,14 @@ def recommend(request: Request, models, catalog, top: int = 5) -> Plan:
         raise AdvisorError(f"--top: expected an integer >= 1, got {top}")
     gpus, excluded = candidate_gpus(request, catalog)
     predictor = _Predictor(models, request)
+    found, notes = _search_gpus(gpus, request, predictor)
     candidates, unfit_notes = [], {}
     for gpu in gpus:
-        found, note = _gpu_candidates(gpu, request, predictor)
-        if note.get("power"):
-            excluded.append({"gpu": gpu.id, "reason": note["power"]})
+        if notes[gpu.id].get("power"):
+            excluded.append({"gpu": gpu.id, "reason": notes[gpu.id]["power"]})
             continue
-        candidates += found
-        unfit_notes[gpu.id] = note
+        candidates += found.get(gpu.id, [])
+        unfit_notes[gpu.id] = notes[gpu.id]
     evaluated = _branch_and_bound(candidates, request, top)
     met = sorted((_option(c, request) for c in evaluated if c.sizing and c.sizing.n_gpus),
                  key=lambda o: (o["cost"]["usd_per_month"], o["latency"][_q(request)]))
@@ -261,56 +261,90 @@ class _Predictor:
                 for g, s, b in queries for res in r.resolutions}
 
 
-def _gpu_candidates(gpu, request: Request, predictor: _Predictor) -> tuple[list, dict]:
-    """Candidates on one GPU, and notes for the not-fitting verdict (smallest memory need,
-    offload figures)."""
-    precisions = _precisions(gpu, request)
-    note: dict = {}
-    if not precisions:
-        note["no_precision"] = (f"no dense {'/'.join(request.precisions)} path in the catalog "
-                                "entry")
-        return [], note
+def _search_gpus(gpus, request: Request, predictor: _Predictor) -> tuple[dict, dict]:
+    """Candidates per GPU id, and per GPU id the notes for the not-fitting verdict (smallest
+    memory need, offload figures, no precision, no power figure). Offload settings are
+    searched only on GPUs where no setting fits without offload."""
+    notes: dict[str, dict] = {g.id: {} for g in gpus}
+    precisions = {g.id: _precisions(g, request) for g in gpus}
+    for g in gpus:
+        if not precisions[g.id]:
+            notes[g.id]["no_precision"] = (f"no dense {'/'.join(request.precisions)} path in "
+                                           "the catalog entry")
+    searchable = [g for g in gpus if precisions[g.id]]
+
+    def settings(gpu, offloads):
+        return [Setting(p, c, a, o) for p in precisions[gpu.id] for c in request.compile
+                for a in request.attention for o in offloads]
+
     plain = [o for o in request.offload if o == "none"]
     offloaded = [o for o in request.offload if o != "none"]
-    found = _fitting(gpu, precisions, plain, request, predictor, note) if plain else []
-    if not found and offloaded:
-        found = _fitting(gpu, precisions, offloaded, request, predictor, note)
-        note["offload_only"] = bool(found)
-    if found:
-        power_w, power_source = _gpu_power(gpu, [p for c in found for per in
-                                                 c.predictions.values() for p in per.values()])
-        if power_w is None and request.deployment.mode == "owned":
-            note["power"] = (f"no power figure for the electricity cost: catalog tdp_w is null "
-                             f"and no measured power for {gpu.id}")
-        for c in found:
+    found = _fitting([(g, settings(g, plain)) for g in searchable], request, predictor, notes) \
+        if plain else {g.id: [] for g in searchable}
+    retry = [g for g in searchable if not found[g.id]]
+    if offloaded and retry:
+        found.update(_fitting([(g, settings(g, offloaded)) for g in retry], request, predictor,
+                              notes))
+        for g in retry:
+            notes[g.id]["offload_only"] = bool(found[g.id])
+    for g in searchable:
+        power_w, power_source = _gpu_power(g, [p for c in found[g.id] for per in
+                                               c.predictions.values() for p in per.values()])
+        if found[g.id] and power_w is None and request.deployment.mode == "owned":
+            notes[g.id]["power"] = (f"no power figure for the electricity cost: catalog tdp_w "
+                                    f"is null and no measured power for {g.id}")
+        for c in found[g.id]:
             c.gpu_w, c.gpu_w_source = power_w, power_source
-    return _undominated(found), note
+        found[g.id] = _undominated(found[g.id])
+    return found, notes
 
 
-def _fitting(gpu, precisions, offloads, request: Request, predictor: _Predictor,
-             note: dict) -> list[Candidate]:
-    settings = [Setting(p, c, a, o) for p in precisions for c in request.compile
-                for a in request.attention for o in offloads]
-    preds = predictor.predict([(gpu, s, b) for s in settings for b in request.batches])
-    price = _price(gpu, request)
-    out = []
-    for s in settings:
-        misfit = {b: next((why for why in (_misfit(preds[(gpu.id, s, b, r.label)], request,
-                                                   r.label) for r in request.resolutions)
-                           if why), "") for b in request.batches}
-        _note_smallest_need(note, s, preds, gpu, request)
-        for i, b in enumerate(request.batches):
-            if misfit[b]:
+def _fitting(jobs: list[tuple], request: Request, predictor: _Predictor,
+             notes: dict) -> dict[str, list[Candidate]]:
+    """Candidates for (gpu, settings) jobs: (setting, max batch) where every searched batch up
+    to the max fits in memory at every resolution (the dispatcher forms every size up to it).
+
+    Batch sizes are predicted in rounds, all GPUs at once, smallest first. A setting leaves the
+    search at its first batch that does not fit (peak memory grows with the batch) and after
+    batch 1 when batch-of-one service alone misses the SLO (a larger batch is never faster,
+    so every max batch of it is rejected the same way)."""
+    live = [(gpu, s) for gpu, settings in jobs for s in settings]
+    fitting: dict[tuple, list[int]] = {(g.id, s): [] for g, s in live}
+    larger_misfit: dict[tuple, str] = {}
+    preds: dict = {}
+    for i, b in enumerate(request.batches):
+        if not live:
+            break
+        preds.update(predictor.predict([(g, s, b) for g, s in live]))
+        still = []
+        for g, s in live:
+            if i == 0:
+                _note_smallest_need(notes[g.id], s, preds, g, request)
+            why = next((why for why in (_misfit(preds[(g.id, s, b, r.label)], request, r.label)
+                                        for r in request.resolutions) if why), "")
+            if why:
+                larger_misfit[(g.id, s)] = why
                 continue
-            batches = list(request.batches[:i + 1])
-            larger = request.batches[i + 1] if i + 1 < len(request.batches) else None
-            out.append(Candidate(
-                gpu=gpu, setting=s, max_batch=b,
-                service=_service(gpu, s, b, batches, preds, request),
-                predictions={r.label: {x: preds[(gpu.id, s, x, r.label)] for x in (1, b)}
-                             for r in request.resolutions},
-                price=price, gpu_w=None, gpu_w_source="",
-                larger_misfit=misfit[larger] if larger else ""))
+            fitting[(g.id, s)].append(b)
+            floor = latency_floor_s(_service(g, s, 1, [1], preds, request),
+                                    request.slo_quantile)
+            if i > 0 or floor <= request.slo_s:
+                still.append((g, s))
+        live = still
+    out: dict[str, list[Candidate]] = {g.id: [] for g, _ in jobs}
+    for gpu, settings in jobs:
+        price = _price(gpu, request)
+        for s in settings:
+            batches = fitting[(gpu.id, s)]
+            for j, b in enumerate(batches):
+                out[gpu.id].append(Candidate(
+                    gpu=gpu, setting=s, max_batch=b,
+                    service=_service(gpu, s, b, batches[:j + 1], preds, request),
+                    predictions={r.label: {x: preds[(gpu.id, s, x, r.label)] for x in (1, b)}
+                                 for r in request.resolutions},
+                    price=price, gpu_w=None, gpu_w_source="",
+                    larger_misfit="" if j + 1 < len(batches)
+                    else larger_misfit.get((gpu.id, s), "")))
     return out
 
 

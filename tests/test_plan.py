@@ -324,6 +324,26 @@ def test_pruning_does_not_change_the_best_option():
     assert pruned.search["candidates_simulated"] < exhaustive.search["candidates_simulated"]
 
 
+def test_search_stops_at_the_first_misfit_and_after_batch_one_when_too_slow():
+    """Batches are predicted smallest first: a setting leaves the search at its first batch that
+    does not fit, and after batch 1 when batch-of-one service alone misses the SLO."""
+    # fake law at 2048x2048 (4 MP): 20.6 GB + 8 GB per image; batch 8 needs 85.6 GB on 80 GB
+    big = request(**{"resolutions": [{"height": 2048, "width": 2048, "share": 1.0}],
+                     "settings.batches": [1, 2, 8, 16], "slo.p95_s": 60})
+    models = FakeModels(CATALOG)
+    plan = plan_for(big, models=models)
+    assert models.calls == 3 and plan.search["predictions"] == 3  # batches 1, 2 and 8
+    assert plan.search["candidates"] == 2 and plan.options[0]["max_batch"] == 2
+    assert "; batch 8 does not fit (" in plan.options[0]["reason"]
+    slow = request(**{"candidates.gpus": ["rtx-5080"], "settings.offload": ["none", "model"],
+                      "settings.batches": [1, 2, 4, 8, 16],
+                      "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
+    models = FakeModels(CATALOG)
+    plan = plan_for(slow, models=models)
+    assert models.calls == 2  # batch 1 without offload (does not fit), with model offload
+    assert "fits only with model offload at " in plan.unfit[0]["reason"]
+
+
 def test_gpu_where_nothing_fits_says_why():
     req = request(**{"candidates.gpus": ["rtx-5080"], "settings.offload": ["none", "model"],
                      "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
