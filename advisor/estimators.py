@@ -14,7 +14,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from advisor.features import (
-    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, SETTING_KEYS, latency_design, memory_design,
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS, latency_design,
+    memory_design, nvml_design,
 )
 from advisor.grouped import GroupedLinear, fit_grouped_linear
 from advisor.predictors import LatencyPredictor, MemoryPredictor
@@ -99,24 +100,35 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
 
 class MemoryRegressor(RegressorMixin, BaseEstimator):
     """Peak memory: per stage, resident weights (known from offload and precision) + fitted
-    workspace + fitted bytes per activation element; the run's peak is the largest stage.
+    workspace + fitted bytes per activation element, all >= 0; the run's peak is the largest
+    stage. NVML used: placement weights + fitted context and allocator reserve
+    (advisor.predictors.MemoryPredictor).
 
-    fit(X, y, stage_peaks=None): y is (n, 2) MiB, torch peak allocated and NVML peak used;
-    stage_peaks (n, 3), NaN where unknown, is each stage's torch peak (records'
-    `stage_memory`). A record without stage peaks counts toward the stage that currently
-    predicts its peak (re-assigned for `iterations` rounds). predict(X) returns (n, 2).
+    fit(X, y, stage_peaks=None, reserved=None): y is (n, 2) MiB, torch peak allocated and NVML
+    peak used; stage_peaks (n, 3), NaN where unknown, is each stage's torch peak (records'
+    `stage_memory`); reserved (n,), NaN where unknown, torch's peak reserved. A record without
+    stage peaks counts toward the stage that currently predicts its peak (re-assigned for
+    `iterations` rounds). A record whose NVML peak exceeds its reserved peak by more than
+    `pressure_mib` ran under memory pressure (the allocator had to release fragments): it sets
+    the capacity headroom and the fragmentation a run needs, not the free-running NVML model.
+    predict(X) returns (n, 2): allocated and NVML used.
     """
 
-    def __init__(self, prior_strength: float = 1.0, per_gpu: bool = True, iterations: int = 4):
+    def __init__(self, prior_strength: float = 1.0, per_gpu: bool = True, iterations: int = 4,
+                 pressure_mib: float = 2048.0, default_fragmentation: float = 0.5):
         self.prior_strength = prior_strength
         self.per_gpu = per_gpu
         self.iterations = iterations
+        self.pressure_mib = pressure_mib
+        self.default_fragmentation = default_fragmentation
 
-    def fit(self, X: list[dict], y, stage_peaks=None) -> "MemoryRegressor":
+    def fit(self, X: list[dict], y, stage_peaks=None, reserved=None) -> "MemoryRegressor":
         y = _check_targets(X, y, 2)
         allocated, nvml = y[:, 0], y[:, 1]
         known = (np.full((len(X), len(MEMORY_STAGES)), np.nan) if stage_peaks is None
                  else np.asarray(stage_peaks, dtype=float).reshape(len(X), len(MEMORY_STAGES)))
+        reserved = (np.full(len(X), np.nan) if reserved is None
+                    else np.asarray(reserved, dtype=float).reshape(len(X)))
         partial = np.isnan(known).any(axis=1)
         dominant = np.full(len(X), MEMORY_STAGES.index("denoise"))
         designs = {s: memory_design(X, s) for s in MEMORY_STAGES}
@@ -126,30 +138,68 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
                 target = np.where(np.isnan(known[:, j]), allocated, known[:, j])
                 use = ~np.isnan(known[:, j]) | (partial & (dominant == j))
                 tables[stage] = self._fit_stage(stage, designs[stage], target, X, use)
-            predictor = MemoryPredictor(tables, _identity_nvml())
+            predictor = MemoryPredictor(tables, _zero_table(), {}, 0.0, 0.0, "")
             dominant = np.argmax(predictor.predict_stages(X)[0], axis=1)
-        levels = ((), ("gpu",)) if self.per_gpu else ((),)
-        nvml_X = np.column_stack([np.ones(len(X)), allocated])
-        nvml_table = fit_grouped_linear(nvml_X, nvml, X, levels, self.prior_strength, free=(0,))
-        self.predictor_ = MemoryPredictor(tables, nvml_table)
+        pressured = nvml - reserved > self.pressure_mib  # False where reserved is unknown
+        context = _context(X, nvml - reserved, ~pressured & ~np.isnan(reserved))
+        free = ~pressured
+        if free.any():
+            index = np.flatnonzero(free)
+            features, placement = nvml_design([X[i] for i in index])
+            levels = ((), ("precision", "offload"))
+            levels += (levels[-1] + ("gpu",),) if self.per_gpu else ()
+            nvml_table = fit_grouped_linear(features, nvml[index], [X[i] for i in index],
+                                            levels, self.prior_strength, offset=placement)
+        else:
+            nvml_table = _zero_table()
+        capacity = np.array([r["capacity_mib"] for r in X], dtype=float)
+        headroom = (float(np.median(1 - nvml[pressured] / capacity[pressured]))
+                    if pressured.any() else 0.0)
+        resident = np.column_stack([designs[s][1] for s in MEMORY_STAGES])
+        activations = allocated - resident[np.arange(len(X)), dominant]
+        frag_rows = pressured & (activations > 0)
+        if frag_rows.any():
+            fragmentation = float(np.median(
+                (reserved[frag_rows] - allocated[frag_rows]) / activations[frag_rows]))
+            basis = (f"torch reserved beyond allocated under memory pressure, median of "
+                     f"{int(frag_rows.sum())} measured configs")
+        else:
+            fragmentation = self.default_fragmentation
+            basis = "assumed: no config was measured under memory pressure"
+        self.predictor_ = MemoryPredictor(tables, nvml_table, context, headroom,
+                                          max(fragmentation, 0.0), basis)
         return self
 
     def _fit_stage(self, stage, design, target, X, use) -> GroupedLinear:
-        features, resident = design
+        features, resident, floor = design
         levels = stage_levels(stage, self.per_gpu)
+        # A peak at the floor (model offload's hand-over) says nothing about activations.
+        use = use & ~((floor > resident) & (target <= floor * 1.01))
         if not use.any():  # no observation of this stage: weights only, never the peak
             return GroupedLinear(levels[:1], [{(): np.zeros(features.shape[1])}])
         index = np.flatnonzero(use)
         return fit_grouped_linear(features[index], target[index], [X[i] for i in index], levels,
-                                  self.prior_strength, offset=resident[index], free=(0,))
+                                  self.prior_strength, offset=resident[index])
 
     def predict(self, X: list[dict]) -> np.ndarray:
-        allocated, nvml, _ = self.predictor_.predict(X)
-        return np.column_stack([allocated, nvml])
+        out = self.predictor_.predict(X)
+        return np.column_stack([out["allocated"], out["nvml"]])
 
 
-def _identity_nvml() -> GroupedLinear:
-    return GroupedLinear(((),), [{(): np.array([0.0, 1.0])}])
+def _zero_table() -> GroupedLinear:
+    return GroupedLinear(((),), [{(): np.zeros(len(NVML_FEATURES))}])
+
+
+def _context(X: list[dict], beyond_reserved: np.ndarray, use: np.ndarray) -> dict[str, float]:
+    """NVML used beyond torch's reserved peak (CUDA context, library workspaces), MiB: median
+    per GPU and pooled ("*"); empty when no record has both figures."""
+    out: dict[str, list[float]] = {}
+    for row, value, ok in zip(X, beyond_reserved, use):
+        if ok:
+            out.setdefault(row["gpu"], []).append(value)
+    pooled = [v for values in out.values() for v in values]
+    return ({gpu: float(np.median(v)) for gpu, v in out.items()}
+            | ({"*": float(np.median(pooled))} if pooled else {}))
 
 
 def _check_targets(X, y, width: int, positive=True) -> np.ndarray:

@@ -89,8 +89,10 @@ def check_config(height: int, width: int, batch: int = 1, steps: int = 9,
 
 def make_row(spec: GpuSpec, height: int, width: int, batch: int = 1, steps: int = 9,
              precision: str = "bf16", attention: str = "native", compile: bool = False,
-             offload: str = "none", cfg: bool = False, caption_tokens: int = 64) -> dict:
-    """A validated query row: the config plus the GPU numbers the features need."""
+             offload: str = "none", cfg: bool = False, caption_tokens: int = 64,
+             capacity_mib: float | None = None) -> dict:
+    """A validated query row: the config plus the GPU numbers the features need. `capacity_mib`
+    is the GPU's memory as NVML counts it where known (a probed GPU), else the catalog's."""
     check_config(height, width, batch, steps, precision, attention, offload, caption_tokens)
     peak = spec.tflops.get(precision)
     if not peak:
@@ -101,6 +103,7 @@ def make_row(spec: GpuSpec, height: int, width: int, batch: int = 1, steps: int 
         "precision": precision, "attention": attention, "compile": bool(compile),
         "offload": offload, "cfg": bool(cfg), "caption_tokens": caption_tokens,
         "tflops": float(peak), "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
+        "capacity_mib": float(capacity_mib or spec.memory_gb * 1e9 / MIB),
     }
 
 
@@ -225,8 +228,11 @@ def latency_design(rows: list[dict], stage: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Memory: peak torch-allocated MiB of a stage = resident weights (known, from the offload mode)
-# + fitted workspace (column 0) + fitted activation coefficients.
+# Memory (MiB). Torch's peak allocated memory of a stage = what is resident when it runs (known
+# from the offload mode) + fitted workspace (column 0) + fitted activation coefficients, all >= 0,
+# so a prediction never falls below the resident weights. NVML's used memory adds what the
+# caching allocator keeps reserved (fragments it holds while memory is free) and the CUDA
+# context; it is modelled apart, from the same shape quantities.
 
 MEMORY_FEATURES = {
     "text_encode": ("workspace", "tokens"),
@@ -234,17 +240,45 @@ MEMORY_FEATURES = {
     "vae_decode": ("workspace", "pixels", "attention_scores"),
 }
 STAGE_COMPONENT = {"text_encode": "text_encoder", "denoise": "transformer", "vae_decode": "vae"}
+# Above the placement's weights: context and fixed buffers, the text encoder's and the
+# transformer's activations, the VAE's full-resolution activations (per batch and per image).
+NVML_FEATURES = ("context", "prompt_tokens", "image_tokens", "pixels", "image_pixels")
+
+
+@lru_cache(maxsize=16)
+def largest_layer_mib(component: str, precision: str) -> float:
+    """Weights of a component's largest layer: what sequential offload streams in at once (the
+    text encoder's token-embedding table, a transformer feed-forward matrix, a VAE 3x3 conv)."""
+    arch = _arch()
+    params = {"text_encoder": arch.text_encoder.vocab_size * arch.text_encoder.hidden_size,
+              "transformer": arch.transformer.dim * arch.transformer.ffn_dim,
+              "vae": max(arch.vae.block_out_channels) ** 2 * 9}[component]
+    return params * ELEMENT_BYTES[precision] / MIB
 
 
 def resident_weights_mib(row: dict, stage: str) -> float:
     """Weights on the GPU while `stage` runs: all of them without offload, the running component
-    with model offload, none (one layer at a time, left to the workspace term) with sequential."""
+    with model offload, its largest layer with sequential offload."""
     wb = weight_bytes(row["precision"])
     if row["offload"] == "none":
         return wb["total"] / MIB
     if row["offload"] == "model":
         return wb[STAGE_COMPONENT[stage]] / MIB
-    return 0.0
+    return largest_layer_mib(STAGE_COMPONENT[stage], row["precision"])
+
+
+def handoff_mib(row: dict, stage: str) -> float:
+    """The floor of a stage's peak: its resident weights, or with model offload at the VAE, the
+    transformer and the VAE together (the transformer leaves only once the VAE has moved in)."""
+    if row["offload"] == "model" and stage == "vae_decode":
+        wb = weight_bytes(row["precision"])
+        return (wb["transformer"] + wb["vae"]) / MIB
+    return resident_weights_mib(row, stage)
+
+
+def placement_weights_mib(row: dict) -> float:
+    """Most weights on the GPU at once over a run (the NVML model's known part)."""
+    return max(handoff_mib(row, stage) for stage in STAGE_COMPONENT)
 
 
 def _memory_row(row: dict, stage: str) -> tuple:
@@ -263,9 +297,28 @@ def _memory_row(row: dict, stage: str) -> tuple:
     raise ValueError(f"unknown memory stage {stage!r}")
 
 
-def memory_design(rows: list[dict], stage: str) -> tuple[np.ndarray, np.ndarray]:
-    """(features, resident-weights offset in MiB) for one stage; see MEMORY_FEATURES."""
+def memory_design(rows: list[dict], stage: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, resident weights, floor of the peak), MiB, for one stage; see
+    MEMORY_FEATURES."""
     if not rows:
-        return np.zeros((0, len(MEMORY_FEATURES[stage]))), np.zeros(0)
+        return np.zeros((0, len(MEMORY_FEATURES[stage]))), np.zeros(0), np.zeros(0)
     X = np.array([_memory_row(r, stage) for r in rows], dtype=float)
-    return X, np.array([resident_weights_mib(r, stage) for r in rows], dtype=float)
+    return (X, np.array([resident_weights_mib(r, stage) for r in rows], dtype=float),
+            np.array([handoff_mib(r, stage) for r in rows], dtype=float))
+
+
+def _nvml_row(row: dict) -> tuple:
+    elem = ELEMENT_BYTES[row["precision"]]
+    images = row["batch"] * (2 if row["cfg"] else 1)
+    pixels = row["height"] * row["width"] * elem / MIB
+    seq = shape_costs(row["height"], row["width"], row["caption_tokens"])["seq_tokens"]
+    return (1.0, images * workload.MAX_CAPTION_TOKENS * elem / MIB, images * seq * elem / MIB,
+            row["batch"] * pixels, pixels)
+
+
+def nvml_design(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(features, placement weights MiB) of the NVML model; see NVML_FEATURES."""
+    if not rows:
+        return np.zeros((0, len(NVML_FEATURES))), np.zeros(0)
+    return (np.array([_nvml_row(r) for r in rows], dtype=float),
+            np.array([placement_weights_mib(r) for r in rows], dtype=float))

@@ -28,6 +28,9 @@ CODE_FILES = ("features.py", "grouped.py", "predictors.py", "estimators.py", "mo
 CACHE_ENV = "ZIMAGE_ADVISOR_CACHE"
 CACHE_KEEP = 8  # cache files kept per folder (one per data/catalog/code combination)
 CALIBRATION_FOLDS = 5
+# Interval kind -> the validation target whose out-of-fold residuals set its width.
+INTERVAL_TARGETS = {"latency": "total_s", "memory": "peak_memory",
+                    "allocated": "allocated_memory"}
 
 
 def default_cache_dir() -> Path:
@@ -62,7 +65,8 @@ def usable(records: list[dict], specs: dict[str, GpuSpec]):
                             "skipped")
             continue
         try:
-            rows.append(make_row(specs[gpu_id], **record_config(record)))
+            rows.append(make_row(specs[gpu_id], **record_config(record),
+                                 capacity_mib=record["gpu"].get("memory_mb")))
         except AdvisorError as exc:
             problems.append(f"{where}: {exc}; skipped")
             continue
@@ -81,15 +85,19 @@ def stage_times(results: dict, steps: int) -> list[float]:
             results["vae_decode_s"], other]
 
 
-def targets(records: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Latency (n, 5) s, memory (n, 2) MiB [torch allocated, NVML used], stage peaks (n, 3)."""
+def targets(records: list[dict]) -> dict[str, np.ndarray]:
+    """`latency` (n, 5) s, `memory` (n, 2) MiB [torch allocated, NVML used], `stage_peaks`
+    (n, 3) and `reserved` (n,) MiB, NaN where a record lacks them."""
     latency = [stage_times(r["results"], r["config"]["steps"]) for r in records]
     memory = [[r["results"]["peak_allocated_mb"], r["results"]["nvml_peak_used_mb"]]
               for r in records]
     stage_peaks = [[_stage_peak(r, s) for s in MEMORY_STAGES] for r in records]
-    return (np.array(latency, dtype=float).reshape(-1, len(LATENCY_STAGES)),
-            np.array(memory, dtype=float).reshape(-1, 2),
-            np.array(stage_peaks, dtype=float).reshape(-1, len(MEMORY_STAGES)))
+    reserved = [r["results"].get("peak_reserved_mb") for r in records]
+    return {"latency": np.array(latency, dtype=float).reshape(-1, len(LATENCY_STAGES)),
+            "memory": np.array(memory, dtype=float).reshape(-1, 2),
+            "stage_peaks": np.array(stage_peaks, dtype=float).reshape(-1, len(MEMORY_STAGES)),
+            "reserved": np.array([v if isinstance(v, (int, float)) else np.nan
+                                  for v in reserved], dtype=float)}
 
 
 def _stage_peak(record: dict, stage: str) -> float:
@@ -106,9 +114,10 @@ def fit_predictors(rows: list[dict], records: list[dict]):
     """(LatencyPredictor, MemoryPredictor) fitted on ok records."""
     from advisor.estimators import LatencyRegressor, MemoryRegressor
 
-    latency, memory, stage_peaks = targets(records)
-    lat = LatencyRegressor().fit(rows, latency)
-    mem = MemoryRegressor().fit(rows, memory, stage_peaks=stage_peaks)
+    y = targets(records)
+    lat = LatencyRegressor().fit(rows, y["latency"])
+    mem = MemoryRegressor().fit(rows, y["memory"], stage_peaks=y["stage_peaks"],
+                                reserved=y["reserved"])
     return lat.predictor_, mem.predictor_
 
 
@@ -127,7 +136,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
     placeholder = Intervals((-0.1, 0.1), None)
     models = Models(
         model_version=model_version, specs=specs, latency=latency, memory=memory,
-        intervals={"latency": placeholder, "memory": placeholder},
+        intervals={kind: placeholder for kind in INTERVAL_TARGETS},
         probed=_probed_capacity(ok_records), measured=_measured(rows, ok_records),
         power=_power(ok_records), ooms=_ooms(all_rows, records), calibration={},
         records=records, problems=problems,
@@ -180,6 +189,7 @@ def _measured(rows: list[dict], records: list[dict]) -> dict:
             "latency_interval_s": [lo, hi],
             "peak_memory_gb": peak_gb,
             "torch_peak_allocated_gb": med("peak_allocated_mb") * 2**20 / 1e9,
+            "torch_allocated_interval_gb": [med("peak_allocated_mb") * 2**20 / 1e9] * 2,
             "power_w": _median_or_none([x.get("power_w") for x in res]),
             "energy_j_per_image": _median_or_none([x.get("energy_j_per_image") for x in res]),
             "memory_interval_gb": [peak_gb, peak_gb],
@@ -215,7 +225,7 @@ def _calibrate(models: Models, records: list[dict], specs: dict[str, GpuSpec]) -
 
     kfold = cross_predict(records, specs, "kfold", folds=CALIBRATION_FOLDS)
     gpu_out = cross_predict(records, specs, "gpu_out") if len(models.probed) > 1 else []
-    for kind, key in (("latency", "total_s"), ("memory", "peak_memory")):
+    for kind, key in INTERVAL_TARGETS.items():
         fitted = [p["log_ratio"][key] for p in kfold]
         transferred = [p["log_ratio"][key] for p in gpu_out]
         models.intervals[kind] = Intervals(

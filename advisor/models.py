@@ -26,6 +26,7 @@ MIN_MEMORY_MARGIN_GB = 1.0
 EXTRA_WIDTH = {
     "latency": {"setting": 0.15, "architecture": 0.25, "transfer": 0.10},
     "memory": {"setting": 0.15, "architecture": 0.10, "transfer": 0.03},
+    "allocated": {"setting": 0.15, "architecture": 0.05, "transfer": 0.02},
 }
 
 
@@ -81,17 +82,21 @@ class Models:
 
     def predict_many(self, configs: list[dict]) -> list[dict]:
         """predict() for many configs (dicts of its keyword arguments) in one vectorized pass."""
-        rows = [make_row(self.spec(c["gpu_id"]), **{k: v for k, v in c.items() if k != "gpu_id"})
-                for c in configs]
+        rows = []
+        for c in configs:
+            spec = self.spec(c["gpu_id"])
+            probed_gb = self.probed.get(spec.id)
+            rows.append(make_row(spec, **{k: v for k, v in c.items() if k != "gpu_id"},
+                                 capacity_mib=probed_gb * GB / MIB if probed_gb else None))
         if not rows:
             return []
         stages, lat_depth = self.latency.predict(rows)
         steps = np.array([r["steps"] for r in rows], dtype=float)
         run = self.latency.compose(stages, steps)
-        allocated, nvml, mem_depth = self.memory.predict(rows)
+        memory = self.memory.predict(rows)
         return [self._assemble(row, {k: float(v[i]) for k, v in run.items()},
                                float(stages[i, LATENCY_STAGES.index("denoise_step")]),
-                               lat_depth[i].min(), allocated[i], nvml[i], mem_depth[i])
+                               lat_depth[i].min(), {k: v[i] for k, v in memory.items()})
                 for i, row in enumerate(rows)]
 
     # ------------------------------------------------------------------------------ pieces
@@ -120,13 +125,16 @@ class Models:
                       "was probed")
         return (min(lo, 0.0), max(hi, 0.0)), basis
 
-    def _assemble(self, row, latency, step, lat_depth, allocated_mib, nvml_mib, mem_depth):
+    def _assemble(self, row, latency, step, lat_depth, memory):
         spec = self.specs[row["gpu"]]
         max_depth = len(self.latency.tables["denoise_step"].levels) - 1
+        mem_depth = int(memory["depth"])
         total = latency["total"]
         (llo, lhi), latency_basis = self._interval_width("latency", row, lat_depth, max_depth)
         (mlo, mhi), memory_basis = self._interval_width("memory", row, mem_depth, max_depth)
-        peak_gb = nvml_mib * MIB / GB
+        (alo, ahi), _ = self._interval_width("allocated", row, mem_depth, max_depth)
+        gb = lambda mib: float(mib * MIB / GB)
+        floor_mib = memory["allocated"] + memory["context"]
         out = {
             "gpu": row["gpu"],
             "config": {k: row[k] for k in ("height", "width", "batch", "steps", "precision",
@@ -135,9 +143,14 @@ class Models:
             "latency_s": latency,
             "denoise_step_s": step,
             "latency_interval_s": [total * float(np.exp(llo)), total * float(np.exp(lhi))],
-            "peak_memory_gb": float(peak_gb),
-            "torch_peak_allocated_gb": float(allocated_mib * MIB / GB),
-            "memory_interval_gb": [float(peak_gb * np.exp(mlo)), float(peak_gb * np.exp(mhi))],
+            "peak_memory_gb": gb(memory["nvml"]),
+            "torch_peak_allocated_gb": gb(memory["allocated"]),
+            "torch_allocated_interval_gb": [gb(memory["allocated"] * np.exp(alo)),
+                                            gb(memory["allocated"] * np.exp(ahi))],
+            "memory_interval_gb": [gb(max(memory["nvml"] * np.exp(mlo), floor_mib)),
+                                   gb(min(memory["nvml"] * np.exp(mhi),
+                                          max(row["capacity_mib"], memory["nvml"])))],
+            "memory_capped": bool(memory["nvml"] < memory["nvml_free"]),
             "source": "fitted" if row["gpu"] in self.probed else "transferred",
             "source_detail": self._source_detail(row),
             "interval_basis": {"latency": latency_basis, "memory": memory_basis},
@@ -149,7 +162,13 @@ class Models:
             out["interval_basis"] = {
                 "latency": "min and max over the measured repeats",
                 "memory": "the measured peak (one figure per run)"}
-        return self._finish(out, row, spec)
+        # What the run needs: allocated (upper bound when predicted) + context + fragments.
+        allocated_mib = out["torch_peak_allocated_gb"] * GB / MIB
+        upper = allocated_mib * (1.0 if measured else float(np.exp(ahi)))
+        resident = memory["allocated"] - memory["activations"]
+        needed = (upper + memory["context"]
+                  + self.memory.fragmentation * max(allocated_mib - resident, 0.0))
+        return self._finish(out, row, spec, gb(needed), gb(memory["context"]))
 
     def _source_detail(self, row: dict) -> str:
         c = self.calibration
@@ -162,7 +181,8 @@ class Models:
         return (f"transferred from {probed} via catalog specs of {row['gpu']} "
                 f"(dense {row['precision']} TFLOPS, memory bandwidth; {err} on probed GPUs)")
 
-    def _finish(self, out: dict, row: dict, spec: GpuSpec) -> dict:
+    def _finish(self, out: dict, row: dict, spec: GpuSpec, needed_gb: float,
+                context_gb: float) -> dict:
         """Throughput, MFU and the memory verdict, from the (fitted or measured) figures."""
         total, step = out["latency_s"]["total"], out["denoise_step_s"]
         out["images_per_s"] = row["batch"] / total
@@ -171,14 +191,22 @@ class Models:
         out["achieved_tflops"] = images * costs["forward_tflops"] / step
         out["mfu"] = out["achieved_tflops"] / row["tflops"]
         self._power(out, row)
-        capacity = self.probed.get(row["gpu"], spec.memory_gb)
+        capacity = row["capacity_mib"] * MIB / GB
         out["memory_capacity_gb"] = capacity
         out["memory_capacity_source"] = (
             "NVML total memory of the probed GPU" if row["gpu"] in self.probed
             else f"catalog memory_gb of {spec.id} (decimal GB as marketed)")
-        margin = max(MIN_MEMORY_MARGIN_GB, out["memory_interval_gb"][1] - out["peak_memory_gb"])
+        margin = max(MIN_MEMORY_MARGIN_GB, needed_gb - out["torch_peak_allocated_gb"])
+        out["memory_needed_gb"] = out["torch_peak_allocated_gb"] + margin
         out["memory_margin_gb"] = margin
-        out["memory_headroom_gb"] = capacity - out["peak_memory_gb"]
+        out["memory_margin_rule"] = (
+            f"needed = torch peak allocated{'' if out['source'] == 'measured' else ' (upper 90% bound)'}"
+            f" + CUDA context ({context_gb:.2f} GB) + {self.memory.fragmentation:.2f} x activations"
+            f" for allocator fragments ({self.memory.fragmentation_basis}), at least "
+            f"{MIN_MEMORY_MARGIN_GB:g} GB above allocated; the NVML peak is not the basis: the "
+            "caching allocator keeps fragments while memory is free and releases them under "
+            "pressure")
+        out["memory_headroom_gb"] = capacity - out["memory_needed_gb"]
         oom = self._oom_below(row)
         if oom:
             out["fits"] = False
@@ -187,10 +215,11 @@ class Models:
             out["fits"] = True
             out["fits_reason"] = "measured: this config ran"
         else:
-            out["fits"] = bool(out["peak_memory_gb"] + margin <= capacity)
-            verb = "leaves" if out["fits"] else "does not leave"
-            out["fits_reason"] = (f"predicted peak {out['peak_memory_gb']:.1f} GB {verb} the "
-                                  f"{margin:.1f} GB margin below {capacity:.1f} GB")
+            out["fits"] = bool(out["memory_needed_gb"] <= capacity)
+            verb = "within" if out["fits"] else "over"
+            out["fits_reason"] = (f"needs {out['memory_needed_gb']:.1f} GB (torch allocated "
+                                  f"{out['torch_peak_allocated_gb']:.1f} GB + {margin:.1f} GB "
+                                  f"margin), {verb} {capacity:.1f} GB")
         return out
 
     def _power(self, out: dict, row: dict) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from advisor.features import (
-    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, latency_design, memory_design,
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, latency_design, memory_design, nvml_design,
 )
 from advisor.grouped import GroupedLinear
 
@@ -41,31 +41,53 @@ class LatencyPredictor:
 
 
 class MemoryPredictor:
-    """Peak MiB: torch allocated = max over stages of (resident weights + workspace +
-    activations); NVML used = fitted affine map of it (CUDA context, allocator slack)."""
+    """Peak MiB. Torch allocated: max over stages of max(floor, resident weights + workspace +
+    activations). NVML used: placement weights + fitted context and allocator reserve, at least
+    allocated + context, at most the GPU's capacity less the headroom measured under pressure
+    (the caching allocator releases its fragments when memory runs out, so the NVML figure of
+    a large config depends on the GPU's size). What a run needs, the basis of `fits`, is
+    allocated + context + `fragmentation` x activations."""
 
-    def __init__(self, stage_tables: dict[str, GroupedLinear], nvml_table: GroupedLinear):
+    def __init__(self, stage_tables: dict[str, GroupedLinear], nvml_table: GroupedLinear,
+                 context_mib: dict[str, float], headroom: float, fragmentation: float,
+                 fragmentation_basis: str):
         self.stage_tables = stage_tables
         self.nvml_table = nvml_table
+        self.context_mib = context_mib  # GPU id -> NVML used beyond torch reserved; "*": pooled
+        self.headroom = headroom  # fraction of capacity NVML stays below under pressure
+        self.fragmentation = fragmentation
+        self.fragmentation_basis = fragmentation_basis
 
-    def predict_stages(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        """(peak allocated MiB per stage (n, 3) in MEMORY_STAGES order, depth (n, 3))."""
-        peaks, depths = [], []
+    def predict_stages(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(peak allocated MiB per stage (n, 3) in MEMORY_STAGES order, resident weights
+        (n, 3), depth (n, 3))."""
+        peaks, residents, depths = [], [], []
         for stage in MEMORY_STAGES:
-            X, resident = memory_design(rows, stage)
+            X, resident, floor = memory_design(rows, stage)
             extra, depth = self.stage_tables[stage].predict(X, rows)
-            peaks.append(resident + extra)
+            peaks.append(np.maximum(floor, resident + extra))
+            residents.append(resident)
             depths.append(depth)
-        return np.column_stack(peaks), np.column_stack(depths)
+        return np.column_stack(peaks), np.column_stack(residents), np.column_stack(depths)
 
-    def nvml_from_allocated(self, allocated_mib: np.ndarray, rows: list[dict]) -> np.ndarray:
-        X = np.column_stack([np.ones_like(allocated_mib), allocated_mib])
-        return self.nvml_table.predict(X, rows)[0]
+    def context(self, rows: list[dict]) -> np.ndarray:
+        pooled = self.context_mib.get("*", 0.0)
+        return np.array([self.context_mib.get(r["gpu"], pooled) for r in rows], dtype=float)
 
-    def predict(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(torch peak allocated MiB, NVML peak used MiB, depth of the dominant stage's level)."""
-        stages, depths = self.predict_stages(rows)
-        dominant = np.argmax(stages, axis=1)
-        index = np.arange(len(rows))
+    def predict(self, rows: list[dict]) -> dict[str, np.ndarray]:
+        """Per row, MiB: `allocated` (torch peak), `nvml` (peak used), `nvml_free` (before the
+        capacity cap), `needed`, `activations` (allocated less resident weights), `context`,
+        and `depth` of the dominant stage's level."""
+        stages, residents, depths = self.predict_stages(rows)
+        index, dominant = np.arange(len(rows)), np.argmax(stages, axis=1)
         allocated = stages[index, dominant]
-        return allocated, self.nvml_from_allocated(allocated, rows), depths[index, dominant]
+        activations = allocated - residents[index, dominant]
+        context = self.context(rows)
+        X, placement = nvml_design(rows)
+        free = np.maximum(placement + self.nvml_table.predict(X, rows)[0], allocated + context)
+        capacity = np.array([r["capacity_mib"] for r in rows], dtype=float)
+        nvml = np.maximum(np.minimum(free, capacity * (1 - self.headroom)), allocated + context)
+        return {"allocated": allocated, "nvml": nvml, "nvml_free": free, "context": context,
+                "activations": activations,
+                "needed": allocated + context + self.fragmentation * activations,
+                "depth": depths[index, dominant]}

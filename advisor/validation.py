@@ -23,6 +23,8 @@ TARGETS = {  # name -> (measured from results, predicted from a prediction), bot
     "total_s": (lambda r: r["total_s"], lambda p: p["latency_s"]["total"]),
     "denoise_step_s": (lambda r: r["denoise_step_s"], lambda p: p["denoise_step_s"]),
     "peak_memory": (lambda r: r["nvml_peak_used_mb"] * 2**20 / 1e9, lambda p: p["peak_memory_gb"]),
+    "allocated_memory": (lambda r: r["peak_allocated_mb"] * 2**20 / 1e9,
+                         lambda p: p["torch_peak_allocated_gb"]),
 }
 # Issue 4's targets, for the report's verdicts.
 GOALS = {
@@ -98,6 +100,7 @@ def _scored(record: dict, pred: dict, split: str, fold: str, probed: dict) -> di
         "denoise_step_s": [predicted["denoise_step_s"] * lat_lo,
                            predicted["denoise_step_s"] * lat_hi],
         "peak_memory": pred["memory_interval_gb"],
+        "allocated_memory": pred["torch_allocated_interval_gb"],
     }
     return {
         "record": record.get("_source"), "gpu": record["gpu"]["catalog_id"], "split": split,

@@ -16,6 +16,7 @@ from advisor import CATALOG_PATH
 from advisor.catalog import load_catalog
 from advisor.features import (
     LATENCY_STAGES, MEMORY_STAGES, GpuSpec, latency_design, make_row, memory_design,
+    nvml_design,
 )
 
 BASE_CONFIG = {
@@ -98,7 +99,12 @@ LAW = {
     "denoise_memory": [500.0, 46000.0, 0.0],
     "vae_decode_memory": [400.0, 800.0, 0.0],
     "fp32_attention_scores": 30.0,  # math attention (scores materialised) at fp32
-    "nvml": [600.0, 1.03],  # NVML used = intercept + slope * torch allocated
+    # NVML used = placement weights + coefficients in NVML_FEATURES order (context and fixed
+    # buffers, then what the caching allocator keeps reserved per prompt/image token and pixel);
+    # torch reserved = NVML used - the CUDA context. Chosen so that NVML used always exceeds
+    # allocated + context (the model's floor) on the standard grid.
+    "nvml": [900.0, 30000.0, 60000.0, 1200.0, 0.0],
+    "context": 700.0,
 }
 
 
@@ -118,17 +124,19 @@ def law_latency(row: dict) -> dict:
 
 
 def law_memory(row: dict) -> dict:
-    """Per-stage torch peak MiB, the run's peak and the NVML peak under LAW."""
+    """Per-stage torch peak MiB, the run's peak, the NVML peak and torch reserved under LAW."""
     stages = {}
     for stage in MEMORY_STAGES:
         coef = np.array(LAW[f"{stage}_memory"], dtype=float)
         if row["precision"] == "fp32" and stage == "denoise":
             coef[2] = LAW["fp32_attention_scores"]
-        X, resident = memory_design([row], stage)
-        stages[stage] = float(resident[0] + X[0] @ coef)
+        X, resident, floor = memory_design([row], stage)
+        stages[stage] = float(max(floor[0], resident[0] + X[0] @ coef))
     allocated = max(stages.values())
-    return {"stages": stages, "allocated": allocated,
-            "nvml": LAW["nvml"][0] + LAW["nvml"][1] * allocated}
+    X, placement = nvml_design([row])
+    nvml = max(float(placement[0] + X[0] @ np.array(LAW["nvml"])), allocated + LAW["context"])
+    return {"stages": stages, "allocated": allocated, "nvml": nvml,
+            "reserved": nvml - LAW["context"]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,12 +193,12 @@ def synthetic_records(gpus=("h100-sxm-80gb", "h200-sxm-141gb"), grid=None, noise
                                 "peak_reserved_mb": jitter(v, 0.5) * 1.04}
                             for s, v in memory["stages"].items()}
             allocated = max(m["peak_allocated_mb"] for m in stage_memory.values())
+            nvml = jitter(memory["nvml"], 0.5)
             record["results"] = make_results(
                 text_encode_s=times["text_encode"], denoise_step_s=times["denoise_step"],
                 vae_decode_s=times["vae_decode"], steps=c["steps"], batch=c["batch"],
                 denoise_first_step_s=first_step, other_s=times["other"],
-                peak_allocated_mb=allocated,
-                nvml_peak_used_mb=jitter(LAW["nvml"][0] + LAW["nvml"][1] * allocated, 0.5),
-                stage_memory=stage_memory)
+                peak_allocated_mb=allocated, nvml_peak_used_mb=nvml,
+                peak_reserved_mb=nvml - LAW["context"], stage_memory=stage_memory)
             records.append(record)
     return records

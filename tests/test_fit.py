@@ -44,9 +44,10 @@ def exact(specs):
     """Estimators fitted on noise-free records of the standard-like grid on two GPUs."""
     rows, ok, _ = usable(synthetic_records(noise=0.0), specs)
     assert all(r["status"] == "ok" for r in ok)
-    latency, memory, stage_peaks = targets(ok)
-    return (LatencyRegressor().fit(rows, latency),
-            MemoryRegressor().fit(rows, memory, stage_peaks=stage_peaks))
+    y = targets(ok)
+    return (LatencyRegressor().fit(rows, y["latency"]),
+            MemoryRegressor().fit(rows, y["memory"], stage_peaks=y["stage_peaks"],
+                                  reserved=y["reserved"]))
 
 
 @pytest.fixture(scope="module")
