@@ -133,7 +133,8 @@ def recommend(request: Request, models, catalog, top: int = 5) -> Plan:
                 "candidates": len(candidates),
                 "candidates_simulated": sum(c.sizing is not None and bool(c.sizing.trials)
                                             for c in evaluated),
-                "simulations": sum(len(c.sizing.trials) for c in evaluated if c.sizing)},
+                "simulations": sum(len(c.sizing.trials) + (c.sizing.unbounded is not None)
+                                   for c in evaluated if c.sizing)},
     )
 
 
@@ -459,7 +460,8 @@ def _branch_and_bound(candidates: list[Candidate], request: Request, top: int) -
 
 
 def _unmet(sizing: Sizing, reasons: list[str]) -> Sizing:
-    return Sizing(None, sizing.result, sizing.lower_bound, sizing.trials, "; ".join(reasons))
+    return Sizing(None, sizing.result, sizing.lower_bound, sizing.trials, "; ".join(reasons),
+                  sizing.unbounded)
 
 
 def _budget_problems(cost: dict, request: Request) -> list[str]:

@@ -62,11 +62,6 @@ class Simulation:
     warmup: int = DEFAULT_WARMUP
     seed: int = DEFAULT_SEED
 
-    def coarse(self) -> "Simulation":
-        """A quarter-size sample with the same seed, for the search before confirming."""
-        return Simulation(requests=max(1000, self.requests // 4), warmup=self.warmup // 2,
-                          seed=self.seed)
-
     def describe(self) -> str:
         return (f"discrete-event simulation, {self.requests:,} measured requests after "
                 f"{self.warmup:,} warm-up, seed {self.seed}")
@@ -109,23 +104,33 @@ def simulate(
 ) -> Result:
     """Latency percentiles of `n_gpus` GPUs serving Poisson arrivals at `rate` requests/s.
 
-    `service_scale`, if given, multiplies the service time of the i-th batch formed by
-    `service_scale[i]` (random service times, e.g. exponential for M/M/c checks).
+    `service_scale`, if given (one value per request, in arrival order), multiplies the service
+    time of each batch by the value of its oldest request (random service times, e.g.
+    exponential for M/M/c checks).
     """
     if rate <= 0 or n_gpus < 1:
         raise AdvisorError(f"simulation needs rate > 0 and n_gpus >= 1, got {rate}, {n_gpus}")
     n = sim.warmup + sim.requests
     times, positions, by_class = _arrivals(n, service.shares, sim.seed, rate)
-    starts, dones, sizes, busy_s, gpu_waits = _run(
-        by_class, service, n_gpus, window_s, service_scale
-    )
+    scales = [[1.0] * len(p) if service_scale is None else service_scale[p].tolist()
+              for p in positions]
+    starts, ends, gpu_waits = _run(by_class, scales, service, n_gpus, window_s)
     start, done = np.empty(n), np.empty(n)  # per request, in arrival order
-    for pos, s, d, k in zip(positions, starts, dones, sizes):
-        start[pos], done[pos] = np.repeat(s, k), np.repeat(d, k)
+    busy_s, n_batches = 0.0, 0
+    for c, pos in enumerate(positions):
+        end = np.asarray(ends[c], dtype=int)
+        head = np.concatenate(([0], end[:-1]))
+        size = end - head
+        batch_start = np.asarray(starts[c])
+        t = np.asarray(service.times_s[c])[size - 1]
+        if service_scale is not None:
+            t = t * service_scale[pos][head]
+        start[pos], done[pos] = np.repeat(batch_start, size), np.repeat(batch_start + t, size)
+        busy_s += float(t.sum())
+        n_batches += len(size)
     latency, wait = done - times, start - times
     measured = latency[sim.warmup:]
     p50, p95, p99 = np.percentile(measured, [50, 95, 99])
-    n_batches = sum(len(k) for k in sizes)
     span = done.max() - times[0]
     return Result(
         n_gpus=n_gpus, p50_s=float(p50), p95_s=float(p95), p99_s=float(p99),
@@ -135,45 +140,44 @@ def simulate(
     )
 
 
-def _run(by_class, service: Service, n_gpus: int, window_s: float, scale):
-    """The event loop. Per class: start, completion and size of each batch, in formation order."""
+def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):
+    """The event loop: per class, the start of each batch and the arrival index one past its
+    last request, in formation order; and how many batches waited for a GPU.
+
+    Each class's arrivals are followed by `max_batch` infinite sentinels, so the loop needs no
+    bounds checks: a class is exhausted when its next arrival is infinite."""
     inf = math.inf
     table = service.times_s
     max_batch = service.max_batch
-    count = [len(a) for a in by_class]
+    last = max_batch - 1
+    padded = [a + [inf] * max_batch for a in by_class]
     heads = [0] * len(by_class)
-    oldest = [a[0] if a else inf for a in by_class]
+    oldest = [a[0] for a in padded]  # each class's oldest waiting request
     free = [0.0] * n_gpus  # a heap of the times each GPU frees
     starts = [[] for _ in by_class]
-    done = [[] for _ in by_class]
-    sizes = [[] for _ in by_class]
-    remaining, formed, busy_s, gpu_waits = sum(count), 0, 0.0, 0
-    while remaining:
+    ends = [[] for _ in by_class]
+    heapreplace = heapq.heapreplace
+    gpu_waits = 0
+    while True:
         first = min(oldest)
+        if first == inf:
+            return starts, ends, gpu_waits
         c = oldest.index(first)
-        arrivals, head, n = by_class[c], heads[c], count[c]
+        arrivals, head = padded[c], heads[c]
         ready = first + window_s
-        full = head + max_batch - 1
-        if full < n and arrivals[full] < ready:
-            ready = arrivals[full]
+        if arrivals[head + last] < ready:  # the batch fills before the window ends
+            ready = arrivals[head + last]
         start = free[0]
         if start > ready:
             gpu_waits += 1
         else:
             start = ready
-        end = bisect_right(arrivals, start, head, min(head + max_batch, n))
-        k = end - head
-        t = table[c][k - 1] if scale is None else table[c][k - 1] * scale[formed]
-        heapq.heapreplace(free, start + t)
+        end = bisect_right(arrivals, start, head, head + max_batch)
+        heapreplace(free, start + table[c][end - head - 1] * scales[c][head])
         starts[c].append(start)
-        done[c].append(start + t)
-        sizes[c].append(k)
+        ends[c].append(end)
         heads[c] = end
-        oldest[c] = arrivals[end] if end < n else inf
-        remaining -= k
-        formed += 1
-        busy_s += t
-    return starts, done, sizes, busy_s, gpu_waits
+        oldest[c] = arrivals[end]
 
 
 # --------------------------------------------------------------------------- fleet sizing
@@ -186,8 +190,9 @@ class Sizing:
     n_gpus: int | None
     result: Result | None  # the simulation at n_gpus (at the last size tried when infeasible)
     lower_bound: int  # from throughput at full batches, before any simulation
-    trials: tuple[tuple[int, float], ...]  # (N, latency at the SLO quantile), full sample
+    trials: tuple[tuple[int, float], ...]  # (N, latency at the SLO quantile) of each size tried
     reason: str = ""
+    unbounded: Result | None = None  # with a GPU always free, when the search needed it
 
 
 def gpus_lower_bound(service: Service, rate: float, quantile: float = 1.0,
@@ -248,10 +253,10 @@ def size_fleet(
     """Smallest N whose simulated latency quantile meets `slo_s` at `rate` requests/s.
 
     Exponential search up from `gpus_lower_bound` (N, N+1, N+3, N+7, ...), then binary search
-    between the last size that failed and the first that met the SLO. The search runs on a
-    quarter-size sample (`Simulation.coarse`); its answer is then confirmed with the full
-    sample at N and N-1, and the search continues on the full sample where they disagree. It
-    stops early when a failing simulation had no batch waiting for a GPU: more GPUs cannot help.
+    between the last size that failed and the first that met the SLO, every size on the full
+    sample (a shorter one understates the queue that builds up near saturation). It stops when
+    a failing simulation had no batch waiting for a GPU (more GPUs cannot help) and, after
+    UNBOUNDED_AFTER failures, asks once whether a fleet with a GPU always free meets the SLO.
     """
     label = f"p{round(quantile * 100)}"
     floor = latency_floor_s(service, quantile)
@@ -264,33 +269,26 @@ def size_fleet(
         return Sizing(None, None, lower, (), (
             f"needs at least {lower} GPUs for {rate:.2f} img/s even with full batches "
             f"(of sizes that meet the SLO); max_gpus is {max_gpus}"))
-    coarse, full = _Trials(service, rate, quantile, slo_s, window_s, sim.coarse()), \
-        _Trials(service, rate, quantile, slo_s, window_s, sim)
-    failed, guess = coarse.expand(lower - 1, lower, max_gpus)
-    if guess is not None:
-        guess = coarse.bisect(failed, guess)
-    else:
-        guess = failed  # the coarse search gave up here; the full sample decides
-    if full.meets(guess):
-        met = guess
-        if guess - 1 >= lower and full.meets(guess - 1):
-            met = full.bisect(lower - 1, guess - 1)
-    else:
-        failed, met = full.expand(guess, guess, max_gpus) if full.hopeless(guess) \
-            else full.expand(guess, min(guess + 1, max_gpus), max_gpus)
-        if met is None:
-            return full.sizing(failed, lower, full.why_not(failed, max_gpus, window_s))
-        met = full.bisect(failed, met)
-    return full.sizing(met, lower)
+    trials = _Trials(service, rate, quantile, slo_s, window_s, sim)
+    failed, met = trials.expand(lower - 1, lower, max_gpus)
+    if met is None:
+        return trials.sizing(failed, lower, trials.why_not(failed, max_gpus, window_s))
+    return trials.sizing(trials.bisect(failed, met), lower)
+
+
+# Failed sizes after which the search simulates a fleet with a GPU always free: most answers
+# are the lower bound or within two of it, so only a longer search pays for the extra run.
+UNBOUNDED_AFTER = 3
 
 
 class _Trials:
-    """Simulations of one configuration at one sample size, by fleet size."""
+    """Simulations of one configuration, by fleet size."""
 
     def __init__(self, service, rate, quantile, slo_s, window_s, sim):
         self.args = (service, rate, window_s, sim)
         self.quantile, self.slo_s = quantile, slo_s
         self.results: dict[int, Result] = {}
+        self.unbounded: Result | None = None
 
     def latency(self, n: int) -> float:
         if n not in self.results:
@@ -305,11 +303,19 @@ class _Trials:
         """Failed with no batch waiting for a GPU: the same at any larger N."""
         return not self.meets(n) and not self.results[n].gpu_bound
 
+    def unbounded_fails(self) -> bool:
+        """Whether the SLO is missed even with a GPU always free (as many GPUs as requests)."""
+        service, rate, window_s, sim = self.args
+        self.unbounded = simulate_cached(service, rate, sim.warmup + sim.requests, window_s, sim)
+        return self.unbounded.quantile_s(self.quantile) > self.slo_s
+
     def expand(self, failed: int, n: int, cap: int) -> tuple[int, int | None]:
         """(last failing N, first meeting N or None) going up from n in doubling steps."""
-        step = 1
+        step, failures = 1, 0
         while not self.meets(n):
-            if self.hopeless(n) or n >= cap:
+            failures += 1
+            if self.hopeless(n) or n >= cap or (
+                    failures == UNBOUNDED_AFTER and self.unbounded_fails()):
                 return n, None
             failed, n, step = n, min(n + step, cap), step * 2
         return failed, n
@@ -325,11 +331,15 @@ class _Trials:
 
     def why_not(self, n: int, max_gpus: int, window_s: float) -> str:
         label, got = f"p{round(self.quantile * 100)}", self.latency(n)
-        if self.hopeless(n):
-            return (f"{label} {got:.2f} s > {self.slo_s:g} s even with a GPU always free "
-                    f"(batching window {window_s:g} s + batch service)")
-        return f"{label} {got:.2f} s > {self.slo_s:g} s at max_gpus {max_gpus}"
+        free = self.unbounded.quantile_s(self.quantile) if self.unbounded else None
+        if free is not None and free > self.slo_s:
+            got = free
+        elif not self.hopeless(n):
+            return f"{label} {got:.2f} s > {self.slo_s:g} s at max_gpus {max_gpus}"
+        return (f"{label} {got:.2f} s > {self.slo_s:g} s even with a GPU always free "
+                f"(batching window {window_s:g} s + batch service)")
 
     def sizing(self, n: int, lower: int, reason: str = "") -> Sizing:
         tried = tuple((k, r.quantile_s(self.quantile)) for k, r in self.results.items())
-        return Sizing(None if reason else n, self.results[n], lower, tried, reason)
+        return Sizing(None if reason else n, self.results[n], lower, tried, reason,
+                      self.unbounded)
