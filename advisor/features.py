@@ -102,9 +102,19 @@ def make_row(spec: GpuSpec, height: int, width: int, batch: int = 1, steps: int 
         "gpu": spec.id, "height": height, "width": width, "batch": batch, "steps": steps,
         "precision": precision, "attention": attention, "compile": bool(compile),
         "offload": offload, "cfg": bool(cfg), "caption_tokens": caption_tokens,
-        "tflops": float(peak), "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
+        "tflops": float(peak), "attention_tflops": float(attention_peak(spec, precision)),
+        "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
         "capacity_mib": float(capacity_mib or spec.memory_gb * 1e9 / MIB),
     }
+
+
+def attention_peak(spec: GpuSpec, precision: str) -> float:
+    """Dense TFLOP/s the attention kernels run at: the precision's peak, except with TF32
+    matmuls, where SDPA still gets fp32 inputs and no fused kernel takes them on tensor cores
+    (flash attention has no fp32 path), so it runs at the plain fp32 rate."""
+    if precision == "fp32-tf32" and spec.tflops.get("fp32"):
+        return spec.tflops["fp32"]
+    return spec.tflops[precision]
 
 
 def record_config(record: dict) -> dict:
@@ -212,7 +222,8 @@ def _latency_row(row: dict, stage: str) -> tuple:
         activations = images * costs["seq_tokens"] * t.dim * layers * elem
         activations *= TRANSFORMER_ACTIVATION_PASSES
         matmul = costs["forward_tflops"] - costs["attention_tflops"]
-        return (1.0, images * matmul / peak, images * costs["attention_tflops"] / peak,
+        return (1.0, images * matmul / peak,
+                images * costs["attention_tflops"] / row["attention_tflops"],
                 (wb["transformer"] + activations) / bw, host_copy)
     if stage == "vae_decode":
         return (1.0, batch * costs["vae_tflops"] / peak,
@@ -237,7 +248,7 @@ def latency_design(rows: list[dict], stage: str) -> np.ndarray:
 MEMORY_FEATURES = {
     "text_encode": ("workspace", "tokens"),
     "denoise": ("workspace", "tokens", "attention_scores"),
-    "vae_decode": ("workspace", "pixels", "attention_scores"),
+    "vae_decode": ("workspace", "pixels", "pixels_chunked", "batch1_pixels", "attention_scores"),
 }
 STAGE_COMPONENT = {"text_encode": "text_encoder", "denoise": "transformer", "vae_decode": "vae"}
 # Above the placement's weights: context and fixed buffers, the text encoder's and the
@@ -281,6 +292,15 @@ def placement_weights_mib(row: dict) -> float:
     return max(handoff_mib(row, stage) for stage in STAGE_COMPONENT)
 
 
+@lru_cache(maxsize=1)
+def int32_pixels() -> int:
+    """Decoded pixels (batch x height x width) beyond which the VAE decoder's largest
+    full-resolution tensor (the upsampled input of its last up-block) has more than 2^31
+    elements: past it, PyTorch runs those convolutions in chunks, so activation memory grows
+    more slowly with the batch (measured: ~2.1 GB per megapixel below, ~1.6 above)."""
+    return (2**31 - 1) // _arch().vae.block_out_channels[1]
+
+
 def _memory_row(row: dict, stage: str) -> tuple:
     batch, elem = row["batch"], ELEMENT_BYTES[row["precision"]]
     images = batch * (2 if row["cfg"] else 1)
@@ -292,8 +312,12 @@ def _memory_row(row: dict, stage: str) -> tuple:
         return (1.0, images * seq * elem / MIB, images * seq**2 * elem / MIB)
     if stage == "vae_decode":
         latent = costs["latent_pixels"]
-        return (1.0, batch * row["height"] * row["width"] * elem / MIB,
-                batch * latent**2 * elem / MIB)
+        image = row["height"] * row["width"]
+        whole = min(batch * image, int32_pixels())
+        # cuDNN takes another convolution path at batch 1, with a workspace that grows with the
+        # image (measured: ~0.4 GB more per megapixel than one image of a larger batch).
+        return (1.0, whole * elem / MIB, (batch * image - whole) * elem / MIB,
+                (image * elem / MIB) if batch == 1 else 0.0, batch * latent**2 * elem / MIB)
     raise ValueError(f"unknown memory stage {stage!r}")
 
 

@@ -97,7 +97,7 @@ LAW = {
     # Memory: MiB coefficients in MEMORY_FEATURES order (workspace, activations).
     "text_encode_memory": [300.0, 25000.0],
     "denoise_memory": [500.0, 46000.0, 0.0],
-    "vae_decode_memory": [400.0, 800.0, 0.0],
+    "vae_decode_memory": [400.0, 800.0, 500.0, 200.0, 0.0],
     "fp32_attention_scores": 30.0,  # math attention (scores materialised) at fp32
     # NVML used = placement weights + coefficients in NVML_FEATURES order (context and fixed
     # buffers, then what the caching allocator keeps reserved per prompt/image token and pixel);
