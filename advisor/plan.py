@@ -327,9 +327,8 @@ def _fitting(jobs: list[tuple], request: Request, predictor: _Predictor,
                 larger_misfit[(g.id, s)] = why
                 continue
             fitting[(g.id, s)].append(b)
-            floor = latency_floor_s(_service(g, s, 1, [1], preds, request),
-                                    request.slo_quantile)
-            if i > 0 or floor <= request.slo_s:
+            if i > 0 or latency_floor_s(_service(g, s, 1, [1], preds, request),
+                                        request.slo_quantile) <= request.slo_s:
                 still.append((g, s))
         live = still
     out: dict[str, list[Candidate]] = {g.id: [] for g, _ in jobs}
