@@ -219,14 +219,17 @@ def _ooms(rows: list[dict], records: list[dict]) -> dict:
 
 
 def _calibrate(models: Models, records: list[dict], specs: dict[str, GpuSpec]) -> None:
-    """Interval widths from out-of-fold residuals: K-fold for fitted predictions,
-    leave-one-GPU-out for transferred ones (when more than one GPU was probed)."""
+    """Interval widths from out-of-fold residuals. Fitted predictions (a probed GPU): K-fold
+    residuals pooled with leave-one-shape-out residuals of settings still probed at another
+    shape, since a fitted prediction is usually of a shape that was not measured. Transferred
+    predictions: leave-one-GPU-out residuals (when more than one GPU was probed)."""
     from advisor.validation import conformal_bounds, cross_predict, fold_metrics
 
     kfold = cross_predict(records, specs, "kfold", folds=CALIBRATION_FOLDS)
+    shapes = [p for p in cross_predict(records, specs, "shape_out") if p["setting_probed"]]
     gpu_out = cross_predict(records, specs, "gpu_out") if len(models.probed) > 1 else []
     for kind, key in INTERVAL_TARGETS.items():
-        fitted = [p["log_ratio"][key] for p in kfold]
+        fitted = [p["log_ratio"][key] for p in kfold + shapes]
         transferred = [p["log_ratio"][key] for p in gpu_out]
         models.intervals[kind] = Intervals(
             fitted=conformal_bounds(fitted, models.intervals[kind].fitted),
@@ -234,7 +237,8 @@ def _calibrate(models: Models, records: list[dict], specs: dict[str, GpuSpec]) -
             n_fitted=len(fitted), n_transferred=len(transferred))
     metrics = fold_metrics(kfold)
     models.calibration = {"latency_mape": metrics["total_s"]["mape"],
-                          "memory_mape": metrics["peak_memory"]["mape"]} if kfold else {}
+                          "memory_mape": metrics["allocated_memory"]["mape"],
+                          "nvml_memory_mape": metrics["peak_memory"]["mape"]} if kfold else {}
 
 
 # ---------------------------------------------------------------------------------------------

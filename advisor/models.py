@@ -107,7 +107,8 @@ class Models:
         spec = self.specs[row["gpu"]]
         if depth == max_depth:  # fitted at this GPU's own level
             lo, hi = iv.fitted
-            basis = f"K-fold residuals of {iv.n_fitted} probed configs"
+            basis = (f"{iv.n_fitted} K-fold and leave-one-shape-out residuals on the probed "
+                     "GPUs")
         elif iv.transferred is not None:
             lo, hi = iv.transferred
             basis = f"leave-one-GPU-out residuals of {iv.n_transferred} configs"
@@ -172,7 +173,7 @@ class Models:
 
     def _source_detail(self, row: dict) -> str:
         c = self.calibration
-        err = (f"K-fold latency MAPE {c['latency_mape']:.1f}%, memory MAPE "
+        err = (f"K-fold latency MAPE {c['latency_mape']:.1f}%, torch-allocated memory MAPE "
                f"{c['memory_mape']:.1f}%" if c.get("latency_mape") is not None
                else "no cross-validation (too few records)")
         if row["gpu"] in self.probed:

@@ -181,6 +181,19 @@ def test_measured_oom_makes_that_shape_and_larger_not_fit(specs):
     assert models.predict(H200, 1536, 1536, batch=8)["fits"] is True
 
 
+@pytest.mark.parametrize("offload", ["none", "model", "sequential"])
+def test_memory_predictions_never_fall_below_the_resident_weights(models, specs, offload):
+    from advisor.features import MEMORY_STAGES, MIB, handoff_mib
+
+    for shape in ((256, 256, 1), (4096, 4096, 1), (1024, 1024, 8)):
+        p = models.predict("a100-sxm-80gb", *shape[:2], batch=shape[2], offload=offload)
+        row = make_row(specs["a100-sxm-80gb"], *shape, offload=offload)
+        floor_gb = max(handoff_mib(row, s) for s in MEMORY_STAGES) * MIB / 1e9
+        assert p["torch_peak_allocated_gb"] >= floor_gb > 0
+        assert p["peak_memory_gb"] >= p["torch_peak_allocated_gb"]
+        assert p["memory_interval_gb"][0] >= p["torch_peak_allocated_gb"]
+
+
 def test_predicted_memory_over_capacity_does_not_fit(models):
     p = models.predict("rtx-4090", 1024, 1024)  # 20 GB of bf16 weights on a 24 GB card
     assert p["fits"] is False
@@ -233,6 +246,12 @@ def test_validation_report_structure(specs):
             assert set(report["metrics"][split][target]) >= {
                 "mape", "median_ape", "max_ape", "coverage", "n"}
     assert len(report["metrics"]["gpu_out"]["by_gpu"]) == 2
+    for split in ("kfold", "shape_out", "gpu_out"):  # tolerance scored on both memory views
+        for target in ("allocated_memory", "peak_memory"):
+            assert 0 <= report["metrics"][split][target]["within_tolerance_pct"] <= 100
+    assert report["memory_mape"]["kfold"] == report["metrics"]["kfold"]["allocated_memory"]["mape"]
+    scoped = report["metrics"]["shape_out"]["probed_settings"]
+    assert scoped["total_s"]["n"] + len(scoped["excluded"]) == report["splits"]["shape_out"]["n"]
     row = report["residuals"][0]
     assert set(row) >= {"gpu", "config", "measured", "predicted", "split"}
     assert {r["split"] for r in report["residuals"]} == {"kfold", "shape_out", "gpu_out"}

@@ -23,8 +23,9 @@ def add_parser(subparsers) -> None:
         description="Held-out accuracy of the models: MAPE, median and max absolute %% error "
         "and 90%% interval coverage for total latency, the denoise step and peak memory, "
         "under K-fold, leave-one-shape-out and leave-one-GPU-out. JSON keys latency_mape, "
-        "memory_mape and coverage (total-latency coverage) hold one figure per split; metrics "
-        "has the rest, residuals a row per held-out point.")
+        "memory_mape (torch peak allocated), nvml_memory_mape (NVML used) and coverage "
+        "(total-latency coverage) hold one figure per split; metrics has the rest, residuals "
+        "a row per held-out point.")
     _data_args(validate)
     validate.add_argument("--format", choices=["table", "json"], default="table",
                           help="output format (default table)")
@@ -109,7 +110,8 @@ def _summary_table(s: dict) -> str:
     cal = s["calibration"]
     if cal:
         lines.append(f"K-fold: latency MAPE {cal['latency_mape']:.1f}%, "
-                     f"memory MAPE {cal['memory_mape']:.1f}%")
+                     f"memory MAPE {cal['memory_mape']:.1f}% torch allocated, "
+                     f"{cal['nvml_memory_mape']:.1f}% NVML used")
     for kind, iv in s["intervals"].items():
         lines.append(f"90% {kind} interval: fitted {_pct(iv['fitted'])}, transferred "
                      + (_pct(iv["transferred"]) if iv["transferred"] else
