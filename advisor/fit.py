@@ -139,11 +139,20 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
         intervals={kind: placeholder for kind in INTERVAL_TARGETS},
         probed=_probed_capacity(ok_records), measured=_measured(rows, ok_records),
         power=_power(ok_records), ooms=_ooms(all_rows, records), calibration={},
+        shapes=_shapes(rows),
         records=records, problems=problems,
     )
     if calibrate:
         _calibrate(models, ok_records, specs)
     return models
+
+
+def _shapes(rows: list[dict]) -> dict:
+    """The shapes measured per GPU and setting."""
+    out: dict[tuple, set] = {}
+    for row in rows:
+        out.setdefault(setting_key(row), set()).add((row["height"], row["width"]))
+    return out
 
 
 def _probed_capacity(records: list[dict]) -> dict[str, float]:

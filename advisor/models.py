@@ -23,10 +23,12 @@ MIN_MEMORY_MARGIN_GB = 1.0
 # Extra log-width of an interval where the evidence does not reach: a setting never probed
 # (pooled efficiencies), a GPU of an architecture never probed, and (with only one GPU probed,
 # so no GPU-out residuals) any transfer. Assumptions, stated in each prediction.
+# A setting probed at a single shape gets `shape` added for other shapes: one shape cannot tell
+# how its time splits between terms that scale differently with the shape.
 EXTRA_WIDTH = {
-    "latency": {"setting": 0.15, "architecture": 0.25, "transfer": 0.10},
-    "memory": {"setting": 0.15, "architecture": 0.10, "transfer": 0.03},
-    "allocated": {"setting": 0.15, "architecture": 0.05, "transfer": 0.02},
+    "latency": {"setting": 0.15, "shape": 0.10, "architecture": 0.25, "transfer": 0.10},
+    "memory": {"setting": 0.15, "shape": 0.05, "architecture": 0.10, "transfer": 0.03},
+    "allocated": {"setting": 0.15, "shape": 0.02, "architecture": 0.05, "transfer": 0.02},
 }
 
 
@@ -56,6 +58,8 @@ class Models:
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
     calibration: dict  # K-fold error summary used to label fitted figures
     records: list = field(repr=False, default_factory=list)  # the fit's input, for validation
+    # (gpu, precision, attention, compile, offload) -> {(height, width)} of the ok records
+    shapes: dict = field(repr=False, default_factory=dict)
     problems: list = field(default_factory=list)  # records skipped, with file:line
     cache_path: str | None = None
     _validation: dict | None = field(default=None, repr=False)
@@ -119,6 +123,11 @@ class Models:
         if depth == 0:
             lo, hi = lo - extra["setting"], hi + extra["setting"]
             basis += f"; +{extra['setting']:.0%} because this setting was never probed"
+        elif len(self.shapes.get(setting_key(row), ())) == 1 and \
+                (row["height"], row["width"]) not in self.shapes[setting_key(row)]:
+            lo, hi = lo - extra["shape"], hi + extra["shape"]
+            basis += (f"; +{extra['shape']:.0%} because this setting was probed at one shape "
+                      "only")
         probed_archs = {self.specs[g].architecture for g in self.probed}
         if spec.architecture not in probed_archs:
             lo, hi = lo - extra["architecture"], hi + extra["architecture"]

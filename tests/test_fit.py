@@ -148,6 +148,18 @@ def test_prediction_keys_and_sources(models):
     assert transferred["power_w"] is None
 
 
+def test_a_setting_probed_at_one_shape_gets_wider_intervals_elsewhere(specs):
+    grid = SMALL_GRID + [dict(height=1024, width=1024, batch=b, compile=True) for b in (1, 4)]
+    models = fit_models(_with_sources(synthetic_records(grid=grid, noise=0.01)), specs,
+                        calibrate=False)
+    width = lambda p: p["latency_interval_s"][1] / p["latency_interval_s"][0]
+    compiled = models.predict(H100, 768, 768, batch=2, compile=True)
+    assert "probed at one shape only" in compiled["interval_basis"]["latency"]
+    assert width(compiled) > width(models.predict(H100, 768, 768, batch=2))
+    same_shape = models.predict(H100, 1024, 1024, batch=2, compile=True)
+    assert "one shape" not in same_shape["interval_basis"]["latency"]
+
+
 def test_predict_many_matches_predict(models):
     configs = [dict(gpu_id=H200, height=h, width=w, batch=b)
                for h, w, b in ((512, 512, 1), (1536, 1024, 3), (2048, 2048, 2))]
