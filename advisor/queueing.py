@@ -8,9 +8,10 @@ request (queueing + batching window + batch service). The policy it models:
   first: the batch for the oldest waiting request is ready when `max_batch` requests of its class
   are waiting, or `window_s` after that oldest request arrived, whichever is first (Triton-style
   dynamic batching with a max queue delay).
-- The batch starts on the GPU that frees first, at max(ready, GPU free); it takes every request of
-  its class that has arrived by then, up to `max_batch`, and runs for the service time of a batch
-  of that size and resolution.
+- The batch starts on the GPU that frees first, at max(ready, GPU free, start of the previous
+  batch: the one dispatcher sends batches out in turn); it takes every request of its class that
+  has arrived by then, up to `max_batch`, and runs for the service time of a batch of that size
+  and resolution.
 
 Common random numbers: every simulation with the same seed replays the same unit-rate arrival
 stream scaled to the demand, so fleet sizes compare cleanly across N, candidates and demand.
@@ -157,7 +158,7 @@ def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):
     starts = [[] for _ in by_class]
     ends = [[] for _ in by_class]
     heapreplace = heapq.heapreplace
-    gpu_waits = 0
+    gpu_waits, dispatched = 0, 0.0
     while True:
         first = min(oldest)
         if first == inf:
@@ -167,11 +168,14 @@ def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):
         ready = first + window_s
         if arrivals[head + last] < ready:  # the batch fills before the window ends
             ready = arrivals[head + last]
+        if ready < dispatched:  # one dispatcher: the previous batch went out first
+            ready = dispatched
         start = free[0]
         if start > ready:
             gpu_waits += 1
         else:
             start = ready
+        dispatched = start
         end = bisect_right(arrivals, start, head, head + max_batch)
         heapreplace(free, start + table[c][end - head - 1] * scales[c][head])
         starts[c].append(start)

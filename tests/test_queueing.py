@@ -145,11 +145,17 @@ def simpy_latencies(service: Service, rate: float, n_gpus: int, window_s: float,
     return done - times
 
 
-@pytest.mark.parametrize("rate, n_gpus, window_s", [(6.0, 4, 0.3), (2.0, 2, 0.0)])
-def test_event_loop_matches_a_simpy_model_of_the_policy(rate, n_gpus, window_s):
+# Batches of two fill long before a 0.3 s window at 30 requests/s: a full batch of one class
+# is ready while the dispatcher still holds another class's batch open (head-of-line).
+PAIRS = Service(times_s=((1.0, 1.2), (0.6, 0.7), (0.3, 0.35)), shares=(0.5, 0.3, 0.2))
+
+
+@pytest.mark.parametrize("service, rate, n_gpus, window_s", [
+    (MIX, 6.0, 4, 0.3), (MIX, 2.0, 2, 0.0), (PAIRS, 30.0, 20, 0.3)])
+def test_event_loop_matches_a_simpy_model_of_the_policy(service, rate, n_gpus, window_s):
     sim = Simulation(requests=3000, warmup=300, seed=5)
-    latency = simpy_latencies(MIX, rate, n_gpus, window_s, sim)[sim.warmup:]
-    result = simulate(MIX, rate, n_gpus, window_s, sim)
+    latency = simpy_latencies(service, rate, n_gpus, window_s, sim)[sim.warmup:]
+    result = simulate(service, rate, n_gpus, window_s, sim)
     assert result.mean_batch > 1.2 or window_s == 0.0  # batching is exercised
     expected = np.percentile(latency, [50, 95, 99]).tolist() + [latency.mean()]
     got = [result.p50_s, result.p95_s, result.p99_s, result.mean_s]
