@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from advisor.features import (
-    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS, latency_design,
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS, latency_design,
     memory_design, nvml_design,
 )
 from advisor.grouped import GroupedLinear, fit_grouped_linear
@@ -50,6 +50,10 @@ LATENCY_PRIOR = {
     "other": [0.0, 10.0, 1.0],
 }
 HBM_PRIOR_WEIGHT = 30.0
+# Memory coefficients that may be negative: the batch-1 convolution workspace differs from a
+# larger batch's either way (measured: more per pixel at bf16, less at fp32). The peak never
+# falls below the resident weights (MemoryPredictor bounds it).
+MEMORY_FREE = {"vae_decode": (MEMORY_FEATURES["vae_decode"].index("batch1_pixels"),)}
 
 
 def _root_strength(stage: str, prior_strength: float) -> np.ndarray:
@@ -179,7 +183,8 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
             return GroupedLinear(levels[:1], [{(): np.zeros(features.shape[1])}])
         index = np.flatnonzero(use)
         return fit_grouped_linear(features[index], target[index], [X[i] for i in index], levels,
-                                  self.prior_strength, offset=resident[index])
+                                  self.prior_strength, offset=resident[index],
+                                  free=MEMORY_FREE.get(stage, ()))
 
     def predict(self, X: list[dict]) -> np.ndarray:
         out = self.predictor_.predict(X)
