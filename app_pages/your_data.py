@@ -49,8 +49,12 @@ if not uploads:
     st.info("No data uploaded yet: the dashboard runs on the shipped measurements.")
     st.stop()
 
+# The toggle's own state is dropped when another page runs; USE_USER_DATA is not a widget key,
+# so the choice holds across pages and the toggle is set from it each time this page is drawn.
+st.session_state.your_data_use = st.session_state.get(USE_USER_DATA, False)
 st.toggle("Use my data in Plan and Explore (refits the models for this session)",
-          key=USE_USER_DATA)
+          key="your_data_use", on_change=lambda: st.session_state.update(
+              {USE_USER_DATA: st.session_state.your_data_use}))
 data_banner()
 if st.button("Forget my uploads", key="your_data_forget"):
     uploads.clear()

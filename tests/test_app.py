@@ -258,12 +258,15 @@ def test_your_data_reports_bad_lines_and_uses_good_ones():
     assert any("mine.jsonl:2" in e.value for e in at.error)
     assert any("3 valid record" in s.value for s in at.success)
     assert len(table(at, "your_data_compare")) == 3  # beside the shipped models' predictions
-    at.toggle(key="use_user_data").set_value(True).run()
+    at.toggle(key="your_data_use").set_value(True).run()
     assert not at.exception, at.exception
     at.switch_page("app_pages/plan.py").run()
+    at.run()  # a second run of another page: the toggle's own widget state is gone by now
     assert not at.exception, at.exception
     assert any("Using your data" in i.value for i in at.info)
     assert len(table(at, "plan_options")) >= 1
+    at.switch_page("app_pages/your_data.py").run()
+    assert at.toggle(key="your_data_use").value  # drawn again as it was left
 
 
 def test_your_data_bad_upload_shows_error():
