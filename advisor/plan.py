@@ -124,7 +124,7 @@ def recommend(request: Request, models, catalog, top: int = 5) -> Plan:
     shown = {o["gpu"] for o in options}
     infeasible, unfit = _gpu_verdicts(candidates, unfit_notes, shown, request)
     listed = shown | {g["gpu"] for g in infeasible + unfit}
-    not_simulated = _not_simulated(candidates, listed)
+    not_simulated = _not_simulated(candidates, listed, request)
     return Plan(
         request=request, options=options, frontier=pareto_front(met, _q(request)),
         infeasible=infeasible, unfit=unfit, excluded=excluded, not_simulated=not_simulated,
@@ -441,10 +441,16 @@ def _branch_and_bound(candidates: list[Candidate], request: Request, top: int) -
         if beaten and (c.cost_lower > PARETO_COST_WINDOW * cheapest or any(
                 cost <= c.cost_lower and latency <= c.latency_floor_s for cost, latency in met)):
             continue  # cannot enter the ranking nor the frontier
+        # beyond this monthly cost the option could enter neither the ranking nor the frontier
+        limit = max(min(best.get(c.gpu.id, math.inf),
+                        ranked[top - 1] if len(ranked) >= top else math.inf),
+                    PARETO_COST_WINDOW * cheapest)
         c.sizing = size_fleet(c.service, rate, request.slo_quantile, request.slo_s,
                               request.window_s, request.max_gpus - request.n_plus_one,
-                              request.simulation)
+                              request.simulation, _gpus_within(limit, c, request))
         evaluated.append(c)
+        if c.sizing.gave_up_above is not None:
+            continue  # costs more than the options found: listed as not simulated
         if c.sizing.n_gpus is None:
             c.rejected = c.sizing.reason
             continue
@@ -456,6 +462,26 @@ def _branch_and_bound(candidates: list[Candidate], request: Request, top: int) -
         met.append((cost["usd_per_month"], c.sizing.result.quantile_s(request.slo_quantile)))
         best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), cost["usd_per_month"])
     return evaluated
+
+
+def _gpus_within(usd_per_month: float, c: Candidate, request: Request) -> int | None:
+    """The most serving GPUs of `c` whose fleet costs at most `usd_per_month` (None: no limit).
+    The cost grows with the fleet: doubling steps up from the lower bound, then bisection."""
+    if usd_per_month == math.inf:
+        return None
+
+    def within(n: int) -> bool:
+        cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one)
+        return cost["usd_per_month"] <= usd_per_month
+
+    n, step = c.n_lower - 1, 1
+    while within(n + step):
+        n, step = n + step, step * 2
+    while step > 1:  # n is within, n + step is not
+        step //= 2
+        if within(n + step):
+            n += step
+    return n
 
 
 def _unmet(sizing: Sizing, reasons: list[str]) -> Sizing:
@@ -593,6 +619,8 @@ def _batch_outcome(c: Candidate, n: int, request: Request) -> str:
         return f"cannot serve the request: {c.rejected}"
     if c.sizing is None:
         return f"needs at least {c.n_lower} GPUs even at full batches (not simulated)"
+    if c.sizing.gave_up_above is not None:
+        return c.sizing.reason
     if c.sizing.n_gpus == n:
         latency = c.sizing.result.quantile_s(request.slo_quantile)
         return f"needs as many GPUs, with {request.slo_label} {latency:.2f} s"
@@ -645,11 +673,19 @@ def _unfit_reason(note: dict, rejected: list[Candidate], request: Request) -> st
             f"{why}")
 
 
-def _not_simulated(candidates: list[Candidate], seen: set) -> list[dict]:
+def _not_simulated(candidates: list[Candidate], seen: set, request: Request) -> list[dict]:
     best: dict[str, float] = {}
     for c in candidates:
-        if c.gpu.id not in seen and c.sizing is None:
-            best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), c.cost_lower)
+        if c.gpu.id in seen:
+            continue
+        if c.sizing is None:
+            bound = c.cost_lower
+        elif c.sizing.gave_up_above is not None:  # simulated up to that many GPUs
+            bound = fleet_cost(request, c.price, c.gpu_w, c.sizing.gave_up_above + 1
+                               + request.n_plus_one)["usd_per_month"]
+        else:
+            continue
+        best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), bound)
     return [{"gpu": g, "usd_per_month_at_least": v} for g, v in sorted(best.items(),
                                                                        key=lambda kv: kv[1])]
 

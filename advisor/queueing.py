@@ -197,6 +197,7 @@ class Sizing:
     trials: tuple[tuple[int, float], ...]  # (N, latency at the SLO quantile) of each size tried
     reason: str = ""
     unbounded: Result | None = None  # with a GPU always free, when the search needed it
+    gave_up_above: int | None = None  # the caller's `give_up_above`, when none up to it met
 
 
 def gpus_lower_bound(service: Service, rate: float, quantile: float = 1.0,
@@ -253,6 +254,7 @@ def size_fleet(
     window_s: float,
     max_gpus: int,
     sim: Simulation = Simulation(),
+    give_up_above: int | None = None,
 ) -> Sizing:
     """Smallest N whose simulated latency quantile meets `slo_s` at `rate` requests/s.
 
@@ -261,6 +263,8 @@ def size_fleet(
     sample (a shorter one understates the queue that builds up near saturation). It stops when
     a failing simulation had no batch waiting for a GPU (more GPUs cannot help) and, after
     UNBOUNDED_AFTER failures, asks once whether a fleet with a GPU always free meets the SLO.
+    A caller with no use for a fleet larger than `give_up_above` (e.g. one that would cost more
+    than the options it has) gets `gave_up_above` set instead of a larger answer.
     """
     label = f"p{round(quantile * 100)}"
     floor = latency_floor_s(service, quantile)
@@ -273,11 +277,17 @@ def size_fleet(
         return Sizing(None, None, lower, (), (
             f"needs at least {lower} GPUs for {rate:.2f} img/s even with full batches "
             f"(of sizes that meet the SLO); max_gpus is {max_gpus}"))
+    cap = max_gpus if give_up_above is None else min(max_gpus, give_up_above)
+    if lower > cap:
+        return Sizing(None, None, lower, (), f"needs more than {cap} GPUs (at least {lower} "
+                      "even with full batches)", gave_up_above=cap)
     trials = _Trials(service, rate, quantile, slo_s, window_s, sim)
-    failed, met = trials.expand(lower - 1, lower, max_gpus)
-    if met is None:
-        return trials.sizing(failed, lower, trials.why_not(failed, max_gpus, window_s))
-    return trials.sizing(trials.bisect(failed, met), lower)
+    failed, met = trials.expand(lower - 1, lower, cap)
+    if met is not None:
+        return trials.sizing(trials.bisect(failed, met), lower)
+    if failed < max_gpus and not trials.hopeless(failed) and not trials.unbounded_failed():
+        return trials.sizing(failed, lower, f"needs more than {failed} GPUs", gave_up_above=cap)
+    return trials.sizing(failed, lower, trials.why_not(failed, max_gpus, window_s))
 
 
 # Failed sizes after which the search simulates a fleet with a GPU always free: most answers
@@ -311,7 +321,11 @@ class _Trials:
         """Whether the SLO is missed even with a GPU always free (as many GPUs as requests)."""
         service, rate, window_s, sim = self.args
         self.unbounded = simulate_cached(service, rate, sim.warmup + sim.requests, window_s, sim)
-        return self.unbounded.quantile_s(self.quantile) > self.slo_s
+        return self.unbounded_failed()
+
+    def unbounded_failed(self) -> bool:
+        return self.unbounded is not None \
+            and self.unbounded.quantile_s(self.quantile) > self.slo_s
 
     def expand(self, failed: int, n: int, cap: int) -> tuple[int, int | None]:
         """(last failing N, first meeting N or None) going up from n in doubling steps."""
@@ -335,15 +349,15 @@ class _Trials:
 
     def why_not(self, n: int, max_gpus: int, window_s: float) -> str:
         label, got = f"p{round(self.quantile * 100)}", self.latency(n)
-        free = self.unbounded.quantile_s(self.quantile) if self.unbounded else None
-        if free is not None and free > self.slo_s:
-            got = free
+        if self.unbounded_failed():
+            got = self.unbounded.quantile_s(self.quantile)
         elif not self.hopeless(n):
             return f"{label} {got:.2f} s > {self.slo_s:g} s at max_gpus {max_gpus}"
         return (f"{label} {got:.2f} s > {self.slo_s:g} s even with a GPU always free "
                 f"(batching window {window_s:g} s + batch service)")
 
-    def sizing(self, n: int, lower: int, reason: str = "") -> Sizing:
+    def sizing(self, n: int, lower: int, reason: str = "",
+               gave_up_above: int | None = None) -> Sizing:
         tried = tuple((k, r.quantile_s(self.quantile)) for k, r in self.results.items())
         return Sizing(None if reason else n, self.results[n], lower, tried, reason,
-                      self.unbounded)
+                      self.unbounded, gave_up_above)

@@ -13,7 +13,8 @@ import pytest
 from advisor.catalog import load_catalog
 from advisor.cli import main
 from advisor.errors import AdvisorError
-from advisor.plan import HOURS_PER_MONTH, Setting, _interpolate, recommend
+from advisor.plan import HOURS_PER_MONTH, PARETO_COST_WINDOW, Setting, _interpolate, \
+    recommend
 from advisor.queueing import Service, simulate
 from advisor.request import Request
 from tests.fake_models import FakeModels, batch_latency_s
@@ -322,6 +323,28 @@ def test_pruning_does_not_change_the_best_option():
     exhaustive = plan_for(req, top=100)
     assert pruned.best() == {**exhaustive.best(), "reason": pruned.best()["reason"]}
     assert pruned.search["candidates_simulated"] < exhaustive.search["candidates_simulated"]
+
+
+def test_pruning_keeps_the_top_options_and_the_frontier_within_its_window():
+    req = full_catalog_request()
+    pruned, exhaustive = plan_for(req, top=3), plan_for(req, top=100)
+
+    def key(o):
+        return o["gpu"], o["setting"], o["max_batch"], o["fleet"]["total_gpus"], o["latency"]
+
+    assert [key(o) for o in pruned.options[:3]] == [key(o) for o in exhaustive.options[:3]]
+    window = PARETO_COST_WINDOW * exhaustive.best()["cost"]["usd_per_month"]
+    assert [key(o) for o in pruned.frontier] == [
+        key(o) for o in exhaustive.frontier if o["cost"]["usd_per_month"] <= window]
+    assert pruned.search["simulations"] < exhaustive.search["simulations"]
+    # a GPU whose search stopped at the cost of the options found is listed with its bound
+    shown = {o["gpu"] for o in pruned.options}
+    for g in pruned.not_simulated:
+        assert g["gpu"] not in shown
+        cheapest = min((o for o in exhaustive.options if o["gpu"] == g["gpu"]),
+                       key=lambda o: o["cost"]["usd_per_month"], default=None)
+        if cheapest:
+            assert g["usd_per_month_at_least"] <= cheapest["cost"]["usd_per_month"] + 1e-6
 
 
 def test_search_stops_at_the_first_misfit_and_after_batch_one_when_too_slow():

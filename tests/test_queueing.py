@@ -186,6 +186,19 @@ def test_size_fleet_is_the_smallest_n_meeting_the_slo():
     assert len(sizing.trials) <= 6
 
 
+def test_size_fleet_gives_up_above_the_callers_limit():
+    full = size_fleet(MIX, rate=100.0, quantile=0.95, slo_s=5.0, window_s=0.05, max_gpus=500)
+    n = full.n_gpus
+    same = size_fleet(MIX, 100.0, 0.95, 5.0, 0.05, 500, give_up_above=n)
+    assert (same.n_gpus, same.gave_up_above) == (n, None)
+    short = size_fleet(MIX, 100.0, 0.95, 5.0, 0.05, 500, give_up_above=n - 1)
+    assert short.n_gpus is None and short.gave_up_above == n - 1
+    assert short.reason == f"needs more than {n - 1} GPUs"
+    assert max(k for k, _ in short.trials) == n - 1
+    below = size_fleet(MIX, 100.0, 0.95, 5.0, 0.05, 500, give_up_above=full.lower_bound - 1)
+    assert below.gave_up_above == full.lower_bound - 1 and below.trials == ()
+
+
 def test_fleet_size_monotone_in_demand():
     sizes = [size_fleet(MIX, rate, 0.95, 5.0, 0.05, 2000).n_gpus for rate in (1, 5, 20, 80, 320)]
     assert sizes == sorted(sizes)
