@@ -119,11 +119,13 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, prior_strength: float = 1.0, per_gpu: bool = True, iterations: int = 4,
-                 pressure_mib: float = 2048.0, default_fragmentation: float = 0.5):
+                 pressure_mib: float = 2048.0, pressure_fraction: float = 0.95,
+                 default_fragmentation: float = 0.5):
         self.prior_strength = prior_strength
         self.per_gpu = per_gpu
         self.iterations = iterations
         self.pressure_mib = pressure_mib
+        self.pressure_fraction = pressure_fraction
         self.default_fragmentation = default_fragmentation
 
     def fit(self, X: list[dict], y, stage_peaks=None, reserved=None) -> "MemoryRegressor":
@@ -143,20 +145,24 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
                 use = ~np.isnan(known[:, j]) | (partial & (dominant == j))
                 tables[stage] = self._fit_stage(stage, designs[stage], target, X, use)
             predictor = MemoryPredictor(tables, _zero_table(), {}, 0.0, 0.0, "")
-            dominant = np.argmax(predictor.predict_stages(X)[0], axis=1)
-        pressured = nvml - reserved > self.pressure_mib  # False where reserved is unknown
+            stages, residents, _ = predictor.predict_stages(X)
+            dominant = np.argmax(stages, axis=1)
+        capacity = np.array([r["capacity_mib"] for r in X], dtype=float)
+        # False where reserved is unknown
+        pressured = ((nvml - reserved > self.pressure_mib)
+                     | (nvml > self.pressure_fraction * capacity))
         context = _context(X, nvml - reserved, ~pressured & ~np.isnan(reserved))
         free = ~pressured
         if free.any():
             index = np.flatnonzero(free)
-            features, placement = nvml_design([X[i] for i in index])
+            features, placement = nvml_design((stages - residents)[index],
+                                              [X[i] for i in index])
             levels = ((), ("precision", "offload"))
             levels += (levels[-1] + ("gpu",),) if self.per_gpu else ()
             nvml_table = fit_grouped_linear(features, nvml[index], [X[i] for i in index],
                                             levels, self.prior_strength, offset=placement)
         else:
             nvml_table = _zero_table()
-        capacity = np.array([r["capacity_mib"] for r in X], dtype=float)
         headroom = (float(np.median(1 - nvml[pressured] / capacity[pressured]))
                     if pressured.any() else 0.0)
         resident = np.column_stack([designs[s][1] for s in MEMORY_STAGES])

@@ -243,7 +243,7 @@ def latency_design(rows: list[dict], stage: str) -> np.ndarray:
 # from the offload mode) + fitted workspace (column 0) + fitted activation coefficients, all >= 0,
 # so a prediction never falls below the resident weights. NVML's used memory adds what the
 # caching allocator keeps reserved (fragments it holds while memory is free) and the CUDA
-# context; it is modelled apart, from the same shape quantities.
+# context; it is modelled apart, from the stages' activations.
 
 MEMORY_FEATURES = {
     "text_encode": ("workspace", "tokens"),
@@ -251,9 +251,10 @@ MEMORY_FEATURES = {
     "vae_decode": ("workspace", "pixels", "pixels_chunked", "batch1_pixels", "attention_scores"),
 }
 STAGE_COMPONENT = {"text_encode": "text_encoder", "denoise": "transformer", "vae_decode": "vae"}
-# Above the placement's weights: context and fixed buffers, the text encoder's and the
-# transformer's activations, the VAE's full-resolution activations (per batch and per image).
-NVML_FEATURES = ("context", "prompt_tokens", "image_tokens", "pixels", "image_pixels")
+# NVML used above the placement's weights: the CUDA context and fixed buffers, then what the
+# caching allocator keeps reserved per MiB of each stage's peak activations (blocks cached for
+# one stage's tensors are of the wrong sizes for the next, so the reserve grows with all three).
+NVML_FEATURES = ("context", "text_encode", "denoise", "vae_decode")
 
 
 @lru_cache(maxsize=16)
@@ -331,18 +332,8 @@ def memory_design(rows: list[dict], stage: str) -> tuple[np.ndarray, np.ndarray,
             np.array([handoff_mib(r, stage) for r in rows], dtype=float))
 
 
-def _nvml_row(row: dict) -> tuple:
-    elem = ELEMENT_BYTES[row["precision"]]
-    images = row["batch"] * (2 if row["cfg"] else 1)
-    pixels = row["height"] * row["width"] * elem / MIB
-    seq = shape_costs(row["height"], row["width"], row["caption_tokens"])["seq_tokens"]
-    return (1.0, images * workload.MAX_CAPTION_TOKENS * elem / MIB, images * seq * elem / MIB,
-            row["batch"] * pixels, pixels)
-
-
-def nvml_design(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(features, placement weights MiB) of the NVML model; see NVML_FEATURES."""
-    if not rows:
-        return np.zeros((0, len(NVML_FEATURES))), np.zeros(0)
-    return (np.array([_nvml_row(r) for r in rows], dtype=float),
-            np.array([placement_weights_mib(r) for r in rows], dtype=float))
+def nvml_design(activations: np.ndarray, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(features, placement weights MiB) of the NVML model, from each stage's peak activations
+    (n, 3) MiB in MEMORY_STAGES order; see NVML_FEATURES."""
+    X = np.column_stack([np.ones(len(rows)), np.reshape(activations, (len(rows), -1))])
+    return X, np.array([placement_weights_mib(r) for r in rows], dtype=float)

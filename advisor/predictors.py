@@ -83,7 +83,7 @@ class MemoryPredictor:
         allocated = stages[index, dominant]
         activations = allocated - residents[index, dominant]
         context = self.context(rows)
-        X, placement = nvml_design(rows)
+        X, placement = nvml_design(stages - residents, rows)
         free = np.maximum(placement + self.nvml_table.predict(X, rows)[0], allocated + context)
         capacity = np.array([r["capacity_mib"] for r in rows], dtype=float)
         nvml = np.maximum(np.minimum(free, capacity * (1 - self.headroom)), allocated + context)

@@ -100,10 +100,10 @@ LAW = {
     "vae_decode_memory": [400.0, 800.0, 500.0, 200.0, 0.0],
     "fp32_attention_scores": 30.0,  # math attention (scores materialised) at fp32
     # NVML used = placement weights + coefficients in NVML_FEATURES order (context and fixed
-    # buffers, then what the caching allocator keeps reserved per prompt/image token and pixel);
-    # torch reserved = NVML used - the CUDA context. Chosen so that NVML used always exceeds
-    # allocated + context (the model's floor) on the standard grid.
-    "nvml": [900.0, 30000.0, 60000.0, 1200.0, 0.0],
+    # buffers, then MiB the caching allocator keeps reserved per MiB of each stage's
+    # activations); torch reserved = NVML used - the CUDA context. Coefficients >= 1 and a fixed
+    # part above the context keep NVML used above allocated + context (the model's floor).
+    "nvml": [900.0, 1.1, 1.3, 1.2],
     "context": 700.0,
 }
 
@@ -125,15 +125,16 @@ def law_latency(row: dict) -> dict:
 
 def law_memory(row: dict) -> dict:
     """Per-stage torch peak MiB, the run's peak, the NVML peak and torch reserved under LAW."""
-    stages = {}
+    stages, activations = {}, []
     for stage in MEMORY_STAGES:
         coef = np.array(LAW[f"{stage}_memory"], dtype=float)
         if row["precision"] == "fp32" and stage == "denoise":
             coef[2] = LAW["fp32_attention_scores"]
         X, resident, floor = memory_design([row], stage)
         stages[stage] = float(max(floor[0], resident[0] + X[0] @ coef))
+        activations.append(stages[stage] - resident[0])
     allocated = max(stages.values())
-    X, placement = nvml_design([row])
+    X, placement = nvml_design(np.array([activations]), [row])
     nvml = max(float(placement[0] + X[0] @ np.array(LAW["nvml"])), allocated + LAW["context"])
     return {"stages": stages, "allocated": allocated, "nvml": nvml,
             "reserved": nvml - LAW["context"]}
