@@ -6,7 +6,7 @@ advisor/ (planner, fitted models, catalog, claim checker) through advisor/app_da
 import streamlit as st
 
 st.set_page_config(page_title="Z-Image-Turbo capacity advisor", page_icon=":material/image:",
-                   layout="wide")
+                   layout="wide", initial_sidebar_state=340)  # px: the Plan form's tables fit
 
 PAGES = [
     st.Page("app_pages/plan.py", title="Plan", icon=":material/calculate:", default=True),

@@ -414,6 +414,9 @@ def least_sure(sources: list[str]) -> str:
     return max(sources, key=SOURCES_BY_SURENESS.index)
 
 
+NO_REASON = "beyond the planner's top picks: sized and priced, without a reason line"
+
+
 def options_frame(options: list[dict], request) -> pd.DataFrame:
     """One row per plan option: what to buy, how many, what it costs, how fast, how sure."""
     q = f"{request.slo_label}_s"
@@ -427,7 +430,7 @@ def options_frame(options: list[dict], request) -> pd.DataFrame:
         "per_gpu_img_per_s": o["capacity_img_per_s"] / o["fleet"]["serving_gpus"],
         "sources": ", ".join(o["sources"]), "basis": least_sure(o["sources"]),
         "price_source": o["cost"]["price"]["source"],
-        "reason": o.get("reason", ""),
+        "reason": o.get("reason") or NO_REASON,
     } for o in options]
     return pd.DataFrame(rows)
 

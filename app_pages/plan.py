@@ -165,8 +165,8 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
     number = st.column_config.NumberColumn
     st.subheader("Ranked options (cheapest fleet per GPU meeting the SLO)")
     table("plan_options", options, column_order=(
-        "rank", "gpu_name", "total_gpus", "servers", "usd_per_month", "usd_per_1k_images",
-        "latency_s", "sources", "setting", "max_batch", "per_gpu_img_per_s", "reason"),
+        "rank", "gpu_name", "total_gpus", "usd_per_month", "usd_per_1k_images", "latency_s",
+        "reason", "sources", "setting", "max_batch", "servers", "per_gpu_img_per_s"),
         column_config={
             "gpu_name": "GPU", "total_gpus": number("GPUs"),
             "usd_per_month": number("USD / month", format="$%,.0f"),
@@ -176,16 +176,19 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
             "sources": "service times", "max_batch": number("max batch"),
             "reason": st.column_config.TextColumn("why", width="large"),
         })
-    tabs = st.tabs(["Cost vs latency", "Fleet vs demand", "Throughput per GPU"])
-    frontier = options_frame(plan.frontier, request)
-    tabs[0].plotly_chart(cost_latency_figure(options, frontier, request.slo_s, request.slo_label),
-                         key="plan_cost_chart")
-    with tabs[1], st.spinner("Re-sizing the top picks at other demands…"):
-        fleet = _fleet(key, m.model_version, planner_key(catalog()), plan, m)
-        st.plotly_chart(fleet_figure(fleet),
-                        key="plan_fleet_chart")
-    tabs[2].plotly_chart(throughput_figure(options), key="plan_throughput_chart")
-
+    # Lazy tabs: only the open tab's chart is built and sent (a rerun when another is opened).
+    cost, fleet, throughput = st.tabs(["Cost vs latency", "Fleet vs demand", "Throughput per GPU"],
+                                      key="plan_chart_tab", on_change="rerun")
+    if cost.open:
+        frontier = options_frame(plan.frontier, request)
+        cost.plotly_chart(cost_latency_figure(options, frontier, request.slo_s,
+                                              request.slo_label), key="plan_cost_chart")
+    if fleet.open:
+        with fleet, st.spinner("Re-sizing the top picks at other demands…"):
+            by_demand = _fleet(key, m.model_version, planner_key(catalog()), plan, m)
+            st.plotly_chart(fleet_figure(by_demand), key="plan_fleet_chart")
+    if throughput.open:
+        throughput.plotly_chart(throughput_figure(options), key="plan_throughput_chart")
 
 st.title("Plan: which GPUs, how many, at what cost")
 data_banner()
@@ -215,7 +218,8 @@ with st.spinner("Sizing fleets (queueing simulation) for every GPU and setting�
 show_answer(plan, m)
 show_tables_and_charts(plan, m, request, key)
 uploads = st.session_state.get(USER_UPLOADS) if using_user_data() else None
-st.download_button("Download this plan (YAML)", plan_yaml(plan, m, catalog(), uploads),
+cat = catalog()
+st.download_button("Download this plan (YAML)", lambda: plan_yaml(plan, m, cat, uploads),
                    file_name="zimage-plan.yaml", mime="application/x-yaml", key="plan_download",
                    icon=":material/download:", on_click="ignore")
 with st.expander("GPUs not recommended, and why", expanded=plan.best() is None):

@@ -123,6 +123,20 @@ def test_plan_page_demand_changes_fleet():
     assert best_fleet(at) > before
 
 
+def test_plan_page_draws_the_open_chart_tab_only():
+    at = open_page("plan")
+    charts = {"Cost vs latency": "plan_cost_chart", "Fleet vs demand": "plan_fleet_chart",
+              "Throughput per GPU": "plan_throughput_chart"}
+    for tab, chart in charts.items():
+        at.session_state["plan_chart_tab"] = tab
+        at.run()
+        assert not at.exception, at.exception
+        drawn = [c.proto.id for c in at.get("plotly_chart")]
+        assert len(drawn) == 1 and drawn[0].endswith(chart), (tab, drawn)
+    options = table(at, "plan_options")
+    assert options.reason.str.len().gt(0).all()  # every ranked row says why
+
+
 def test_plan_page_keeps_the_form_across_pages():
     at = open_page("plan")
     at.number_input(key="plan_demand").set_value(1234.0).run()
