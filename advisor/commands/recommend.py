@@ -190,7 +190,7 @@ def format_table(plan, prov: dict, top: int) -> str:
     if plan.not_simulated:
         bounds = ", ".join(f"{x['gpu']} >= ${x['usd_per_month_at_least']:,.0f}"
                            for x in plan.not_simulated)
-        lines += ["", "Not simulated (monthly cost lower bound above the options shown):"]
+        lines += ["", "Not sized (monthly cost lower bound above the options shown):"]
         lines += _wrap(bounds, "  ")
     lines += ["", "Where the figures come from:"] + _sources(plan, prov)
     lines += ["", "Assumptions:"]
