@@ -8,8 +8,8 @@ import pytest
 
 from advisor import REPO_ROOT
 from advisor.app_data import (
-    BATCHES, claim_tables, form_from_request, parse_records_upload, parse_yaml_mapping, plan_yaml,
-    request_from_form, request_from_upload, upload_text,
+    BATCHES, MAX_UPLOAD_MB, claim_tables, form_from_request, parse_records_upload,
+    parse_yaml_mapping, plan_yaml, request_from_form, request_from_upload, upload_text,
 )
 from advisor.errors import AdvisorError
 from advisor.request import Request
@@ -32,6 +32,21 @@ def open_page(page: str) -> AppTest:
 def table(at: AppTest, key: str):
     """The table the page drew with app_pages.common.table(key, ...)."""
     return at.container(key).dataframe[0].value
+
+
+# --------------------------------------------------------------------------- server settings
+
+
+def test_app_command_binds_localhost_and_limits_uploads():
+    from advisor.cli import build_parser
+    from advisor.commands.app import streamlit_command
+
+    args = build_parser().parse_args(["app"])
+    command = streamlit_command(args.port, args.host)
+    setting = dict(zip(command[5::2], command[6::2]))  # after: python -m streamlit run APP
+    assert setting["--server.address"] == "localhost"
+    assert setting["--server.maxUploadSize"] == str(MAX_UPLOAD_MB)
+    assert setting["--server.headless"] == "true"
 
 
 # --------------------------------------------------------------------------- upload parsers
