@@ -143,7 +143,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
         records=records, problems=problems,
     )
     if calibrate:
-        _calibrate(models, ok_records, specs)
+        _calibrate(models, records, specs)
     return models
 
 
