@@ -10,6 +10,7 @@ import copy
 import difflib
 import math
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -59,7 +60,7 @@ class Resolution:
     width: int
     share: float
 
-    @property
+    @cached_property  # a key of every prediction lookup: built once
     def label(self) -> str:
         return f"{self.width}x{self.height}"
 
