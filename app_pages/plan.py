@@ -222,8 +222,15 @@ cat = catalog()
 st.download_button("Download this plan (YAML)", lambda: plan_yaml(plan, m, cat, uploads),
                    file_name="zimage-plan.yaml", mime="application/x-yaml", key="plan_download",
                    icon=":material/download:", on_click="ignore")
-with st.expander("GPUs not recommended, and why", expanded=plan.best() is None):
+if plan.best() is None:  # the headline points here: the reasons are the answer
+    st.subheader("Why no GPU qualifies")
     table("plan_not_recommended", not_recommended_frame(plan))
+else:  # lazy: the table is built and sent only once the expander is opened
+    not_recommended = st.expander("GPUs not recommended, and why",
+                                  key="plan_not_recommended_open", on_change="rerun")
+    if not_recommended.open:
+        with not_recommended:
+            table("plan_not_recommended", not_recommended_frame(plan))
 with st.expander("Assumptions"):
     st.markdown("\n".join(f"- {a}" for a in plan.assumptions))
 provenance_note()

@@ -150,6 +150,9 @@ def test_plan_page_draws_the_open_chart_tab_only():
         assert len(drawn) == 1 and drawn[0].endswith(chart), (tab, drawn)
     options = table(at, "plan_options")
     assert options.reason.str.len().gt(0).all()  # every ranked row says why
+    at.session_state["plan_not_recommended_open"] = True  # a lazy expander: drawn once open
+    at.run()
+    assert set(table(at, "plan_not_recommended").gpu).isdisjoint(options.gpu)
 
 
 def test_plan_page_keeps_the_form_across_pages():
@@ -189,6 +192,7 @@ def test_plan_page_bad_form_value_shows_error():
     at.number_input(key="plan_slo_s").set_value(0.1).run()
     assert not at.exception
     assert at.warning or at.error  # nothing meets a 0.1 s SLO: said, not crashed
+    assert len(table(at, "plan_not_recommended")) > 0  # and why, per GPU, without a click
 
 
 # --------------------------------------------------------------------------- Explore page
