@@ -14,7 +14,7 @@ the plan's assumptions (SPEC_RULES), rest on the catalog's specs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from advisor.errors import AdvisorError
 from advisor.queueing import Service, Sizing, gpus_lower_bound, latency_floor_s, \
