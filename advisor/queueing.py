@@ -165,9 +165,10 @@ def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):
             return starts, ends, gpu_waits
         c = oldest.index(first)
         arrivals, head = padded[c], heads[c]
+        fill = arrivals[head + last]  # when max_batch requests of the class have arrived
         ready = first + window_s
-        if arrivals[head + last] < ready:  # the batch fills before the window ends
-            ready = arrivals[head + last]
+        if fill < ready:  # the batch fills before the window ends
+            ready = fill
         if ready < dispatched:  # one dispatcher: the previous batch went out first
             ready = dispatched
         start = free[0]
@@ -176,7 +177,10 @@ def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):
         else:
             start = ready
         dispatched = start
-        end = bisect_right(arrivals, start, head, head + max_batch)
+        if fill <= start:  # full: no search for the last request that has arrived
+            end = head + max_batch
+        else:
+            end = bisect_right(arrivals, start, head, head + last)
         heapreplace(free, start + table[c][end - head - 1] * scales[c][head])
         starts[c].append(start)
         ends[c].append(end)
