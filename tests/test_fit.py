@@ -87,6 +87,13 @@ def test_fitted_efficiencies_match_the_law(exact, specs):
     assert coef["hbm"] == pytest.approx(LAW["denoise_step"][3], rel=0.25)
 
 
+def test_attention_under_tf32_runs_at_the_fp32_rate(specs):
+    tf32 = make_row(specs[H100], 1024, 1024, precision="fp32-tf32")
+    assert tf32["attention_tflops"] == specs[H100].tflops["fp32"] < tf32["tflops"]
+    bf16 = make_row(specs[H100], 1024, 1024)
+    assert bf16["attention_tflops"] == bf16["tflops"]
+
+
 def test_latency_transfers_to_an_unprobed_gpu(exact, specs):
     row = make_row(specs["a100-sxm-80gb"], 1024, 1024, 2)
     predicted = exact[0].predict([row])[0]
