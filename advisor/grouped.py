@@ -6,8 +6,8 @@ pooled physics and a well-measured group follows its data. A prediction uses the
 level its row's group was fitted at, and reports that depth (how far it had to back off).
 
 Fitting minimises weighted squared error, by default relative error
-sum(((y - offset - X @ coef) / y)^2), with coefficients >= 0 except the `free` columns (e.g. a
-memory intercept that may be negative).
+sum(((y - offset - X @ coef) / y)^2), with coefficients >= 0 except the `free` columns (e.g. the
+VAE's batch-1 memory term, which may lower the peak; callers bound the prediction below).
 """
 from __future__ import annotations
 
