@@ -680,9 +680,9 @@ def _not_simulated(candidates: list[Candidate], seen: set, request: Request) -> 
             continue
         if c.sizing is None:
             bound = c.cost_lower
-        elif c.sizing.gave_up_above is not None:  # simulated up to that many GPUs
-            bound = fleet_cost(request, c.price, c.gpu_w, c.sizing.gave_up_above + 1
-                               + request.n_plus_one)["usd_per_month"]
+        elif c.sizing.gave_up_above is not None:  # no fleet up to that many GPUs met the SLO
+            bound = max(c.cost_lower, fleet_cost(request, c.price, c.gpu_w, c.sizing.gave_up_above
+                                                 + 1 + request.n_plus_one)["usd_per_month"])
         else:
             continue
         best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), bound)
