@@ -259,6 +259,21 @@ def test_cloud_cost_arithmetic():
     assert cost["price"]["source"] == f"request deployment.cloud.usd_per_gpu_hour.{H100}"
 
 
+def test_gpus_within_a_monthly_cost():
+    from advisor.plan import Candidate, Price, _gpus_within
+
+    req = request(**{"constraints.n_plus_one": True})
+    price = Price(PRICE, "usd_per_gpu_hour", "test")
+    c = Candidate(gpu=CATALOG.get(H100), setting=Setting("bf16", False, "native", "none"),
+                  max_batch=1, service=Service(((1.0,),), (1.0,)), predictions={}, price=price,
+                  gpu_w=700.0, gpu_w_source="test", n_lower=3)
+    per_gpu = PRICE * HOURS_PER_MONTH
+    assert _gpus_within(math.inf, c, req) is None
+    for serving in (2, 3, 4, 37, 100):  # the spare GPU counts in the cost
+        assert _gpus_within((serving + 1) * per_gpu, c, req) == serving
+        assert _gpus_within((serving + 1.5) * per_gpu, c, req) == serving
+
+
 def test_owned_cost_arithmetic():
     req = request(**{"deployment.mode": "owned", "deployment.gpus_per_server": 4,
                      "deployment.owned.gpu_price_usd": {H100: 25_000},
