@@ -143,10 +143,14 @@ def test_plan_in_browser(server, browser, tmp_path):
     page.goto(server, wait_until="domcontentloaded")
     page.get_by_text(FLEET_RE).first.wait_for()
     page.get_by_text("Ranked options").wait_for()
-    first_render_s = time.monotonic() - start
-    (ARTIFACTS / "first_render.txt").write_text(f"{first_render_s:.2f} s\n")
-    print(f"first render: {first_render_s:.2f} s")
+    answer_s = time.monotonic() - start
+    page.locator(".st-key-plan_options canvas").first.wait_for()
     page.locator(".st-key-plan_cost_chart .js-plotly-plot").wait_for()
+    full_s = time.monotonic() - start
+    timing = (f"first session after server start: answer and table heading {answer_s:.2f} s, "
+              f"table and chart drawn {full_s:.2f} s")
+    (ARTIFACTS / "first_render.txt").write_text(timing + "\n")
+    print(timing)
     _wait_idle(page)
     _screenshot(page, ARTIFACTS / "plan.png")  # the shipped example request
 
