@@ -63,6 +63,13 @@ def upload_box() -> None:
     st.rerun()
 
 
+def convert_demand() -> None:
+    """A new demand unit keeps the demand: the number is converted, not reinterpreted."""
+    state = st.session_state
+    per_s = state.plan_demand / DEMAND_UNITS[state.plan_form["demand_unit"]]
+    state.plan_demand = per_s * DEMAND_UNITS[state.plan_demand_unit]
+
+
 def request_form() -> dict:
     """The request widgets (sidebar); returns their values as a plain dict."""
     f, ids = {}, catalog().ids()
@@ -71,7 +78,8 @@ def request_form() -> dict:
     f["demand"] = c1.number_input("Average demand", min_value=0.001, key="plan_demand",
                                   format="%g")
     f["demand_unit"] = c2.selectbox("images per", list(DEMAND_UNITS), key="plan_demand_unit",
-                                    format_func=lambda unit: unit.split("/")[1])
+                                    format_func=lambda unit: unit.split("/")[1],
+                                    on_change=convert_demand)
     f["peak_factor"] = st.number_input("Peak / average", 1.0, 100.0, step=0.5,
                                        key="plan_peak_factor",
                                        help="The fleet holds the SLO at average × this.")

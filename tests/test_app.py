@@ -155,6 +155,15 @@ def test_plan_page_draws_the_open_chart_tab_only():
     assert set(table(at, "plan_not_recommended").gpu).isdisjoint(options.gpu)
 
 
+def test_plan_page_demand_unit_converts_the_number():
+    at = open_page("plan")
+    fleet, per_day = best_fleet(at), at.number_input(key="plan_demand").value
+    at.sidebar.selectbox(key="plan_demand_unit").set_value("images/s").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="plan_demand").value == pytest.approx(per_day / 86_400)
+    assert best_fleet(at) == fleet  # the same demand, said per second
+
+
 def test_plan_page_keeps_the_form_across_pages():
     at = open_page("plan")
     at.number_input(key="plan_demand").set_value(1234.0).run()
