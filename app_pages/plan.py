@@ -198,6 +198,7 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
     if throughput.open:
         throughput.plotly_chart(throughput_figure(options), key="plan_throughput_chart")
 
+
 st.title("Plan: which GPUs, how many, at what cost")
 data_banner()
 if "plan_form" not in st.session_state:
