@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass
 
 from advisor.errors import AdvisorError
-from advisor.queueing import Service, Sizing, gpus_lower_bound, latency_floor_s, \
-    simulate_cached, size_fleet
+from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
+    latency_floor_s, simulate_cached, size_fleet
 from advisor.request import Request
 
 HOURS_PER_MONTH = 730.0  # 8,760 h / 12
@@ -427,7 +427,13 @@ def _branch_and_bound(candidates: list[Candidate], request: Request, top: int) -
         c.cost_lower = math.inf if c.n_lower == math.inf else fleet_cost(
             request, c.price, c.gpu_w, c.n_lower + request.n_plus_one)["usd_per_month"]
     evaluated, met, best = [], [], {}  # met: (cost, latency) of each option; best: per GPU
-    for c in sorted(candidates, key=lambda c: (c.cost_lower, c.latency_floor_s)):
+    # Best first: by a rough cost estimate, so that each GPU's likely option sets the limits
+    # early (the order changes the work, not the result); then by the bound.
+    estimate = {id(c): fleet_cost(request, c.price, c.gpu_w, math.ceil(
+        gpus_estimate(c.service, rate, request.window_s)) + request.n_plus_one)["usd_per_month"]
+        for c in candidates if c.n_lower != math.inf}
+    for c in sorted(candidates, key=lambda c: (estimate.get(id(c), math.inf), c.max_batch,
+                                               c.cost_lower, c.latency_floor_s)):
         if c.n_lower == math.inf:  # the batch-of-one service alone misses the SLO
             c.sizing = size_fleet(c.service, rate, request.slo_quantile, request.slo_s,
                                   request.window_s, request.max_gpus, request.simulation)

@@ -231,6 +231,16 @@ def gpus_lower_bound(service: Service, rate: float, quantile: float = 1.0,
     return math.floor(rate * work) + 1
 
 
+def gpus_estimate(service: Service, rate: float, window_s: float) -> float:
+    """A rough fleet size, to order the search (not a bound): each batch holds its oldest
+    request and those of its class arriving within the window, up to the max batch."""
+    total, work = sum(service.shares), 0.0
+    for share, times in zip(service.shares, service.times_s):
+        k = min(service.max_batch, max(1, round(1 + rate * share / total * window_s)))
+        work += share / total * times[k - 1] / k
+    return rate * work
+
+
 def latency_floor_s(service: Service, quantile: float) -> float:
     """A lower bound on the latency quantile for any fleet: the quantile of batch-of-one service
     times over the mix (no request finishes before its own resolution's batch of one would)."""

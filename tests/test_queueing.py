@@ -9,7 +9,8 @@ from scipy.optimize import brentq
 
 from advisor.errors import AdvisorError
 from advisor.queueing import (
-    Service, Simulation, _arrivals, gpus_lower_bound, latency_floor_s, simulate, size_fleet,
+    Service, Simulation, _arrivals, gpus_estimate, gpus_lower_bound, latency_floor_s, simulate,
+    size_fleet,
 )
 
 LONG = Simulation(requests=200_000, warmup=10_000, seed=3)
@@ -173,6 +174,16 @@ def test_lower_bounds():
     assert gpus_lower_bound(one, 10.0, 0.95, slo_s=0.5) == math.inf
     assert latency_floor_s(MIX, 0.95) == 1.0  # the slowest class holds more than 5% of requests
     assert latency_floor_s(MIX, 0.5) == 0.6  # 0.3 s covers 20%, 0.6 s reaches 50%
+
+
+def test_gpus_estimate_uses_the_batches_a_window_gathers():
+    one = sum(share * times[0] for share, times in zip(MIX.shares, MIX.times_s))
+    assert gpus_estimate(MIX, 10.0, window_s=0.0) == pytest.approx(10.0 * one)
+    assert gpus_estimate(MIX, 10.0, window_s=100.0) == pytest.approx(
+        10.0 * MIX.image_s_at_full_batch())
+    # 5 requests/s: one more arrives within 0.2 s of the oldest -> batches of 2
+    two = Service(times_s=((1.0, 1.5, 2.0),), shares=(1.0,))
+    assert gpus_estimate(two, 5.0, window_s=0.2) == pytest.approx(5.0 * 1.5 / 2)
 
 
 def test_size_fleet_is_the_smallest_n_meeting_the_slo():
