@@ -50,10 +50,38 @@ LATENCY_PRIOR = {
     "other": [0.0, 10.0, 1.0],
 }
 HBM_PRIOR_WEIGHT = 30.0
+# Stages bounded below by a floor: one denoise step cannot take less than the host's time to
+# issue its kernels (measured: ~0.05 s a step at 512x512 batch 1 with or without compile, where
+# the GPU's own work takes 0.02-0.04 s). The evidence a floor needs (see _fit_floored): rows
+# within FLOOR_WINDOW above the least time (launch-bound steps vary a lot from run to run:
+# 0.050-0.064 s at 512x512 batch 1 on the H200), FLOOR_GAP above what the linear terms give.
+FLOOR_STAGES = ("denoise_step",)
+FLOOR_WINDOW = 0.35
+FLOOR_GAP = 0.1
+FLOOR_EVIDENCE = 2
 # Memory coefficients that may be negative: the batch-1 convolution workspace differs from a
 # larger batch's either way (measured: more per pixel at bf16, less at fp32). The peak never
 # falls below the resident weights (MemoryPredictor bounds it).
 MEMORY_FREE = {"vae_decode": (MEMORY_FEATURES["vae_decode"].index("batch1_pixels"),)}
+
+
+def _fit_floored(fit, design: np.ndarray, y: np.ndarray, X: list[dict]):
+    """(table, floor): a stage time max(floor, linear terms). Every measured time is at least
+    the floor, so the floor is the least measured time, or 0 (no floor) unless the data show
+    one: at least FLOOR_EVIDENCE rows within FLOOR_WINDOW of it that the linear terms, fitted
+    on the other rows, put FLOOR_GAP or more below their measured time (a small shape whose
+    step does not shrink with the work). Those rows are left out of the linear fit: the floor
+    is what was measured there, so they say nothing about the linear terms."""
+    floor = float(np.min(y))
+    window = y <= floor * (1 + FLOOR_WINDOW)
+    rest = np.flatnonzero(~window)
+    if len(rest) == 0:
+        return fit(np.arange(len(y))), 0.0
+    linear = fit(rest).predict(design, X)[0]
+    evidence = window & (linear < (1 - FLOOR_GAP) * y)
+    if evidence.sum() < FLOOR_EVIDENCE:
+        return fit(np.arange(len(y))), 0.0
+    return fit(np.flatnonzero(~evidence)), floor
 
 
 def _root_strength(stage: str, prior_strength: float) -> np.ndarray:
@@ -88,14 +116,20 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                            positive=[s not in REMAINDER_STAGES for s in LATENCY_STAGES])
         steps = np.array([r["steps"] for r in X], dtype=float)
         total = LatencyPredictor.compose(y, steps)["total"]
-        tables = {}
+        tables, floors = {}, {}
         for j, stage in enumerate(LATENCY_STAGES):
-            tables[stage] = fit_grouped_linear(
-                latency_design(X, stage), y[:, j], X, stage_levels(stage, self.per_gpu),
-                self.prior_strength, root_prior=np.array(LATENCY_PRIOR[stage]),
+            fit = lambda use: fit_grouped_linear(
+                latency_design([X[i] for i in use], stage), y[use, j], [X[i] for i in use],
+                stage_levels(stage, self.per_gpu), self.prior_strength,
+                root_prior=np.array(LATENCY_PRIOR[stage]),
                 root_strength=_root_strength(stage, self.prior_strength),
-                weights=1 / total if stage in REMAINDER_STAGES else None)
-        self.predictor_ = LatencyPredictor(tables)
+                weights=1 / total[use] if stage in REMAINDER_STAGES else None)
+            if stage in FLOOR_STAGES:
+                tables[stage], floors[stage] = _fit_floored(fit, latency_design(X, stage),
+                                                            y[:, j], X)
+            else:
+                tables[stage] = fit(np.arange(len(X)))
+        self.predictor_ = LatencyPredictor(tables, floors)
         return self
 
     def predict(self, X: list[dict]) -> np.ndarray:

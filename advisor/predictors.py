@@ -14,15 +14,22 @@ from advisor.grouped import GroupedLinear
 
 
 class LatencyPredictor:
-    """Seconds per stage for one batch: text encode, one denoise step, VAE decode."""
+    """Seconds per stage for one batch: text encode, one denoise step, VAE decode.
 
-    def __init__(self, tables: dict[str, GroupedLinear]):
+    `floors` (stage -> seconds) bounds a stage below: the host's time to issue one denoise
+    step's kernels, which the GPU's work hides unless the step is small (the host runs ahead of
+    the GPU, so a step takes the larger of the two, not their sum)."""
+
+    def __init__(self, tables: dict[str, GroupedLinear], floors: dict[str, float] | None = None):
         self.tables = tables
+        self.floors = dict(floors or {})
 
     def predict(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """(times (n, 5) in LATENCY_STAGES order, depth (n, 5) of the level each came from)."""
         out = [self.tables[s].predict(latency_design(rows, s), rows) for s in LATENCY_STAGES]
-        return np.column_stack([t for t, _ in out]), np.column_stack([d for _, d in out])
+        times = [np.maximum(t, self.floors.get(s, -np.inf)) for s, (t, _) in
+                 zip(LATENCY_STAGES, out)]
+        return np.column_stack(times), np.column_stack([d for _, d in out])
 
     @staticmethod
     def compose(times: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
@@ -36,8 +43,11 @@ class LatencyPredictor:
     def efficiencies(self, row: dict) -> dict:
         """Fitted coefficients for a row's group, as {stage: {feature: value}}; for a roofline
         term the coefficient is 1 / efficiency."""
-        return {s: dict(zip(LATENCY_FEATURES[s], self.tables[s].lookup(row)[0].tolist()))
-                for s in LATENCY_STAGES}
+        out = {s: dict(zip(LATENCY_FEATURES[s], self.tables[s].lookup(row)[0].tolist()))
+               for s in LATENCY_STAGES}
+        for stage, floor in self.floors.items():
+            out[stage]["floor_s"] = floor
+        return out
 
 
 class MemoryPredictor:

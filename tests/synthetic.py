@@ -88,6 +88,8 @@ LAW = {
     "first_step_extra": [0.002, 1 / 0.90],
     "vae_decode": [0.002, 1 / 0.35, 1 / 0.60, 1 / 0.90],
     "other": [0.010, 8.0, 1 / 0.90],
+    # A denoise step takes at least this long (the host issuing its kernels): small shapes.
+    "denoise_step_floor": 0.05,
     # Efficiency changes by setting: factors on the denoise matmul / attention / hbm terms.
     "matmul_by_precision": {"bf16": 1.0, "fp16": 1.0, "fp32-tf32": 0.85, "fp32": 0.7},
     "attention_by_backend": {"native": 1.0, "cudnn": 0.8, "flash": 0.75},
@@ -120,6 +122,7 @@ def law_latency(row: dict) -> dict:
                 coef[3] *= LAW["compile_hbm"]
         coef[1:3] *= LAW["gpu_compute"].get(row["gpu"], 1.0)
         out[stage] = float(latency_design([row], stage)[0] @ coef)
+    out["denoise_step"] = max(out["denoise_step"], LAW["denoise_step_floor"])
     return out
 
 

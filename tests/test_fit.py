@@ -87,6 +87,32 @@ def test_fitted_efficiencies_match_the_law(exact, specs):
     assert coef["hbm"] == pytest.approx(LAW["denoise_step"][3], rel=0.25)
 
 
+def test_small_steps_are_bounded_by_the_fitted_floor(exact, specs):
+    latency = exact[0]
+    assert latency.predictor_.floors["denoise_step"] == pytest.approx(
+        LAW["denoise_step_floor"], rel=1e-6)
+    for gpu in (H100, H200):
+        for precision in ("bf16", "fp16"):
+            row = make_row(specs[gpu], 512, 512, precision=precision)
+            law = law_latency(row)["denoise_step"]
+            assert law == LAW["denoise_step_floor"]  # the law's GPU time is below it here
+            assert latency.predict([row])[0][1] == pytest.approx(law, rel=1e-6)
+    # A slower GPU's own time at that shape is above the floor: the linear terms answer.
+    slow = make_row(specs["a100-sxm-80gb"], 512, 512)
+    assert law_latency(slow)["denoise_step"] > 1.5 * LAW["denoise_step_floor"]
+    assert latency.predict([slow])[0][1] == pytest.approx(law_latency(slow)["denoise_step"],
+                                                           rel=0.05)
+
+
+def test_no_floor_without_small_steps_that_show_one(specs):
+    grid = [g for g in SMALL_GRID if g["height"] >= 1024]
+    rows, ok, _ = usable(synthetic_records(grid=grid, noise=0.01), specs)
+    latency = LatencyRegressor().fit(rows, targets(ok)["latency"])
+    assert latency.predictor_.floors["denoise_step"] == 0.0
+    small = make_row(specs[H100], 512, 512)
+    assert latency.predict([small])[0][1] < LAW["denoise_step_floor"]
+
+
 def test_attention_under_tf32_runs_at_the_fp32_rate(specs):
     tf32 = make_row(specs[H100], 1024, 1024, precision="fp32-tf32")
     assert tf32["attention_tflops"] == specs[H100].tflops["fp32"] < tf32["tflops"]
