@@ -44,7 +44,7 @@ REMAINDER_STAGES = ("first_step_extra", "other")
 # faster memory.
 LATENCY_PRIOR = {
     "text_encode": [0.0, 1 / 0.6, 1 / 0.8, 1.0],
-    "denoise_step": [0.0, 1 / 0.6, 1 / 0.4, 1 / 0.8, 1.0],
+    "denoise_step": [0.0, 1 / 0.6, 1 / 0.4, 1 / 0.8, 1.0, 0.0],
     "first_step_extra": [0.0, 1.0],
     "vae_decode": [0.0, 1 / 0.4, 1 / 0.8, 1.0],
     "other": [0.0, 10.0, 1.0],

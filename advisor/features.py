@@ -172,10 +172,13 @@ def _text_encoder_tflops() -> float:
 # A run of S steps takes text_encode + first_step_extra + S x denoise_step + vae_decode + other:
 # the first denoise step carries model-offload transfers (the probe times it apart), and `other`
 # is the rest of a pipeline call (latents, image post-processing on the host, offload hooks).
+# With CFG the positive and negative captions differ in length, so the batch's attention is
+# masked and cannot take the unmasked kernels: `cfg_attention` is its extra time, a second
+# coefficient on the same seconds at the attention rate.
 
 LATENCY_FEATURES = {
     "text_encode": ("overhead", "compute", "hbm", "host_copy"),
-    "denoise_step": ("overhead", "matmul", "attention", "hbm", "host_copy"),
+    "denoise_step": ("overhead", "matmul", "attention", "hbm", "host_copy", "cfg_attention"),
     "first_step_extra": ("overhead", "host_copy"),
     "vae_decode": ("overhead", "compute", "hbm", "host_copy"),
     "other": ("overhead", "host_pixels", "host_copy"),
@@ -222,9 +225,9 @@ def _latency_row(row: dict, stage: str) -> tuple:
         activations = images * costs["seq_tokens"] * t.dim * layers * elem
         activations *= TRANSFORMER_ACTIVATION_PASSES
         matmul = costs["forward_tflops"] - costs["attention_tflops"]
-        return (1.0, images * matmul / peak,
-                images * costs["attention_tflops"] / row["attention_tflops"],
-                (wb["transformer"] + activations) / bw, host_copy)
+        attention = images * costs["attention_tflops"] / row["attention_tflops"]
+        return (1.0, images * matmul / peak, attention, (wb["transformer"] + activations) / bw,
+                host_copy, attention if row["cfg"] else 0.0)
     if stage == "vae_decode":
         return (1.0, batch * costs["vae_tflops"] / peak,
                 (wb["vae"] + pixels * VAE_ELEMENTS_PER_PIXEL * elem) / bw, host_copy)

@@ -84,7 +84,7 @@ def make_record(gpu: str = "h100-sxm-80gb", status: str = "ok", results: dict | 
 LAW = {
     # Latency coefficients in LATENCY_FEATURES order (overhead s, then 1 / efficiency).
     "text_encode": [0.004, 1 / 0.40, 1 / 0.80, 1 / 0.90],
-    "denoise_step": [0.003, 1 / 0.50, 1 / 0.30, 1 / 0.70, 1 / 0.90],
+    "denoise_step": [0.003, 1 / 0.50, 1 / 0.30, 1 / 0.70, 1 / 0.90, 1.0],
     "first_step_extra": [0.002, 1 / 0.90],
     "vae_decode": [0.002, 1 / 0.35, 1 / 0.60, 1 / 0.90],
     "other": [0.010, 8.0, 1 / 0.90],
