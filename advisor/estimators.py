@@ -59,6 +59,13 @@ FLOOR_STAGES = ("denoise_step",)
 FLOOR_WINDOW = 0.35
 FLOOR_GAP = 0.1
 FLOOR_EVIDENCE = 2
+# Latency stages are refitted ROBUST_ROUNDS times with Huber weights on relative error: a row
+# off its fit by more than ROBUST_SCALE (several times the 1-3% run-to-run spread of a settled
+# timing) counts as if it were off by ROBUST_SCALE. A warm-up left in a record, or a step
+# measured right after a backend switch, then no longer drags its setting group's coefficients
+# (and its neighbours' predictions) with it; no record is singled out.
+ROBUST_ROUNDS = 2
+ROBUST_SCALE = 0.05
 # Memory coefficients that may be negative: the batch-1 convolution workspace differs from a
 # larger batch's either way (measured: more per pixel at bf16, less at fp32). The peak never
 # falls below the resident weights (MemoryPredictor bounds it).
@@ -118,17 +125,24 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
         total = LatencyPredictor.compose(y, steps)["total"]
         tables, floors = {}, {}
         for j, stage in enumerate(LATENCY_STAGES):
-            fit = lambda use: fit_grouped_linear(
-                latency_design([X[i] for i in use], stage), y[use, j], [X[i] for i in use],
-                stage_levels(stage, self.per_gpu), self.prior_strength,
-                root_prior=np.array(LATENCY_PRIOR[stage]),
-                root_strength=_root_strength(stage, self.prior_strength),
-                weights=1 / total[use] if stage in REMAINDER_STAGES else None)
-            if stage in FLOOR_STAGES:
-                tables[stage], floors[stage] = _fit_floored(fit, latency_design(X, stage),
-                                                            y[:, j], X)
-            else:
-                tables[stage] = fit(np.arange(len(X)))
+            scale = total if stage in REMAINDER_STAGES else y[:, j]
+            trust = np.ones(len(X))
+            design = latency_design(X, stage)
+            for _ in range(1 + ROBUST_ROUNDS):
+                fit = lambda use: fit_grouped_linear(
+                    design[use], y[use, j], [X[i] for i in use],
+                    stage_levels(stage, self.per_gpu), self.prior_strength,
+                    root_prior=np.array(LATENCY_PRIOR[stage]),
+                    root_strength=_root_strength(stage, self.prior_strength),
+                    weights=trust[use] / scale[use])
+                if stage in FLOOR_STAGES:
+                    tables[stage], floors[stage] = _fit_floored(fit, design, y[:, j], X)
+                else:
+                    tables[stage] = fit(np.arange(len(X)))
+                predicted = np.maximum(tables[stage].predict(design, X)[0],
+                                       floors.get(stage, -np.inf))
+                residual = np.abs(y[:, j] - predicted) / scale
+                trust = np.minimum(1.0, ROBUST_SCALE / np.maximum(residual, 1e-12))
         self.predictor_ = LatencyPredictor(tables, floors)
         return self
 
