@@ -442,7 +442,7 @@ def not_recommended_frame(plan) -> pd.DataFrame:
                                    ("does not fit in memory", plan.unfit),
                                    ("not searched", plan.excluded))
             for g in items]
-    rows += [{"gpu": g["gpu"], "verdict": "not simulated",
+    rows += [{"gpu": g["gpu"], "verdict": "not sized",
               "reason": f"costs at least ${g['usd_per_month_at_least']:,.0f}/month, more than "
                         "the options listed"} for g in plan.not_simulated]
     return pd.DataFrame(rows, columns=["gpu", "verdict", "reason"])
