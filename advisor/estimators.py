@@ -111,7 +111,8 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
     fit(X, y): y is (n, 5) seconds per batch in LATENCY_STAGES order (text_encode,
     denoise_step, first_step_extra, vae_decode, other); predict(X) returns the same shape.
     `prior_strength` pulls sparse groups toward the pooled fit (in pseudo-rows); `per_gpu` adds
-    the GPU-specific level.
+    the GPU-specific level. The denoise step is bounded below by a fitted floor (FLOOR_STAGES),
+    and every stage is refitted with Huber weights (ROBUST_ROUNDS, ROBUST_SCALE).
     """
 
     def __init__(self, prior_strength: float = 1.0, per_gpu: bool = True):
