@@ -43,7 +43,7 @@ def test_app_command_binds_localhost_and_limits_uploads():
 
     args = build_parser().parse_args(["app"])
     command = streamlit_command(args.port, args.host)
-    setting = dict(zip(command[5::2], command[6::2]))  # after: python -m streamlit run APP
+    setting = dict(zip(command[2::2], command[3::2]))  # after: run APP
     assert setting["--server.address"] == "localhost"
     assert setting["--server.maxUploadSize"] == str(MAX_UPLOAD_MB)
     assert setting["--server.headless"] == "true"
