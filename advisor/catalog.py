@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import yaml
 
 from advisor import CATALOG_PATH
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, describe
 from advisor.fileio import sha256_file
 
 VENDORS = ("NVIDIA", "AMD")
@@ -231,7 +231,7 @@ def _check_top_level(doc: object) -> tuple[list[dict], list[str]]:
     if not isinstance(doc, dict):
         return [], [
             "top level: expected a mapping with keys version, units, gpus; "
-            f"found {_describe(doc)}"
+            f"found {describe(doc)}"
         ]
     problems = [_unknown_field("top level", key, TOP_LEVEL_FIELDS) for key in doc
                 if key not in TOP_LEVEL_FIELDS]
@@ -241,13 +241,13 @@ def _check_top_level(doc: object) -> tuple[list[dict], list[str]]:
         )
     if "units" in doc and not isinstance(doc["units"], dict):
         problems.append(
-            f"top level: field 'units': expected a mapping, found {_describe(doc['units'])}"
+            f"top level: field 'units': expected a mapping, found {describe(doc['units'])}"
         )
     gpus = doc.get("gpus")
     if not isinstance(gpus, list) or not gpus:
         problems.append(
             "top level: field 'gpus': expected a non-empty list of entries, "
-            f"found {_describe(gpus)}"
+            f"found {describe(gpus)}"
         )
         return [], problems
     entries = []
@@ -256,7 +256,7 @@ def _check_top_level(doc: object) -> tuple[list[dict], list[str]]:
             entries.append(entry)
         else:
             problems.append(
-                f"entry {index}: expected a mapping of fields, found {_describe(entry)}"
+                f"entry {index}: expected a mapping of fields, found {describe(entry)}"
             )
     return entries, problems
 
@@ -268,7 +268,7 @@ def _check_entry(index: int, entry: dict) -> list[str]:
     problems += [f"{label}: missing field '{key}'" for key in REQUIRED_FIELDS if key not in entry]
 
     def err(field: str, expected: str, found: object) -> None:
-        problems.append(f"{label}: field '{field}': expected {expected}, found {_describe(found)}")
+        problems.append(f"{label}: field '{field}': expected {expected}, found {describe(found)}")
 
     _check_identity(entry, err)
     _check_numbers(entry, err)
@@ -431,24 +431,6 @@ def _unknown_field(where: str, key: object, known: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else f"; known fields: {', '.join(known)}"
     return f"{where}: unknown field '{key}'{hint}"
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"boolean {value}"
-    if isinstance(value, (int, float)):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, list):
-        return f"a list of {len(value)} item(s)"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, dt.date):
-        return f"date {value.isoformat()}"
-    return type(value).__name__
 
 
 def _as_date(value: object) -> dt.date | None:

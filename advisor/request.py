@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, describe
 from advisor.queueing import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP, Simulation
 
 PRECISIONS = ("bf16", "fp16", "fp32-tf32", "fp32")
@@ -142,7 +142,7 @@ class Request:
             data = {}
         if not isinstance(data, dict):
             raise AdvisorError(f"{source}: expected a mapping of request fields, "
-                               f"found {_describe(data)}")
+                               f"found {describe(data)}")
         data = apply_overrides(data, overrides or {})
         return _parse(data, _Fields(source))
 
@@ -279,18 +279,18 @@ def _resolutions(value, f: "_Fields") -> tuple[Resolution, ...]:
     if value is None:
         return (Resolution(1024, 1024, 1.0),)
     if not isinstance(value, list) or not value:
-        raise f.error("resolutions", expected, _describe(value))
+        raise f.error("resolutions", expected, describe(value))
     out = []
     for i, item in enumerate(value):
         path = f"resolutions[{i}]"
         if not isinstance(item, dict):
-            raise f.error(path, "a mapping with height, width and share", _describe(item))
+            raise f.error(path, "a mapping with height, width and share", describe(item))
         f.keys(item, path, RESOLUTION_KEYS)
         for dim in ("height", "width"):
             v = item.get(dim)
             if not (_is_int(v) and v > 0 and v % PIXEL_MULTIPLE == 0):
                 raise f.error(f"{path}.{dim}",
-                              f"a positive multiple of {PIXEL_MULTIPLE} (pixels)", _describe(v))
+                              f"a positive multiple of {PIXEL_MULTIPLE} (pixels)", describe(v))
         share = f.number(item, f"{path}.share", low=0.0, high=1.0, key="share",
                          default=1.0 if len(value) == 1 else None)
         out.append(Resolution(item["height"], item["width"], share))
@@ -309,7 +309,7 @@ def _gpu_ids(value, f: "_Fields") -> tuple[str, ...] | None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise f.error("candidates.gpus", '"all" or a non-empty list of catalog GPU ids',
-                      _describe(value))
+                      describe(value))
     return tuple(v.strip().lower() for v in value)
 
 
@@ -317,18 +317,18 @@ def _batches(value, f: "_Fields") -> tuple[int, ...]:
     if not (isinstance(value, list) and value and all(_is_int(v) and 1 <= v <= 256
                                                        for v in value)):
         raise f.error("settings.batches", "a non-empty list of integers 1..256",
-                      _describe(value))
+                      describe(value))
     batches = tuple(sorted(set(value)))
     if batches[0] != 1:
         raise f.error("settings.batches",
                       "a list that includes 1 (a partial batch can hold a single request)",
-                      _describe(value))
+                      describe(value))
     return batches
 
 
 def _compile(value, f: "_Fields") -> tuple[bool, ...]:
     if not (isinstance(value, list) and value and all(isinstance(v, bool) for v in value)):
-        raise f.error("settings.compile", "a non-empty list of true/false", _describe(value))
+        raise f.error("settings.compile", "a non-empty list of true/false", describe(value))
     return tuple(sorted(set(value)))
 
 
@@ -377,7 +377,7 @@ class _Fields:
                 raise self.error(path, _section_hint(path), "nothing (the section is missing)")
             return {}
         if not isinstance(value, dict):
-            raise self.error(path, _section_hint(path), _describe(value))
+            raise self.error(path, _section_hint(path), describe(value))
         self.keys(value, path, SECTION_KEYS[path])
         return value
 
@@ -396,7 +396,7 @@ class _Fields:
             value) and (value > low if low_open else value >= low) and (
             high is None or value <= high)
         if not ok:
-            raise self.error(path, _number_words(low, high, low_open), _describe(value))
+            raise self.error(path, _number_words(low, high, low_open), describe(value))
         return float(value)
 
     def integer(self, mapping: dict, path: str, low: int, high: int,
@@ -406,13 +406,13 @@ class _Fields:
             return default if default is not None else DEFAULTS[key]
         value = mapping[key]
         if not (_is_int(value) and low <= value <= high):
-            raise self.error(path, f"an integer {low}..{high}", _describe(value))
+            raise self.error(path, f"an integer {low}..{high}", describe(value))
         return value
 
     def boolean(self, mapping: dict, path: str, default: bool) -> bool:
         value = mapping.get(path.rsplit(".", 1)[-1], default)
         if not isinstance(value, bool):
-            raise self.error(path, "true or false", _describe(value))
+            raise self.error(path, "true or false", describe(value))
         return value
 
     def choice(self, mapping: dict, path: str, allowed: tuple[str, ...],
@@ -420,7 +420,7 @@ class _Fields:
         key = path.rsplit(".", 1)[-1]
         value = mapping.get(key, default if default is not None else DEFAULTS.get(key))
         if value not in allowed:
-            raise self.error(path, f"one of {', '.join(allowed)}", _describe(value))
+            raise self.error(path, f"one of {', '.join(allowed)}", describe(value))
         return value
 
     def choices(self, mapping: dict, path: str, allowed: tuple[str, ...], default):
@@ -429,17 +429,17 @@ class _Fields:
             return default
         value = mapping[key]
         if not (isinstance(value, list) and value and all(v in allowed for v in value)):
-            raise self.error(path, f"a non-empty list of {', '.join(allowed)}", _describe(value))
+            raise self.error(path, f"a non-empty list of {', '.join(allowed)}", describe(value))
         return tuple(dict.fromkeys(value))
 
     def prices(self, mapping: dict, path: str) -> dict:
         value = mapping.get(path.rsplit(".", 1)[-1], {})
         if not isinstance(value, dict):
-            raise self.error(path, "a mapping of GPU id to price in USD", _describe(value))
+            raise self.error(path, "a mapping of GPU id to price in USD", describe(value))
         for gpu_id, price in value.items():
             ok = isinstance(price, (int, float)) and not isinstance(price, bool) and price > 0
             if not ok:
-                raise self.error(f"{path}.{gpu_id}", "a positive price in USD", _describe(price))
+                raise self.error(f"{path}.{gpu_id}", "a positive price in USD", describe(price))
         return {str(k).strip().lower(): float(v) for k, v in value.items()}
 
 
@@ -456,17 +456,3 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _describe(value) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"boolean {value}"
-    if isinstance(value, (int, float)):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, list):
-        return f"the list {value!r}" if len(repr(value)) < 60 else f"a list of {len(value)} items"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
