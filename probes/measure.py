@@ -30,9 +30,10 @@ from probes.pipeline import Loaded, free_memory, set_attention, set_tf32
 from probes.tokenizer import caption_prompt, negative_prompt
 
 MAX_REPEATS = 3
-# The first config after a pipeline load warms up with full-length calls until two in a row agree
-# within SETTLE_TOLERANCE (at most SETTLE_CALLS): a single one-step warm-up left the first
-# config of the shipped H100/H200 runs up to 60% slower than its own end-to-end check.
+# The first config after a pipeline load or an attention-backend switch warms up with full-length
+# calls until two in a row agree within SETTLE_TOLERANCE (at most SETTLE_CALLS): a single one-step
+# warm-up left the first config of the shipped H100/H200 runs up to 60% slower than its own
+# end-to-end check, and the first cuDNN config 50% slower than the flash one after it.
 SETTLE_CALLS = 4
 SETTLE_TOLERANCE = 0.05
 STAGES = ("text_encode", "denoise", "vae_decode")
@@ -183,9 +184,9 @@ def settle(runner: Runner) -> None:
 
 
 def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None,
-            gpu_tflops: float | None, budget_s: float, first_after_load: bool = False) -> dict:
+            gpu_tflops: float | None, budget_s: float, settle_first: bool = False) -> dict:
     """The `results` block of an `ok` record. Exceptions (OOM included) propagate.
-    `first_after_load`: also settle the pipeline before timing (see SETTLE_CALLS)."""
+    `settle_first`: also settle the pipeline before timing (see SETTLE_CALLS)."""
     set_attention(loaded, config.attention)
     set_tf32(config.precision)
     runner = Runner(loaded, config, device, nvml)
@@ -196,7 +197,7 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
         warmups = [runner.call(1)]
         if config.compile:  # the first call compiled; time a clean one to plan with
             warmups.append(runner.call(1))
-        if first_after_load:
+        if settle_first:
             settle(runner)
         k = steps_per_call(warmups[-1], config.steps, budget_s)
         timed = timed_calls(runner, k, budget_s)

@@ -288,6 +288,7 @@ def run(opts: Options) -> Summary:
     forecast = Forecast(opts.budget_s)
     progress = Progress([forecast.config_s(c) for c in todo])
     loaded: pipeline.Loaded | None = None
+    attention = None  # the backend of the last config measured
     failed_loads: dict[pipeline.LoadKey, tuple[str, str]] = {}
     try:
         with Interrupt() as interrupt:
@@ -321,8 +322,10 @@ def run(opts: Options) -> Summary:
                 if key in failed_loads:
                     (status, error), results = failed_loads[key], None
                 else:
-                    status, results, error = _measure(loaded, config, opts, nvml, gpu_entry,
-                                                      first_after_load=needs_load)
+                    status, results, error = _measure(
+                        loaded, config, opts, nvml, gpu_entry,
+                        settle_first=needs_load or config.attention != attention)
+                    attention = config.attention
                 record = make_record(env, loaded, config, status, results, error)
                 records.append_record(opts.out, record)
                 summary.rows.append(record)
@@ -355,13 +358,13 @@ def _load(key, opts: Options, weights_path):
     return loaded, None
 
 
-def _measure(loaded, config: Config, opts: Options, nvml, gpu_entry, first_after_load: bool):
+def _measure(loaded, config: Config, opts: Options, nvml, gpu_entry, settle_first: bool):
     """(status, results, error) of one config; the exception's frames are dropped before the
     memory is freed, so that an OOM does not leave its tensors alive."""
     try:
         peak = gpu_entry.dense_tflops(config.precision) if gpu_entry else None
         return "ok", measure(loaded, config, opts.device, nvml, peak, opts.budget_s,
-                             first_after_load), None
+                             settle_first), None
     except Exception as exc:  # noqa: BLE001 - any failure is recorded and the sweep goes on
         status = "oom" if is_oom(exc) else "error"
         error = f"{type(exc).__name__}: {exc}".strip()

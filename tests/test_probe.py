@@ -103,6 +103,20 @@ def test_settle_runs_full_calls_until_two_agree(times, calls):
     assert runner.calls == calls
 
 
+def test_sweep_settles_after_a_load_and_after_an_attention_switch(tmp_path, monkeypatch):
+    settled = []
+
+    def fake_measure(loaded, config, device, nvml, peak, budget_s, settle_first):
+        settled.append((config.label(), settle_first))
+        raise ValueError("not measured")  # recorded as an error; the sweep goes on
+
+    monkeypatch.setattr(sweep, "measure", fake_measure)
+    run(tmp_path / "r.jsonl", configs({"shapes": [[256, 256]], "batch": [1, 2]},
+                                      {"shapes": [[256, 256]], "attention": "flash"},
+                                      {"shapes": [[256, 256]], "precision": "fp32"}))
+    assert [flag for _, flag in settled] == [True, False, True, True], settled
+
+
 def test_save_load_and_sweep_records_are_valid(tmp_path):
     saved = tmp_path / "pipe"
     pipeline.build_synthetic(CPU, torch.float32, tiny=True).save_pretrained(saved)
