@@ -56,7 +56,8 @@ class MemoryPredictor:
     allocated + context, at most the GPU's capacity less the headroom measured under pressure
     (the caching allocator releases its fragments when memory runs out, so the NVML figure of
     a large config depends on the GPU's size). What a run needs, the basis of `fits`, is
-    allocated + context + `fragmentation` x activations."""
+    allocated (its upper bound) + context + `fragmentation` x activations
+    (advisor.models.Models)."""
 
     def __init__(self, stage_tables: dict[str, GroupedLinear], nvml_table: GroupedLinear,
                  context_mib: dict[str, float], headroom: float, fragmentation: float,
@@ -86,7 +87,7 @@ class MemoryPredictor:
 
     def predict(self, rows: list[dict]) -> dict[str, np.ndarray]:
         """Per row, MiB: `allocated` (torch peak), `nvml` (peak used), `nvml_free` (before the
-        capacity cap), `needed`, `activations` (allocated less resident weights), `context`,
+        capacity cap), `activations` (allocated less resident weights), `context`,
         and `depth` of the dominant stage's level."""
         stages, residents, depths = self.predict_stages(rows)
         index, dominant = np.arange(len(rows)), np.argmax(stages, axis=1)
@@ -98,6 +99,4 @@ class MemoryPredictor:
         capacity = np.array([r["capacity_mib"] for r in rows], dtype=float)
         nvml = np.maximum(np.minimum(free, capacity * (1 - self.headroom)), allocated + context)
         return {"allocated": allocated, "nvml": nvml, "nvml_free": free, "context": context,
-                "activations": activations,
-                "needed": allocated + context + self.fragmentation * activations,
-                "depth": depths[index, dominant]}
+                "activations": activations, "depth": depths[index, dominant]}
