@@ -14,7 +14,7 @@ the plan's assumptions (SPEC_RULES), rest on the catalog's specs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from advisor.errors import AdvisorError
 from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
@@ -463,7 +463,8 @@ def _branch_and_bound(candidates: list[Candidate], request: Request, top: int) -
         cost = fleet_cost(request, c.price, c.gpu_w, c.sizing.n_gpus + request.n_plus_one)
         budget = _budget_problems(cost, request)
         if budget:
-            c.rejected, c.sizing = "; ".join(budget), _unmet(c.sizing, budget)
+            c.rejected = "; ".join(budget)
+            c.sizing = replace(c.sizing, n_gpus=None, reason=c.rejected)
             continue
         met.append((cost["usd_per_month"], c.sizing.result.quantile_s(request.slo_quantile)))
         best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), cost["usd_per_month"])
@@ -488,11 +489,6 @@ def _gpus_within(usd_per_month: float, c: Candidate, request: Request) -> int | 
         if within(n + step):
             n += step
     return n
-
-
-def _unmet(sizing: Sizing, reasons: list[str]) -> Sizing:
-    return Sizing(None, sizing.result, sizing.lower_bound, sizing.trials, "; ".join(reasons),
-                  sizing.unbounded)
 
 
 def _budget_problems(cost: dict, request: Request) -> list[str]:
