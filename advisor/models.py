@@ -120,11 +120,11 @@ class Models:
             lo, hi = iv.fitted[0] - extra["transfer"], iv.fitted[1] + extra["transfer"]
             basis = (f"K-fold residuals widened by an assumed {extra['transfer']:.0%} for "
                      "transfer (only one GPU probed, so no leave-one-GPU-out evidence)")
+        shapes = self.shapes.get(setting_key(row), ())
         if depth == 0:
             lo, hi = lo - extra["setting"], hi + extra["setting"]
             basis += f"; +{extra['setting']:.0%} because this setting was never probed"
-        elif len(self.shapes.get(setting_key(row), ())) == 1 and \
-                (row["height"], row["width"]) not in self.shapes[setting_key(row)]:
+        elif len(shapes) == 1 and (row["height"], row["width"]) not in shapes:
             lo, hi = lo - extra["shape"], hi + extra["shape"]
             basis += (f"; +{extra['shape']:.0%} because this setting was probed at one shape "
                       "only")
