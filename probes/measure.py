@@ -30,10 +30,10 @@ from probes.pipeline import Loaded, free_memory, set_attention, set_tf32
 from probes.tokenizer import caption_prompt, negative_prompt
 
 MAX_REPEATS = 3
-# The first config after a pipeline load or an attention-backend switch warms up with full-length
-# calls until two in a row agree within SETTLE_TOLERANCE (at most SETTLE_CALLS): a single one-step
-# warm-up left the first config of the shipped H100/H200 runs up to 60% slower than its own
-# end-to-end check, and the first cuDNN config 50% slower than the flash one after it.
+# The first config after a pipeline load or an attention-backend switch (new kernels to load and
+# tune) warms up with full-length calls until two in a row agree within SETTLE_TOLERANCE (at most
+# SETTLE_CALLS): a single one-step warm-up left the first config of the shipped H100/H200 runs
+# up to 60% slower than its own end-to-end check.
 SETTLE_CALLS = 4
 SETTLE_TOLERANCE = 0.05
 STAGES = ("text_encode", "denoise", "vae_decode")
