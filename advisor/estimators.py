@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from advisor.features import (
-    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS, latency_design,
-    memory_design, nvml_design,
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS,
+    latency_design, memory_design, nvml_design,
 )
 from advisor.grouped import GroupedLinear, fit_grouped_linear
 from advisor.predictors import LatencyPredictor, MemoryPredictor
@@ -214,8 +214,7 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
             nvml_table = _zero_table()
         headroom = (float(np.median(1 - nvml[pressured] / capacity[pressured]))
                     if pressured.any() else 0.0)
-        resident = np.column_stack([designs[s][1] for s in MEMORY_STAGES])
-        activations = allocated - resident[np.arange(len(X)), dominant]
+        activations = allocated - residents[np.arange(len(X)), dominant]
         frag_rows = pressured & (activations > 0)
         if frag_rows.any():
             fragmentation = float(np.median(
