@@ -288,10 +288,10 @@ def _search_gpus(gpus, request: Request, predictor: _Predictor) -> tuple[dict, d
                               notes))
         for g in retry:
             notes[g.id]["offload_only"] = bool(found[g.id])
-    for g in searchable:
+    for g in (g for g in searchable if found[g.id]):
         power_w, power_source = _gpu_power(g, [p for c in found[g.id] for per in
                                                c.predictions.values() for p in per.values()])
-        if found[g.id] and power_w is None and request.deployment.mode == "owned":
+        if power_w is None and request.deployment.mode == "owned":
             notes[g.id]["power"] = (f"no power figure for the electricity cost: catalog tdp_w "
                                     f"is null and no measured power for {g.id}")
         for c in found[g.id]:
