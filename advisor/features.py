@@ -244,10 +244,11 @@ def latency_design(rows: list[dict], stage: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Memory (MiB). Torch's peak allocated memory of a stage = what is resident when it runs (known
 # from the offload mode) + fitted workspace (column 0) + fitted activation coefficients, >= 0
-# but for the VAE's batch-1 term; the predictor bounds each stage's peak below by the resident
-# weights (advisor.predictors.MemoryPredictor), so no prediction falls under them. NVML's used memory adds what the
-# caching allocator keeps reserved (fragments it holds while memory is free) and the CUDA
-# context; it is modelled apart, from the stages' activations.
+# but for the VAE's batch-1 term; the predictor (advisor.predictors.MemoryPredictor) bounds each
+# stage's peak below by handoff_mib (the resident weights, or model offload's hand-over), so no
+# prediction falls under them. NVML's used memory adds what the caching allocator keeps
+# reserved (fragments it holds while memory is free) and the CUDA context; it is modelled
+# apart, from the stages' activations.
 
 MEMORY_FEATURES = {
     "text_encode": ("workspace", "tokens"),
