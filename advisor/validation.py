@@ -252,12 +252,15 @@ def _verdicts(report: dict) -> dict:
     memory = [report["metrics"][s]["allocated_memory"].get("within_tolerance_pct")
               for s in ("kfold", "shape_out")]
     lo, hi = GOALS["coverage_pct"]
+
+    def at_most(mape, goal: str):
+        return None if mape is None else mape <= GOALS[goal]
+
     verdicts = {
-        "latency_shape_out": None if shape is None else shape <= GOALS[
-            "latency_mape_shape_out_max_pct"],
-        "latency_shape_out_probed_settings": None if shape_probed is None else shape_probed <= GOALS[
-            "latency_mape_shape_out_max_pct"],
-        "latency_gpu_out": None if gpu is None else gpu <= GOALS["latency_mape_gpu_out_max_pct"],
+        "latency_shape_out": at_most(shape, "latency_mape_shape_out_max_pct"),
+        "latency_shape_out_probed_settings": at_most(shape_probed,
+                                                     "latency_mape_shape_out_max_pct"),
+        "latency_gpu_out": at_most(gpu, "latency_mape_gpu_out_max_pct"),
         "memory_tolerance": None if None in memory else min(memory) == 100.0,
     }
     for split, value in report["coverage"].items():
