@@ -209,7 +209,7 @@ class Models:
         margin = max(MIN_MEMORY_MARGIN_GB, needed_gb - out["torch_peak_allocated_gb"])
         out["memory_needed_gb"] = out["torch_peak_allocated_gb"] + margin
         out["memory_margin_gb"] = margin
-        bound = "" if out["source"] == "measured" else " (upper 90% bound)"
+        bound = "" if out["source"] == "measured" else f" (upper {INTERVAL_COVERAGE:.0%} bound)"
         out["memory_margin_rule"] = (
             f"needed = torch peak allocated{bound}"
             f" + CUDA context ({context_gb:.2f} GB) + {self.memory.fragmentation:.2f} x activations"
