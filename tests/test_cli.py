@@ -22,3 +22,11 @@ def test_a_closed_pipe_ends_quietly():
     stderr = proc.stderr.read().decode()
     assert proc.wait() == 141
     assert "Traceback" not in stderr and "Error" not in stderr
+
+
+def test_every_subcommand_help_renders_cleanly():
+    """argparse %-formats argument help but not descriptions: a stray %% shows up doubled."""
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        text = parser.format_help()
+        assert "%%" not in text, name

@@ -20,8 +20,8 @@ def add_parser(subparsers) -> None:
 
     validate = subparsers.add_parser(
         "validate", help="accuracy of the fitted models on held-out measurements",
-        description="Held-out accuracy of the models: MAPE, median and max absolute %% error "
-        "and 90%% interval coverage for total latency, the denoise step and peak memory, "
+        description="Held-out accuracy of the models: MAPE, median and max absolute % error "
+        "and 90% interval coverage for total latency, the denoise step and peak memory, "
         "under K-fold, leave-one-shape-out and leave-one-GPU-out. JSON keys latency_mape, "
         "memory_mape (torch peak allocated), nvml_memory_mape (NVML used) and coverage "
         "(total-latency coverage) hold one figure per split; metrics has the rest, residuals "
@@ -33,9 +33,10 @@ def add_parser(subparsers) -> None:
 
     predict = subparsers.add_parser(
         "predict", help="latency, throughput and memory of one config on one GPU",
-        description="Predict one config: stage latencies with a 90%% interval, images per "
-        "second, peak memory as nvidia-smi shows it, whether it fits, MFU, and the source "
-        "(measured, fitted on a probed GPU, or transferred to an unprobed one via its specs).")
+        description="Predict one config: stage latencies with a 90% interval, images per "
+        "second, peak memory as nvidia-smi shows it, whether it fits (torch peak allocated plus "
+        "a stated margin, against the catalog memory), MFU, and the source (measured, fitted on "
+        "a probed GPU, or transferred to an unprobed one via its specs).")
     predict.add_argument("--gpu", required=True, help="catalog id, e.g. h100-sxm-80gb")
     predict.add_argument("--height", type=int, required=True, help="px, a multiple of 16")
     predict.add_argument("--width", type=int, required=True, help="px, a multiple of 16")
