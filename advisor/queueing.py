@@ -331,8 +331,9 @@ class _Trials:
         """Failed with no batch waiting for a GPU: the same at any larger N."""
         return not self.meets(n) and not self.results[n].gpu_bound
 
-    def unbounded_fails(self) -> bool:
-        """Whether the SLO is missed even with a GPU always free (as many GPUs as requests)."""
+    def check_unbounded(self) -> bool:
+        """Simulate with a GPU always free (as many GPUs as requests); True when the SLO is missed
+        even then. unbounded_failed() reads that result afterwards without simulating."""
         service, rate, window_s, sim = self.args
         self.unbounded = simulate_cached(service, rate, sim.warmup + sim.requests, window_s, sim)
         return self.unbounded_failed()
@@ -347,7 +348,7 @@ class _Trials:
         while not self.meets(n):
             failures += 1
             if self.hopeless(n) or n >= cap or (
-                    failures == UNBOUNDED_AFTER and self.unbounded_fails()):
+                    failures == UNBOUNDED_AFTER and self.check_unbounded()):
                 return n, None
             failed, n, step = n, min(n + step, cap), step * 2
         return failed, n
