@@ -133,7 +133,7 @@ def setting_label(precision: str, attention: str, compile: bool, offload: str) -
             f"offload {offload}")
 
 
-def config_label(c: dict) -> str:
+def shape_label(c: dict) -> str:
     """Short name of a probed shape: resolution × batch, with what differs from the defaults."""
     extras = [f"{c['steps']} steps" if c["steps"] != 9 else "",
               f"{c['caption_tokens']} tokens" if c["caption_tokens"] != 64 else "",
@@ -153,7 +153,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
                                  "caption_tokens")},
             "cfg": c["guidance_scale"] > 0,
             "resolution": f"{c['height']}x{c['width']}",
-            "megapixels": c["height"] * c["width"] / 1e6, "config": config_label(c),
+            "megapixels": c["height"] * c["width"] / 1e6, "config": shape_label(c),
             "setting": setting_label(*(c[k] for k in SETTING_FIELDS)),
             "latency_s": res.get("total_s"), "img_per_s": res.get("img_per_s"),
             "peak_memory_gb": _scaled(res.get("nvml_peak_used_mb"), GB_PER_MIB),
