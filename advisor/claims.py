@@ -16,6 +16,7 @@ Three independent checks, each with its arithmetic in the result:
 from __future__ import annotations
 
 from advisor import workload
+from advisor.contract import OFFLOADS
 from advisor.errors import AdvisorError
 from advisor.features import PCIE_EFFICIENCY, pcie_gbs
 
@@ -27,7 +28,6 @@ FASTER_THAN_PREDICTED = 1.5  # per-image time below the interval's low end / thi
 SLOWER_THAN_PREDICTED = 3.0  # above the slowest setting's high end x this: implausible
 COMPUTE_PRECISIONS = ("bf16", "fp16", "fp32-tf32", "fp32", "fp8", "int8")
 WEIGHT_PRECISIONS = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
-OFFLOADS = ("none", "model", "sequential")
 VERDICTS = ("plausible", "implausible", "impossible")
 
 

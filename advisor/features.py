@@ -15,7 +15,7 @@ import numpy as np
 
 from advisor import workload
 from advisor.errors import AdvisorError
-from advisor.records import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
 
 MIB = 2**20
 LATENCY_STAGES = ("text_encode", "denoise_step", "first_step_extra", "vae_decode", "other")

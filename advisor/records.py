@@ -16,17 +16,12 @@ from datetime import datetime
 from pathlib import Path
 
 from advisor import MEASUREMENTS_DIR
+from advisor.contract import CHOICES, CONFIG_FIELDS, STATUSES, WEIGHTS
 from advisor.errors import AdvisorError
 from advisor.fileio import append_line_atomic
 
 SCHEMA_VERSION = 1
 
-STATUSES = ("ok", "oom", "error")
-WEIGHTS = ("synthetic", "pretrained")
-PRECISIONS = ("bf16", "fp16", "fp32", "fp32-tf32")
-ATTENTIONS = ("native", "cudnn", "flash")
-OFFLOADS = ("none", "model", "sequential")
-STAGES = ("text_encode", "denoise", "vae_decode")
 ARCHITECTURES = ("z-image-turbo", "tiny")  # tiny: test-sized dimensions, never a sizing figure
 
 # Type tags: "int" excludes bool, "num" is int or float (not bool), "?" suffix allows null.
@@ -36,11 +31,6 @@ GPU_FIELDS = {
 }
 HOST_FIELDS = {"cpu": "str?", "cpu_count": "int?", "ram_gb": "num?"}
 SOFTWARE_FIELDS = {"python": "str", "torch": "str?", "diffusers": "str?", "transformers": "str?"}
-CONFIG_FIELDS = {
-    "height": "int", "width": "int", "batch": "int", "steps": "int", "guidance_scale": "num",
-    "precision": "str", "attention": "str", "compile": "bool", "offload": "str",
-    "caption_tokens": "int", "max_sequence_length": "int",
-}
 RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?"}
 RESULTS_REQUIRED = {
     "text_encode_s": "num", "denoise_step_s": "num", "denoise_s": "num", "vae_decode_s": "num",
@@ -96,8 +86,7 @@ def _check_config(config: dict) -> list[str]:
     for key in ("batch", "steps", "caption_tokens", "max_sequence_length"):
         if config[key] < 1:
             problems.append(f"config.{key}: expected >= 1, got {config[key]}")
-    for key, allowed in (("precision", PRECISIONS), ("attention", ATTENTIONS),
-                         ("offload", OFFLOADS)):
+    for key, allowed in CHOICES.items():
         if config[key] not in allowed:
             problems.append(f"config.{key}: expected one of {', '.join(allowed)}, "
                             f"got {config[key]!r}")

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import yaml
 
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
 from advisor.errors import AdvisorError, describe
 from advisor.queueing import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP, Simulation
 
-PRECISIONS = ("bf16", "fp16", "fp32-tf32", "fp32")
-ATTENTIONS = ("native", "cudnn", "flash")
-OFFLOADS = ("none", "model", "sequential")
 SEGMENTS = ("datacenter", "workstation", "consumer")
 MODES = ("cloud", "owned")
 QUANTILES = {"p95_s": 0.95, "p99_s": 0.99}

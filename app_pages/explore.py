@@ -5,7 +5,7 @@ from advisor.app_data import (
     BATCHES, SQUARE_SIDES, curve_configs, measured_along, measured_setting, model_row,
     predicted_frame, validation_frames,
 )
-from advisor.records import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
 from app_pages.common import data_banner, measurements_frame, models, provenance_note, table
 
 st.title("Explore the measurements and the models")

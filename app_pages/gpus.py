@@ -1,7 +1,7 @@
 import streamlit as st
 
 from advisor.app_data import SQUARE_SIDES, catalog_predictions
-from advisor.records import PRECISIONS
+from advisor.contract import PRECISIONS
 from app_pages.common import catalog, data_banner, models, provenance_note, table
 
 st.title("GPUs")

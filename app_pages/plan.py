@@ -9,7 +9,8 @@ from advisor.app_data import (
     request_from_upload,
 )
 from advisor.errors import AdvisorError
-from advisor.request import ATTENTIONS, MODES, OFFLOADS, PRECISIONS, SEGMENTS
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.request import MODES, SEGMENTS
 from app_pages.common import (
     USER_UPLOADS, catalog, data_banner, default_request, models, provenance_note, table,
     using_user_data,

@@ -19,67 +19,15 @@ listed twice is measured once (end to end if either listing asks).
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import yaml
 
+from advisor.contract import CHOICES, CONFIG_FIELDS, Config
 from advisor.errors import AdvisorError
-from advisor.records import ATTENTIONS, CONFIG_FIELDS, OFFLOADS, PRECISIONS
 
 MEGAPIXEL = 2**20
-
-
-@dataclass(frozen=True)
-class Config:
-    """One probed configuration; its fields are the record's `config` block."""
-    height: int
-    width: int
-    batch: int = 1
-    steps: int = 9
-    guidance_scale: float = 0.0
-    precision: str = "bf16"
-    attention: str = "native"
-    compile: bool = False
-    offload: str = "none"
-    caption_tokens: int = 64
-    max_sequence_length: int = 512
-    end_to_end: bool = field(default=False, compare=False)
-
-    @property
-    def cfg(self) -> bool:
-        """ZImagePipeline runs classifier-free guidance whenever guidance_scale > 0."""
-        return self.guidance_scale > 0
-
-    @property
-    def pixels(self) -> int:
-        return self.height * self.width
-
-    @classmethod
-    def from_record(cls, config: dict) -> "Config":
-        return cls(**{k: config[k] for k in CONFIG_FIELDS})
-
-    def record(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k in CONFIG_FIELDS}
-
-    def family(self) -> tuple:
-        """Everything but the shape and batch: the OOM boundary is tracked per family."""
-        return (self.precision, self.attention, self.compile, self.offload, self.steps,
-                self.guidance_scale, self.caption_tokens, self.max_sequence_length)
-
-    def label(self) -> str:
-        parts = [f"{self.height}x{self.width}", f"b{self.batch}", self.precision, self.attention]
-        if self.compile:
-            parts.append("compile")
-        if self.offload != "none":
-            parts.append(f"offload={self.offload}")
-        if self.cfg:
-            parts.append(f"cfg={self.guidance_scale:g}")
-        if self.caption_tokens != 64:
-            parts.append(f"cap={self.caption_tokens}")
-        if self.steps != 9:
-            parts.append(f"steps={self.steps}")
-        return " ".join(parts)
 
 
 SQUARE = [[512, 512], [768, 768], [1024, 1024], [1280, 1280], [1536, 1536], [2048, 2048]]
@@ -140,7 +88,6 @@ BUILT_IN = {
 }
 
 GROUP_KEYS = {"shapes", "end_to_end", "max_megapixels"} | set(CONFIG_FIELDS) - {"height", "width"}
-CHOICES = {"precision": PRECISIONS, "attention": ATTENTIONS, "offload": OFFLOADS}
 
 
 def load_grid(grid: str) -> tuple[str, list[Config]]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from advisor import workload
-from probes.grids import Config
+from advisor.contract import Config
 from probes.meters import Clock, Nvml, Sampler, peaks_mb, reset_peaks
 from probes.pipeline import Loaded, free_memory, set_attention, set_tf32
 from probes.tokenizer import caption_prompt, negative_prompt

@@ -25,6 +25,7 @@ from diffusers import (
 from transformers import Qwen3Config, Qwen3Model
 
 from advisor import ARCH_DIR
+from advisor.contract import ATTENTION_BACKENDS
 from advisor.errors import AdvisorError
 from probes.meters import Sampler
 from probes.tokenizer import WORDS, word_tokenizer
@@ -32,7 +33,6 @@ from probes.tokenizer import WORDS, word_tokenizer
 HF_REPO = "Tongyi-MAI/Z-Image-Turbo"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
           "fp32-tf32": torch.float32}
-ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash"}
 # Regional compile specialises on shapes; a sweep visits more shapes than dynamo's default limit.
 RECOMPILE_LIMIT = 64
 

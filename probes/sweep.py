@@ -30,7 +30,7 @@ from tqdm import tqdm
 from advisor import records, workload
 from advisor.errors import AdvisorError
 from probes import pipeline
-from probes.grids import Config
+from advisor.contract import Config
 from probes.measure import measure
 from probes.meters import Nvml
 

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from advisor import CATALOG_PATH, MEASUREMENTS_DIR
-from advisor.records import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
 
 
 def add_parser(subparsers) -> None:

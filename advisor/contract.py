@@ -1,0 +1,133 @@
+"""The vocabulary every layer shares: setting names, a config, a setting, and a prediction.
+
+This module sits at the bottom of the dependency graph (it imports nothing from the package but
+errors): the probe writes `Config`s, the fitted models return `Prediction`s, and the planner,
+claim checker, dashboard, export and validation read their attributes. A new setting or
+prediction field is added here, once.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+# --------------------------------------------------------------------------- vocabularies
+# Modelled compute precisions: weights and activations in that dtype; `fp32-tf32` keeps fp32
+# weights and runs matmuls and convolutions on TF32 tensor cores.
+PRECISIONS = ("bf16", "fp16", "fp32", "fp32-tf32")
+# Attention backends, by their diffusers `set_attention_backend` names (ATTENTION_BACKENDS).
+ATTENTIONS = ("native", "cudnn", "flash")
+ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash"}
+# CPU offload: none, accelerate's per-component hooks (model), or per-layer streaming
+# (sequential).
+OFFLOADS = ("none", "model", "sequential")
+STATUSES = ("ok", "oom", "error")
+WEIGHTS = ("synthetic", "pretrained")
+STAGES = ("text_encode", "denoise", "vae_decode")
+# Where a prediction's figures come from, from most to least direct evidence.
+SOURCES = ("measured", "fitted", "transferred")
+
+DEFAULT_STEPS = 9  # Z-Image-Turbo's scheduler default: one transformer forward per step
+DEFAULT_CAPTION_TOKENS = 64
+MAX_SEQUENCE_LENGTH = 512  # the text encoder's padded prompt length (pipeline default)
+CFG_GUIDANCE_SCALE = 4.0  # guidance used when a prediction asks for CFG: any value > 0 runs
+#                           the same kernels (ZImagePipeline runs CFG whenever it is > 0)
+
+
+def shape_label(height: int, width: int) -> str:
+    """An image size as people and `--resolution WxH` write it: width x height."""
+    return f"{width}x{height}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How a pipeline runs, apart from the shape and batch: what the planner searches over."""
+
+    precision: str = "bf16"
+    attention: str = "native"
+    compile: bool = False
+    offload: str = "none"
+
+    @property
+    def label(self) -> str:
+        parts = [self.precision, self.attention] + (["compile"] if self.compile else [])
+        return " ".join(parts + ([f"offload={self.offload}"] if self.offload != "none" else []))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One pipeline call: a record's `config` block, a probe grid point, a prediction's query.
+
+    `end_to_end` is a probe directive (also time whole calls to check the composition), not part
+    of the config's identity nor of its record."""
+
+    height: int
+    width: int
+    batch: int = 1
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float = 0.0
+    precision: str = "bf16"
+    attention: str = "native"
+    compile: bool = False
+    offload: str = "none"
+    caption_tokens: int = DEFAULT_CAPTION_TOKENS
+    max_sequence_length: int = MAX_SEQUENCE_LENGTH
+    end_to_end: bool = field(default=False, compare=False)
+
+    @property
+    def cfg(self) -> bool:
+        """ZImagePipeline runs classifier-free guidance whenever guidance_scale > 0."""
+        return self.guidance_scale > 0
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.precision, self.attention, self.compile, self.offload)
+
+    @classmethod
+    def from_record(cls, config: dict) -> "Config":
+        """The config of a record's `config` block (validated by advisor.records)."""
+        return cls(**{k: config[k] for k in CONFIG_FIELDS if k in config})
+
+    def record(self) -> dict:
+        """The record's `config` block."""
+        return {k: v for k, v in asdict(self).items() if k in CONFIG_FIELDS}
+
+    def family(self) -> tuple:
+        """Everything but the shape and batch: an OOM boundary holds within a family."""
+        return (self.precision, self.attention, self.compile, self.offload, self.steps,
+                self.guidance_scale, self.caption_tokens, self.max_sequence_length)
+
+    def oom_size(self) -> int:
+        """Work that sets activation memory: pixels x images in the transformer batch (CFG
+        doubles it)."""
+        return self.pixels * self.batch * (2 if self.cfg else 1)
+
+    def shape_label(self) -> str:
+        return shape_label(self.height, self.width)
+
+    def label(self) -> str:
+        """The config in a few words, e.g. "1344x768 b4 bf16 flash compile"."""
+        parts = [self.shape_label(), f"b{self.batch}", self.setting.label]
+        if self.cfg:
+            parts.append(f"cfg={self.guidance_scale:g}")
+        if self.caption_tokens != DEFAULT_CAPTION_TOKENS:
+            parts.append(f"cap={self.caption_tokens}")
+        if self.steps != DEFAULT_STEPS:
+            parts.append(f"steps={self.steps}")
+        return " ".join(parts)
+
+
+# The record's `config` keys (all of Config's fields but the probe directive), with type tags
+# for advisor.records ("int" excludes bool, "num" is int or float).
+CONFIG_FIELDS = {
+    "height": "int", "width": "int", "batch": "int", "steps": "int", "guidance_scale": "num",
+    "precision": "str", "attention": "str", "compile": "bool", "offload": "str",
+    "caption_tokens": "int", "max_sequence_length": "int",
+}
+CHOICES = {"precision": PRECISIONS, "attention": ATTENTIONS, "offload": OFFLOADS}
+assert set(CONFIG_FIELDS) == {f.name for f in fields(Config)} - {"end_to_end"}
