@@ -10,8 +10,12 @@ probed uses the setting level: its specs carry the efficiencies over.
 """
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
 
 from advisor.features import (
     LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS,
@@ -37,11 +41,8 @@ REMAINDER_STAGES = ("first_step_extra", "other")
 # Root prior of the latency coefficients, in LATENCY_FEATURES order: typical sustained
 # fractions of peak on current datacenter GPUs (large GEMMs ~60%, attention kernels ~40%,
 # convolutions ~40%, streaming HBM ~80%), host copies at the PCIe estimate, ~10 s per gigapixel
-# of host post-processing; and its weight in pseudo-rows. Overheads are left to the data
-# (weight 0). HBM time gets a heavy weight: on one GPU it grows with the shape exactly as
-# compute time does, so only GPUs with different bandwidth-to-compute ratios can tell the two
-# apart; until then the byte-count physics decides how much of a step speeds up on a GPU with
-# faster memory.
+# of host post-processing. Its weight in pseudo-rows is `prior_strength`, but overheads are
+# left to the data (weight 0) and HBM time gets `hbm_prior_weight` (LatencyRegressor).
 LATENCY_PRIOR = {
     "text_encode": [0.0, 1 / 0.6, 1 / 0.8, 1.0],
     "denoise_step": [0.0, 1 / 0.6, 1 / 0.4, 1 / 0.8, 1.0, 0.0],
@@ -49,54 +50,42 @@ LATENCY_PRIOR = {
     "vae_decode": [0.0, 1 / 0.4, 1 / 0.8, 1.0],
     "other": [0.0, 10.0, 1.0],
 }
-HBM_PRIOR_WEIGHT = 30.0
 # Stages bounded below by a floor: one denoise step cannot take less than the host's time to
 # issue its kernels (measured: ~0.05 s a step at 512x512 batch 1 with or without compile, where
-# the GPU's own work takes 0.02-0.04 s). The evidence a floor needs (see _fit_floored): rows
-# within FLOOR_WINDOW above the least time (launch-bound steps vary a lot from run to run:
-# 0.050-0.064 s at 512x512 batch 1 on the H200), FLOOR_GAP above what the linear terms give.
+# the GPU's own work takes 0.02-0.04 s).
 FLOOR_STAGES = ("denoise_step",)
-FLOOR_WINDOW = 0.35
-FLOOR_GAP = 0.1
-FLOOR_EVIDENCE = 2
-# Latency stages are refitted ROBUST_ROUNDS times with Huber weights on relative error: a row
-# off its fit by more than ROBUST_SCALE (several times the 1-3% run-to-run spread of a settled
-# timing) counts as if it were off by ROBUST_SCALE. A warm-up left in a record, or a step
-# measured right after a backend switch, then no longer drags its setting group's coefficients
-# (and its neighbours' predictions) with it; no record is singled out.
-ROBUST_ROUNDS = 2
-ROBUST_SCALE = 0.05
 # Memory coefficients that may be negative: the batch-1 convolution workspace differs from a
 # larger batch's either way (measured: more per pixel at bf16, less at fp32). The peak never
 # falls below the resident weights (MemoryPredictor bounds it).
 MEMORY_FREE = {"vae_decode": (MEMORY_FEATURES["vae_decode"].index("batch1_pixels"),)}
 
 
-def _fit_floored(fit, design: np.ndarray, y: np.ndarray, X: list[dict]):
+def _fit_floored(fit, design: np.ndarray, y: np.ndarray, X: list[dict], window: float,
+                 gap: float, evidence_rows: int):
     """(table, floor): a stage time max(floor, linear terms). Every measured time is at least
     the floor, so the floor is the least measured time, or 0 (no floor) unless the data show
-    one: at least FLOOR_EVIDENCE rows within FLOOR_WINDOW of it that the linear terms, fitted
-    on the other rows, put FLOOR_GAP or more below their measured time (a small shape whose
-    step does not shrink with the work). Those rows are left out of the linear fit: the floor
-    is what was measured there, so they say nothing about the linear terms."""
+    one: at least `evidence_rows` rows within `window` of it that the linear terms, fitted on
+    the other rows, put `gap` or more below their measured time (a small shape whose step does
+    not shrink with the work). Those rows are left out of the linear fit: the floor is what was
+    measured there, so they say nothing about the linear terms."""
     floor = float(np.min(y))
-    window = y <= floor * (1 + FLOOR_WINDOW)
-    rest = np.flatnonzero(~window)
+    near = y <= floor * (1 + window)
+    rest = np.flatnonzero(~near)
     if len(rest) == 0:
         return fit(np.arange(len(y))), 0.0
     linear = fit(rest).predict(design, X)[0]
-    evidence = window & (linear < (1 - FLOOR_GAP) * y)
-    if evidence.sum() < FLOOR_EVIDENCE:
+    evidence = near & (linear < (1 - gap) * y)
+    if evidence.sum() < evidence_rows:
         return fit(np.arange(len(y))), 0.0
     return fit(np.flatnonzero(~evidence)), floor
 
 
-def _root_strength(stage: str, prior_strength: float) -> np.ndarray:
+def _root_strength(stage: str, prior_strength: float, hbm_weight: float) -> np.ndarray:
     names = LATENCY_FEATURES[stage]
     strength = np.full(len(names), prior_strength)
     strength[names.index("overhead")] = 0.0
     if "hbm" in names:
-        strength[names.index("hbm")] = HBM_PRIOR_WEIGHT
+        strength[names.index("hbm")] = hbm_weight
     return strength
 
 
@@ -110,16 +99,50 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
 
     fit(X, y): y is (n, 5) seconds per batch in LATENCY_STAGES order (text_encode,
     denoise_step, first_step_extra, vae_decode, other); predict(X) returns the same shape.
-    `prior_strength` pulls sparse groups toward the pooled fit (in pseudo-rows); `per_gpu` adds
-    the GPU-specific level. The denoise step is bounded below by a fitted floor (FLOOR_STAGES),
-    and every stage is refitted with Huber weights (ROBUST_ROUNDS, ROBUST_SCALE).
+
+    Parameters
+    ----------
+    prior_strength : pull of sparse groups toward the pooled fit, in pseudo-rows.
+    per_gpu : add the GPU-specific level (off: every GPU uses the setting level).
+    hbm_prior_weight : weight (pseudo-rows) of the HBM-time prior. On one GPU HBM time grows
+        with the shape exactly as compute time does, so only GPUs with other bandwidth-to-compute
+        ratios can tell them apart; until then the byte-count physics decides.
+    floor_window, floor_gap, floor_evidence : the evidence a denoise-step floor needs: at least
+        `floor_evidence` rows within `floor_window` (relative) above the least time
+        (launch-bound steps vary: 0.050-0.064 s at 512x512 batch 1 on the H200) that the
+        linear terms put `floor_gap` or more below their measured time.
+    robust_rounds, robust_scale : refits with Huber weights on relative error: a row off its
+        fit by more than `robust_scale` (several times the 1-3% run-to-run spread of a settled
+        timing) counts as if it were off by that much, so a warm-up left in a record no longer
+        drags its setting group (and its neighbours' predictions) with it.
     """
 
-    def __init__(self, prior_strength: float = 1.0, per_gpu: bool = True):
+    _parameter_constraints = {
+        "prior_strength": [Interval(Real, 0, None, closed="neither")],
+        "per_gpu": ["boolean"],
+        "hbm_prior_weight": [Interval(Real, 0, None, closed="left")],
+        "floor_window": [Interval(Real, 0, None, closed="left")],
+        "floor_gap": [Interval(Real, 0, 1, closed="left")],
+        "floor_evidence": [Interval(Integral, 1, None, closed="left")],
+        "robust_rounds": [Interval(Integral, 0, None, closed="left")],
+        "robust_scale": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, *, prior_strength: float = 1.0, per_gpu: bool = True,
+                 hbm_prior_weight: float = 30.0, floor_window: float = 0.35,
+                 floor_gap: float = 0.1, floor_evidence: int = 2, robust_rounds: int = 2,
+                 robust_scale: float = 0.05):
         self.prior_strength = prior_strength
         self.per_gpu = per_gpu
+        self.hbm_prior_weight = hbm_prior_weight
+        self.floor_window = floor_window
+        self.floor_gap = floor_gap
+        self.floor_evidence = floor_evidence
+        self.robust_rounds = robust_rounds
+        self.robust_scale = robust_scale
 
     def fit(self, X: list[dict], y) -> "LatencyRegressor":
+        self._validate_params()
         y = _check_targets(X, y, len(LATENCY_STAGES),
                            positive=[s not in REMAINDER_STAGES for s in LATENCY_STAGES])
         steps = np.array([r["steps"] for r in X], dtype=float)
@@ -129,25 +152,28 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
             scale = total if stage in REMAINDER_STAGES else y[:, j]
             trust = np.ones(len(X))
             design = latency_design(X, stage)
-            for _ in range(1 + ROBUST_ROUNDS):
+            strength = _root_strength(stage, self.prior_strength, self.hbm_prior_weight)
+            for _ in range(1 + self.robust_rounds):
                 fit = lambda use: fit_grouped_linear(
                     design[use], y[use, j], [X[i] for i in use],
                     stage_levels(stage, self.per_gpu), self.prior_strength,
-                    root_prior=np.array(LATENCY_PRIOR[stage]),
-                    root_strength=_root_strength(stage, self.prior_strength),
+                    root_prior=np.array(LATENCY_PRIOR[stage]), root_strength=strength,
                     weights=trust[use] / scale[use])
                 if stage in FLOOR_STAGES:
-                    tables[stage], floors[stage] = _fit_floored(fit, design, y[:, j], X)
+                    tables[stage], floors[stage] = _fit_floored(
+                        fit, design, y[:, j], X, self.floor_window, self.floor_gap,
+                        self.floor_evidence)
                 else:
                     tables[stage] = fit(np.arange(len(X)))
                 predicted = np.maximum(tables[stage].predict(design, X)[0],
                                        floors.get(stage, -np.inf))
                 residual = np.abs(y[:, j] - predicted) / scale
-                trust = np.minimum(1.0, ROBUST_SCALE / np.maximum(residual, 1e-12))
+                trust = np.minimum(1.0, self.robust_scale / np.maximum(residual, 1e-12))
         self.predictor_ = LatencyPredictor(tables, floors)
         return self
 
     def predict(self, X: list[dict]) -> np.ndarray:
+        check_is_fitted(self)
         return self.predictor_.predict(X)[0]
 
 
@@ -167,9 +193,18 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
     predict(X) returns (n, 2): allocated and NVML used.
     """
 
-    def __init__(self, prior_strength: float = 1.0, per_gpu: bool = True, iterations: int = 4,
-                 pressure_mib: float = 2048.0, pressure_fraction: float = 0.95,
-                 default_fragmentation: float = 0.5):
+    _parameter_constraints = {
+        "prior_strength": [Interval(Real, 0, None, closed="neither")],
+        "per_gpu": ["boolean"],
+        "iterations": [Interval(Integral, 1, None, closed="left")],
+        "pressure_mib": [Interval(Real, 0, None, closed="left")],
+        "pressure_fraction": [Interval(Real, 0, 1, closed="right")],
+        "default_fragmentation": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(self, *, prior_strength: float = 1.0, per_gpu: bool = True,
+                 iterations: int = 4, pressure_mib: float = 2048.0,
+                 pressure_fraction: float = 0.95, default_fragmentation: float = 0.5):
         self.prior_strength = prior_strength
         self.per_gpu = per_gpu
         self.iterations = iterations
@@ -178,6 +213,7 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
         self.default_fragmentation = default_fragmentation
 
     def fit(self, X: list[dict], y, stage_peaks=None, reserved=None) -> "MemoryRegressor":
+        self._validate_params()
         y = _check_targets(X, y, 2)
         allocated, nvml = y[:, 0], y[:, 1]
         known = (np.full((len(X), len(MEMORY_STAGES)), np.nan) if stage_peaks is None
@@ -241,6 +277,7 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
                                   free=MEMORY_FREE.get(stage, ()))
 
     def predict(self, X: list[dict]) -> np.ndarray:
+        check_is_fitted(self)
         out = self.predictor_.predict(X)
         return np.column_stack([out["allocated"], out["nvml"]])
 

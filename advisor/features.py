@@ -15,7 +15,7 @@ import numpy as np
 
 from advisor import workload
 from advisor.errors import AdvisorError
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, Config
 
 MIB = 2**20
 LATENCY_STAGES = ("text_encode", "denoise_step", "first_step_extra", "vae_decode", "other")
@@ -66,43 +66,35 @@ def pcie_gbs(host_interface: str) -> float:
     return PCIE_LANE_GBS.get(gen, PCIE_LANE_GBS[DEFAULT_PCIE[0]]) * lanes * PCIE_EFFICIENCY
 
 
-def shape_label(height: int, width: int) -> str:
-    """An image size as people write it: width x height."""
-    return f"{width}x{height}"
-
-
-def check_config(height: int, width: int, batch: int = 1, steps: int = 9,
-                 precision: str = "bf16", attention: str = "native", offload: str = "none",
-                 caption_tokens: int = 64) -> None:
+def check_config(config: Config) -> None:
     """AdvisorError naming the first field of a config the models cannot answer for."""
-    workload.check_shape(height, width)
-    for name, value in (("batch", batch), ("steps", steps)):
+    workload.check_shape(config.height, config.width)
+    for name in ("batch", "steps"):
+        value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise AdvisorError(f"{name}: expected an integer >= 1, got {value!r}")
-    workload.padded_caption_tokens(caption_tokens)  # validates 1..512
-    for name, value, allowed in (("precision", precision, PRECISIONS),
-                                 ("attention", attention, ATTENTIONS),
-                                 ("offload", offload, OFFLOADS)):
+    workload.padded_caption_tokens(config.caption_tokens)  # validates 1..512
+    for name, allowed in (("precision", PRECISIONS), ("attention", ATTENTIONS),
+                          ("offload", OFFLOADS)):
+        value = getattr(config, name)
         if value not in allowed:
             raise AdvisorError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
 
 
-def make_row(spec: GpuSpec, height: int, width: int, batch: int = 1, steps: int = 9,
-             precision: str = "bf16", attention: str = "native", compile: bool = False,
-             offload: str = "none", cfg: bool = False, caption_tokens: int = 64,
-             capacity_mib: float | None = None) -> dict:
+def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -> dict:
     """A validated query row: the config plus the GPU numbers the features need. `capacity_mib`
     is the GPU's memory as NVML counts it where known (a probed GPU), else the catalog's."""
-    check_config(height, width, batch, steps, precision, attention, offload, caption_tokens)
-    peak = spec.tflops.get(precision)
+    check_config(config)
+    peak = spec.tflops.get(config.precision)
     if not peak:
-        raise AdvisorError(f"gpu {spec.id}: the catalog lists no dense {precision} TFLOPS for it, "
-                           "so its latency cannot be modelled at that precision")
+        raise AdvisorError(f"gpu {spec.id}: the catalog lists no dense {config.precision} "
+                           "TFLOPS for it, so its latency cannot be modelled at that precision")
     return {
-        "gpu": spec.id, "height": height, "width": width, "batch": batch, "steps": steps,
-        "precision": precision, "attention": attention, "compile": bool(compile),
-        "offload": offload, "cfg": bool(cfg), "caption_tokens": caption_tokens,
-        "tflops": float(peak), "attention_tflops": float(attention_peak(spec, precision)),
+        "gpu": spec.id, "height": config.height, "width": config.width, "batch": config.batch,
+        "steps": config.steps, "precision": config.precision, "attention": config.attention,
+        "compile": bool(config.compile), "offload": config.offload, "cfg": config.cfg,
+        "caption_tokens": config.caption_tokens, "tflops": float(peak),
+        "attention_tflops": float(attention_peak(spec, config.precision)),
         "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
         "capacity_mib": float(capacity_mib or spec.memory_gb * 1e9 / MIB),
     }
@@ -115,16 +107,6 @@ def attention_peak(spec: GpuSpec, precision: str) -> float:
     if precision == "fp32-tf32" and spec.tflops.get("fp32"):
         return spec.tflops["fp32"]
     return spec.tflops[precision]
-
-
-def record_config(record: dict) -> dict:
-    """make_row keyword arguments of a measurement record. CFG is on when guidance_scale > 0:
-    that is the test diffusers' ZImagePipeline makes (do_classifier_free_guidance)."""
-    c = record["config"]
-    return {"height": c["height"], "width": c["width"], "batch": c["batch"], "steps": c["steps"],
-            "precision": c["precision"], "attention": c["attention"], "compile": c["compile"],
-            "offload": c["offload"], "cfg": c["guidance_scale"] > 0,
-            "caption_tokens": c["caption_tokens"]}
 
 
 # ---------------------------------------------------------------------------------------------

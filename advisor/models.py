@@ -1,8 +1,9 @@
 """`Models`: the fitted latency and memory models with their intervals, ready to predict.
 
-This is what the model cache holds, so it needs numpy only. Every prediction says where it came
-from: `measured` (an exact probed config: the measured figures), `fitted` (a probed GPU) or
-`transferred` (a GPU never probed: its catalog specs carry the fitted efficiencies over).
+This is what the model cache holds, so it needs numpy only. Every prediction is a
+`contract.Prediction` built by one function, `_prediction`, whether its figures are measured or
+fitted, and says where they came from: `measured` (an exact probed config), `fitted` (a probed
+GPU) or `transferred` (a GPU never probed: its catalog specs carry the fitted efficiencies over).
 """
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from advisor import memory_rule
+from advisor.contract import GB, Config, Latency, Memory, Power, Prediction
 from advisor.errors import AdvisorError
 from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, shape_costs
+from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
 from advisor.predictors import LatencyPredictor, MemoryPredictor
 
-GB = 1e9  # decimal, as the catalog's memory_gb
 INTERVAL_COVERAGE = 0.90
-# Headroom a config must leave below the GPU's memory to count as fitting, at least: allocator
-# fragmentation and other processes' memory vary from run to run.
-MIN_MEMORY_MARGIN_GB = 1.0
 # Extra log-width of an interval where the evidence does not reach: a setting never probed
 # (pooled efficiencies), a GPU of an architecture never probed, and (with only one GPU probed,
 # so no GPU-out residuals) any transfer. Assumptions, stated in each prediction.
@@ -30,6 +30,7 @@ EXTRA_WIDTH = {
     "memory": {"setting": 0.15, "shape": 0.05, "architecture": 0.10, "transfer": 0.03},
     "allocated": {"setting": 0.15, "shape": 0.02, "architecture": 0.05, "transfer": 0.02},
 }
+INTERVAL_KINDS = tuple(EXTRA_WIDTH)
 
 
 @dataclass
@@ -45,24 +46,42 @@ class Intervals:
     n_transferred: int = 0
 
 
+PLACEHOLDER_INTERVALS = Intervals((-0.1, 0.1), None)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The figures of one exact probed config: medians over its records."""
+
+    stages_s: dict  # text_encode, denoise, vae_decode, other, total
+    denoise_step_s: float
+    interval_s: tuple[float, float]  # min and max over the measured repeats
+    allocated_gb: float
+    nvml_gb: float
+    power_w: float | None
+    energy_j_per_image: float | None
+    where: str  # "record <file:line>, ..."
+
+
 @dataclass
 class Models:
     model_version: str
     specs: dict  # catalog id -> GpuSpec, every catalog GPU
     latency: LatencyPredictor
     memory: MemoryPredictor
-    intervals: dict  # "latency" / "memory" -> Intervals
+    estimator_params: dict  # "latency" / "memory" -> the estimators' get_params()
     probed: dict  # catalog id -> NVML memory total in GB, per probed GPU
-    measured: dict  # match key -> measured figures of an exact probed config
-    ooms: dict  # (gpu, precision, attention, compile, offload) -> [(size, where)]
+    measured: dict  # match key -> Measured, per exact probed config
+    outcomes: dict  # catalog id -> [memory_rule.Outcome], the measured ok and oom runs
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
-    calibration: dict  # K-fold error summary used to label fitted figures
+    intervals: dict = field(default_factory=lambda: dict.fromkeys(INTERVAL_KINDS,
+                                                                  PLACEHOLDER_INTERVALS))
+    calibration: dict = field(default_factory=dict)  # K-fold error summary (fitted labels)
     records: list = field(repr=False, default_factory=list)  # the fit's input, for validation
     # (gpu, precision, attention, compile, offload) -> {(height, width)} of the ok records
     shapes: dict = field(repr=False, default_factory=dict)
     problems: list = field(default_factory=list)  # records skipped, with file:line
     cache_path: str | None = None
-    _validation: dict | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------------------ queries
 
@@ -75,22 +94,19 @@ class Models:
         raise AdvisorError(f"gpu: unknown GPU id {gpu_id!r}{hint} "
                            "(`advisor catalog list` shows every id)")
 
-    def predict(self, gpu_id: str, height: int, width: int, batch: int = 1, steps: int = 9,
-                precision: str = "bf16", attention: str = "native", compile: bool = False,
-                offload: str = "none", cfg: bool = False, caption_tokens: int = 64) -> dict:
-        """Latency, throughput, memory and fit of one config; see docs/internals.md."""
-        return self.predict_many([dict(
-            gpu_id=gpu_id, height=height, width=width, batch=batch, steps=steps,
-            precision=precision, attention=attention, compile=compile, offload=offload, cfg=cfg,
-            caption_tokens=caption_tokens)])[0]
+    def predict(self, gpu_id: str, config: Config,
+                memory_margin_gb: float = DEFAULT_MARGIN_GB) -> Prediction:
+        """Latency, throughput, memory and fit of one config on one GPU."""
+        return self.predict_many([(gpu_id, config)], memory_margin_gb)[0]
 
-    def predict_many(self, configs: list[dict]) -> list[dict]:
-        """predict() for many configs (dicts of its keyword arguments) in one vectorized pass."""
+    def predict_many(self, queries: list[tuple[str, Config]],
+                     memory_margin_gb: float = DEFAULT_MARGIN_GB) -> list[Prediction]:
+        """predict() for many (gpu id, config) queries in one vectorized pass."""
         rows = []
-        for c in configs:
-            spec = self.spec(c["gpu_id"])
+        for gpu_id, config in queries:
+            spec = self.spec(gpu_id)
             probed_gb = self.probed.get(spec.id)
-            rows.append(make_row(spec, **{k: v for k, v in c.items() if k != "gpu_id"},
+            rows.append(make_row(spec, config,
                                  capacity_mib=probed_gb * GB / MIB if probed_gb else None))
         if not rows:
             return []
@@ -98,17 +114,60 @@ class Models:
         steps = np.array([r["steps"] for r in rows], dtype=float)
         run = self.latency.compose(stages, steps)
         memory = self.memory.predict(rows)
-        return [self._assemble(row, {k: float(v[i]) for k, v in run.items()},
-                               float(stages[i, LATENCY_STAGES.index("denoise_step")]),
-                               lat_depth[i].min(), {k: v[i] for k, v in memory.items()})
-                for i, row in enumerate(rows)]
+        step = stages[:, LATENCY_STAGES.index("denoise_step")]
+        return [self._prediction(row, config, {k: float(v[i]) for k, v in run.items()},
+                                 float(step[i]), int(lat_depth[i].min()),
+                                 {k: float(v[i]) for k, v in memory.items()}, memory_margin_gb)
+                for i, (row, (_, config)) in enumerate(zip(rows, queries))]
+
+    def estimators(self) -> dict:
+        """The fitted scikit-learn estimators ("latency", "memory"), rebuilt from their
+        parameters and fitted predictors (the cache holds these, not sklearn objects, so that
+        loading it needs no sklearn)."""
+        from advisor.estimators import LatencyRegressor, MemoryRegressor
+
+        out = {}
+        for kind, cls, predictor in (("latency", LatencyRegressor, self.latency),
+                                     ("memory", MemoryRegressor, self.memory)):
+            out[kind] = cls(**self.estimator_params[kind])
+            out[kind].predictor_ = predictor
+        return out
+
+    def summary(self) -> dict:
+        """What `advisor fit` prints: data used, calibration, intervals, fitted efficiencies."""
+        ok = [r for r in self.records if r["status"] == "ok"]
+        efficiency = {}
+        for gpu in sorted(self.probed):
+            config = Config(1024, 1024)
+            pred = self.predict(gpu, config)
+            matmul = self.latency.efficiencies(make_row(self.specs[gpu], config))[
+                "denoise_step"]["matmul"]
+            efficiency[gpu] = {"denoise_step_s": pred.latency.denoise_step_s, "mfu": pred.mfu,
+                               "matmul_efficiency": 1 / matmul if matmul else None,
+                               "source": pred.source}
+        return {
+            "model_version": self.model_version,
+            "records_used": len(ok),
+            "oom_records": sum(r["status"] == "oom" for r in self.records),
+            "gpus": {g: sum(r["gpu"]["catalog_id"] == g for r in ok) for g in sorted(self.probed)},
+            "calibration": self.calibration,
+            "estimator_params": self.estimator_params,
+            "intervals": {kind: {"fitted": list(iv.fitted),
+                                 "transferred": list(iv.transferred) if iv.transferred else None,
+                                 "n_fitted": iv.n_fitted, "n_transferred": iv.n_transferred}
+                          for kind, iv in self.intervals.items()},
+            "efficiency_1024": efficiency,
+            "problems": self.problems,
+            "cache_path": self.cache_path,
+        }
 
     # ------------------------------------------------------------------------------ pieces
 
-    def _interval_width(self, kind: str, row: dict, depth: int, max_depth: int):
+    def _interval_width(self, kind: str, row: dict, depth: int):
         """(lo, hi) log bounds for a prediction and the sentence saying what they rest on."""
         iv, extra = self.intervals[kind], EXTRA_WIDTH[kind]
         spec = self.specs[row["gpu"]]
+        max_depth = len(self.latency.tables["denoise_step"].levels) - 1
         if depth == max_depth:  # fitted at this GPU's own level
             lo, hi = iv.fitted
             basis = (f"{iv.n_fitted} K-fold and leave-one-shape-out residuals on the probed "
@@ -133,52 +192,72 @@ class Models:
             lo, hi = lo - extra["architecture"], hi + extra["architecture"]
             basis += (f"; +{extra['architecture']:.0%} because no {spec.architecture} GPU "
                       "was probed")
-        return (min(lo, 0.0), max(hi, 0.0)), basis
+        return min(lo, 0.0), max(hi, 0.0), basis
 
-    def _assemble(self, row, latency, step, lat_depth, memory):
-        spec = self.specs[row["gpu"]]
-        max_depth = len(self.latency.tables["denoise_step"].levels) - 1
+    def _prediction(self, row: dict, config: Config, run: dict, step: float, lat_depth: int,
+                    memory: dict, margin_gb: float) -> Prediction:
+        """The one constructor of predictions: fitted figures, replaced by the measured ones
+        where this exact config was probed; then throughput, power and the memory verdict."""
         mem_depth = int(memory["depth"])
-        total = latency["total"]
-        (llo, lhi), latency_basis = self._interval_width("latency", row, lat_depth, max_depth)
-        (mlo, mhi), memory_basis = self._interval_width("memory", row, mem_depth, max_depth)
-        (alo, ahi), _ = self._interval_width("allocated", row, mem_depth, max_depth)
+        llo, lhi, latency_basis = self._interval_width("latency", row, lat_depth)
+        mlo, mhi, memory_basis = self._interval_width("memory", row, mem_depth)
+        alo, ahi, _ = self._interval_width("allocated", row, mem_depth)
         gb = lambda mib: float(mib * MIB / GB)
-        floor_mib = memory["allocated"] + memory["context"]
-        out = {
-            "gpu": row["gpu"],
-            "config": {k: row[k] for k in ("height", "width", "batch", "steps", "precision",
-                                           "attention", "compile", "offload", "cfg",
-                                           "caption_tokens")},
-            "latency_s": latency,
-            "denoise_step_s": step,
-            "latency_interval_s": [total * float(np.exp(llo)), total * float(np.exp(lhi))],
-            "peak_memory_gb": gb(memory["nvml"]),
-            "torch_peak_allocated_gb": gb(memory["allocated"]),
-            "torch_allocated_interval_gb": [gb(memory["allocated"] * np.exp(alo)),
-                                            gb(memory["allocated"] * np.exp(ahi))],
-            "memory_interval_gb": [gb(max(memory["nvml"] * np.exp(mlo), floor_mib)),
-                                   gb(min(memory["nvml"] * np.exp(mhi),
-                                          max(row["capacity_mib"], memory["nvml"])))],
-            "memory_capped": bool(memory["nvml"] < memory["nvml_free"]),
-            "source": "fitted" if row["gpu"] in self.probed else "transferred",
-            "source_detail": self._source_detail(row),
-            "interval_basis": {"latency": latency_basis, "memory": memory_basis},
-            "model_version": self.model_version,
-        }
         measured = self.measured.get(match_key(row))
         if measured:
-            out.update(measured)
-            out["interval_basis"] = {
-                "latency": "min and max over the measured repeats",
-                "memory": "the measured peak (one figure per run)"}
-        # What the run needs: allocated (upper bound when predicted) + context + fragments.
-        allocated_mib = out["torch_peak_allocated_gb"] * GB / MIB
-        upper = allocated_mib * (1.0 if measured else float(np.exp(ahi)))
-        resident = memory["allocated"] - memory["activations"]
-        needed = (upper + memory["context"]
-                  + self.memory.fragmentation * max(allocated_mib - resident, 0.0))
-        return self._finish(out, row, spec, gb(needed), gb(memory["context"]))
+            stages, step = measured.stages_s, measured.denoise_step_s
+            interval = measured.interval_s
+            allocated, nvml = measured.allocated_gb, measured.nvml_gb
+            allocated_iv = nvml_iv = None
+            latency_basis = "min and max over the measured repeats"
+            memory_basis = "the measured peak (one figure per run)"
+            source, detail = "measured", measured.where
+            upper_allocated = allocated
+        else:
+            stages, total = run, run["total"]
+            interval = (total * float(np.exp(llo)), total * float(np.exp(lhi)))
+            allocated, nvml = gb(memory["allocated"]), gb(memory["nvml"])
+            allocated_iv = (allocated * float(np.exp(alo)), allocated * float(np.exp(ahi)))
+            floor = gb(memory["allocated"] + memory["context"])
+            nvml_iv = (max(nvml * float(np.exp(mlo)), floor),
+                       min(nvml * float(np.exp(mhi)), max(gb(row["capacity_mib"]), nvml)))
+            source = "fitted" if row["gpu"] in self.probed else "transferred"
+            detail = self._source_detail(row)
+            upper_allocated = allocated_iv[1]
+        latency = Latency(
+            text_encode_s=stages["text_encode"], denoise_s=stages["denoise"],
+            vae_decode_s=stages["vae_decode"], other_s=stages["other"],
+            total_s=stages["total"], denoise_step_s=step, interval_s=tuple(interval),
+            basis=latency_basis)
+        # Allocator fragments scale with the activations: allocated less the resident weights.
+        resident_gb = gb(memory["allocated"] - memory["activations"])
+        fragments = self.memory.fragmentation * max(allocated - resident_gb, 0.0)
+        context = gb(memory["context"])
+        needed = memory_rule.needed_gb(upper_allocated, context, fragments, margin_gb)
+        capacity = gb(row["capacity_mib"])
+        fits, reason = memory_rule.verdict(config, needed, capacity,
+                                           self.outcomes.get(row["gpu"], []))
+        bound = "" if measured else f" (upper {INTERVAL_COVERAGE:.0%} bound)"
+        mem = Memory(
+            allocated_gb=allocated, allocated_interval_gb=allocated_iv or (allocated, allocated),
+            nvml_gb=nvml, nvml_interval_gb=nvml_iv or (nvml, nvml),
+            nvml_capped=bool(memory["nvml"] < memory["nvml_free"]) and not measured,
+            needed_gb=needed, capacity_gb=capacity,
+            capacity_source=("NVML total memory of the probed GPU" if row["gpu"] in self.probed
+                             else f"catalog memory_gb of {row['gpu']} (decimal GB as marketed)"),
+            rule=(f"needed = torch peak allocated{bound} + the larger of {margin_gb:g} GB and "
+                  f"CUDA context ({context:.2f} GB) + {self.memory.fragmentation:.2f} x "
+                  f"activations for allocator fragments ({self.memory.fragmentation_basis}); "
+                  "measured runs of this GPU and setting decide first (advisor.memory_rule)"),
+            basis=memory_basis)
+        images = config.batch * (2 if config.cfg else 1)
+        achieved = images * shape_costs(config.height, config.width,
+                                        config.caption_tokens)["forward_tflops"] / step
+        return Prediction(
+            gpu=row["gpu"], config=config, latency=latency, memory=mem, fits=fits,
+            fits_reason=reason, source=source, source_detail=detail,
+            achieved_tflops=achieved, mfu=achieved / row["tflops"],
+            power=self._power(row, measured, latency.total_s), model_version=self.model_version)
 
     def _source_detail(self, row: dict) -> str:
         c = self.calibration
@@ -191,84 +270,21 @@ class Models:
         return (f"transferred from {probed} via catalog specs of {row['gpu']} "
                 f"(dense {row['precision']} TFLOPS, memory bandwidth; {err} on probed GPUs)")
 
-    def _finish(self, out: dict, row: dict, spec: GpuSpec, needed_gb: float,
-                context_gb: float) -> dict:
-        """Throughput, MFU and the memory verdict, from the (fitted or measured) figures."""
-        total, step = out["latency_s"]["total"], out["denoise_step_s"]
-        out["images_per_s"] = row["batch"] / total
-        costs = shape_costs(row["height"], row["width"], row["caption_tokens"])
-        images = row["batch"] * (2 if row["cfg"] else 1)
-        out["achieved_tflops"] = images * costs["forward_tflops"] / step
-        out["mfu"] = out["achieved_tflops"] / row["tflops"]
-        self._power(out, row)
-        capacity = row["capacity_mib"] * MIB / GB
-        out["memory_capacity_gb"] = capacity
-        out["memory_capacity_source"] = (
-            "NVML total memory of the probed GPU" if row["gpu"] in self.probed
-            else f"catalog memory_gb of {spec.id} (decimal GB as marketed)")
-        margin = max(MIN_MEMORY_MARGIN_GB, needed_gb - out["torch_peak_allocated_gb"])
-        out["memory_needed_gb"] = out["torch_peak_allocated_gb"] + margin
-        out["memory_margin_gb"] = margin
-        bound = "" if out["source"] == "measured" else f" (upper {INTERVAL_COVERAGE:.0%} bound)"
-        out["memory_margin_rule"] = (
-            f"needed = torch peak allocated{bound}"
-            f" + CUDA context ({context_gb:.2f} GB) + {self.memory.fragmentation:.2f} x activations"
-            f" for allocator fragments ({self.memory.fragmentation_basis}), at least "
-            f"{MIN_MEMORY_MARGIN_GB:g} GB above allocated; the NVML peak is not the basis: the "
-            "caching allocator keeps fragments while memory is free and releases them under "
-            "pressure")
-        out["memory_headroom_gb"] = capacity - out["memory_needed_gb"]
-        oom = self._oom_below(row)
-        if oom:
-            out["fits"] = False
-            out["fits_reason"] = f"measured out of memory at {oom} on this GPU and setting"
-        elif out["source"] == "measured":
-            out["fits"] = True
-            out["fits_reason"] = "measured: this config ran"
-        else:
-            out["fits"] = bool(out["memory_needed_gb"] <= capacity)
-            verb = "within" if out["fits"] else "over"
-            out["fits_reason"] = (f"needs {out['memory_needed_gb']:.1f} GB (torch allocated "
-                                  f"{out['torch_peak_allocated_gb']:.1f} GB + {margin:.1f} GB "
-                                  f"margin), {verb} {capacity:.1f} GB")
-        return out
-
-    def _power(self, out: dict, row: dict) -> None:
+    def _power(self, row: dict, measured: Measured | None, total_s: float) -> Power:
         """Board power while denoising: measured for a measured config, else the most any
-        record of this GPU drew, else None (the catalog TDP is the caller's fallback); energy
-        per image measured, else that power over the predicted run."""
-        if out["source"] == "measured" and out.get("power_w") is not None:
-            out["power_source"] = f"measured ({out['source_detail']})"
+        record of this GPU drew, else unknown (the catalog TDP is the caller's fallback);
+        energy per image measured, else that power over the predicted run."""
+        if measured and measured.power_w is not None:
+            watts, source = measured.power_w, f"measured ({measured.where})"
         elif row["gpu"] in self.power:
             watts, n = self.power[row["gpu"]]
-            out["power_w"] = watts
-            out["power_source"] = f"max measured power_w over {n} records of {row['gpu']}"
+            source = f"max measured power_w over {n} records of {row['gpu']}"
         else:
-            out["power_w"], out["power_source"] = None, None
-        if out.get("energy_j_per_image") is None and out["power_w"] is not None:
-            out["energy_j_per_image"] = out["power_w"] * out["latency_s"]["total"] / row["batch"]
-        out.setdefault("energy_j_per_image", None)
-
-    def _oom_below(self, row: dict) -> str | None:
-        """A measured OOM on this GPU and setting at no more work than this config, if any."""
-        for size, where in self.ooms.get(setting_key(row), ()):
-            if oom_size(row) >= size:
-                return where
-        return None
-
-    # ------------------------------------------------------------------------------ report
-
-    @property
-    def validation(self) -> dict:
-        """The validation report (`advisor validate`), computed on first use and cached."""
-        if self._validation is None:
-            from advisor.fit import save_cache
-            from advisor.validation import validation_report
-
-            self._validation = validation_report(self.records, self.specs, self.problems)
-            if self.cache_path:
-                save_cache(self, self.cache_path)
-        return self._validation
+            return Power(None, None, None)
+        energy = measured.energy_j_per_image if measured else None
+        if energy is None:
+            energy = watts * total_s / row["batch"]
+        return Power(watts, source, energy)
 
 
 def match_key(row: dict) -> tuple:
@@ -281,7 +297,7 @@ def setting_key(row: dict) -> tuple:
     return tuple(row[k] for k in ("gpu", "precision", "attention", "compile", "offload"))
 
 
-def oom_size(row: dict) -> int:
-    """Work that sets activation memory: pixels x images in the transformer batch (CFG doubles
-    it). A measured OOM at some size means an OOM at any larger one on that GPU and setting."""
-    return row["height"] * row["width"] * row["batch"] * (2 if row["cfg"] else 1)
+def outcome(record: dict) -> Outcome:
+    """A record as a memory_rule.Outcome."""
+    return Outcome(Config.from_record(record["config"]), record["status"],
+                   record.get("_source", "record"))

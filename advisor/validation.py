@@ -11,26 +11,30 @@ import math
 
 import numpy as np
 
-from advisor.features import GpuSpec, record_config, shape_label
-from advisor.models import INTERVAL_COVERAGE, setting_key
+from advisor.contract import Config
+from advisor.errors import AdvisorError
+from advisor.features import GpuSpec
+from advisor.fit import usable
+from advisor.models import setting_key
+from advisor.records import config_key
 
 SPLITS = {
     "kfold": "5-fold cross-validation over distinct configs (repeats of a config stay together)",
     "shape_out": "leave one shape (height x width) out: unseen resolutions and aspect ratios",
     "gpu_out": "leave one GPU out: fit the other GPUs, predict this one from its catalog specs",
 }
-TARGETS = {  # name -> (measured from results, predicted from a prediction), both in s or GB
-    "total_s": (lambda r: r["total_s"], lambda p: p["latency_s"]["total"]),
-    "denoise_step_s": (lambda r: r["denoise_step_s"], lambda p: p["denoise_step_s"]),
-    "peak_memory": (lambda r: r["nvml_peak_used_mb"] * 2**20 / 1e9, lambda p: p["peak_memory_gb"]),
+TARGETS = {  # name -> (measured from results, predicted from a Prediction), both in s or GB
+    "total_s": (lambda r: r["total_s"], lambda p: p.latency.total_s),
+    "denoise_step_s": (lambda r: r["denoise_step_s"], lambda p: p.latency.denoise_step_s),
+    "peak_memory": (lambda r: r["nvml_peak_used_mb"] * 2**20 / 1e9, lambda p: p.memory.nvml_gb),
     "allocated_memory": (lambda r: r["peak_allocated_mb"] * 2**20 / 1e9,
-                         lambda p: p["torch_peak_allocated_gb"]),
+                         lambda p: p.memory.allocated_gb),
 }
 # Memory targets scored against the tolerance: torch's peak allocated memory (what decides
 # whether a config fits: it is the same on every GPU of a software stack) and, reported beside
 # it, NVML's used memory (the caching allocator grows it into whatever memory is free).
 MEMORY_TARGETS = ("allocated_memory", "peak_memory")
-# Issue 4's targets, for the report's verdicts.
+# The accuracy targets the report's verdicts check.
 GOALS = {
     "latency_mape_shape_out_max_pct": 5.0,
     "latency_mape_gpu_out_max_pct": 8.0,
@@ -39,58 +43,50 @@ GOALS = {
 }
 MEMORY_TOLERANCE = (0.03, 256 * 2**20 / 1e9)  # relative, absolute GB
 DEFAULT_FOLDS = 5
-SEED = 0
 
 
-def _folds(records: list[dict], split: str, folds: int) -> list[tuple[str, list[int]]]:
-    """(label, held-out indices) per fold."""
+def _folds(records: list[dict], split: str, folds: int) -> list[tuple[str, np.ndarray]]:
+    """(label, held-out indices) per fold: GroupKFold over distinct configs (repeats of a config
+    stay together), LeaveOneGroupOut over shapes or GPUs."""
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
     if split == "kfold":
-        keys = sorted({_identity(r) for r in records})
-        order = np.random.default_rng(SEED).permutation(len(keys))
-        fold_of = {keys[i]: n % folds for n, i in enumerate(order)}
-        return [(f"fold {k + 1}", [i for i, r in enumerate(records)
-                                   if fold_of[_identity(r)] == k]) for k in range(folds)]
+        groups = [r["gpu"]["catalog_id"] + config_key(r["config"]) for r in records]
+        splitter = GroupKFold(n_splits=min(folds, len(set(groups))))
+        return [(f"fold {k + 1}", held) for k, (_, held) in
+                enumerate(splitter.split(records, groups=groups))]
     if split == "shape_out":
-        label = lambda r: shape_label(r["config"]["height"], r["config"]["width"])
+        groups = [Config.from_record(r["config"]).shape_label() for r in records]
     elif split == "gpu_out":
-        label = lambda r: r["gpu"]["catalog_id"]
+        groups = [r["gpu"]["catalog_id"] for r in records]
     else:
         raise ValueError(f"unknown split {split!r}")
-    groups: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        groups.setdefault(label(r), []).append(i)
-    return sorted(groups.items())
+    if len(set(groups)) < 2:
+        return []
+    return [(groups[held[0]], held) for _, held in
+            LeaveOneGroupOut().split(records, groups=groups)]
 
 
-def _identity(record: dict) -> str:
-    from advisor.records import config_key
-
-    return record["gpu"]["catalog_id"] + config_key(record["config"])
-
-
-def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str,
-                  folds: int = DEFAULT_FOLDS, calibrate: bool = False) -> list[dict]:
-    """Out-of-fold predictions of the ok records under `split`. `records` may include oom
-    records: they stay in training (OOM boundaries) and are never scored. `calibrate` gives each
-    fold's model its own calibrated intervals (for coverage); without it, intervals are
-    placeholders (inside the calibration itself)."""
-    from advisor.errors import AdvisorError
-    from advisor.fit import fit_models
-
+def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fit,
+                  folds: int = DEFAULT_FOLDS) -> list[dict]:
+    """Out-of-fold predictions of the ok records under `split`, each fold's models made by
+    `fit(train_records, specs)` (advisor.fit.fit_models: placeholder intervals; or
+    advisor.calibration.fit_calibrated: calibrated intervals, for coverage). `records` may
+    include oom records: they stay in training (OOM boundaries) and are never scored."""
     out = []
     for label, held in _folds(records, split, folds):
-        held_set = set(held)
+        held_set = set(held.tolist())
         train = [r for i, r in enumerate(records) if i not in held_set]
         test = [records[i] for i in held if records[i]["status"] == "ok"]
         if not test or not any(r["status"] == "ok" for r in train):
             continue
         try:
-            models = fit_models(train, specs, calibrate=calibrate)
+            models = fit(train, specs)
         except AdvisorError:  # nothing usable left to fit on
             continue
-        configs = [{"gpu_id": r["gpu"]["catalog_id"], **record_config(r)} for r in test]
+        queries = [(r["gpu"]["catalog_id"], Config.from_record(r["config"])) for r in test]
         trained = {_setting(r) for r in train if r["status"] == "ok"}
-        for record, pred in zip(test, models.predict_many(configs)):
+        for record, pred in zip(test, models.predict_many(queries)):
             scored = _scored(record, pred, split, label, models.probed)
             scored["setting_probed"] = _setting(record) in trained
             out.append(scored)
@@ -98,41 +94,29 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str,
 
 
 def _setting(record: dict) -> tuple:
-    return setting_key({"gpu": record["gpu"]["catalog_id"], **record_config(record)})
+    c = Config.from_record(record["config"])
+    return setting_key({"gpu": record["gpu"]["catalog_id"], **c.setting.as_dict()})
 
 
-def _scored(record: dict, pred: dict, split: str, fold: str, probed: dict) -> dict:
+def _scored(record: dict, pred, split: str, fold: str, probed: dict) -> dict:
     measured = {k: f(record["results"]) for k, (f, _) in TARGETS.items()}
     predicted = {k: g(pred) for k, (_, g) in TARGETS.items()}
-    lat_lo, lat_hi = (v / pred["latency_s"]["total"] for v in pred["latency_interval_s"])
+    lat_lo, lat_hi = (v / pred.latency.total_s for v in pred.latency.interval_s)
     intervals = {
-        "total_s": pred["latency_interval_s"],
+        "total_s": list(pred.latency.interval_s),
         # The step shares the total's relative interval (it dominates the total).
         "denoise_step_s": [predicted["denoise_step_s"] * lat_lo,
                            predicted["denoise_step_s"] * lat_hi],
-        "peak_memory": pred["memory_interval_gb"],
-        "allocated_memory": pred["torch_allocated_interval_gb"],
+        "peak_memory": list(pred.memory.nvml_interval_gb),
+        "allocated_memory": list(pred.memory.allocated_interval_gb),
     }
     return {
         "record": record.get("_source"), "gpu": record["gpu"]["catalog_id"], "split": split,
-        "fold": fold, "config": record["config"], "source": pred["source"],
+        "fold": fold, "config": record["config"], "source": pred.source,
         "trained_on": sorted(probed),
         "measured": measured, "predicted": predicted, "interval": intervals,
         "log_ratio": {k: math.log(measured[k] / predicted[k]) for k in TARGETS},
     }
-
-
-def conformal_bounds(log_ratios: list[float], default):
-    """Split-conformal (lo, hi) at INTERVAL_COVERAGE from residuals log(measured/predicted):
-    the finite-sample-corrected quantiles; `default` when there are fewer than two."""
-    r = np.sort(np.asarray(log_ratios, dtype=float))
-    n = len(r)
-    if n < 2:
-        return default
-    alpha = 1 - INTERVAL_COVERAGE
-    k_lo = max(math.floor((n + 1) * alpha / 2), 1)
-    k_hi = min(math.ceil((n + 1) * (1 - alpha / 2)), n)
-    return float(min(r[k_lo - 1], 0.0)), float(max(r[k_hi - 1], 0.0))
 
 
 def fold_metrics(preds: list[dict]) -> dict:
@@ -159,12 +143,11 @@ def fold_metrics(preds: list[dict]) -> dict:
     return out
 
 
-def validation_report(records: list[dict], specs: dict[str, GpuSpec],
+def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
                       problems: list[str] = ()) -> dict:
     """The `advisor validate` report: headline numbers, per-split metrics, notes, and a
-    plot-ready residual table."""
-    from advisor.fit import usable
-
+    plot-ready residual table. `fit(records, specs)` makes each fold's models (calibrated
+    ones, so that interval coverage is measured as users get it)."""
     _, records, skipped = usable(records, specs)
     problems = list(dict.fromkeys([*problems, *skipped]))
     ok = [r for r in records if r["status"] == "ok"]
@@ -178,7 +161,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec],
             note = (f"only one GPU has measurements ({', '.join(gpus) or 'none'}): "
                     "leave-one-GPU-out needs two, so transfer accuracy is not measured")
         else:
-            preds = cross_predict(records, specs, split, calibrate=True)
+            preds = cross_predict(records, specs, split, fit)
         metrics = fold_metrics(preds)
         if split == "gpu_out" and preds:
             metrics["by_gpu"] = {}
@@ -215,15 +198,8 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec],
 
 
 def config_label(c: dict) -> str:
-    """A record config in a few words, e.g. "1024x768 b4 bf16 flash compile"."""
-    parts = [shape_label(c["height"], c["width"]), f"b{c['batch']}", c["precision"],
-             c["attention"]]
-    parts += ["compile"] if c["compile"] else []
-    parts += [f"offload={c['offload']}"] if c["offload"] != "none" else []
-    parts += [f"cfg={c['guidance_scale']:g}"] if c["guidance_scale"] > 0 else []
-    parts += [f"cap={c['caption_tokens']}"] if c["caption_tokens"] != 64 else []
-    parts += [f"steps={c['steps']}"] if c["steps"] != 9 else []
-    return " ".join(parts)
+    """A record config in a few words, e.g. "1344x768 b4 bf16 flash compile"."""
+    return Config.from_record(c).label()
 
 
 def _residual_rows(preds: list[dict]) -> list[dict]:
@@ -244,7 +220,7 @@ def _residual_rows(preds: list[dict]) -> list[dict]:
 
 
 def _verdicts(report: dict) -> dict:
-    """Each goal of issue 4 against the figures: true, false, or null (not measurable)."""
+    """Each target against the figures: true, false, or null (not measurable)."""
     shape = report["latency_mape"]["shape_out"]
     shape_probed = (report["metrics"]["shape_out"].get("probed_settings") or {}).get(
         "total_s", {}).get("mape")
@@ -302,7 +278,7 @@ def format_table(report: dict) -> str:
     lines.append(f"data: {d['ok']} ok + {d['oom']} oom records on "
                  f"{', '.join(f'{g} ({n})' for g, n in d['gpus'].items()) or 'no GPU'}; "
                  f"weights: {', '.join(d['weights'])}; {len(d['problems'])} problem(s)")
-    lines.append("verdicts vs issue 4 goals: " + ", ".join(
+    lines.append("targets: " + ", ".join(
         f"{k} {'ok' if v else 'MISSED' if v is False else 'n/a'}"
         for k, v in report["verdicts"].items()))
     return "\n".join(lines)

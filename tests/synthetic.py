@@ -14,6 +14,7 @@ import numpy as np
 
 from advisor import CATALOG_PATH
 from advisor.catalog import load_catalog
+from advisor.contract import Config
 from advisor.features import (
     LATENCY_STAGES, MEMORY_STAGES, GpuSpec, latency_design, make_row, memory_design,
     nvml_design,
@@ -182,9 +183,7 @@ def synthetic_records(gpus=("h100-sxm-80gb", "h200-sxm-141gb"), grid=None, noise
         for overrides in grid or standard_grid():
             record = make_record(gpu=gpu, **overrides)
             c = record["config"]
-            row = make_row(specs[gpu], c["height"], c["width"], c["batch"], c["steps"],
-                           c["precision"], c["attention"], c["compile"], c["offload"],
-                           c["guidance_scale"] > 0, c["caption_tokens"])
+            row = make_row(specs[gpu], Config.from_record(c))
             memory = law_memory(row)
             if memory["nvml"] > capacity_mib:
                 records.append(make_record(gpu=gpu, status="oom", **overrides))

@@ -10,13 +10,17 @@ import sys
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from advisor import CATALOG_PATH
 from advisor.cli import main
 from advisor.errors import AdvisorError
+from advisor.cache import load_models, validation_of
+from advisor.calibration import fit_calibrated
+from advisor.contract import Config, Prediction
 from advisor.estimators import LatencyRegressor, MemoryRegressor
 from advisor.features import LATENCY_STAGES, make_row
-from advisor.fit import fit_models, load_models, targets, usable
+from advisor.fit import fit_models, targets, usable
 from advisor.validation import validation_report
 from tests.synthetic import (
     LAW, gpu_specs, law_latency, law_memory, make_record, synthetic_records,
@@ -31,6 +35,10 @@ SMALL_GRID = [dict(height=h, width=w, batch=b)
 @pytest.fixture(scope="module")
 def specs():
     return gpu_specs()
+
+
+def query_row(spec, height, width, batch=1, **setting):
+    return make_row(spec, Config(height, width, batch, **setting))
 
 
 def _with_sources(records, name="syn.jsonl"):
@@ -52,7 +60,7 @@ def exact(specs):
 
 @pytest.fixture(scope="module")
 def models(specs):
-    return fit_models(_with_sources(synthetic_records(noise=0.01)), specs)
+    return fit_calibrated(_with_sources(synthetic_records(noise=0.01)), specs)
 
 
 def _write_data(folder, records):
@@ -70,7 +78,7 @@ def _write_data(folder, records):
 @pytest.mark.parametrize("shape", [(1792, 1792, 1), (640, 1152, 4), (1024, 1024, 2)])
 def test_latency_and_memory_recover_the_law_on_unseen_shapes(exact, specs, gpu, shape):
     latency, memory = exact
-    row = make_row(specs[gpu], *shape)
+    row = query_row(specs[gpu], *shape)
     law = law_latency(row)
     predicted = latency.predict([row])[0]
     for i, stage in enumerate(LATENCY_STAGES):
@@ -81,7 +89,7 @@ def test_latency_and_memory_recover_the_law_on_unseen_shapes(exact, specs, gpu, 
 
 
 def test_fitted_efficiencies_match_the_law(exact, specs):
-    coef = exact[0].predictor_.efficiencies(make_row(specs[H100], 1024, 1024))["denoise_step"]
+    coef = exact[0].predictor_.efficiencies(query_row(specs[H100], 1024, 1024))["denoise_step"]
     assert coef["matmul"] == pytest.approx(LAW["denoise_step"][1], rel=0.05)
     assert coef["attention"] == pytest.approx(LAW["denoise_step"][2], rel=0.05)
     assert coef["hbm"] == pytest.approx(LAW["denoise_step"][3], rel=0.25)
@@ -95,12 +103,12 @@ def test_small_steps_are_bounded_by_the_fitted_floor(exact, specs):
         LAW["denoise_step_floor"], rel=1e-6)
     for gpu in (H100, H200):
         for precision in ("bf16", "fp16"):
-            row = make_row(specs[gpu], 512, 512, precision=precision)
+            row = query_row(specs[gpu], 512, 512, precision=precision)
             law = law_latency(row)["denoise_step"]
             assert law == LAW["denoise_step_floor"]  # the law's GPU time is below it here
             assert latency.predict([row])[0][1] == pytest.approx(law, rel=1e-6)
     # A slower GPU's own time at that shape is above the floor: the linear terms answer.
-    slow = make_row(specs["a100-sxm-80gb"], 512, 512)
+    slow = query_row(specs["a100-sxm-80gb"], 512, 512)
     assert law_latency(slow)["denoise_step"] > 1.5 * LAW["denoise_step_floor"]
     assert latency.predict([slow])[0][1] == pytest.approx(law_latency(slow)["denoise_step"],
                                                            rel=0.05)
@@ -111,18 +119,14 @@ def test_no_floor_without_small_steps_that_show_one(specs):
     rows, ok, _ = usable(synthetic_records(grid=grid, noise=0.01), specs)
     latency = LatencyRegressor().fit(rows, targets(ok)["latency"])
     assert latency.predictor_.floors["denoise_step"] == 0.0
-    small = make_row(specs[H100], 512, 512)
+    small = query_row(specs[H100], 512, 512)
     assert latency.predict([small])[0][1] < LAW["denoise_step_floor"]
 
 
-@pytest.mark.parametrize("rounds, tolerance", [(None, 0.01), (0, None)])
-def test_one_unsettled_record_does_not_drag_its_setting(specs, monkeypatch, rounds, tolerance):
+@pytest.mark.parametrize("rounds, tolerance", [(2, 0.01), (0, None)])
+def test_one_unsettled_record_does_not_drag_its_setting(specs, rounds, tolerance):
     """A step timed 60% slow (a warm-up left in the record) barely moves the fp16 group's fit
     with the robust refits; without them (rounds=0) its neighbour misses by more than 1%."""
-    import advisor.estimators as estimators
-
-    if rounds is not None:
-        monkeypatch.setattr(estimators, "ROBUST_ROUNDS", rounds)
     records = synthetic_records(noise=0.0)
     slow = next(r for r in records if r["gpu"]["catalog_id"] == H100 and r["status"] == "ok"
                 and r["config"]["precision"] == "fp16" and r["config"]["height"] == 1024
@@ -133,21 +137,21 @@ def test_one_unsettled_record_does_not_drag_its_setting(specs, monkeypatch, roun
     res["denoise_s"] += extra
     res["total_s"] += extra
     rows, ok, _ = usable(records, specs)
-    latency = LatencyRegressor().fit(rows, targets(ok)["latency"])
-    neighbour = make_row(specs[H100], 1024, 1024, 4, precision="fp16")
+    latency = LatencyRegressor(robust_rounds=rounds).fit(rows, targets(ok)["latency"])
+    neighbour = query_row(specs[H100], 1024, 1024, 4, precision="fp16")
     error = abs(latency.predict([neighbour])[0][1] / law_latency(neighbour)["denoise_step"] - 1)
     assert error < 0.01 if tolerance else error > 0.01
 
 
 def test_attention_under_tf32_runs_at_the_fp32_rate(specs):
-    tf32 = make_row(specs[H100], 1024, 1024, precision="fp32-tf32")
+    tf32 = query_row(specs[H100], 1024, 1024, precision="fp32-tf32")
     assert tf32["attention_tflops"] == specs[H100].tflops["fp32"] < tf32["tflops"]
-    bf16 = make_row(specs[H100], 1024, 1024)
+    bf16 = query_row(specs[H100], 1024, 1024)
     assert bf16["attention_tflops"] == bf16["tflops"]
 
 
 def test_latency_transfers_to_an_unprobed_gpu(exact, specs):
-    row = make_row(specs["a100-sxm-80gb"], 1024, 1024, 2)
+    row = query_row(specs["a100-sxm-80gb"], 1024, 1024, 2)
     predicted = exact[0].predict([row])[0]
     law = law_latency(row)
     assert predicted[1] == pytest.approx(law["denoise_step"], rel=0.05)
@@ -159,97 +163,133 @@ def test_estimators_follow_sklearn_conventions(exact, specs):
         fresh = clone(est)
         assert fresh.get_params() == est.get_params()
         assert not hasattr(fresh, "predictor_")
+        with pytest.raises(NotFittedError):
+            fresh.predict([query_row(specs[H100], 512, 512)])
         restored = pickle.loads(pickle.dumps(est))
-        rows = [make_row(specs[H100], 768, 1344, 2)]
+        rows = [query_row(specs[H100], 768, 1344, 2)]
         np.testing.assert_allclose(restored.predict(rows), est.predict(rows))
-    assert LatencyRegressor(prior_strength=3.0).set_params(per_gpu=False).get_params() == {
-        "prior_strength": 3.0, "per_gpu": False}
+    params = LatencyRegressor(prior_strength=3.0).set_params(per_gpu=False).get_params()
+    assert params["prior_strength"] == 3.0 and params["per_gpu"] is False
+    assert {"robust_rounds", "robust_scale", "floor_window", "hbm_prior_weight"} <= set(params)
+
+
+@pytest.mark.parametrize("estimator, bad", [
+    (LatencyRegressor, dict(robust_scale=0)), (LatencyRegressor, dict(floor_evidence=0)),
+    (MemoryRegressor, dict(pressure_fraction=1.5)), (MemoryRegressor, dict(prior_strength=-1)),
+])
+def test_bad_hyper_parameters_are_refused_at_fit(specs, estimator, bad):
+    rows, ok, _ = usable(synthetic_records(grid=SMALL_GRID[:4]), specs)
+    y = targets(ok)["latency" if estimator is LatencyRegressor else "memory"]
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        estimator(**bad).fit(rows, y)
+
+
+def test_grid_search_over_hyper_parameters_with_group_folds(specs):
+    """get_params/set_params/clone make scikit-learn's model selection work as is."""
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+
+    rows, ok, _ = usable(synthetic_records(grid=SMALL_GRID, noise=0.02), specs)
+    groups = [f"{r['height']}x{r['width']}" for r in rows]
+    search = GridSearchCV(LatencyRegressor(), {"robust_rounds": [0, 1]}, cv=GroupKFold(3))
+    search.fit(rows, targets(ok)["latency"], groups=groups)
+    assert search.best_params_["robust_rounds"] in (0, 1)
+    assert search.best_estimator_.predictor_ is not None
+
+
+def test_models_keep_their_fitted_estimators(models, specs):
+    rebuilt = models.estimators()
+    assert rebuilt["latency"].get_params() == LatencyRegressor().get_params()
+    rows = [query_row(specs[H100], 768, 1344, 2)]
+    np.testing.assert_allclose(rebuilt["latency"].predict(rows), models.latency.predict(rows)[0])
 
 
 # ------------------------------------------------------------------------------ predictions
 
 
-def test_prediction_keys_and_sources(models):
-    fitted = models.predict(H100, 1024, 768, batch=2, steps=8)
-    for key in ("latency_s", "latency_interval_s", "images_per_s", "peak_memory_gb",
-                "memory_interval_gb", "fits", "memory_margin_gb", "source", "mfu",
-                "model_version"):
-        assert key in fitted
-    stages = fitted["latency_s"]
-    assert set(stages) == {"text_encode", "denoise", "vae_decode", "other", "total"}
-    assert stages["total"] == pytest.approx(
-        stages["text_encode"] + stages["denoise"] + stages["vae_decode"] + stages["other"])
-    assert fitted["source"] == "fitted"
-    lo, hi = fitted["latency_interval_s"]
-    assert lo <= fitted["latency_s"]["total"] <= hi
-    assert fitted["images_per_s"] == pytest.approx(2 / fitted["latency_s"]["total"])
-    assert 0 < fitted["mfu"] < 1
-    json.dumps(fitted)  # plain JSON types only
+def test_prediction_fields_and_sources(models):
+    fitted = models.predict(H100, Config(1024, 768, 2, steps=8))
+    assert isinstance(fitted, Prediction) and fitted.source == "fitted"
+    lat = fitted.latency
+    assert lat.total_s == pytest.approx(lat.text_encode_s + lat.denoise_s + lat.vae_decode_s
+                                        + lat.other_s)
+    lo, hi = lat.interval_s
+    assert lo <= lat.total_s <= hi
+    assert fitted.images_per_s == pytest.approx(2 / lat.total_s)
+    assert 0 < fitted.mfu < 1
+    assert fitted.memory.needed_gb >= fitted.memory.allocated_gb + 1.0
+    json.dumps(fitted.as_dict())  # plain JSON types only
 
-    measured = models.predict(H100, 1024, 1024)
-    assert measured["source"] == "measured"
+    measured = models.predict(H100, Config(1024, 1024))
+    assert measured.source == "measured"
     record = next(r for r in models.records if r["gpu"]["catalog_id"] == H100
-                  and r["config"]["height"] == r["config"]["width"] == 1024
-                  and r["config"]["batch"] == 1 and r["config"]["precision"] == "bf16"
-                  and r["config"]["attention"] == "native" and not r["config"]["compile"]
-                  and r["config"]["offload"] == "none" and r["config"]["guidance_scale"] == 0
-                  and r["config"]["caption_tokens"] == 64)
-    assert measured["latency_s"]["total"] == pytest.approx(record["results"]["total_s"])
-    assert record["_source"] in measured["source_detail"]
-    assert measured["power_w"] == record["results"]["power_w"]
-    assert fitted["power_w"] is not None and fitted["energy_j_per_image"] > 0
+                  and Config.from_record(r["config"]) == Config(1024, 1024))
+    assert measured.latency.total_s == pytest.approx(record["results"]["total_s"])
+    assert record["_source"] in measured.source_detail
+    assert measured.power.watts == record["results"]["power_w"]
+    assert measured.fits and record["_source"] in measured.fits_reason
+    assert fitted.power.watts is not None and fitted.power.energy_j_per_image > 0
 
-    transferred = models.predict("a100-sxm-80gb", 1024, 768, batch=2, steps=8)
-    assert transferred["source"] == "transferred"
-    width = lambda p: p["latency_interval_s"][1] / p["latency_interval_s"][0]
+    transferred = models.predict("a100-sxm-80gb", Config(1024, 768, 2, steps=8))
+    assert transferred.source == "transferred"
+    width = lambda p: p.latency.interval_s[1] / p.latency.interval_s[0]
     assert width(transferred) > width(fitted)
-    assert "Ampere" in transferred["interval_basis"]["latency"]
-    assert transferred["power_w"] is None
+    assert "Ampere" in transferred.latency.basis
+    assert transferred.power.watts is None
 
 
 def test_a_setting_probed_at_one_shape_gets_wider_intervals_elsewhere(specs):
     grid = SMALL_GRID + [dict(height=1024, width=1024, batch=b, compile=True) for b in (1, 4)]
-    models = fit_models(_with_sources(synthetic_records(grid=grid, noise=0.01)), specs,
-                        calibrate=False)
-    width = lambda p: p["latency_interval_s"][1] / p["latency_interval_s"][0]
-    compiled = models.predict(H100, 768, 768, batch=2, compile=True)
-    assert "probed at one shape only" in compiled["interval_basis"]["latency"]
-    assert width(compiled) > width(models.predict(H100, 768, 768, batch=2))
-    same_shape = models.predict(H100, 1024, 1024, batch=2, compile=True)
-    assert "one shape" not in same_shape["interval_basis"]["latency"]
+    models = fit_models(_with_sources(synthetic_records(grid=grid, noise=0.01)), specs)
+    width = lambda p: p.latency.interval_s[1] / p.latency.interval_s[0]
+    compiled = models.predict(H100, Config(768, 768, 2, compile=True))
+    assert "probed at one shape only" in compiled.latency.basis
+    assert width(compiled) > width(models.predict(H100, Config(768, 768, 2)))
+    same_shape = models.predict(H100, Config(1024, 1024, 2, compile=True))
+    assert "one shape" not in same_shape.latency.basis
 
 
 def test_predict_many_matches_predict(models):
-    configs = [dict(gpu_id=H200, height=h, width=w, batch=b)
-               for h, w, b in ((512, 512, 1), (1536, 1024, 3), (2048, 2048, 2))]
-    many = models.predict_many(configs)
-    for config, result in zip(configs, many):
-        single = models.predict(**config)
-        assert result["latency_s"] == single["latency_s"]
-        assert result["peak_memory_gb"] == single["peak_memory_gb"]
+    queries = [(H200, Config(h, w, b)) for h, w, b in ((512, 512, 1), (1536, 1024, 3),
+                                                         (2048, 2048, 2))]
+    for query, result in zip(queries, models.predict_many(queries)):
+        assert result == models.predict(*query)
 
 
 def test_more_work_takes_longer_and_more_memory(models):
-    small = models.predict(H100, 1024, 1024, batch=2)
-    large = models.predict(H100, 1024, 1024, batch=8)
-    assert large["latency_s"]["total"] > small["latency_s"]["total"]
-    assert large["peak_memory_gb"] > small["peak_memory_gb"]
-    cfg = models.predict(H100, 1024, 1024, batch=2, cfg=True)
-    assert cfg["latency_s"]["denoise"] > 1.8 * small["latency_s"]["denoise"]
+    small = models.predict(H100, Config(1024, 1024, 2))
+    large = models.predict(H100, Config(1024, 1024, 8))
+    assert large.latency.total_s > small.latency.total_s
+    assert large.memory.allocated_gb > small.memory.allocated_gb
+    cfg = models.predict(H100, Config(1024, 1024, 2, guidance_scale=4.0))
+    assert cfg.latency.denoise_s > 1.8 * small.latency.denoise_s
 
 
 def test_measured_oom_makes_that_shape_and_larger_not_fit(specs):
     records = synthetic_records(grid=SMALL_GRID, noise=0.01)
     records.append(make_record(gpu=H100, status="oom", height=1536, width=1536, batch=8))
-    models = fit_models(_with_sources(records), specs, calibrate=False)
+    models = fit_models(_with_sources(records), specs)
     for batch in (8, 16):
-        p = models.predict(H100, 1536, 1536, batch=batch)
-        assert p["fits"] is False and "out of memory" in p["fits_reason"]
-        assert "syn.jsonl" in p["fits_reason"]
-    assert models.predict(H100, 2048, 2048, batch=8)["fits"] is False
-    assert models.predict(H100, 1536, 1536, batch=4)["fits"] is True
-    assert models.predict(H100, 1536, 1536, batch=8, precision="fp16")["fits"] is True
-    assert models.predict(H200, 1536, 1536, batch=8)["fits"] is True
+        p = models.predict(H100, Config(1536, 1536, batch))
+        assert p.fits is False and "out of memory" in p.fits_reason
+        assert "syn.jsonl" in p.fits_reason
+    assert models.predict(H100, Config(2048, 2048, 8)).fits is False
+    assert models.predict(H100, Config(1536, 1536, 4)).fits is True
+    assert models.predict(H100, Config(1536, 1536, 8, precision="fp16")).fits is True
+    assert models.predict(H200, Config(1536, 1536, 8)).fits is True
+
+
+def test_a_larger_image_out_of_memory_says_nothing_of_a_larger_batch(specs):
+    """Pixels and batch are compared apart: a 2048x2048 batch-2 OOM does not make 1024x1024
+    batch 8 (the same pixels x batch) unfit, and a measured run fits whatever the model says."""
+    records = synthetic_records(grid=SMALL_GRID, noise=0.01)
+    records.append(make_record(gpu=H100, status="oom", height=2048, width=2048, batch=2))
+    models = fit_models(_with_sources(records), specs)
+    assert models.predict(H100, Config(2048, 2048, 4)).fits is False
+    below = models.predict(H100, Config(1024, 1024, 8))
+    assert below.fits and "out of memory" not in below.fits_reason
+    ran = models.predict(H100, Config(1024, 1024, 4), memory_margin_gb=100.0)
+    assert ran.fits and ran.fits_reason.startswith("measured")
+    assert not models.predict(H100, Config(1024, 1024, 8), memory_margin_gb=100.0).fits
 
 
 @pytest.mark.parametrize("offload", ["none", "model", "sequential"])
@@ -257,33 +297,32 @@ def test_memory_predictions_never_fall_below_the_resident_weights(models, specs,
     from advisor.features import MEMORY_STAGES, MIB, handoff_mib
 
     for shape in ((256, 256, 1), (4096, 4096, 1), (1024, 1024, 8)):
-        p = models.predict("a100-sxm-80gb", *shape[:2], batch=shape[2], offload=offload)
-        row = make_row(specs["a100-sxm-80gb"], *shape, offload=offload)
+        p = models.predict("a100-sxm-80gb", Config(*shape, offload=offload))
+        row = query_row(specs["a100-sxm-80gb"], *shape, offload=offload)
         floor_gb = max(handoff_mib(row, s) for s in MEMORY_STAGES) * MIB / 1e9
-        assert p["torch_peak_allocated_gb"] >= floor_gb > 0
-        assert p["peak_memory_gb"] >= p["torch_peak_allocated_gb"]
-        assert p["memory_interval_gb"][0] >= p["torch_peak_allocated_gb"]
+        assert p.memory.allocated_gb >= floor_gb > 0
+        assert p.memory.nvml_gb >= p.memory.allocated_gb
+        assert p.memory.nvml_interval_gb[0] >= p.memory.allocated_gb
 
 
 def test_predicted_memory_over_capacity_does_not_fit(models):
-    p = models.predict("rtx-4090", 1024, 1024)  # 20 GB of bf16 weights on a 24 GB card
-    assert p["fits"] is False
-    assert p["peak_memory_gb"] + p["memory_margin_gb"] > p["memory_capacity_gb"]
-    assert models.predict("rtx-4090", 1024, 1024, offload="model")["fits"] is True
+    p = models.predict("rtx-4090", Config(1024, 1024))  # 20 GB of bf16 weights, 24 GB card
+    assert p.fits is False and "over" in p.fits_reason
+    assert p.memory.needed_gb > p.memory.capacity_gb
+    assert models.predict("rtx-4090", Config(1024, 1024, offload="model")).fits is True
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(gpu_id="h100"), "unknown GPU id 'h100'; did you mean h100-sxm-80gb"),
-    (dict(height=1000), "height: expected a positive multiple of 16"),
-    (dict(batch=0), "batch: expected an integer >= 1"),
-    (dict(caption_tokens=600), "caption_tokens"),
-    (dict(precision="int4"), "precision: expected one of"),
-    (dict(gpu_id="v100-sxm2-32gb"), "no dense bf16 TFLOPS"),
+@pytest.mark.parametrize("gpu, config, message", [
+    ("h100", Config(1024, 1024), "unknown GPU id 'h100'; did you mean h100-sxm-80gb"),
+    (H100, Config(1000, 1024), "height: expected a positive multiple of 16"),
+    (H100, Config(1024, 1024, 0), "batch: expected an integer >= 1"),
+    (H100, Config(1024, 1024, caption_tokens=600), "caption_tokens"),
+    (H100, Config(1024, 1024, precision="int4"), "precision: expected one of"),
+    ("v100-sxm2-32gb", Config(1024, 1024), "no dense bf16 TFLOPS"),
 ])
-def test_bad_queries_raise_advisor_errors(models, kwargs, message):
-    config = dict(gpu_id=H100, height=1024, width=1024) | kwargs
+def test_bad_queries_raise_advisor_errors(models, gpu, config, message):
     with pytest.raises(AdvisorError, match=message.replace("(", r"\(")):
-        models.predict(**config)
+        models.predict(gpu, config)
 
 
 def test_unusable_records_are_skipped_with_reasons(specs):
@@ -292,7 +331,7 @@ def test_unusable_records_are_skipped_with_reasons(specs):
     cpu["gpu"].update(name="cpu", catalog_id=None)
     no_nvml["results"]["nvml_peak_used_mb"] = None
     records = _with_sources(synthetic_records(grid=SMALL_GRID) + [tiny, cpu, no_nvml])
-    models = fit_models(records, specs, calibrate=False)
+    models = fit_models(records, specs)
     assert len(models.records) == len(records) - 3
     assert [p.split(": ", 1)[1] for p in models.problems] == [
         "architecture 'tiny' is not a sizing figure; skipped",
@@ -306,7 +345,7 @@ def test_unusable_records_are_skipped_with_reasons(specs):
 
 def test_validation_report_structure(specs):
     records = _with_sources(synthetic_records(grid=SMALL_GRID, noise=0.01))
-    report = validation_report(records, specs)
+    report = validation_report(records, specs, fit_calibrated)
     for key in ("latency_mape", "memory_mape", "coverage"):
         assert set(report[key]) == {"kfold", "shape_out", "gpu_out"}
         assert all(isinstance(v, float) for v in report[key].values())
@@ -331,7 +370,7 @@ def test_validation_report_structure(specs):
 
 def test_validation_with_one_gpu_says_so(specs):
     records = _with_sources(synthetic_records(gpus=(H100,), grid=SMALL_GRID, noise=0.01))
-    report = validation_report(records, specs)
+    report = validation_report(records, specs, fit_calibrated)
     assert report["latency_mape"]["gpu_out"] is None
     assert "only one GPU" in report["splits"]["gpu_out"]["note"]
     assert report["verdicts"]["latency_gpu_out"] is None
@@ -349,7 +388,7 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     def no_refit(*args, **kwargs):
         raise AssertionError("refitted although nothing changed")
 
-    monkeypatch.setattr("advisor.fit.fit_from_files", no_refit)
+    monkeypatch.setattr("advisor.cache.fit_from_files", no_refit)
     again = load_models(data, CATALOG_PATH, cache)
     assert again.model_version == first.model_version
     monkeypatch.undo()
@@ -362,14 +401,31 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     assert len(list(cache.glob("models-*.pkl"))) == 2
 
 
+def test_cache_key_covers_every_source_file_of_the_package(tmp_path, monkeypatch):
+    """Not a hand-kept list: a module the models depend on indirectly (the catalog reader,
+    the contract) changes the key as well."""
+    import advisor.cache as cache
+
+    data = _write_data(tmp_path / "data", synthetic_records(grid=SMALL_GRID[:2]))
+    package = tmp_path / "advisor"
+    package.mkdir()
+    for name in ("catalog.py", "contract.py"):
+        (package / name).write_text("# v1\n")
+    monkeypatch.setattr(cache, "PACKAGE_DIR", package)
+    before = cache.cache_key(data, CATALOG_PATH)
+    (package / "catalog.py").write_text("# v2\n")
+    assert cache.cache_key(data, CATALOG_PATH) != before
+
+
 def test_loading_the_cache_needs_neither_sklearn_nor_scipy_nor_torch(tmp_path):
     data = _write_data(tmp_path / "data", synthetic_records(grid=SMALL_GRID, noise=0.01))
     load_models(data, CATALOG_PATH, tmp_path / "cache")
     code = (
         "import sys\n"
-        "from advisor.fit import load_models\n"
+        "from advisor.cache import load_models\n"
+        "from advisor.contract import Config\n"
         f"m = load_models({str(data)!r}, {str(CATALOG_PATH)!r}, {str(tmp_path / 'cache')!r})\n"
-        f"m.predict({H100!r}, 1024, 1024)\n"
+        f"m.predict({H100!r}, Config(1024, 1024))\n"
         "bad = [x for x in ('sklearn', 'scipy', 'torch') if x in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -378,10 +434,10 @@ def test_loading_the_cache_needs_neither_sklearn_nor_scipy_nor_torch(tmp_path):
 
 def test_validation_is_cached_with_the_models(tmp_path, monkeypatch):
     data = _write_data(tmp_path / "data", synthetic_records(grid=SMALL_GRID, noise=0.01))
-    report = load_models(data, CATALOG_PATH, tmp_path / "cache").validation
+    report = validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache"))
     monkeypatch.setattr("advisor.validation.validation_report",
                         lambda *a, **k: pytest.fail("validation recomputed"))
-    assert load_models(data, CATALOG_PATH, tmp_path / "cache").validation == report
+    assert validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache")) == report
 
 
 # ------------------------------------------------------------------------------ commands

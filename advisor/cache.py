@@ -1,0 +1,133 @@
+"""Fitted, calibrated models and their validation report, cached on disk: `load_models`,
+`validation_of`.
+
+The cache key hashes the whole `advisor` package source, the architecture configs, the catalog
+and every measurement file, so no change to code or data can leave a stale fit in use. A cache
+file is our own pickle of numpy-only objects (no scikit-learn import to load it), never
+user-supplied data; a damaged or stale one is refitted, never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+from advisor import ARCH_DIR, CATALOG_PATH, MEASUREMENTS_DIR
+from advisor.calibration import fit_calibrated
+from advisor.errors import AdvisorError
+from advisor.features import GpuSpec
+from advisor.fileio import sha256_file, write_atomic
+from advisor.models import Models
+
+CACHE_ENV = "ZIMAGE_ADVISOR_CACHE"
+CACHE_KEEP = 8  # model files kept per folder (one per code/data combination)
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "zimage-advisor")
+
+
+def cache_key(measurements_dir: Path, catalog_path: Path) -> str:
+    """sha256 over the package source, the architecture configs, the catalog and the data."""
+    h = hashlib.sha256()
+    files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(Path(ARCH_DIR).rglob("*.json"))
+    for path in files:
+        h.update(str(path.relative_to(path.parents[1])).encode() + path.read_bytes())
+    h.update(sha256_file(catalog_path).encode())
+    for path in sorted(measurements_dir.glob("*.jsonl")):
+        h.update(path.name.encode() + sha256_file(path).encode())
+    return h.hexdigest()
+
+
+def load_models(measurements_dir: str | Path = MEASUREMENTS_DIR,
+                catalog_path: str | Path = CATALOG_PATH, cache_dir: str | Path | None = None,
+                refit: bool = False) -> Models:
+    """Fitted, calibrated models for the measurements and catalog, from the cache when nothing
+    changed."""
+    measurements_dir, catalog_path = Path(measurements_dir), Path(catalog_path)
+    if not measurements_dir.is_dir():
+        what = "is a file, not a folder" if measurements_dir.exists() else "folder not found"
+        raise AdvisorError(f"--data {measurements_dir}: measurements {what}")
+    if not catalog_path.is_file():
+        raise AdvisorError(f"--catalog {catalog_path}: catalog file not found")
+    key = cache_key(measurements_dir, catalog_path)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = cache_dir / f"models-{key[:32]}.pkl"
+    if not refit:
+        models = _load(path, key)
+        if models is not None:
+            models.cache_path = str(path)
+            return models
+    models = fit_from_files(measurements_dir, catalog_path, model_version=f"fit:{key[:12]}")
+    models.cache_path = str(path)
+    try:
+        write_atomic(path, pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))
+        _prune(cache_dir)
+    except OSError as exc:  # a read-only home must not stop predictions
+        models.problems.append(f"{path}: model cache not written ({exc.strerror or exc})")
+        models.cache_path = None
+    return models
+
+
+def fit_from_files(measurements_dir: Path, catalog_path: Path, model_version: str) -> Models:
+    from advisor.catalog import load_catalog
+    from advisor.records import load_measurements
+
+    records, problems = load_measurements(measurements_dir)
+    if not records:
+        raise AdvisorError(f"{measurements_dir}: no usable measurement records (*.jsonl)"
+                           + (f"; {len(problems)} invalid line(s), first: {problems[0]}"
+                              if problems else ""))
+    catalog = load_catalog(catalog_path)
+    specs = {g.id: GpuSpec.from_catalog(g) for g in catalog.gpus}
+    for record in records:  # records probed before the catalog knew the GPU: match by name
+        gpu = record["gpu"]
+        if gpu.get("catalog_id") not in specs:
+            match = catalog.match_nvml(gpu["name"], gpu["memory_mb"] * 2**20 / 1e9)
+            gpu["catalog_id"] = match.id if match else gpu.get("catalog_id")
+    return fit_calibrated(records, specs, problems, model_version=model_version)
+
+
+def validation_of(models: Models) -> dict:
+    """The validation report of `models` (`advisor validate`): held-out accuracy of models
+    fitted as these were. Computed once per model version and kept beside the model cache."""
+    from advisor.validation import validation_report
+
+    path = Path(f"{models.cache_path}.validation.json") if models.cache_path else None
+    if path is not None:
+        try:
+            report = json.loads(path.read_text())
+            if report.get("model_version") == models.model_version:
+                return report
+        except (OSError, ValueError):
+            pass  # not computed yet, or damaged: compute it again
+    report = validation_report(models.records, models.specs, fit_calibrated, models.problems)
+    text = json.dumps({**report, "model_version": models.model_version})
+    if path is not None:
+        try:
+            write_atomic(path, text)
+        except OSError as exc:
+            models.problems.append(f"{path}: validation report not cached "
+                                   f"({exc.strerror or exc})")
+    return json.loads(text)  # the same plain form whether computed now or read back
+
+
+def _load(path: Path, key: str) -> Models | None:
+    try:
+        models = pickle.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except Exception:  # a stale or damaged cache file is refitted, never trusted
+        return None
+    return models if isinstance(models, Models) and models.model_version.endswith(key[:12]) \
+        else None
+
+
+def _prune(cache_dir: Path) -> None:
+    files = sorted(cache_dir.glob("models-*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in files[CACHE_KEEP:]:
+        stale.unlink(missing_ok=True)
+        Path(f"{stale}.validation.json").unlink(missing_ok=True)

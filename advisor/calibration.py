@@ -1,0 +1,66 @@
+"""Interval widths from out-of-fold residuals: `fit_calibrated` = fit_models + calibrate.
+
+Calibration is cross-validation (advisor.validation), which refits through advisor.fit; this
+module sits on top of both, so neither imports it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from advisor.features import GpuSpec
+from advisor.fit import fit_models
+from advisor.models import INTERVAL_COVERAGE, Intervals, Models
+from advisor.validation import cross_predict, fold_metrics
+
+CALIBRATION_FOLDS = 5
+# Interval kind -> the validation target whose out-of-fold residuals set its width.
+INTERVAL_TARGETS = {"latency": "total_s", "memory": "peak_memory",
+                    "allocated": "allocated_memory"}
+
+
+def fit_calibrated(records: list[dict], specs: dict[str, GpuSpec], problems: list[str] = (),
+                   model_version: str = "uncached") -> Models:
+    """Models fitted on `records` with intervals calibrated on their own cross-validation."""
+    models = fit_models(records, specs, problems, model_version=model_version)
+    calibrate(models, specs)
+    return models
+
+
+def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
+    """Set `models.intervals` and `models.calibration` from out-of-fold residuals of the
+    records it was fitted on. Fitted predictions (a probed GPU): K-fold residuals pooled with
+    leave-one-shape-out residuals of settings still probed at another shape, since a fitted
+    prediction is usually of a shape that was not measured. Transferred predictions:
+    leave-one-GPU-out residuals (when more than one GPU was probed)."""
+    records = models.records
+    kfold = cross_predict(records, specs, "kfold", fit_models, folds=CALIBRATION_FOLDS)
+    shapes = [p for p in cross_predict(records, specs, "shape_out", fit_models)
+              if p["setting_probed"]]
+    gpu_out = (cross_predict(records, specs, "gpu_out", fit_models)
+               if len(models.probed) > 1 else [])
+    for kind, key in INTERVAL_TARGETS.items():
+        fitted = [p["log_ratio"][key] for p in kfold + shapes]
+        transferred = [p["log_ratio"][key] for p in gpu_out]
+        models.intervals[kind] = Intervals(
+            fitted=conformal_bounds(fitted, models.intervals[kind].fitted),
+            transferred=conformal_bounds(transferred, None),
+            n_fitted=len(fitted), n_transferred=len(transferred))
+    metrics = fold_metrics(kfold)
+    models.calibration = {"latency_mape": metrics["total_s"]["mape"],
+                          "memory_mape": metrics["allocated_memory"]["mape"],
+                          "nvml_memory_mape": metrics["peak_memory"]["mape"]} if kfold else {}
+
+
+def conformal_bounds(log_ratios: list[float], default):
+    """Split-conformal (lo, hi) at INTERVAL_COVERAGE from residuals log(measured/predicted):
+    the finite-sample-corrected quantiles; `default` when there are fewer than two."""
+    r = np.sort(np.asarray(log_ratios, dtype=float))
+    n = len(r)
+    if n < 2:
+        return default
+    alpha = 1 - INTERVAL_COVERAGE
+    k_lo = max(math.floor((n + 1) * alpha / 2), 1)
+    k_hi = min(math.ceil((n + 1) * (1 - alpha / 2)), n)
+    return float(min(r[k_lo - 1], 0.0)), float(max(r[k_hi - 1], 0.0))
