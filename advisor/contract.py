@@ -131,3 +131,96 @@ CONFIG_FIELDS = {
 }
 CHOICES = {"precision": PRECISIONS, "attention": ATTENTIONS, "offload": OFFLOADS}
 assert set(CONFIG_FIELDS) == {f.name for f in fields(Config)} - {"end_to_end"}
+
+
+# --------------------------------------------------------------------------- predictions
+GB = 1e9  # memory figures in predictions are decimal GB, as the catalog's memory_gb
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Seconds of one batch, by stage, and the interval of the total."""
+
+    text_encode_s: float
+    denoise_s: float
+    vae_decode_s: float
+    other_s: float  # the rest of a call: latents, post-processing, offload hooks
+    total_s: float
+    denoise_step_s: float  # one steady denoising step
+    interval_s: tuple[float, float]  # of total_s, at the stated coverage
+    basis: str  # what the interval rests on
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Peak device memory of one call, GB, and what the `fits` verdict compared.
+
+    `allocated_gb` is torch's peak allocated (what decides whether a run fits: the same on every
+    GPU of a software stack); `nvml_gb` is memory used as nvidia-smi shows it (the caching
+    allocator grows it into whatever is free, so it says little about smaller cards)."""
+
+    allocated_gb: float
+    allocated_interval_gb: tuple[float, float]
+    nvml_gb: float
+    nvml_interval_gb: tuple[float, float]
+    nvml_capped: bool  # nvml_gb was capped by the GPU's size (the allocator released fragments)
+    needed_gb: float  # what a run needs on the card: the basis of `fits` (advisor.memory_rule)
+    capacity_gb: float
+    capacity_source: str
+    rule: str  # how needed_gb was computed
+    basis: str  # what the intervals rest on
+
+    @property
+    def margin_gb(self) -> float:
+        """Needed beyond torch's peak allocated (context, allocator fragments, safety)."""
+        return self.needed_gb - self.allocated_gb
+
+    @property
+    def headroom_gb(self) -> float:
+        return self.capacity_gb - self.needed_gb
+
+
+@dataclass(frozen=True)
+class Power:
+    watts: float | None  # board power while denoising; None: unknown (the catalog TDP is
+    #                      the caller's fallback)
+    source: str | None
+    energy_j_per_image: float | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Everything the advisor says about one config on one GPU: measured figures and fitted
+    ones alike are built into this (advisor.models), and every consumer reads its attributes."""
+
+    gpu: str  # catalog id
+    config: Config
+    latency: Latency
+    memory: Memory
+    fits: bool
+    fits_reason: str
+    source: str  # one of SOURCES
+    source_detail: str
+    achieved_tflops: float  # transformer FLOPs of a steady step / its time
+    mfu: float  # achieved_tflops / the catalog's dense peak for the precision
+    power: Power
+    model_version: str
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"source: expected one of {', '.join(SOURCES)}, got {self.source!r}")
+
+    @property
+    def images_per_s(self) -> float:
+        return self.config.batch / self.latency.total_s
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready form (`advisor predict --format json`)."""
+        out = asdict(self)
+        out["config"] = {**self.config.record(), "cfg": self.config.cfg}
+        out["images_per_s"] = self.images_per_s
+        out["memory"].update(margin_gb=self.memory.margin_gb, headroom_gb=self.memory.headroom_gb)
+        for section in ("latency", "memory"):
+            out[section] = {k: list(v) if isinstance(v, tuple) else v
+                            for k, v in out[section].items()}
+        return out
