@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
 from advisor.commands.common import add_data_args, add_format_arg, load_models
 from advisor.contract import ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, Config
+
+WIDTH = 100
+INDENT = 13  # the labels' column
 
 
 def add_parser(subparsers) -> None:
@@ -119,26 +123,32 @@ def _pct(bounds) -> str:
 
 
 def _prediction_table(p) -> str:
+    """The prediction in labelled lines, wrapped to WIDTH columns."""
     c, lat, mem = p.config, p.latency, p.memory
     lo, hi = lat.interval_s
     alo, ahi = mem.allocated_interval_gb
     nlo, nhi = mem.nvml_interval_gb
     extras = [f"{c.steps} steps", f"{c.caption_tokens} caption tokens"] + (
         ["CFG"] if c.cfg else [])
-    return "\n".join([
-        f"{p.gpu}: {c.shape_label()}, batch {c.batch}, {c.setting.label}, {', '.join(extras)}",
-        f"source       {p.source}: {p.source_detail}",
-        f"latency      {lat.total_s:.3f} s per batch (90% interval {lo:.3f}-{hi:.3f} s)",
-        f"  stages     text encode {lat.text_encode_s:.3f} s, denoise {lat.denoise_s:.3f} s "
-        f"({lat.denoise_step_s:.4f} s/step), VAE decode {lat.vae_decode_s:.3f} s",
-        f"throughput   {p.images_per_s:.3f} images/s; transformer {p.achieved_tflops:.0f} "
-        f"TFLOP/s = MFU {p.mfu:.1%}",
-        f"memory       torch peak allocated {mem.allocated_gb:.1f} GB (90% interval "
-        f"{alo:.1f}-{ahi:.1f} GB); {mem.nvml_gb:.1f} GB as nvidia-smi shows it ({nlo:.1f}-"
-        f"{nhi:.1f} GB)",
-        f"fits         {'yes' if p.fits else 'NO'}: {p.fits_reason} ({mem.capacity_source})",
-        f"  rule       {mem.rule}",
-        f"intervals    latency: {lat.basis}",
-        f"             memory: {mem.basis}",
-        f"model        {p.model_version}",
-    ])
+    rows = [
+        ("source", f"{p.source}: {p.source_detail}"),
+        ("latency", f"{lat.total_s:.3f} s per batch (90% interval {lo:.3f}-{hi:.3f} s)"),
+        ("  stages", f"text encode {lat.text_encode_s:.3f} s, denoise {lat.denoise_s:.3f} s "
+                     f"({lat.denoise_step_s:.4f} s/step), VAE decode {lat.vae_decode_s:.3f} s"),
+        ("throughput", f"{p.images_per_s:.3f} images/s; transformer {p.achieved_tflops:.0f} "
+                       f"TFLOP/s = MFU {p.mfu:.1%}"),
+        ("memory", f"torch peak allocated {mem.allocated_gb:.1f} GB (90% interval {alo:.1f}-"
+                   f"{ahi:.1f} GB); {mem.nvml_gb:.1f} GB as nvidia-smi shows it ({nlo:.1f}-"
+                   f"{nhi:.1f} GB)"),
+        ("fits", f"{'yes' if p.fits else 'NO'}: {p.fits_reason} ({mem.capacity_source})"),
+        ("  rule", mem.rule),
+        ("intervals", f"latency: {lat.basis}"),
+        ("", f"memory: {mem.basis}"),
+        ("model", p.model_version),
+    ]
+    lines = [f"{p.gpu}: {c.shape_label()}, batch {c.batch}, {c.setting.label}, "
+             f"{', '.join(extras)}"]
+    for label, text in rows:
+        lines += textwrap.wrap(text, WIDTH, initial_indent=f"{label:<{INDENT}}",
+                               subsequent_indent=" " * INDENT)
+    return "\n".join(lines)
