@@ -11,8 +11,9 @@ from advisor.app.claim import claim_tables
 from advisor.app.explore import BATCHES
 from advisor.app.plan_form import form_from_request, request_from_form, request_from_upload
 from advisor.app.plan_results import plan_yaml
-from advisor.app.uploads import MAX_UPLOAD_MB, parse_records_upload, parse_yaml_mapping, \
-    upload_text
+from advisor.app.uploads import (
+    MAX_UPLOAD_MB, parse_records_upload, parse_yaml_mapping, upload_text,
+)
 from advisor.errors import AdvisorError
 from advisor.request import Request
 from tests.synthetic import make_record

@@ -79,13 +79,11 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from advisor.features import check_config
 
-    check_config(height=args.height, width=args.width, batch=args.batch, steps=args.steps,
-                 precision=args.precision, attention=args.attention, offload=args.offload,
-                 caption_tokens=args.caption_tokens)  # bad input fails before any fitting
     config = Config(height=args.height, width=args.width, batch=args.batch, steps=args.steps,
                     guidance_scale=CFG_GUIDANCE_SCALE if args.cfg else 0.0,
                     precision=args.precision, attention=args.attention, compile=args.compile,
                     offload=args.offload, caption_tokens=args.caption_tokens)
+    check_config(config)  # bad input fails before any fitting
     result = load_models(args).predict(args.gpu, config)
     print(json.dumps(result.as_dict(), indent=2) if args.format == "json"
           else _prediction_table(result))
