@@ -1,7 +1,7 @@
 """Z-Image-Turbo capacity advisor: the dashboard. Run it with `advisor app`.
 
 Thin on purpose: each page in app_pages/ holds widgets and plots only; the numbers come from
-advisor/ (planner, fitted models, catalog, claim checker) through advisor/app_data.py.
+advisor/ (planner, fitted models, catalog, claim checker) through the advisor.app modules.
 """
 import streamlit as st
 

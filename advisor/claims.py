@@ -16,7 +16,7 @@ Three independent checks, each with its arithmetic in the result:
 from __future__ import annotations
 
 from advisor import workload
-from advisor.contract import OFFLOADS
+from advisor.contract import ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, Config
 from advisor.errors import AdvisorError
 from advisor.features import PCIE_EFFICIENCY, pcie_gbs
 
@@ -210,24 +210,23 @@ def _prediction(models, note, gpu, height, width, batch, steps, precision, cfg, 
         findings.append(("plausible", f"no fitted prediction to compare with: "
                                       f"{note or 'no models given'}"))
         return None
-    p = precision if precision in ("bf16", "fp16", "fp32", "fp32-tf32") else "bf16"
-    configs = [dict(gpu_id=gpu.id, height=height, width=width, batch=batch, steps=steps,
-                    precision=p, attention=a, compile=c, offload="none", cfg=cfg,
-                    caption_tokens=caption_tokens)
-               for a in ("native", "cudnn", "flash") for c in (False, True)]
+    p = precision if precision in PRECISIONS else "bf16"
+    queries = [(gpu.id, Config(height=height, width=width, batch=batch, steps=steps,
+                               guidance_scale=CFG_GUIDANCE_SCALE if cfg else 0.0, precision=p,
+                               attention=a, compile=c, caption_tokens=caption_tokens))
+               for a in ATTENTIONS for c in (False, True)]
     try:
-        many = getattr(models, "predict_many", None)
-        preds = many(configs) if many else [models.predict(**c) for c in configs]
+        preds = models.predict_many(queries)
     except AdvisorError as exc:
         findings.append(("plausible", f"no fitted prediction for this config: {exc}"))
         return None
-    fastest = min(preds, key=lambda x: x["latency_s"]["total"])
-    slowest = max(preds, key=lambda x: x["latency_s"]["total"])
-    low = fastest["latency_interval_s"][0] / batch
-    high = slowest["latency_interval_s"][1] / batch
+    fastest = min(preds, key=lambda x: x.latency.total_s)
+    slowest = max(preds, key=lambda x: x.latency.total_s)
+    low = fastest.latency.interval_s[0] / batch
+    high = slowest.latency.interval_s[1] / batch
     claimed = 1 / ips
     where = (f"predicted {low:.2f}-{high:.2f} s per image ({p}, batch {batch}, any attention/"
-             f"compile; {fastest['source']}, model {fastest.get('model_version')})")
+             f"compile; {fastest.source}, model {fastest.model_version})")
     if claimed < low / FASTER_THAN_PREDICTED:
         findings.append(("implausible", f"claimed {claimed:.2f} s per image is "
                                         f"{low / claimed:.1f}x faster than the fastest "
@@ -238,17 +237,44 @@ def _prediction(models, note, gpu, height, width, batch, steps, precision, cfg, 
                                         f"prediction without offload: {where}"))
     else:
         findings.append(("plausible", f"claimed {claimed:.2f} s per image; {where}"))
-    if not fastest.get("fits", True):
-        findings.append(("plausible", f"note: the model predicts {fastest['peak_memory_gb']:.1f} "
-                                      f"GB peak at batch {batch} without offload: "
-                                      f"{fastest.get('fits_reason', 'does not fit')}"))
+    if not fastest.fits:
+        findings.append(("plausible", f"note: the models say batch {batch} does not fit without "
+                                      f"offload: {fastest.fits_reason}"))
     return {"precision": p, "seconds_per_image": [low, high],
             "fastest": _brief(fastest, batch), "slowest": _brief(slowest, batch)}
 
 
-def _brief(pred: dict, batch: int) -> dict:
-    return {"config": pred.get("config"), "seconds_per_image": pred["latency_s"]["total"] / batch,
-            "interval_s_per_image": [x / batch for x in pred["latency_interval_s"]],
-            "peak_memory_gb": pred["peak_memory_gb"], "fits": pred.get("fits"),
-            "source": pred["source"], "source_detail": pred.get("source_detail"),
-            "model_version": pred.get("model_version")}
+def _brief(pred, batch: int) -> dict:
+    return {"config": pred.config.record(), "seconds_per_image": pred.latency.total_s / batch,
+            "interval_s_per_image": [x / batch for x in pred.latency.interval_s],
+            "memory_needed_gb": pred.memory.needed_gb, "fits": pred.fits,
+            "source": pred.source, "source_detail": pred.source_detail,
+            "model_version": pred.model_version}
+
+
+# --------------------------------------------------------------------------- measured MFU
+
+
+def measured_mfu_ceiling(data_dir, precision: str | None = None) -> tuple[float, str] | None:
+    """The best MFU any measured config reached, and where; None without measurements.
+
+    With a `precision`, only configs run at it count (when there are any): MFU is relative to
+    that precision's peak, and the fp32 path reaches a larger share of its much lower peak than
+    the 16-bit tensor cores do of theirs."""
+    from advisor.records import load_measurements
+
+    try:
+        records, _ = load_measurements(data_dir)
+    except AdvisorError:
+        return None
+    measured = [(r["results"]["mfu"], r.get("_source", "?"), (r.get("config") or {}).get(
+        "precision")) for r in records
+        if r.get("status") == "ok" and (r.get("results") or {}).get("mfu") is not None]
+    same = [m for m in measured if m[2] == precision]
+    which = f"{precision} " if same else ""
+    measured = same or measured
+    if not measured:
+        return None
+    best, where, _ = max(measured)
+    return best, (f"the best of {len(measured)} measured {which}configs ({where}; denoise-step "
+                  "MFU, +10% tolerance)")

@@ -9,20 +9,23 @@ from __future__ import annotations
 import datetime as dt
 import numbers
 import platform
+from dataclasses import fields
 from importlib import metadata
 from pathlib import Path
 
 import yaml
 
 from advisor import MEASUREMENTS_DIR, REPO_ROOT, __version__
+from advisor.contract import Setting
 from advisor.errors import AdvisorError
 from advisor.fileio import sha256_file, write_atomic
-from advisor.plan import Plan, Setting, evaluate, recommend
+from advisor.plan import Plan, evaluate, recommend
 from advisor.request import Request
 
 PLAN_FORMAT = 1
 PLAN_KIND = "zimage-advisor-plan"
 SOFTWARE = ("numpy", "scipy", "scikit-learn", "pyyaml")
+SETTING_FIELDS = tuple(f.name for f in fields(Setting))
 
 
 def provenance(models, catalog, measurements_dir: str | Path = MEASUREMENTS_DIR) -> dict:
@@ -33,8 +36,8 @@ def provenance(models, catalog, measurements_dir: str | Path = MEASUREMENTS_DIR)
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "catalog": {"path": _shown(catalog.path), "sha256": catalog.sha256},
         "measurements": [{"file": _shown(f), "sha256": sha256_file(f)} for f in files],
-        "model": {"version": getattr(models, "model_version", None),
-                  "validation": _plain(getattr(models, "calibration", None) or {}),
+        "model": {"version": models.model_version,
+                  "validation": _plain(models.calibration or {}),
                   "validation_basis": "K-fold cross-validation error of the fitted models "
                                       "(mean absolute percentage error)"},
         "software": {"advisor": __version__, "python": platform.python_version(),
@@ -145,7 +148,7 @@ def _input_changes(saved: dict, now: dict) -> list[str]:
 def _result_changes(saved: dict, now: dict, request: Request) -> list[str]:
     if "latency" not in now:
         return []
-    key = f"{request.slo_label}_s"
+    key = request.slo_key
     out = []
     before, after = saved["latency"][key], now["latency"][key]
     if abs(after - before) > 0.005 * max(before, 1e-9):
@@ -166,9 +169,8 @@ def _check_option(path: Path, i: int, option) -> None:
         if key not in option:
             raise AdvisorError(f"{where}.{key}': missing")
     setting = option["setting"]
-    if not isinstance(setting, dict) or set(setting) != {"precision", "compile", "attention",
-                                                          "offload"}:
-        raise AdvisorError(f"{where}.setting': expected precision, compile, attention, offload")
+    if not isinstance(setting, dict) or set(setting) != set(SETTING_FIELDS):
+        raise AdvisorError(f"{where}.setting': expected {', '.join(SETTING_FIELDS)}")
     serving = (option["fleet"] or {}).get("serving_gpus") if isinstance(option["fleet"], dict) \
         else None
     if not (isinstance(serving, int) and serving >= 1):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, shape_label
 from advisor.errors import AdvisorError, describe
 from advisor.queueing import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP, Simulation
 
@@ -60,7 +60,7 @@ class Resolution:
 
     @cached_property  # a key of every prediction lookup: built once
     def label(self) -> str:
-        return f"{self.width}x{self.height}"
+        return shape_label(self.height, self.width)
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,11 @@ class Request:
     @property
     def slo_label(self) -> str:
         return f"p{round(self.slo_quantile * 100)}"
+
+    @property
+    def slo_key(self) -> str:
+        """The SLO quantile's key in a plan option's latency figures, e.g. "p95_s"."""
+        return f"{self.slo_label}_s"
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "Request":

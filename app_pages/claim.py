@@ -1,9 +1,8 @@
 import streamlit as st
 
 from advisor import MEASUREMENTS_DIR
-from advisor.app_data import claim_tables
-from advisor.claims import COMPUTE_PRECISIONS, check_claim
-from advisor.commands.check_claim import measured_mfu_ceiling
+from advisor.app.claim import claim_tables
+from advisor.claims import COMPUTE_PRECISIONS, check_claim, measured_mfu_ceiling
 from advisor.errors import AdvisorError
 from app_pages.common import catalog, data_banner, models_or_reason, table
 

@@ -1,16 +1,17 @@
 """Cached loaders shared by the pages: read once per server process, reused by every session.
 
 The shipped catalog, measurements and fitted models are loaded once (the fit itself comes from
-advisor.fit's on-disk cache). A session that uploaded its own probe file and chose to use it
+advisor.cache's on-disk cache). A session that uploaded its own probe file and chose to use it
 gets models refitted on shipped + uploaded records, cached by the upload's content.
 """
 import streamlit as st
 
 from advisor import REPO_ROOT
-from advisor.app_data import fit_with_uploads, records_frame
+from advisor.app.measurements import records_frame
+from advisor.app.your_data import fit_with_uploads
+from advisor.cache import load_models, validation_of
 from advisor.catalog import load_catalog
 from advisor.errors import AdvisorError
-from advisor.fit import load_models
 from advisor.request import Request
 
 EXAMPLE_REQUEST = REPO_ROOT / "examples" / "request.yaml"
@@ -79,6 +80,17 @@ def models_or_reason():
 def measurements_frame():
     """Records of the active models (shipped, plus uploads when in use) as a table."""
     return records_frame(models().records)
+
+
+@st.cache_resource(show_spinner="Cross-validating the models (first time only)…", max_entries=8)
+def _validation(model_version: str, _models) -> dict:
+    return validation_of(_models)
+
+
+def validation() -> dict:
+    """The held-out validation report of the active models (computed once, cached on disk)."""
+    m = models()
+    return _validation(m.model_version, m)
 
 
 def table(key: str, frame, **kwargs) -> None:

@@ -1,12 +1,14 @@
 import streamlit as st
 
-from advisor.app_charts import curve_figure, residuals_figure, utilization_figure
-from advisor.app_data import (
-    BATCHES, SQUARE_SIDES, curve_configs, measured_along, measured_setting, model_row,
+from advisor.app.charts import curve_figure, residuals_figure, utilization_figure
+from advisor.app.explore import (
+    BATCHES, SQUARE_SIDES, curve_queries, measured_along, measured_setting, model_row,
     predicted_frame, validation_frames,
 )
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
-from app_pages.common import data_banner, measurements_frame, models, provenance_note, table
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, Setting
+from app_pages.common import (
+    data_banner, measurements_frame, models, provenance_note, table, validation,
+)
 
 st.title("Explore the measurements and the models")
 data_banner()
@@ -20,12 +22,12 @@ gpu_ids = probed + sorted(set(m.specs) - set(probed))
 c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
 gpu = c1.selectbox("GPU", gpu_ids, key="explore_gpu",
                    format_func=lambda g: f"{g} ({'measured' if g in m.probed else 'transferred'})")
-setting = {
-    "precision": c2.selectbox("Precision", PRECISIONS, key="explore_precision"),
-    "attention": c3.selectbox("Attention", ATTENTIONS, key="explore_attention"),
-    "compile": c4.toggle("torch.compile", key="explore_compile"),
-    "offload": c5.selectbox("CPU offload", OFFLOADS, key="explore_offload"),
-}
+setting = Setting(
+    precision=c2.selectbox("Precision", PRECISIONS, key="explore_precision"),
+    attention=c3.selectbox("Attention", ATTENTIONS, key="explore_attention"),
+    compile=c4.toggle("torch.compile", key="explore_compile"),
+    offload=c5.selectbox("CPU offload", OFFLOADS, key="explore_offload"),
+)
 a1, a2 = st.columns([2, 3])
 axis = a1.radio("Along", ["resolution", "batch"], horizontal=True, key="explore_axis",
                 format_func=lambda a: "image size (square)" if a == "resolution" else "batch size")
@@ -37,7 +39,7 @@ else:
     height = width = a2.select_slider("Resolution (square)", SQUARE_SIDES, value=1024,
                                       key="explore_side")
 
-predicted = predicted_frame(m, curve_configs(axis, gpu, setting, height, width, batch))
+predicted = predicted_frame(m, curve_queries(axis, gpu, setting, height, width, batch))
 points = measured_along(frame, axis, gpu, setting, height, width, batch)
 ok, oom = points[points.status == "ok"], points[points.status == "oom"]
 x = "megapixels" if axis == "resolution" else "batch"
@@ -73,8 +75,7 @@ else:
                                       "gpu_util_pct", "power_w"]])
 
 st.subheader("How good are the models? Held-out validation")
-with st.spinner("Cross-validating the models (first time only)…"):
-    metrics, residuals = validation_frames(m.validation)
+metrics, residuals = validation_frames(validation())
 table("explore_validation", metrics, column_config={
     "mape": st.column_config.NumberColumn("mean abs. error %", format="%.1f"),
     "median_ape": st.column_config.NumberColumn("median abs. error %", format="%.1f"),

@@ -1,6 +1,7 @@
 import streamlit as st
 
-from advisor.app_data import SQUARE_SIDES, catalog_predictions
+from advisor.app.explore import SQUARE_SIDES
+from advisor.app.gpus import catalog_predictions
 from advisor.contract import PRECISIONS
 from app_pages.common import catalog, data_banner, models, provenance_note, table
 
@@ -33,7 +34,7 @@ if segments:
 if fits_only:
     shown = shown[shown.fits.fillna(False).astype(bool)]
 
-ORDER = ("name", "fits", "img_per_s", "latency_s", "peak_memory_gb", "source", "note",
+ORDER = ("name", "fits", "img_per_s", "latency_s", "memory_needed_gb", "source", "note",
          "memory_gb", "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd",
          "cloud_usd_per_hour", "tdp_w", "segment", "architecture", "vendor", "runnable", "id")
 number = st.column_config.NumberColumn
@@ -45,7 +46,7 @@ COLUMNS = {
     "fits": st.column_config.CheckboxColumn("fits in memory"),
     "img_per_s": number("images/s (predicted)", format="%.2f"),
     "latency_s": number("batch latency s (predicted)", format="%.2f"),
-    "peak_memory_gb": number("peak memory GB (predicted)", format="%.1f"),
+    "memory_needed_gb": number("memory needed GB (predicted)", format="%.1f"),
     "source": "prediction source",
     "note": st.column_config.TextColumn("why (fits or not)", width="medium"),
 }

@@ -2,14 +2,16 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from advisor.app_charts import cost_latency_figure, fleet_figure, throughput_figure
-from advisor.app_data import (
-    DEMAND_UNITS, MAX_UPLOAD_MB, editor_rows, fleet_vs_demand, form_from_request, headline,
-    not_recommended_frame, options_frame, plan_yaml, planner_key, request_from_form,
-    request_from_upload,
+from advisor.app.charts import cost_latency_figure, fleet_figure, throughput_figure
+from advisor.app.plan_form import (
+    DEMAND_UNITS, editor_rows, form_from_request, request_from_form, request_from_upload,
 )
-from advisor.errors import AdvisorError
+from advisor.app.plan_results import (
+    fleet_vs_demand, headline, not_recommended_frame, options_frame, plan_yaml, planner_key,
+)
+from advisor.app.uploads import MAX_UPLOAD_MB
 from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.errors import AdvisorError
 from advisor.request import MODES, SEGMENTS
 from app_pages.common import (
     USER_UPLOADS, catalog, data_banner, default_request, models, provenance_note, table,
@@ -149,8 +151,8 @@ def _fleet(request_key: str, model_version: str, planner: str, _plan, _models):
     return fleet_vs_demand(_plan, _models, catalog())
 
 
-def show_answer(plan, m) -> None:
-    h = headline(plan, m)
+def show_answer(plan) -> None:
+    h = headline(plan)
     if not h["ok"]:
         st.warning(h["text"], icon=":material/block:")
         return
@@ -225,7 +227,7 @@ with st.spinner("Sizing fleets (queueing simulation) for every GPU and settingâ€
         st.error(f"Cannot plan: {exc}", icon=":material/error:")
         st.stop()
 
-show_answer(plan, m)
+show_answer(plan)
 show_tables_and_charts(plan, m, request, key)
 uploads = st.session_state.get(USER_UPLOADS) if using_user_data() else None
 cat = catalog()

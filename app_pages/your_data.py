@@ -1,9 +1,8 @@
 import streamlit as st
 
-from advisor.app_charts import parity_figure
-from advisor.app_data import (
-    MAX_UPLOAD_MB, compare_frame, parse_records_upload, upload_text, valid_lines,
-)
+from advisor.app.charts import parity_figure
+from advisor.app.uploads import MAX_UPLOAD_MB, parse_records_upload, upload_text, valid_lines
+from advisor.app.your_data import compare_frame
 from advisor.errors import AdvisorError
 from app_pages.common import (
     USE_USER_DATA, USER_UPLOADS, catalog, data_banner, models, shipped_models, table,

@@ -70,7 +70,7 @@ def main() -> int:
 
 
 def _models(data: str, catalog):
-    from advisor.fit import load_models
+    from advisor.cache import load_models
 
     try:
         models = load_models(data)

@@ -1,15 +1,19 @@
-"""A test double of `advisor.fit.Models` with a simple known law, for planner and claim tests.
+"""A test double of the fitted models (`advisor.models.Models`) with a simple known law, for
+planner and claim tests.
 
-It follows the documented `Models.predict` / `predict_many` contract (docs/internals.md), so the
+It follows the models' contract (`predict(gpu_id, config, memory_margin_gb)` and
+`predict_many(queries, memory_margin_gb)` returning `advisor.contract.Prediction`s), so the
 planner's sizing can be checked exactly:
 
     batch latency  = OVERHEAD_S + batch * megapixels * steps / 9 * SECONDS_PER_MP_AT_1000 * 1000
                      / dense TFLOPS(precision), times the setting factors below, plus offload time
-    peak memory    = WEIGHTS_GB[precision] (less with offload) + ACTIVATION_GB_PER_MP * batch * MP
+    memory         = WEIGHTS_GB[precision] (less with offload) + ACTIVATION_GB_PER_MP * batch * MP
+    fits           = memory + memory_margin_gb <= the catalog's memory_gb
 """
 from __future__ import annotations
 
 from advisor.catalog import load_catalog
+from advisor.contract import Config, Latency, Memory, Power, Prediction
 
 OVERHEAD_S = 0.2
 SECONDS_PER_MP_AT_1000 = 1.5  # one 1-megapixel image at 9 steps on a 1000-TFLOPS GPU
@@ -20,7 +24,7 @@ WEIGHTS_GB = {"bf16": 20.6, "fp16": 20.6, "fp32-tf32": 41.2, "fp32": 41.2}
 OFFLOAD_RESIDENT = {"none": 1.0, "model": 0.6, "sequential": 0.1}
 ACTIVATION_GB_PER_MP = 2.0
 INTERVAL = 0.1
-MARGIN_GB = 1.0
+MARGIN_GB = 1.0  # the default margin, as advisor.memory_rule.DEFAULT_MARGIN_GB
 
 
 class FakeModels:
@@ -32,37 +36,45 @@ class FakeModels:
         self.speed = speed or {}  # per-GPU multiplier on latency, to shape tests
         self.calls = 0
 
-    def predict(self, gpu_id, height, width, batch=1, steps=9, precision="bf16",
-                attention="native", compile=False, offload="none", cfg=False, caption_tokens=64):
+    def predict(self, gpu_id: str, config: Config,
+                memory_margin_gb: float = MARGIN_GB) -> Prediction:
         self.calls += 1
-        gpu = self.catalog.get(gpu_id)
-        tflops = gpu.dense_tflops(precision)
-        megapixels = height * width / 2**20
-        work = batch * megapixels * steps / 9 * (2 if cfg else 1)
-        compute = work * SECONDS_PER_MP_AT_1000 * 1000 / tflops * ATTENTION_FACTOR[attention]
-        compute *= (COMPILE_FACTOR if compile else 1.0) * self.speed.get(gpu_id, 1.0)
-        total = OVERHEAD_S + compute + OFFLOAD_S[offload]
-        memory = (WEIGHTS_GB[precision] * OFFLOAD_RESIDENT[offload]
-                  + ACTIVATION_GB_PER_MP * batch * megapixels)
-        return {
-            "gpu": gpu_id,
-            "latency_s": {"text_encode": 0.05, "denoise": compute, "vae_decode": 0.1,
-                          "total": total},
-            "latency_interval_s": [total * (1 - INTERVAL), total * (1 + INTERVAL)],
-            "images_per_s": batch / total,
-            "peak_memory_gb": memory,
-            "memory_interval_gb": [memory * (1 - INTERVAL), memory * (1 + INTERVAL)],
-            "memory_capacity_gb": float(gpu.memory_gb),
-            "memory_margin_gb": MARGIN_GB,
-            "fits": memory + MARGIN_GB <= gpu.memory_gb,
-            "source": "fitted",
-            "source_detail": f"fake law on {gpu_id}",
-            "mfu": 0.35,
-            "model_version": self.model_version,
-        }
+        c, gpu = config, self.catalog.get(gpu_id)
+        megapixels = c.height * c.width / 2**20
+        work = c.batch * megapixels * c.steps / 9 * (2 if c.cfg else 1)
+        compute = (work * SECONDS_PER_MP_AT_1000 * 1000 / gpu.dense_tflops(c.precision)
+                   * ATTENTION_FACTOR[c.attention])
+        compute *= (COMPILE_FACTOR if c.compile else 1.0) * self.speed.get(gpu_id, 1.0)
+        total = OVERHEAD_S + compute + OFFLOAD_S[c.offload]
+        memory = (WEIGHTS_GB[c.precision] * OFFLOAD_RESIDENT[c.offload]
+                  + ACTIVATION_GB_PER_MP * c.batch * megapixels)
+        needed, capacity = memory + memory_margin_gb, float(gpu.memory_gb)
+        fits = needed <= capacity
+        band = (memory * (1 - INTERVAL), memory * (1 + INTERVAL))
+        return Prediction(
+            gpu=gpu_id, config=config,
+            latency=Latency(text_encode_s=0.05, denoise_s=compute, vae_decode_s=0.1,
+                            other_s=total - compute - 0.15, total_s=total,
+                            denoise_step_s=compute / c.steps,
+                            interval_s=(total * (1 - INTERVAL), total * (1 + INTERVAL)),
+                            basis="fake law"),
+            memory=Memory(allocated_gb=memory, allocated_interval_gb=band, nvml_gb=memory,
+                          nvml_interval_gb=band, nvml_capped=False, needed_gb=needed,
+                          capacity_gb=capacity, capacity_source=f"catalog memory_gb of {gpu_id}",
+                          rule=f"allocated + {memory_margin_gb:g} GB", basis="fake law"),
+            fits=fits,
+            fits_reason=(f"needs {needed:.1f} GB (torch allocated {memory:.1f} GB + "
+                         f"{memory_margin_gb:.1f} GB margin), {'within' if fits else 'over'} "
+                         f"{capacity:.1f} GB"),
+            source="fitted", source_detail=f"fake law on {gpu_id}",
+            achieved_tflops=0.35 * gpu.dense_tflops(c.precision), mfu=0.35,
+            power=Power(watts=None, source=None, energy_j_per_image=None),
+            model_version=self.model_version,
+        )
 
-    def predict_many(self, configs: list[dict]) -> list[dict]:
-        return [self.predict(**c) for c in configs]
+    def predict_many(self, queries: list[tuple[str, Config]],
+                     memory_margin_gb: float = MARGIN_GB) -> list[Prediction]:
+        return [self.predict(gpu_id, config, memory_margin_gb) for gpu_id, config in queries]
 
 
 def batch_latency_s(gpu, height, width, batch, precision="bf16", compile=False,

@@ -7,9 +7,12 @@ import json
 import pytest
 
 from advisor import REPO_ROOT
-from advisor.app_data import (
-    BATCHES, MAX_UPLOAD_MB, claim_tables, form_from_request, parse_records_upload,
-    parse_yaml_mapping, plan_yaml, request_from_form, request_from_upload, upload_text,
+from advisor.app.claim import claim_tables
+from advisor.app.explore import BATCHES
+from advisor.app.plan_form import form_from_request, request_from_form, request_from_upload
+from advisor.app.plan_results import plan_yaml
+from advisor.app.uploads import (
+    MAX_UPLOAD_MB, parse_records_upload, parse_yaml_mapping, upload_text,
 )
 from advisor.errors import AdvisorError
 from advisor.request import Request
@@ -101,8 +104,8 @@ def test_request_form_names_bad_rows():
 
 def test_plan_yaml_loads_back(tmp_path):
     from advisor.catalog import load_catalog
+    from advisor.cache import load_models
     from advisor.export import load_plan
-    from advisor.fit import load_models
     from advisor.plan import recommend
 
     request = Request.from_yaml(EXAMPLE_REQUEST)

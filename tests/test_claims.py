@@ -69,7 +69,7 @@ def test_mfu_above_the_measured_best_is_implausible():
 
 
 def test_measured_ceiling_is_per_precision(tmp_path):
-    from advisor.commands.check_claim import measured_mfu_ceiling
+    from advisor.claims import measured_mfu_ceiling
     from advisor.records import append_record
     from tests.synthetic import make_record, make_results
 
@@ -144,8 +144,8 @@ def test_cli_json_for_the_two_examples(tmp_path, capsys, monkeypatch):
     assert {"implied_tflops", "mfu", "peak_tflops", "min_resident_gb"} <= set(doc["arithmetic"])
     assert any("fitted models unavailable" in r for r in doc["reasons"])
 
-    import advisor.fit
-    monkeypatch.setattr(advisor.fit, "load_models", lambda *a, **k: FakeModels(CATALOG))
+    import advisor.cache
+    monkeypatch.setattr(advisor.cache, "load_models", lambda *a, **k: FakeModels(CATALOG))
     assert main(["check-claim", "--gpu", "h100-sxm-80gb", "--height", "1024", "--width", "1024",
                  "--steps", "9", "--seconds-per-image", "1.6", "--precision", "bf16",
                  "--format", "json", "--data", str(empty)]) == 0
@@ -168,7 +168,7 @@ def test_cli_table_and_errors(tmp_path, capsys):
 
 
 def test_the_two_examples_on_the_shipped_measurements(capsys):
-    """The issue's two claims through the CLI, with models fitted from data/measurements."""
+    """The two published claims through the CLI, with models fitted from data/measurements."""
     assert main(["check-claim", "--gpu", "a100-pcie-40gb", "--height", "1024", "--width", "1024",
                  "--steps", "8", "--batch", "8", "--images-per-second", "3.27",
                  "--format", "json"]) == 0

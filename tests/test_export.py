@@ -128,9 +128,9 @@ def test_unsafe_yaml_is_refused(tmp_path):
 
 @pytest.fixture
 def fake_models(monkeypatch):
-    import advisor.fit
+    import advisor.cache
 
-    monkeypatch.setattr(advisor.fit, "load_models", lambda *a, **k: FakeModels(CATALOG))
+    monkeypatch.setattr(advisor.cache, "load_models", lambda *a, **k: FakeModels(CATALOG))
 
 
 def test_cli_out_then_check(fake_models, tmp_path, data_dir, capsys):

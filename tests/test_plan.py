@@ -13,8 +13,10 @@ import pytest
 from advisor.catalog import load_catalog
 from advisor.cli import main
 from advisor.errors import AdvisorError
-from advisor.plan import HOURS_PER_MONTH, PARETO_COST_WINDOW, Setting, _interpolate, \
-    recommend
+from advisor.contract import Setting
+from advisor.cost import HOURS_PER_MONTH, Price, gpus_within
+from advisor.plan import recommend
+from advisor.search import PARETO_COST_WINDOW, interpolate
 from advisor.queueing import Service, simulate
 from advisor.request import Request
 from tests.fake_models import FakeModels, batch_latency_s
@@ -98,7 +100,7 @@ BAD_FIELDS = [
     ("candidates.segments", ["cloud"], "field 'candidates.segments': expected a non-empty list "
      "of datacenter, workstation, consumer"),
     ("settings.precisions", ["bf8"], "field 'settings.precisions': expected a non-empty list of "
-     "bf16, fp16, fp32-tf32, fp32"),
+     "bf16, fp16, fp32, fp32-tf32"),
     ("settings.batches", [2, 4], "field 'settings.batches': expected a list that includes 1"),
     ("settings.batches", [1, 0], "field 'settings.batches': expected a non-empty list of "
      "integers 1..256"),
@@ -193,7 +195,7 @@ def test_service_times_are_the_predictions_and_linear_between_batches():
     service = option["service"]["1024x1024"]
     assert service["batch_1_s"] == pytest.approx(batch_latency_s(gpu, 1024, 1024, 1))
     assert service["batch_4_s"] == pytest.approx(batch_latency_s(gpu, 1024, 1024, 4))
-    assert _interpolate({1: 1.0, 4: 2.5}, 3) == pytest.approx(2.0)
+    assert interpolate({1: 1.0, 4: 2.5}, 3) == pytest.approx(2.0)
 
 
 def test_fleet_is_the_smallest_meeting_the_slo_at_peak():
@@ -260,18 +262,13 @@ def test_cloud_cost_arithmetic():
 
 
 def test_gpus_within_a_monthly_cost():
-    from advisor.plan import Candidate, Price, _gpus_within
-
     req = request(**{"constraints.n_plus_one": True})
     price = Price(PRICE, "usd_per_gpu_hour", "test")
-    c = Candidate(gpu=CATALOG.get(H100), setting=Setting("bf16", False, "native", "none"),
-                  max_batch=1, service=Service(((1.0,),), (1.0,)), predictions={}, price=price,
-                  gpu_w=700.0, gpu_w_source="test", n_lower=3)
     per_gpu = PRICE * HOURS_PER_MONTH
-    assert _gpus_within(math.inf, c, req) is None
+    assert gpus_within(math.inf, req, price, 700.0, n_lower=3) is None
     for serving in (2, 3, 4, 37, 100):  # the spare GPU counts in the cost
-        assert _gpus_within((serving + 1) * per_gpu, c, req) == serving
-        assert _gpus_within((serving + 1.5) * per_gpu, c, req) == serving
+        assert gpus_within((serving + 1) * per_gpu, req, price, 700.0, n_lower=3) == serving
+        assert gpus_within((serving + 1.5) * per_gpu, req, price, 700.0, n_lower=3) == serving
 
 
 def test_owned_cost_arithmetic():
@@ -409,8 +406,8 @@ def test_memory_margin_limits_the_batch():
     squeezed = base.with_changes(memory_margin_gb=80 - 20.6 - 2 * 4 + 0.1)
     best = plan_for(squeezed).options[0]
     assert best["max_batch"] == 2
-    assert "; batch 4 does not fit (1024x1024: predicted peak 28.6 GB leaves less than the " \
-        "51.5 GB margin of 80.0 GB)." in best["reason"]
+    assert "; batch 4 does not fit (1024x1024: needs 80.1 GB (torch allocated 28.6 GB + " \
+        "51.5 GB margin), over 80.0 GB)." in best["reason"]
 
 
 def test_reason_names_what_the_next_batch_would_need():
@@ -459,7 +456,8 @@ def test_latency_basis_upper_sizes_on_the_interval():
 
 
 def test_setting_label():
-    assert Setting("bf16", True, "flash", "model").label == "bf16 flash compile offload=model"
+    setting = Setting(precision="bf16", compile=True, attention="flash", offload="model")
+    assert setting.label == "bf16 flash compile offload=model"
 
 
 # --------------------------------------------------------------------------- CLI
@@ -467,9 +465,9 @@ def test_setting_label():
 
 @pytest.fixture
 def fake_models(monkeypatch):
-    import advisor.fit
+    import advisor.cache
 
-    monkeypatch.setattr(advisor.fit, "load_models", lambda *a, **k: FakeModels(CATALOG))
+    monkeypatch.setattr(advisor.cache, "load_models", lambda *a, **k: FakeModels(CATALOG))
 
 
 def test_cli_table_fits_100_columns(fake_models, capsys, tmp_path):

@@ -30,13 +30,14 @@ def add_parser(subparsers) -> None:
 
 # What the page scripts import: loaded before the server starts, so that the first visitor's
 # page does not wait for them (about a second on a 2-core machine).
-PAGE_IMPORTS = ("pandas", "plotly.graph_objects", "advisor.app_charts", "advisor.app_data",
-                "advisor.plan", "advisor.claims")
+PAGE_IMPORTS = ("pandas", "plotly.graph_objects", "advisor.app.charts", "advisor.app.explore",
+                "advisor.app.gpus", "advisor.app.plan_form", "advisor.app.plan_results",
+                "advisor.app.your_data", "advisor.plan", "advisor.claims")
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
     """The `streamlit run` arguments: localhost, headless, size-limited uploads, no telemetry."""
-    from advisor.app_data import MAX_UPLOAD_MB
+    from advisor.app.uploads import MAX_UPLOAD_MB
 
     return [
         "run", str(APP_PATH),
@@ -52,11 +53,11 @@ def streamlit_command(port: int, host: str) -> list[str]:
 def warm_model_cache() -> None:
     """Fit (or read the cached fit) and its validation report before the server starts, so the
     first page shows at once. Without usable data the dashboard still starts and says why."""
-    from advisor.fit import load_models
+    from advisor.cache import load_models, validation_of
 
     print("preparing the fitted models (cached after the first run)...", flush=True)
     try:
-        load_models().validation
+        validation_of(load_models())
     except AdvisorError as exc:
         print(f"warning: {exc}", file=sys.stderr)
 

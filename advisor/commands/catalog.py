@@ -7,6 +7,7 @@ from pathlib import Path
 
 from advisor import CATALOG_PATH
 from advisor.catalog import SEGMENTS, load_catalog
+from advisor.commands.common import add_catalog_arg, add_format_arg
 
 
 def add_parser(subparsers) -> None:
@@ -26,22 +27,17 @@ def add_parser(subparsers) -> None:
     v.set_defaults(func=run_validate)
 
     ls = sub.add_parser("list", help="one line per GPU", description="List catalog entries.")
-    ls.add_argument("--format", choices=["table", "json"], default="table")
+    add_format_arg(ls)
     ls.add_argument("--segment", choices=SEGMENTS, help="only this market segment")
-    _catalog_option(ls)
+    add_catalog_arg(ls)
     ls.set_defaults(func=run_list)
 
     show = sub.add_parser("show", help="every field of one GPU, with sources",
                           description="Print one catalog entry.")
     show.add_argument("id", help="catalog id, e.g. h100-sxm-80gb (see `advisor catalog list`)")
-    show.add_argument("--format", choices=["yaml", "json"], default="yaml")
-    _catalog_option(show)
+    add_format_arg(show, ("yaml", "json"))
+    add_catalog_arg(show)
     show.set_defaults(func=run_show)
-
-
-def _catalog_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--catalog", type=Path, default=CATALOG_PATH, metavar="PATH",
-                        help="catalog file (default: the shipped gpu_catalog.yaml)")
 
 
 def run_validate(args: argparse.Namespace) -> int:

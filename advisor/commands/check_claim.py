@@ -5,7 +5,8 @@ import argparse
 import json
 import textwrap
 
-from advisor.commands.fit import _data_args
+from advisor.commands.common import add_data_args, add_format_arg, load_models
+from advisor.contract import shape_label
 from advisor.errors import AdvisorError
 
 WIDTH = 100
@@ -35,15 +36,14 @@ def add_parser(subparsers) -> None:
                    help="classifier-free guidance (two transformer passes a step)")
     p.add_argument("--caption-tokens", type=int, default=64,
                    help="prompt tokens reaching the transformer, 1..512 (default 64)")
-    p.add_argument("--format", choices=["table", "json"], default="table",
-                   help="output format (default table)")
-    _data_args(p)
+    add_format_arg(p)
+    add_data_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from advisor.catalog import load_catalog
-    from advisor.claims import check_claim
+    from advisor.claims import check_claim, measured_mfu_ceiling
 
     catalog = load_catalog(args.catalog)
     gpu = catalog.get(args.gpu)
@@ -61,42 +61,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _models(args):
     """The fitted models, or None and why (the check runs without them)."""
-    from advisor.fit import load_models
-
     try:
-        return load_models(args.data, args.catalog, args.cache_dir), ""
+        return load_models(args), ""
     except AdvisorError as exc:
         return None, f"fitted models unavailable ({exc})"
 
 
-def measured_mfu_ceiling(data_dir, precision: str | None = None) -> tuple[float, str] | None:
-    """The best MFU any measured config reached, and where; None without measurements.
-
-    With a `precision`, only configs run at it count (when there are any): MFU is relative to
-    that precision's peak, and the fp32 path reaches a larger share of its much lower peak than
-    the 16-bit tensor cores do of theirs."""
-    from advisor.records import load_measurements
-
-    try:
-        records, _ = load_measurements(data_dir)
-    except AdvisorError:
-        return None
-    measured = [(r["results"]["mfu"], r.get("_source", "?"), (r.get("config") or {}).get(
-        "precision")) for r in records
-        if r.get("status") == "ok" and (r.get("results") or {}).get("mfu") is not None]
-    same = [m for m in measured if m[2] == precision]
-    which = f"{precision} " if same else ""
-    measured = same or measured
-    if not measured:
-        return None
-    best, where, _ = max(measured)
-    return best, (f"the best of {len(measured)} measured {which}configs ({where}; denoise-step "
-                  "MFU, +10% tolerance)")
-
-
 def format_table(result: dict) -> str:
     c, a = result["claim"], result["arithmetic"]
-    claim = (f"Claim: {c['gpu_name']} ({c['gpu']}), {c['width']}x{c['height']}, {c['steps']} "
+    claim = (f"Claim: {c['gpu_name']} ({c['gpu']}), {shape_label(c['height'], c['width'])}, "
+             f"{c['steps']} "
              f"steps, batch {c['batch']}, {c['precision'] or 'precision not stated'}: "
              f"{c['images_per_second']:.3g} img/s ({c['seconds_per_image']:.3g} s per image)")
     lines = textwrap.wrap(claim, WIDTH, subsequent_indent="  ") + [

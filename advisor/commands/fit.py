@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
-from advisor import CATALOG_PATH, MEASUREMENTS_DIR
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.commands.common import add_data_args, add_format_arg, load_models
+from advisor.contract import ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, Config
+
+WIDTH = 100
+INDENT = 13  # the labels' column
 
 
 def add_parser(subparsers) -> None:
@@ -13,9 +17,8 @@ def add_parser(subparsers) -> None:
         "fit", help="fit the latency and memory models on the measurements",
         description="Fit the latency and memory models on the measurement records, calibrate "
         "their prediction intervals and cache the result (refits even when a cache exists).")
-    _data_args(fit)
-    fit.add_argument("--format", choices=["table", "json"], default="table",
-                     help="output format (default table)")
+    add_data_args(fit)
+    add_format_arg(fit)
     fit.set_defaults(func=run_fit)
 
     validate = subparsers.add_parser(
@@ -26,9 +29,8 @@ def add_parser(subparsers) -> None:
         "memory_mape (torch peak allocated), nvml_memory_mape (NVML used) and coverage "
         "(total-latency coverage) hold one figure per split; metrics has the rest, residuals "
         "a row per held-out point.")
-    _data_args(validate)
-    validate.add_argument("--format", choices=["table", "json"], default="table",
-                          help="output format (default table)")
+    add_data_args(validate)
+    add_format_arg(validate)
     validate.set_defaults(func=run_validate)
 
     predict = subparsers.add_parser(
@@ -54,40 +56,22 @@ def add_parser(subparsers) -> None:
                          help="classifier-free guidance (two transformer passes a step)")
     predict.add_argument("--caption-tokens", type=int, default=64,
                          help="prompt tokens reaching the transformer, 1..512 (default 64)")
-    _data_args(predict)
-    predict.add_argument("--format", choices=["table", "json"], default="table",
-                         help="output format (default table)")
+    add_data_args(predict)
+    add_format_arg(predict)
     predict.set_defaults(func=run_predict)
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=str(MEASUREMENTS_DIR),
-                   help="folder of measurement *.jsonl files (default: the shipped data)")
-    p.add_argument("--catalog", default=str(CATALOG_PATH),
-                   help="GPU catalog YAML (default: the shipped gpu_catalog.yaml)")
-    p.add_argument("--cache-dir", default=None,
-                   help="model cache folder (default $ZIMAGE_ADVISOR_CACHE or "
-                   "~/.cache/zimage-advisor)")
-
-
-def _models(args, refit: bool = False):
-    from advisor.fit import load_models
-
-    return load_models(args.data, args.catalog, args.cache_dir, refit=refit)
-
-
 def run_fit(args: argparse.Namespace) -> int:
-    from advisor.fit import fit_summary
-
-    summary = fit_summary(_models(args, refit=True))
+    summary = load_models(args, refit=True).summary()
     print(json.dumps(summary, indent=2) if args.format == "json" else _summary_table(summary))
     return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from advisor.cache import validation_of
     from advisor.validation import format_table
 
-    report = _models(args).validation
+    report = validation_of(load_models(args))
     print(json.dumps(report, indent=2) if args.format == "json" else format_table(report))
     return 0
 
@@ -95,12 +79,14 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from advisor.features import check_config
 
-    config = dict(height=args.height, width=args.width, batch=args.batch, steps=args.steps,
-                  precision=args.precision, attention=args.attention, offload=args.offload,
-                  caption_tokens=args.caption_tokens)
-    check_config(**config)  # bad input fails before any fitting
-    result = _models(args).predict(args.gpu, compile=args.compile, cfg=args.cfg, **config)
-    print(json.dumps(result, indent=2) if args.format == "json" else _prediction_table(result))
+    config = Config(height=args.height, width=args.width, batch=args.batch, steps=args.steps,
+                    guidance_scale=CFG_GUIDANCE_SCALE if args.cfg else 0.0,
+                    precision=args.precision, attention=args.attention, compile=args.compile,
+                    offload=args.offload, caption_tokens=args.caption_tokens)
+    check_config(config)  # bad input fails before any fitting
+    result = load_models(args).predict(args.gpu, config)
+    print(json.dumps(result.as_dict(), indent=2) if args.format == "json"
+          else _prediction_table(result))
     return 0
 
 
@@ -134,28 +120,33 @@ def _pct(bounds) -> str:
     return f"{100 * (math.exp(lo) - 1):+.1f}% / {100 * (math.exp(hi) - 1):+.1f}%"
 
 
-def _prediction_table(p: dict) -> str:
-    c, lat = p["config"], p["latency_s"]
-    flags = [c["precision"], f"{c['attention']} attention"]
-    flags += ["compile"] if c["compile"] else []
-    flags += [f"offload {c['offload']}"] if c["offload"] != "none" else []
-    flags += ["CFG"] if c["cfg"] else []
-    lo, hi = p["latency_interval_s"]
-    mlo, mhi = p["memory_interval_gb"]
-    return "\n".join([
-        f"{p['gpu']}: {c['width']}x{c['height']}, batch {c['batch']}, {c['steps']} steps, "
-        f"{', '.join(flags)}, {c['caption_tokens']} caption tokens",
-        f"source       {p['source']}: {p['source_detail']}",
-        f"latency      {lat['total']:.3f} s per batch (90% interval {lo:.3f}-{hi:.3f} s)",
-        f"  stages     text encode {lat['text_encode']:.3f} s, denoise {lat['denoise']:.3f} s "
-        f"({p['denoise_step_s']:.4f} s/step), VAE decode {lat['vae_decode']:.3f} s",
-        f"throughput   {p['images_per_s']:.3f} images/s; transformer {p['achieved_tflops']:.0f} "
-        f"TFLOP/s = MFU {p['mfu']:.1%}",
-        f"memory       {p['peak_memory_gb']:.1f} GB peak as nvidia-smi shows it (90% interval "
-        f"{mlo:.1f}-{mhi:.1f} GB; torch allocated {p['torch_peak_allocated_gb']:.1f} GB)",
-        f"fits         {'yes' if p['fits'] else 'NO'}: {p['fits_reason']} "
-        f"({p['memory_capacity_source']})",
-        f"intervals    latency: {p['interval_basis']['latency']}",
-        f"             memory: {p['interval_basis']['memory']}",
-        f"model        {p['model_version']}",
-    ])
+def _prediction_table(p) -> str:
+    """The prediction in labelled lines, wrapped to WIDTH columns."""
+    c, lat, mem = p.config, p.latency, p.memory
+    lo, hi = lat.interval_s
+    alo, ahi = mem.allocated_interval_gb
+    nlo, nhi = mem.nvml_interval_gb
+    extras = [f"{c.steps} steps", f"{c.caption_tokens} caption tokens"] + (
+        ["CFG"] if c.cfg else [])
+    rows = [
+        ("source", f"{p.source}: {p.source_detail}"),
+        ("latency", f"{lat.total_s:.3f} s per batch (90% interval {lo:.3f}-{hi:.3f} s)"),
+        ("  stages", f"text encode {lat.text_encode_s:.3f} s, denoise {lat.denoise_s:.3f} s "
+                     f"({lat.denoise_step_s:.4f} s/step), VAE decode {lat.vae_decode_s:.3f} s"),
+        ("throughput", f"{p.images_per_s:.3f} images/s; transformer {p.achieved_tflops:.0f} "
+                       f"TFLOP/s = MFU {p.mfu:.1%}"),
+        ("memory", f"torch peak allocated {mem.allocated_gb:.1f} GB (90% interval {alo:.1f}-"
+                   f"{ahi:.1f} GB); {mem.nvml_gb:.1f} GB as nvidia-smi shows it ({nlo:.1f}-"
+                   f"{nhi:.1f} GB)"),
+        ("fits", f"{'yes' if p.fits else 'NO'}: {p.fits_reason} ({mem.capacity_source})"),
+        ("  rule", mem.rule),
+        ("intervals", f"latency: {lat.basis}"),
+        ("", f"memory: {mem.basis}"),
+        ("model", p.model_version),
+    ]
+    lines = [f"{p.gpu}: {c.shape_label()}, batch {c.batch}, {c.setting.label}, "
+             f"{', '.join(extras)}"]
+    for label, text in rows:
+        lines += textwrap.wrap(text, WIDTH, initial_indent=f"{label:<{INDENT}}",
+                               subsequent_indent=" " * INDENT)
+    return "\n".join(lines)

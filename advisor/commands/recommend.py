@@ -6,7 +6,8 @@ import argparse
 import json
 import textwrap
 
-from advisor.commands.fit import _data_args
+from advisor.commands.common import add_data_args, add_format_arg, load_models
+from advisor.contract import Setting
 from advisor.errors import AdvisorError
 
 WIDTH = 100
@@ -42,8 +43,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--check", action="store_true", help="re-validate the --plan file")
     p.add_argument("--out", metavar="PLAN.yaml",
                    help="save inputs, assumptions, provenance and results as YAML")
-    p.add_argument("--format", choices=["table", "json", "yaml"], default="table",
-                   help="output format (default table)")
+    add_format_arg(p, ("table", "json", "yaml"))
     p.add_argument("--top", type=int, default=5, help="options to show (default 5)")
     g = p.add_argument_group("request overrides")
     g.add_argument("--resolution", action="append", metavar="WxH[:SHARE]",
@@ -63,7 +63,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--max-usd-per-month", type=float, help="monthly budget, USD")
     g.add_argument("--n-plus-one", action=argparse.BooleanOptionalAction, default=None,
                    help="one spare GPU beyond the fleet that meets the SLO")
-    _data_args(p)
+    add_data_args(p)
     p.set_defaults(func=run)
 
 
@@ -74,12 +74,11 @@ def run(args: argparse.Namespace) -> int:
         return _check(args)
     from advisor.catalog import load_catalog
     from advisor.export import plan_document, provenance, save_plan
-    from advisor.fit import load_models
     from advisor.plan import recommend
 
     request = build_request(args)
     catalog = load_catalog(args.catalog)
-    models = load_models(args.data, args.catalog, args.cache_dir)
+    models = load_models(args)
     plan = recommend(request, models, catalog, top=args.top)
     prov = provenance(models, catalog, args.data)
     if args.out:
@@ -134,10 +133,9 @@ def _check(args: argparse.Namespace) -> int:
                            "--check")
     from advisor.catalog import load_catalog
     from advisor.export import check_plan
-    from advisor.fit import load_models
 
     catalog = load_catalog(args.catalog)
-    models = load_models(args.data, args.catalog, args.cache_dir)
+    models = load_models(args)
     report = check_plan(args.plan, models, catalog, args.data)
     if args.format == "table":
         print(format_check(report))
@@ -159,7 +157,7 @@ def _dump(doc: dict, fmt: str) -> str:
 
 def format_table(plan, prov: dict, top: int) -> str:
     r = plan.request
-    q = f"{r.slo_label}_s"
+    q = r.slo_key
     other = "p99_s" if q == "p95_s" else "p95_s"
     mix = ", ".join(f"{x.label} {x.share:.0%}" for x in r.resolutions)
     spare = "+1" if r.n_plus_one else ""
@@ -200,8 +198,6 @@ def format_table(plan, prov: dict, top: int) -> str:
 
 
 def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
-    from advisor.plan import Setting
-
     c, fleet = o["cost"], o["fleet"]
     kw = "n/a" if c["power_kw"] is None else f"{c['power_kw']:.1f}"
     row = (f"{o['rank']:>2}  {o['gpu']:<24}{str(fleet['serving_gpus']) + spare:>6}"
@@ -218,8 +214,6 @@ def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
 
 
 def _frontier_lines(frontier: list[dict], q: str) -> list[str]:
-    from advisor.plan import Setting
-
     if not frontier:
         return []
     lines = ["", f"Cost / {q[:3]} frontier (each option is faster than every cheaper one):"]

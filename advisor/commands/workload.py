@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from advisor.commands.common import add_format_arg
+from advisor.contract import shape_label
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -24,7 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--cfg", action="store_true", help="classifier-free guidance (guidance_scale > 0)"
     )
-    p.add_argument("--format", choices=["table", "json"], default="table", help="output format")
+    add_format_arg(p)
     p.set_defaults(func=run)
 
 
@@ -44,8 +47,8 @@ def format_table(s: dict) -> str:
     per_forward = s["transformer_tflops_per_forward"]
     guidance = "CFG (2 forwards a step)" if s["cfg"] else "no CFG"
     lines = [
-        f"Z-Image-Turbo workload: {s['width']}x{s['height']} px, batch {s['batch']}, "
-        f"{s['steps']} steps, {guidance}",
+        f"Z-Image-Turbo workload: {shape_label(s['height'], s['width'])} px, "
+        f"batch {s['batch']}, {s['steps']} steps, {guidance}",
         "",
         "Parameters",
         *(f"  {name:<14}{count:>15,}" for name, count in s["params"].items()),

@@ -1,10 +1,11 @@
-"""Plotly figures for the dashboard, built from the tables in advisor.app_data (no streamlit)."""
+"""Plotly figures for the dashboard, built from the tables of the advisor.app modules (no
+streamlit)."""
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from advisor.app_data import model_row
+from advisor.app.explore import model_row
 
 SOURCE_COLORS = {"measured": "#1a7f37", "fitted": "#1f6feb", "transferred": "#bf8700"}
 OOM_COLOR = "#cf222e"
@@ -69,7 +70,7 @@ def utilization_figure(measured: pd.DataFrame) -> go.Figure:
     ])
     fig.update_layout(barmode="group", yaxis_range=[0, 105])
     return _layout(fig, "Busy is not fast: NVML utilization vs tensor-core use (measured)",
-                   "config (resolution × batch)", "%")
+                   "config", "%")
 
 
 def residuals_figure(residuals: pd.DataFrame, target: str) -> go.Figure:

@@ -1,0 +1,137 @@
+"""The Plan page's results: the answer in words, the options as tables, the fleet as demand
+scales, and the plan file for download."""
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from advisor.catalog import Catalog
+from advisor.contract import SOURCES, Setting
+
+NO_REASON = "beyond the planner's top picks: sized and priced, without a reason line"
+DEMAND_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+# The planning code (below advisor/) whose changes invalidate plans cached across restarts.
+PLANNER_FILES = ("contract.py", "plan.py", "search.py", "cost.py", "explain.py", "queueing.py",
+                 "request.py", "export.py", "app/plan_results.py")
+
+
+def least_sure(sources: list[str]) -> str:
+    """The least sure of an option's service-time sources: what its figures rest on."""
+    return max(sources, key=SOURCES.index)
+
+
+def _setting_label(setting: dict) -> str:
+    return Setting(**setting).label
+
+
+def options_frame(options: list[dict], request) -> pd.DataFrame:
+    """One row per plan option: what to buy, how many, what it costs, how fast, how sure."""
+    rows = [{
+        "rank": o.get("rank"), "gpu": o["gpu"], "gpu_name": o["gpu_name"],
+        "setting": _setting_label(o["setting"]), "max_batch": o["max_batch"],
+        "total_gpus": o["fleet"]["total_gpus"], "serving_gpus": o["fleet"]["serving_gpus"],
+        "servers": o["fleet"]["servers"], "usd_per_month": o["cost"]["usd_per_month"],
+        "usd_per_1k_images": o["cost"]["usd_per_1k_images"], "capex_usd": o["cost"]["capex_usd"],
+        "latency_s": o["latency"][request.slo_key],
+        "per_gpu_img_per_s": o["capacity_img_per_s"] / o["fleet"]["serving_gpus"],
+        "sources": ", ".join(o["sources"]), "basis": least_sure(o["sources"]),
+        "price_source": o["cost"]["price"]["source"],
+        "reason": o.get("reason") or NO_REASON,
+    } for o in options]
+    return pd.DataFrame(rows)
+
+
+def not_recommended_frame(plan) -> pd.DataFrame:
+    """Every searched or excluded GPU without an option, with the reason."""
+    rows = [{"gpu": g["gpu"], "verdict": verdict, "reason": g["reason"]}
+            for verdict, items in (("cannot meet the request", plan.infeasible),
+                                   ("does not fit in memory", plan.unfit),
+                                   ("not searched", plan.excluded))
+            for g in items]
+    rows += [{"gpu": g["gpu"], "verdict": "not sized",
+              "reason": f"costs at least ${g['usd_per_month_at_least']:,.0f}/month, more than "
+                        "the options listed"} for g in plan.not_simulated]
+    return pd.DataFrame(rows, columns=["gpu", "verdict", "reason"])
+
+
+def headline(plan) -> dict:
+    """The answer in plain words: what to buy, how many, what it costs, how sure we are."""
+    r = plan.request
+    best = plan.best()
+    if best is None:
+        return {"ok": False, "text": "No GPU in the search meets this request. The reasons per "
+                "GPU are listed below: relax the SLO, lower the demand, allow more GPUs or add "
+                "prices for the GPUs marked 'not searched'."}
+    fleet, cost = best["fleet"], best["cost"]
+    verb = "Rent" if r.deployment.mode == "cloud" else "Buy"
+    spare = f" ({fleet['serving_gpus']} serving + {fleet['spare_gpus']} spare)" \
+        if fleet["spare_gpus"] else ""
+    sources = best["sources"]
+    detail = next(iter(best["service"].values()))["source_detail"]
+    if "transferred" in sources:
+        sure = ("Least sure: no measurements on this GPU; its speed is carried over from the "
+                f"probed GPUs by its specs ({detail}). Probe one before buying many.")
+    elif sources == ["measured"]:
+        sure = f"Most sure: the service times are measured on this GPU ({detail})."
+    else:
+        sure = f"Fairly sure: fitted on measurements of this GPU ({detail})."
+    return {
+        "ok": True,
+        "text": (f"{verb} **{fleet['total_gpus']} × {best['gpu_name']}**{spare} in "
+                 f"{fleet['servers']} server(s) of {r.deployment.gpus_per_server}, run with "
+                 f"{_setting_label(best['setting'])}, batches up to {best['max_batch']}."),
+        "usd_per_month": cost["usd_per_month"], "usd_per_1k_images": cost["usd_per_1k_images"],
+        "capex_usd": cost["capex_usd"], "latency_s": best["latency"][r.slo_key],
+        "slo": f"{r.slo_label} ≤ {r.slo_s:g} s", "sure": sure, "sources": ", ".join(sources),
+        "price_source": cost["price"]["source"], "model_version": best.get("model_version"),
+    }
+
+
+def fleet_vs_demand(plan, models, catalog, top: int = 3,
+                    factors: tuple[float, ...] = DEMAND_FACTORS) -> pd.DataFrame:
+    """GPUs each of the top options needs as the demand scales (its GPU, setting and max
+    batch fixed; the fleet re-sized by the planner at each demand)."""
+    from advisor.plan import recommend
+
+    rows = []
+    for o in plan.options[:top]:
+        s = o["setting"]
+        fixed = plan.request.with_changes(
+            gpus=(o["gpu"],), segments=None, precisions=(s["precision"],),
+            compile=(s["compile"],), attention=(s["attention"],), offload=(s["offload"],),
+            batches=tuple(b for b in plan.request.batches if b <= o["max_batch"]))
+        for f in factors:
+            best = recommend(fixed.with_changes(images_per_s=plan.request.images_per_s * f),
+                             models, catalog, top=1).best()
+            rows.append({"option": f"{o['gpu']} ({_setting_label(s)}, batch ≤ "
+                                   f"{o['max_batch']}; {least_sure(o['sources'])} times)",
+                         "peak_img_per_s": plan.request.peak_images_per_s * f,
+                         "total_gpus": best["fleet"]["total_gpus"] if best else None})
+    return pd.DataFrame(rows)
+
+
+def planner_key(catalog: Catalog) -> str:
+    """Identity of the planning code and the catalog, for caching plans across restarts (the
+    models' own version covers the measurements and the modelling code)."""
+    h = hashlib.sha256(catalog.sha256.encode())
+    for name in PLANNER_FILES:
+        h.update((Path(__file__).parent.parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def plan_yaml(plan, models, catalog, uploads: dict[str, str] | None = None) -> str:
+    """The plan file (advisor.export) as text, for download; uploads in use are recorded in
+    its provenance beside the shipped measurement files."""
+    from advisor.export import provenance, save_plan
+
+    prov = provenance(models, catalog)
+    if uploads:
+        prov["uploads"] = [{"file": name, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+                           for name, text in sorted(uploads.items())]
+    with tempfile.TemporaryDirectory(prefix="advisor-plan-") as tmp:
+        path = Path(tmp) / "plan.yaml"
+        save_plan(plan, path, prov)
+        return path.read_text(encoding="utf-8")
