@@ -104,6 +104,52 @@ def test_get_unknown_id_names_close_ids(catalog):
     assert "h100-sxm-80gb" in str(exc.value) and "h100-pcie-80gb" in str(exc.value)
 
 
+# --------------------------------------------------------------------------- memory capacity
+
+
+def test_capacity_gb_from_memory_mib(catalog):
+    # The project's measurement note: an RTX 4090 ("24 GB") shows 24,564 MiB = 25.76e9 bytes.
+    rtx4090 = catalog.get("rtx-4090")
+    assert rtx4090.memory_mib == 24564
+    assert rtx4090.capacity_gb == pytest.approx(25.757, abs=1e-3)
+    assert catalog.get("h100-sxm-80gb").capacity_gb == pytest.approx(81559 * 2**20 / 1e9)
+    assert catalog.get("h200-sxm-141gb").capacity_gb == pytest.approx(150.755, abs=1e-3)
+
+
+def test_capacity_gb_without_memory_mib_reads_memory_gb_as_gib(catalog):
+    gpu = catalog.get("rtx-5080")
+    assert gpu.memory_mib is None
+    assert gpu.capacity_gb == pytest.approx(16 * 2**30 / 1e9)  # 17.18 GB, not 16
+
+
+def test_memory_mib_is_at_most_memory_gb_as_gib(catalog):
+    # ECC and driver reservations only take memory away from the binary capacity.
+    for gpu in catalog.gpus:
+        if gpu.memory_mib is not None:
+            assert gpu.memory_mib <= gpu.memory_gb * 1024, gpu.id
+            assert gpu.capacity_gb <= gpu.memory_gb * 2**30 / 1e9, gpu.id
+
+
+def test_memory_mib_agrees_with_the_probe_records(catalog):
+    folder = CATALOG_PATH.parent / "data" / "measurements"
+    checked = set()
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            gpu = json.loads(line)["gpu"]
+            if gpu.get("catalog_id") and gpu.get("memory_mb"):
+                assert catalog.get(gpu["catalog_id"]).memory_mib == gpu["memory_mb"], path.name
+                checked.add(gpu["catalog_id"])
+    assert {"h100-sxm-80gb", "h200-sxm-141gb"} <= checked
+
+
+def test_every_memory_mib_has_a_source(catalog):
+    for gpu in catalog.gpus:
+        assert (gpu.memory_mib is None) == (gpu.memory_mib_source is None), gpu.id
+        if gpu.memory_mib_source and gpu.memory_mib_source.startswith("data/"):
+            record = gpu.memory_mib_source.split()[0]
+            assert (CATALOG_PATH.parent / record).is_file(), gpu.id
+
+
 # --------------------------------------------------------------------------- NVML matching
 
 
@@ -220,6 +266,22 @@ BROKEN = {
     "bad regex": (_set("match", ["H100 (SXM"]), ["'match[0]'", "regular expression"]),
     "pattern shared by two entries": (_share_pattern,
                                       ["entry 1 (id 'rtx-4090')", "'match'", "also used by"]),
+    "memory_mib typo": (_set("memory_mib", 815590),
+                        ["entry 0 (id 'h100-sxm-80gb')", "'memory_mib'",
+                         "between 73,728 and 90,112", "memory_gb 80", "typo", "815590"]),
+    "memory_mib in GB": (_set("memory_mib", 85.5, index=1),
+                         ["entry 1 (id 'rtx-4090')", "'memory_mib'", "between 22,118 and 27,034"]),
+    "memory_mib with a unit": (_set("memory_mib", "81559 MiB"),
+                               ["'memory_mib'", "unknown unit", "'81559 MiB'"]),
+    "negative memory_mib": (_set("memory_mib", -81559), ["'memory_mib'", "positive"]),
+    "memory_mib without its source": (lambda doc: doc["gpus"][0].pop("memory_mib_source"),
+                                      ["entry 0 (id 'h100-sxm-80gb')", "'memory_mib_source'",
+                                       "because 'memory_mib' is set"]),
+    "memory_mib source without a value": (lambda doc: doc["gpus"][0].pop("memory_mib"),
+                                          ["entry 0 (id 'h100-sxm-80gb')", "'memory_mib'",
+                                           "because 'memory_mib_source' is set"]),
+    "empty memory_mib source": (_set("memory_mib_source", " "),
+                                ["'memory_mib_source'", "non-empty string"]),
 }
 
 
@@ -334,9 +396,12 @@ def test_cli_show(capsys):
     assert main(["catalog", "show", "rtx-4090", "--format", "json"]) == 0
     entry = json.loads(capsys.readouterr().out)
     assert entry["id"] == "rtx-4090" and entry["dense_tflops"]["bf16"] == 165.2
+    assert entry["memory_mib"] == 24564 and entry["memory_mib_source"]
     assert main(["catalog", "show", "h200-sxm-141gb"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["memory_gb"] == 141 and shown["sources"]
+    assert main(["catalog", "show", "rtx-5080", "--format", "json"]) == 0
+    assert "memory_mib" not in json.loads(capsys.readouterr().out)  # optional, left out when unset
 
 
 def test_cli_show_unknown_id(capsys):
