@@ -20,7 +20,7 @@ REQUIRED_IDS = {
     "a10g-24gb", "t4-16gb", "v100-sxm2-32gb", "rtx-pro-6000-blackwell", "rtx-6000-ada",
     "rtx-a6000", "rtx-5090", "rtx-5080", "rtx-5070-ti", "rtx-5060-ti-16gb", "rtx-4090",
     "rtx-4090d", "rtx-4080-super", "rtx-4070-ti-super", "rtx-4060-ti-16gb", "rtx-3090",
-    "rtx-3080-10gb", "rtx-3060-12gb", "mi300x-192gb", "mi325x-256gb",
+    "rtx-3080-10gb", "rtx-3060-12gb", "mi300x-192gb", "mi325x-256gb", "l20-48gb", "a40-48gb",
 }
 
 
@@ -177,6 +177,8 @@ def test_every_memory_mib_has_a_source(catalog):
     ("NVIDIA RTX 6000 Ada Generation", "rtx-6000-ada"),
     ("NVIDIA GeForce RTX 4070 Ti SUPER", "rtx-4070-ti-super"),
     ("AMD Instinct MI300X", "mi300x-192gb"),
+    ("NVIDIA L20", "l20-48gb"),
+    ("NVIDIA A40", "a40-48gb"),
     ("NVIDIA GeForce RTX 3090 Ti", None),
     ("NVIDIA GeForce RTX 5070", None),
     ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", None),
