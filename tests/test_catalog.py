@@ -21,6 +21,7 @@ REQUIRED_IDS = {
     "rtx-a6000", "rtx-5090", "rtx-5080", "rtx-5070-ti", "rtx-5060-ti-16gb", "rtx-4090",
     "rtx-4090d", "rtx-4080-super", "rtx-4070-ti-super", "rtx-4060-ti-16gb", "rtx-3090",
     "rtx-3080-10gb", "rtx-3060-12gb", "mi300x-192gb", "mi325x-256gb", "l20-48gb", "a40-48gb",
+    "dgx-spark-gb10",
 }
 
 
@@ -179,6 +180,7 @@ def test_every_memory_mib_has_a_source(catalog):
     ("AMD Instinct MI300X", "mi300x-192gb"),
     ("NVIDIA L20", "l20-48gb"),
     ("NVIDIA A40", "a40-48gb"),
+    ("NVIDIA GB10", "dgx-spark-gb10"),
     ("NVIDIA GeForce RTX 3090 Ti", None),
     ("NVIDIA GeForce RTX 5070", None),
     ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", None),
@@ -194,6 +196,14 @@ def test_match_nvml_uses_memory_to_split_shared_names(catalog):
     assert catalog.match_nvml("NVIDIA H100 80GB HBM3", memory_gb=85.5).id == "h100-sxm-80gb"
     assert catalog.match_nvml("NVIDIA GeForce RTX 4060 Ti", memory_gb=17.2).id == "rtx-4060-ti-16gb"
     assert catalog.match_nvml("NVIDIA GeForce RTX 4060 Ti", memory_gb=8.6) is None
+
+
+def test_dgx_spark_says_its_memory_is_shared_and_its_tensor_rates_derived(catalog):
+    spark = catalog.get("dgx-spark-gb10")
+    assert spark.memory_mib is None  # nvidia-smi reports no total for the GB10
+    assert "shares with the CPU and the OS" in spark.notes and "derived" in spark.notes
+    # 1 PFLOP FP4 with sparsity: dense FP4 500, FP8 250, BF16 125 (full-rate FP32 accumulate).
+    assert spark.dense_tflops("fp8") == 250 and spark.dense_tflops("bf16") == 125
 
 
 # --------------------------------------------------------------------------- broken catalogs
