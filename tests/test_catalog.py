@@ -20,8 +20,9 @@ REQUIRED_IDS = {
     "a10g-24gb", "t4-16gb", "v100-sxm2-32gb", "rtx-pro-6000-blackwell", "rtx-6000-ada",
     "rtx-a6000", "rtx-5090", "rtx-5080", "rtx-5070-ti", "rtx-5060-ti-16gb", "rtx-4090",
     "rtx-4090d", "rtx-4080-super", "rtx-4070-ti-super", "rtx-4060-ti-16gb", "rtx-3090",
-    "rtx-3080-10gb", "rtx-3060-12gb", "mi300x-192gb", "mi325x-256gb", "l20-48gb", "a40-48gb",
-    "dgx-spark-gb10",
+    "rtx-3080-10gb", "rtx-3060-12gb", "mi300x-192gb", "mi325x-256gb",
+    "rtx-3090-ti", "rtx-4070-ti", "rtx-4070-super", "rtx-5070", "rtx-5060-ti-8gb", "l20-48gb",
+    "a40-48gb", "dgx-spark-gb10",
 }
 
 
@@ -177,12 +178,18 @@ def test_every_memory_mib_has_a_source(catalog):
     ("Tesla T4", "t4-16gb"),
     ("NVIDIA RTX 6000 Ada Generation", "rtx-6000-ada"),
     ("NVIDIA GeForce RTX 4070 Ti SUPER", "rtx-4070-ti-super"),
+    ("NVIDIA GeForce RTX 4070 Ti", "rtx-4070-ti"),
+    ("NVIDIA GeForce RTX 4070 SUPER", "rtx-4070-super"),
+    ("NVIDIA GeForce RTX 4070", None),
     ("AMD Instinct MI300X", "mi300x-192gb"),
+    ("NVIDIA GeForce RTX 3090 Ti", "rtx-3090-ti"),
+    ("NVIDIA GeForce RTX 3090", "rtx-3090"),
+    ("NVIDIA GeForce RTX 5070", "rtx-5070"),
+    ("NVIDIA GeForce RTX 5070 Ti", "rtx-5070-ti"),
+    ("NVIDIA GeForce RTX 5060 Ti", "rtx-5060-ti-16gb"),  # no memory given: the 16 GB card
     ("NVIDIA L20", "l20-48gb"),
     ("NVIDIA A40", "a40-48gb"),
     ("NVIDIA GB10", "dgx-spark-gb10"),
-    ("NVIDIA GeForce RTX 3090 Ti", None),
-    ("NVIDIA GeForce RTX 5070", None),
     ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", None),
     ("Some Unknown Accelerator", None),
 ])
@@ -196,6 +203,8 @@ def test_match_nvml_uses_memory_to_split_shared_names(catalog):
     assert catalog.match_nvml("NVIDIA H100 80GB HBM3", memory_gb=85.5).id == "h100-sxm-80gb"
     assert catalog.match_nvml("NVIDIA GeForce RTX 4060 Ti", memory_gb=17.2).id == "rtx-4060-ti-16gb"
     assert catalog.match_nvml("NVIDIA GeForce RTX 4060 Ti", memory_gb=8.6) is None
+    assert catalog.match_nvml("NVIDIA GeForce RTX 5060 Ti", memory_gb=8.6).id == "rtx-5060-ti-8gb"
+    assert catalog.match_nvml("NVIDIA GeForce RTX 5060 Ti", memory_gb=17.1).id == "rtx-5060-ti-16gb"
 
 
 def test_dgx_spark_says_its_memory_is_shared_and_its_tensor_rates_derived(catalog):
