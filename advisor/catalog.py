@@ -48,6 +48,7 @@ RANGES = {
     "price_usd": (1, 1_000_000, "USD"),
     "cloud_usd_per_hour": (0.01, 1000, "USD per GPU-hour"),
     "dense_tflops": (0.1, 50000, "TFLOPS"),
+    "memory_mib": (1, 2_400_000, "MiB"),
 }
 
 STRING_FIELDS = ("name", "architecture", "host_interface", "interconnect")
@@ -56,7 +57,8 @@ REQUIRED_FIELDS = (
     "memory_bandwidth_gbps", "dense_tflops", "tdp_w", "host_interface", "interconnect",
     "segment", "price_usd", "price_date", "match", "runnable", "sources",
 )
-OPTIONAL_FIELDS = ("cloud_usd_per_hour", "cloud_price_date", "notes")
+OPTIONAL_FIELDS = ("memory_mib", "memory_mib_source", "cloud_usd_per_hour", "cloud_price_date",
+                   "notes")
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 ID_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -67,6 +69,13 @@ COMPUTE_CAPABILITY_HINT = {"NVIDIA": 'a string like "9.0"', "AMD": 'a gfx target
 # A reported memory size this far from the catalog entry's is a different SKU under the same
 # NVML name (e.g. RTX 4060 Ti 8GB vs 16GB).
 MEMORY_MATCH_TOLERANCE = 0.25
+
+MIB = 2**20
+GIB = 2**30
+# `memory_mib` (the total NVML reports) must lie within this fraction of `memory_gb` GiB: NVIDIA
+# builds memory in binary units, and ECC or driver reservations hold back a few percent (an
+# L40S with ECC on reports 46,068 of 49,152 MiB), so anything further off is a typo.
+MEMORY_MIB_TOLERANCE = 0.10
 
 
 @dataclass(frozen=True)
@@ -90,9 +99,24 @@ class GPU:
     match: tuple[str, ...]
     runnable: bool
     sources: tuple[str, ...]
+    memory_mib: float | None = None
+    memory_mib_source: str | None = None
     cloud_usd_per_hour: float | None = None
     cloud_price_date: str | None = None
     notes: str | None = None
+
+    @property
+    def capacity_gb(self) -> float:
+        """Decimal GB of memory the card really has.
+
+        `memory_mib` (the total NVML / nvidia-smi reports) where the catalog has it; otherwise
+        `memory_gb` read as GiB, since NVIDIA builds memory in binary units (a "24 GB" RTX 4090
+        reports 24,564 MiB = 25.76e9 bytes). The fallback overestimates a little where ECC or
+        driver reservations hold memory back; `memory_mib` removes that.
+        """
+        if self.memory_mib is not None:
+            return self.memory_mib * MIB / 1e9
+        return self.memory_gb * GIB / 1e9
 
     def dense_tflops(self, precision: str) -> float | None:
         """Dense peak for an advisor precision name; None where the part has no such path."""
@@ -273,6 +297,7 @@ def _check_entry(index: int, entry: dict) -> list[str]:
     _check_identity(entry, err)
     _check_numbers(entry, err)
     _check_tflops(entry, label, problems, err)
+    _check_memory_mib(entry, label, problems, err)
     _check_prices(entry, label, problems, err)
     _check_lists(entry, err)
     return problems
@@ -349,6 +374,32 @@ def _check_tflops(entry: dict, label: str, problems: list[str], err) -> None:
                 err(field, "a number in TFLOPS", None)
         else:
             _check_number(field, table[key], err, range_key="dense_tflops")
+
+
+def _check_memory_mib(entry: dict, label: str, problems: list[str], err) -> None:
+    value, source = entry.get("memory_mib"), entry.get("memory_mib_source")
+    if value is not None and _check_number("memory_mib", value, err):
+        memory_gb = entry.get("memory_gb")
+        if _is_positive_number(memory_gb):
+            lo = (1 - MEMORY_MIB_TOLERANCE) * memory_gb * 1024
+            hi = (1 + MEMORY_MIB_TOLERANCE) * memory_gb * 1024
+            if not lo <= value <= hi:
+                err("memory_mib",
+                    f"the total MiB NVML reports, between {lo:,.0f} and {hi:,.0f} "
+                    f"({1 - MEMORY_MIB_TOLERANCE:g} to {1 + MEMORY_MIB_TOLERANCE:g} x memory_gb "
+                    f"{memory_gb:g} as GiB; check for a typo)", value)
+    if source is not None and not (isinstance(source, str) and source.strip()):
+        err("memory_mib_source",
+            "a non-empty string: the URL or project record the memory_mib figure was read from",
+            source)
+    elif isinstance(source, str) and source.strip().startswith("http") and not _is_url(source):
+        err("memory_mib_source", "an http(s) URL", source)
+    if value is not None and source is None:
+        problems.append(f"{label}: field 'memory_mib_source': expected where the figure was read "
+                        "(a URL or a project record) because 'memory_mib' is set")
+    if source is not None and value is None:
+        problems.append(f"{label}: field 'memory_mib': expected a value because "
+                        "'memory_mib_source' is set (or remove the source)")
 
 
 def _check_prices(entry: dict, label: str, problems: list[str], err) -> None:
@@ -444,6 +495,10 @@ def _as_date(value: object) -> dt.date | None:
         except ValueError:
             return None
     return None
+
+
+def _is_positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _is_url(value: object) -> bool:

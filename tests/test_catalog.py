@@ -21,6 +21,8 @@ REQUIRED_IDS = {
     "rtx-a6000", "rtx-5090", "rtx-5080", "rtx-5070-ti", "rtx-5060-ti-16gb", "rtx-4090",
     "rtx-4090d", "rtx-4080-super", "rtx-4070-ti-super", "rtx-4060-ti-16gb", "rtx-3090",
     "rtx-3080-10gb", "rtx-3060-12gb", "mi300x-192gb", "mi325x-256gb",
+    "rtx-3090-ti", "rtx-4070-ti", "rtx-4070-super", "rtx-5070", "rtx-5060-ti-8gb", "l20-48gb",
+    "a40-48gb", "dgx-spark-gb10",
 }
 
 
@@ -104,6 +106,52 @@ def test_get_unknown_id_names_close_ids(catalog):
     assert "h100-sxm-80gb" in str(exc.value) and "h100-pcie-80gb" in str(exc.value)
 
 
+# --------------------------------------------------------------------------- memory capacity
+
+
+def test_capacity_gb_from_memory_mib(catalog):
+    # The project's measurement note: an RTX 4090 ("24 GB") shows 24,564 MiB = 25.76e9 bytes.
+    rtx4090 = catalog.get("rtx-4090")
+    assert rtx4090.memory_mib == 24564
+    assert rtx4090.capacity_gb == pytest.approx(25.757, abs=1e-3)
+    assert catalog.get("h100-sxm-80gb").capacity_gb == pytest.approx(81559 * 2**20 / 1e9)
+    assert catalog.get("h200-sxm-141gb").capacity_gb == pytest.approx(150.755, abs=1e-3)
+
+
+def test_capacity_gb_without_memory_mib_reads_memory_gb_as_gib(catalog):
+    gpu = catalog.get("rtx-5080")
+    assert gpu.memory_mib is None
+    assert gpu.capacity_gb == pytest.approx(16 * 2**30 / 1e9)  # 17.18 GB, not 16
+
+
+def test_memory_mib_is_at_most_memory_gb_as_gib(catalog):
+    # ECC and driver reservations only take memory away from the binary capacity.
+    for gpu in catalog.gpus:
+        if gpu.memory_mib is not None:
+            assert gpu.memory_mib <= gpu.memory_gb * 1024, gpu.id
+            assert gpu.capacity_gb <= gpu.memory_gb * 2**30 / 1e9, gpu.id
+
+
+def test_memory_mib_agrees_with_the_probe_records(catalog):
+    folder = CATALOG_PATH.parent / "data" / "measurements"
+    checked = set()
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            gpu = json.loads(line)["gpu"]
+            if gpu.get("catalog_id") and gpu.get("memory_mb"):
+                assert catalog.get(gpu["catalog_id"]).memory_mib == gpu["memory_mb"], path.name
+                checked.add(gpu["catalog_id"])
+    assert {"h100-sxm-80gb", "h200-sxm-141gb"} <= checked
+
+
+def test_every_memory_mib_has_a_source(catalog):
+    for gpu in catalog.gpus:
+        assert (gpu.memory_mib is None) == (gpu.memory_mib_source is None), gpu.id
+        if gpu.memory_mib_source and gpu.memory_mib_source.startswith("data/"):
+            record = gpu.memory_mib_source.split()[0]
+            assert (CATALOG_PATH.parent / record).is_file(), gpu.id
+
+
 # --------------------------------------------------------------------------- NVML matching
 
 
@@ -130,9 +178,18 @@ def test_get_unknown_id_names_close_ids(catalog):
     ("Tesla T4", "t4-16gb"),
     ("NVIDIA RTX 6000 Ada Generation", "rtx-6000-ada"),
     ("NVIDIA GeForce RTX 4070 Ti SUPER", "rtx-4070-ti-super"),
+    ("NVIDIA GeForce RTX 4070 Ti", "rtx-4070-ti"),
+    ("NVIDIA GeForce RTX 4070 SUPER", "rtx-4070-super"),
+    ("NVIDIA GeForce RTX 4070", None),
     ("AMD Instinct MI300X", "mi300x-192gb"),
-    ("NVIDIA GeForce RTX 3090 Ti", None),
-    ("NVIDIA GeForce RTX 5070", None),
+    ("NVIDIA GeForce RTX 3090 Ti", "rtx-3090-ti"),
+    ("NVIDIA GeForce RTX 3090", "rtx-3090"),
+    ("NVIDIA GeForce RTX 5070", "rtx-5070"),
+    ("NVIDIA GeForce RTX 5070 Ti", "rtx-5070-ti"),
+    ("NVIDIA GeForce RTX 5060 Ti", "rtx-5060-ti-16gb"),  # no memory given: the 16 GB card
+    ("NVIDIA L20", "l20-48gb"),
+    ("NVIDIA A40", "a40-48gb"),
+    ("NVIDIA GB10", "dgx-spark-gb10"),
     ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", None),
     ("Some Unknown Accelerator", None),
 ])
@@ -146,6 +203,16 @@ def test_match_nvml_uses_memory_to_split_shared_names(catalog):
     assert catalog.match_nvml("NVIDIA H100 80GB HBM3", memory_gb=85.5).id == "h100-sxm-80gb"
     assert catalog.match_nvml("NVIDIA GeForce RTX 4060 Ti", memory_gb=17.2).id == "rtx-4060-ti-16gb"
     assert catalog.match_nvml("NVIDIA GeForce RTX 4060 Ti", memory_gb=8.6) is None
+    assert catalog.match_nvml("NVIDIA GeForce RTX 5060 Ti", memory_gb=8.6).id == "rtx-5060-ti-8gb"
+    assert catalog.match_nvml("NVIDIA GeForce RTX 5060 Ti", memory_gb=17.1).id == "rtx-5060-ti-16gb"
+
+
+def test_dgx_spark_says_its_memory_is_shared_and_its_tensor_rates_derived(catalog):
+    spark = catalog.get("dgx-spark-gb10")
+    assert spark.memory_mib is None  # nvidia-smi reports no total for the GB10
+    assert "shares with the CPU and the OS" in spark.notes and "derived" in spark.notes
+    # 1 PFLOP FP4 with sparsity: dense FP4 500, FP8 250, BF16 125 (full-rate FP32 accumulate).
+    assert spark.dense_tflops("fp8") == 250 and spark.dense_tflops("bf16") == 125
 
 
 # --------------------------------------------------------------------------- broken catalogs
@@ -220,6 +287,22 @@ BROKEN = {
     "bad regex": (_set("match", ["H100 (SXM"]), ["'match[0]'", "regular expression"]),
     "pattern shared by two entries": (_share_pattern,
                                       ["entry 1 (id 'rtx-4090')", "'match'", "also used by"]),
+    "memory_mib typo": (_set("memory_mib", 815590),
+                        ["entry 0 (id 'h100-sxm-80gb')", "'memory_mib'",
+                         "between 73,728 and 90,112", "memory_gb 80", "typo", "815590"]),
+    "memory_mib in GB": (_set("memory_mib", 85.5, index=1),
+                         ["entry 1 (id 'rtx-4090')", "'memory_mib'", "between 22,118 and 27,034"]),
+    "memory_mib with a unit": (_set("memory_mib", "81559 MiB"),
+                               ["'memory_mib'", "unknown unit", "'81559 MiB'"]),
+    "negative memory_mib": (_set("memory_mib", -81559), ["'memory_mib'", "positive"]),
+    "memory_mib without its source": (lambda doc: doc["gpus"][0].pop("memory_mib_source"),
+                                      ["entry 0 (id 'h100-sxm-80gb')", "'memory_mib_source'",
+                                       "because 'memory_mib' is set"]),
+    "memory_mib source without a value": (lambda doc: doc["gpus"][0].pop("memory_mib"),
+                                          ["entry 0 (id 'h100-sxm-80gb')", "'memory_mib'",
+                                           "because 'memory_mib_source' is set"]),
+    "empty memory_mib source": (_set("memory_mib_source", " "),
+                                ["'memory_mib_source'", "non-empty string"]),
 }
 
 
@@ -334,9 +417,12 @@ def test_cli_show(capsys):
     assert main(["catalog", "show", "rtx-4090", "--format", "json"]) == 0
     entry = json.loads(capsys.readouterr().out)
     assert entry["id"] == "rtx-4090" and entry["dense_tflops"]["bf16"] == 165.2
+    assert entry["memory_mib"] == 24564 and entry["memory_mib_source"]
     assert main(["catalog", "show", "h200-sxm-141gb"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["memory_gb"] == 141 and shown["sources"]
+    assert main(["catalog", "show", "rtx-5080", "--format", "json"]) == 0
+    assert "memory_mib" not in json.loads(capsys.readouterr().out)  # optional, left out when unset
 
 
 def test_cli_show_unknown_id(capsys):
