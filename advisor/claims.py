@@ -138,10 +138,11 @@ def _peak(gpu, precision) -> tuple[str, float, str]:
 
 
 def _memory(gpu, summary, batch_s, vram_gb, precision, steps, findings) -> dict:
-    budget = min(vram_gb, gpu.memory_gb) if vram_gb else gpu.memory_gb
-    if vram_gb and vram_gb > gpu.memory_gb:
+    budget = min(vram_gb, gpu.capacity_gb) if vram_gb else gpu.capacity_gb
+    if vram_gb and vram_gb > gpu.capacity_gb:
         findings.append(("impossible", f"claims {vram_gb:g} GB of GPU memory on a "
-                                       f"{gpu.memory_gb:g} GB card"))
+                                       f"{gpu.memory_gb:g} GB card ({gpu.capacity_gb:.2f} "
+                                       "decimal GB)"))
     link_gbs = pcie_gbs(gpu.host_interface) / PCIE_EFFICIENCY  # the raw link: a lower bound
     options = []
     for p in ([precision] if precision else WEIGHT_PRECISIONS):

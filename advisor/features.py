@@ -42,7 +42,8 @@ class GpuSpec:
 
     id: str
     architecture: str
-    memory_gb: float
+    capacity_gb: float  # decimal GB the card has (catalog GPU.capacity_gb)
+    capacity_source: str
     bandwidth_gbs: float
     pcie_gbs: float
     tflops: dict  # advisor precision name -> dense TFLOP/s (None: no such path)
@@ -52,7 +53,11 @@ class GpuSpec:
         return cls(
             id=gpu.id,
             architecture=gpu.architecture,
-            memory_gb=float(gpu.memory_gb),
+            capacity_gb=gpu.capacity_gb,
+            capacity_source=(f"catalog {gpu.id}: {gpu.memory_mib:g} MiB total as nvidia-smi "
+                             f"reports it ({gpu.memory_mib_source})" if gpu.memory_mib else
+                             f"catalog {gpu.id}: memory_gb {gpu.memory_gb:g} read as GiB (no "
+                             "nvidia-smi total in the catalog)"),
             bandwidth_gbs=float(gpu.memory_bandwidth_gbps),
             pcie_gbs=pcie_gbs(gpu.host_interface),
             tflops={p: gpu.dense_tflops(p) for p in PRECISIONS},
@@ -83,7 +88,7 @@ def check_config(config: Config) -> None:
 
 def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -> dict:
     """A validated query row: the config plus the GPU numbers the features need. `capacity_mib`
-    is the GPU's memory as NVML counts it where known (a probed GPU), else the catalog's."""
+    is the memory of the card a record ran on (its NVML total); default the catalog's."""
     check_config(config)
     peak = spec.tflops.get(config.precision)
     if not peak:
@@ -96,7 +101,7 @@ def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -
         "caption_tokens": config.caption_tokens, "tflops": float(peak),
         "attention_tflops": float(attention_peak(spec, config.precision)),
         "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
-        "capacity_mib": float(capacity_mib or spec.memory_gb * 1e9 / MIB),
+        "capacity_mib": float(capacity_mib or spec.capacity_gb * 1e9 / MIB),
     }
 
 

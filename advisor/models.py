@@ -70,7 +70,7 @@ class Models:
     latency: LatencyPredictor
     memory: MemoryPredictor
     estimator_params: dict  # "latency" / "memory" -> the estimators' get_params()
-    probed: dict  # catalog id -> NVML memory total in GB, per probed GPU
+    probed: dict  # catalog id -> NVML memory total in GB of its records, per probed GPU
     measured: dict  # match key -> Measured, per exact probed config
     outcomes: dict  # catalog id -> [memory_rule.Outcome], the measured ok and oom runs
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
@@ -102,12 +102,7 @@ class Models:
     def predict_many(self, queries: list[tuple[str, Config]],
                      memory_margin_gb: float = DEFAULT_MARGIN_GB) -> list[Prediction]:
         """predict() for many (gpu id, config) queries in one vectorized pass."""
-        rows = []
-        for gpu_id, config in queries:
-            spec = self.spec(gpu_id)
-            probed_gb = self.probed.get(spec.id)
-            rows.append(make_row(spec, config,
-                                 capacity_mib=probed_gb * GB / MIB if probed_gb else None))
+        rows = [make_row(self.spec(gpu_id), config) for gpu_id, config in queries]
         if not rows:
             return []
         stages, lat_depth = self.latency.predict(rows)
@@ -243,8 +238,7 @@ class Models:
             nvml_gb=nvml, nvml_interval_gb=nvml_iv or (nvml, nvml),
             nvml_capped=bool(memory["nvml"] < memory["nvml_free"]) and not measured,
             needed_gb=needed, capacity_gb=capacity,
-            capacity_source=("NVML total memory of the probed GPU" if row["gpu"] in self.probed
-                             else f"catalog memory_gb of {row['gpu']} (decimal GB as marketed)"),
+            capacity_source=self.specs[row["gpu"]].capacity_source,
             rule=(f"needed = torch peak allocated{bound} + the larger of {margin_gb:g} GB and "
                   f"CUDA context ({context:.2f} GB) + {self.memory.fragmentation:.2f} x "
                   f"activations for allocator fragments ({self.memory.fragmentation_basis}); "

@@ -8,7 +8,7 @@ planner's sizing can be checked exactly:
     batch latency  = OVERHEAD_S + batch * megapixels * steps / 9 * SECONDS_PER_MP_AT_1000 * 1000
                      / dense TFLOPS(precision), times the setting factors below, plus offload time
     memory         = WEIGHTS_GB[precision] (less with offload) + ACTIVATION_GB_PER_MP * batch * MP
-    fits           = memory + memory_margin_gb <= the catalog's memory_gb
+    fits           = memory + memory_margin_gb <= the catalog's capacity_gb
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class FakeModels:
         total = OVERHEAD_S + compute + OFFLOAD_S[c.offload]
         memory = (WEIGHTS_GB[c.precision] * OFFLOAD_RESIDENT[c.offload]
                   + ACTIVATION_GB_PER_MP * c.batch * megapixels)
-        needed, capacity = memory + memory_margin_gb, float(gpu.memory_gb)
+        needed, capacity = memory + memory_margin_gb, gpu.capacity_gb
         fits = needed <= capacity
         band = (memory * (1 - INTERVAL), memory * (1 + INTERVAL))
         return Prediction(
@@ -60,7 +60,7 @@ class FakeModels:
                             basis="fake law"),
             memory=Memory(allocated_gb=memory, allocated_interval_gb=band, nvml_gb=memory,
                           nvml_interval_gb=band, nvml_capped=False, needed_gb=needed,
-                          capacity_gb=capacity, capacity_source=f"catalog memory_gb of {gpu_id}",
+                          capacity_gb=capacity, capacity_source=f"catalog capacity_gb of {gpu_id}",
                           rule=f"allocated + {memory_margin_gb:g} GB", basis="fake law"),
             fits=fits,
             fits_reason=(f"needs {needed:.1f} GB (torch allocated {memory:.1f} GB + "

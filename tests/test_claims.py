@@ -98,7 +98,7 @@ def test_memory_claims():
     card = CATALOG.get("rtx-5080")  # 16 GB, PCIe Gen5 x16
     over = check_claim(H100, 1024, 1024, seconds_per_image=2, vram_gb=120)
     assert over["verdict"] == "impossible"
-    assert "claims 120 GB of GPU memory on a 80 GB card" in over["reasons"]
+    assert "claims 120 GB of GPU memory on a 80 GB card (85.52 decimal GB)" in over["reasons"]
     # bf16 weights in 4 GB: only sequential offload, which streams the transformer every step
     slow_enough = check_claim(card, 512, 512, steps=4, seconds_per_image=1.0, precision="bf16",
                               vram_gb=4)

@@ -387,7 +387,7 @@ def test_gpu_where_nothing_fits_says_why():
     (unfit,) = plan.unfit
     need = 20.6 + 2.0  # fake law: bf16 weights + activations of one 1-megapixel image
     assert unfit["reason"].startswith(f"needs {need:.1f} GB + 1.0 GB margin at batch 1 (bf16 "
-                                      "native), has 16.0 GB; fits only with model offload at ")
+                                      "native), has 17.2 GB; fits only with model offload at ")  # 16 GiB
     assert "too slow for the p95 <= 6 s SLO" in unfit["reason"]
 
 
@@ -402,12 +402,13 @@ def test_offload_option_is_ranked_when_it_meets_the_slo():
 def test_memory_margin_limits_the_batch():
     base = request(**{"demand.images_per_s": 20.0, "slo.p95_s": 30})
     assert plan_for(base).options[0]["max_batch"] == 4
-    # fake law at 1024x1024: 20.6 GB + 2 GB per image; the H100 has 80 GB
-    squeezed = base.with_changes(memory_margin_gb=80 - 20.6 - 2 * 4 + 0.1)
+    # fake law at 1024x1024: 20.6 GB + 2 GB per image; the H100 has 81,559 MiB = 85.5 GB
+    capacity = CATALOG.get(H100).capacity_gb
+    squeezed = base.with_changes(memory_margin_gb=capacity - 20.6 - 2 * 4 + 0.1)
     best = plan_for(squeezed).options[0]
     assert best["max_batch"] == 2
-    assert "; batch 4 does not fit (1024x1024: needs 80.1 GB (torch allocated 28.6 GB + " \
-        "51.5 GB margin), over 80.0 GB)." in best["reason"]
+    assert "; batch 4 does not fit (1024x1024: needs 85.6 GB (torch allocated 28.6 GB + " \
+        "57.0 GB margin), over 85.5 GB)." in best["reason"]
 
 
 def test_reason_names_what_the_next_batch_would_need():
@@ -520,4 +521,4 @@ def test_unfit_without_offload_in_the_search_says_so():
     req = request(**{"candidates.gpus": ["rtx-5080"],
                      "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
     (unfit,) = plan_for(req).unfit
-    assert unfit["reason"].endswith("has 16.0 GB; offload not searched (settings.offload)")
+    assert unfit["reason"].endswith("has 17.2 GB; offload not searched (settings.offload)")
