@@ -1,0 +1,71 @@
+"""docs/internals.md's module map stays true: it lists every module of the package, and no
+module imports from a layer above its own or takes part in an import cycle."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from advisor import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "advisor"
+ROW = re.compile(r"^\| `(advisor[\w.]*)` \| (\d+) \| .+ \|$")
+
+
+def module_map() -> dict[str, int]:
+    text = (REPO_ROOT / "docs" / "internals.md").read_text()
+    table = text.split("<!-- module-map -->")[1].split("<!-- /module-map -->")[0]
+    return {m.group(1): int(m.group(2)) for line in table.splitlines()
+            if (m := ROW.match(line.strip()))}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """Package modules a file imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names]
+            found |= {n for n in names if n in known} or ({node.module} & known)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names} & known
+    return found
+
+
+def test_the_map_lists_every_module_and_nothing_else():
+    assert set(module_map()) == set(modules())
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    layer, found = module_map(), modules()
+    upward = [f"{name} (layer {layer[name]}) imports {dep} (layer {layer[dep]})"
+              for name, path in found.items() for dep in imports(path, set(found))
+              if dep != "advisor" and layer[dep] > layer[name]]
+    assert not upward
+
+
+def test_no_import_cycle():
+    found = modules()
+    graph = {name: imports(path, set(found)) - {name, "advisor"} for name, path in found.items()}
+    done, stack = set(), []
+
+    def visit(name):
+        if name in stack:
+            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(name):] + [name]))
+        if name in done:
+            return
+        stack.append(name)
+        for dep in graph[name]:
+            visit(dep)
+        stack.pop()
+        done.add(name)
+
+    for name in graph:
+        visit(name)
