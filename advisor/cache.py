@@ -94,6 +94,7 @@ def fit_from_files(measurements_dir: Path, catalog_path: Path, model_version: st
 def validation_of(models: Models) -> dict:
     """The validation report of `models` (`advisor validate`): held-out accuracy of models
     fitted as these were. Computed once per model version and kept beside the model cache."""
+    from advisor.published import load_published
     from advisor.validation import validation_report
 
     path = Path(f"{models.cache_path}.validation.json") if models.cache_path else None
@@ -104,7 +105,8 @@ def validation_of(models: Models) -> dict:
                 return report
         except (OSError, ValueError):
             pass  # not computed yet, or damaged: compute it again
-    report = validation_report(models.records, models.specs, fit_calibrated, models.problems)
+    report = validation_report(models.records, models.specs, fit_calibrated, models.problems,
+                               published=load_published())
     text = json.dumps({**report, "model_version": models.model_version})
     if path is not None:
         try:

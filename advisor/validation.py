@@ -40,6 +40,8 @@ GOALS = {
     "latency_mape_gpu_out_max_pct": 8.0,
     "memory_tolerance": "torch peak allocated within 3% or 256 MB at every held-out point",
     "coverage_pct": [85.0, 95.0],
+    "latency_mape_published_max_pct": 15.0,
+    "published_inside_interval": "every trusted published point inside its 90% interval",
 }
 MEMORY_TOLERANCE = (0.03, 256 * 2**20 / 1e9)  # relative, absolute GB
 DEFAULT_FOLDS = 5
@@ -144,10 +146,12 @@ def fold_metrics(preds: list[dict]) -> dict:
 
 
 def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
-                      problems: list[str] = ()) -> dict:
+                      problems: list[str] = (), published: list | None = None) -> dict:
     """The `advisor validate` report: headline numbers, per-split metrics, notes, and a
     plot-ready residual table. `fit(records, specs)` makes each fold's models (calibrated
-    ones, so that interval coverage is measured as users get it)."""
+    ones, so that interval coverage is measured as users get it). `published`
+    (advisor.published points) adds the `published` split: models fitted on every record,
+    scored on third-party measurements they never saw."""
     _, records, skipped = usable(records, specs)
     problems = list(dict.fromkeys([*problems, *skipped]))
     ok = [r for r in records if r["status"] == "ok"]
@@ -192,9 +196,46 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
         "weights": sorted({r["weights"] for r in records}),
         "problems": list(problems),
     }
+    if published is not None:
+        report["published"] = published_split(fit(records, specs), published)
+        report["latency_mape"]["published"] = report["published"]["mape"]
+        report["coverage"]["published"] = report["published"]["coverage"]
     report["goals"] = GOALS
     report["verdicts"] = _verdicts(report)
     return report
+
+
+def published_split(models, points: list) -> dict:
+    """Trusted published points on catalog GPUs against the models' predictions: end-to-end
+    figures against the predicted total per image, per-step figures against the predicted
+    denoise step per image; MAPE per GPU and overall, and how many fall in their interval."""
+    scored = [p for p in points if p.scored]
+    rows = []
+    for point, pred in zip(scored, models.predict_many([(p.gpu, p.config) for p in scored])):
+        batch, lat = point.config.batch, pred.latency
+        if point.seconds_per_image is not None:
+            what, measured, predicted = "s/image", point.seconds_per_image, lat.total_s / batch
+        else:
+            what, measured = "s/forward", point.seconds_per_forward
+            predicted = lat.denoise_step_s / batch
+        lo, hi = (predicted * v / lat.total_s * batch for v in lat.interval_s)
+        rows.append({"id": point.id, "gpu": point.gpu, "config": point.config.label(),
+                     "software": point.software, "figure": what, "measured": measured,
+                     "predicted": predicted, "interval": [lo, hi],
+                     "error_pct": 100 * (predicted - measured) / measured,
+                     "inside": lo <= measured <= hi, "source": pred.source,
+                     "interval_basis": lat.basis, "published_source": point.source})
+    ape = lambda rs: float(np.mean([abs(r["error_pct"]) for r in rs])) if rs else None
+    return {
+        "description": "trusted third-party measurements (data/published/) on GPUs in the "
+                       "catalog, never used for fitting; models fitted on every record",
+        "n": len(rows), "points_total": len(points),
+        "untrusted": sum(not p.trusted for p in points),
+        "mape": ape(rows), "by_gpu": {g: ape([r for r in rows if r["gpu"] == g])
+                                      for g in sorted({r["gpu"] for r in rows})},
+        "coverage": 100 * float(np.mean([r["inside"] for r in rows])) if rows else None,
+        "rows": rows,
+    }
 
 
 def config_label(c: dict) -> str:
@@ -239,8 +280,14 @@ def _verdicts(report: dict) -> dict:
         "latency_gpu_out": at_most(gpu, "latency_mape_gpu_out_max_pct"),
         "memory_tolerance": None if None in memory else min(memory) == 100.0,
     }
-    for split, value in report["coverage"].items():
+    for split in SPLITS:
+        value = report["coverage"][split]
         verdicts[f"coverage_{split}"] = None if value is None else lo <= value <= hi
+    if "published" in report:
+        pub = report["published"]
+        verdicts["latency_published"] = at_most(pub["mape"], "latency_mape_published_max_pct")
+        verdicts["published_inside_interval"] = (None if not pub["n"]
+                                                 else pub["coverage"] == 100.0)
     return verdicts
 
 
@@ -274,6 +321,18 @@ def format_table(report: dict) -> str:
         if None not in tol:
             lines.append(f"memory within 3% or 256 MB ({split}): torch allocated {tol[0]:.1f}%, "
                          f"NVML used {tol[1]:.1f}% of points")
+    pub = report.get("published")
+    if pub:
+        lines += ["", f"published: {pub['description']}: {pub['n']} scored of "
+                      f"{pub['points_total']} points ({pub['untrusted']} untrusted, kept for "
+                      "the record)"]
+        lines += [f"  {r['gpu']:<16} {r['config']:<24} {r['figure']:<9} measured "
+                  f"{r['measured']:.3f} predicted {r['predicted']:.3f} "
+                  f"[{r['interval'][0]:.3f}, {r['interval'][1]:.3f}] {r['error_pct']:+.1f}% "
+                  f"{'inside' if r['inside'] else 'OUTSIDE'} ({r['id']})" for r in pub["rows"]]
+        lines.append(f"  MAPE {_fmt(pub['mape'])}% (" + ", ".join(
+            f"{g} {_fmt(v)}%" for g, v in pub["by_gpu"].items())
+            + f"), inside the 90% interval {_fmt(pub['coverage'])}%")
     d = report["data"]
     lines.append(f"data: {d['ok']} ok + {d['oom']} oom records on "
                  f"{', '.join(f'{g} ({n})' for g, n in d['gpus'].items()) or 'no GPU'}; "

@@ -1,0 +1,85 @@
+"""Published third-party measurements (data/published/points.yaml): a validation set only.
+
+These points judge predictions for GPUs nobody here probed (`advisor validate`'s `published`
+split); nothing fits on them. Which points are trusted was decided by the criteria in
+data/published/README.md, written before any point was compared with a prediction. A point is
+scored end to end (`seconds_per_image`, against the predicted total of its transformer
+forwards) or per forward (`seconds_per_forward`, against the predicted denoise step).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from advisor import DATA_DIR
+from advisor.contract import PRECISIONS, Config
+from advisor.errors import AdvisorError
+
+PUBLISHED_PATH = DATA_DIR / "published" / "points.yaml"
+
+
+@dataclass(frozen=True)
+class PublishedPoint:
+    id: str
+    gpu: str | None  # catalog id, None for a card the catalog lacks
+    config: Config | None  # steps = the transformer forwards that ran; None: not modelled
+    seconds_per_image: float | None  # end to end
+    seconds_per_forward: float | None  # one transformer forward (per-step figures)
+    trusted: bool
+    software: str
+    source: str
+    trust_note: str
+
+    @property
+    def scored(self) -> bool:
+        """Trusted, on a catalog GPU, at a modelled precision, with a figure to compare."""
+        return (self.trusted and self.gpu is not None and self.config is not None
+                and (self.seconds_per_image or self.seconds_per_forward) is not None)
+
+
+def load_published(path: str | Path = PUBLISHED_PATH) -> list[PublishedPoint]:
+    """The points of a published-measurements file; AdvisorError naming the point and field."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise AdvisorError(f"{path}: cannot read published measurements ({exc})") from None
+    points = doc.get("points") if isinstance(doc, dict) else None
+    if not isinstance(points, list):
+        raise AdvisorError(f"{path}: expected a mapping with a `points` list")
+    return [_point(p, f"{path}: points[{i}]") for i, p in enumerate(points)]
+
+
+def _point(p, where: str) -> PublishedPoint:
+    if not isinstance(p, dict):
+        raise AdvisorError(f"{where}: expected a mapping, got {p!r}")
+    where = f"{where} ({p.get('id', '?')})"
+    for key, kind in (("id", str), ("trusted", bool)):
+        if not isinstance(p.get(key), kind):
+            raise AdvisorError(f"{where}: {key}: expected {kind.__name__}, got {p.get(key)!r}")
+    forwards = (p.get("transformer_forwards") or {}).get("count")
+    precision = str(p.get("precision", "")).split(" ")[0]
+    config = None
+    if all(isinstance(p.get(k), int) for k in ("height", "width", "batch")) \
+            and isinstance(forwards, int) and precision in PRECISIONS:
+        config = Config(p["height"], p["width"], p["batch"], steps=forwards,
+                        precision=precision)
+    return PublishedPoint(
+        id=p["id"], gpu=p.get("catalog_id"), config=config,
+        seconds_per_image=_value(p, "seconds_per_image", where),
+        seconds_per_forward=_value(p, "seconds_per_forward", where),
+        trusted=p["trusted"], software=str(p.get("software", "")).strip(),
+        source=" ".join(str(p.get("source", "")).split()),
+        trust_note=" ".join(str(p.get("trust_note", "")).split()))
+
+
+def _value(p: dict, key: str, where: str) -> float | None:
+    block = p.get(key)
+    value = block.get("value") if isinstance(block, dict) else block
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise AdvisorError(f"{where}: {key}.value: expected a number > 0, got {value!r}")
+    return float(value)
