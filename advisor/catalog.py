@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import yaml
-
 from advisor import CATALOG_PATH
 from advisor.errors import AdvisorError, describe
 from advisor.fileio import sha256_file
+from advisor.inputs import load_yaml, read_text
 
 VENDORS = ("NVIDIA", "AMD")
 SEGMENTS = ("datacenter", "workstation", "consumer")
@@ -226,29 +225,13 @@ def _parse_and_check(path: Path) -> tuple[list[dict], list[str]]:
 
 
 def _read_yaml(path: Path) -> tuple[object, list[str]]:
-    if not path.exists():
-        return None, [f"file not found: {path}"]
-    if path.is_dir():
-        return None, [f"expected a YAML file, found a directory: {path}"]
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [f"cannot read {path}: {exc}"]
-    if not text.strip():
-        return None, ["file is empty; expected a mapping with a 'gpus' list"]
-    try:
-        return yaml.safe_load(text), []
-    except yaml.YAMLError as exc:
-        return None, [_yaml_error_message(exc)]
-
-
-def _yaml_error_message(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    detail = f"{problem} ({context})" if context else problem
-    return f"{where}invalid YAML: {detail}"
+        text = read_text(path, "catalog")
+        if not text.strip():
+            return None, ["file is empty; expected a mapping with a 'gpus' list"]
+        return load_yaml(text, str(path)), []
+    except AdvisorError as exc:
+        return None, [str(exc).removeprefix(f"{path}: ")]
 
 
 def _check_top_level(doc: object) -> tuple[list[dict], list[str]]:

@@ -12,7 +12,7 @@ import os
 import sys
 
 from advisor import __version__
-from advisor.errors import AdvisorError
+from advisor.errors import MAX_MESSAGE_CHARS, AdvisorError
 
 COMMAND_MODULES = [
     "workload",
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AdvisorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_capped(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         # stdout is pointed at devnull so that the interpreter's final flush does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _capped(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    cut = len(message) - MAX_MESSAGE_CHARS
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({cut:,} more characters)"
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ from pathlib import Path
 import yaml
 
 from advisor import MEASUREMENTS_DIR, REPO_ROOT, __version__
-from advisor.contract import Setting
-from advisor.errors import AdvisorError
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, Setting
+from advisor.errors import AdvisorError, describe
 from advisor.fileio import sha256_file, write_atomic
+from advisor.inputs import load_yaml, read_text
 from advisor.plan import Plan, evaluate, recommend
-from advisor.request import Request
+from advisor.request import Fields, Request
 
 PLAN_FORMAT = 1
 PLAN_KIND = "zimage-advisor-plan"
@@ -66,22 +67,18 @@ def save_plan(plan: Plan, path: str | Path, prov: dict) -> None:
 
 
 def load_plan(path: str | Path) -> dict:
-    """The saved plan document, checked: format, kind, a valid request, a results section."""
+    """The saved plan document, checked: format, kind, a valid request, and every field a plan
+    check reads (each option's GPU, setting, max batch, fleet, latency and cost; provenance)
+    checked like a request's."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AdvisorError(f"{path}: plan file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AdvisorError(f"{path}: cannot read the plan ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise AdvisorError(f"{path}: invalid YAML ({exc})") from None
+    doc = load_yaml(read_text(path, "plan"), str(path))
+    f = Fields(str(path))
     if not isinstance(doc, dict) or doc.get("kind") != PLAN_KIND:
         raise AdvisorError(f"{path}: field 'kind': expected {PLAN_KIND!r} (a file written by "
                            "`advisor recommend --out`)")
-    if doc.get("format") != PLAN_FORMAT:
-        raise AdvisorError(f"{path}: field 'format': expected {PLAN_FORMAT}, "
-                           f"found {doc.get('format')!r}")
+    if doc.get("format") != PLAN_FORMAT or isinstance(doc.get("format"), bool):
+        raise f.error("format", f"{PLAN_FORMAT} (the plan format this advisor writes)",
+                      describe(doc.get("format")))
     inputs = doc.get("inputs")
     if not isinstance(inputs, dict) or "request" not in inputs:
         raise AdvisorError(f"{path}: field 'inputs.request': expected the planning request")
@@ -90,7 +87,8 @@ def load_plan(path: str | Path) -> dict:
     if not isinstance(results, dict) or not isinstance(results.get("options"), list):
         raise AdvisorError(f"{path}: field 'results.options': expected a list of options")
     for i, option in enumerate(results["options"]):
-        _check_option(path, i, option)
+        _check_option(f, f"results.options[{i}]", option, doc["request"])
+    _check_provenance(f, doc.get("provenance"))
     return doc
 
 
@@ -161,21 +159,62 @@ def _result_changes(saved: dict, now: dict, request: Request) -> list[str]:
     return out
 
 
-def _check_option(path: Path, i: int, option) -> None:
-    where = f"{path}: field 'results.options[{i}]"
+def _check_option(f: Fields, where: str, option, request: Request) -> None:
+    """AdvisorError naming the field unless `option` has what a plan check reads: a GPU id, a
+    setting, a max batch among the request's batch sizes, a fleet within its max_gpus, the SLO
+    latency and the monthly cost."""
     if not isinstance(option, dict):
-        raise AdvisorError(f"{where}': expected a mapping")
+        raise f.error(where, "a mapping (one option of the plan)", describe(option))
     for key in ("gpu", "setting", "max_batch", "fleet", "latency", "cost"):
         if key not in option:
-            raise AdvisorError(f"{where}.{key}': missing")
-    setting = option["setting"]
-    if not isinstance(setting, dict) or set(setting) != set(SETTING_FIELDS):
-        raise AdvisorError(f"{where}.setting': expected {', '.join(SETTING_FIELDS)}")
-    serving = (option["fleet"] or {}).get("serving_gpus") if isinstance(option["fleet"], dict) \
-        else None
-    if not (isinstance(serving, int) and serving >= 1):
-        raise AdvisorError(f"{where}.fleet.serving_gpus': expected an integer >= 1, "
-                           f"found {serving!r}")
+            raise f.error(f"{where}.{key}", "a value", "nothing (missing)")
+    if not (isinstance(option["gpu"], str) and option["gpu"].strip()):
+        raise f.error(f"{where}.gpu", "a catalog GPU id", describe(option["gpu"]))
+    setting = _mapping(f, option, f"{where}.setting")
+    f.keys(setting, f"{where}.setting", SETTING_FIELDS)
+    for name, allowed in (("precision", PRECISIONS), ("attention", ATTENTIONS),
+                          ("offload", OFFLOADS)):
+        f.choice(setting, f"{where}.setting.{name}", allowed, default="")
+    f.boolean(setting, f"{where}.setting.compile", None)
+    batch = option["max_batch"]
+    if batch not in request.batches or isinstance(batch, bool):
+        raise f.error(f"{where}.max_batch", "one of the request's batch sizes "
+                      f"({', '.join(map(str, request.batches))})", describe(batch))
+    f.integer(_mapping(f, option, f"{where}.fleet"), f"{where}.fleet.serving_gpus", low=1,
+              high=request.max_gpus)
+    f.number(_mapping(f, option, f"{where}.latency"), f"{where}.latency.{request.slo_key}",
+             low=0.0, low_open=False)
+    f.number(_mapping(f, option, f"{where}.cost"), f"{where}.cost.usd_per_month", low=0.0,
+             low_open=False)
+
+
+def _check_provenance(f: Fields, prov) -> None:
+    """The saved provenance a plan check compares with today's: optional, but well formed."""
+    if prov is None:
+        return
+    if not isinstance(prov, dict):
+        raise f.error("provenance", "a mapping", describe(prov))
+    for section, key in (("catalog", "sha256"), ("model", "version")):
+        value = prov.get(section)
+        if value is not None and not (isinstance(value, dict) and isinstance(
+                value.get(key), (str, type(None)))):
+            raise f.error(f"provenance.{section}", f"a mapping with a text '{key}'",
+                          describe(value))
+    files = prov.get("measurements") or []
+    if not isinstance(files, list):
+        raise f.error("provenance.measurements", "a list of {file, sha256}", describe(files))
+    for i, item in enumerate(files):
+        if not (isinstance(item, dict) and isinstance(item.get("file"), str)
+                and isinstance(item.get("sha256"), str)):
+            raise f.error(f"provenance.measurements[{i}]", "a mapping with text 'file' and "
+                          "'sha256'", describe(item))
+
+
+def _mapping(f: Fields, option: dict, path: str) -> dict:
+    value = option[path.rsplit(".", 1)[-1]]
+    if not isinstance(value, dict):
+        raise f.error(path, "a mapping", describe(value))
+    return value
 
 
 def _summary(option: dict) -> dict:

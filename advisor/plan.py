@@ -80,7 +80,10 @@ def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, m
              n_serving: int) -> dict:
     """One given option (GPU, setting, max batch, serving GPUs) under current data: whether it
     fits, its simulated latency at peak and its cost. Used to re-check a saved plan."""
-    gpu = catalog.get(gpu_id)
+    try:
+        gpu = catalog.get(gpu_id)
+    except AdvisorError as exc:  # the catalog no longer has it: the plan no longer holds
+        return {"holds": False, "problems": [str(exc)]}
     price = gpu_price(gpu, request)
     if isinstance(price, str):
         return {"holds": False, "problems": [price]}

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from advisor import MEASUREMENTS_DIR
 from advisor.contract import CHOICES, CONFIG_FIELDS, STATUSES, WEIGHTS
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, shown
 from advisor.fileio import append_line_atomic
+from advisor.inputs import MAX_RECORDS_BYTES, check_file, read_text
 
 SCHEMA_VERSION = 1
 
@@ -72,7 +73,7 @@ def _check_fields(obj: dict, fields: dict, where: str, required: bool = True) ->
             continue
         if not _type_ok(obj[key], tag):
             expected = _TAG_WORDS[tag.rstrip("?")] + (" or null" if tag.endswith("?") else "")
-            problems.append(f"{name}: expected {expected}, got {obj[key]!r}")
+            problems.append(f"{name}: expected {expected}, got {shown(obj[key])}")
     return problems
 
 
@@ -89,7 +90,7 @@ def _check_config(config: dict) -> list[str]:
     for key, allowed in CHOICES.items():
         if config[key] not in allowed:
             problems.append(f"config.{key}: expected one of {', '.join(allowed)}, "
-                            f"got {config[key]!r}")
+                            f"got {shown(config[key])}")
     return problems
 
 
@@ -110,27 +111,28 @@ def validate_record(obj) -> list[str]:
     problems = []
     version = obj.get("schema_version")
     if not _type_ok(version, "int"):
-        problems.append(f"schema_version: expected an integer, got {version!r}")
+        problems.append(f"schema_version: expected an integer, got {shown(version)}")
     elif version != SCHEMA_VERSION:
         problems.append(f"schema_version: this advisor reads {SCHEMA_VERSION}, got {version}")
     for key, allowed in (("status", STATUSES), ("weights", WEIGHTS)):
         if obj.get(key) not in allowed:
-            problems.append(f"{key}: expected one of {', '.join(allowed)}, got {obj.get(key)!r}")
+            problems.append(f"{key}: expected one of {', '.join(allowed)}, "
+                            f"got {shown(obj.get(key))}")
     problems += _check_fields(obj, {"error": "str?", "timestamp": "str"}, "")
     problems += _check_fields(obj, RECORD_OPTIONAL, "", required=False)
     if "architecture" in obj and obj["architecture"] not in ARCHITECTURES:
         problems.append(f"architecture: expected one of {', '.join(ARCHITECTURES)}, "
-                        f"got {obj['architecture']!r}")
+                        f"got {shown(obj['architecture'])}")
     if isinstance(obj.get("timestamp"), str):
         try:
             datetime.fromisoformat(obj["timestamp"])
         except ValueError:
-            problems.append(f"timestamp: expected ISO 8601, got {obj['timestamp']!r}")
+            problems.append(f"timestamp: expected ISO 8601, got {shown(obj['timestamp'])}")
     for key, fields in (("gpu", GPU_FIELDS), ("host", HOST_FIELDS),
                         ("software", SOFTWARE_FIELDS), ("config", CONFIG_FIELDS)):
         section = obj.get(key)
         if not isinstance(section, dict):
-            problems.append(f"{key}: expected an object, got {section!r}")
+            problems.append(f"{key}: expected an object, got {shown(section)}")
         elif key == "config":
             problems += _check_config(section)
         else:
@@ -138,11 +140,12 @@ def validate_record(obj) -> list[str]:
     results = obj.get("results")
     if obj.get("status") == "ok":
         if not isinstance(results, dict):
-            problems.append(f"results: expected an object when status is ok, got {results!r}")
+            problems.append("results: expected an object when status is ok, "
+                            f"got {shown(results)}")
         else:
             problems += _check_results(results)
     elif results is not None:
-        problems.append(f"results: expected null when status is {obj.get('status')!r}")
+        problems.append(f"results: expected null when status is {shown(obj.get('status'))}")
     return problems
 
 
@@ -150,12 +153,7 @@ def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
     """Valid records of one JSON-lines file, each with `_source` "<file name>:<line>", and the
     problems ("<file>:<line>: <what>") of the lines skipped. Blank lines are ignored."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AdvisorError(f"{path}: cannot read measurements ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise AdvisorError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    text = read_text(path, "measurement", MAX_RECORDS_BYTES)
     records, problems = [], []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -176,15 +174,26 @@ def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
 
 def load_measurements(dir: str | Path = MEASUREMENTS_DIR) -> tuple[list[dict], list[str]]:
     """All valid records of `dir/*.jsonl` (sorted by file name) and the problems found."""
-    directory = Path(dir)
-    if not directory.is_dir():
-        raise AdvisorError(f"{directory}: measurements folder not found")
     records, problems = [], []
-    for path in sorted(directory.glob("*.jsonl")):
+    for path in measurement_files(dir):
         file_records, file_problems = read_records(path)
         records += file_records
         problems += file_problems
     return records, problems
+
+
+def measurement_files(dir: str | Path = MEASUREMENTS_DIR) -> list[Path]:
+    """The `*.jsonl` files of a measurements folder, sorted; AdvisorError unless the folder
+    exists and each is a regular file within MAX_RECORDS_BYTES (a link to /dev/zero or a named
+    pipe would never finish reading)."""
+    directory = Path(dir)
+    if not directory.is_dir():
+        what = "is a file, not a folder" if directory.exists() else "folder not found"
+        raise AdvisorError(f"{directory}: measurements {what}")
+    files = sorted(directory.glob("*.jsonl"))
+    for path in files:
+        check_file(path, "measurement", MAX_RECORDS_BYTES)
+    return files
 
 
 def append_record(path: str | Path, record: dict) -> None:

@@ -13,18 +13,18 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
 from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, shape_label
 from advisor.errors import AdvisorError, describe
+from advisor.inputs import load_yaml, read_text
 from advisor.queueing import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP, Simulation
+from advisor.workload import check_side
 
 SEGMENTS = ("datacenter", "workstation", "consumer")
 MODES = ("cloud", "owned")
 QUANTILES = {"p95_s": 0.95, "p99_s": 0.99}
 SECONDS_PER_DAY = 86_400
-PIXEL_MULTIPLE = 16
 MAX_CAPTION_TOKENS = 512
+MAX_IMAGES_PER_S = 1e6  # average demand: a million GPUs' worth, beyond any fleet max_gpus allows
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16)
 DEFAULTS = {
@@ -125,18 +125,9 @@ class Request:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "Request":
-        """Read a request file (yaml.safe_load), apply `overrides` (dotted keys), validate."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise AdvisorError(f"{path}: request file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AdvisorError(f"{path}: cannot read the request ({exc})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise AdvisorError(f"{path}: invalid YAML ({exc})") from None
+        """Read a request file (YAML, advisor.inputs), apply `overrides` (dotted keys),
+        validate."""
+        data = load_yaml(read_text(path, "request"), str(path))
         return cls.from_dict(data, source=str(path), overrides=overrides)
 
     @classmethod
@@ -147,7 +138,7 @@ class Request:
             raise AdvisorError(f"{source}: expected a mapping of request fields, "
                                f"found {describe(data)}")
         data = apply_overrides(data, overrides or {})
-        return _parse(data, _Fields(source))
+        return _parse(data, Fields(source))
 
     def to_dict(self) -> dict:
         """The request in its file form, every default filled in (for export and re-reading)."""
@@ -210,7 +201,7 @@ def apply_overrides(data: dict, overrides: dict) -> dict:
 # --------------------------------------------------------------------------- parsing
 
 
-def _parse(data: dict, f: "_Fields") -> Request:
+def _parse(data: dict, f: "Fields") -> Request:
     f.keys(data, "", TOP_LEVEL)
     demand = f.section(data, "demand", required=True)
     slo = f.section(data, "slo", required=True)
@@ -258,7 +249,7 @@ def _parse(data: dict, f: "_Fields") -> Request:
     )
 
 
-def _slo(slo: dict, f: "_Fields") -> tuple[float, float]:
+def _slo(slo: dict, f: "Fields") -> tuple[float, float]:
     given = [k for k in QUANTILES if k in slo]
     if len(given) != 1:
         raise f.error("slo", "exactly one of p95_s or p99_s (seconds, end to end)",
@@ -267,17 +258,18 @@ def _slo(slo: dict, f: "_Fields") -> tuple[float, float]:
     return QUANTILES[key], f.number(slo, f"slo.{key}")
 
 
-def _demand(demand: dict, f: "_Fields") -> tuple[str, float]:
+def _demand(demand: dict, f: "Fields") -> tuple[str, float]:
     given = [k for k in ("images_per_s", "images_per_day") if k in demand]
     if len(given) != 1:
         raise f.error("demand", "exactly one of images_per_s or images_per_day (the average)",
                       "both" if given else "neither")
     unit = given[0]
-    value = f.number(demand, f"demand.{unit}")
+    per = SECONDS_PER_DAY if unit == "images_per_day" else 1
+    value = f.number(demand, f"demand.{unit}", high=MAX_IMAGES_PER_S * per)
     return unit, value / SECONDS_PER_DAY if unit == "images_per_day" else value
 
 
-def _resolutions(value, f: "_Fields") -> tuple[Resolution, ...]:
+def _resolutions(value, f: "Fields") -> tuple[Resolution, ...]:
     expected = "a non-empty list of {height, width, share} mappings"
     if value is None:
         return (Resolution(1024, 1024, 1.0),)
@@ -290,10 +282,7 @@ def _resolutions(value, f: "_Fields") -> tuple[Resolution, ...]:
             raise f.error(path, "a mapping with height, width and share", describe(item))
         f.keys(item, path, RESOLUTION_KEYS)
         for dim in ("height", "width"):
-            v = item.get(dim)
-            if not (_is_int(v) and v > 0 and v % PIXEL_MULTIPLE == 0):
-                raise f.error(f"{path}.{dim}",
-                              f"a positive multiple of {PIXEL_MULTIPLE} (pixels)", describe(v))
+            check_side(dim, item.get(dim), f"{f.source}: field '{path}.{dim}'")
         share = f.number(item, f"{path}.share", low=0.0, high=1.0, key="share",
                          default=1.0 if len(value) == 1 else None)
         out.append(Resolution(item["height"], item["width"], share))
@@ -307,7 +296,7 @@ def _resolutions(value, f: "_Fields") -> tuple[Resolution, ...]:
     return tuple(out)
 
 
-def _gpu_ids(value, f: "_Fields") -> tuple[str, ...] | None:
+def _gpu_ids(value, f: "Fields") -> tuple[str, ...] | None:
     if value == "all":
         return None
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
@@ -316,7 +305,7 @@ def _gpu_ids(value, f: "_Fields") -> tuple[str, ...] | None:
     return tuple(v.strip().lower() for v in value)
 
 
-def _batches(value, f: "_Fields") -> tuple[int, ...]:
+def _batches(value, f: "Fields") -> tuple[int, ...]:
     if not (isinstance(value, list) and value and all(_is_int(v) and 1 <= v <= 256
                                                        for v in value)):
         raise f.error("settings.batches", "a non-empty list of integers 1..256",
@@ -329,13 +318,13 @@ def _batches(value, f: "_Fields") -> tuple[int, ...]:
     return batches
 
 
-def _compile(value, f: "_Fields") -> tuple[bool, ...]:
+def _compile(value, f: "Fields") -> tuple[bool, ...]:
     if not (isinstance(value, list) and value and all(isinstance(v, bool) for v in value)):
         raise f.error("settings.compile", "a non-empty list of true/false", describe(value))
     return tuple(sorted(set(value)))
 
 
-def _deployment(d: dict, f: "_Fields") -> Deployment:
+def _deployment(d: dict, f: "Fields") -> Deployment:
     cloud = f.section(d, "cloud", parent="deployment")
     owned = f.section(d, "owned", parent="deployment")
     return Deployment(
@@ -355,8 +344,10 @@ def _deployment(d: dict, f: "_Fields") -> Deployment:
 # --------------------------------------------------------------------------- field checks
 
 
-class _Fields:
-    """Typed reads of request fields; each failure is an AdvisorError naming the field."""
+class Fields:
+    """Typed reads of the fields of a request (or of another document, e.g. a saved plan's
+    options); each failure is an AdvisorError naming the source and the field. A field without
+    a default (the argument, or DEFAULTS) is required."""
 
     def __init__(self, source: str):
         self.source = source
@@ -392,7 +383,8 @@ class _Fields:
             if optional:
                 return None
             if default is None and key not in DEFAULTS:
-                raise self.error(path, _number_words(low, high, low_open), "nothing (missing)")
+                raise self.error(path, _number_words(low, high, low_open),
+                                 describe(mapping[key]) if key in mapping else "nothing (missing)")
             return default if default is not None else DEFAULTS[key]
         value = mapping[key]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
@@ -405,14 +397,14 @@ class _Fields:
     def integer(self, mapping: dict, path: str, low: int, high: int,
                 default: int | None = None) -> int:
         key = path.rsplit(".", 1)[-1]
-        if key not in mapping:
+        if key not in mapping and (default is not None or key in DEFAULTS):
             return default if default is not None else DEFAULTS[key]
-        value = mapping[key]
+        value = mapping.get(key)
         if not (_is_int(value) and low <= value <= high):
             raise self.error(path, f"an integer {low}..{high}", describe(value))
         return value
 
-    def boolean(self, mapping: dict, path: str, default: bool) -> bool:
+    def boolean(self, mapping: dict, path: str, default: bool | None) -> bool:
         value = mapping.get(path.rsplit(".", 1)[-1], default)
         if not isinstance(value, bool):
             raise self.error(path, "true or false", describe(value))

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from advisor import ARCH_DIR, REPO_ROOT
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, shown
 
 PIXELS_PER_TOKEN = 16  # the VAE downsamples 8x, the transformer patchifies 2x2 latents
 SEQ_MULTIPLE = 32  # diffusers pads caption and image token sequences to a multiple of this
@@ -58,6 +58,7 @@ class TransformerArch:
     f_patch_size: int
     cap_feat_dim: int
     qk_norm: bool
+    axes_lens: tuple[int, ...]  # RoPE positions per axis: (caption/frame, height, width) tokens
 
     @property
     def head_dim(self) -> int:
@@ -70,6 +71,11 @@ class TransformerArch:
     @property
     def adaln_dim(self) -> int:
         return min(self.dim, ADALN_MAX_DIM)
+
+    @property
+    def max_side_px(self) -> tuple[int, int]:
+        """Largest (height, width): the RoPE table has no position past axes_lens tokens."""
+        return self.axes_lens[1] * PIXELS_PER_TOKEN, self.axes_lens[2] * PIXELS_PER_TOKEN
 
     @property
     def patch_dim(self) -> int:
@@ -166,7 +172,11 @@ def _transformer_arch(path: Path) -> TransformerArch:
         f_patch_size=f_patch[0],
         cap_feat_dim=_field(cfg, path, "cap_feat_dim", int),
         qk_norm=_field(cfg, path, "qk_norm", bool),
+        axes_lens=_field(cfg, path, "axes_lens", tuple),
     )
+    if len(arch.axes_lens) != 3:
+        raise AdvisorError(f"{path}: field 'axes_lens': expected 3 lengths (caption, height, "
+                           f"width), found {list(arch.axes_lens)}")
     if arch.dim % arch.n_heads:
         raise AdvisorError(
             f"{path}: field 'dim': {arch.dim} is not divisible by n_heads {arch.n_heads}"
@@ -418,12 +428,26 @@ def _tflops(ops: list[Op]) -> float:
 
 
 def check_shape(height: int, width: int) -> None:
-    for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int) or value <= 0 or value % PIXELS_PER_TOKEN:
-            raise AdvisorError(
-                f"{name}: expected a positive multiple of {PIXELS_PER_TOKEN} pixels "
-                f"(VAE 8x times 2x2 patches), got {value!r}"
-            )
+    """AdvisorError unless both are positive multiples of 16 within the transformer's RoPE
+    table (8192 px a side for Z-Image-Turbo: 512 positions of 16 px)."""
+    check_side("height", height)
+    check_side("width", width)
+
+
+def check_side(axis: str, value, name: str | None = None) -> None:
+    """One side ("height" or "width"); the message starts with `name` (default `axis`)."""
+    name = name or axis
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 \
+            or value % PIXELS_PER_TOKEN:
+        raise AdvisorError(f"{name}: expected a positive multiple of {PIXELS_PER_TOKEN} pixels "
+                           f"(VAE 8x times 2x2 patches), got {shown(value)}")
+    limits = _shipped_architecture().transformer.max_side_px
+    limit = limits[0] if axis == "height" else limits[1]
+    if value > limit:
+        raise AdvisorError(
+            f"{name}: expected at most {limit} pixels, got {value}: the transformer's rotary "
+            f"position table (axes_lens) covers {limit // PIXELS_PER_TOKEN} tokens of "
+            f"{PIXELS_PER_TOKEN} px a side, so larger images cannot be generated")
 
 
 def _check_count(name: str, value: int, low: int = 1, high: int | None = None) -> None:

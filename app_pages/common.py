@@ -7,7 +7,7 @@ gets models refitted on shipped + uploaded records, cached by the upload's conte
 import streamlit as st
 
 from advisor import REPO_ROOT
-from advisor.app.measurements import records_frame
+from advisor.app.measurements import problems_markdown, records_frame
 from advisor.app.your_data import fit_with_uploads
 from advisor.cache import load_models, validation_of
 from advisor.catalog import load_catalog
@@ -102,10 +102,16 @@ def table(key: str, frame, **kwargs) -> None:
 
 
 def data_banner() -> None:
+    """Which data the page uses, and every measurement line the fit skipped (file and line)."""
     if using_user_data():
         names = ", ".join(st.session_state[USER_UPLOADS])
         st.info(f"Using your data ({names}) together with the shipped measurements. "
                 "Switch it off on the **Your data** page.", icon=":material/upload_file:")
+    m, _ = models_or_reason()
+    if m is not None and m.problems:
+        st.warning(f"{len(m.problems)} measurement problem(s); what they name was left out "
+                   "of the fit:\n"
+                   f"{problems_markdown(m.problems)}", icon=":material/warning:")
 
 
 def provenance_note() -> None:

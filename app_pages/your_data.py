@@ -1,6 +1,7 @@
 import streamlit as st
 
 from advisor.app.charts import parity_figure
+from advisor.app.measurements import problems_markdown
 from advisor.app.uploads import MAX_UPLOAD_MB, parse_records_upload, upload_text, valid_lines
 from advisor.app.your_data import compare_frame
 from advisor.errors import AdvisorError
@@ -8,8 +9,6 @@ from app_pages.common import (
     USE_USER_DATA, USER_UPLOADS, catalog, data_banner, models, shipped_models, table,
     using_user_data,
 )
-
-MAX_PROBLEMS_SHOWN = 30
 
 st.title("Your data: measurements from your own GPU")
 st.markdown(
@@ -32,10 +31,8 @@ for file in files or []:
         st.error(str(exc), icon=":material/error:")
         continue
     if problems:
-        shown = "\n".join(f"- `{p}`" for p in problems[:MAX_PROBLEMS_SHOWN])
-        more = len(problems) - MAX_PROBLEMS_SHOWN
-        st.error(f"**{file.name}**: {len(problems)} line(s) skipped:\n{shown}"
-                 + (f"\n- … and {more} more" if more > 0 else ""), icon=":material/error:")
+        st.error(f"**{file.name}**: {len(problems)} line(s) skipped:\n"
+                 f"{problems_markdown(problems)}", icon=":material/error:")
     if records:
         uploads[file.name] = valid_lines(upload_text(file.name, file.getvalue()), records)
         st.success(f"**{file.name}**: {len(records)} valid record(s).",
@@ -85,5 +82,4 @@ if using_user_data():
     st.success(f"Refitted on {len(refitted.records)} records (model {refitted.model_version}); "
                f"GPUs with fitted (not transferred) figures now: {probed}.")
     if refitted.problems:
-        skipped = "\n".join(f"- `{p}`" for p in refitted.problems[:MAX_PROBLEMS_SHOWN])
-        st.warning(f"Records the fit skipped:\n{skipped}")
+        st.warning(f"Records the fit skipped:\n{problems_markdown(refitted.problems)}")

@@ -30,6 +30,7 @@ MARGIN_GB = 1.0  # the default margin, as advisor.memory_rule.DEFAULT_MARGIN_GB
 class FakeModels:
     model_version = "fake-law-1"
     calibration = {"latency_mape": 5.0, "memory_mape": 3.0}
+    problems: list = []  # measurement lines skipped (none: the law needs no records)
 
     def __init__(self, catalog=None, speed: dict | None = None):
         self.catalog = catalog or load_catalog()

@@ -342,9 +342,7 @@ def test_bad_yaml_reports_the_line(tmp_path):
 
 
 def test_file_not_found(tmp_path):
-    assert validate_catalog_file(tmp_path / "nope.yaml") == [
-        f"file not found: {tmp_path / 'nope.yaml'}"
-    ]
+    assert validate_catalog_file(tmp_path / "nope.yaml") == ["catalog file not found"]
 
 
 def test_load_catalog_lists_every_problem(tmp_path, shipped_doc):

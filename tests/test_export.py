@@ -99,15 +99,36 @@ def test_check_with_a_tighter_budget_no_longer_holds(saved, data_dir, tmp_path):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d.pop("kind"), "field 'kind': expected 'zimage-advisor-plan'"),
-    (lambda d: d.update(format=7), "field 'format': expected 1, found 7"),
+    (lambda d: d.update(format=7), "field 'format': expected 1 (the plan format this advisor "
+     "writes), found number 7"),
     (lambda d: d["inputs"].pop("request"), "field 'inputs.request': expected the planning"),
     (lambda d: d["inputs"]["request"]["demand"].update(peak_factor="x"),
      "inputs.request: field 'demand.peak_factor': expected a number >= 1"),
     (lambda d: d["results"].update(options="none"), "field 'results.options': expected a list"),
     (lambda d: d["results"]["options"][0]["fleet"].update(serving_gpus=0),
-     "field 'results.options[0].fleet.serving_gpus': expected an integer >= 1"),
+     "field 'results.options[0].fleet.serving_gpus': expected an integer 1..1024, found number 0"),
     (lambda d: d["results"]["options"][0].pop("setting"),
-     "field 'results.options[0].setting': missing"),
+     "field 'results.options[0].setting': expected a value, found nothing (missing)"),
+    # every field a plan check reads is checked like a request's (no TypeError, no KeyError)
+    (lambda d: d["results"]["options"][0]["latency"].update(p95_s="fast"),
+     "field 'results.options[0].latency.p95_s': expected a number >= 0, found string 'fast'"),
+    (lambda d: d["results"]["options"][0]["latency"].update(p95_s=None),
+     "field 'results.options[0].latency.p95_s': expected a number >= 0, found nothing (null)"),
+    (lambda d: d["results"]["options"][0].update(max_batch=0),
+     "field 'results.options[0].max_batch': expected one of the request's batch sizes"),
+    (lambda d: d["results"]["options"][0]["setting"].update(compile="maybe"),
+     "field 'results.options[0].setting.compile': expected true or false, found string"),
+    (lambda d: d["results"]["options"][0]["setting"].update(offload="disk"),
+     "field 'results.options[0].setting.offload': expected one of none, model, sequential"),
+    (lambda d: d["results"]["options"][0].update(gpu=5),
+     "field 'results.options[0].gpu': expected a catalog GPU id, found number 5"),
+    (lambda d: d["results"]["options"][0].update(cost=None),
+     "field 'results.options[0].cost': expected a mapping, found nothing (null)"),
+    (lambda d: d["results"]["options"][0]["cost"].update(usd_per_month=[1]),
+     "field 'results.options[0].cost.usd_per_month': expected a number >= 0, found the list"),
+    (lambda d: d.update(provenance=[1]), "field 'provenance': expected a mapping"),
+    (lambda d: d["provenance"].update(measurements=[{"file": 1}]),
+     "field 'provenance.measurements[0]': expected a mapping with text 'file' and 'sha256'"),
 ])
 def test_bad_plan_files_name_the_field(saved, tmp_path, mutate, message):
     doc = yaml.safe_load(saved[0].read_text())
@@ -117,6 +138,15 @@ def test_bad_plan_files_name_the_field(saved, tmp_path, mutate, message):
     with pytest.raises(AdvisorError) as err:
         load_plan(bad)
     assert str(bad) in str(err.value) and message in str(err.value)
+
+
+def test_a_plan_whose_gpu_left_the_catalog_no_longer_holds(saved, tmp_path, data_dir):
+    doc = yaml.safe_load(saved[0].read_text())
+    doc["results"]["options"][0]["gpu"] = "h999-gone"
+    edited = tmp_path / "gone.yaml"
+    edited.write_text(yaml.safe_dump(doc))
+    report = check_plan(edited, FakeModels(CATALOG), CATALOG, data_dir)
+    assert not report["holds"] and "unknown GPU id 'h999-gone'" in report["problems"][0]
 
 
 def test_unsafe_yaml_is_refused(tmp_path):

@@ -92,7 +92,14 @@ BAD_FIELDS = [
     ("steps", 0, "field 'steps': expected an integer 1..100, found number 0"),
     ("guidance_scale", "none", "field 'guidance_scale': expected a number >= 0"),
     ("caption_tokens", 600, "field 'caption_tokens': expected an integer 1..512"),
+    ("resolutions", [{"height": 100000, "width": 100000}], "field 'resolutions[0].height': "
+     "expected at most 8192 pixels, got 100000: the transformer's rotary position table"),
+    ("resolutions", [{"height": 1024, "width": 8208}],
+     "field 'resolutions[0].width': expected at most 8192 pixels"),
     ("demand.images_per_s", -3, "field 'demand.images_per_s': expected a number > 0"),
+    ("demand.images_per_s", 1e30, "field 'demand.images_per_s': expected a number > 0 and "
+     "<= 1e+06, found number 1e+30"),
+    ("demand.images_per_s", "1e30", "found string '1e30' (a number in quotes is text"),
     ("demand.images_per_day", "lots", "field 'demand.images_per_day': expected a number > 0"),
     ("demand.peak_factor", 0.5, "field 'demand.peak_factor': expected a number >= 1"),
     ("slo.p95_s", "fast", "field 'slo.p95_s': expected a number > 0, found string 'fast'"),
@@ -169,7 +176,7 @@ def test_unknown_top_level_field_and_bad_yaml(tmp_path):
         Request.from_dict({**SIMPLE, "deman": {}})
     bad = tmp_path / "req.yaml"
     bad.write_text("demand: [unclosed\n")
-    with pytest.raises(AdvisorError, match="req.yaml: invalid YAML"):
+    with pytest.raises(AdvisorError, match=r"req.yaml: line 2, column 1: invalid YAML"):
         Request.from_yaml(bad)
     with pytest.raises(AdvisorError, match="request file not found"):
         Request.from_yaml(tmp_path / "missing.yaml")

@@ -1,4 +1,5 @@
-"""Probe records as a table (Explore, Your data), and the catalog GPU a record ran on."""
+"""Probe records as a table (Explore, Your data), the catalog GPU a record ran on, and the
+records a fit skipped."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,6 +8,7 @@ from advisor.catalog import Catalog
 from advisor.contract import Config
 
 GB_PER_MIB = 2**20 / 1e9  # records hold MiB; figures are shown in decimal GB, as the catalog
+MAX_PROBLEMS_SHOWN = 30  # skipped records listed on a page; the rest are counted
 CONFIG_COLUMNS = ("height", "width", "batch", "steps", "precision", "attention", "compile",
                   "offload", "caption_tokens")
 
@@ -41,3 +43,11 @@ def record_gpu_id(record: dict, catalog: Catalog) -> str | None:
         return gpu["catalog_id"]
     match = catalog.match_nvml(gpu["name"], gpu["memory_mb"] * GB_PER_MIB)
     return match.id if match else None
+
+
+def problems_markdown(problems: list[str], limit: int = MAX_PROBLEMS_SHOWN) -> str:
+    """Skipped records as a markdown list, each with its file and line (the first `limit`)."""
+    lines = [f"- `{p}`" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"- … and {len(problems) - limit} more")
+    return "\n".join(lines)

@@ -6,9 +6,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
 from advisor.errors import AdvisorError
+from advisor.inputs import load_yaml
 from advisor.records import read_records
 
 MAX_UPLOAD_MB = 20
@@ -29,14 +28,9 @@ def upload_text(name: str, data: bytes, max_mb: float = MAX_UPLOAD_MB) -> str:
 
 
 def parse_yaml_mapping(name: str, data: bytes) -> dict:
-    """A YAML upload, safely loaded; it must be a mapping."""
-    try:
-        doc = yaml.safe_load(upload_text(name, data))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", exc)
-        raise AdvisorError(f"{name}: {where}invalid YAML ({problem})") from None
+    """A YAML upload, safely loaded (advisor.inputs bounds its nesting and aliases); it must be
+    a mapping."""
+    doc = load_yaml(upload_text(name, data), name)
     if not isinstance(doc, dict):
         raise AdvisorError(
             f"{name}: expected a YAML mapping at the top, found {type(doc).__name__}")

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from advisor import CATALOG_PATH, MEASUREMENTS_DIR
+
+MAX_WARNINGS = 20
 
 
 def add_catalog_arg(p: argparse.ArgumentParser) -> None:
@@ -28,7 +31,20 @@ def add_format_arg(p: argparse.ArgumentParser, choices=("table", "json")) -> Non
 
 
 def load_models(args: argparse.Namespace, refit: bool = False):
-    """The fitted models for --data, --catalog and --cache-dir (cached on disk)."""
+    """The fitted models for --data, --catalog and --cache-dir (cached on disk), with a warning
+    on stderr for each measurement line the fit skipped (file and line)."""
     from advisor.cache import load_models as load
+    from advisor.records import measurement_files
 
-    return load(args.data, args.catalog, args.cache_dir, refit=refit)
+    measurement_files(args.data)  # regular files within bounds, before the cache hashes them
+    models = load(args.data, args.catalog, args.cache_dir, refit=refit)
+    warn(models.problems)
+    return models
+
+
+def warn(problems: list[str]) -> None:
+    """Each problem as a `warning:` line on stderr (the first MAX_WARNINGS, then a count)."""
+    for problem in problems[:MAX_WARNINGS]:
+        print(f"warning: {problem}", file=sys.stderr)
+    if len(problems) > MAX_WARNINGS:
+        print(f"warning: ... and {len(problems) - MAX_WARNINGS} more", file=sys.stderr)
