@@ -10,13 +10,16 @@ Three independent checks, each with its arithmetic in the result:
   over the host link once per batch; sequential offload keeps almost nothing resident and streams
   the transformer's weights once per step. A claim that no (precision, offload) combination can
   explain, within the memory and within the claimed time per batch, is impossible.
-- prediction: the fitted models' latency interval for the config (fastest and slowest attention
-  and compile setting); far outside it is implausible. Without fitted models, the reasons say so.
+- prediction: the fitted models' latency interval for the settings that explain the memory
+  (precision and offload, any attention and compile setting) and whose predicted peak fits the
+  memory budget: memory and speed must be possible together, in one setting. Far outside that
+  interval, or no such setting, is implausible. Without fitted models, the reasons say so.
 """
 from __future__ import annotations
 
 from advisor import workload
 from advisor.contract import ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, Config
+from advisor.coverage import Probed, caveats
 from advisor.errors import AdvisorError
 from advisor.features import PCIE_EFFICIENCY, pcie_gbs
 
@@ -51,8 +54,12 @@ def check_claim(gpu, height: int, width: int, *, steps: int = 9, batch: int = 1,
     findings: list[tuple[str, str]] = []  # (verdict, reason)
     compute = _compute(gpu, summary, ips, precision, mfu_ceiling, findings)
     memory = _memory(gpu, summary, batch_s, vram_gb, precision, steps, findings)
-    prediction = _prediction(models, models_note, gpu, height, width, batch, steps, precision,
-                             cfg, caption_tokens, ips, findings)
+    claim = {"gpu": gpu.id, "gpu_name": gpu.name, "height": height, "width": width,
+             "steps": steps, "batch": batch, "precision": precision, "cfg": cfg,
+             "caption_tokens": caption_tokens, "images_per_second": ips,
+             "seconds_per_image": 1 / ips, "seconds_per_batch": batch_s, "vram_gb": vram_gb}
+    prediction = _prediction(models, models_note, gpu, claim, memory, findings) \
+        if memory["memory_explanations"] else None
     verdict = max((v for v, _ in findings), key=VERDICTS.index, default="plausible")
     if verdict == "plausible":
         findings.insert(0, ("plausible", "within the card's compute and memory limits and "
@@ -60,11 +67,7 @@ def check_claim(gpu, height: int, width: int, *, steps: int = 9, batch: int = 1,
     return {
         "verdict": verdict,
         "reasons": [reason for _, reason in findings],
-        "claim": {"gpu": gpu.id, "gpu_name": gpu.name, "height": height, "width": width,
-                  "steps": steps, "batch": batch, "precision": precision, "cfg": cfg,
-                  "caption_tokens": caption_tokens, "images_per_second": ips,
-                  "seconds_per_image": 1 / ips, "seconds_per_batch": batch_s,
-                  "vram_gb": vram_gb},
+        "claim": claim,
         "arithmetic": {**compute, **memory},
         "prediction": prediction,
         "sources": {"flops": summary["source"],
@@ -172,7 +175,8 @@ def _memory(gpu, summary, batch_s, vram_gb, precision, steps, findings) -> dict:
                                       f"({plain['resident_gb']:.1f} GB) fit in {held}"))
     return {"memory_budget_gb": budget, "host_link_gbs": link_gbs,
             "min_resident_gb": plain["resident_gb"], "memory_options": options,
-            "memory_explanations": [_name(o) for o in fits]}
+            "memory_explanations": [_name(o) for o in fits],
+            "memory_settings": [(o["precision"], o["offload"]) for o in fits]}
 
 
 def _offload(weights: dict, offload: str, steps: int) -> tuple[float, float]:
@@ -205,44 +209,89 @@ def _name(option: dict) -> str:
 # --------------------------------------------------------------------------- prediction
 
 
-def _prediction(models, note, gpu, height, width, batch, steps, precision, cfg, caption_tokens,
-                ips, findings) -> dict | None:
+def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict | None:
+    """The fitted models' time for the settings that explain the claim's memory (its precision
+    and offload, every attention and compile setting) and whose predicted torch peak can fit in
+    the memory budget: memory and speed must be possible together, in one setting. Claimed
+    faster than the fastest of them, or slower than the slowest of those with the least offload,
+    by a wide margin: implausible."""
     if models is None:
         findings.append(("plausible", f"no fitted prediction to compare with: "
                                       f"{note or 'no models given'}"))
         return None
-    p = precision if precision in PRECISIONS else "bf16"
-    queries = [(gpu.id, Config(height=height, width=width, batch=batch, steps=steps,
-                               guidance_scale=CFG_GUIDANCE_SCALE if cfg else 0.0, precision=p,
-                               attention=a, compile=c, caption_tokens=caption_tokens))
-               for a in ATTENTIONS for c in (False, True)]
+    settings = [(p, o) for p, o in memory["memory_settings"] if p in PRECISIONS]
+    unmodelled = sorted({p for p, _ in memory["memory_settings"] if p not in PRECISIONS})
+    if not settings:
+        findings.append(("plausible", f"no fitted prediction: only {'/'.join(unmodelled)} "
+                                      "weights explain the memory, and the models cover "
+                                      f"{', '.join(PRECISIONS)}"))
+        return None
+    c, batch = claim, claim["batch"]
+    queries = [(c["gpu"], Config(height=c["height"], width=c["width"], batch=batch,
+                                 steps=c["steps"], caption_tokens=c["caption_tokens"],
+                                 guidance_scale=CFG_GUIDANCE_SCALE if c["cfg"] else 0.0,
+                                 precision=p, attention=a, compile=k, offload=o))
+               for p, o in settings for a in ATTENTIONS for k in (False, True)]
     try:
         preds = models.predict_many(queries)
     except AdvisorError as exc:
         findings.append(("plausible", f"no fitted prediction for this config: {exc}"))
         return None
+    budget = memory["memory_budget_gb"]
+    fitting = [x for x in preds if x.memory.allocated_interval_gb[0] <= budget]
+    if not fitting:
+        least_memory = min(preds, key=lambda x: x.memory.allocated_gb)
+        findings.append(("implausible", f"no modelled setting runs in {budget:g} GB: the least "
+                                        f"memory, {_setting(least_memory)}, needs a torch peak "
+                                        f"of {least_memory.memory.allocated_gb:.1f} GB at this "
+                                        "size and batch"))
+        return None
+    preds = fitting
     fastest = min(preds, key=lambda x: x.latency.total_s)
-    slowest = max(preds, key=lambda x: x.latency.total_s)
+    least = min(OFFLOADS.index(x.config.offload) for x in preds)
+    slowest = max((x for x in preds if OFFLOADS.index(x.config.offload) == least),
+                  key=lambda x: x.latency.total_s)
     low = fastest.latency.interval_s[0] / batch
     high = slowest.latency.interval_s[1] / batch
-    claimed = 1 / ips
-    where = (f"predicted {low:.2f}-{high:.2f} s per image ({p}, batch {batch}, any attention/"
-             f"compile; {fastest.source}, model {fastest.model_version})")
-    if claimed < low / FASTER_THAN_PREDICTED:
+    claimed = c["seconds_per_image"]
+    within = f"the settings that fit in {budget:g} GB" if least > 0 else ""
+    where = (f"predicted {low:.2f}-{high:.2f} s per image ({_setting(fastest)} fastest"
+             + (f", {_setting(slowest)} slowest" if slowest is not fastest else "")
+             + f", batch {batch}; {fastest.source}, model {fastest.model_version})")
+    if claimed < low / FASTER_THAN_PREDICTED and not unmodelled:
         findings.append(("implausible", f"claimed {claimed:.2f} s per image is "
                                         f"{low / claimed:.1f}x faster than the fastest "
-                                        f"prediction: {where}"))
+                                        f"prediction{' of ' + within if within else ''}: {where}"
+                                        + ("; memory and speed must hold in one setting"
+                                           if within else "")))
+    elif claimed < low / FASTER_THAN_PREDICTED:
+        findings.append(("plausible", f"claimed {claimed:.2f} s per image is faster than any "
+                                      f"modelled setting ({where}); only {'/'.join(unmodelled)} "
+                                      "weights, which the models do not cover, could explain "
+                                      "it"))
     elif claimed > high * SLOWER_THAN_PREDICTED:
         findings.append(("implausible", f"claimed {claimed:.2f} s per image is "
                                         f"{claimed / high:.1f}x slower than the slowest "
-                                        f"prediction without offload: {where}"))
+                                        f"prediction {_offload_words(least)}: {where}"))
     else:
         findings.append(("plausible", f"claimed {claimed:.2f} s per image; {where}"))
     if not fastest.fits:
-        findings.append(("plausible", f"note: the models say batch {batch} does not fit without "
-                                      f"offload: {fastest.fits_reason}"))
-    return {"precision": p, "seconds_per_image": [low, high],
+        findings.append(("plausible", f"note: the models say {_setting(fastest)} batch {batch} "
+                                      f"does not fit: {fastest.fits_reason}"))
+    findings += [("plausible", f"note on the prediction: {note}")
+                 for note in caveats(fastest, gpu, Probed.of(models.records))
+                 if not note.startswith("over capacity")]
+    return {"precision": fastest.config.precision, "seconds_per_image": [low, high],
+            "settings": [_name({"precision": p, "offload": o}) for p, o in settings],
             "fastest": _brief(fastest, batch), "slowest": _brief(slowest, batch)}
+
+
+def _setting(pred) -> str:
+    return pred.config.setting.label
+
+
+def _offload_words(level: int) -> str:
+    return "without offload" if level == 0 else f"with {OFFLOADS[level]} offload"
 
 
 def _brief(pred, batch: int) -> dict:

@@ -24,6 +24,10 @@ WEIGHTS = ("synthetic", "pretrained")
 STAGES = ("text_encode", "denoise", "vae_decode")
 # Where a prediction's figures come from, from most to least direct evidence.
 SOURCES = ("measured", "fitted", "transferred")
+# What the planner sizes a batch's service time on: auto = a transferred figure (a GPU never
+# probed) on its interval's upper end, a measured or fitted one on its point; point / upper =
+# every figure on its point / its upper end.
+LATENCY_BASES = ("auto", "point", "upper")
 
 DEFAULT_STEPS = 9  # Z-Image-Turbo's scheduler default: one transformer forward per step
 DEFAULT_CAPTION_TOKENS = 64

@@ -8,6 +8,11 @@ from advisor.cost import HOURS_PER_MONTH, fleet_cost
 from advisor.request import Request
 from advisor.search import PARETO_COST_WINDOW, SPEC_RULES, Candidate
 
+# A near-tie: two options whose monthly costs differ by at most this fraction of the cheaper
+# one. The ranking then prefers the one whose figures rest on firmer evidence
+# (advisor.plan.rank_by_evidence): a 2% saving does not pay for figures that may be 40% off.
+NEAR_TIE = 0.02
+
 
 def reason(option: dict, candidates: list[Candidate], request: Request) -> str:
     """One line: why this max batch (what the next larger one would do), why this many GPUs."""
@@ -32,9 +37,10 @@ def reason(option: dict, candidates: list[Candidate], request: Request) -> str:
         why_n = f"{_gpus(n - 1)} {'give' if n > 2 else 'gives'} {label} {trials[n - 1]:.2f} s"
     else:
         why_n = f"{_gpus(n - 1)} cannot keep up with {request.peak_images_per_s:.2f} img/s"
+    near_tie = f" Ranked {option['near_tie']}." if option.get("near_tie") else ""
     return (f"{why_batch}. {n_text}: the fewest with {label} "
             f"{option['latency'][request.slo_key]:.2f} s <= {request.slo_s:g} s at peak "
-            f"({why_n}).")
+            f"({why_n}).{near_tie}")
 
 
 def _gpus(n: int) -> str:
@@ -123,6 +129,14 @@ def not_simulated(candidates: list[Candidate], seen: set, request: Request) -> l
 
 # --------------------------------------------------------------------------- assumptions
 
+BASIS_WORDS = {
+    "auto": "the fitted models' point prediction for measured and fitted figures, the upper end "
+            "of the 90% interval for transferred ones (GPUs never probed, whose error is widest)",
+    "point": "the fitted models' point prediction (latency_basis: point), transferred figures "
+             "included",
+    "upper": "the upper end of the 90% interval of every figure (latency_basis: upper)",
+}
+
 
 def assumptions(request: Request) -> list[str]:
     d = request.deployment
@@ -134,11 +148,9 @@ def assumptions(request: Request) -> list[str]:
         f"queueing: {request.simulation.describe()}; one dispatcher, oldest request first, "
         "batches of one resolution, started when full or when the oldest request has waited "
         "the window; fleet size by exponential then binary search over N",
-        f"service time per batch: the fitted models' "
-        f"{'upper interval bound' if request.latency_basis == 'upper' else 'point prediction'}"
-        f", {request.steps} steps, {'CFG' if request.cfg else 'no CFG'}, "
-        f"{request.caption_tokens} caption tokens; batch sizes between the searched ones "
-        "interpolated linearly",
+        f"service time per batch: {BASIS_WORDS[request.latency_basis]}, {request.steps} steps, "
+        f"{'CFG' if request.cfg else 'no CFG'}, {request.caption_tokens} caption tokens; batch "
+        "sizes between the searched ones interpolated linearly",
         f"memory: the models' fit verdict at every resolution of the mix: torch peak allocated "
         f"plus a margin of at least {request.memory_margin_gb:g} GB within the GPU's memory",
         "the fleet runs all month at peak size (no autoscaling); "
@@ -154,8 +166,12 @@ def assumptions(request: Request) -> list[str]:
                    f"${d.usd_per_kwh:g}/kWh at full power all month")
     if request.n_plus_one:
         out.append("N+1: one spare GPU beyond the fleet that meets the SLO")
-    out.append("ranking: the cheapest option of each GPU; a candidate is simulated only while "
-               "its cost lower bound (GPUs needed at full batches) could enter the top list or "
-               f"the cost/latency frontier, which covers options up to {PARETO_COST_WINDOW:g}x "
-               "the cheapest monthly cost")
+    out.append("ranking: the cheapest option of each GPU, by monthly cost, except on a near-tie:"
+               f" among options within {NEAR_TIE:.0%} of the cheapest one left, the one whose "
+               "least sure figure rests on firmer evidence (measured, then fitted, then "
+               "transferred) ranks first; each option shows its utilization at peak and its "
+               "headroom below the SLO")
+    out.append("search: a candidate is simulated only while its cost lower bound (GPUs needed at "
+               "full batches) could enter the top list or the cost/latency frontier, which covers"
+               f" options up to {PARETO_COST_WINDOW:g}x the cheapest monthly cost")
     return out + list(SPEC_RULES)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from advisor.contract import Setting
+from advisor.contract import SOURCES, Setting
 from advisor.cost import budget_problems, fleet_cost, gpu_price
+from advisor.coverage import Probed, accuracy, caveats
 from advisor.errors import AdvisorError
-from advisor.explain import assumptions, gpu_verdicts, not_simulated, reason
+from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, not_simulated, reason
 from advisor.queueing import simulate_cached
 from advisor.request import Request
 from advisor.search import Candidate, Predictor, branch_and_bound, candidate_gpus, \
@@ -25,6 +26,7 @@ from advisor.search import Candidate, Predictor, branch_and_bound, candidate_gpu
 class Plan:
     request: Request
     options: list[dict]  # SLO met: the cheapest option of each GPU, ranked by monthly cost
+    #                      (near-ties by evidence: rank_by_evidence)
     frontier: list[dict]  # options no other beats on both cost and latency (any GPU, batch)
     infeasible: list[dict]  # GPUs with fitting settings but no fleet meeting the request
     unfit: list[dict]  # GPUs where nothing fits in memory (or only offload, too slow)
@@ -52,13 +54,14 @@ def recommend(request: Request, models, catalog, top: int = 5) -> Plan:
         candidates += found.get(gpu.id, [])
         unfit_notes[gpu.id] = notes[gpu.id]
     evaluated = branch_and_bound(candidates, request, top)
-    met = sorted((_option(c, request) for c in evaluated if c.sizing and c.sizing.n_gpus),
+    probed = Probed.of(models.records)
+    met = sorted((_option(c, request, probed) for c in evaluated if c.sizing and c.sizing.n_gpus),
                  key=lambda o: (o["cost"]["usd_per_month"], o["latency"][request.slo_key]))
-    options = [o for i, o in enumerate(met) if all(p["gpu"] != o["gpu"] for p in met[:i])]
+    options = rank_by_evidence(
+        [o for i, o in enumerate(met) if all(p["gpu"] != o["gpu"] for p in met[:i])])
     for rank, option in enumerate(options, 1):
         option["rank"] = rank
-        if rank <= top:
-            option["reason"] = reason(option, candidates, request)
+        option["reason"] = reason(option, candidates, request)
     shown = {o["gpu"] for o in options}
     infeasible, unfit = gpu_verdicts(candidates, unfit_notes, shown, request)
     listed = shown | {g["gpu"] for g in infeasible + unfit}
@@ -114,10 +117,10 @@ def _latency(result) -> dict:
             "utilization_at_peak": result.utilization}
 
 
-def _option(c: Candidate, request: Request) -> dict:
+def _option(c: Candidate, request: Request, probed: Probed | None) -> dict:
     n = c.sizing.n_gpus
     cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one)
-    per_resolution = {}
+    per_resolution, notes = {}, []
     for label, preds in c.predictions.items():
         one, full = preds[1], preds[c.max_batch]
         per_resolution[label] = {
@@ -126,12 +129,17 @@ def _option(c: Candidate, request: Request) -> dict:
             "batch_1_source": one.source,
             f"batch_{c.max_batch}_s": full.latency.total_s,
             f"batch_{c.max_batch}_interval_s": list(full.latency.interval_s),
+            "sized_on": "upper" if request.sized_on_upper(full.source) else "point",
             "peak_memory_gb": full.memory.nvml_gb,
             "memory_interval_gb": list(full.memory.nvml_interval_gb),
             "memory_needed_gb": full.memory.needed_gb,
             "source": full.source,
             "source_detail": full.source_detail,
         }
+        notes += [x for x in caveats(full, c.gpu, probed) if x not in notes]
+    least_sure = max((p for preds in c.predictions.values() for p in preds.values()),
+                     key=lambda p: SOURCES.index(p.source))
+    latency = _latency(c.sizing.result)
     return {
         "gpu": c.gpu.id,
         "gpu_name": c.gpu.name,
@@ -142,15 +150,40 @@ def _option(c: Candidate, request: Request) -> dict:
                   "total_gpus": n + request.n_plus_one, "servers": cost["servers"],
                   "throughput_lower_bound_gpus": c.n_lower,
                   "simulated": [[k, v] for k, v in c.sizing.trials]},
-        "latency": _latency(c.sizing.result),
+        "latency": latency,
+        "slo_headroom": 1 - latency[request.slo_key] / request.slo_s,
         "capacity_img_per_s": n / c.service.image_s_at_full_batch(),
         "cost": cost,
         "power_source": c.gpu_w_source,
         "service": per_resolution,
         "sources": sorted({p[key] for p in per_resolution.values()
-                           for key in ("source", "batch_1_source")}),
+                           for key in ("source", "batch_1_source")}, key=SOURCES.index),
+        "evidence": least_sure.source,
+        "accuracy": accuracy(least_sure),
+        "caveats": notes,
         "model_version": next(iter(c.predictions.values()))[1].model_version,
     }
+
+
+def rank_by_evidence(options: list[dict]) -> list[dict]:
+    """`options` (sorted by monthly cost) in ranking order. A near-tie prefers evidence: each
+    rank goes to the best-evidenced option (measured, then fitted, then transferred, by its least
+    sure figure) among those costing at most NEAR_TIE more than the cheapest option left; equal
+    evidence, the cheaper. An option ranked above cheaper ones says so in `near_tie`."""
+    left, ranked = list(options), []
+    while left:
+        limit = left[0]["cost"]["usd_per_month"] * (1 + NEAR_TIE)
+        pick = min((o for o in left if o["cost"]["usd_per_month"] <= limit),
+                   key=lambda o: SOURCES.index(o["evidence"]))
+        passed = left[:left.index(pick)]
+        if passed:
+            pick["near_tie"] = (
+                f"above {', '.join(o['gpu'] for o in passed)} (at most {NEAR_TIE:.0%} "
+                f"cheaper): its figures are {pick['evidence']}, theirs "
+                f"{'/'.join(sorted({o['evidence'] for o in passed}, key=SOURCES.index))}")
+        ranked.append(pick)
+        left.remove(pick)
+    return ranked
 
 
 def pareto_front(options: list[dict], key: str) -> list[dict]:

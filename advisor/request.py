@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, shape_label
+from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS, shape_label
 from advisor.errors import AdvisorError, describe
 from advisor.inputs import load_yaml, read_text
 from advisor.queueing import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP, Simulation
@@ -29,7 +29,7 @@ MAX_IMAGES_PER_S = 1e6  # average demand: a million GPUs' worth, beyond any flee
 DEFAULT_BATCHES = (1, 2, 4, 8, 16)
 DEFAULTS = {
     "steps": 9, "guidance_scale": 0.0, "caption_tokens": 64, "peak_factor": 1.0,
-    "window_s": 0.1, "memory_margin_gb": 1.0, "latency_basis": "point", "max_gpus": 1024,
+    "window_s": 0.1, "memory_margin_gb": 1.0, "latency_basis": "auto", "max_gpus": 1024,
     "gpus_per_server": 8, "pue": 1.3, "server_w": 800.0, "server_usd": 25_000.0,
     "amortization_years": 3.0, "usd_per_kwh": 0.12,
 }
@@ -96,7 +96,7 @@ class Request:
     offload: tuple[str, ...] = OFFLOADS
     window_s: float = DEFAULTS["window_s"]
     memory_margin_gb: float = DEFAULTS["memory_margin_gb"]
-    latency_basis: str = DEFAULTS["latency_basis"]  # size on the point prediction or its upper end
+    latency_basis: str = DEFAULTS["latency_basis"]  # one of LATENCY_BASES
     deployment: Deployment = Deployment()
     max_gpus: int = DEFAULTS["max_gpus"]
     max_usd_per_month: float | None = None
@@ -177,6 +177,12 @@ class Request:
     def with_changes(self, **changes) -> "Request":
         return replace(self, **changes)
 
+    def sized_on_upper(self, source: str) -> bool:
+        """Whether a figure of this source (measured, fitted, transferred) is sized on its
+        interval's upper end rather than its point."""
+        return self.latency_basis == "upper" or (
+            self.latency_basis == "auto" and source == "transferred")
+
 
 def apply_overrides(data: dict, overrides: dict) -> dict:
     """A copy of `data` with dotted keys set ("demand.images_per_day": 1e5). Setting one way of
@@ -231,7 +237,7 @@ def _parse(data: dict, f: "Fields") -> Request:
         window_s=f.number(f.section(data, "batching"), "batching.window_s", low=0.0,
                           low_open=False, high=3600.0),
         memory_margin_gb=f.number(data, "memory_margin_gb", low=0.0, low_open=False),
-        latency_basis=f.choice(data, "latency_basis", ("point", "upper")),
+        latency_basis=f.choice(data, "latency_basis", LATENCY_BASES),
         deployment=_deployment(f.section(data, "deployment"), f),
         max_gpus=f.integer(constraints, "constraints.max_gpus", low=1, high=1_000_000),
         max_usd_per_month=f.number(constraints, "constraints.max_usd_per_month", optional=True),

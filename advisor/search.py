@@ -159,7 +159,7 @@ def service(gpu, setting: Setting, max_batch: int, batches: list[int], preds: di
     """Service time of every batch size 1..max_batch per resolution: predicted at the searched
     batch sizes, linear in between."""
     def seconds(p: Prediction) -> float:
-        return p.latency.interval_s[1] if request.latency_basis == "upper" \
+        return p.latency.interval_s[1] if request.sized_on_upper(p.source) \
             else p.latency.total_s
 
     times = []

@@ -76,6 +76,7 @@ if result["prediction"]:
     p = result["prediction"]
     lo, hi = p["seconds_per_image"]
     st.subheader("What the models predict")
-    st.markdown(f"{lo:.2f}–{hi:.2f} s per image ({p['precision']}, batch {batch}, any attention "
-                f"and compile setting), **{p['fastest']['source']}**: "
+    st.markdown(f"{lo:.2f}–{hi:.2f} s per image (batch {batch}, any attention and compile "
+                f"setting, with the weights and offload that fit the memory: "
+                f"{', '.join(p['settings'])}), **{p['fastest']['source']}**: "
                 f"{p['fastest']['source_detail']}.")

@@ -8,9 +8,10 @@ from advisor.app.plan_form import (
 )
 from advisor.app.plan_results import (
     fleet_vs_demand, headline, not_recommended_frame, options_frame, plan_yaml, planner_key,
+    reasons_markdown,
 )
 from advisor.app.uploads import MAX_UPLOAD_MB
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS
+from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS
 from advisor.errors import AdvisorError
 from advisor.request import MODES, SEGMENTS
 from app_pages.common import (
@@ -19,6 +20,8 @@ from app_pages.common import (
 )
 
 EDITORS = ("resolutions", "cloud_prices", "gpu_prices")  # fields edited in a table
+BASIS_LABELS = {"auto": "prediction; slow end for unprobed GPUs",
+                "point": "the prediction, every GPU", "upper": "the slow end, every GPU"}
 
 
 def _state_key(field: str) -> str:
@@ -129,8 +132,11 @@ def request_form() -> dict:
         f["compile"] = st.multiselect("torch.compile", [False, True], key="plan_compile")
         f["attention"] = st.multiselect("Attention", ATTENTIONS, key="plan_attention")
         f["offload"] = st.multiselect("CPU offload", OFFLOADS, key="plan_offload")
-        f["pessimistic"] = st.toggle("Size on the slow end of the latency interval",
-                                     key="plan_pessimistic")
+        f["latency_basis"] = st.selectbox(
+            "Size service times on", LATENCY_BASES, key="plan_latency_basis",
+            format_func=BASIS_LABELS.get,
+            help="auto: a GPU never probed (transferred figures, the widest error) on the slow "
+                 "end of its 90% interval, measured and fitted figures on the prediction")
         f["n_plus_one"] = st.toggle("N+1: one spare GPU", key="plan_n_plus_one")
         f["max_gpus"] = st.number_input("At most GPUs", 1, 1_000_000, key="plan_max_gpus")
     return f
@@ -175,18 +181,23 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
         return
     number = st.column_config.NumberColumn
     st.subheader("Ranked options (cheapest fleet per GPU meeting the SLO)")
+    columns = {
+        "gpu_name": "GPU", "total_gpus": number("GPUs"),
+        "usd_per_month": number("USD / month", format="$%,.0f"),
+        "usd_per_1k_images": number("USD / 1k images", format="$%.2f"),
+        "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
+        "utilization_pct": number("utilization at peak", format="%.0f%%"),
+        "headroom_pct": number("SLO headroom", format="%.0f%%"),
+        "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
+        "basis": "least sure figure", "sources": "service times", "max_batch": number("max batch"),
+        "label": "option", "rank": number("rank"),
+    }
     table("plan_options", options, column_order=(
         "rank", "gpu_name", "total_gpus", "usd_per_month", "usd_per_1k_images", "latency_s",
-        "reason", "sources", "setting", "max_batch", "servers", "per_gpu_img_per_s"),
-        column_config={
-            "gpu_name": "GPU", "total_gpus": number("GPUs"),
-            "usd_per_month": number("USD / month", format="$%,.0f"),
-            "usd_per_1k_images": number("USD / 1k images", format="$%.2f"),
-            "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
-            "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
-            "sources": "service times", "max_batch": number("max batch"),
-            "reason": st.column_config.TextColumn("why", width="large"),
-        })
+        "utilization_pct", "headroom_pct", "basis", "setting", "max_batch", "servers",
+        "per_gpu_img_per_s", "sources"), column_config=columns)
+    with st.expander("Why each option, and what its figures cannot tell", expanded=True):
+        st.markdown(reasons_markdown(plan.options))
     # Lazy tabs: only the open tab's chart is built and sent (a rerun when another is opened).
     cost, fleet, throughput = st.tabs(["Cost vs latency", "Fleet vs demand", "Throughput per GPU"],
                                       key="plan_chart_tab", on_change="rerun")
@@ -194,6 +205,12 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
         frontier = options_frame(plan.frontier, request)
         cost.plotly_chart(cost_latency_figure(options, frontier, request.slo_s,
                                               request.slo_label), key="plan_cost_chart")
+        with cost:
+            st.caption("The frontier: no other option is both cheaper and faster. Points without "
+                       "a rank are other batch or fleet sizes of a ranked GPU.")
+            table("plan_frontier", frontier, column_order=(
+                "label", "rank", "usd_per_month", "usd_per_1k_images", "latency_s",
+                "utilization_pct", "headroom_pct", "basis", "setting"), column_config=columns)
     if fleet.open:
         with fleet, st.spinner("Re-sizing the top picks at other demands…"):
             by_demand = _fleet(key, m.model_version, planner_key(catalog()), plan, m)

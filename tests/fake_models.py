@@ -32,9 +32,12 @@ class FakeModels:
     calibration = {"latency_mape": 5.0, "memory_mape": 3.0}
     problems: list = []  # measurement lines skipped (none: the law needs no records)
 
-    def __init__(self, catalog=None, speed: dict | None = None):
+    def __init__(self, catalog=None, speed: dict | None = None, transferred=(),
+                 records: list | None = None):
         self.catalog = catalog or load_catalog()
         self.speed = speed or {}  # per-GPU multiplier on latency, to shape tests
+        self.transferred = set(transferred)  # GPU ids whose figures read as transferred
+        self.records = records or []  # the probed range (advisor.coverage); none by default
         self.calls = 0
 
     def predict(self, gpu_id: str, config: Config,
@@ -67,7 +70,8 @@ class FakeModels:
             fits_reason=(f"needs {needed:.1f} GB (torch allocated {memory:.1f} GB + "
                          f"{memory_margin_gb:.1f} GB margin), {'within' if fits else 'over'} "
                          f"{capacity:.1f} GB"),
-            source="fitted", source_detail=f"fake law on {gpu_id}",
+            source="transferred" if gpu_id in self.transferred else "fitted",
+            source_detail=f"fake law on {gpu_id}",
             achieved_tflops=0.35 * gpu.dense_tflops(c.precision), mfu=0.35,
             power=Power(watts=None, source=None, energy_j_per_image=None),
             model_version=self.model_version,

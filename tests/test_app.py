@@ -130,6 +130,8 @@ def test_plan_page_renders_answer():
     assert at.success and "×" in at.success[0].value
     assert len(table(at, "plan_options")) >= 1
     assert {m.label.split(" (")[0] for m in at.metric} >= {"Monthly cost", "Per 1,000 images"}
+    sure = next(m.value for m in at.markdown if m.value.startswith("**How sure:**"))
+    assert "How far off: " in sure and "the 90% interval of its latency runs" in sure
 
 
 def test_plan_page_demand_changes_fleet():
@@ -153,6 +155,15 @@ def test_plan_page_draws_the_open_chart_tab_only():
         assert len(drawn) == 1 and drawn[0].endswith(chart), (tab, drawn)
     options = table(at, "plan_options")
     assert options.reason.str.len().gt(0).all()  # every ranked row says why
+    shown = " ".join(m.value for m in at.markdown)
+    assert all(reason in shown for reason in options.reason)  # in full, not cut in a cell
+    assert {"utilization_pct", "headroom_pct", "basis"} <= set(options.columns)
+    at.session_state["plan_chart_tab"] = "Cost vs latency"
+    at.run()
+    frontier = table(at, "plan_frontier")  # every frontier point is listed, with its label
+    assert frontier.label.str.contains("×").all() and len(frontier) >= 1
+    unranked = frontier[frontier["rank"].isna()]
+    assert set(unranked.label).isdisjoint(options.label)
     at.session_state["plan_not_recommended_open"] = True  # a lazy expander: drawn once open
     at.run()
     assert set(table(at, "plan_not_recommended").gpu).isdisjoint(options.gpu)

@@ -185,3 +185,36 @@ def test_the_two_examples_on_the_shipped_measurements(capsys):
     assert a["mfu"] < a["mfu_ceiling"] and "measured bf16 configs" in a["mfu_ceiling_source"]
     low, high = h100["prediction"]["seconds_per_image"]
     assert low < 1.6 and high > 1.5  # the shipped H100 record: 1.58 s at bf16 native, no compile
+
+
+def test_memory_and_speed_must_hold_in_one_setting():
+    models = FakeModels(CATALOG)
+    # 4 GB of bf16 weights: only sequential offload, which the law makes 12 s slower a batch
+    fast = check_claim(H100, 1024, 1024, seconds_per_image=3, vram_gb=4, precision="bf16",
+                       models=models)
+    assert fast["verdict"] == "implausible"
+    assert "faster than the fastest prediction of the settings that fit in 4 GB" in \
+        " ".join(fast["reasons"])
+    assert fast["prediction"]["settings"] == ["bf16 weights, sequential offload"]
+    assert fast["prediction"]["fastest"]["config"]["offload"] == "sequential"
+    # the same speed with the memory to hold the weights is fine
+    assert check_claim(H100, 1024, 1024, seconds_per_image=3, precision="bf16",
+                       models=models)["verdict"] == "plausible"
+    # the settings that explain the weights still need their activations: 1 GB is too little
+    tiny = check_claim(H100, 2048, 2048, seconds_per_image=60, vram_gb=1, precision="bf16",
+                       models=models)
+    assert tiny["verdict"] == "implausible" and tiny["prediction"] is None
+    assert "no modelled setting runs in 1 GB" in " ".join(tiny["reasons"])
+
+
+@pytest.mark.parametrize("gpu, seconds, vram", [("h100-sxm-80gb", 3, 4), ("rtx-4090", 6, 12)])
+def test_the_issue_examples_on_the_shipped_measurements(capsys, gpu, seconds, vram):
+    """Fitting in 4 GB (H100) or 12 GB (RTX 4090) needs sequential offload, measured at 22 s
+    on the H100: a claim of 3 s (6 s) with that memory is implausible."""
+    assert main(["check-claim", "--gpu", gpu, "--height", "1024", "--width", "1024",
+                 "--seconds-per-image", str(seconds), "--vram-gb", str(vram),
+                 "--precision", "bf16", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "implausible", doc["reasons"]
+    assert doc["prediction"]["fastest"]["config"]["offload"] == "sequential"
+    assert doc["prediction"]["seconds_per_image"][0] > 1.5 * seconds

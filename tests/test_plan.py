@@ -15,7 +15,7 @@ from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.contract import Setting
 from advisor.cost import HOURS_PER_MONTH, Price, gpus_within
-from advisor.plan import recommend
+from advisor.plan import rank_by_evidence, recommend
 from advisor.search import PARETO_COST_WINDOW, interpolate
 from advisor.queueing import Service, simulate
 from advisor.request import Request
@@ -119,7 +119,7 @@ BAD_FIELDS = [
      "model, sequential"),
     ("batching.window_s", -1, "field 'batching.window_s': expected a number >= 0"),
     ("memory_margin_gb", "1GB", "field 'memory_margin_gb': expected a number >= 0"),
-    ("latency_basis", "mean", "field 'latency_basis': expected one of point, upper"),
+    ("latency_basis", "mean", "field 'latency_basis': expected one of auto, point, upper"),
     ("deployment.mode", "rent", "field 'deployment.mode': expected one of cloud, owned"),
     ("deployment.gpus_per_server", 0, "field 'deployment.gpus_per_server': expected an integer "
      "1..64"),
@@ -461,6 +461,86 @@ def test_latency_basis_upper_sizes_on_the_interval():
                                 "latency_basis": "upper"})).options[0]
     assert upper["latency"]["p95_s"] > point["latency"]["p95_s"] or \
         upper["fleet"]["serving_gpus"] > point["fleet"]["serving_gpus"]
+
+
+def test_auto_basis_sizes_transferred_figures_on_their_upper_end():
+    base = {"demand.images_per_s": 8.0}
+    transferred = FakeModels(CATALOG, transferred={H100})
+    auto = plan_for(request(**base), models=transferred).options[0]
+    point = plan_for(request(**base, latency_basis="point"), models=transferred).options[0]
+    upper = plan_for(request(**base, latency_basis="upper"), models=transferred).options[0]
+    assert auto["service"]["1024x1024"]["sized_on"] == "upper"
+    assert point["service"]["1024x1024"]["sized_on"] == "point"
+    assert (auto["fleet"], auto["latency"]) == (upper["fleet"], upper["latency"])
+    assert auto["fleet"]["serving_gpus"] > point["fleet"]["serving_gpus"]
+    # a probed GPU's fitted figures stay on their point under auto
+    fitted = plan_for(request(**base)).options[0]
+    assert fitted["service"]["1024x1024"]["sized_on"] == "point"
+    assert (fitted["fleet"], fitted["latency"]) == (point["fleet"], point["latency"])
+    assert any("the upper end of the 90% interval for transferred ones" in a
+               for a in plan_for(request(**base)).assumptions)
+
+
+def test_every_option_shows_utilization_headroom_and_evidence():
+    plan = plan_for(full_catalog_request(), models=FakeModels(CATALOG, transferred={H100}))
+    for o in plan.options:
+        assert 0 < o["latency"]["utilization_at_peak"] <= 1
+        assert o["slo_headroom"] == pytest.approx(1 - o["latency"]["p95_s"] / 8)
+        assert o["evidence"] == ("transferred" if o["gpu"] == H100 else "fitted")
+        assert o["accuracy"].startswith(o["evidence"] + ": the 90% interval")
+        assert o["reason"]  # every option says why, not only the top ones
+
+
+def option(gpu, usd, evidence):
+    return {"gpu": gpu, "cost": {"usd_per_month": usd}, "evidence": evidence}
+
+
+def test_near_tie_rule_prefers_better_evidenced_figures():
+    # a transferred option 1.5% cheaper than a fitted one, a measured one 3% above the cheapest
+    ranked = rank_by_evidence([option("a", 1000, "transferred"), option("b", 1015, "fitted"),
+                               option("c", 1030, "measured")])
+    assert [o["gpu"] for o in ranked] == ["b", "a", "c"]
+    assert ranked[0]["near_tie"] == ("above a (at most 2% cheaper): its figures are fitted, "
+                                     "theirs transferred")
+    assert "near_tie" not in ranked[1] and "near_tie" not in ranked[2]
+    # exactly 2% is a near-tie; just over it is not; equal evidence keeps the cost order
+    assert [o["gpu"] for o in rank_by_evidence([option("a", 1000, "transferred"),
+                                                option("b", 1020, "measured")])] == ["b", "a"]
+    assert [o["gpu"] for o in rank_by_evidence([option("a", 1000, "transferred"),
+                                                option("b", 1020.5, "measured")])] == ["a", "b"]
+    assert [o["gpu"] for o in rank_by_evidence([option("a", 1000, "fitted"),
+                                                option("b", 1001, "fitted")])] == ["a", "b"]
+
+
+def test_near_tie_in_a_plan_is_stated_in_the_reason_and_assumptions():
+    h200 = "h200-sxm-141gb"
+    models = FakeModels(CATALOG, transferred={H100}, speed={h200: 1.0})
+    base = {"candidates.gpus": [H100, h200], "deployment.cloud.usd_per_gpu_hour": {H100: PRICE},
+            "latency_basis": "point", "demand.images_per_s": 4.0}
+    first = {o["gpu"]: o["cost"]["usd_per_month"]
+             for o in plan_for(request(**base), models=models).options}
+    # price the H200 1% above the H100's monthly cost: the fitted H200 ranks first
+    h200_price = CATALOG.get(h200).cloud_usd_per_hour * first[H100] / first[h200] * 1.01
+    base["deployment.cloud.usd_per_gpu_hour"] = {H100: PRICE, h200: h200_price}
+    plan = plan_for(request(**base), models=models)
+    assert [o["gpu"] for o in plan.options] == [h200, H100]
+    assert plan.options[0]["cost"]["usd_per_month"] > plan.options[1]["cost"]["usd_per_month"]
+    assert "Ranked above h100-sxm-80gb (at most 2% cheaper)" in plan.options[0]["reason"]
+    assert any("within 2% of the cheapest one left" in a for a in plan.assumptions)
+
+
+def test_caveats_for_unprobed_sizes_and_gpus_the_probe_cannot_drive():
+    from advisor.contract import Config
+
+    probed = [{"status": "ok", "config": Config(512, 512, batch=2).record()}]
+    mi300x = "mi300x-192gb"
+    plan = plan_for(request(**{"candidates.gpus": [mi300x],
+                               "deployment.cloud.usd_per_gpu_hour": {mi300x: 2.0}}),
+                    models=FakeModels(CATALOG, records=probed))
+    notes = " ".join(plan.options[0]["caveats"])
+    assert "extrapolated beyond the measurements: 1024x1024 is larger than the largest probed " \
+           "image (512x512)" in notes
+    assert "not runnable: the probe cannot drive the AMD Instinct MI300X" in notes
 
 
 def test_setting_label():

@@ -108,11 +108,14 @@ def parity_figure(compared: pd.DataFrame) -> go.Figure:
 
 def cost_latency_figure(options: pd.DataFrame, frontier: pd.DataFrame, slo_s: float,
                         slo_label: str) -> go.Figure:
-    """Cost per 1,000 images against the SLO latency at peak; the Pareto frontier as a line."""
+    """Cost per 1,000 images against the SLO latency at peak; the Pareto frontier as a line.
+    Every point is labelled: a ranked option by its GPU, a frontier point outside the ranking
+    (another batch or fleet size of a ranked GPU) by its fleet and batch."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=frontier.latency_s, y=frontier.usd_per_1k_images, mode="lines+markers",
+        x=frontier.latency_s, y=frontier.usd_per_1k_images, mode="lines+markers+text",
         name="Pareto frontier (nothing is both cheaper and faster)",
+        text=frontier.label.where(frontier["rank"].isna(), ""), textposition="bottom right",
         line={"color": OOM_COLOR, "shape": "hv"}, marker={"size": 7, "color": OOM_COLOR},
         customdata=frontier[["gpu", "setting", "max_batch", "total_gpus"]],
         hovertemplate="%{customdata[0]} %{customdata[1]} batch ≤ %{customdata[2]}<br>"

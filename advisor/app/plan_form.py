@@ -47,7 +47,7 @@ def request_dict(form: dict) -> dict:
         "settings": {"precisions": form["precisions"], "batches": form["batches"],
                      "compile": form["compile"], "attention": form["attention"],
                      "offload": form["offload"]},
-        "latency_basis": "upper" if form["pessimistic"] else "point",
+        "latency_basis": form["latency_basis"],
         "deployment": {
             "mode": form["mode"], "gpus_per_server": form["gpus_per_server"],
             "cloud": {"usd_per_gpu_hour": _prices(form["cloud_prices"])},
@@ -94,7 +94,7 @@ def form_from_request(request) -> dict:
         "gpus": list(request.gpus or []), "segments": list(request.segments or []),
         "precisions": list(request.precisions), "batches": list(request.batches),
         "compile": list(request.compile), "attention": list(request.attention),
-        "offload": list(request.offload), "pessimistic": request.latency_basis == "upper",
+        "offload": list(request.offload), "latency_basis": request.latency_basis,
         "mode": d.mode, "gpus_per_server": d.gpus_per_server,
         "cloud_prices": [{"gpu": g, "price": p} for g, p in d.usd_per_gpu_hour.items()],
         "gpu_prices": [{"gpu": g, "price": p} for g, p in d.gpu_price_usd.items()],

@@ -9,18 +9,18 @@ from pathlib import Path
 import pandas as pd
 
 from advisor.catalog import Catalog
-from advisor.contract import SOURCES, Setting
+from advisor.contract import Setting
 
-NO_REASON = "beyond the planner's top picks: sized and priced, without a reason line"
 DEMAND_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+SURE_WORDS = {  # by an option's least sure figure
+    "measured": "Most sure: every service time is measured on this GPU.",
+    "fitted": "Fairly sure: fitted on measurements of this GPU.",
+    "transferred": "Least sure: no measurements on this GPU; its speed is carried over from the "
+                   "probed GPUs by its specs. Probe one before buying many.",
+}
 # The planning code (below advisor/) whose changes invalidate plans cached across restarts.
 PLANNER_FILES = ("contract.py", "plan.py", "search.py", "cost.py", "explain.py", "queueing.py",
                  "request.py", "export.py", "app/plan_results.py")
-
-
-def least_sure(sources: list[str]) -> str:
-    """The least sure of an option's service-time sources: what its figures rest on."""
-    return max(sources, key=SOURCES.index)
 
 
 def _setting_label(setting: dict) -> str:
@@ -31,17 +31,36 @@ def options_frame(options: list[dict], request) -> pd.DataFrame:
     """One row per plan option: what to buy, how many, what it costs, how fast, how sure."""
     rows = [{
         "rank": o.get("rank"), "gpu": o["gpu"], "gpu_name": o["gpu_name"],
+        "label": option_label(o),
         "setting": _setting_label(o["setting"]), "max_batch": o["max_batch"],
         "total_gpus": o["fleet"]["total_gpus"], "serving_gpus": o["fleet"]["serving_gpus"],
         "servers": o["fleet"]["servers"], "usd_per_month": o["cost"]["usd_per_month"],
         "usd_per_1k_images": o["cost"]["usd_per_1k_images"], "capex_usd": o["cost"]["capex_usd"],
         "latency_s": o["latency"][request.slo_key],
+        "utilization_pct": 100 * o["latency"]["utilization_at_peak"],
+        "headroom_pct": 100 * o["slo_headroom"],
         "per_gpu_img_per_s": o["capacity_img_per_s"] / o["fleet"]["serving_gpus"],
-        "sources": ", ".join(o["sources"]), "basis": least_sure(o["sources"]),
+        "sources": ", ".join(o["sources"]), "basis": o["evidence"],
         "price_source": o["cost"]["price"]["source"],
-        "reason": o.get("reason") or NO_REASON,
+        "reason": o.get("reason", ""), "caveats": "; ".join(o["caveats"]),
     } for o in options]
     return pd.DataFrame(rows)
+
+
+def option_label(option: dict) -> str:
+    """An option in a few words, the same on the chart and in the tables: "13 × h100-sxm-80gb,
+    batch ≤ 2"."""
+    return f"{option['fleet']['total_gpus']} × {option['gpu']}, batch ≤ {option['max_batch']}"
+
+
+def reasons_markdown(options: list[dict]) -> str:
+    """Why each ranked option has its batch and fleet, and what its figures cannot tell, in
+    full (a table cell would cut them short)."""
+    lines = []
+    for o in options:
+        lines.append(f"{o['rank']}. **{o['gpu_name']}** ({option_label(o)}): {o['reason']}")
+        lines += [f"    - ⚠ {note}" for note in o["caveats"]]
+    return "\n".join(lines)
 
 
 def not_recommended_frame(plan) -> pd.DataFrame:
@@ -70,14 +89,10 @@ def headline(plan) -> dict:
     spare = f" ({fleet['serving_gpus']} serving + {fleet['spare_gpus']} spare)" \
         if fleet["spare_gpus"] else ""
     sources = best["sources"]
-    detail = next(iter(best["service"].values()))["source_detail"]
-    if "transferred" in sources:
-        sure = ("Least sure: no measurements on this GPU; its speed is carried over from the "
-                f"probed GPUs by its specs ({detail}). Probe one before buying many.")
-    elif sources == ["measured"]:
-        sure = f"Most sure: the service times are measured on this GPU ({detail})."
-    else:
-        sure = f"Fairly sure: fitted on measurements of this GPU ({detail})."
+    upper = any(s["sized_on"] == "upper" for s in best["service"].values())
+    sure = (SURE_WORDS[best["evidence"]] + f" How far off: {best['accuracy']}. The fleet is "
+            + ("sized on the slow end of that interval." if upper
+               else "sized on the point prediction."))
     return {
         "ok": True,
         "text": (f"{verb} **{fleet['total_gpus']} × {best['gpu_name']}**{spare} in "
@@ -107,7 +122,7 @@ def fleet_vs_demand(plan, models, catalog, top: int = 3,
             best = recommend(fixed.with_changes(images_per_s=plan.request.images_per_s * f),
                              models, catalog, top=1).best()
             rows.append({"option": f"{o['gpu']} ({_setting_label(s)}, batch ≤ "
-                                   f"{o['max_batch']}; {least_sure(o['sources'])} times)",
+                                   f"{o['max_batch']}; {o['evidence']} times)",
                          "peak_img_per_s": plan.request.peak_images_per_s * f,
                          "total_gpus": best["fleet"]["total_gpus"] if best else None})
     return pd.DataFrame(rows)

@@ -77,6 +77,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from advisor.catalog import load_catalog
+    from advisor.coverage import Probed, caveats
     from advisor.features import check_config
 
     config = Config(height=args.height, width=args.width, batch=args.batch, steps=args.steps,
@@ -84,9 +86,12 @@ def run_predict(args: argparse.Namespace) -> int:
                     precision=args.precision, attention=args.attention, compile=args.compile,
                     offload=args.offload, caption_tokens=args.caption_tokens)
     check_config(config)  # bad input fails before any fitting
-    result = load_models(args).predict(args.gpu, config)
-    print(json.dumps(result.as_dict(), indent=2) if args.format == "json"
-          else _prediction_table(result))
+    gpu = load_catalog(args.catalog).get(args.gpu)
+    models = load_models(args)
+    result = models.predict(gpu.id, config)
+    notes = caveats(result, gpu, Probed.of(models.records))
+    print(json.dumps({**result.as_dict(), "caveats": notes}, indent=2) if args.format == "json"
+          else _prediction_table(result, notes))
     return 0
 
 
@@ -120,12 +125,12 @@ def _pct(bounds) -> str:
     return f"{100 * (math.exp(lo) - 1):+.1f}% / {100 * (math.exp(hi) - 1):+.1f}%"
 
 
-def _prediction_table(p) -> str:
-    """The prediction in labelled lines, wrapped to WIDTH columns."""
+def _prediction_table(p, notes: list[str]) -> str:
+    """The prediction in labelled lines, wrapped to WIDTH columns; its caveats first."""
+    from advisor.coverage import accuracy
+
     c, lat, mem = p.config, p.latency, p.memory
     lo, hi = lat.interval_s
-    alo, ahi = mem.allocated_interval_gb
-    nlo, nhi = mem.nvml_interval_gb
     extras = [f"{c.steps} steps", f"{c.caption_tokens} caption tokens"] + (
         ["CFG"] if c.cfg else [])
     rows = [
@@ -135,18 +140,31 @@ def _prediction_table(p) -> str:
                      f"({lat.denoise_step_s:.4f} s/step), VAE decode {lat.vae_decode_s:.3f} s"),
         ("throughput", f"{p.images_per_s:.3f} images/s; transformer {p.achieved_tflops:.0f} "
                        f"TFLOP/s = MFU {p.mfu:.1%}"),
-        ("memory", f"torch peak allocated {mem.allocated_gb:.1f} GB (90% interval {alo:.1f}-"
-                   f"{ahi:.1f} GB); {mem.nvml_gb:.1f} GB as nvidia-smi shows it ({nlo:.1f}-"
-                   f"{nhi:.1f} GB)"),
+        ("memory", _memory_text(mem)),
         ("fits", f"{'yes' if p.fits else 'NO'}: {p.fits_reason} ({mem.capacity_source})"),
         ("  rule", mem.rule),
-        ("intervals", f"latency: {lat.basis}"),
+        ("intervals", f"latency: {accuracy(p)}"),
         ("", f"memory: {mem.basis}"),
         ("model", p.model_version),
     ]
     lines = [f"{p.gpu}: {c.shape_label()}, batch {c.batch}, {c.setting.label}, "
              f"{', '.join(extras)}"]
+    rows = [("caveat", note) for note in notes] + rows
     for label, text in rows:
         lines += textwrap.wrap(text, WIDTH, initial_indent=f"{label:<{INDENT}}",
                                subsequent_indent=" " * INDENT)
     return "\n".join(lines)
+
+
+def _memory_text(mem) -> str:
+    """Torch's peak and what the run needs; the nvidia-smi figure only when the run fits on the
+    card (past its size the allocator's figure is capped, not measured)."""
+    alo, ahi = mem.allocated_interval_gb
+    text = (f"torch peak allocated {mem.allocated_gb:.1f} GB (90% interval {alo:.1f}-{ahi:.1f} "
+            f"GB); needs {mem.needed_gb:.1f} GB on the card")
+    if mem.needed_gb > mem.capacity_gb:
+        return text + (f", OVER its {mem.capacity_gb:.1f} GB: no nvidia-smi figure (the run "
+                       "would not fit)")
+    nlo, nhi = mem.nvml_interval_gb
+    return text + (f"; {mem.nvml_gb:.1f} GB as nvidia-smi shows it ({nlo:.1f}-{nhi:.1f} GB)"
+                   + (", capped by the card's size" if mem.nvml_capped else ""))

@@ -7,7 +7,7 @@ import json
 import textwrap
 
 from advisor.commands.common import add_data_args, add_format_arg, load_models
-from advisor.contract import Setting
+from advisor.contract import LATENCY_BASES, Setting
 from advisor.errors import AdvisorError
 
 WIDTH = 100
@@ -22,6 +22,7 @@ OVERRIDES = {
     "steps": "steps",
     "window_s": "batching.window_s",
     "mode": "deployment.mode",
+    "latency_basis": "latency_basis",
     "max_gpus": "constraints.max_gpus",
     "max_usd_per_month": "constraints.max_usd_per_month",
     "n_plus_one": "constraints.n_plus_one",
@@ -59,6 +60,10 @@ def add_parser(subparsers) -> None:
     g.add_argument("--segments", help="comma-separated: datacenter, workstation, consumer")
     g.add_argument("--window-s", type=float, help="batching window, seconds (default 0.1)")
     g.add_argument("--mode", choices=["cloud", "owned"], help="deployment (default cloud)")
+    g.add_argument("--latency-basis", choices=LATENCY_BASES,
+                   help="size service times on: auto (default: a GPU never probed on the upper "
+                   "end of its 90%% interval, measured and fitted figures on the point), point "
+                   "or upper (every figure)")
     g.add_argument("--max-gpus", type=int, help="largest fleet to consider (default 1024)")
     g.add_argument("--max-usd-per-month", type=float, help="monthly budget, USD")
     g.add_argument("--n-plus-one", action=argparse.BooleanOptionalAction, default=None,
@@ -169,13 +174,18 @@ def format_table(plan, prov: dict, top: int) -> str:
         "",
     ]
     if plan.options:
-        lines.append(f"{'#':>2}  {'GPU':<24}{'GPUs':>6}{'batch':>6}{q[:3] + ' s':>8}"
-                     f"{other[:3] + ' s':>8}{'$/1k img':>10}{'$/month':>11}{'capex $':>12}"
-                     f"{'kW':>7}")
+        lines.append(f"{'#':>2}  {'GPU':<23}{'GPUs':>7}{'batch':>6}{q[:3] + ' s':>7}"
+                     f"{other[:3] + ' s':>7}{'util':>6}{'headrm':>7}{'$/1k img':>9}"
+                     f"{'$/month':>11}{'capex $':>12}")
         for o in plan.options[:top]:
             lines += _option_lines(o, q, other, spare)
+        lines += _wrap(f"util: GPU utilization at peak demand; headrm: how far the {q[:3]} "
+                       f"latency at peak stays below the {r.slo_s:g} s SLO; both from the "
+                       "queueing simulation", "", "  ")
         rest = ", ".join(f"{o['gpu']} {o['fleet']['total_gpus']} GPUs "
-                         f"${o['cost']['usd_per_month']:,.0f}/month" for o in plan.options[top:])
+                         f"${o['cost']['usd_per_month']:,.0f}/month (util "
+                         f"{o['latency']['utilization_at_peak']:.0%}, headroom "
+                         f"{o['slo_headroom']:.0%}, {o['evidence']})" for o in plan.options[top:])
         if rest:
             lines += ["", "Also meeting the request (ranked, cheapest option of each GPU):"]
             lines += _wrap(rest, "  ")
@@ -200,17 +210,20 @@ def format_table(plan, prov: dict, top: int) -> str:
 def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
     c, fleet = o["cost"], o["fleet"]
     kw = "n/a" if c["power_kw"] is None else f"{c['power_kw']:.1f}"
-    row = (f"{o['rank']:>2}  {o['gpu']:<24}{str(fleet['serving_gpus']) + spare:>6}"
-           f"{o['max_batch']:>6}{o['latency'][q]:>8.2f}{o['latency'][other]:>8.2f}"
-           f"{c['usd_per_1k_images']:>10.3f}{c['usd_per_month']:>11,.0f}{c['capex_usd']:>12,.0f}"
-           f"{kw:>7}")
+    row = (f"{o['rank']:>2}  {o['gpu']:<23}{str(fleet['serving_gpus']) + spare:>7}"
+           f"{o['max_batch']:>6}{o['latency'][q]:>7.2f}{o['latency'][other]:>7.2f}"
+           f"{o['latency']['utilization_at_peak']:>6.0%}{o['slo_headroom']:>7.0%}"
+           f"{c['usd_per_1k_images']:>9.3f}{c['usd_per_month']:>11,.0f}{c['capex_usd']:>12,.0f}")
     intervals = "; ".join(
         f"{label} b1 {s['batch_1_s']:.2f} s [{s['batch_1_interval_s'][0]:.2f}-"
         f"{s['batch_1_interval_s'][1]:.2f}] {s['batch_1_source']}"
+        + (", sized on the upper end" if s["sized_on"] == "upper" else "")
         for label, s in o["service"].items())
-    detail = (f"{Setting(**o['setting']).label}; {fleet['servers']} server(s); batch latency "
-              f"({'/'.join(o['sources'])}): {intervals}; price: {c['price']['source']}")
-    return [row] + _wrap(detail, "    ") + _wrap(o.get("reason", ""), "    why: ", "    ")
+    detail = (f"{Setting(**o['setting']).label}; {fleet['servers']} server(s), {kw} kW; batch "
+              f"latency ({'/'.join(o['sources'])}): {intervals}; how sure: {o['accuracy']}; "
+              f"price: {c['price']['source']}")
+    return ([row] + _wrap(detail, "    ") + _wrap(o.get("reason", ""), "    why: ", "    ")
+            + [line for note in o["caveats"] for line in _wrap(note, "    caveat: ", "    ")])
 
 
 def _frontier_lines(frontier: list[dict], q: str) -> list[str]:
@@ -220,8 +233,8 @@ def _frontier_lines(frontier: list[dict], q: str) -> list[str]:
     for o in frontier:
         lines.append(
             f"  ${o['cost']['usd_per_month']:>10,.0f}/month  {q[:3]} {o['latency'][q]:6.2f} s  "
-            f"{o['fleet']['total_gpus']} x {o['gpu']} batch {o['max_batch']} "
-            f"{Setting(**o['setting']).label}")
+            f"headroom {o['slo_headroom']:>4.0%}  {o['fleet']['total_gpus']} x {o['gpu']} batch "
+            f"{o['max_batch']} {Setting(**o['setting']).label}")
     return lines
 
 
