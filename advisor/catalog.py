@@ -56,8 +56,11 @@ REQUIRED_FIELDS = (
     "memory_bandwidth_gbps", "dense_tflops", "tdp_w", "host_interface", "interconnect",
     "segment", "price_usd", "price_date", "match", "runnable", "sources",
 )
-OPTIONAL_FIELDS = ("memory_mib", "memory_mib_source", "cloud_usd_per_hour", "cloud_price_date",
-                   "notes")
+OPTIONAL_FIELDS = ("memory_mib", "memory_mib_source", "price_usd_low", "price_usd_high",
+                   "price_kind", "cloud_usd_per_hour", "cloud_price_date", "notes")
+# What a purchase price is: a list price (MSRP, launch or vendor price) or a street price (what
+# cards or modules sold for, reported by a dated source).
+PRICE_KINDS = ("list", "street")
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 ID_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -100,6 +103,9 @@ class GPU:
     sources: tuple[str, ...]
     memory_mib: float | None = None
     memory_mib_source: str | None = None
+    price_usd_low: float | None = None  # a purchase price range, where no single price exists
+    price_usd_high: float | None = None
+    price_kind: str | None = None  # one of PRICE_KINDS, with any purchase price
     cloud_usd_per_hour: float | None = None
     cloud_price_date: str | None = None
     notes: str | None = None
@@ -116,6 +122,14 @@ class GPU:
         if self.memory_mib is not None:
             return self.memory_mib * MIB / 1e9
         return self.memory_gb * GIB / 1e9
+
+    @property
+    def purchase_range_usd(self) -> tuple[float, float] | None:
+        """(low, high) purchase price: the catalog's range, or its single price twice; None
+        without a price."""
+        if self.price_usd_low is not None:
+            return self.price_usd_low, self.price_usd_high
+        return None if self.price_usd is None else (self.price_usd, self.price_usd)
 
     def dense_tflops(self, precision: str) -> float | None:
         """Dense peak for an advisor precision name; None where the part has no such path."""
@@ -390,6 +404,8 @@ def _check_prices(entry: dict, label: str, problems: list[str], err) -> None:
         value, when = entry.get(amount), entry.get(date)
         if value is not None:
             _check_number(amount, value, err)
+        if amount == "price_usd" and value is None:
+            value = entry.get("price_usd_low")  # a range is a price too
         if when is not None and _as_date(when) is None:
             err(date, "a date YYYY-MM-DD", when)
         keys_missing = amount in REQUIRED_FIELDS and not (amount in entry and date in entry)
@@ -399,6 +415,31 @@ def _check_prices(entry: dict, label: str, problems: list[str], err) -> None:
                 f"{label}: field '{missing}': expected a value because "
                 f"'{amount if missing == date else date}' is set (a price needs its date)"
             )
+    _check_price_range(entry, label, problems, err)
+
+
+def _check_price_range(entry: dict, label: str, problems: list[str], err) -> None:
+    """price_usd_low and price_usd_high come together, low below high, instead of price_usd;
+    price_kind (list or street) comes with any purchase price and only with one."""
+    low, high = entry.get("price_usd_low"), entry.get("price_usd_high")
+    if (low is None) != (high is None):
+        missing = "price_usd_low" if low is None else "price_usd_high"
+        problems.append(f"{label}: field '{missing}': expected a value because the other end of "
+                        "the price range is set")
+    elif low is not None:
+        ends_ok = _check_number("price_usd_low", low, err, range_key="price_usd") \
+            & _check_number("price_usd_high", high, err, range_key="price_usd")
+        if ends_ok and not low < high:
+            err("price_usd_high", f"a number above price_usd_low ({low:g})", high)
+        if entry.get("price_usd") is not None:
+            err("price_usd", "null when price_usd_low and price_usd_high give a range",
+                entry["price_usd"])
+    priced = entry.get("price_usd") is not None or low is not None or high is not None
+    kind = entry.get("price_kind")
+    if priced and kind not in PRICE_KINDS:
+        err("price_kind", f"one of {', '.join(PRICE_KINDS)} (what the purchase price is)", kind)
+    elif not priced and kind is not None:
+        err("price_kind", "no value: there is no purchase price", kind)
 
 
 def _check_lists(entry: dict, err) -> None:

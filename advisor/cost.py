@@ -33,10 +33,15 @@ def gpu_price(gpu, request: Request) -> Price | str:
     if gpu.id in d.gpu_price_usd:
         return Price(d.gpu_price_usd[gpu.id], "gpu_price_usd",
                      f"request deployment.owned.gpu_price_usd.{gpu.id}")
-    if gpu.price_usd:
-        return Price(gpu.price_usd, "gpu_price_usd",
-                     f"catalog {gpu.id} price_usd ({gpu.price_date})")
-    return f"no purchase price: the catalog has none; set deployment.owned.gpu_price_usd.{gpu.id}"
+    if gpu.purchase_range_usd:
+        low, high = gpu.purchase_range_usd
+        where = f"{gpu.price_kind} price, {gpu.price_date}"
+        return Price(high, "gpu_price_usd", f"catalog {gpu.id} price_usd ({where})"
+                     if low == high else f"catalog {gpu.id} price range ${low:,.0f}-${high:,.0f} "
+                     f"({where}), high end used")
+    return (f"no purchase price: the catalog has no dated source for one; add it as "
+            f"deployment.owned.gpu_price_usd.{gpu.id} in the request (USD per GPU), or add "
+            "price_usd, price_date and price_kind to its catalog entry")
 
 
 def fleet_cost(request: Request, price: Price, gpu_w: float | None, n_gpus: int) -> dict:

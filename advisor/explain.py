@@ -161,7 +161,8 @@ def assumptions(request: Request) -> list[str]:
     if d.mode == "cloud":
         out.append("cloud: price per GPU-hour from the request, else the catalog; no capex")
     else:
-        out.append(f"owned: GPU price (request, else catalog) + ${d.server_usd:,.0f} per server,"
+        out.append(f"owned: GPU price (request, else catalog; a catalog price range at its high "
+                   f"end) + ${d.server_usd:,.0f} per server,"
                    f" amortized over {d.amortization_years:g} years; electricity "
                    f"${d.usd_per_kwh:g}/kWh at full power all month")
     if request.n_plus_one:

@@ -35,13 +35,16 @@ if fits_only:
     shown = shown[shown.fits.fillna(False).astype(bool)]
 
 ORDER = ("name", "fits", "img_per_s", "latency_s", "memory_needed_gb", "source", "note",
-         "memory_gb", "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd",
-         "cloud_usd_per_hour", "tdp_w", "segment", "architecture", "vendor", "runnable", "id")
+         "memory_gb", "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd_low",
+         "price_usd_high", "price_kind", "cloud_usd_per_hour", "tdp_w", "segment", "architecture", "vendor", "runnable", "id")
 number = st.column_config.NumberColumn
 COLUMNS = {
     "memory_gb": number("memory GB (spec)"), "bandwidth_gbps": number("bandwidth GB/s (spec)"),
     "bf16_tflops": number("bf16 TFLOPS (spec)"), "fp8_tflops": number("fp8 TFLOPS (spec)"),
-    "tdp_w": number("TDP W (spec)"), "price_usd": number("price USD (spec)", format="$%d"),
+    "tdp_w": number("TDP W (spec)"),
+    "price_usd_low": number("buy USD, low (spec)", format="$%d"),
+    "price_usd_high": number("buy USD, high (spec)", format="$%d"),
+    "price_kind": "price kind (list or street)",
     "cloud_usd_per_hour": number("cloud $/GPU-h (spec)", format="$%.2f"),
     "fits": st.column_config.CheckboxColumn("fits in memory"),
     "img_per_s": number("images/s (predicted)", format="%.2f"),

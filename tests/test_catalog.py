@@ -69,8 +69,22 @@ def test_amd_parts_are_not_runnable(catalog):
 def test_every_price_has_a_date_and_every_entry_a_source(catalog):
     for gpu in catalog.gpus:
         assert gpu.sources, gpu.id
-        assert (gpu.price_usd is None) == (gpu.price_date is None), gpu.id
+        assert (gpu.purchase_range_usd is None) == (gpu.price_date is None), gpu.id
+        assert (gpu.purchase_range_usd is None) == (gpu.price_kind is None), gpu.id
         assert (gpu.cloud_usd_per_hour is None) == (gpu.cloud_price_date is None), gpu.id
+
+
+def test_datacenter_gpus_have_dated_purchase_prices(catalog):
+    """Buy mode covers the datacenter GPUs the sources price (a range where that is what
+    exists); the rest are skipped by the planner with the request field that adds a price."""
+    priced = {g.id: g.purchase_range_usd for g in catalog.gpus
+              if g.segment == "datacenter" and g.purchase_range_usd}
+    assert {"b200-sxm-180gb", "h100-sxm-80gb", "a100-sxm-80gb", "a100-sxm-40gb", "l4-24gb",
+            "t4-16gb", "a10-24gb", "v100-sxm2-32gb"} <= set(priced)
+    assert priced["h100-sxm-80gb"] == (25_000, 30_000)
+    assert priced["a10-24gb"] == (2_800, 2_800)
+    h100 = catalog.get("h100-sxm-80gb")
+    assert (h100.price_kind, h100.price_date) == ("street", "2023-08-16")
 
 
 def test_dense_rates_are_physically_ordered(catalog):
@@ -303,6 +317,25 @@ BROKEN = {
                                            "because 'memory_mib_source' is set"]),
     "empty memory_mib source": (_set("memory_mib_source", " "),
                                 ["'memory_mib_source'", "non-empty string"]),
+    "price without its kind": (lambda doc: doc["gpus"][1].pop("price_kind"),
+                               ["entry 1 (id 'rtx-4090')", "'price_kind'", "list, street"]),
+    "unknown price kind": (_set("price_kind", "msrp", index=1),
+                           ["'price_kind'", "one of list, street", "'msrp'"]),
+    "price kind without a price": (lambda doc: doc["gpus"][0].update(
+        price_usd_low=None, price_usd_high=None, price_date=None),
+                                   ["entry 0 (id 'h100-sxm-80gb')", "'price_kind'",
+                                    "no purchase price"]),
+    "range with one end": (lambda doc: doc["gpus"][0].pop("price_usd_high"),
+                           ["entry 0 (id 'h100-sxm-80gb')", "'price_usd_high'",
+                            "other end of the price range"]),
+    "range upside down": (_set("price_usd_low", 40_000),
+                          ["'price_usd_high'", "a number above price_usd_low (40000)"]),
+    "range beside a price": (_set("price_usd", 28_000),
+                             ["'price_usd'", "null when price_usd_low and price_usd_high"]),
+    "range in thousands": (_set("price_usd_high", "30k"), ["'price_usd_high'", "a bare number"]),
+    "range without date": (_set("price_date", None),
+                           ["entry 0 (id 'h100-sxm-80gb')", "'price_date'",
+                            "a price needs its date"]),
 }
 
 

@@ -455,6 +455,25 @@ def test_gpu_without_price_is_excluded_with_the_field_to_set():
             "deployment.cloud.usd_per_gpu_hour.h800-sxm-80gb"} in plan.excluded
 
 
+def test_owned_mode_prices_a_catalog_range_at_its_high_end():
+    req = request(**{"deployment.mode": "owned"})  # the H100 has a catalog range, 25-30k USD
+    price = plan_for(req).options[0]["cost"]["price"]
+    assert price["usd"] == 30_000
+    assert price["source"] == ("catalog h100-sxm-80gb price range $25,000-$30,000 (street "
+                               "price, 2023-08-16), high end used")
+    assert any("a catalog price range at its high end" in a for a in plan_for(req).assumptions)
+    own = request(**{"deployment.mode": "owned",
+                     "deployment.owned.gpu_price_usd": {H100: 20_000.0}})
+    assert plan_for(own).options[0]["cost"]["price"]["usd"] == 20_000
+
+
+def test_owned_mode_names_the_gpus_without_a_price_and_how_to_add_one():
+    plan = plan_for(full_catalog_request(**{"deployment.mode": "owned"}))
+    skipped = {x["gpu"]: x["reason"] for x in plan.excluded}
+    assert "deployment.owned.gpu_price_usd.l40s-48gb" in skipped["l40s-48gb"]
+    assert "b200-sxm-180gb" not in skipped and "h100-sxm-80gb" not in skipped
+
+
 def test_latency_basis_upper_sizes_on_the_interval():
     point = plan_for(request(**{"demand.images_per_s": 8.0})).options[0]
     upper = plan_for(request(**{"demand.images_per_s": 8.0,

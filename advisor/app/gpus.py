@@ -14,8 +14,11 @@ def catalog_frame(catalog: Catalog) -> pd.DataFrame:
             "id": g.id, "name": g.name, "vendor": g.vendor, "architecture": g.architecture,
             "segment": g.segment, "memory_gb": g.memory_gb,
             "bandwidth_gbps": g.memory_bandwidth_gbps, "bf16_tflops": g.dense_tflops("bf16"),
-            "fp8_tflops": g.dense_tflops("fp8"), "tdp_w": g.tdp_w, "price_usd": g.price_usd,
-            "cloud_usd_per_hour": g.cloud_usd_per_hour, "runnable": g.runnable,
+            "fp8_tflops": g.dense_tflops("fp8"), "tdp_w": g.tdp_w,
+            "price_usd_low": (g.purchase_range_usd or (None, None))[0],
+            "price_usd_high": (g.purchase_range_usd or (None, None))[1],
+            "price_kind": g.price_kind, "cloud_usd_per_hour": g.cloud_usd_per_hour,
+            "runnable": g.runnable,
         }
         for g in catalog.gpus
     ]

@@ -54,7 +54,9 @@ def run_list(args: argparse.Namespace) -> int:
     else:
         print(format_table(gpus))
         print(f"\n{len(gpus)} GPUs from {catalog.path} (sha256 {catalog.sha256[:12]})")
-        print("TFLOPS are dense peaks; `advisor catalog show ID` gives sources and notes.")
+        print("TFLOPS are dense peaks; buy $ is the purchase price per GPU (a range where the "
+              "sources give one),\n$/h the cloud price per GPU-hour; `advisor catalog show ID` "
+              "gives their dates, sources and notes.")
     return 0
 
 
@@ -74,11 +76,12 @@ COLUMNS = (  # header, width, cell
     ("segment", 11, lambda g: g.segment),
     ("mem GB", 6, lambda g: _num(g.memory_gb)),
     ("BW GB/s", 7, lambda g: _num(g.memory_bandwidth_gbps)),
-    ("bf16", 7, lambda g: _num(g.dense_tflops("bf16"))),
-    ("fp8", 7, lambda g: _num(g.dense_tflops("fp8"))),
-    ("fp32", 6, lambda g: _num(g.dense_tflops("fp32"))),
+    ("bf16", 6, lambda g: _num(g.dense_tflops("bf16"))),
+    ("fp8", 6, lambda g: _num(g.dense_tflops("fp8"))),
+    ("fp32", 5, lambda g: _num(g.dense_tflops("fp32"))),
     ("TDP W", 5, lambda g: _num(g.tdp_w)),
-    ("price $", 7, lambda g: _num(g.price_usd)),
+    ("buy $", 7, lambda g: _price(g.purchase_range_usd)),
+    ("$/h", 5, lambda g: "-" if g.cloud_usd_per_hour is None else f"{g.cloud_usd_per_hour:.2f}"),
     ("probe", 5, lambda g: "yes" if g.runnable else "no"),
 )
 
@@ -92,8 +95,16 @@ def format_table(gpus) -> str:
         )
 
     header = row([h for h, _, _ in COLUMNS])
-    units = row(["", "", "", "", "TFLOPS", "TFLOPS", "TFLOPS", "", "", ""])
+    units = row(["", "", "", "", "TFLOPS", "TFLOPS", "TFLOPS", "", "", "cloud", ""])
     return "\n".join([header, units] + [row([cell(g) for _, _, cell in COLUMNS]) for g in gpus])
+
+
+def _price(bounds: tuple[float, float] | None) -> str:
+    """A purchase price: "1,599", or a range in thousands: "25-30k"; "-" without one."""
+    if bounds is None:
+        return "-"
+    low, high = bounds
+    return _num(low) if low == high else f"{low / 1000:g}-{high / 1000:g}k"
 
 
 def _num(value) -> str:
