@@ -318,7 +318,7 @@ def _check_identity(entry: dict, err) -> None:
         err("runnable", "true or false", entry["runnable"])
     if "compute_capability" in entry:
         cc = entry["compute_capability"]
-        pattern = COMPUTE_CAPABILITY_RE.get(vendor)
+        pattern = COMPUTE_CAPABILITY_RE.get(vendor) if vendor in VENDORS else None
         if not isinstance(cc, str):
             err("compute_capability",
                 'a quoted string ("9.0"; unquoted, YAML reads it as a float)', cc)

@@ -22,6 +22,7 @@ from advisor.contract import ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISION
 from advisor.coverage import Probed, caveats
 from advisor.errors import AdvisorError
 from advisor.features import PCIE_EFFICIENCY, pcie_gbs
+from advisor.inputs import is_number
 
 # MFU ceiling when no measured config is available: about the best dense-GEMM efficiency
 # cuBLAS reaches on large bf16 matrices; a whole pipeline (attention, norms, VAE) stays below it.
@@ -80,16 +81,16 @@ def _throughput(seconds_per_image, images_per_second) -> float:
         raise AdvisorError("give exactly one of --seconds-per-image or --images-per-second")
     value = images_per_second if seconds_per_image is None else seconds_per_image
     name = "--images-per-second" if seconds_per_image is None else "--seconds-per-image"
-    if not value > 0:
-        raise AdvisorError(f"{name}: expected a number > 0, got {value!r}")
+    if not (is_number(value) and value > 0):
+        raise AdvisorError(f"{name}: expected a finite number > 0, got {value!r}")
     return images_per_second if seconds_per_image is None else 1 / seconds_per_image
 
 
 def _check_inputs(batch, vram_gb, precision) -> None:
     if not (isinstance(batch, int) and batch >= 1):
         raise AdvisorError(f"--batch: expected an integer >= 1, got {batch!r}")
-    if vram_gb is not None and not vram_gb > 0:
-        raise AdvisorError(f"--vram-gb: expected a number > 0, got {vram_gb!r}")
+    if vram_gb is not None and not (is_number(vram_gb) and vram_gb > 0):
+        raise AdvisorError(f"--vram-gb: expected a finite number > 0, got {vram_gb!r}")
     if precision is not None and precision not in COMPUTE_PRECISIONS:
         raise AdvisorError(f"--precision: expected one of {', '.join(COMPUTE_PRECISIONS)}, "
                            f"got {precision!r}")

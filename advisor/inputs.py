@@ -7,6 +7,7 @@ an AdvisorError naming the file, instead of hanging or filling memory.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -29,14 +30,26 @@ MAX_YAML_DEPTH = 40
 EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 
 
+def is_number(value) -> bool:
+    """A finite int or float, not a bool (True is an int to Python, not a count to a user);
+    ints beyond float range (10**400) are not numbers the advisor can compute with."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def read_text(path: str | Path, what: str, max_bytes: int = MAX_YAML_BYTES) -> str:
     """The text of the regular file at `path` (a `what`, e.g. "request"), UTF-8, at most
     `max_bytes` long; AdvisorError naming the file otherwise. Devices, pipes, sockets and
     folders are refused before anything is read from them."""
-    with _open(path, what, max_bytes) as f:
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:  # it grew since it was opened
-        raise _too_large(path, what, len(data), max_bytes)
+    with _open(path, what, max_bytes) as f:  # its size is within max_bytes
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(size + 1)  # no more: a read of max_bytes would allocate max_bytes
+    if len(data) > size:
+        raise AdvisorError(f"{path}: the {what} file grew while it was read; try again")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -89,8 +102,9 @@ def load_yaml(text: str, source: str):
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise AdvisorError(f"{source}: {_yaml_error(exc)}") from None
-    except (ValueError, TypeError, AttributeError) as exc:
-        # a tagged or typed scalar PyYAML cannot build: !!int 'x', 2026-13-45, 5,000 digits
+    except (ValueError, TypeError, AttributeError, LookupError, ArithmeticError) as exc:
+        # a tagged or typed scalar PyYAML cannot build: !!int 'x', !!int '', 2026-13-45,
+        # 5,000 digits
         raise AdvisorError(f"{source}: invalid YAML value ({str(exc)[:200]})") from None
     finally:
         loader.dispose()

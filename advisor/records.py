@@ -19,7 +19,7 @@ from advisor import MEASUREMENTS_DIR
 from advisor.contract import CHOICES, CONFIG_FIELDS, STATUSES, WEIGHTS
 from advisor.errors import AdvisorError, shown
 from advisor.fileio import append_line_atomic
-from advisor.inputs import MAX_RECORDS_BYTES, check_file, read_text
+from advisor.inputs import MAX_RECORDS_BYTES, check_file, is_number, read_text
 
 SCHEMA_VERSION = 1
 
@@ -54,12 +54,12 @@ def _type_ok(value, tag: str) -> bool:
         tag = tag[:-1]
     if tag == "int":
         return isinstance(value, int) and not isinstance(value, bool)
-    if tag == "num":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tag == "num":  # finite: JSON's NaN and Infinity (or 1e400) would poison the fit
+        return is_number(value)
     return isinstance(value, {"str": str, "bool": bool, "dict": dict}[tag])
 
 
-_TAG_WORDS = {"int": "an integer", "num": "a number", "str": "a string", "bool": "true/false",
+_TAG_WORDS = {"int": "an integer", "num": "a finite number", "str": "a string", "bool": "true/false",
               "dict": "an object"}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS, shape_label
 from advisor.errors import AdvisorError, describe
-from advisor.inputs import load_yaml, read_text
+from advisor.inputs import is_number, load_yaml, read_text
 from advisor.queueing import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP, Simulation
 from advisor.workload import check_side
 
@@ -393,8 +393,7 @@ class Fields:
                                  describe(mapping[key]) if key in mapping else "nothing (missing)")
             return default if default is not None else DEFAULTS[key]
         value = mapping[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
-            value) and (value > low if low_open else value >= low) and (
+        ok = is_number(value) and (value > low if low_open else value >= low) and (
             high is None or value <= high)
         if not ok:
             raise self.error(path, _number_words(low, high, low_open), describe(value))
@@ -438,7 +437,7 @@ class Fields:
         if not isinstance(value, dict):
             raise self.error(path, "a mapping of GPU id to price in USD", describe(value))
         for gpu_id, price in value.items():
-            ok = isinstance(price, (int, float)) and not isinstance(price, bool) and price > 0
+            ok = is_number(price) and price > 0
             if not ok:
                 raise self.error(f"{path}.{gpu_id}", "a positive price in USD", describe(price))
         return {str(k).strip().lower(): float(v) for k, v in value.items()}

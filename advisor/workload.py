@@ -445,8 +445,8 @@ def check_side(axis: str, value, name: str | None = None) -> None:
     limit = limits[0] if axis == "height" else limits[1]
     if value > limit:
         raise AdvisorError(
-            f"{name}: expected at most {limit} pixels, got {value}: the transformer's rotary "
-            f"position table (axes_lens) covers {limit // PIXELS_PER_TOKEN} tokens of "
+            f"{name}: expected at most {limit} pixels, got {shown(value)}: the transformer's "
+            f"rotary position table (axes_lens) covers {limit // PIXELS_PER_TOKEN} tokens of "
             f"{PIXELS_PER_TOKEN} px a side, so larger images cannot be generated")
 
 

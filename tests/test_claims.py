@@ -122,8 +122,11 @@ def test_memory_claims():
 def test_bad_inputs():
     with pytest.raises(AdvisorError, match="exactly one of --seconds-per-image"):
         check_claim(H100, 1024, 1024)
-    with pytest.raises(AdvisorError, match="--seconds-per-image: expected a number > 0"):
-        check_claim(H100, 1024, 1024, seconds_per_image=0)
+    for bad in (0, float("inf"), float("nan")):
+        with pytest.raises(AdvisorError, match="--seconds-per-image: expected a finite number > 0"):
+            check_claim(H100, 1024, 1024, seconds_per_image=bad)
+    with pytest.raises(AdvisorError, match="--vram-gb: expected a finite number > 0"):
+        check_claim(H100, 1024, 1024, seconds_per_image=1, vram_gb=float("inf"))
     with pytest.raises(AdvisorError, match="--batch: expected an integer >= 1"):
         check_claim(H100, 1024, 1024, seconds_per_image=1, batch=0)
     with pytest.raises(AdvisorError, match="height: expected a positive multiple of 16"):

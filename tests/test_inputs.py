@@ -31,6 +31,7 @@ def test_a_yaml_alias_bomb_is_refused_fast(tmp_path):
     ("a: " + "[" * 5000 + "\n", "nested deeper than"),  # no RecursionError
     ("a: 2026-13-45\n", "invalid YAML value (month must be in 1..12)"),
     ("a: !!int x\n", "invalid YAML value"),
+    ("!!int ", "invalid YAML value"),
     ("a: " + "1" * 5000 + "\n", "invalid YAML value"),
     ("a: !!python/object/apply:os.system ['true']\n", "invalid YAML"),
     ("a: [1\n", "line 2, column 1: invalid YAML"),

@@ -1,0 +1,175 @@
+"""Property-based tests of the parsers a user's files go through: requests, saved plans (and
+their check), catalogs and measurement records. Any input gives a result or an AdvisorError,
+never another exception, within a time bound (hypothesis' deadline) and a memory bound.
+
+Inputs are valid documents with parts replaced by arbitrary values (wrong types, huge or
+non-finite numbers, nested containers, deletions), and arbitrary YAML text with anchors and
+aliases. The runs are derandomized so CI sees the same examples every time.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from advisor.catalog import load_catalog
+from advisor.errors import AdvisorError
+from advisor.export import check_plan, plan_document, provenance
+from advisor.inputs import load_yaml
+from advisor.plan import recommend
+from advisor.records import read_records, validate_record
+from advisor.request import Request
+from tests.fake_models import FakeModels
+from tests.synthetic import make_record
+
+CATALOG = load_catalog()
+MODELS = FakeModels(CATALOG)
+MAX_PEAK_MB = 64  # Python allocations while parsing one input
+BOUNDED = settings(max_examples=40, deadline=3000, derandomize=True, database=None,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+REQUEST = {
+    "resolutions": [{"height": 1024, "width": 1024, "share": 0.7},
+                    {"height": 768, "width": 1344, "share": 0.3}],
+    "demand": {"images_per_s": 2.0, "peak_factor": 1.5},
+    "slo": {"p95_s": 8.0},
+    "candidates": {"gpus": ["h100-sxm-80gb", "l40s-48gb"]},
+    "settings": {"precisions": ["bf16"], "batches": [1, 2, 4], "compile": [False],
+                 "attention": ["native"], "offload": ["none"]},
+    "deployment": {"mode": "cloud", "cloud": {"usd_per_gpu_hour": {"h100-sxm-80gb": 3.0}}},
+    "constraints": {"max_gpus": 64, "n_plus_one": True},
+}
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                    st.sampled_from([10**400, -(10**400), 2**64, 0, -1, 1e308]),
+                    st.text(max_size=12), st.dates())
+VALUES = st.recursive(SCALARS, lambda kids: st.one_of(
+    st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=8), kids, max_size=4)),
+    max_leaves=10)
+YAML_TEXT = st.lists(st.sampled_from(
+    ["a: ", "&x ", "*x", "[", "]", "{", "}", ", ", "- ", "\n", "  ", "1e30", "'1'", "null",
+     "demand: ", "slo: {p95_s: 3}", "images_per_s: 2", "!!int ", "<<: *x", "? ", ": ", "#",
+     "9" * 30, "2026-13-40", "~", "\t", "&y [*x, *x, *x]", "[*y, *y, *y, *y]"]),
+    max_size=40).map("".join)
+
+
+def paths(doc, prefix=()):
+    """Every path to a value in a document of dicts and lists."""
+    yield prefix
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) \
+        if isinstance(doc, list) else ()
+    for key, value in items:
+        yield from paths(value, prefix + (key,))
+
+
+@st.composite
+def mutated(draw, base: dict, max_changes: int = 3):
+    """`base` with up to `max_changes` values replaced by arbitrary ones or deleted."""
+    doc = copy.deepcopy(base)
+    for _ in range(draw(st.integers(1, max_changes))):
+        path = draw(st.sampled_from(list(paths(doc))[1:]))
+        *parents, leaf = path
+        node = doc
+        for key in parents:
+            node = node[key]
+        if isinstance(node, dict) and draw(st.booleans()) and draw(st.booleans()):
+            del node[leaf]
+        else:
+            node[leaf] = draw(VALUES)
+    return doc
+
+
+def result_or_advisor_error(parse, *args):
+    """parse(*args), or None when it raised AdvisorError; any other exception fails the test,
+    and so does a peak of more than MAX_PEAK_MB."""
+    tracemalloc.start()
+    try:
+        return parse(*args)
+    except AdvisorError as exc:
+        assert len(str(exc)) < 100_000
+        return None
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < MAX_PEAK_MB * 1e6, f"{peak / 1e6:.0f} MB"
+
+
+def written(text: str, suffix: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="advisor-property-"))
+    path = folder / f"input{suffix}"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@BOUNDED
+@given(mutated(REQUEST))
+def test_any_request_mapping_gives_a_request_or_an_advisor_error(doc):
+    request = result_or_advisor_error(Request.from_dict, doc)
+    assert request is None or isinstance(request, Request)
+
+
+@BOUNDED
+@given(YAML_TEXT)
+def test_any_yaml_text_gives_data_or_an_advisor_error(text):
+    result_or_advisor_error(load_yaml, text, "input.yaml")
+    result_or_advisor_error(Request.from_yaml, written(text, ".yaml"))
+
+
+@settings(BOUNDED, max_examples=15)
+@given(mutated(REQUEST))
+def test_a_valid_mutated_request_plans_or_says_why(doc):
+    request = result_or_advisor_error(Request.from_dict, doc)
+    if request is not None:
+        result_or_advisor_error(recommend, request, MODELS, CATALOG)
+
+
+# --------------------------------------------------------------------------- plans
+
+PLAN = plan_document(recommend(Request.from_dict(REQUEST), MODELS, CATALOG, top=2),
+                     provenance(MODELS, CATALOG))
+
+
+@settings(BOUNDED, max_examples=30)
+@given(mutated(PLAN))
+def test_any_plan_file_checks_or_gives_an_advisor_error(doc):
+    text = result_or_advisor_error(yaml.safe_dump, doc)
+    report = result_or_advisor_error(check_plan, written(text, ".yaml"), MODELS, CATALOG)
+    assert report is None or isinstance(report["holds"], bool)
+
+
+# --------------------------------------------------------------------------- catalogs
+
+CATALOG_DOC = {"version": 1, "gpus": [g.to_dict() for g in CATALOG.gpus
+                                      if g.id in ("h100-sxm-80gb", "rtx-4090")]}
+
+
+@BOUNDED
+@given(mutated(CATALOG_DOC))
+def test_any_catalog_loads_or_gives_an_advisor_error(doc):
+    text = result_or_advisor_error(yaml.safe_dump, doc)
+    catalog = result_or_advisor_error(load_catalog, written(text, ".yaml"))
+    assert catalog is None or len(catalog.gpus) == 2
+
+
+# --------------------------------------------------------------------------- records
+
+RECORD = make_record()
+
+
+@BOUNDED
+@given(mutated(RECORD), st.text(max_size=40))
+def test_any_record_line_is_read_or_reported(record, junk):
+    assert isinstance(validate_record(record), list)
+    lines = [json.dumps(record, default=str), junk, json.dumps(RECORD)]
+    records, problems = result_or_advisor_error(read_records,
+                                                written("\n".join(lines), ".jsonl"))
+    assert len(records) + len(problems) >= 1 and all(":" in p for p in problems)
