@@ -22,10 +22,9 @@ import itertools
 from dataclasses import fields, replace
 from pathlib import Path
 
-import yaml
-
 from advisor.contract import CHOICES, CONFIG_FIELDS, Config
 from advisor.errors import AdvisorError
+from advisor.inputs import load_yaml, read_text
 
 MEGAPIXEL = 2**20
 
@@ -97,10 +96,7 @@ def load_grid(grid: str) -> tuple[str, list[Config]]:
     path = Path(grid)
     if not path.is_file():
         raise AdvisorError(f"--grid {grid}: expected {', '.join(BUILT_IN)} or a YAML grid file")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise AdvisorError(f"{path}: cannot read the grid ({exc})") from None
+    doc = load_yaml(read_text(path, "grid"), str(path))  # bounded: no alias bomb, no /dev/zero
     if not isinstance(doc, dict):
         raise AdvisorError(f"{path}: expected a mapping with `groups`, got {type(doc).__name__}")
     return str(doc.get("name", path.stem)), expand(doc, str(path))

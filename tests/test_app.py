@@ -3,6 +3,7 @@ uploads; and the upload parsers it relies on."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -72,6 +73,15 @@ def test_parse_yaml_mapping_is_safe_and_line_numbered():
     with pytest.raises(AdvisorError, match="mapping"):
         parse_yaml_mapping("list.yaml", b"- 1\n- 2\n")
     assert parse_yaml_mapping("ok.yaml", b"demand: 3\n") == {"demand": 3}
+
+
+def test_an_uploaded_alias_bomb_is_refused_fast():
+    from tests.test_inputs import BOMB
+
+    start = time.perf_counter()
+    with pytest.raises(AdvisorError, match="bomb.yaml: the YAML expands to more than"):
+        request_from_upload("bomb.yaml", BOMB.encode())
+    assert time.perf_counter() - start < 1.0
 
 
 def test_parse_records_upload_names_upload_and_line():
