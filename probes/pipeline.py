@@ -148,6 +148,14 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def freeze_heap() -> None:
+    """Exempt every object alive now from later collections. torch, diffusers and transformers
+    leave millions of objects that live to the end of the process; frozen, the full collection
+    of each `free_memory` scans only what the sweep made (milliseconds, not ~0.3 s)."""
+    gc.collect()
+    gc.freeze()
+
+
 # The config fields that tell the architectures apart (a fine-tuned checkpoint shares them).
 ARCHITECTURE_FIELDS = {
     "transformer": ("dim", "n_layers", "n_refiner_layers", "n_heads", "cap_feat_dim", "in_channels"),

@@ -285,6 +285,7 @@ def run(opts: Options) -> Summary:
           + ("; random values: timings and memory are real, images are noise"
              if weights_path is None else ""))
 
+    pipeline.freeze_heap()
     forecast = Forecast(opts.budget_s)
     progress = Progress([forecast.config_s(c) for c in todo])
     loaded: pipeline.Loaded | None = None
