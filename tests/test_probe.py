@@ -419,7 +419,7 @@ def test_min_cap_search_stopped_by_the_time_limit_writes_nothing_for_it(tmp_path
 
 def test_emulated_cap_is_the_card_less_the_cuda_context():
     assert emulated_cap_gib(24) == round(24 - CUDA_CONTEXT_MIB / 1024, 2)
-    assert 23.4 <= emulated_cap_gib(24) <= 23.6
+    assert emulated_cap_gib(24) == 23.32  # an RTX 4090
 
 
 def test_cli_tiny_cpu_writes_valid_records(tmp_path, capsys):
@@ -478,8 +478,10 @@ def test_help_imports_no_torch():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_tiny_sweep_has_memory_and_nvml_figures(tmp_path):
     out = tmp_path / "r.jsonl"
-    sweep.run(sweep.Options(configs=configs(SMALL), out=out, device=torch.device("cuda", 0),
-                            grid="test", weights="synthetic", tiny=True, budget_s=0.5))
+    sweep.run(sweep.Options(configs=configs(SMALL, {"shapes": [[128, 128]],
+                                                    "offload": ["model", "group"]}),
+                            out=out, device=torch.device("cuda", 0), grid="test",
+                            weights="synthetic", tiny=True, budget_s=0.5))
     found, problems = read(out)
     assert problems == [] and all(r["status"] == "ok" for r in found)
     for r in found:
