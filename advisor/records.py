@@ -32,6 +32,11 @@ GPU_FIELDS = {
     "compute_capability": "str?", "power_limit_w": "num?",
 }
 HOST_FIELDS = {"cpu": "str?", "cpu_count": "int?", "ram_gb": "num?"}
+# Which machine measured (added after the first shipped records, so optional): the GPU's NVML
+# UUID and maximum clocks, and a fingerprint of the host (a hash: no host name is stored).
+MACHINE_FIELDS = {"gpu": {"uuid": "str?", "sm_clock_max_mhz": "num?",
+                          "memory_clock_max_mhz": "num?"},
+                  "host": {"fingerprint": "str?"}}
 SOFTWARE_FIELDS = {"python": "str", "torch": "str?", "diffusers": "str?", "transformers": "str?"}
 RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?", "failed_stage": "str?"}
 # Where an oom/error record's run failed: loading the pipeline, or a stage of the call.
@@ -51,6 +56,7 @@ RESULTS_OPTIONAL = {
     "gpu_util_pct": "num?", "power_w": "num?", "power_w_max": "num?", "sm_clock_mhz": "num?",
     "energy_j_per_image": "num?", "achieved_tflops": "num?", "mfu": "num?", "load_s": "num?",
     "host_rss_peak_mb": "num?", "compile_s": "num?", "spread": "dict?", "stage_memory": "dict?",
+    "profile": "dict?",
     "min_cap_gib": "num?", "cap_trials": "list?",
 }
 # One trial of a minimum-cap search (`results.cap_trials`).
@@ -181,6 +187,7 @@ def validate_record(obj) -> list[str]:
             problems += _check_config(section)
         else:
             problems += _check_fields(section, fields, key)
+            problems += _check_fields(section, MACHINE_FIELDS.get(key, {}), key, required=False)
     results = obj.get("results")
     if obj.get("status") == "ok":
         if not isinstance(results, dict):

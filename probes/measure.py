@@ -27,6 +27,7 @@ from advisor import workload
 from advisor.contract import STAGES, Config
 from probes.meters import Clock, Nvml, Sampler, peaks_mb, reset_peaks
 from probes.pipeline import Loaded, free_memory, set_attention, set_tf32, set_vae
+from probes.profile import profile_call
 from probes.tokenizer import caption_prompt, negative_prompt
 
 MAX_REPEATS = 3
@@ -36,6 +37,7 @@ MAX_REPEATS = 3
 # up to 60% slower than its own end-to-end check.
 SETTLE_CALLS = 4
 SETTLE_TOLERANCE = 0.05
+PROFILE_STEPS = 3  # a profiled call: the first step apart, then two steady ones
 
 
 class CaptionMismatch(RuntimeError):
@@ -99,6 +101,14 @@ class Runner:
         self.negative = [negative_prompt(tokenizer)] * config.batch if config.cfg else None
         self.stage = STAGES[0]
 
+    def invoke(self, steps: int, callback=None):
+        """One plain pipeline call of `steps` steps with this config's prompts and options."""
+        c = self.config
+        return self.pipe(prompt=self.prompts, negative_prompt=self.negative, height=c.height,
+                         width=c.width, num_inference_steps=steps,
+                         guidance_scale=c.guidance_scale,
+                         max_sequence_length=c.max_sequence_length, callback_on_step_end=callback)
+
     def call(self, steps: int) -> Call:
         try:
             return self._call(steps)
@@ -145,9 +155,7 @@ class Runner:
             clock.start()
             energy0 = self.nvml.energy_j() if self.nvml else None
             start = clock.mark()
-            pipe(prompt=self.prompts, negative_prompt=self.negative, height=config.height,
-                 width=config.width, num_inference_steps=steps, guidance_scale=config.guidance_scale,
-                 max_sequence_length=config.max_sequence_length, callback_on_step_end=step_end)
+            self.invoke(steps, step_end)
             end = clock.mark()
             clock.sync()
             energy1 = self.nvml.energy_j() if self.nvml else None
@@ -213,9 +221,12 @@ def settle(runner: Runner) -> None:
 
 
 def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None,
-            gpu_tflops: float | None, budget_s: float, settle_first: bool = False) -> dict:
+            gpu_tflops: float | None, budget_s: float, settle_first: bool = False,
+            profile: bool = False) -> dict:
     """The `results` block of an `ok` record. Exceptions (OOM included) propagate.
-    `settle_first`: also settle the pipeline before timing (see SETTLE_CALLS)."""
+    `settle_first`: also settle the pipeline before timing (see SETTLE_CALLS). `profile`: add
+    `results.profile` from one more call under torch.profiler (probes.profile), after the
+    timed ones."""
     prepare(loaded, config)
     runner = Runner(loaded, config, device, nvml)
     free_memory()  # so that NVML sees this config's memory, not earlier configs' cached blocks
@@ -240,6 +251,9 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
         warmup_s=warmups[0].call_s,
         compile_s=warmups[0].call_s - warmups[1].call_s if config.compile else None,
     )
+    if profile and device.type == "cuda":
+        steps = min(config.steps, PROFILE_STEPS)
+        results["profile"] = profile_call(loaded.pipe, lambda: runner.invoke(steps), device)
     return results
 
 

@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import signal
@@ -57,6 +58,7 @@ class Options:
     limit_s: float | None = None
     budget_s: float = CONFIG_BUDGET_S
     min_cap: bool = False  # search each config's smallest memory cap (probes.caps)
+    profile: bool = False  # add each record's op-class profile (probes.profile)
     # limit_s counts from the start of the process (imports included): epoch seconds
     started: float = field(default_factory=lambda: psutil.Process().create_time())
 
@@ -181,7 +183,8 @@ def environment(device: torch.device, nvml: Nvml | None) -> dict:
     gpu["catalog_id"] = entry.id if entry else None
     return {
         "gpu": gpu,
-        "host": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "ram_gb": ram_mb / 1024},
+        "host": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "ram_gb": ram_mb / 1024,
+                 "fingerprint": host_fingerprint()},
         "software": {
             "python": platform.python_version(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "transformers": transformers.__version__,
@@ -197,6 +200,15 @@ def catalog_entry(name: str, memory_mb: float | None):
     or None."""
     from advisor.catalog import load_catalog
     return load_catalog().match_nvml(name, memory_gb=None if memory_mb is None else memory_mb / 1024)
+
+
+def host_fingerprint() -> str:
+    """A short hash telling machines apart (two machines of one GPU differ: records say which
+    measured): the host name, the systemd machine id where there is one, CPU model and RAM."""
+    machine_id = Path("/etc/machine-id")
+    parts = [platform.node(), machine_id.read_text().strip() if machine_id.is_file() else "",
+             _cpu_name(), str(psutil.virtual_memory().total)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
 def _cpu_name() -> str:
@@ -427,7 +439,7 @@ class Runs:
         peak = self.gpu_entry.dense_tflops(config.precision) if self.gpu_entry else None
         return self._guarded(config, lambda: Outcome(config, results=measure(
             self.loaded, config, self.opts.device, self.nvml, peak, self.opts.budget_s,
-            settle_first)))
+            settle_first, self.opts.profile)))
 
     def _measure_at_min_cap(self, config: Config, search: caps.Search,
                             settle_first: bool) -> Outcome:

@@ -123,7 +123,7 @@ def test_settle_runs_full_calls_until_two_agree(times, calls):
 def test_sweep_settles_after_a_load_and_after_an_attention_switch(tmp_path, monkeypatch):
     settled = []
 
-    def fake_measure(loaded, config, device, nvml, peak, budget_s, settle_first):
+    def fake_measure(loaded, config, device, nvml, peak, budget_s, settle_first, profile):
         settled.append((config.label(), settle_first))
         raise ValueError("not measured")  # recorded as an error; the sweep goes on
 
@@ -481,12 +481,16 @@ def test_gpu_tiny_sweep_has_memory_and_nvml_figures(tmp_path):
     sweep.run(sweep.Options(configs=configs(SMALL, {"shapes": [[128, 128]],
                                                     "offload": ["model", "group"]}),
                             out=out, device=torch.device("cuda", 0), grid="test",
-                            weights="synthetic", tiny=True, budget_s=0.5))
+                            weights="synthetic", tiny=True, budget_s=0.5, profile=True))
     found, problems = read(out)
     assert problems == [] and all(r["status"] == "ok" for r in found)
     for r in found:
         assert r["results"]["peak_allocated_mb"] > 0
-        assert r["gpu"]["compute_capability"]
+        assert r["gpu"]["compute_capability"] and r["gpu"]["uuid"].startswith("GPU-")
+        assert len(r["host"]["fingerprint"]) == 12
+        step = r["results"]["profile"]["denoise_step"]
+        assert 0 < step["busy_s"] <= step["wall_s"] and step["kernels"] > 0
+        assert sum(step["class_s"].values()) >= step["busy_s"] * 0.99
 
 
 @pytest.mark.gpu

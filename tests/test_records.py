@@ -184,3 +184,20 @@ def test_records_module_needs_no_torch_or_sklearn():
             "bad = [m for m in ('torch', 'sklearn', 'numpy') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_machine_identity_and_profile_are_optional_and_type_checked():
+    from tests.synthetic import make_record
+
+    record = make_record()
+    assert validate_record(record) == []  # records before them stay valid
+    record["gpu"].update(uuid="GPU-1234", sm_clock_max_mhz=1980, memory_clock_max_mhz=3201)
+    record["host"]["fingerprint"] = "0123456789ab"
+    record["results"]["profile"] = {"denoise_step": {"wall_s": 0.15, "busy_s": 0.14,
+                                                     "kernels": 2300, "class_s": {}}}
+    assert validate_record(record) == []
+    record["gpu"]["sm_clock_max_mhz"] = "fast"
+    record["results"]["profile"] = [1]
+    assert validate_record(record) == [
+        "gpu.sm_clock_max_mhz: expected a number or null, got 'fast'",
+        "results.profile: expected an object or null, got [1]"]

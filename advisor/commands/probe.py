@@ -49,6 +49,10 @@ def add_parser(subparsers) -> None:
                    help="results file (default data/measurements/<catalog-id>.jsonl)")
     p.add_argument("--limit-s", type=float, metavar="SECONDS",
                    help="soft time budget: no config starts that would end past it")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one call per config with torch.profiler: kernel seconds "
+                        "by op class per stage, GPU-busy vs wall, kernels launched "
+                        "(results.profile; CUDA only)")
     cap = p.add_mutually_exclusive_group()
     cap.add_argument("--memory-cap-gib", type=float, metavar="GIB",
                      help="cap what torch may take on the GPU at GIB GiB, as on a smaller card "
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     options = sweep.Options(configs=configs, out=out, device=device, grid=grid_name,
                             weights="synthetic" if args.tiny else args.weights,
                             allow_download=args.allow_download, tiny=args.tiny,
-                            limit_s=args.limit_s, min_cap=args.min_cap)
+                            limit_s=args.limit_s, min_cap=args.min_cap, profile=args.profile)
     print(f"grid {grid_name}: {len(configs)} configs -> {out}")
     if cap_gib is not None:
         print(f"memory cap: {cap_gib:g} GiB" + (f" (--emulate {args.emulate})" if args.emulate else ""))
