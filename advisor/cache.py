@@ -22,6 +22,7 @@ from advisor.fileio import sha256_file, write_atomic
 from advisor.models import Models
 
 CACHE_ENV = "ZIMAGE_ADVISOR_CACHE"
+CAPPED_DIR = "capped"  # under the measurements folder
 CACHE_KEEP = 8  # model files kept per folder (one per code/data combination)
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -37,8 +38,8 @@ def cache_key(measurements_dir: Path, catalog_path: Path) -> str:
     for path in files:
         h.update(str(path.relative_to(path.parents[1])).encode() + path.read_bytes())
     h.update(sha256_file(catalog_path).encode())
-    for path in sorted(measurements_dir.glob("*.jsonl")):
-        h.update(path.name.encode() + sha256_file(path).encode())
+    for path in sorted(measurements_dir.glob("*.jsonl")) + capped_files(measurements_dir):
+        h.update(str(path.relative_to(measurements_dir)).encode() + sha256_file(path).encode())
     return h.hexdigest()
 
 
@@ -88,7 +89,15 @@ def fit_from_files(measurements_dir: Path, catalog_path: Path, model_version: st
         if gpu.get("catalog_id") not in specs:
             match = catalog.match_nvml(gpu["name"], gpu["memory_mb"] * 2**20 / 1e9)
             gpu["catalog_id"] = match.id if match else gpu.get("catalog_id")
-    return fit_calibrated(records, specs, problems, model_version=model_version)
+    capped, capped_problems = (load_measurements(measurements_dir / CAPPED_DIR)
+                               if capped_files(measurements_dir) else ([], []))
+    return fit_calibrated(records, specs, problems + capped_problems,
+                          model_version=model_version, capped=capped)
+
+
+def capped_files(measurements_dir: Path) -> list[Path]:
+    """Records run under a memory cap (`advisor probe --min-cap` / `--memory-cap-gib`)."""
+    return sorted((measurements_dir / CAPPED_DIR).glob("*.jsonl"))
 
 
 def validation_of(models: Models) -> dict:

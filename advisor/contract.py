@@ -181,6 +181,8 @@ class Memory:
     nvml_gb: float
     nvml_interval_gb: tuple[float, float]
     nvml_capped: bool  # nvml_gb was capped by the GPU's size (the allocator released fragments)
+    min_cap_gb: float  # smallest cap on torch's allocator the run needs (upper bound)
+    min_cap_source: str  # capped-measured (which record), fitted, or assumed
     needed_gb: float  # what a run needs on the card: the basis of `fits` (advisor.memory_rule)
     capacity_gb: float
     capacity_source: str

@@ -105,6 +105,12 @@ def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -
     }
 
 
+def memory_key(row: dict) -> tuple:
+    """What sets a config's memory, on any GPU: shape, batch and settings (not steps)."""
+    return tuple(row[k] for k in ("height", "width", "batch", "precision", "attention",
+                                  "compile", "offload", "cfg", "caption_tokens"))
+
+
 def attention_peak(spec: GpuSpec, precision: str) -> float:
     """Dense TFLOP/s the attention kernels run at: the precision's peak, except with TF32
     matmuls, where SDPA still gets fp32 inputs and no fused kernel takes them on tensor cores

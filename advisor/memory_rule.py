@@ -9,7 +9,9 @@ Every `fits` the advisor prints (predict, recommend, check-claim, the dashboard)
    Pixels and batch are compared apart, not as their product: activation memory is not a
    function of pixels x batch alone (a 2048x2048 batch-8 OOM says nothing of 1024x1024
    batch 32, which ran).
-2. Otherwise the prediction decides: what a run needs (`needed_gb`) within the GPU's capacity.
+2. Otherwise the prediction decides: what a run needs (`needed_gb`: the smallest allocator cap
+   it runs under, measured by `advisor probe --min-cap` or predicted, plus the CUDA context or
+   the margin) within the card's capacity.
 """
 from __future__ import annotations
 
@@ -32,11 +34,11 @@ class Outcome:
     where: str
 
 
-def needed_gb(allocated_gb: float, context_gb: float, fragments_gb: float,
+def needed_gb(min_cap_gb: float, context_gb: float,
               margin_gb: float = DEFAULT_MARGIN_GB) -> float:
-    """What a run needs on the card: torch's peak allocated (its upper bound when predicted)
-    plus the CUDA context and the allocator's fragments, or plus `margin_gb` if that is more."""
-    return allocated_gb + max(margin_gb, context_gb + fragments_gb)
+    """What a run needs on the card: the smallest allocator cap it runs under (its upper bound
+    when predicted) plus the CUDA context, or plus `margin_gb` if that is more."""
+    return min_cap_gb + max(margin_gb, context_gb)
 
 
 def verdict(config: Config, needed: float, capacity_gb: float,

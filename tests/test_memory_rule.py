@@ -7,9 +7,9 @@ from advisor.contract import Config
 from advisor.memory_rule import Outcome, needed_gb, verdict
 
 
-def test_needed_takes_the_larger_of_the_margin_and_context_plus_fragments():
-    assert needed_gb(20.0, 0.5, 0.2, margin_gb=1.0) == 21.0
-    assert needed_gb(20.0, 0.5, 1.5, margin_gb=1.0) == 22.0
+def test_needed_is_the_minimum_cap_plus_the_larger_of_margin_and_context():
+    assert needed_gb(20.0, 0.7, margin_gb=1.0) == 21.0
+    assert needed_gb(20.0, 0.7, margin_gb=0.5) == 20.7
 
 
 def test_measurements_decide_before_the_prediction():
