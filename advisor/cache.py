@@ -115,7 +115,7 @@ def validation_of(models: Models) -> dict:
         except (OSError, ValueError):
             pass  # not computed yet, or damaged: compute it again
     report = validation_report(models.records, models.specs, fit_calibrated, models.problems,
-                               published=load_published())
+                               published=load_published(), capped=models.capped)
     text = json.dumps({**report, "model_version": models.model_version})
     if path is not None:
         try:
