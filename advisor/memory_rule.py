@@ -41,10 +41,11 @@ def needed_gb(min_cap_gb: float, context_gb: float,
     return min_cap_gb + max(margin_gb, context_gb)
 
 
-def verdict(config: Config, needed: float, capacity_gb: float,
-            outcomes: list[Outcome]) -> tuple[bool, str]:
+def verdict(config: Config, needed: float, capacity_gb: float, outcomes: list[Outcome],
+            basis: str = "") -> tuple[bool, str]:
     """(fits, reason) for `config` on a GPU with `capacity_gb`, given the measured `outcomes`
-    of that GPU (any family: the rule picks the config's own)."""
+    of that GPU (any family: the rule picks the config's own); `basis` says where `needed`
+    comes from, for the reason."""
     family = [o for o in outcomes if o.config.family() == config.family()]
     for o in family:
         if (o.config.height, o.config.width, o.config.batch) == (config.height, config.width,
@@ -63,4 +64,5 @@ def verdict(config: Config, needed: float, capacity_gb: float,
             return True, (f"measured: {o.config.shape_label()} batch {o.config.batch} ran "
                           f"({o.where}), no smaller than this config")
     fits = needed <= capacity_gb
-    return fits, (f"needs {needed:.1f} GB, {'within' if fits else 'over'} {capacity_gb:.1f} GB")
+    return fits, (f"needs {needed:.1f} GB{f' ({basis})' if basis else ''}, "
+                  f"{'within' if fits else 'over'} {capacity_gb:.1f} GB")

@@ -234,8 +234,10 @@ class Models:
         min_cap, min_cap_source = self._min_cap(memory, upper_allocated, allocated, measured)
         needed = memory_rule.needed_gb(min_cap, context, margin_gb)
         capacity = gb(row["capacity_mib"])
-        fits, reason = memory_rule.verdict(config, needed, capacity,
-                                           self.outcomes.get(row["gpu"], []))
+        kind = min_cap_source.split(" ", 1)[0].rstrip(":")
+        fits, reason = memory_rule.verdict(
+            config, needed, capacity, self.outcomes.get(row["gpu"], []),
+            basis=f"minimum cap {min_cap:.1f} GB, {kind}, + {needed - min_cap:.1f} GB")
         mem = Memory(
             allocated_gb=allocated, allocated_interval_gb=allocated_iv or (allocated, allocated),
             nvml_gb=nvml, nvml_interval_gb=nvml_iv or (nvml, nvml),
