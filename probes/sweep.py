@@ -151,7 +151,7 @@ class Forecast:
         if c.end_to_end:
             seconds += self.call_s(c, c.steps)
         if self.search:
-            seconds += caps.SEARCH_CALLS * self.call_s(c, caps.TRIAL_STEPS)
+            seconds += caps.SEARCH_TRIALS * caps.TRIAL_CALLS * self.call_s(c, caps.TRIAL_STEPS)
         return seconds
 
     def observe(self, c: Config, results: dict) -> None:
@@ -411,10 +411,10 @@ class Runs:
             return Outcome(config, status, None, error, "load")
         settle = needs_load or config.attention != self.attention
         self.attention = config.attention
-        if self.opts.min_cap:
+        if self.opts.min_cap:  # the search's calls warm the pipeline up: no settling
             return self._guarded(config, lambda: self._measure_at_min_cap(
-                config, caps.search(self.loaded, config, self.opts.device, before_trial), settle))
-        return self._measure(config, settle)
+                config, caps.search(self.loaded, config, self.opts.device, before_trial)))
+        return self._measure(config, settle_first=settle)
 
     def _load(self, key: pipeline.LoadKey) -> None:
         pipeline.release(self.loaded)
@@ -441,15 +441,14 @@ class Runs:
             self.loaded, config, self.opts.device, self.nvml, peak, self.opts.budget_s,
             settle_first, self.opts.profile)))
 
-    def _measure_at_min_cap(self, config: Config, search: caps.Search,
-                            settle_first: bool) -> Outcome:
-        """The usual measurement under the smallest cap found. Its calls are longer than the
-        trials'; should one run out of memory, the next cap up is measured (RESOLUTION_GIB
+    def _measure_at_min_cap(self, config: Config, search: caps.Search) -> Outcome:
+        """The usual measurement under the smallest cap found. It makes more and longer calls
+        than a trial; should one run out of memory, the next cap up is measured (RESOLUTION_GIB
         steps), up to the one known to run. Without a cap found, the record's cap is null."""
         cap, trials = search.min_cap_gib, search.trials
         while True:
             caps.set_memory_cap(self.opts.device, cap)
-            outcome = self._measure(replace(config, memory_cap_gib=cap), settle_first)
+            outcome = self._measure(replace(config, memory_cap_gib=cap), settle_first=False)
             if outcome.status == "error":
                 break
             trials.append(caps.Trial(cap, outcome.status, outcome.failed_stage))
