@@ -17,7 +17,7 @@ from pathlib import Path
 from advisor import ARCH_DIR, CATALOG_PATH, MEASUREMENTS_DIR
 from advisor.calibration import fit_calibrated
 from advisor.errors import AdvisorError
-from advisor.features import GpuSpec
+from advisor.features import specs_of
 from advisor.fileio import sha256_file, write_atomic
 from advisor.models import Models
 
@@ -83,7 +83,7 @@ def fit_from_files(measurements_dir: Path, catalog_path: Path, model_version: st
                            + (f"; {len(problems)} invalid line(s), first: {problems[0]}"
                               if problems else ""))
     catalog = load_catalog(catalog_path)
-    specs = {g.id: GpuSpec.from_catalog(g) for g in catalog.gpus}
+    specs = specs_of(catalog.gpus)
     for record in records:  # records probed before the catalog knew the GPU: match by name
         gpu = record["gpu"]
         if gpu.get("catalog_id") not in specs:

@@ -12,6 +12,7 @@ from advisor.errors import AdvisorError
 from advisor.features import LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key
 from advisor.models import Measured, Models, match_key, outcome, setting_key
 from advisor.predictors import MinCapPredictor
+from advisor.transfer import fit_class_transfer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +106,8 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
     """Models from valid records, with placeholder intervals (advisor.calibration sets them).
     `estimators`: unfitted (latency, memory) estimators to fit, None for the defaults.
     `capped`: records run under a memory cap (data/measurements/capped/), whose minimum-cap
-    searches set the minimum-cap model."""
+    searches set the minimum-cap model.
+    With op-class profiles in the records, GPUs never probed are predicted class by class."""
     all_rows, records, skipped = usable(records, specs)
     problems = list(problems) + skipped
     ok = [i for i, r in enumerate(records) if r["status"] == "ok"]
@@ -119,6 +121,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
         outcomes.setdefault(record["gpu"]["catalog_id"], []).append(outcome(record))
     return Models(
         model_version=model_version, specs=specs, latency=latency.predictor_,
+        transfer=fit_class_transfer(rows, ok_records, latency.predictor_, specs),
         memory=memory.predictor_, min_cap=fit_min_cap(memory.predictor_, capped, specs),
         capped=list(capped),
         estimator_params={"latency": latency.get_params(), "memory": memory.get_params()},

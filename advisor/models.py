@@ -18,6 +18,7 @@ from advisor.errors import AdvisorError
 from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, memory_key, shape_costs
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
+from advisor.transfer import TRANSFER_STAGES, ClassTransfer
 
 INTERVAL_COVERAGE = 0.90
 # Extra log-width of an interval where the evidence does not reach: a setting never probed
@@ -75,6 +76,7 @@ class Models:
     outcomes: dict  # catalog id -> [memory_rule.Outcome], the measured ok and oom runs
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
     min_cap: MinCapPredictor | None = None  # minimum allocator caps, when searches were run
+    transfer: ClassTransfer | None = None  # op-class transfer, when the records hold profiles
     capped: list = field(repr=False, default_factory=list)  # records run under a memory cap
     intervals: dict = field(default_factory=lambda: dict.fromkeys(INTERVAL_KINDS,
                                                                   PLACEHOLDER_INTERVALS))
@@ -108,6 +110,7 @@ class Models:
         if not rows:
             return []
         stages, lat_depth = self.latency.predict(rows)
+        by_class = self._by_class(rows, [c for _, c in queries], stages)
         steps = np.array([r["steps"] for r in rows], dtype=float)
         run = self.latency.compose(stages, steps)
         memory = self.memory.predict(rows)
@@ -118,8 +121,34 @@ class Models:
         step = stages[:, LATENCY_STAGES.index("denoise_step")]
         return [self._prediction(row, config, {k: float(v[i]) for k, v in run.items()},
                                  float(step[i]), int(lat_depth[i].min()),
-                                 {k: v[i] for k, v in memory.items()}, memory_margin_gb)
+                                 {k: v[i] for k, v in memory.items()}, memory_margin_gb,
+                                 by_class.get(i))
                 for i, (row, (_, config)) in enumerate(zip(rows, queries))]
+
+    def _by_class(self, rows: list[dict], configs: list[Config], stages: np.ndarray) -> dict:
+        """Stage times of rows on GPUs never probed, replaced in place by the op-class
+        transfer (advisor.transfer) from each probed GPU's fitted times, averaged over them;
+        {row index: what the figure rests on} for the rows it applies to."""
+        if self.transfer is None:
+            return {}
+        index = [i for i, r in enumerate(rows)
+                 if r["gpu"] not in self.probed and self.transfer.applies(r)]
+        refs = sorted(g for g in self.probed if g in self.transfer.rates)
+        if not index or not refs:
+            return {}
+        columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
+        estimates = []
+        for ref in refs:
+            times = self.latency.predict([make_row(self.specs[ref], configs[i])
+                                          for i in index])[0]
+            for n, i in enumerate(index):
+                for stage, j in zip(TRANSFER_STAGES, columns):
+                    times[n, j] = max(times[n, j] + self.transfer.shift(rows[i], ref, stage),
+                                      0.0)
+            estimates.append(times)
+        stages[index] = np.mean(estimates, axis=0)
+        return {i: self.transfer.basis(rows[i]["gpu"]) + f"; from {', '.join(refs)}"
+                for i in index}
 
     def estimators(self) -> dict:
         """The fitted scikit-learn estimators ("latency", "memory"), rebuilt from their
@@ -196,7 +225,7 @@ class Models:
         return min(lo, 0.0), max(hi, 0.0), basis
 
     def _prediction(self, row: dict, config: Config, run: dict, step: float, lat_depth: int,
-                    memory: dict, margin_gb: float) -> Prediction:
+                    memory: dict, margin_gb: float, by_class: str | None = None) -> Prediction:
         """The one constructor of predictions: fitted figures, replaced by the measured ones
         where this exact config was probed; then throughput, power and the memory verdict."""
         mem_depth = int(memory["depth"])
@@ -223,7 +252,7 @@ class Models:
             nvml_iv = (max(nvml * float(np.exp(mlo)), floor),
                        min(nvml * float(np.exp(mhi)), max(gb(row["capacity_mib"]), nvml)))
             source = "fitted" if row["gpu"] in self.probed else "transferred"
-            detail = self._source_detail(row)
+            detail = by_class or self._source_detail(row)
             upper_allocated = allocated_iv[1]
         latency = Latency(
             text_encode_s=stages["text_encode"], denoise_s=stages["denoise"],
