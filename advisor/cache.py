@@ -17,11 +17,12 @@ from pathlib import Path
 from advisor import ARCH_DIR, CATALOG_PATH, MEASUREMENTS_DIR
 from advisor.calibration import fit_calibrated
 from advisor.errors import AdvisorError
-from advisor.features import GpuSpec
+from advisor.features import specs_of
 from advisor.fileio import sha256_file, write_atomic
 from advisor.models import Models
 
 CACHE_ENV = "ZIMAGE_ADVISOR_CACHE"
+CAPPED_DIR = "capped"  # under the measurements folder
 CACHE_KEEP = 8  # model files kept per folder (one per code/data combination)
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -37,8 +38,8 @@ def cache_key(measurements_dir: Path, catalog_path: Path) -> str:
     for path in files:
         h.update(str(path.relative_to(path.parents[1])).encode() + path.read_bytes())
     h.update(sha256_file(catalog_path).encode())
-    for path in sorted(measurements_dir.glob("*.jsonl")):
-        h.update(path.name.encode() + sha256_file(path).encode())
+    for path in sorted(measurements_dir.glob("*.jsonl")) + capped_files(measurements_dir):
+        h.update(str(path.relative_to(measurements_dir)).encode() + sha256_file(path).encode())
     return h.hexdigest()
 
 
@@ -82,13 +83,21 @@ def fit_from_files(measurements_dir: Path, catalog_path: Path, model_version: st
                            + (f"; {len(problems)} invalid line(s), first: {problems[0]}"
                               if problems else ""))
     catalog = load_catalog(catalog_path)
-    specs = {g.id: GpuSpec.from_catalog(g) for g in catalog.gpus}
+    specs = specs_of(catalog.gpus)
     for record in records:  # records probed before the catalog knew the GPU: match by name
         gpu = record["gpu"]
         if gpu.get("catalog_id") not in specs:
             match = catalog.match_nvml(gpu["name"], gpu["memory_mb"] * 2**20 / 1e9)
             gpu["catalog_id"] = match.id if match else gpu.get("catalog_id")
-    return fit_calibrated(records, specs, problems, model_version=model_version)
+    capped, capped_problems = (load_measurements(measurements_dir / CAPPED_DIR)
+                               if capped_files(measurements_dir) else ([], []))
+    return fit_calibrated(records, specs, problems + capped_problems,
+                          model_version=model_version, capped=capped)
+
+
+def capped_files(measurements_dir: Path) -> list[Path]:
+    """Records run under a memory cap (`advisor probe --min-cap` / `--memory-cap-gib`)."""
+    return sorted((measurements_dir / CAPPED_DIR).glob("*.jsonl"))
 
 
 def validation_of(models: Models) -> dict:
@@ -106,7 +115,7 @@ def validation_of(models: Models) -> dict:
         except (OSError, ValueError):
             pass  # not computed yet, or damaged: compute it again
     report = validation_report(models.records, models.specs, fit_calibrated, models.problems,
-                               published=load_published())
+                               published=load_published(), capped=models.capped)
     text = json.dumps({**report, "model_version": models.model_version})
     if path is not None:
         try:

@@ -21,9 +21,10 @@ INTERVAL_TARGETS = {"latency": "total_s", "memory": "peak_memory",
 
 
 def fit_calibrated(records: list[dict], specs: dict[str, GpuSpec], problems: list[str] = (),
-                   model_version: str = "uncached") -> Models:
-    """Models fitted on `records` with intervals calibrated on their own cross-validation."""
-    models = fit_models(records, specs, problems, model_version=model_version)
+                   model_version: str = "uncached", capped: list[dict] = ()) -> Models:
+    """Models fitted on `records` (and the memory-capped ones) with intervals calibrated on
+    their own cross-validation."""
+    models = fit_models(records, specs, problems, model_version=model_version, capped=capped)
     calibrate(models, specs)
     return models
 

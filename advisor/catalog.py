@@ -56,8 +56,9 @@ REQUIRED_FIELDS = (
     "memory_bandwidth_gbps", "dense_tflops", "tdp_w", "host_interface", "interconnect",
     "segment", "price_usd", "price_date", "match", "runnable", "sources",
 )
-OPTIONAL_FIELDS = ("memory_mib", "memory_mib_source", "price_usd_low", "price_usd_high",
-                   "price_kind", "cloud_usd_per_hour", "cloud_price_date", "notes")
+OPTIONAL_FIELDS = ("memory_mib", "memory_mib_source", "achieved_bf16_tflops",
+                   "achieved_bf16_tflops_source", "price_usd_low", "price_usd_high", "price_kind",
+                   "cloud_usd_per_hour", "cloud_price_date", "notes")
 # What a purchase price is: a list price (MSRP, launch or vendor price) or a street price (what
 # cards or modules sold for, reported by a dated source).
 PRICE_KINDS = ("list", "street")
@@ -74,6 +75,9 @@ MEMORY_MATCH_TOLERANCE = 0.25
 
 MIB = 2**20
 GIB = 2**30
+# A measured GEMM rate may exceed the datasheet's dense peak a little (GeForce cards boost past
+# the clock the peak is quoted at: an RTX 5090 measured 242 against 209.5), not more.
+ACHIEVED_OVER_PEAK = 1.25
 # `memory_mib` (the total NVML reports) must lie within this fraction of `memory_gb` GiB: NVIDIA
 # builds memory in binary units, and ECC or driver reservations hold back a few percent (an
 # L40S with ECC on reports 46,068 of 49,152 MiB), so anything further off is a typo.
@@ -103,6 +107,8 @@ class GPU:
     sources: tuple[str, ...]
     memory_mib: float | None = None
     memory_mib_source: str | None = None
+    achieved_bf16_tflops: float | None = None  # a cited large-GEMM microbenchmark
+    achieved_bf16_tflops_source: str | None = None
     price_usd_low: float | None = None  # a purchase price range, where no single price exists
     price_usd_high: float | None = None
     price_kind: str | None = None  # one of PRICE_KINDS, with any purchase price
@@ -295,6 +301,7 @@ def _check_entry(index: int, entry: dict) -> list[str]:
     _check_numbers(entry, err)
     _check_tflops(entry, label, problems, err)
     _check_memory_mib(entry, label, problems, err)
+    _check_achieved(entry, label, problems, err)
     _check_prices(entry, label, problems, err)
     _check_lists(entry, err)
     return problems
@@ -374,7 +381,7 @@ def _check_tflops(entry: dict, label: str, problems: list[str], err) -> None:
 
 
 def _check_memory_mib(entry: dict, label: str, problems: list[str], err) -> None:
-    value, source = entry.get("memory_mib"), entry.get("memory_mib_source")
+    value = entry.get("memory_mib")
     if value is not None and _check_number("memory_mib", value, err):
         memory_gb = entry.get("memory_gb")
         if _is_positive_number(memory_gb):
@@ -385,18 +392,37 @@ def _check_memory_mib(entry: dict, label: str, problems: list[str], err) -> None
                     f"the total MiB NVML reports, between {lo:,.0f} and {hi:,.0f} "
                     f"({1 - MEMORY_MIB_TOLERANCE:g} to {1 + MEMORY_MIB_TOLERANCE:g} x memory_gb "
                     f"{memory_gb:g} as GiB; check for a typo)", value)
+    _check_source("memory_mib", label, entry, problems, err)
+
+
+def _check_achieved(entry: dict, label: str, problems: list[str], err) -> None:
+    value = entry.get("achieved_bf16_tflops")
+    if value is not None and _check_number("achieved_bf16_tflops", value, err,
+                                           range_key="dense_tflops"):
+        peak = (entry.get("dense_tflops") or {}).get("bf16") \
+            if isinstance(entry.get("dense_tflops"), dict) else None
+        if _is_positive_number(peak) and value > ACHIEVED_OVER_PEAK * peak:
+            err("achieved_bf16_tflops", f"at most {ACHIEVED_OVER_PEAK:g} x the dense bf16 peak "
+                f"({peak:g}; boost clocks above the spec clock allow a little more)", value)
+    _check_source("achieved_bf16_tflops", label, entry, problems, err)
+
+
+def _check_source(field: str, label: str, entry: dict, problems: list[str], err) -> None:
+    """A measured figure and `<field>_source` (where it was read): both or neither."""
+    value, source_field = entry.get(field), f"{field}_source"
+    source = entry.get(source_field)
     if source is not None and not (isinstance(source, str) and source.strip()):
-        err("memory_mib_source",
-            "a non-empty string: the URL or project record the memory_mib figure was read from",
+        err(source_field,
+            f"a non-empty string: the URL or project record the {field} figure was read from",
             source)
     elif isinstance(source, str) and source.strip().startswith("http") and not _is_url(source):
-        err("memory_mib_source", "an http(s) URL", source)
+        err(source_field, "an http(s) URL", source)
     if value is not None and source is None:
-        problems.append(f"{label}: field 'memory_mib_source': expected where the figure was read "
-                        "(a URL or a project record) because 'memory_mib' is set")
+        problems.append(f"{label}: field '{source_field}': expected where the figure was read "
+                        f"(a URL or a project record) because '{field}' is set")
     if source is not None and value is None:
-        problems.append(f"{label}: field 'memory_mib': expected a value because "
-                        "'memory_mib_source' is set (or remove the source)")
+        problems.append(f"{label}: field '{field}': expected a value because "
+                        f"'{source_field}' is set (or remove the source)")
 
 
 def _check_prices(entry: dict, label: str, problems: list[str], err) -> None:

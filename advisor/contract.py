@@ -19,6 +19,12 @@ ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_n
 # CPU offload: none, accelerate's per-component hooks (model), or per-layer streaming
 # (sequential).
 OFFLOADS = ("none", "model", "sequential")
+# What a probe grid and a record may hold: OFFLOADS, plus diffusers' group offload (block level,
+# transfers on a CUDA stream) for small cards. The fitted models and the planner search OFFLOADS.
+PROBED_OFFLOADS = OFFLOADS + ("group",)
+# VAE decode: whole, in tiles (vae.enable_tiling), one image of the batch at a time
+# (vae.enable_slicing), or both.
+VAE_MODES = ("full", "tiling", "slicing", "tiling+slicing")
 STATUSES = ("ok", "oom", "error")
 WEIGHTS = ("synthetic", "pretrained")
 STAGES = ("text_encode", "denoise", "vae_decode")
@@ -78,6 +84,10 @@ class Config:
     caption_tokens: int = DEFAULT_CAPTION_TOKENS
     max_sequence_length: int = MAX_SEQUENCE_LENGTH
     end_to_end: bool = field(default=False, compare=False)
+    vae: str = "full"
+    # The probe's cap on what torch's allocator may take (GiB), emulating a smaller card; None:
+    # the whole device.
+    memory_cap_gib: float | None = None
 
     @property
     def cfg(self) -> bool:
@@ -104,7 +114,8 @@ class Config:
     def family(self) -> tuple:
         """Everything but the shape and batch: an OOM boundary holds within a family."""
         return (self.precision, self.attention, self.compile, self.offload, self.steps,
-                self.guidance_scale, self.caption_tokens, self.max_sequence_length)
+                self.guidance_scale, self.caption_tokens, self.max_sequence_length, self.vae,
+                self.memory_cap_gib)
 
     def oom_size(self) -> int:
         """Work that sets activation memory: pixels x images in the transformer batch (CFG
@@ -123,6 +134,10 @@ class Config:
             parts.append(f"cap={self.caption_tokens}")
         if self.steps != DEFAULT_STEPS:
             parts.append(f"steps={self.steps}")
+        if self.vae != "full":
+            parts.append(f"vae={self.vae}")
+        if self.memory_cap_gib is not None:
+            parts.append(f"memcap={self.memory_cap_gib:g}GiB")
         return " ".join(parts)
 
 
@@ -132,8 +147,10 @@ CONFIG_FIELDS = {
     "height": "int", "width": "int", "batch": "int", "steps": "int", "guidance_scale": "num",
     "precision": "str", "attention": "str", "compile": "bool", "offload": "str",
     "caption_tokens": "int", "max_sequence_length": "int",
+    "vae": "str", "memory_cap_gib": "num?",
 }
-CHOICES = {"precision": PRECISIONS, "attention": ATTENTIONS, "offload": OFFLOADS}
+CHOICES = {"precision": PRECISIONS, "attention": ATTENTIONS, "offload": PROBED_OFFLOADS,
+           "vae": VAE_MODES}
 assert set(CONFIG_FIELDS) == {f.name for f in fields(Config)} - {"end_to_end"}
 
 
@@ -168,6 +185,8 @@ class Memory:
     nvml_gb: float
     nvml_interval_gb: tuple[float, float]
     nvml_capped: bool  # nvml_gb was capped by the GPU's size (the allocator released fragments)
+    min_cap_gb: float  # smallest cap on torch's allocator the run needs (upper bound)
+    min_cap_source: str  # capped-measured (which record), fitted, or assumed
     needed_gb: float  # what a run needs on the card: the basis of `fits` (advisor.memory_rule)
     capacity_gb: float
     capacity_source: str

@@ -47,9 +47,11 @@ class GpuSpec:
     bandwidth_gbs: float
     pcie_gbs: float
     tflops: dict  # advisor precision name -> dense TFLOP/s (None: no such path)
+    gemm_tflops: float | None = None  # achieved dense bf16 matmul rate (specs_of)
+    gemm_source: str = ""
 
     @classmethod
-    def from_catalog(cls, gpu) -> "GpuSpec":
+    def from_catalog(cls, gpu, gemm: tuple[float | None, str] = (None, "")) -> "GpuSpec":
         return cls(
             id=gpu.id,
             architecture=gpu.architecture,
@@ -61,7 +63,32 @@ class GpuSpec:
             bandwidth_gbs=float(gpu.memory_bandwidth_gbps),
             pcie_gbs=pcie_gbs(gpu.host_interface),
             tflops={p: gpu.dense_tflops(p) for p in PRECISIONS},
+            gemm_tflops=gemm[0], gemm_source=gemm[1],
         )
+
+
+def specs_of(catalog_gpus) -> dict[str, GpuSpec]:
+    """GpuSpecs of every catalog GPU. The achieved matmul rate is the catalog's cited figure,
+    or for a GPU without one its dense bf16 peak times the median achieved fraction of the
+    cited GPUs of its architecture, else of every cited GPU (and says so)."""
+    cited = [g for g in catalog_gpus if g.achieved_bf16_tflops and g.dense_tflops("bf16")]
+    fraction = lambda gpus: float(np.median([g.achieved_bf16_tflops / g.dense_tflops("bf16")
+                                             for g in gpus])) if gpus else None
+    out = {}
+    for g in catalog_gpus:
+        peak = g.dense_tflops("bf16")
+        if g.achieved_bf16_tflops:
+            gemm = (float(g.achieved_bf16_tflops), "measured, cited in the catalog")
+        elif peak and cited:
+            same = [c for c in cited if c.architecture == g.architecture]
+            f = fraction(same) or fraction(cited)
+            gemm = (peak * f, f"assumed: {f:.0%} of the {peak:g} TFLOP/s peak, the median of "
+                    + (f"{len(same)} cited {g.architecture} GPUs" if same
+                       else f"{len(cited)} cited GPUs (none of {g.architecture})"))
+        else:
+            gemm = (None, "")
+        out[g.id] = GpuSpec.from_catalog(g, gemm)
+    return out
 
 
 def pcie_gbs(host_interface: str) -> float:
@@ -103,6 +130,12 @@ def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -
         "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
         "capacity_mib": float(capacity_mib or spec.capacity_gb * 1e9 / MIB),
     }
+
+
+def memory_key(row: dict) -> tuple:
+    """What sets a config's memory, on any GPU: shape, batch and settings (not steps)."""
+    return tuple(row[k] for k in ("height", "width", "batch", "precision", "attention",
+                                  "compile", "offload", "cfg", "caption_tokens"))
 
 
 def attention_peak(spec: GpuSpec, precision: str) -> float:

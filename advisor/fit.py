@@ -9,8 +9,10 @@ import numpy as np
 
 from advisor.contract import Config
 from advisor.errors import AdvisorError
-from advisor.features import LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row
+from advisor.features import LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key
 from advisor.models import Measured, Models, match_key, outcome, setting_key
+from advisor.predictors import MinCapPredictor
+from advisor.transfer import fit_class_transfer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,9 +101,13 @@ def fit_estimators(rows: list[dict], records: list[dict], latency=None, memory=N
 
 
 def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[str] = (),
-               model_version: str = "uncached", estimators: tuple = (None, None)) -> Models:
+               model_version: str = "uncached", estimators: tuple = (None, None),
+               capped: list[dict] = ()) -> Models:
     """Models from valid records, with placeholder intervals (advisor.calibration sets them).
-    `estimators`: unfitted (latency, memory) estimators to fit, None for the defaults."""
+    `estimators`: unfitted (latency, memory) estimators to fit, None for the defaults.
+    `capped`: records run under a memory cap (data/measurements/capped/), whose minimum-cap
+    searches set the minimum-cap model.
+    With op-class profiles in the records, GPUs never probed are predicted class by class."""
     all_rows, records, skipped = usable(records, specs)
     problems = list(problems) + skipped
     ok = [i for i, r in enumerate(records) if r["status"] == "ok"]
@@ -115,12 +121,49 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
         outcomes.setdefault(record["gpu"]["catalog_id"], []).append(outcome(record))
     return Models(
         model_version=model_version, specs=specs, latency=latency.predictor_,
-        memory=memory.predictor_,
+        transfer=fit_class_transfer(rows, ok_records, latency.predictor_, specs),
+        memory=memory.predictor_, min_cap=fit_min_cap(memory.predictor_, capped, specs),
+        capped=list(capped),
         estimator_params={"latency": latency.get_params(), "memory": memory.get_params()},
         probed=_probed_capacity(ok_records), measured=_measured(rows, ok_records),
         outcomes=outcomes, power=_power(ok_records), shapes=_shapes(rows),
         records=records, problems=problems,
     )
+
+
+def min_cap_rows(capped: list[dict], specs: dict[str, GpuSpec]) -> tuple[list, list]:
+    """(rows, records) of the minimum-cap searches the memory model can answer for (a modelled
+    setting, the whole VAE)."""
+    rows, used = [], []
+    for record in capped:
+        config = Config.from_record(record["config"])
+        if record["status"] != "ok" or (record["results"] or {}).get("min_cap_gib") is None \
+                or config.vae != "full" or record["gpu"].get("catalog_id") not in specs:
+            continue
+        try:
+            rows.append(make_row(specs[record["gpu"]["catalog_id"]], config))
+        except AdvisorError:  # a setting the models do not predict (group offload)
+            continue
+        used.append(record)
+    return rows, used
+
+
+def fit_min_cap(memory, capped: list[dict], specs: dict[str, GpuSpec]) -> MinCapPredictor | None:
+    """Offset of the measured minimum caps above the predicted uncapped peak allocated (median),
+    the spread of its misses, and the measured caps by config; None without searches."""
+    rows, used = min_cap_rows(capped, specs)
+    if not rows:
+        return None
+    caps = np.array([r["results"]["min_cap_gib"] * 1024 for r in used])
+    offsets = caps - memory.predict(rows)["allocated"]
+    offset = float(np.median(offsets))
+    measured = {}
+    for row, cap, record in zip(rows, caps, used):
+        key = memory_key(row)
+        if cap >= measured.get(key, (0.0,))[0]:
+            measured[key] = (float(cap), record.get("_source", "record"))
+    return MinCapPredictor(offset, (float(min(offsets) - offset), float(max(offsets) - offset)),
+                           len(rows), measured)
 
 
 def _shapes(rows: list[dict]) -> dict:

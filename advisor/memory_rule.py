@@ -9,7 +9,9 @@ Every `fits` the advisor prints (predict, recommend, check-claim, the dashboard)
    Pixels and batch are compared apart, not as their product: activation memory is not a
    function of pixels x batch alone (a 2048x2048 batch-8 OOM says nothing of 1024x1024
    batch 32, which ran).
-2. Otherwise the prediction decides: what a run needs (`needed_gb`) within the GPU's capacity.
+2. Otherwise the prediction decides: what a run needs (`needed_gb`: the smallest allocator cap
+   it runs under, measured by `advisor probe --min-cap` or predicted, plus the CUDA context or
+   the margin) within the card's capacity.
 """
 from __future__ import annotations
 
@@ -32,17 +34,18 @@ class Outcome:
     where: str
 
 
-def needed_gb(allocated_gb: float, context_gb: float, fragments_gb: float,
+def needed_gb(min_cap_gb: float, context_gb: float,
               margin_gb: float = DEFAULT_MARGIN_GB) -> float:
-    """What a run needs on the card: torch's peak allocated (its upper bound when predicted)
-    plus the CUDA context and the allocator's fragments, or plus `margin_gb` if that is more."""
-    return allocated_gb + max(margin_gb, context_gb + fragments_gb)
+    """What a run needs on the card: the smallest allocator cap it runs under (its upper bound
+    when predicted) plus the CUDA context, or plus `margin_gb` if that is more."""
+    return min_cap_gb + max(margin_gb, context_gb)
 
 
-def verdict(config: Config, needed: float, capacity_gb: float,
-            outcomes: list[Outcome]) -> tuple[bool, str]:
+def verdict(config: Config, needed: float, capacity_gb: float, outcomes: list[Outcome],
+            basis: str = "") -> tuple[bool, str]:
     """(fits, reason) for `config` on a GPU with `capacity_gb`, given the measured `outcomes`
-    of that GPU (any family: the rule picks the config's own)."""
+    of that GPU (any family: the rule picks the config's own); `basis` says where `needed`
+    comes from, for the reason."""
     family = [o for o in outcomes if o.config.family() == config.family()]
     for o in family:
         if (o.config.height, o.config.width, o.config.batch) == (config.height, config.width,
@@ -61,4 +64,5 @@ def verdict(config: Config, needed: float, capacity_gb: float,
             return True, (f"measured: {o.config.shape_label()} batch {o.config.batch} ran "
                           f"({o.where}), no smaller than this config")
     fits = needed <= capacity_gb
-    return fits, (f"needs {needed:.1f} GB, {'within' if fits else 'over'} {capacity_gb:.1f} GB")
+    return fits, (f"needs {needed:.1f} GB{f' ({basis})' if basis else ''}, "
+                  f"{'within' if fits else 'over'} {capacity_gb:.1f} GB")

@@ -15,9 +15,10 @@ import numpy as np
 from advisor import memory_rule
 from advisor.contract import GB, Config, Latency, Memory, Power, Prediction
 from advisor.errors import AdvisorError
-from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, shape_costs
+from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, memory_key, shape_costs
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
-from advisor.predictors import LatencyPredictor, MemoryPredictor
+from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
+from advisor.transfer import TRANSFER_STAGES, ClassTransfer
 
 INTERVAL_COVERAGE = 0.90
 # Extra log-width of an interval where the evidence does not reach: a setting never probed
@@ -74,6 +75,9 @@ class Models:
     measured: dict  # match key -> Measured, per exact probed config
     outcomes: dict  # catalog id -> [memory_rule.Outcome], the measured ok and oom runs
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
+    min_cap: MinCapPredictor | None = None  # minimum allocator caps, when searches were run
+    transfer: ClassTransfer | None = None  # op-class transfer, when the records hold profiles
+    capped: list = field(repr=False, default_factory=list)  # records run under a memory cap
     intervals: dict = field(default_factory=lambda: dict.fromkeys(INTERVAL_KINDS,
                                                                   PLACEHOLDER_INTERVALS))
     calibration: dict = field(default_factory=dict)  # K-fold error summary (fitted labels)
@@ -106,14 +110,45 @@ class Models:
         if not rows:
             return []
         stages, lat_depth = self.latency.predict(rows)
+        by_class = self._by_class(rows, [c for _, c in queries], stages)
         steps = np.array([r["steps"] for r in rows], dtype=float)
         run = self.latency.compose(stages, steps)
         memory = self.memory.predict(rows)
+        if self.min_cap is not None:
+            memory["min_cap"], memory["min_cap_upper"], where = self.min_cap.predict(
+                memory["allocated"], [memory_key(r) for r in rows])
+            memory["min_cap_where"] = np.array(where, dtype=object)
         step = stages[:, LATENCY_STAGES.index("denoise_step")]
         return [self._prediction(row, config, {k: float(v[i]) for k, v in run.items()},
                                  float(step[i]), int(lat_depth[i].min()),
-                                 {k: float(v[i]) for k, v in memory.items()}, memory_margin_gb)
+                                 {k: v[i] for k, v in memory.items()}, memory_margin_gb,
+                                 by_class.get(i))
                 for i, (row, (_, config)) in enumerate(zip(rows, queries))]
+
+    def _by_class(self, rows: list[dict], configs: list[Config], stages: np.ndarray) -> dict:
+        """Stage times of rows on GPUs never probed, replaced in place by the op-class
+        transfer (advisor.transfer) from each probed GPU's fitted times, averaged over them;
+        {row index: what the figure rests on} for the rows it applies to."""
+        if self.transfer is None:
+            return {}
+        index = [i for i, r in enumerate(rows)
+                 if r["gpu"] not in self.probed and self.transfer.applies(r)]
+        refs = sorted(g for g in self.probed if g in self.transfer.rates)
+        if not index or not refs:
+            return {}
+        columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
+        estimates = []
+        for ref in refs:
+            times = self.latency.predict([make_row(self.specs[ref], configs[i])
+                                          for i in index])[0]
+            for n, i in enumerate(index):
+                for stage, j in zip(TRANSFER_STAGES, columns):
+                    times[n, j] = max(times[n, j] + self.transfer.shift(rows[i], ref, stage),
+                                      0.0)
+            estimates.append(times)
+        stages[index] = np.mean(estimates, axis=0)
+        return {i: self.transfer.basis(rows[i]["gpu"]) + f"; from {', '.join(refs)}"
+                for i in index}
 
     def estimators(self) -> dict:
         """The fitted scikit-learn estimators ("latency", "memory"), rebuilt from their
@@ -190,7 +225,7 @@ class Models:
         return min(lo, 0.0), max(hi, 0.0), basis
 
     def _prediction(self, row: dict, config: Config, run: dict, step: float, lat_depth: int,
-                    memory: dict, margin_gb: float) -> Prediction:
+                    memory: dict, margin_gb: float, by_class: str | None = None) -> Prediction:
         """The one constructor of predictions: fitted figures, replaced by the measured ones
         where this exact config was probed; then throughput, power and the memory verdict."""
         mem_depth = int(memory["depth"])
@@ -217,32 +252,31 @@ class Models:
             nvml_iv = (max(nvml * float(np.exp(mlo)), floor),
                        min(nvml * float(np.exp(mhi)), max(gb(row["capacity_mib"]), nvml)))
             source = "fitted" if row["gpu"] in self.probed else "transferred"
-            detail = self._source_detail(row)
+            detail = by_class or self._source_detail(row)
             upper_allocated = allocated_iv[1]
         latency = Latency(
             text_encode_s=stages["text_encode"], denoise_s=stages["denoise"],
             vae_decode_s=stages["vae_decode"], other_s=stages["other"],
             total_s=stages["total"], denoise_step_s=step, interval_s=tuple(interval),
             basis=latency_basis)
-        # Allocator fragments scale with the activations: allocated less the resident weights.
-        resident_gb = gb(memory["allocated"] - memory["activations"])
-        fragments = self.memory.fragmentation * max(allocated - resident_gb, 0.0)
         context = gb(memory["context"])
-        needed = memory_rule.needed_gb(upper_allocated, context, fragments, margin_gb)
+        min_cap, min_cap_source = self._min_cap(memory, upper_allocated, allocated, measured)
+        needed = memory_rule.needed_gb(min_cap, context, margin_gb)
         capacity = gb(row["capacity_mib"])
-        fits, reason = memory_rule.verdict(config, needed, capacity,
-                                           self.outcomes.get(row["gpu"], []))
-        bound = "" if measured else f" (upper {INTERVAL_COVERAGE:.0%} bound)"
+        kind = min_cap_source.split(" ", 1)[0].rstrip(":")
+        fits, reason = memory_rule.verdict(
+            config, needed, capacity, self.outcomes.get(row["gpu"], []),
+            basis=f"minimum cap {min_cap:.1f} GB, {kind}, + {needed - min_cap:.1f} GB")
         mem = Memory(
             allocated_gb=allocated, allocated_interval_gb=allocated_iv or (allocated, allocated),
             nvml_gb=nvml, nvml_interval_gb=nvml_iv or (nvml, nvml),
             nvml_capped=bool(memory["nvml"] < memory["nvml_free"]) and not measured,
+            min_cap_gb=min_cap, min_cap_source=min_cap_source,
             needed_gb=needed, capacity_gb=capacity,
             capacity_source=self.specs[row["gpu"]].capacity_source,
-            rule=(f"needed = torch peak allocated{bound} + the larger of {margin_gb:g} GB and "
-                  f"CUDA context ({context:.2f} GB) + {self.memory.fragmentation:.2f} x "
-                  f"activations for allocator fragments ({self.memory.fragmentation_basis}); "
-                  "measured runs of this GPU and setting decide first (advisor.memory_rule)"),
+            rule=(f"needed = the smallest allocator cap the run needs ({min_cap_source}) + the "
+                  f"larger of {margin_gb:g} GB and the CUDA context ({context:.2f} GB); measured "
+                  "runs of this GPU and setting decide first (advisor.memory_rule)"),
             basis=memory_basis)
         images = config.batch * (2 if config.cfg else 1)
         achieved = images * shape_costs(config.height, config.width,
@@ -252,6 +286,27 @@ class Models:
             fits_reason=reason, source=source, source_detail=detail,
             achieved_tflops=achieved, mfu=achieved / row["tflops"],
             power=self._power(row, measured, latency.total_s), model_version=self.model_version)
+
+    def _min_cap(self, memory: dict, upper_allocated: float, allocated: float,
+                 measured: Measured | None) -> tuple[float, str]:
+        # upper_allocated / allocated: the measured peak, or the predicted one's upper bound
+        """(GB, where it comes from) of the smallest allocator cap a run needs, upper bound."""
+        gb = lambda mib: float(mib * MIB / GB)
+        if self.min_cap is None:  # no min-cap searches: peak allocated + allocator fragments
+            resident = gb(memory["allocated"] - memory["activations"])
+            fragments = self.memory.fragmentation * max(allocated - resident, 0.0)
+            return upper_allocated + fragments, (
+                f"assumed: torch peak allocated{'' if measured else ' (upper bound)'} + "
+                f"{self.memory.fragmentation:.2f} x activations for allocator fragments "
+                f"({self.memory.fragmentation_basis}); no minimum-cap searches in the data")
+        if memory["min_cap_where"]:
+            return gb(memory["min_cap"]), f"capped-measured ({memory['min_cap_where']})"
+        # The offset and its misses were fitted against the point prediction of the peak
+        # (the same on every GPU of a software stack), so the bound builds on that.
+        return gb(memory["min_cap_upper"]), (
+            f"fitted: predicted peak allocated {self.min_cap.offset_mib / 1024:+.2f} GiB, "
+            f"+ {self.min_cap.residual_mib[1] / 1024:.2f} GiB for the largest miss over "
+            f"{self.min_cap.n} minimum-cap searches")
 
     def _source_detail(self, row: dict) -> str:
         c = self.calibration

@@ -100,3 +100,30 @@ class MemoryPredictor:
         nvml = np.maximum(np.minimum(free, capacity * (1 - self.headroom)), allocated + context)
         return {"allocated": allocated, "nvml": nvml, "nvml_free": free, "context": context,
                 "activations": activations, "depth": depths[index, dominant]}
+
+
+class MinCapPredictor:
+    """The smallest cap on torch's allocator (MiB) under which a config runs: what a card must
+    offer beyond its CUDA context. Measured for the configs a min-cap search probed (any GPU:
+    it is a property of shapes, dtypes and software, like the allocated peak), else the
+    predicted uncapped peak allocated plus a fitted offset (under a cap the allocator frees its
+    cached blocks and retries, and cuDNN picks leaner algorithms, so a run needs about its
+    uncapped peak, not more). `residual_mib` (lo, hi) spans the fitted offset's misses."""
+
+    def __init__(self, offset_mib: float, residual_mib: tuple[float, float], n: int,
+                 measured: dict):
+        self.offset_mib = offset_mib
+        self.residual_mib = residual_mib
+        self.n = n
+        self.measured = measured  # key -> (min cap MiB, "<file:line>")
+
+    def predict(self, allocated_mib: np.ndarray, keys: list) -> tuple[np.ndarray, np.ndarray,
+                                                                         list]:
+        """(point, upper bound, the measurement each came from or None) per row."""
+        point = np.asarray(allocated_mib, dtype=float) + self.offset_mib
+        upper = point + self.residual_mib[1]
+        found = [self.measured.get(k) for k in keys]
+        for i, m in enumerate(found):
+            if m is not None:
+                point[i] = upper[i] = m[0]
+        return point, upper, [m and m[1] for m in found]

@@ -6,17 +6,19 @@ GPU machine, so it needs nothing beyond the standard library and advisor.fileio.
 Required `results` keys (status `ok`) are the ones the fit consumes: the stage times, the
 composed total, throughput, repeats and the three memory peaks (null where the run could not
 measure them, e.g. on CPU). Every other documented key is optional, and type-checked when present
-(a number or null; `spread`/`stage_memory` objects); so are the optional top-level keys
-`weights_source`, `architecture` and `grid`.
+(a number or null; `spread`/`stage_memory` objects, the `cap_trials` list); so are the optional
+top-level keys `weights_source`, `architecture`, `grid` and `failed_stage`, and the config fields
+added after the first records were shipped (`CONFIG_OPTIONAL`: absent means the default).
 """
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
 from advisor import MEASUREMENTS_DIR
-from advisor.contract import CHOICES, CONFIG_FIELDS, STATUSES, WEIGHTS
+from advisor.contract import CHOICES, CONFIG_FIELDS, STAGES, STATUSES, WEIGHTS, Config
 from advisor.errors import AdvisorError, shown
 from advisor.fileio import append_line_atomic
 from advisor.inputs import MAX_RECORDS_BYTES, check_file, is_number, read_text
@@ -31,8 +33,19 @@ GPU_FIELDS = {
     "compute_capability": "str?", "power_limit_w": "num?",
 }
 HOST_FIELDS = {"cpu": "str?", "cpu_count": "int?", "ram_gb": "num?"}
+# Which machine measured (added after the first shipped records, so optional): the GPU's NVML
+# UUID and maximum clocks, and a fingerprint of the host (a hash: no host name is stored).
+MACHINE_FIELDS = {"gpu": {"uuid": "str?", "sm_clock_max_mhz": "num?",
+                          "memory_clock_max_mhz": "num?"},
+                  "host": {"fingerprint": "str?"}}
 SOFTWARE_FIELDS = {"python": "str", "torch": "str?", "diffusers": "str?", "transformers": "str?"}
-RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?"}
+RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?", "failed_stage": "str?"}
+# Where an oom/error record's run failed: loading the pipeline, or a stage of the call.
+FAILED_STAGES = ("load",) + STAGES
+# Config fields a record may lack (they came after the first shipped records), with the default
+# an absent one means: an old record and a new config at that default are the same config.
+CONFIG_OPTIONAL = {f.name: f.default for f in fields(Config) if f.name in ("vae", "memory_cap_gib")}
+CONFIG_REQUIRED = {k: tag for k, tag in CONFIG_FIELDS.items() if k not in CONFIG_OPTIONAL}
 RESULTS_REQUIRED = {
     "text_encode_s": "num", "denoise_step_s": "num", "denoise_s": "num", "vae_decode_s": "num",
     "total_s": "num", "img_per_s": "num", "repeats": "int",
@@ -44,7 +57,12 @@ RESULTS_OPTIONAL = {
     "gpu_util_pct": "num?", "power_w": "num?", "power_w_max": "num?", "sm_clock_mhz": "num?",
     "energy_j_per_image": "num?", "achieved_tflops": "num?", "mfu": "num?", "load_s": "num?",
     "host_rss_peak_mb": "num?", "compile_s": "num?", "spread": "dict?", "stage_memory": "dict?",
+    "profile": "dict?",
+    "min_cap_gib": "num?", "cap_trials": "list?",
 }
+# One trial of a minimum-cap search (`results.cap_trials`).
+CAP_TRIAL_FIELDS = {"cap_gib": "num", "status": "str", "failed_stage": "str?"}
+CAP_TRIAL_STATUSES = ("ok", "oom")
 
 
 def _type_ok(value, tag: str) -> bool:
@@ -56,11 +74,18 @@ def _type_ok(value, tag: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if tag == "num":  # finite: JSON's NaN and Infinity (or 1e400) would poison the fit
         return is_number(value)
-    return isinstance(value, {"str": str, "bool": bool, "dict": dict}[tag])
+    return isinstance(value, {"str": str, "bool": bool, "dict": dict, "list": list}[tag])
 
 
-_TAG_WORDS = {"int": "an integer", "num": "a finite number", "str": "a string", "bool": "true/false",
-              "dict": "an object"}
+_TAG_WORDS = {"int": "an integer", "num": "a number", "str": "a string", "bool": "true/false",
+              "dict": "an object", "list": "a list"}
+
+
+def _choice(name: str, value, allowed: tuple) -> list[str]:
+    """A problem when `value` is not one of `allowed`."""
+    if value in allowed:
+        return []
+    return [f"{name}: expected one of {', '.join(map(str, allowed))}, got {shown(value)}"]
 
 
 def _check_fields(obj: dict, fields: dict, where: str, required: bool = True) -> list[str]:
@@ -78,9 +103,12 @@ def _check_fields(obj: dict, fields: dict, where: str, required: bool = True) ->
 
 
 def _check_config(config: dict) -> list[str]:
-    problems = _check_fields(config, CONFIG_FIELDS, "config")
+    problems = _check_fields(config, CONFIG_REQUIRED, "config")
+    problems += _check_fields(config, {k: CONFIG_FIELDS[k] for k in CONFIG_OPTIONAL}, "config",
+                              required=False)
     if problems:
         return problems
+    config = {**CONFIG_OPTIONAL, **config}
     for key in ("height", "width"):
         if config[key] <= 0 or config[key] % 16:
             problems.append(f"config.{key}: expected a positive multiple of 16, got {config[key]}")
@@ -88,9 +116,10 @@ def _check_config(config: dict) -> list[str]:
         if config[key] < 1:
             problems.append(f"config.{key}: expected >= 1, got {config[key]}")
     for key, allowed in CHOICES.items():
-        if config[key] not in allowed:
-            problems.append(f"config.{key}: expected one of {', '.join(allowed)}, "
-                            f"got {shown(config[key])}")
+        problems += _choice(f"config.{key}", config[key], allowed)
+    if config["memory_cap_gib"] is not None and config["memory_cap_gib"] <= 0:
+        problems.append(f"config.memory_cap_gib: expected > 0 GiB or null, "
+                        f"got {config['memory_cap_gib']}")
     return problems
 
 
@@ -101,6 +130,23 @@ def _check_results(results: dict) -> list[str]:
         value = results.get(key)
         if _type_ok(value, "num") and value <= 0:
             problems.append(f"results.{key}: expected > 0, got {value}")
+    if isinstance(results.get("cap_trials"), list):
+        problems += _check_cap_trials(results["cap_trials"])
+    return problems
+
+
+def _check_cap_trials(trials: list) -> list[str]:
+    problems = []
+    for index, trial in enumerate(trials):
+        where = f"results.cap_trials[{index}]"
+        if not isinstance(trial, dict):
+            problems.append(f"{where}: expected an object, got {shown(trial)}")
+            continue
+        found = _check_fields(trial, CAP_TRIAL_FIELDS, where)
+        if not found:
+            found += _choice(f"{where}.status", trial["status"], CAP_TRIAL_STATUSES)
+            found += _choice(f"{where}.failed_stage", trial["failed_stage"], (None, *FAILED_STAGES))
+        problems += found
     return problems
 
 
@@ -123,6 +169,12 @@ def validate_record(obj) -> list[str]:
     if "architecture" in obj and obj["architecture"] not in ARCHITECTURES:
         problems.append(f"architecture: expected one of {', '.join(ARCHITECTURES)}, "
                         f"got {shown(obj['architecture'])}")
+    if obj.get("failed_stage") is not None:
+        if obj.get("status") == "ok":
+            problems.append(f"failed_stage: expected null when status is ok, "
+                            f"got {shown(obj['failed_stage'])}")
+        else:
+            problems += _choice("failed_stage", obj["failed_stage"], FAILED_STAGES)
     if isinstance(obj.get("timestamp"), str):
         try:
             datetime.fromisoformat(obj["timestamp"])
@@ -137,6 +189,7 @@ def validate_record(obj) -> list[str]:
             problems += _check_config(section)
         else:
             problems += _check_fields(section, fields, key)
+            problems += _check_fields(section, MACHINE_FIELDS.get(key, {}), key, required=False)
     results = obj.get("results")
     if obj.get("status") == "ok":
         if not isinstance(results, dict):
@@ -208,10 +261,13 @@ def append_record(path: str | Path, record: dict) -> None:
 
 def config_key(config: dict) -> str:
     """Canonical identity of a probed config: sorted compact JSON of the documented config
-    fields only (unknown keys ignored; guidance_scale as a float, so 0 and 0.0 are one key)."""
-    missing = [k for k in CONFIG_FIELDS if k not in config]
+    fields only (unknown keys ignored; absent optional fields at their defaults; guidance_scale
+    and a memory cap as floats, so 0 and 0.0 are one key)."""
+    missing = [k for k in CONFIG_REQUIRED if k not in config]
     if missing:
         raise AdvisorError(f"config: missing {', '.join(missing)}")
-    canonical = {k: config[k] for k in CONFIG_FIELDS}
+    canonical = {**CONFIG_OPTIONAL, **{k: config[k] for k in CONFIG_FIELDS if k in config}}
     canonical["guidance_scale"] = float(canonical["guidance_scale"])
+    if canonical["memory_cap_gib"] is not None:
+        canonical["memory_cap_gib"] = float(canonical["memory_cap_gib"])
     return json.dumps(canonical, sort_keys=True, separators=(",", ":"))

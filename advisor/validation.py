@@ -13,8 +13,8 @@ import numpy as np
 
 from advisor.contract import Config
 from advisor.errors import AdvisorError
-from advisor.features import GpuSpec
-from advisor.fit import usable
+from advisor.features import GpuSpec, make_row, memory_key
+from advisor.fit import min_cap_rows, usable
 from advisor.models import setting_key
 from advisor.records import config_key
 
@@ -146,12 +146,15 @@ def fold_metrics(preds: list[dict]) -> dict:
 
 
 def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
-                      problems: list[str] = (), published: list | None = None) -> dict:
+                      problems: list[str] = (), published: list | None = None,
+                      capped: list[dict] = ()) -> dict:
     """The `advisor validate` report: headline numbers, per-split metrics, notes, and a
     plot-ready residual table. `fit(records, specs)` makes each fold's models (calibrated
     ones, so that interval coverage is measured as users get it). `published`
     (advisor.published points) adds the `published` split: models fitted on every record,
-    scored on third-party measurements they never saw."""
+    scored on third-party measurements they never saw. `capped` (records run under a memory
+    cap) adds the `capped` split: the minimum-cap model left one search out at a time, and
+    every measured (config, cap) outcome against the verdict."""
     _, records, skipped = usable(records, specs)
     problems = list(dict.fromkeys([*problems, *skipped]))
     ok = [r for r in records if r["status"] == "ok"]
@@ -196,13 +199,89 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
         "weights": sorted({r["weights"] for r in records}),
         "problems": list(problems),
     }
+    if published is not None or capped:
+        everything = fit(records, specs, capped=capped)
+    if capped:
+        report["capped"] = capped_split(everything, capped, specs)
     if published is not None:
-        report["published"] = published_split(fit(records, specs), published)
+        report["published"] = published_split(everything, published)
         report["latency_mape"]["published"] = report["published"]["mape"]
         report["coverage"]["published"] = report["published"]["coverage"]
     report["goals"] = GOALS
     report["verdicts"] = _verdicts(report)
     return report
+
+
+def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
+    """How well the minimum cap a config needs is known. `mape`: each minimum-cap search
+    predicted by the model fitted without it. `pairs`: every measured (config, cap) outcome
+    (each trial of a search, each run under a fixed cap) against two verdicts, `rule` (what
+    `fits` uses: the measured minimum cap where a search exists, else the prediction) and
+    `predicted` (the leave-one-out prediction alone): does the config run under that cap?"""
+    rows, used = min_cap_rows(capped, specs)
+    allocated = models.memory.predict(rows)["allocated"] if rows else np.zeros(0)
+    caps = np.array([r["results"]["min_cap_gib"] * 1024 for r in used])
+    offsets = caps - allocated
+    loo = {}  # memory key -> (predicted minimum cap MiB, upper bound)
+    errors = []
+    for i, row in enumerate(rows):
+        rest = np.delete(offsets, i)
+        if not len(rest):
+            continue
+        offset = float(np.median(rest))
+        point = allocated[i] + offset
+        loo[memory_key(row)] = (point, point + float(max(rest) - offset))
+        errors.append(float(100 * abs(point - caps[i]) / caps[i]))
+    pairs = []
+    measured = models.min_cap.measured if models.min_cap else {}
+    for row, record in _capped_outcomes(capped, specs):
+        key = memory_key(row)
+        for cap_gib, status in record:
+            cap = cap_gib * 1024
+            rule = bool(measured[key][0] <= cap) if key in measured else None
+            predicted = bool(loo[key][1] <= cap) if key in loo else None
+            pairs.append({"config": Config(**{k: row[k] for k in (
+                "height", "width", "batch", "precision", "attention", "compile", "offload",
+                "caption_tokens")}).label(), "cap_gib": cap_gib, "ran": status == "ok",
+                "rule": rule, "predicted": predicted})
+    return {
+        "description": "memory-capped runs (data/measurements/capped/): the smallest cap a "
+                       "config runs under, left out one search at a time; every (config, cap) "
+                       "outcome against the verdict",
+        "searches": len(rows), "mape": float(np.mean(errors)) if errors else None,
+        "max_ape": float(np.max(errors)) if errors else None,
+        "confusion": {kind: _confusion(pairs, kind) for kind in ("rule", "predicted")},
+        "pairs": pairs,
+    }
+
+
+def _capped_outcomes(capped: list[dict], specs: dict[str, GpuSpec]):
+    """(row, [(cap GiB, ok|oom)]) per capped record the models answer for: a search's trials,
+    or a fixed-cap run's outcome."""
+    for record in capped:
+        config = Config.from_record(record["config"])
+        gpu = record["gpu"].get("catalog_id")
+        if config.vae != "full" or gpu not in specs or record["status"] == "error":
+            continue
+        try:
+            row = make_row(specs[gpu], config)
+        except AdvisorError:
+            continue
+        trials = (record["results"] or {}).get("cap_trials")
+        if trials:
+            yield row, [(t["cap_gib"], t["status"]) for t in trials]
+        elif config.memory_cap_gib is not None:
+            yield row, [(config.memory_cap_gib, record["status"])]
+
+
+def _confusion(pairs: list[dict], kind: str) -> dict:
+    """Counts of a verdict against the outcome; `unsafe`: said it runs, it ran out of memory."""
+    judged = [p for p in pairs if p[kind] is not None]
+    return {"runs_and_ran": sum(p[kind] and p["ran"] for p in judged),
+            "unsafe_runs_but_oom": sum(p[kind] and not p["ran"] for p in judged),
+            "conservative_oom_but_ran": sum(not p[kind] and p["ran"] for p in judged),
+            "oom_and_oom": sum(not p[kind] and not p["ran"] for p in judged),
+            "not_judged": len(pairs) - len(judged)}
 
 
 def published_split(models, points: list) -> dict:
@@ -283,6 +362,9 @@ def _verdicts(report: dict) -> dict:
     for split in SPLITS:
         value = report["coverage"][split]
         verdicts[f"coverage_{split}"] = None if value is None else lo <= value <= hi
+    if "capped" in report:
+        verdicts["capped_no_unsafe_fits"] = (
+            report["capped"]["confusion"]["rule"]["unsafe_runs_but_oom"] == 0)
     if "published" in report:
         pub = report["published"]
         verdicts["latency_published"] = at_most(pub["mape"], "latency_mape_published_max_pct")
@@ -321,6 +403,21 @@ def format_table(report: dict) -> str:
         if None not in tol:
             lines.append(f"memory within 3% or 256 MB ({split}): torch allocated {tol[0]:.1f}%, "
                          f"NVML used {tol[1]:.1f}% of points")
+    capped = report.get("capped")
+    if capped:
+        c = capped["confusion"]["rule"]
+        lines += ["", f"capped: {capped['description']}",
+                  f"  minimum cap, each search left out ({capped['searches']}): MAPE "
+                  f"{_fmt(capped['mape'])}%, max {_fmt(capped['max_ape'])}%",
+                  f"  {len(capped['pairs'])} (config, cap) outcomes, verdict of the fits rule: "
+                  f"{c['runs_and_ran']} runs and ran, {c['oom_and_oom']} out of memory as said, "
+                  f"{c['unsafe_runs_but_oom']} said to run but ran out of memory, "
+                  f"{c['conservative_oom_but_ran']} said not to run but ran (below the measured "
+                  f"minimum: runs there are not reliable), {c['not_judged']} without a search"]
+        p = capped["confusion"]["predicted"]
+        lines.append(f"  prediction alone (left-out search): {p['runs_and_ran']} / "
+                     f"{p['oom_and_oom']} right, {p['unsafe_runs_but_oom']} unsafe, "
+                     f"{p['conservative_oom_but_ran']} conservative")
     pub = report.get("published")
     if pub:
         lines += ["", f"published: {pub['description']}: {pub['n']} scored of "

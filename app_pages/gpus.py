@@ -1,7 +1,7 @@
 import streamlit as st
 
 from advisor.app.explore import SQUARE_SIDES
-from advisor.app.gpus import catalog_predictions
+from advisor.app.gpus import catalog_predictions, fit_limits
 from advisor.contract import PRECISIONS
 from app_pages.common import catalog, data_banner, models, provenance_note, table
 
@@ -55,4 +55,23 @@ COLUMNS = {
 }
 table("gpus_table", shown, height=min(38 + 35 * len(shown), 800), column_order=ORDER,
       column_config=COLUMNS)
+
+st.subheader("What fits each card")
+st.caption(f"At {precision}, per CPU-offload setting: the largest batch of 1024x1024 images and "
+           "the largest square image at batch 1 that fit the card's memory, by the one rule "
+           "behind every fits verdict (the smallest allocator cap the run needs + the larger of "
+           "1 GB and the CUDA context). Source: a run measured on that GPU, a minimum cap "
+           "measured under an emulated card size (capped-measured: `advisor probe --min-cap` on "
+           "an H200; the cap a run needs is the same on every GPU of a software stack), or the "
+           "fitted model. Sizes beyond the searched ones (batch 64, 4096 px) are not tried.")
+limits = fit_limits(models(), catalog(), precision)
+limits = limits[limits.gpu.isin(shown.id)]
+table("gpus_limits", limits, height=min(38 + 35 * len(limits), 600),
+      column_order=("name", "offload", "batch_1024", "batch_1024_source", "side_b1",
+                    "side_b1_source", "capacity_gb"),
+      column_config={"batch_1024": number("largest batch at 1024x1024", format="%d"),
+                     "batch_1024_source": "source (batch)",
+                     "side_b1": number("largest square side at batch 1 (px)", format="%d"),
+                     "side_b1_source": "source (size)",
+                     "capacity_gb": number("memory GB (the card's)", format="%.1f")})
 provenance_note()

@@ -11,10 +11,11 @@
         end_to_end: true                         # also time full runs to check the composition
 
 A group is the cartesian product of its list-valued keys. Keys: `shapes`, the config fields
-(`batch`, `steps`, `guidance_scale`, `precision`, `attention`, `compile`, `offload`,
-`caption_tokens`, `max_sequence_length`), `end_to_end` and `max_megapixels` (drop configs whose
-height x width x batch exceeds it, in units of 2^20 pixels: a bound on one config's work). A config
-listed twice is measured once (end to end if either listing asks).
+(`batch`, `steps`, `guidance_scale`, `precision`, `attention`, `compile`, `offload` (also
+`group`), `caption_tokens`, `max_sequence_length`, `vae`), `end_to_end` and `max_megapixels`
+(drop configs whose height x width x batch exceeds it, in units of 2^20 pixels: a bound on one
+config's work). A config listed twice is measured once (end to end if either listing asks). The
+memory cap is not a grid key: `advisor probe --memory-cap-gib/--emulate/--min-cap` set it.
 """
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ BUILT_IN = {
     },
 }
 
-GROUP_KEYS = {"shapes", "end_to_end", "max_megapixels"} | set(CONFIG_FIELDS) - {"height", "width"}
+GRID_FIELDS = [name for name in CONFIG_FIELDS if name != "memory_cap_gib"]
+GROUP_KEYS = {"shapes", "end_to_end", "max_megapixels"} | set(GRID_FIELDS) - {"height", "width"}
 
 
 def load_grid(grid: str) -> tuple[str, list[Config]]:
@@ -138,8 +140,7 @@ def _group_configs(group: dict, label: str) -> list[Config]:
     for shape in shapes:
         if not (isinstance(shape, list) and len(shape) == 2):
             raise AdvisorError(f"{label}: shapes: expected [height, width], got {shape!r}")
-    axes = {k: v if isinstance(v, list) else [v] for k, v in group.items()
-            if k in CONFIG_FIELDS}
+    axes = {k: v if isinstance(v, list) else [v] for k, v in group.items() if k in GRID_FIELDS}
     limit = group.get("max_megapixels")
     configs = []
     for shape in shapes:
@@ -155,7 +156,7 @@ def _group_configs(group: dict, label: str) -> list[Config]:
 
 def _check_config(config: Config, label: str) -> None:
     types = {f.name: f.type for f in fields(Config)}
-    for name in CONFIG_FIELDS:
+    for name in GRID_FIELDS:
         value = getattr(config, name)
         expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[types[name]]
         if not isinstance(value, expected) or (isinstance(value, bool) and types[name] != "bool"):

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 import torch
 
 from advisor import workload
-from advisor.contract import Config
+from advisor.contract import STAGES, Config
 from probes.meters import Clock, Nvml, Sampler, peaks_mb, reset_peaks
-from probes.pipeline import Loaded, free_memory, set_attention, set_tf32
+from probes.pipeline import Loaded, free_memory, set_attention, set_tf32, set_vae
+from probes.profile import profile_call
 from probes.tokenizer import caption_prompt, negative_prompt
 
 MAX_REPEATS = 3
@@ -36,7 +37,7 @@ MAX_REPEATS = 3
 # up to 60% slower than its own end-to-end check.
 SETTLE_CALLS = 4
 SETTLE_TOLERANCE = 0.05
-STAGES = ("text_encode", "denoise", "vae_decode")
+PROFILE_STEPS = 3  # a profiled call: the first step apart, then two steady ones
 
 
 class CaptionMismatch(RuntimeError):
@@ -61,14 +62,33 @@ class Call:
         return self.call_s - self.text_encode_s - self.first_step_s - sum(self.steady_steps_s) \
             - self.vae_decode_s
 
+    def peak_mb(self, key: str) -> float | None:
+        """torch's peak over the stages: `peak_allocated_mb` or `peak_reserved_mb` (None on CPU)."""
+        values = [m[key] for m in self.stage_memory.values()]
+        return None if None in values else max(values)
+
     def composed_s(self, steps: int, step_s: float) -> float:
         """This call's stages extended to a run of `steps` steps at `step_s` a step."""
         return (self.text_encode_s + self.first_step_s + (steps - 1) * step_s
                 + self.vae_decode_s + self.other_s)
 
 
+def failed_stage(exc: BaseException) -> str | None:
+    """The stage (STAGES) a failed `Runner.call` was in, None for a failure
+    elsewhere."""
+    return getattr(exc, "probe_stage", None)
+
+
+def prepare(loaded: Loaded, config: Config) -> None:
+    """Put the loaded pipeline in the config's attention backend, TF32 mode and VAE mode."""
+    set_attention(loaded, config.attention)
+    set_tf32(config.precision)
+    set_vae(loaded, config.vae)
+
+
 class Runner:
-    """Instrumented calls of one loaded pipeline for one config."""
+    """Instrumented calls of one loaded pipeline for one config. `stage` is the stage the last
+    call reached; an exception out of `call` carries it (`failed_stage`)."""
 
     def __init__(self, loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None):
         self.pipe = loaded.pipe
@@ -79,14 +99,32 @@ class Runner:
         tokenizer = self.pipe.tokenizer
         self.prompts = [caption_prompt(tokenizer, config.caption_tokens)] * config.batch
         self.negative = [negative_prompt(tokenizer)] * config.batch if config.cfg else None
+        self.stage = STAGES[0]
+
+    def invoke(self, steps: int, callback=None):
+        """One plain pipeline call of `steps` steps with this config's prompts and options."""
+        c = self.config
+        return self.pipe(prompt=self.prompts, negative_prompt=self.negative, height=c.height,
+                         width=c.width, num_inference_steps=steps,
+                         guidance_scale=c.guidance_scale,
+                         max_sequence_length=c.max_sequence_length, callback_on_step_end=callback)
 
     def call(self, steps: int) -> Call:
+        try:
+            return self._call(steps)
+        except Exception as exc:
+            exc.probe_stage = self.stage
+            raise
+
+    def _call(self, steps: int) -> Call:
         pipe, clock, device, config = self.pipe, self.clock, self.device, self.config
         marks: dict = {"forwards": [], "steps": []}
         memory: dict = {}
+        self.stage = STAGES[0]
 
         def stage(name, fn):
             def timed(*args, **kwargs):
+                self.stage = name
                 reset_peaks(device)
                 marks[name] = [clock.mark()]
                 out = fn(*args, **kwargs)
@@ -97,6 +135,7 @@ class Runner:
 
         def before_forward(module, args):
             if not marks["forwards"]:
+                self.stage = "denoise"
                 reset_peaks(device)
                 lengths = [len(c) for c in args[2][: config.batch]]
                 if any(n != config.caption_tokens for n in lengths):
@@ -116,9 +155,7 @@ class Runner:
             clock.start()
             energy0 = self.nvml.energy_j() if self.nvml else None
             start = clock.mark()
-            pipe(prompt=self.prompts, negative_prompt=self.negative, height=config.height,
-                 width=config.width, num_inference_steps=steps, guidance_scale=config.guidance_scale,
-                 max_sequence_length=config.max_sequence_length, callback_on_step_end=step_end)
+            self.invoke(steps, step_end)
             end = clock.mark()
             clock.sync()
             energy1 = self.nvml.energy_j() if self.nvml else None
@@ -184,11 +221,13 @@ def settle(runner: Runner) -> None:
 
 
 def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None,
-            gpu_tflops: float | None, budget_s: float, settle_first: bool = False) -> dict:
+            gpu_tflops: float | None, budget_s: float, settle_first: bool = False,
+            profile: bool = False) -> dict:
     """The `results` block of an `ok` record. Exceptions (OOM included) propagate.
-    `settle_first`: also settle the pipeline before timing (see SETTLE_CALLS)."""
-    set_attention(loaded, config.attention)
-    set_tf32(config.precision)
+    `settle_first`: also settle the pipeline before timing (see SETTLE_CALLS). `profile`: add
+    `results.profile` from one more call under torch.profiler (probes.profile), after the
+    timed ones."""
+    prepare(loaded, config)
     runner = Runner(loaded, config, device, nvml)
     free_memory()  # so that NVML sees this config's memory, not earlier configs' cached blocks
     baseline_mb = nvml.used_mb() if nvml else None
@@ -203,7 +242,7 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
         timed = timed_calls(runner, k, budget_s)
         whole = whole_runs(runner, timed, budget_s) if config.end_to_end else []
     results = compose(config, timed, whole, k)
-    results.update(_memory(timed[0], device))
+    results.update(_memory(timed[0]))
     results.update(_nvml(sampler if nvml else None, timed, config, results, baseline_mb))
     results.update(_throughput(config, results, gpu_tflops) if loaded.architecture == "z-image-turbo"
                    else {"achieved_tflops": None, "mfu": None})  # FLOPs are the real model's
@@ -212,6 +251,9 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
         warmup_s=warmups[0].call_s,
         compile_s=warmups[0].call_s - warmups[1].call_s if config.compile else None,
     )
+    if profile and device.type == "cuda":
+        steps = min(config.steps, PROFILE_STEPS)
+        results["profile"] = profile_call(loaded.pipe, lambda: runner.invoke(steps), device)
     return results
 
 
@@ -251,15 +293,10 @@ def compose(config: Config, timed: list[Call], whole: list[Call], k: int) -> dic
     return results
 
 
-def _memory(call: Call, device: torch.device) -> dict:
-    stage_memory = {name: call.stage_memory[name] for name in STAGES}
-    if device.type != "cuda":
-        return {"peak_allocated_mb": None, "peak_reserved_mb": None, "stage_memory": stage_memory}
-    return {
-        "peak_allocated_mb": max(m["peak_allocated_mb"] for m in stage_memory.values()),
-        "peak_reserved_mb": max(m["peak_reserved_mb"] for m in stage_memory.values()),
-        "stage_memory": stage_memory,
-    }
+def _memory(call: Call) -> dict:
+    return {"peak_allocated_mb": call.peak_mb("peak_allocated_mb"),
+            "peak_reserved_mb": call.peak_mb("peak_reserved_mb"),
+            "stage_memory": {name: call.stage_memory[name] for name in STAGES}}
 
 
 def _nvml(sampler: Sampler | None, timed: list[Call], config: Config, results: dict,

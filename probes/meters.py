@@ -186,12 +186,16 @@ class Nvml:
             cuda = f"{cuda // 1000}.{cuda % 1000 // 10}"
         except nv.NVMLError:
             cuda = None
+        uuid = self._try(nv.nvmlDeviceGetUUID)
         return {
             "name": _text(nv.nvmlDeviceGetName(self.handle)),
             "memory_mb": None if memory is None else memory.total / MB,
             "driver": _text(nv.nvmlSystemGetDriverVersion()),
             "cuda": cuda,
             "power_limit_w": None if limit is None else limit / 1000.0,
+            "uuid": None if uuid is None else _text(uuid),
+            "sm_clock_max_mhz": self._try(nv.nvmlDeviceGetMaxClockInfo, nv.NVML_CLOCK_SM),
+            "memory_clock_max_mhz": self._try(nv.nvmlDeviceGetMaxClockInfo, nv.NVML_CLOCK_MEM),
         }
 
 

@@ -36,6 +36,13 @@ METHOD = ("torch.profiler, one call outside the timed ones, device synchronize a
           "steps after the first")
 
 
+def is_kernel(event, cuda) -> bool:
+    """A device event that is work (a kernel, copy or set), not a range the profiler mirrors on
+    the GPU timeline for a `record_function` (ours, or Inductor's): those span whole stages."""
+    return (event.device_type == cuda and not getattr(event, "is_user_annotation", False)
+            and not event.name.startswith(ANNOTATION))
+
+
 def op_class(kernel: str) -> str:
     """The op class of a CUDA kernel name (OP_CLASSES)."""
     for name, pattern in _COMPILED:
@@ -134,7 +141,7 @@ def profile_call(pipe, call: Callable[[], None], device) -> dict:
     windows: dict[str, list[tuple[float, float]]] = {s: [] for s in PROFILED_STAGES}
     kernels = []
     for e in events:
-        if e.device_type == torch.autograd.DeviceType.CUDA:
+        if is_kernel(e, torch.autograd.DeviceType.CUDA):
             kernels.append((e.name, e.time_range.start, e.time_range.end))
         elif e.name.startswith(ANNOTATION) and e.name[len(ANNOTATION):] in windows:
             windows[e.name[len(ANNOTATION):]].append((e.time_range.start, e.time_range.end))

@@ -10,16 +10,21 @@
 - Resume: configs already in the output file (any status) are skipped, and its `oom` records
   feed the skip rule; corrupt lines are reported with their line numbers and ignored.
 - `limit_s`: a soft time budget; no config starts that would end past it.
+- Memory caps (probes.caps): a config's `memory_cap_gib` is set before its pipeline loads and
+  before it runs. With `min_cap`, each config gets a search for the smallest cap instead, then
+  the usual measurement at that cap; its record carries the cap found and the trials. Ctrl-C or
+  the time limit during a search drop that config (no record) and stop the sweep.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,14 +33,14 @@ import torch
 from tqdm import tqdm
 
 from advisor import records, workload
+from advisor.contract import ATTENTIONS, PROBED_OFFLOADS, Config
 from advisor.errors import AdvisorError
-from probes import pipeline
-from advisor.contract import Config
-from probes.measure import measure
+from probes import caps, pipeline
+from probes.measure import failed_stage, measure
 from probes.meters import Nvml
 
-ORDER = {"dtype": ["bf16", "fp16", "fp32"], "offload": ["none", "model", "sequential"],
-         "attention": ["native", "cudnn", "flash"]}
+ORDER = {"dtype": ["bf16", "fp16", "fp32"], "offload": list(PROBED_OFFLOADS),
+         "attention": list(ATTENTIONS)}
 CONFIG_BUDGET_S = 6.0  # time for the timed calls of one config (warm-up and whole runs aside)
 FIRST_LOAD_GUESS_S = 30.0  # until a load has been timed
 COMPILE_GUESS_S = 60.0  # regional compile of a new shape, until one has been timed
@@ -52,6 +57,8 @@ class Options:
     tiny: bool = False
     limit_s: float | None = None
     budget_s: float = CONFIG_BUDGET_S
+    min_cap: bool = False  # search each config's smallest memory cap (probes.caps)
+    profile: bool = False  # add each record's op-class profile (probes.profile)
     # limit_s counts from the start of the process (imports included): epoch seconds
     started: float = field(default_factory=lambda: psutil.Process().create_time())
 
@@ -81,10 +88,6 @@ def dominated(config: Config, ooms: list[Config]) -> bool:
                and config.batch >= o.batch for o in ooms)
 
 
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 class Interrupt:
     """First Ctrl-C: finish the current config, then stop. Second: KeyboardInterrupt at once."""
 
@@ -111,14 +114,18 @@ class Forecast:
 
     A call of s steps costs overhead + TFLOPs / rate. The rate of a full run is learnt from each
     finished config, per (precision, offload, compile); before that, a prior per precision (H100,
-    rounded down). Offload runs are far slower than the prior until one has been measured.
+    rounded down), slowed down by a prior per offload setting. A minimum-cap search adds its
+    calls (`search`).
     """
 
     PRIOR_TFLOPS = {"bf16": 300.0, "fp16": 300.0, "fp32": 40.0, "fp32-tf32": 150.0}
+    # H200, bf16 1536x1536 b1: 3.5 s, model offload 13.7 s, sequential 21.4 s; group as model.
+    PRIOR_OFFLOAD_SLOWDOWN = {"none": 1.0, "model": 4.0, "sequential": 6.0, "group": 4.0}
     CALL_OVERHEAD_S = 0.05
 
-    def __init__(self, budget_s: float):
+    def __init__(self, budget_s: float, search: bool = False):
         self.budget_s = budget_s
+        self.search = search
         self.rates: dict[tuple, float] = {}
         self.load_s = FIRST_LOAD_GUESS_S
         self.compile_s = COMPILE_GUESS_S
@@ -133,7 +140,8 @@ class Forecast:
                           + workload.vae_decode_tflops(c.height, c.width))
 
     def call_s(self, c: Config, steps: int) -> float:
-        rate = self.rates.get((c.precision, c.offload, c.compile), self.PRIOR_TFLOPS[c.precision])
+        prior = self.PRIOR_TFLOPS[c.precision] / self.PRIOR_OFFLOAD_SLOWDOWN[c.offload]
+        rate = self.rates.get((c.precision, c.offload, c.compile), prior)
         return self.CALL_OVERHEAD_S + self.call_tflops(c, steps) / rate
 
     def config_s(self, c: Config) -> float:
@@ -142,6 +150,8 @@ class Forecast:
             seconds += self.compile_s + self.call_s(c, 1)
         if c.end_to_end:
             seconds += self.call_s(c, c.steps)
+        if self.search:
+            seconds += caps.SEARCH_TRIALS * caps.TRIAL_CALLS * self.call_s(c, caps.TRIAL_STEPS)
         return seconds
 
     def observe(self, c: Config, results: dict) -> None:
@@ -173,7 +183,8 @@ def environment(device: torch.device, nvml: Nvml | None) -> dict:
     gpu["catalog_id"] = entry.id if entry else None
     return {
         "gpu": gpu,
-        "host": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "ram_gb": ram_mb / 1024},
+        "host": {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "ram_gb": ram_mb / 1024,
+                 "fingerprint": host_fingerprint()},
         "software": {
             "python": platform.python_version(), "torch": torch.__version__,
             "diffusers": diffusers.__version__, "transformers": transformers.__version__,
@@ -191,6 +202,15 @@ def catalog_entry(name: str, memory_mb: float | None):
     return load_catalog().match_nvml(name, memory_gb=None if memory_mb is None else memory_mb / 1024)
 
 
+def host_fingerprint() -> str:
+    """A short hash telling machines apart (two machines of one GPU differ: records say which
+    measured): the host name, the systemd machine id where there is one, CPU model and RAM."""
+    machine_id = Path("/etc/machine-id")
+    parts = [platform.node(), machine_id.read_text().strip() if machine_id.is_file() else "",
+             _cpu_name(), str(psutil.virtual_memory().total)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -201,26 +221,40 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def make_record(env: dict, loaded: pipeline.Loaded | None, config: Config, status: str,
-                results: dict | None, error: str | None) -> dict:
+@dataclass
+class Outcome:
+    """What one config's record says: the config as run (a search sets its cap), the status, and
+    the results or the error and the stage that failed (`load` or a stage of the call)."""
+    config: Config
+    status: str = "ok"
+    results: dict | None = None
+    error: str | None = None
+    failed_stage: str | None = None
+
+
+def make_record(env: dict, loaded: pipeline.Loaded | None, outcome: Outcome) -> dict:
     """One record; without a loaded pipeline (its load failed) the architecture is left out."""
     return {
         "schema_version": records.SCHEMA_VERSION,
-        "status": status,
-        "error": error,
+        "status": outcome.status,
+        "error": outcome.error,
+        **({"failed_stage": outcome.failed_stage} if outcome.status != "ok" else {}),
         "weights": env["weights"],
         "weights_source": env["weights_source"],
         **({"architecture": loaded.architecture} if loaded else {}),
         "grid": env["grid"],
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "gpu": env["gpu"], "host": env["host"], "software": env["software"],
-        "config": config.record(),
-        "results": results,
+        "config": outcome.config.record(),
+        "results": outcome.results,
     }
 
 
-def existing(out: Path, summary: Summary) -> tuple[set[str], list[Config]]:
-    """Config keys already measured in `out` and its OOM configs; corrupt lines reported."""
+def existing(out: Path, summary: Summary, min_cap: bool) -> tuple[set[str], list[Config]]:
+    """Config keys already measured in `out` and its OOM configs; corrupt lines reported.
+
+    For a minimum-cap search the keys are those of the records of earlier searches, uncapped:
+    a cap found (`results.min_cap_gib`), or a failure without a cap."""
     if not out.exists():
         return set(), []
     found, problems = records.read_records(out)
@@ -228,6 +262,10 @@ def existing(out: Path, summary: Summary) -> tuple[set[str], list[Config]]:
     for problem in problems:
         print(f"warning: skipping {problem}")
     ooms = [Config.from_record(r["config"]) for r in found if r["status"] == "oom"]
+    if min_cap:
+        found = [{**r, "config": {**r["config"], "memory_cap_gib": None}} for r in found
+                 if (r["results"] or {}).get("min_cap_gib") is not None
+                 or (r["status"] != "ok" and r["config"].get("memory_cap_gib") is None)]
     return {records.config_key(r["config"]) for r in found}, ooms
 
 
@@ -245,8 +283,8 @@ class Progress:
         self.bar = tqdm(total=round(self.total), disable=None, file=sys.stdout, dynamic_ncols=True,
                         bar_format="{l_bar}{bar}| [{elapsed}<{remaining}] {postfix}")
 
-    def begin(self, config: Config) -> None:
-        self.bar.set_postfix_str(config.label())
+    def begin(self, config: Config, detail: str | None = None) -> None:
+        self.bar.set_postfix_str(config.label() + (f": {detail}" if detail else ""))
 
     def end(self, line: str | None = None) -> None:
         self.done += self.forecasts[self.index]
@@ -268,7 +306,7 @@ class Progress:
 def run(opts: Options) -> Summary:
     """Measure every config of `opts` not yet in `opts.out`; append one record each."""
     summary = Summary()
-    done, ooms = existing(opts.out, summary)
+    done, ooms = existing(opts.out, summary, opts.min_cap)
     todo = [c for c in order(opts.configs) if records.config_key(c.record()) not in done]
     summary.resumed = len(opts.configs) - len(todo)
     if summary.resumed:
@@ -285,96 +323,162 @@ def run(opts: Options) -> Summary:
           + ("; random values: timings and memory are real, images are noise"
              if weights_path is None else ""))
 
-    forecast = Forecast(opts.budget_s)
+    pipeline.freeze_heap()
+    forecast = Forecast(opts.budget_s, search=opts.min_cap)
     progress = Progress([forecast.config_s(c) for c in todo])
-    loaded: pipeline.Loaded | None = None
-    attention = None  # the backend of the last config measured
-    failed_loads: dict[pipeline.LoadKey, tuple[str, str]] = {}
+    runs = Runs(opts, weights_path, nvml, gpu_entry)
     try:
         with Interrupt() as interrupt:
             for index, config in enumerate(todo):
-                predicted = forecast.config_s(config)
                 if dominated(config, ooms):
                     summary.skipped_oom.append(config)
                     progress.end()
                     continue
-                key = pipeline.LoadKey.of(config)
-                needs_load = loaded is None or loaded.key != key
-                elapsed = time.time() - opts.started
-                if interrupt.requested:
-                    summary.stopped = "interrupted (Ctrl-C)"
-                elif opts.limit_s and (elapsed + predicted + needs_load * forecast.load_s
-                                       > opts.limit_s):
-                    summary.stopped = (f"time limit: {elapsed:.0f} s of {opts.limit_s:.0f} s used, "
-                                       f"the next config needs about {predicted:.0f} s")
+                load_s = forecast.load_s if runs.needs_load(config) else 0.0
+                summary.stopped = stop_reason(interrupt, opts, forecast.config_s(config) + load_s)
                 if summary.stopped:
                     summary.not_run = [c for c in todo[index:] if not dominated(c, ooms)]
                     break
                 progress.begin(config)
-                if needs_load and key not in failed_loads:
-                    pipeline.release(loaded)
-                    loaded = None
-                    loaded, failure = _load(key, opts, weights_path)
-                    if failure:
-                        failed_loads[key] = failure
-                    else:
-                        forecast.load_s = loaded.load_s
-                if key in failed_loads:
-                    (status, error), results = failed_loads[key], None
-                else:
-                    status, results, error = _measure(
-                        loaded, config, opts, nvml, gpu_entry,
-                        settle_first=needs_load or config.attention != attention)
-                    attention = config.attention
-                record = make_record(env, loaded, config, status, results, error)
+
+                def before_trial(cap_gib: float, config=config) -> None:
+                    progress.begin(config, f"trial cap {cap_gib:.2f} GiB")
+                    reason = stop_reason(interrupt, opts)
+                    if reason:
+                        raise caps.Abandoned(f"{reason}, during the search of {config.label()}")
+
+                try:
+                    outcome = runs.run(config, before_trial)
+                except caps.Abandoned as exc:
+                    summary.stopped = str(exc)
+                    summary.not_run = [c for c in todo[index:] if not dominated(c, ooms)]
+                    break
+                if runs.loaded:
+                    forecast.load_s = runs.loaded.load_s
+                record = make_record(env, runs.loaded, outcome)
                 records.append_record(opts.out, record)
                 summary.rows.append(record)
-                if status == "oom":
-                    ooms.append(config)
-                if results:
-                    forecast.observe(config, results)
+                if outcome.status == "oom":
+                    ooms.append(outcome.config)
+                if outcome.results:
+                    forecast.observe(config, outcome.results)
                 progress.end(_line(record))
     finally:
         progress.close()
-        pipeline.release(loaded)
+        pipeline.release(runs.loaded)
+        caps.set_memory_cap(opts.device, None)
     return summary
 
 
-def _load(key, opts: Options, weights_path):
-    try:
-        loaded = pipeline.load(key, opts.device, weights_path, opts.tiny)
-    except AdvisorError:  # not a load failure: a model the probe does not measure
-        raise
-    except Exception as exc:  # noqa: BLE001 - recorded against every config of this pipeline
-        message = f"loading the pipeline failed: {type(exc).__name__}: {exc}"
-        status = "oom" if is_oom(exc) else "error"
-        del exc
-        pipeline.free_memory()
-        tqdm.write(message, file=sys.stdout)
-        return None, (status, message)
-    tqdm.write(f"loaded {key.dtype} pipeline (offload {key.offload}, compile {key.compile}) in "
-               f"{loaded.load_s:.1f} s, host RSS peak {loaded.host_rss_peak_mb / 1024:.1f} GB",
-               file=sys.stdout)
-    return loaded, None
+def stop_reason(interrupt: Interrupt, opts: Options, needed_s: float = 0.0) -> str | None:
+    """Why the sweep stops before a config (or a search trial) that needs `needed_s` more
+    seconds, or None."""
+    if interrupt.requested:
+        return "interrupted (Ctrl-C)"
+    elapsed = time.time() - opts.started
+    if opts.limit_s and elapsed + needed_s > opts.limit_s:
+        return (f"time limit: {elapsed:.0f} s of {opts.limit_s:.0f} s used"
+                + (f", the next config needs about {needed_s:.0f} s" if needed_s else ""))
+    return None
 
 
-def _measure(loaded, config: Config, opts: Options, nvml, gpu_entry, settle_first: bool):
-    """(status, results, error) of one config; the exception's frames are dropped before the
-    memory is freed, so that an OOM does not leave its tensors alive."""
-    try:
-        peak = gpu_entry.dense_tflops(config.precision) if gpu_entry else None
-        return "ok", measure(loaded, config, opts.device, nvml, peak, opts.budget_s,
-                             settle_first), None
-    except Exception as exc:  # noqa: BLE001 - any failure is recorded and the sweep goes on
-        status = "oom" if is_oom(exc) else "error"
-        error = f"{type(exc).__name__}: {exc}".strip()
-        if status == "error":
-            tqdm.write("".join(traceback.format_exception(exc)[-3:]).rstrip(), file=sys.stdout)
-        del exc
-    if loaded.key.offload != "none":
-        loaded.pipe.maybe_free_model_hooks()  # send models back to the host after a failed call
-    pipeline.free_memory()
-    return status, None, error[:2000]
+class Runs:
+    """The pipeline in hand and how a config runs on it: loads (one per LoadKey; a failed one is
+    remembered and recorded against each of its configs), the memory cap, then the measurement,
+    or with `min_cap` the search and the measurement at the cap found."""
+
+    def __init__(self, opts: Options, weights_path, nvml: Nvml | None, gpu_entry):
+        self.opts = opts
+        self.weights_path = weights_path
+        self.nvml = nvml
+        self.gpu_entry = gpu_entry
+        self.loaded: pipeline.Loaded | None = None
+        self.attention: str | None = None  # the backend of the last config measured
+        self.failed_loads: dict[pipeline.LoadKey, tuple[str, str]] = {}  # (status, error)
+
+    def needs_load(self, config: Config) -> bool:
+        return self.loaded is None or self.loaded.key != pipeline.LoadKey.of(config)
+
+    def run(self, config: Config, before_trial) -> Outcome:
+        """The outcome of one config; caps.Abandoned when `before_trial` stops a search."""
+        key = pipeline.LoadKey.of(config)
+        needs_load = self.needs_load(config)
+        caps.set_memory_cap(self.opts.device, config.memory_cap_gib)  # the load runs under it too
+        if needs_load and key not in self.failed_loads:
+            self._load(key)
+        if key in self.failed_loads:
+            status, error = self.failed_loads[key]
+            return Outcome(config, status, None, error, "load")
+        settle = needs_load or config.attention != self.attention
+        self.attention = config.attention
+        if self.opts.min_cap:  # the search's calls warm the pipeline up: no settling
+            return self._guarded(config, lambda: self._measure_at_min_cap(
+                config, caps.search(self.loaded, config, self.opts.device, before_trial)))
+        return self._measure(config, settle_first=settle)
+
+    def _load(self, key: pipeline.LoadKey) -> None:
+        pipeline.release(self.loaded)
+        self.loaded = None
+        try:
+            self.loaded = pipeline.load(key, self.opts.device, self.weights_path, self.opts.tiny)
+        except AdvisorError:  # not a load failure: a model the probe does not measure
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded against every config of this pipeline
+            message = f"loading the pipeline failed: {type(exc).__name__}: {exc}"
+            status = "oom" if pipeline.is_oom(exc) else "error"
+            del exc
+            pipeline.free_memory()
+            tqdm.write(message, file=sys.stdout)
+            self.failed_loads[key] = (status, message)
+            return
+        tqdm.write(f"loaded {key.dtype} pipeline (offload {key.offload}, compile {key.compile}) "
+                   f"in {self.loaded.load_s:.1f} s, host RSS peak "
+                   f"{self.loaded.host_rss_peak_mb / 1024:.1f} GB", file=sys.stdout)
+
+    def _measure(self, config: Config, settle_first: bool) -> Outcome:
+        peak = self.gpu_entry.dense_tflops(config.precision) if self.gpu_entry else None
+        return self._guarded(config, lambda: Outcome(config, results=measure(
+            self.loaded, config, self.opts.device, self.nvml, peak, self.opts.budget_s,
+            settle_first, self.opts.profile)))
+
+    def _measure_at_min_cap(self, config: Config, search: caps.Search) -> Outcome:
+        """The usual measurement under the smallest cap found. It makes more and longer calls
+        than a trial; should one run out of memory, the next cap up is measured (RESOLUTION_GIB
+        steps), up to the one known to run. Without a cap found, the record's cap is null."""
+        cap, trials = search.min_cap_gib, search.trials
+        while True:
+            caps.set_memory_cap(self.opts.device, cap)
+            outcome = self._measure(replace(config, memory_cap_gib=cap), settle_first=False)
+            if outcome.status == "error":
+                break
+            trials.append(caps.Trial(cap, outcome.status, outcome.failed_stage))
+            if outcome.status == "ok":
+                outcome.results.update(min_cap_gib=cap, cap_trials=[t.record() for t in trials])
+                return outcome
+            if cap >= search.high_gib:
+                break
+            cap = min(cap + caps.RESOLUTION_GIB, search.high_gib)
+        return replace(outcome, config=config, error=f"under a {cap:g} GiB cap: {outcome.error}")
+
+    def _guarded(self, config: Config, attempt) -> Outcome:
+        """attempt(), or the failure it raised as an outcome. The exception's frames are dropped
+        before the memory is freed, so that an OOM does not leave its tensors alive."""
+        try:
+            return attempt()
+        except caps.Abandoned:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded and the sweep goes on
+            failure = _failure(config, exc)
+        pipeline.recover(self.loaded)
+        return failure
+
+
+def _failure(config: Config, exc: Exception) -> Outcome:
+    status = "oom" if pipeline.is_oom(exc) else "error"
+    if status == "error":
+        tqdm.write("".join(traceback.format_exception(exc)[-3:]).rstrip(), file=sys.stdout)
+    error = f"{type(exc).__name__}: {exc}".strip()[:2000]
+    return Outcome(config, status, None, error, failed_stage(exc))
 
 
 def _line(record: dict) -> str:
@@ -385,9 +489,11 @@ def _line(record: dict) -> str:
     memory = (f", peak {r['peak_allocated_mb'] / 1024:.1f} GiB allocated"
               if r["peak_allocated_mb"] is not None else "")
     nvml = f", NVML {r['nvml_peak_used_mb'] / 1024:.1f} GiB" if r["nvml_peak_used_mb"] else ""
+    search = (f", smallest cap {r['min_cap_gib']:g} GiB ({len(r['cap_trials'])} trials)"
+              if r.get("min_cap_gib") is not None else "")
     return (f"{label}: {r['total_s']:.3f} s/batch (text {r['text_encode_s']:.3f}, step "
             f"{r['denoise_step_s']:.3f}, vae {r['vae_decode_s']:.3f}), {r['img_per_s']:.2f} img/s"
-            f"{memory}{nvml}")
+            f"{memory}{nvml}{search}")
 
 
 def print_summary(summary: Summary, out: Path) -> None:

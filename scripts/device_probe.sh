@@ -8,22 +8,29 @@
 # Environment: GRID (default standard), LIMIT_S (soft budget of the probe process in seconds,
 # default 530: under the 600 s command limit with room for the install, the catalog look-up and
 # a last config slower than forecast), RESUME (a results file to
-# continue; default data/measurements/<catalog-id>.jsonl when it exists). Extra arguments go to
-# `advisor probe` (e.g. --weights synthetic).
+# continue; default data/measurements/<catalog-id>.jsonl when it exists, or
+# data/measurements/capped/<catalog-id>.jsonl for a run under a memory cap), WHEELS (the wheel
+# folder, default .whl). Extra arguments go to `advisor probe` (e.g. --weights synthetic,
+# --min-cap, --emulate rtx-4090).
 set -uo pipefail
 : "${OUT:?OUT must name the folder for the results}"
 GRID=${GRID:-standard}
 LIMIT_S=${LIMIT_S:-530}
+WHEELS=$(realpath "${WHEELS:-.whl}")
 cd "$(dirname "$0")/.."
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-  .whl/*.whl || exit 1
+  "$WHEELS"/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,power.limit --format=csv,noheader
 out=$(python3 -c 'import torch; from advisor.commands.probe import default_out
 print(default_out(torch.device("cuda"), tiny=False).name)') || exit 1
-resume=${RESUME:-data/measurements/$out}
+measurements=data/measurements
+case " $* " in
+  *" --min-cap "* | *" --memory-cap-gib "* | *" --emulate "*) measurements=data/measurements/capped ;;
+esac
+resume=${RESUME:-$measurements/$out}
 if [ -f "$resume" ]; then
   cp "$resume" "$OUT/$out" && echo "resuming from $resume"
 fi

@@ -15,6 +15,7 @@ import numpy as np
 from advisor import CATALOG_PATH
 from advisor.catalog import load_catalog
 from advisor.contract import Config
+from advisor.features import specs_of
 from advisor.features import (
     LATENCY_STAGES, MEMORY_STAGES, GpuSpec, latency_design, make_row, memory_design,
     nvml_design,
@@ -168,7 +169,7 @@ def standard_grid() -> list[dict]:
 
 
 def gpu_specs(catalog_path=CATALOG_PATH) -> dict:
-    return {g.id: GpuSpec.from_catalog(g) for g in load_catalog(catalog_path).gpus}
+    return specs_of(load_catalog(catalog_path).gpus)
 
 
 def synthetic_records(gpus=("h100-sxm-80gb", "h200-sxm-141gb"), grid=None, noise=0.01,

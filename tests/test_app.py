@@ -255,6 +255,19 @@ def test_gpus_page_filters():
     assert (table(at, "gpus_table").memory_gb >= 100).all()
 
 
+def test_gpus_page_says_what_fits_each_card_with_its_source():
+    at = open_page("gpus")
+    limits = table(at, "gpus_limits")
+    assert set(limits.offload) == {"none", "model", "sequential"}
+    h100 = limits[(limits.gpu == "h100-sxm-80gb") & (limits.offload == "none")].iloc[0]
+    assert h100.batch_1024 >= 16 and h100.batch_1024_source == "measured run"
+    small = limits[limits.capacity_gb < 10]
+    assert small[small.offload == "none"].batch_1024.isna().all()  # 8 GB: nothing, and why
+    assert small[small.offload == "none"].batch_1024_source.str.startswith("nothing fits").all()
+    at.number_input(key="gpus_min_mem").set_value(100).run()
+    assert (table(at, "gpus_limits").capacity_gb >= 100).all()
+
+
 def test_gpus_page_resolution_changes_throughput():
     at = open_page("gpus")
     before = table(at, "gpus_table").img_per_s.copy()

@@ -460,3 +460,35 @@ def test_cli_show_unknown_id(capsys):
     assert main(["catalog", "show", "rtx4090"]) == 2
     err = capsys.readouterr().err
     assert "unknown GPU id 'rtx4090'" in err and "rtx-4090" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"achieved_bf16_tflops": 160.2}, "field 'achieved_bf16_tflops_source': expected where"),
+    ({"achieved_bf16_tflops_source": "somewhere"}, "field 'achieved_bf16_tflops': expected a value"),
+    ({"achieved_bf16_tflops": 400.0, "achieved_bf16_tflops_source": "x"},
+     "field 'achieved_bf16_tflops': expected at most 1.25 x the dense bf16 peak"),
+    ({"achieved_bf16_tflops": "160 TFLOPS", "achieved_bf16_tflops_source": "x"},
+     "field 'achieved_bf16_tflops': expected a bare number"),
+])
+def test_achieved_matmul_rate_comes_with_its_source_and_below_the_peak(tmp_path, fields,
+                                                                        message):
+    import yaml
+
+    doc = yaml.safe_load(CATALOG_PATH.read_text())
+    entry = next(g for g in doc["gpus"] if g["id"] == "rtx-4090")
+    for key in ("achieved_bf16_tflops", "achieved_bf16_tflops_source"):
+        entry.pop(key, None)
+    entry.update(fields)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert any(message in p for p in validate_catalog_file(path))
+
+
+def test_gpus_without_a_cited_matmul_rate_borrow_their_architectures(catalog):
+    from advisor.features import specs_of
+
+    specs = specs_of(catalog.gpus)
+    assert specs["rtx-4090"].gemm_tflops == 160.17
+    assert specs["rtx-4090"].gemm_source == "measured, cited in the catalog"
+    borrowed = specs["rtx-4080-super"]
+    assert borrowed.gemm_source.startswith("assumed:") and "Ada Lovelace" in borrowed.gemm_source

@@ -462,7 +462,9 @@ def test_fit_validate_predict_commands(capsys, data_dir):
     assert rc == 0 and "K-fold: latency MAPE" in out and H100 in out
     rc, out, _ = _cli(capsys, data_dir, "validate", "--format", "json")
     report = json.loads(out)
-    assert rc == 0 and set(report["latency_mape"]) == {"kfold", "shape_out", "gpu_out"}
+    assert rc == 0 and set(report["latency_mape"]) == {"kfold", "shape_out", "gpu_out",
+                                                       "published"}
+    assert report["published"]["n"] >= 1 and "rows" in report["published"]
     rc, out, _ = _cli(capsys, data_dir, "validate")
     assert rc == 0 and "shape_out" in out and "MAPE%" in out
     rc, out, _ = _cli(capsys, data_dir, "predict", "--gpu", H200, "--height", "1024",

@@ -7,9 +7,9 @@ from advisor.contract import Config
 from advisor.memory_rule import Outcome, needed_gb, verdict
 
 
-def test_needed_takes_the_larger_of_the_margin_and_context_plus_fragments():
-    assert needed_gb(20.0, 0.5, 0.2, margin_gb=1.0) == 21.0
-    assert needed_gb(20.0, 0.5, 1.5, margin_gb=1.0) == 22.0
+def test_needed_is_the_minimum_cap_plus_the_larger_of_margin_and_context():
+    assert needed_gb(20.0, 0.7, margin_gb=1.0) == 21.0
+    assert needed_gb(20.0, 0.7, margin_gb=0.5) == 20.7
 
 
 def test_measurements_decide_before_the_prediction():
@@ -53,3 +53,72 @@ def test_shipped_boundaries_the_old_rules_got_wrong(shipped):
                    Config(512, 512, 64)):
         pred = shipped.predict("h100-sxm-80gb", config)
         assert pred.source == "measured" and pred.fits, (config.label(), pred.fits_reason)
+
+
+# ------------------------------------------------------------------------------ minimum caps
+
+def _search(gpu, allocated_gib, offset_gib, trials, **config):
+    """A minimum-cap search record whose minimum is the law's peak + offset."""
+    from tests.synthetic import make_record
+
+    record = make_record(gpu=gpu, **config)
+    law = record["results"]
+    cap = round(allocated_gib + offset_gib, 3)
+    law.update(min_cap_gib=cap, cap_trials=[{"cap_gib": c, "status": s, "failed_stage": None}
+                                            for c, s in trials(cap)])
+    record["config"]["memory_cap_gib"] = cap
+    return record
+
+
+@pytest.fixture(scope="module")
+def capped_models():
+    from advisor.calibration import fit_calibrated
+    from advisor.features import make_row
+    from tests.synthetic import gpu_specs, synthetic_records
+
+    specs = gpu_specs()
+    records = synthetic_records(grid=[dict(height=h, width=w, batch=b)
+                                      for h, w in ((512, 512), (1024, 1024), (1536, 1536))
+                                      for b in (1, 4)], noise=0.0)
+    for i, r in enumerate(records, 1):
+        r["_source"] = f"syn.jsonl:{i}"
+    models = fit_calibrated(records, specs)
+    shapes = ((512, 512, 1), (768, 768, 1), (1024, 1024, 1), (1024, 1024, 2), (1280, 1280, 1))
+    capped = []
+    for h, w, b in shapes:
+        peak = models.memory.predict([make_row(specs["h200-sxm-141gb"], Config(h, w, b))])[
+            "allocated"][0] / 1024
+        capped.append(_search("h200-sxm-141gb", peak, 0.3, lambda cap: [
+            (cap + 1.0, "ok"), (cap - 1.0, "oom"), (cap - 0.25, "ok"), (cap - 0.25, "oom"),
+            (cap, "ok")], height=h, width=w, batch=b))
+    for i, r in enumerate(capped, 1):
+        r["_source"] = f"capped.jsonl:{i}"
+    return fit_calibrated(records, specs, capped=capped), records, capped, specs
+
+
+def test_a_searched_config_needs_its_measured_minimum_cap_others_the_fitted_one(capped_models):
+    models, _, capped, _ = capped_models
+    assert models.min_cap.offset_mib == pytest.approx(0.3 * 1024, abs=2)
+    searched = models.predict("rtx-4090", Config(1024, 1024, 2))
+    assert searched.memory.min_cap_gb == pytest.approx(
+        capped[3]["results"]["min_cap_gib"] * 2**30 / 1e9)
+    assert searched.memory.min_cap_source == "capped-measured (capped.jsonl:4)"
+    fitted = models.predict("rtx-4090", Config(896, 896, 1))
+    assert fitted.memory.min_cap_source.startswith("fitted")
+    assert fitted.memory.needed_gb == pytest.approx(
+        fitted.memory.min_cap_gb + max(1.0, fitted.memory.needed_gb - fitted.memory.min_cap_gb))
+
+
+def test_the_capped_split_scores_every_trial_and_leaves_searches_out(capped_models):
+    from advisor.calibration import fit_calibrated
+    from advisor.validation import validation_report
+
+    _, records, capped, specs = capped_models
+    split = validation_report(records, specs, fit_calibrated, capped=capped)["capped"]
+    assert split["searches"] == 5 and split["mape"] < 1.0
+    rule = split["confusion"]["rule"]
+    # per search: above the minimum ran (2), below it ran out (1), and the unstable band just
+    # under it once ran (conservative) and once did not
+    assert rule == {"runs_and_ran": 10, "unsafe_runs_but_oom": 0,
+                    "conservative_oom_but_ran": 5, "oom_and_oom": 10, "not_judged": 0}
+    assert len(split["pairs"]) == 25

@@ -1,5 +1,7 @@
 """The probe on the tiny architecture on CPU: the real ZImagePipeline code path, records valid
-against the schema, faults (injected OOM, errors, Ctrl-C), resume and corrupt lines."""
+against the schema, faults (injected OOM, errors, Ctrl-C), resume and corrupt lines, VAE modes,
+and the minimum-cap search (its bisection with a fake trial; the sweep around it with a fake
+search, since a cap needs CUDA)."""
 from __future__ import annotations
 
 import json
@@ -7,6 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,10 +23,22 @@ from diffusers import ZImageTransformer2DModel  # noqa: E402
 from advisor import REPO_ROOT, records, workload  # noqa: E402
 from advisor.cli import main  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
-from probes import grids, measure, pipeline, sweep  # noqa: E402
+from advisor.commands.probe import CUDA_CONTEXT_MIB, emulated_cap_gib  # noqa: E402
+from advisor.contract import PROBED_OFFLOADS, VAE_MODES  # noqa: E402
+from probes import caps, grids, measure, pipeline, sweep  # noqa: E402
 from probes.tokenizer import caption_length, caption_prompt, negative_prompt, word_tokenizer  # noqa: E402
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models gain nothing from intra-op threads, and on a busy two-core machine two
+    threads wait on each other (the same tests took 10 s or 100 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def configs(*groups, steps=2):
@@ -55,7 +72,7 @@ def inject(monkeypatch, when, make_exception):
     monkeypatch.setattr(ZImageTransformer2DModel, "forward", forward)
 
 
-SMALL = {"shapes": [[256, 256]], "batch": [1, 2]}
+SMALL = {"shapes": [[128, 128]], "batch": [1, 2]}
 
 
 def test_synthetic_build_is_the_exact_architecture():
@@ -106,14 +123,14 @@ def test_settle_runs_full_calls_until_two_agree(times, calls):
 def test_sweep_settles_after_a_load_and_after_an_attention_switch(tmp_path, monkeypatch):
     settled = []
 
-    def fake_measure(loaded, config, device, nvml, peak, budget_s, settle_first):
+    def fake_measure(loaded, config, device, nvml, peak, budget_s, settle_first, profile):
         settled.append((config.label(), settle_first))
         raise ValueError("not measured")  # recorded as an error; the sweep goes on
 
     monkeypatch.setattr(sweep, "measure", fake_measure)
-    run(tmp_path / "r.jsonl", configs({"shapes": [[256, 256]], "batch": [1, 2]},
-                                      {"shapes": [[256, 256]], "attention": "flash"},
-                                      {"shapes": [[256, 256]], "precision": "fp32"}))
+    run(tmp_path / "r.jsonl", configs({"shapes": [[128, 128]], "batch": [1, 2]},
+                                      {"shapes": [[128, 128]], "attention": "flash"},
+                                      {"shapes": [[128, 128]], "precision": "fp32"}))
     assert [flag for _, flag in settled] == [True, False, True, True], settled
 
 
@@ -121,7 +138,7 @@ def test_save_load_and_sweep_records_are_valid(tmp_path):
     saved = tmp_path / "pipe"
     pipeline.build_synthetic(CPU, torch.float32, tiny=True).save_pretrained(saved)
     out = tmp_path / "r.jsonl"
-    summary = run(out, configs(SMALL, {"shapes": [[256, 384]], "guidance_scale": 4.0,
+    summary = run(out, configs(SMALL, {"shapes": [[128, 192]], "guidance_scale": 4.0,
                                        "end_to_end": True}),
                   weights=str(saved), tiny=False)
     found, problems = read(out)
@@ -146,29 +163,30 @@ def test_save_load_and_sweep_records_are_valid(tmp_path):
 def test_caption_mismatch_is_an_error_record(tmp_path, monkeypatch):
     monkeypatch.setattr("probes.measure.caption_prompt", lambda tok, n: "photo " * (n - 1))
     out = tmp_path / "r.jsonl"
-    run(out, configs({"shapes": [[256, 256]]}))
+    run(out, configs({"shapes": [[128, 128]]}))
     (record,), _ = read(out)
     assert record["status"] == "error" and "caption tokens reaching the transformer" in record["error"]
 
 
 def test_oom_is_recorded_and_larger_shapes_of_the_family_are_skipped(tmp_path, monkeypatch):
-    inject(monkeypatch, lambda pixels, batch: pixels * batch > 1.5 * 256 * 256,
+    inject(monkeypatch, lambda pixels, batch: pixels * batch > 1.5 * 128 * 128,
            lambda: torch.OutOfMemoryError("CUDA out of memory (injected)"))
-    cfgs = configs({"shapes": [[256, 256], [384, 384], [512, 512]], "batch": [1, 2]},
-                   {"shapes": [[256, 256]], "batch": 2, "caption_tokens": 16})
+    cfgs = configs({"shapes": [[128, 128], [192, 192], [256, 256]], "batch": [1, 2]},
+                   {"shapes": [[128, 128]], "batch": 2, "caption_tokens": 16})
     out = tmp_path / "r.jsonl"
     summary = run(out, cfgs)
     found, problems = read(out)
     assert problems == []
     status = {label: r["status"] for label, r in zip(labels(found), found)}
-    assert status == {"256x256 b1 bf16 native steps=2": "ok",
-                      "256x256 b2 bf16 native steps=2": "oom",
-                      "384x384 b1 bf16 native steps=2": "oom",
-                      "256x256 b2 bf16 native cap=16 steps=2": "oom"}  # another family: tried
-    assert all(r["results"] is None and "injected" in r["error"] for r in found if r["status"] == "oom")
-    assert {c.label() for c in summary.skipped_oom} == {"512x512 b1 bf16 native steps=2",
-                                                        "384x384 b2 bf16 native steps=2",
-                                                        "512x512 b2 bf16 native steps=2"}
+    assert status == {"128x128 b1 bf16 native steps=2": "ok",
+                      "128x128 b2 bf16 native steps=2": "oom",
+                      "192x192 b1 bf16 native steps=2": "oom",
+                      "128x128 b2 bf16 native cap=16 steps=2": "oom"}  # another family: tried
+    assert all(r["results"] is None and "injected" in r["error"] and r["failed_stage"] == "denoise"
+               for r in found if r["status"] == "oom")
+    assert {c.label() for c in summary.skipped_oom} == {"256x256 b1 bf16 native steps=2",
+                                                        "192x192 b2 bf16 native steps=2",
+                                                        "256x256 b2 bf16 native steps=2"}
     again = run(out, cfgs)  # resume: nothing left to do; the file's OOMs still skip
     assert again.rows == [] and again.resumed == 4 and len(again.skipped_oom) == 3
 
@@ -176,15 +194,16 @@ def test_oom_is_recorded_and_larger_shapes_of_the_family_are_skipped(tmp_path, m
 def test_other_exceptions_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     inject(monkeypatch, lambda pixels, batch: batch == 2, lambda: ValueError("boom"))
     out = tmp_path / "r.jsonl"
-    run(out, configs({"shapes": [[256, 256], [384, 384]], "batch": [1, 2]}))
+    run(out, configs({"shapes": [[128, 128], [192, 192]], "batch": [1, 2]}))
     found, _ = read(out)
     assert [r["status"] for r in found] == ["ok", "error", "ok", "error"]
-    assert found[1]["error"] == "ValueError: boom"
+    assert found[1]["error"] == "ValueError: boom" and found[1]["failed_stage"] == "denoise"
+    assert "failed_stage" not in found[0]
 
 
 def test_resume_skips_done_configs_and_reports_a_corrupt_line(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
-    run(out, configs({"shapes": [[256, 256]]}))
+    run(out, configs({"shapes": [[128, 128]]}))
     with open(out, "a") as f:
         f.write('{"schema_version": 1, "status": "ok", truncated\n')
     summary = run(out, configs(SMALL))
@@ -206,7 +225,7 @@ def test_ctrl_c_finishes_the_current_config_then_stops(tmp_path, monkeypatch):
 
     inject(monkeypatch, interrupt_once, RuntimeError)
     out = tmp_path / "r.jsonl"
-    summary = run(out, configs({"shapes": [[256, 256], [384, 384]], "batch": [1, 2]}))
+    summary = run(out, configs({"shapes": [[128, 128], [192, 192]], "batch": [1, 2]}))
     found, problems = read(out)
     assert problems == [] and [r["status"] for r in found] == ["ok", "ok"]
     assert found[1]["config"]["batch"] == 2  # the config in progress was finished and written
@@ -231,14 +250,190 @@ def test_time_limit_stops_before_a_config_and_the_rerun_resumes(tmp_path):
     assert run(out, configs(SMALL)).rows and len(read(out)[0]) == 2
 
 
-def test_cli_quick_tiny_cpu_writes_valid_records(tmp_path, capsys):
-    out = tmp_path / "quick.jsonl"
-    assert main(["probe", "--grid", "quick", "--tiny", "--device", "cpu", "--out", str(out)]) == 0
+def test_failed_stage_names_the_vae_decode_and_the_load(tmp_path, monkeypatch):
+    def decode(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected in the VAE)")
+
+    monkeypatch.setattr("diffusers.AutoencoderKL.decode", decode)
+    out = tmp_path / "r.jsonl"
+    run(out, configs({"shapes": [[128, 128]]}))
+
+    def load(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected at load)")
+
+    monkeypatch.setattr(pipeline, "load", load)
+    run(out, configs({"shapes": [[128, 128]], "precision": "fp32"}))
     found, problems = read(out)
-    assert problems == [] and len(found) == 5
+    assert problems == [] and [r["status"] for r in found] == ["oom", "oom"]
+    assert [r["failed_stage"] for r in found] == ["vae_decode", "load"]
+
+
+def test_vae_modes_run_and_set_the_vae(tmp_path):
+    out = tmp_path / "r.jsonl"
+    run(out, configs({"shapes": [[128, 128]], "batch": 2, "vae": list(VAE_MODES)}))
+    found, problems = read(out)
+    assert problems == [] and all(r["status"] == "ok" for r in found)
+    assert sorted(r["config"]["vae"] for r in found) == sorted(VAE_MODES)
+    loaded = pipeline.load(pipeline.LoadKey("bf16", False, "none"), CPU, None, tiny=True)
+    for mode, tiling, slicing in [("tiling+slicing", True, True), ("slicing", False, True),
+                                  ("full", False, False), ("tiling", True, False)]:
+        pipeline.set_vae(loaded, mode)
+        assert (loaded.pipe.vae.use_tiling, loaded.pipe.vae.use_slicing) == (tiling, slicing)
+
+
+def test_offload_pipelines_are_built_on_the_host_and_group_offload_streams(monkeypatch):
+    real_build, built, placed = pipeline.build_synthetic, [], []
+    monkeypatch.setattr(pipeline, "build_synthetic", lambda device, dtype, tiny:
+                        built.append(device) or real_build(CPU, dtype, tiny))
+    monkeypatch.setattr(pipeline, "place", lambda pipe, device, key: placed.append(key.offload))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    gpu = torch.device("cuda", 0)
+    for offload in PROBED_OFFLOADS:
+        pipeline.load(pipeline.LoadKey("bf16", False, offload), gpu, None, tiny=True)
+    assert built == [gpu, CPU, CPU, CPU] and placed == ["none", "model", "sequential", "group"]
+    monkeypatch.undo()
+
+    class Pipe:
+        def enable_group_offload(self, **kwargs):
+            self.kwargs = kwargs
+
+    pipe = Pipe()
+    pipeline.place(pipe, gpu, pipeline.LoadKey("bf16", False, "group"))
+    assert pipe.kwargs == {"onload_device": gpu, "offload_type": "block_level",
+                           "num_blocks_per_group": 1, "use_stream": True}
+
+
+@pytest.mark.parametrize("threshold", [19.3, 21.6, 23.49, 41.9])
+def test_bisect_finds_the_smallest_cap_within_a_quarter_gib(threshold):
+    def trial(cap):  # a config that runs from `threshold` GiB up
+        return caps.Trial(cap, "ok") if cap >= threshold else caps.Trial(cap, "oom", "vae_decode")
+
+    found, trials = caps.bisect(trial, 19.27, 42.0)
+    assert threshold <= found <= threshold + caps.RESOLUTION_GIB
+    assert len(trials) <= 7 and len({t.cap_gib for t in trials}) == len(trials)
+    assert all(t.cap_gib % caps.STEP_GIB == 0 for t in trials)
+    assert all((t.status == "ok") == (t.cap_gib >= threshold) for t in trials)
+
+
+def test_bisect_stops_when_told():
+    def before(cap):
+        raise caps.Abandoned("time limit")
+
+    with pytest.raises(caps.Abandoned, match="time limit"):
+        caps.bisect(lambda cap: caps.Trial(cap, "ok"), 0.0, 10.0, before)
+    assert caps.bisect(lambda cap: pytest.fail("no trial needed"), 20.0, 20.25) == (20.25, [])
+
+
+class FakeCaps:
+    """Stands in for the CUDA side of a minimum-cap search: `search` answers `found` GiB after
+    two trials (or raises `fail`), and the cap set last is remembered for injected faults."""
+
+    def __init__(self, monkeypatch, found=21.5, high=23.0, fail=None):
+        self.cap, self.searched = None, []
+        monkeypatch.setattr(caps, "set_memory_cap", self.set_memory_cap)
+        monkeypatch.setattr(caps, "search", self.search)
+        self.found, self.high, self.fail = found, high, fail
+
+    def set_memory_cap(self, device, cap_gib):
+        self.cap = cap_gib
+
+    def search(self, loaded, config, device, before):
+        self.searched.append(config.label())
+        before(139.8)
+        if self.fail:
+            raise self.fail(config)
+        self.cap = self.found
+        return caps.Search(self.found, self.high, [
+            caps.Trial(139.8, "ok"), caps.Trial(self.found - 0.25, "oom", "vae_decode"),
+            caps.Trial(self.found, "ok")])
+
+
+def test_min_cap_records_the_cap_found_and_the_trials_and_resume(tmp_path, monkeypatch):
+    fake = FakeCaps(monkeypatch)
+    out = tmp_path / "r.jsonl"
+    cfgs = configs(SMALL)
+    run(out, cfgs, min_cap=True)
+    found, problems = read(out)
+    assert problems == [] and len(found) == 2
+    for record in found:
+        assert record["status"] == "ok" and record["config"]["memory_cap_gib"] == 21.5
+        assert record["results"]["min_cap_gib"] == 21.5
+        assert record["results"]["cap_trials"] == [
+            {"cap_gib": 139.8, "status": "ok", "failed_stage": None},
+            {"cap_gib": 21.25, "status": "oom", "failed_stage": "vae_decode"},
+            {"cap_gib": 21.5, "status": "ok", "failed_stage": None},
+            {"cap_gib": 21.5, "status": "ok", "failed_stage": None}]  # the measurement
+    assert run(out, cfgs, min_cap=True).resumed == 2 and len(fake.searched) == 2
+    # explicit caps are other configs: not done by the search's records, and the reverse
+    assert run(out, [replace(c, memory_cap_gib=23.5) for c in cfgs]).resumed == 0
+
+
+def test_min_cap_measurement_out_of_memory_steps_the_cap_up(tmp_path, monkeypatch):
+    fake = FakeCaps(monkeypatch, found=21.5, high=22.0)
+    inject(monkeypatch, lambda pixels, batch: fake.cap < 21.75 or batch == 2,
+           lambda: torch.OutOfMemoryError("CUDA out of memory (injected)"))
+    out = tmp_path / "r.jsonl"
+    run(out, configs(SMALL), min_cap=True)
+    (b1, b2), problems = read(out)
+    assert problems == [] and b1["config"]["memory_cap_gib"] == 21.75
+    assert [(t["cap_gib"], t["status"]) for t in b1["results"]["cap_trials"][-2:]] == \
+        [(21.5, "oom"), (21.75, "ok")]
+    assert b2["status"] == "oom" and b2["failed_stage"] == "denoise"
+    assert b2["config"]["memory_cap_gib"] is None and "under a 22 GiB cap" in b2["error"]
+    assert run(out, configs(SMALL), min_cap=True).resumed == 2  # a failed search is done too
+
+
+def test_min_cap_of_a_config_that_does_not_fit_uncapped(tmp_path, monkeypatch):
+    def oom(config):
+        exc = torch.OutOfMemoryError("CUDA out of memory (uncapped, injected)")
+        exc.probe_stage = "denoise"
+        return exc
+
+    FakeCaps(monkeypatch, fail=oom)
+    out = tmp_path / "r.jsonl"
+    summary = run(out, configs(SMALL), min_cap=True)
+    (record,), _ = read(out)  # batch 2 is skipped: batch 1 did not fit the device
+    assert record["status"] == "oom" and record["config"]["memory_cap_gib"] is None
+    assert record["failed_stage"] == "denoise" and len(summary.skipped_oom) == 1
+
+
+def test_min_cap_search_stopped_by_the_time_limit_writes_nothing_for_it(tmp_path, monkeypatch):
+    fake = FakeCaps(monkeypatch)
+    out = tmp_path / "r.jsonl"
+    real = fake.search
+
+    def slow_second(loaded, config, device, before):
+        if fake.searched:  # the second search finds the time limit passed
+            monkeypatch.setattr(sweep, "time", SimpleNamespace(
+                time=lambda: 1e12, perf_counter=time.perf_counter))
+        return real(loaded, config, device, before)
+
+    monkeypatch.setattr(caps, "search", slow_second)
+    summary = run(out, configs(SMALL), min_cap=True, limit_s=1e6)
+    assert "time limit" in summary.stopped and "during the search" in summary.stopped
+    assert len(read(out)[0]) == 1 and len(summary.not_run) == 1
+    monkeypatch.undo()
+    FakeCaps(monkeypatch)
+    assert len(run(out, configs(SMALL), min_cap=True).rows) == 1  # the rerun resumes
+
+
+def test_emulated_cap_is_the_card_less_the_cuda_context():
+    assert emulated_cap_gib(24) == round(24 - CUDA_CONTEXT_MIB / 1024, 2)
+    assert emulated_cap_gib(24) == 23.32  # an RTX 4090
+
+
+def test_cli_tiny_cpu_writes_valid_records(tmp_path, capsys):
+    grid = tmp_path / "two.yaml"
+    grid.write_text("groups:\n  - shapes: [[128, 128]]\n    batch: [1, 2]\n    steps: 2\n"
+                    "  - shapes: [[128, 128]]\n    offload: model\n")
+    out = tmp_path / "two.jsonl"
+    assert main(["probe", "--grid", str(grid), "--tiny", "--device", "cpu", "--out", str(out)]) == 0
+    found, problems = read(out)
+    assert problems == [] and len(found) == 2
     assert all(r["status"] == "ok" and r["weights"] == "synthetic" for r in found)
     text = capsys.readouterr().out
-    assert "SYNTHETIC" in text and "5 records written" in text
+    assert "leaving out 1 configs that need CUDA" in text
+    assert "SYNTHETIC" in text and "2 records written" in text
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -247,11 +442,23 @@ def test_cli_quick_tiny_cpu_writes_valid_records(tmp_path, capsys):
     (["--weights", "/nowhere", "--device", "cpu", "--out", "x.jsonl"], "model_index.json"),
     (["--grid", "nope.yaml", "--tiny", "--device", "cpu", "--out", "x.jsonl"], "--grid nope.yaml"),
     (["--limit-s", "0", "--tiny", "--device", "cpu", "--out", "x.jsonl"], "--limit-s"),
+    (["--memory-cap-gib", "0"], "--memory-cap-gib: expected a positive number of GiB, got 0"),
+    (["--memory-cap-gib", "-3"], "got -3"),
+    (["--emulate", "rtx-9090"], "--emulate: unknown GPU id 'rtx-9090'"),
+    (["--min-cap", "--tiny", "--device", "cpu", "--out", "x.jsonl"],
+     "--min-cap needs --device cuda"),
+    (["--emulate", "rtx-4090", "--device", "cpu"], "a memory cap needs --device cuda"),
 ])
 def test_cli_bad_input_is_a_message(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     assert main(["probe", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_cap_flags_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["probe", "--emulate", "rtx-4090", "--memory-cap-gib", "20"])
+    assert exit_.value.code == 2 and "not allowed with" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without a GPU")
@@ -271,10 +478,36 @@ def test_help_imports_no_torch():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_tiny_sweep_has_memory_and_nvml_figures(tmp_path):
     out = tmp_path / "r.jsonl"
-    sweep.run(sweep.Options(configs=configs(SMALL), out=out, device=torch.device("cuda", 0),
-                            grid="test", weights="synthetic", tiny=True, budget_s=0.5))
+    sweep.run(sweep.Options(configs=configs(SMALL, {"shapes": [[128, 128]],
+                                                    "offload": ["model", "group"]}),
+                            out=out, device=torch.device("cuda", 0), grid="test",
+                            weights="synthetic", tiny=True, budget_s=0.5, profile=True))
     found, problems = read(out)
     assert problems == [] and all(r["status"] == "ok" for r in found)
     for r in found:
         assert r["results"]["peak_allocated_mb"] > 0
-        assert r["gpu"]["compute_capability"]
+        assert r["gpu"]["compute_capability"] and r["gpu"]["uuid"].startswith("GPU-")
+        assert len(r["host"]["fingerprint"]) == 12
+        step = r["results"]["profile"]["denoise_step"]
+        assert 0 < step["busy_s"] <= step["wall_s"] and step["kernels"] > 0
+        assert sum(step["class_s"].values()) >= step["busy_s"] * 0.99
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_tiny_min_cap_search_and_an_explicit_cap(tmp_path):
+    out, cuda = tmp_path / "r.jsonl", torch.device("cuda", 0)
+    options = dict(out=out, device=cuda, grid="test", weights="synthetic", tiny=True, budget_s=0.5)
+    sweep.run(sweep.Options(configs=configs({"shapes": [[1024, 1024]], "batch": 4}),
+                            min_cap=True, **options))
+    sweep.run(sweep.Options(configs=[replace(c, memory_cap_gib=1.0) for c in configs(SMALL)],
+                            **options))
+    (searched, *capped), problems = read(out)
+    assert problems == [] and searched["status"] == "ok"
+    r = searched["results"]
+    assert r["min_cap_gib"] == searched["config"]["memory_cap_gib"]
+    assert r["cap_trials"][0]["cap_gib"] > 20 and r["cap_trials"][-1]["cap_gib"] == r["min_cap_gib"]
+    assert r["peak_reserved_mb"] <= r["min_cap_gib"] * 1024
+    assert [c["config"]["memory_cap_gib"] for c in capped] == [1.0, 1.0]
+    assert all(c["results"]["peak_reserved_mb"] <= 1024 for c in capped)
+    assert torch.cuda.get_per_process_memory_fraction(cuda) == 1.0  # the sweep lifts its cap

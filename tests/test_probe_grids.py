@@ -8,6 +8,7 @@ import pytest
 
 pytest.importorskip("diffusers")
 
+from advisor import REPO_ROOT  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 from probes import grids, sweep  # noqa: E402
 from probes.grids import Config  # noqa: E402
@@ -69,6 +70,35 @@ def test_yaml_grid_file(tmp_path):
     assert cfg[0].end_to_end and isinstance(cfg[0].guidance_scale, float)
 
 
+def test_yaml_grid_with_vae_modes_and_group_offload(tmp_path):
+    path = tmp_path / "small-cards.yaml"
+    path.write_text("groups:\n"
+                    "  - shapes: [[1024, 1024]]\n"
+                    "    vae: [full, tiling, slicing, tiling+slicing]\n"
+                    "  - shapes: [[1024, 1024]]\n"
+                    "    offload: group\n")
+    _, configs = grids.load_grid(str(path))
+    assert [c.vae for c in configs] == ["full", "tiling", "slicing", "tiling+slicing", "full"]
+    assert configs[-1].offload == "group" and configs[-1].label().endswith("offload=group")
+    assert all(c.memory_cap_gib is None for c in configs)
+    assert configs[1].label() == "1024x1024 b1 bf16 native vae=tiling"
+
+
+def test_memory_caps_grid_is_the_shipped_capped_data_set():
+    _, configs = grids.load_grid(str(REPO_ROOT / "data/grids/memory-caps.yaml"))
+    plain = by(configs, vae="full", offload="none")
+    assert all(c.precision == "bf16" and not c.compile and c.attention == "native" for c in configs)
+    assert {(c.height, c.width) for c in plain} == \
+        {(s, s) for s in (512, 768, 1024, 1280, 1536)} | {(768, 1344), (1344, 768)}
+    assert all({c.batch for c in by(plain, height=h, width=w)} == {1, 2, 4}
+               for h, w in {(c.height, c.width) for c in plain})
+    for size in (1024, 1536):
+        settings = {(c.vae, c.offload, c.batch) for c in configs
+                    if c.height == c.width == size and (c.vae, c.offload) != ("full", "none")}
+        assert settings == {("tiling", "none", 1), ("slicing", "none", 1), ("slicing", "none", 2),
+                            ("full", "model", 1), ("full", "sequential", 1), ("full", "group", 1)}
+
+
 def test_duplicates_merge_and_keep_end_to_end():
     configs = grids.expand({"groups": [{"shapes": [[512, 512]]},
                                        {"shapes": [[512, 512]], "end_to_end": True}]}, "t")
@@ -83,6 +113,10 @@ def test_duplicates_merge_and_keep_end_to_end():
     ({"shapes": [[512, 512]], "compile": "yes"}, "compile: expected bool"),
     ({"shapes": [512, 512]}, "shapes: expected [height, width]"),
     ({"batch": 2}, "shapes: expected a list"),
+    ({"shapes": [[512, 512]], "vae": "tiles"}, "vae: expected one of full, tiling"),
+    ({"shapes": [[512, 512]], "offload": "disk"}, "offload: expected one of none, model, "
+                                                  "sequential, group"),
+    ({"shapes": [[512, 512]], "memory_cap_gib": 20}, "unknown key 'memory_cap_gib'"),
 ])
 def test_bad_grid_names_file_group_and_field(tmp_path, group, message):
     path = tmp_path / "bad.yaml"

@@ -45,3 +45,17 @@ def test_summarize_splits_time_by_stage_and_class_per_window():
     assert step["class_s"]["elementwise"] == pytest.approx((10 + 20) / 2 * 1e-6)
     assert step["busy_s"] == pytest.approx((60 + 100) / 2 * 1e-6)
     assert set(step["class_s"]) == set(OP_CLASSES)
+
+
+def test_ranges_mirrored_on_the_gpu_timeline_are_not_kernels():
+    from types import SimpleNamespace as NS
+
+    from probes.profile import is_kernel
+
+    cuda, cpu = "cuda", "cpu"
+    assert is_kernel(NS(device_type=cuda, name="nvjet_x", is_user_annotation=False), cuda)
+    assert not is_kernel(NS(device_type=cuda, name="stage/denoise_step",
+                            is_user_annotation=False), cuda)
+    assert not is_kernel(NS(device_type=cuda, name="Torch-Compiled Region",
+                            is_user_annotation=True), cuda)
+    assert not is_kernel(NS(device_type=cpu, name="aten::mm", is_user_annotation=False), cuda)

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from advisor.contract import Config
 from advisor.errors import AdvisorError
 from advisor.records import (
     SCHEMA_VERSION, append_record, config_key, load_measurements, read_records, validate_record,
@@ -53,12 +54,55 @@ def test_unknown_keys_are_allowed():
     (lambda r: r["results"].update(measured_steps=2.5), "results.measured_steps"),
     (lambda r: r.update(architecture="huge"), "architecture"),
     (lambda r: r.update(grid=3), "grid"),
+    (lambda r: r["config"].update(vae="tiled"), "config.vae"),
+    (lambda r: r["config"].update(offload="groups"), "config.offload"),
+    (lambda r: r["config"].update(memory_cap_gib=0), "config.memory_cap_gib"),
+    (lambda r: r["config"].update(memory_cap_gib="24"), "config.memory_cap_gib"),
+    (lambda r: r.update(failed_stage="denoise"), "failed_stage: expected null when status is ok"),
+    (lambda r: r.update(status="oom", results=None, failed_stage="decode"), "failed_stage"),
+    (lambda r: r["results"].update(min_cap_gib="low"), "results.min_cap_gib"),
+    (lambda r: r["results"].update(cap_trials="x"), "results.cap_trials"),
+    (lambda r: r["results"].update(cap_trials=[[]]), "results.cap_trials[0]"),
+    (lambda r: r["results"].update(cap_trials=[{"cap_gib": 20, "status": "maybe",
+                                                "failed_stage": None}]),
+     "results.cap_trials[0].status"),
+    (lambda r: r["results"].update(cap_trials=[{"cap_gib": 20, "status": "oom",
+                                                "failed_stage": "vae"}]),
+     "results.cap_trials[0].failed_stage"),
+    (lambda r: r["results"].update(cap_trials=[{"cap_gib": 20, "status": "ok"}]),
+     "results.cap_trials[0].failed_stage: missing"),
 ])
 def test_invalid_records_name_the_field(mutate, expected):
     rec = make_record()
     mutate(rec)
     problems = validate_record(rec)
     assert problems and any(p.startswith(expected) for p in problems), problems
+
+
+def test_records_without_the_newer_config_fields_stay_valid_and_keep_their_key():
+    old = make_record()
+    assert "vae" not in old["config"] and "memory_cap_gib" not in old["config"]
+    assert validate_record(old) == []
+    new = Config.from_record(old["config"]).record()
+    assert new["vae"] == "full" and new["memory_cap_gib"] is None
+    assert config_key(old["config"]) == config_key(new)
+    assert config_key(new) != config_key({**new, "vae": "tiling"})
+    assert config_key(new) != config_key({**new, "memory_cap_gib": 23.5})
+    assert config_key({**new, "memory_cap_gib": 23}) == config_key({**new, "memory_cap_gib": 23.0})
+
+
+def test_capped_search_and_failure_records_are_valid():
+    searched = make_record(vae="tiling+slicing", offload="group", memory_cap_gib=21.75)
+    searched["results"].update(min_cap_gib=21.75, cap_trials=[
+        {"cap_gib": 139.8, "status": "ok", "failed_stage": None},
+        {"cap_gib": 21.5, "status": "oom", "failed_stage": "vae_decode"},
+        {"cap_gib": 21.75, "status": "ok", "failed_stage": None}])
+    assert validate_record(searched) == []
+    for stage in ("load", "text_encode", "denoise", "vae_decode", None):
+        failed = make_record(status="oom", memory_cap_gib=23.5)
+        failed["failed_stage"] = stage
+        assert validate_record(failed) == []
+    assert validate_record({**make_record(), "failed_stage": None}) == []
 
 
 def test_memory_figures_may_be_null_on_cpu_runs():
@@ -140,3 +184,20 @@ def test_records_module_needs_no_torch_or_sklearn():
             "bad = [m for m in ('torch', 'sklearn', 'numpy') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_machine_identity_and_profile_are_optional_and_type_checked():
+    from tests.synthetic import make_record
+
+    record = make_record()
+    assert validate_record(record) == []  # records before them stay valid
+    record["gpu"].update(uuid="GPU-1234", sm_clock_max_mhz=1980, memory_clock_max_mhz=3201)
+    record["host"]["fingerprint"] = "0123456789ab"
+    record["results"]["profile"] = {"denoise_step": {"wall_s": 0.15, "busy_s": 0.14,
+                                                     "kernels": 2300, "class_s": {}}}
+    assert validate_record(record) == []
+    record["gpu"]["sm_clock_max_mhz"] = "fast"
+    record["results"]["profile"] = [1]
+    assert validate_record(record) == [
+        "gpu.sm_clock_max_mhz: expected a number or null, got 'fast'",
+        "results.profile: expected an object or null, got [1]"]

@@ -33,10 +33,12 @@ def add_format_arg(p: argparse.ArgumentParser, choices=("table", "json")) -> Non
 def load_models(args: argparse.Namespace, refit: bool = False):
     """The fitted models for --data, --catalog and --cache-dir (cached on disk), with a warning
     on stderr for each measurement line the fit skipped (file and line)."""
-    from advisor.cache import load_models as load
+    from advisor.cache import CAPPED_DIR, load_models as load
     from advisor.records import measurement_files
 
     measurement_files(args.data)  # regular files within bounds, before the cache hashes them
+    if (args.data / CAPPED_DIR).is_dir():
+        measurement_files(args.data / CAPPED_DIR)
     models = load(args.data, args.catalog, args.cache_dir, refit=refit)
     warn(models.problems)
     return models

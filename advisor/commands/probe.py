@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 from advisor import MEASUREMENTS_DIR
+from advisor.catalog import load_catalog
 from advisor.errors import AdvisorError
 
 PROBE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "psutil")
+# Device memory a pipeline run holds outside torch's allocator (CUDA context, loaded kernel
+# modules, library handles), which a card must hold besides what torch reserves. Source: the
+# shipped H200 records (torch 2.11, CUDA 13.0, driver 580), nvml_peak_used_mb - peak_reserved_mb:
+# median 698.8 MiB over the 51 bf16 native records (695-705; fp32 up to 715). --emulate leaves a
+# card's capacity less this to torch; the emulated card's own context may differ by tens of MiB.
+CUDA_CONTEXT_MIB = 700
+CAPPED_DIR = MEASUREMENTS_DIR / "capped"  # records under a memory cap: not read by the fit
 
 
 def add_parser(subparsers) -> None:
@@ -40,6 +49,20 @@ def add_parser(subparsers) -> None:
                    help="results file (default data/measurements/<catalog-id>.jsonl)")
     p.add_argument("--limit-s", type=float, metavar="SECONDS",
                    help="soft time budget: no config starts that would end past it")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one call per config with torch.profiler: kernel seconds "
+                        "by op class per stage, GPU-busy vs wall, kernels launched "
+                        "(results.profile; CUDA only)")
+    cap = p.add_mutually_exclusive_group()
+    cap.add_argument("--memory-cap-gib", type=float, metavar="GIB",
+                     help="cap what torch may take on the GPU at GIB GiB, as on a smaller card "
+                          "(set before the pipeline loads; records carry config.memory_cap_gib)")
+    cap.add_argument("--emulate", metavar="GPU-ID",
+                     help="cap at a catalog GPU's memory less the CUDA context "
+                          f"({CUDA_CONTEXT_MIB} MiB), e.g. rtx-4090")
+    cap.add_argument("--min-cap", action="store_true",
+                     help="per config, search the smallest cap (within 0.25 GiB) under which a "
+                          "pipeline call runs, then measure under it")
     p.set_defaults(func=run)
 
 
@@ -51,25 +74,37 @@ def run(args: argparse.Namespace) -> int:
         raise AdvisorError(f"--tiny builds synthetic weights; it cannot load --weights {args.weights}")
     if args.limit_s is not None and args.limit_s <= 0:
         raise AdvisorError(f"--limit-s: expected a positive number of seconds, got {args.limit_s}")
+    cap_gib = memory_cap_gib(args)
+    capped = cap_gib is not None or args.min_cap
+    if capped and args.device != "cuda":
+        flag = "--min-cap" if args.min_cap else "a memory cap"
+        raise AdvisorError(f"{flag} needs --device cuda (it caps torch's CUDA allocator); "
+                           f"got --device {args.device}")
 
     import torch
 
-    from probes import grids, sweep
+    from probes import caps, grids, sweep
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AdvisorError(f"--device cuda: no CUDA device visible to torch {torch.__version__}; "
                            "use --device cpu --tiny for a CPU run")
     device = torch.device("cuda", torch.cuda.current_device()) if args.device == "cuda" \
         else torch.device("cpu")
+    if cap_gib is not None and cap_gib > caps.device_gib(device):
+        raise AdvisorError(f"memory cap {cap_gib:g} GiB: more than this GPU's "
+                           f"{caps.device_gib(device):.1f} GiB")
     grid_name, configs = grids.load_grid(args.grid)
     if device.type == "cpu":
         configs = cpu_runnable(configs)
-    out = args.out or default_out(device, args.tiny)
+    configs = [replace(c, memory_cap_gib=cap_gib) for c in configs]
+    out = args.out or default_out(device, args.tiny, capped)
     options = sweep.Options(configs=configs, out=out, device=device, grid=grid_name,
                             weights="synthetic" if args.tiny else args.weights,
                             allow_download=args.allow_download, tiny=args.tiny,
-                            limit_s=args.limit_s)
+                            limit_s=args.limit_s, min_cap=args.min_cap, profile=args.profile)
     print(f"grid {grid_name}: {len(configs)} configs -> {out}")
+    if cap_gib is not None:
+        print(f"memory cap: {cap_gib:g} GiB" + (f" (--emulate {args.emulate})" if args.emulate else ""))
     summary = sweep.run(options)
     sweep.print_summary(summary, out)
     return 0
@@ -86,7 +121,30 @@ def cpu_runnable(configs):
     return keep
 
 
-def default_out(device, tiny: bool) -> Path:
+def memory_cap_gib(args: argparse.Namespace) -> float | None:
+    """The cap --memory-cap-gib or --emulate asks for, in GiB, or None."""
+    if args.memory_cap_gib is not None:
+        if not args.memory_cap_gib > 0:
+            raise AdvisorError(f"--memory-cap-gib: expected a positive number of GiB, "
+                               f"got {args.memory_cap_gib:g}")
+        return args.memory_cap_gib
+    if args.emulate is None:
+        return None
+    try:
+        gpu = load_catalog().get(args.emulate)
+    except AdvisorError as exc:
+        raise AdvisorError(f"--emulate: {exc}") from None
+    return emulated_cap_gib(gpu.memory_gb)
+
+
+def emulated_cap_gib(memory_gb: float) -> float:
+    """What torch can take on a card sold as `memory_gb` GB: that many GiB (an RTX 4090's "24 GB"
+    is 24,564 MiB in nvidia-smi), less the CUDA context."""
+    return round(memory_gb - CUDA_CONTEXT_MIB / 1024, 2)
+
+
+def default_out(device, tiny: bool, capped: bool = False) -> Path:
+    """data/measurements/<catalog-id>.jsonl, or for capped runs data/measurements/capped/."""
     if tiny or device.type != "cuda":
         raise AdvisorError("--out is required with --tiny or --device cpu (the shipped files in "
                            "data/measurements/ hold full-size GPU runs only)")
@@ -99,4 +157,4 @@ def default_out(device, tiny: bool) -> Path:
     if entry is None:
         raise AdvisorError(f"no gpu_catalog.yaml entry matches this GPU ({name!r}); "
                            "pass --out FILE.jsonl (and consider adding the GPU to the catalog)")
-    return MEASUREMENTS_DIR / f"{entry.id}.jsonl"
+    return (CAPPED_DIR if capped else MEASUREMENTS_DIR) / f"{entry.id}.jsonl"

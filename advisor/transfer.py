@@ -1,0 +1,179 @@
+"""Transfer to a GPU never probed, op class by op class.
+
+A probe profile (`results.profile`) splits a stage's GPU time into op classes: GEMMs, attention,
+convolutions and elementwise work (norms, RoPE, activations, copies). Each class runs at another
+rate on another GPU, so each is scaled by its own ratio, and what no class holds (the host
+issuing kernels, gaps) stays as it was:
+
+    t(target) = t(ref) + sum over classes k of  c_k(config) x (rho_k(P -> target) - rho_k(P -> ref))
+
+`t(ref)` is the fitted time on a probed GPU, `c_k` the class seconds on the profiled GPU P at
+this config (fitted per setting from the profiles, proportional to each class's work), and
+`rho_k(P -> g)` how much longer class k takes on g than on P:
+- GEMM, attention, convolution: the ratio of achieved dense bf16 matmul rates (the catalog's
+  cited `achieved_bf16_tflops`; for a GPU without one, its datasheet peak times the median
+  achieved fraction of its architecture, else of every GPU that has one: stated);
+- elementwise: beta x the memory-bandwidth ratio + (1 - beta) x the fp32 (CUDA-core) rate
+  ratio. These kernels reach a fraction of peak bandwidth, so they are not bandwidth-bound
+  alone; beta comes from the probed GPUs that differ in bandwidth and not in compute (H100
+  and H200: 3.35 vs 4.8 TB/s, the same fp32 and tensor rates).
+numpy only (the model cache holds it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from advisor.contract import Config
+from advisor.features import LATENCY_STAGES, make_row, shape_costs
+
+CLASSES = ("gemm", "attention", "convolution", "elementwise")
+TRANSFER_STAGES = ("text_encode", "denoise_step", "vae_decode")
+PROFILE_STAGE = {"text_encode": "text_encode", "denoise_step": "denoise_step",
+                 "vae_decode": "vae_decode"}
+TRANSFER_PRECISIONS = ("bf16", "fp16")
+BASE_GROUP = ("bf16", "native", False)  # the class split a setting without a profile borrows
+# A profile whose classes cover less of its window than this is host-bound (the GPU waits on
+# kernel launches): it cannot tell how bandwidth-bound the elementwise work is.
+COVERED = 0.9
+
+
+def class_work(row: dict, stage: str) -> dict[str, float]:
+    """What sets each class's time in a stage, per batch (units differ by class; a fitted
+    coefficient carries them)."""
+    images = row["batch"] * (2 if row["cfg"] else 1)
+    if stage == "text_encode":
+        return dict.fromkeys(("gemm", "attention", "elementwise"), float(images)) | {
+            "convolution": 0.0}
+    costs = shape_costs(row["height"], row["width"], row["caption_tokens"])
+    if stage == "denoise_step":
+        return {"gemm": images * (costs["forward_tflops"] - costs["attention_tflops"]),
+                "attention": images * costs["attention_tflops"], "convolution": 0.0,
+                "elementwise": images * costs["seq_tokens"]}
+    pixels = row["batch"] * row["height"] * row["width"]
+    return {"gemm": 0.0, "attention": row["batch"] * costs["latent_pixels"] ** 2,
+            "convolution": row["batch"] * costs["vae_tflops"], "elementwise": float(pixels)}
+
+
+def group_of(row: dict) -> tuple:
+    return (row["precision"], row["attention"], row["compile"])
+
+
+@dataclass
+class ClassTransfer:
+    profiled_gpu: str
+    coefs: dict  # (stage, group) -> {class: seconds per unit of work}
+    beta: float  # bandwidth-bound share of the elementwise time
+    beta_basis: str
+    rates: dict  # GPU id -> (achieved matmul TFLOP/s, its source, bandwidth GB/s, fp32 TFLOP/s)
+    n_profiles: int
+
+    def applies(self, row: dict) -> bool:
+        return (row["precision"] in TRANSFER_PRECISIONS and row["offload"] == "none"
+                and row["gpu"] in self.rates)
+
+    def rho(self, gpu: str) -> dict[str, float]:
+        """How much longer each class takes on `gpu` than on the profiled GPU."""
+        (pg, _, pb, pf), (gg, _, gb, gf) = self.rates[self.profiled_gpu], self.rates[gpu]
+        tensor = pg / gg
+        return {"gemm": tensor, "attention": tensor, "convolution": tensor,
+                "elementwise": self.beta * pb / gb + (1 - self.beta) * pf / gf}
+
+    def seconds(self, row: dict, stage: str) -> dict[str, float]:
+        """Class seconds of a stage on the profiled GPU at this row's config."""
+        coef = self.coefs.get((stage, group_of(row))) or self.coefs[(stage, BASE_GROUP)]
+        work = class_work(row, stage)
+        return {k: coef[k] * work[k] for k in CLASSES}
+
+    def shift(self, row: dict, ref_gpu: str, stage: str) -> float:
+        """Seconds to add to a stage's time on `ref_gpu` for the row's GPU."""
+        classes = self.seconds(row, stage)
+        to_target, to_ref = self.rho(row["gpu"]), self.rho(ref_gpu)
+        return sum(classes[k] * (to_target[k] - to_ref[k]) for k in CLASSES)
+
+    def basis(self, gpu: str) -> str:
+        gemm, source, bandwidth, fp32 = self.rates[gpu]
+        return (f"per-class transfer from {self.n_profiles} op-class profiles of "
+                f"{self.profiled_gpu}: GEMM/attention/convolution at {gemm:.0f} TFLOP/s "
+                f"({source}), elementwise {self.beta:.0%} by bandwidth ({bandwidth:g} GB/s) and "
+                f"{1 - self.beta:.0%} by the fp32 rate ({fp32:g} TFLOP/s) ({self.beta_basis})")
+
+
+def fit_class_transfer(rows: list[dict], records: list[dict], latency,
+                       specs: dict) -> ClassTransfer | None:
+    """Class coefficients from the profiled records (one GPU: the one with the most), and
+    beta from the other probed GPUs' fitted times at the profiled configs. None without
+    profiles."""
+    rates = {g: (s.gemm_tflops, s.gemm_source, s.bandwidth_gbs, s.tflops.get("fp32"))
+             for g, s in specs.items() if s.gemm_tflops and s.tflops.get("fp32")}
+    profiled = [(row, r) for row, r in zip(rows, records)
+                if _profile(r) and row["gpu"] in rates and row["offload"] == "none"]
+    if not profiled:
+        return None
+    gpus = [row["gpu"] for row, _ in profiled]
+    gpu = max(set(gpus), key=gpus.count)
+    profiled = [(row, r) for row, r in profiled if row["gpu"] == gpu]
+    coefs: dict = {}
+    for stage in TRANSFER_STAGES:
+        groups: dict[tuple, list] = {}
+        for row, r in profiled:
+            groups.setdefault(group_of(row), []).append((row, _profile(r)[stage]))
+        for group, found in groups.items():
+            coefs[(stage, group)] = {k: _median_ratio([p["class_s"][k] for _, p in found],
+                                                      [class_work(row, stage)[k]
+                                                       for row, _ in found]) for k in CLASSES}
+    if not any(key[1] == BASE_GROUP for key in coefs):
+        return None
+    transfer = ClassTransfer(gpu, coefs, 0.0, "", rates, len(profiled))
+    others = {row["gpu"] for row in rows} - {gpu}
+    transfer.beta, transfer.beta_basis = _fit_beta(transfer, profiled, latency, others, specs)
+    return transfer
+
+
+def _profile(record: dict) -> dict | None:
+    profile = (record.get("results") or {}).get("profile")
+    if not isinstance(profile, dict) or not all(
+            isinstance(profile.get(s), dict) and isinstance(profile[s].get("class_s"), dict)
+            for s in TRANSFER_STAGES):
+        return None
+    return profile
+
+
+def _median_ratio(seconds: list, work: list) -> float:
+    pairs = [(s, w) for s, w in zip(seconds, work) if isinstance(s, (int, float)) and w > 0]
+    return float(np.median([s / w for s, w in pairs])) if pairs else 0.0
+
+
+def _fit_beta(transfer: ClassTransfer, profiled: list, latency, others: set,
+              specs: dict) -> tuple[float, str]:
+    """The bandwidth-bound share of the elementwise time: solved per profiled config from the
+    fitted denoise step of each other probed GPU (whose class ratios the rates give), median
+    over the configs whose classes cover their window (not host-bound)."""
+    estimates = []
+    for gpu in sorted(others):
+        if gpu not in transfer.rates:
+            continue
+        (pg, _, pb, pf), (og, _, ob, of) = transfer.rates[transfer.profiled_gpu], \
+            transfer.rates[gpu]
+        bw, fp = pb / ob, pf / of
+        if abs(bw - fp) < 0.05:
+            continue  # this GPU cannot tell bandwidth from compute
+        for row, record in profiled:
+            step = _profile(record)["denoise_step"]
+            classes = transfer.seconds(row, "denoise_step")
+            if sum(step["class_s"][k] or 0.0 for k in CLASSES) < COVERED * step["wall_s"]:
+                continue
+            config = Config.from_record(record["config"])
+            times = latency.predict([row, make_row(specs[gpu], config)])[0]
+            i = LATENCY_STAGES.index("denoise_step")
+            tensor = pg / og
+            delta = times[1, i] - times[0, i] - sum(classes[k] * (tensor - 1)
+                                              for k in ("gemm", "attention", "convolution"))
+            e = classes["elementwise"]
+            estimates.append((delta - e * (fp - 1)) / (e * (bw - fp)))
+    if not estimates:
+        return 0.5, "assumed 50%: no probed GPU differs from the profiled one in bandwidth alone"
+    beta = float(np.clip(np.median(estimates), 0.0, 1.0))
+    return beta, (f"median of {len(estimates)} profiled configs, from the fitted step times of "
+                  f"{', '.join(sorted(others))} against {transfer.profiled_gpu}")

@@ -1,0 +1,85 @@
+"""Op-class transfer to GPUs never probed (advisor.transfer) on a synthetic profile law."""
+from __future__ import annotations
+
+import pytest
+
+from advisor.contract import Config
+from advisor.features import make_row
+from advisor.fit import fit_models
+from advisor.transfer import CLASSES, class_work
+from tests.synthetic import gpu_specs, synthetic_records
+
+H100, H200 = "h100-sxm-80gb", "h200-sxm-141gb"
+# seconds per unit of work on the H200: the law the synthetic profiles follow
+LAW = {"denoise_step": {"gemm": 1.2e-3, "attention": 1.7e-3, "convolution": 0.0,
+                        "elementwise": 1.6e-5},
+       "text_encode": {"gemm": 5e-3, "attention": 7e-4, "convolution": 0.0,
+                       "elementwise": 7e-3},
+       "vae_decode": {"gemm": 0.0, "attention": 1.5e-11, "convolution": 1.2e-3,
+                      "elementwise": 6e-8}}
+
+
+@pytest.fixture(scope="module")
+def models():
+    specs = gpu_specs()
+    records = synthetic_records(grid=[dict(height=h, width=w, batch=b)
+                                      for h, w in ((512, 512), (1024, 1024), (1536, 1536))
+                                      for b in (1, 4)], noise=0.0)
+    for i, r in enumerate(records, 1):
+        r["_source"] = f"syn.jsonl:{i}"
+        if r["gpu"]["catalog_id"] != H200:
+            continue
+        row = make_row(specs[H200], Config.from_record(r["config"]))
+        r["results"]["profile"] = {stage: {
+            "wall_s": 1.0, "busy_s": None, "kernels": None,
+            "class_s": {k: LAW[stage][k] * class_work(row, stage)[k] for k in CLASSES}
+            | {"elementwise": LAW[stage]["elementwise"] * class_work(row, stage)["elementwise"],
+               "other": None}} for stage in LAW}
+    return fit_models(records, specs), specs
+
+
+def test_class_coefficients_are_the_profiles_law(models):
+    m, _ = models
+    assert m.transfer.profiled_gpu == H200 and m.transfer.n_profiles == 6
+    for stage, law in LAW.items():
+        coef = m.transfer.coefs[(stage, ("bf16", "native", False))]
+        for k in CLASSES:
+            assert coef[k] == pytest.approx(law[k], rel=1e-9, abs=1e-15)
+
+
+def test_each_class_scales_by_its_own_rate(models):
+    m, specs = models
+    t = m.transfer
+    gemm, _, bandwidth, fp32 = t.rates[H200]
+    rho = t.rho("rtx-4090")
+    assert rho["gemm"] == rho["attention"] == pytest.approx(gemm / specs["rtx-4090"].gemm_tflops)
+    assert rho["elementwise"] == pytest.approx(
+        t.beta * bandwidth / specs["rtx-4090"].bandwidth_gbs
+        + (1 - t.beta) * fp32 / specs["rtx-4090"].tflops["fp32"])
+    assert t.rho(H200) == dict.fromkeys(CLASSES, pytest.approx(1.0))
+    row = make_row(specs["rtx-4090"], Config(1024, 1024))
+    classes = t.seconds(row, "denoise_step")
+    assert t.shift(row, H200, "denoise_step") == pytest.approx(
+        sum(classes[k] * (rho[k] - 1) for k in CLASSES))
+
+
+def test_an_unprobed_gpu_is_predicted_class_by_class_and_says_so(models):
+    m, _ = models
+    pred = m.predict("rtx-4090", Config(1024, 1024))
+    assert pred.source == "transferred"
+    assert pred.source_detail.startswith("per-class transfer from 6 op-class profiles")
+    assert "160 TFLOP/s (measured, cited in the catalog)" in pred.source_detail
+    assert m.predict(H100, Config(768, 768)).source_detail.startswith("fitted")
+    # offload and fp32 keep the roofline transfer
+    assert not m.predict("rtx-4090", Config(1024, 1024, offload="model")).source_detail \
+        .startswith("per-class")
+    slower = m.predict("rtx-3090", Config(1024, 1024))  # fewer achieved TFLOP/s: slower
+    assert slower.latency.denoise_step_s > pred.latency.denoise_step_s
+
+
+def test_without_profiles_there_is_no_class_transfer():
+    specs = gpu_specs()
+    records = synthetic_records(grid=[dict(height=1024, width=1024, batch=b) for b in (1, 4)])
+    for i, r in enumerate(records, 1):
+        r["_source"] = f"syn.jsonl:{i}"
+    assert fit_models(records, specs).transfer is None
