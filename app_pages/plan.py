@@ -7,8 +7,8 @@ from advisor.app.plan_form import (
     DEMAND_UNITS, editor_rows, form_from_request, request_from_form, request_from_upload,
 )
 from advisor.app.plan_results import (
-    fleet_vs_demand, headline, not_recommended_frame, options_frame, plan_yaml, planner_key,
-    reasons_markdown,
+    fleet_vs_demand, frontier_frame, headline, not_recommended_frame, options_frame, plan_yaml,
+    planner_key, reasons_markdown,
 )
 from advisor.app.uploads import MAX_UPLOAD_MB
 from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS
@@ -202,14 +202,14 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
     cost, fleet, throughput = st.tabs(["Cost vs latency", "Fleet vs demand", "Throughput per GPU"],
                                       key="plan_chart_tab", on_change="rerun")
     if cost.open:
-        frontier = options_frame(plan.frontier, request)
+        frontier = frontier_frame(plan.frontier, request)
         cost.plotly_chart(cost_latency_figure(options, frontier, request.slo_s,
                                               request.slo_label), key="plan_cost_chart")
         with cost:
-            st.caption("The frontier: no other option is both cheaper and faster. Points without "
-                       "a rank are other batch or fleet sizes of a ranked GPU.")
+            st.caption("The frontier: no other option is both cheaper and faster. Points not "
+                       "ranked are other batch or fleet sizes of a ranked GPU.")
             table("plan_frontier", frontier, column_order=(
-                "label", "rank", "usd_per_month", "usd_per_1k_images", "latency_s",
+                "label", "ranking", "usd_per_month", "usd_per_1k_images", "latency_s",
                 "utilization_pct", "headroom_pct", "basis", "setting"), column_config=columns)
     if fleet.open:
         with fleet, st.spinner("Re-sizing the top picks at other demands…"):

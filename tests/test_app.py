@@ -172,7 +172,7 @@ def test_plan_page_draws_the_open_chart_tab_only():
     at.run()
     frontier = table(at, "plan_frontier")  # every frontier point is listed, with its label
     assert frontier.label.str.contains("×").all() and len(frontier) >= 1
-    unranked = frontier[frontier["rank"].isna()]
+    unranked = frontier[frontier.ranking == "not ranked"]
     assert set(unranked.label).isdisjoint(options.label)
     at.session_state["plan_not_recommended_open"] = True  # a lazy expander: drawn once open
     at.run()

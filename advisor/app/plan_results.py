@@ -47,6 +47,14 @@ def options_frame(options: list[dict], request) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def frontier_frame(frontier: list[dict], request) -> pd.DataFrame:
+    """The cost / latency frontier as options_frame rows, with where each stands in the
+    ranking ("#1", or "not ranked": another batch or fleet size of a ranked GPU)."""
+    frame = options_frame(frontier, request)
+    frame["ranking"] = [f"#{o['rank']}" if o.get("rank") else "not ranked" for o in frontier]
+    return frame
+
+
 def option_label(option: dict) -> str:
     """An option in a few words, the same on the chart and in the tables: "13 × h100-sxm-80gb,
     batch ≤ 2"."""
