@@ -172,6 +172,18 @@ def gpu_specs(catalog_path=CATALOG_PATH) -> dict:
     return specs_of(load_catalog(catalog_path).gpus)
 
 
+# Three squares at batches 1 and 4: a small grid for tests that need a fit, not its accuracy.
+SQUARES_GRID = [dict(height=h, width=w, batch=b)
+                for h, w in ((512, 512), (1024, 1024), (1536, 1536)) for b in (1, 4)]
+
+
+def with_sources(records: list[dict], name: str = "syn.jsonl") -> list[dict]:
+    """The records, each with `_source` "<name>:<n>" as the reader sets it."""
+    for i, r in enumerate(records, start=1):
+        r["_source"] = f"{name}:{i}"
+    return records
+
+
 def synthetic_records(gpus=("h100-sxm-80gb", "h200-sxm-141gb"), grid=None, noise=0.01,
                       seed=0, catalog_path=CATALOG_PATH) -> list[dict]:
     """Records of `grid` (default standard_grid()) on each GPU under LAW, with lognormal noise

@@ -23,7 +23,7 @@ from advisor.features import LATENCY_STAGES, make_row
 from advisor.fit import fit_models, targets, usable
 from advisor.validation import validation_report
 from tests.synthetic import (
-    LAW, gpu_specs, law_latency, law_memory, make_record, synthetic_records,
+    LAW, gpu_specs, law_latency, law_memory, make_record, synthetic_records, with_sources,
 )
 
 H100, H200 = "h100-sxm-80gb", "h200-sxm-141gb"
@@ -41,12 +41,6 @@ def query_row(spec, height, width, batch=1, **setting):
     return make_row(spec, Config(height, width, batch, **setting))
 
 
-def _with_sources(records, name="syn.jsonl"):
-    for i, r in enumerate(records, start=1):
-        r["_source"] = f"{name}:{i}"
-    return records
-
-
 @pytest.fixture(scope="module")
 def exact(specs):
     """Estimators fitted on noise-free records of the standard-like grid on two GPUs."""
@@ -60,7 +54,7 @@ def exact(specs):
 
 @pytest.fixture(scope="module")
 def models(specs):
-    return fit_calibrated(_with_sources(synthetic_records(noise=0.01)), specs)
+    return fit_calibrated(with_sources(synthetic_records(noise=0.01)), specs)
 
 
 def _write_data(folder, records):
@@ -239,7 +233,7 @@ def test_prediction_fields_and_sources(models):
 
 def test_a_setting_probed_at_one_shape_gets_wider_intervals_elsewhere(specs):
     grid = SMALL_GRID + [dict(height=1024, width=1024, batch=b, compile=True) for b in (1, 4)]
-    models = fit_models(_with_sources(synthetic_records(grid=grid, noise=0.01)), specs)
+    models = fit_models(with_sources(synthetic_records(grid=grid, noise=0.01)), specs)
     width = lambda p: p.latency.interval_s[1] / p.latency.interval_s[0]
     compiled = models.predict(H100, Config(768, 768, 2, compile=True))
     assert "probed at one shape only" in compiled.latency.basis
@@ -267,7 +261,7 @@ def test_more_work_takes_longer_and_more_memory(models):
 def test_measured_oom_makes_that_shape_and_larger_not_fit(specs):
     records = synthetic_records(grid=SMALL_GRID, noise=0.01)
     records.append(make_record(gpu=H100, status="oom", height=1536, width=1536, batch=8))
-    models = fit_models(_with_sources(records), specs)
+    models = fit_models(with_sources(records), specs)
     for batch in (8, 16):
         p = models.predict(H100, Config(1536, 1536, batch))
         assert p.fits is False and "out of memory" in p.fits_reason
@@ -283,7 +277,7 @@ def test_a_larger_image_out_of_memory_says_nothing_of_a_larger_batch(specs):
     batch 8 (the same pixels x batch) unfit, and a measured run fits whatever the model says."""
     records = synthetic_records(grid=SMALL_GRID, noise=0.01)
     records.append(make_record(gpu=H100, status="oom", height=2048, width=2048, batch=2))
-    models = fit_models(_with_sources(records), specs)
+    models = fit_models(with_sources(records), specs)
     assert models.predict(H100, Config(2048, 2048, 4)).fits is False
     below = models.predict(H100, Config(1024, 1024, 8))
     assert below.fits and "out of memory" not in below.fits_reason
@@ -330,7 +324,7 @@ def test_unusable_records_are_skipped_with_reasons(specs):
     tiny["architecture"] = "tiny"
     cpu["gpu"].update(name="cpu", catalog_id=None)
     no_nvml["results"]["nvml_peak_used_mb"] = None
-    records = _with_sources(synthetic_records(grid=SMALL_GRID) + [tiny, cpu, no_nvml])
+    records = with_sources(synthetic_records(grid=SMALL_GRID) + [tiny, cpu, no_nvml])
     models = fit_models(records, specs)
     assert len(models.records) == len(records) - 3
     assert [p.split(": ", 1)[1] for p in models.problems] == [
@@ -344,7 +338,7 @@ def test_unusable_records_are_skipped_with_reasons(specs):
 
 
 def test_validation_report_structure(specs):
-    records = _with_sources(synthetic_records(grid=SMALL_GRID, noise=0.01))
+    records = with_sources(synthetic_records(grid=SMALL_GRID, noise=0.01))
     report = validation_report(records, specs, fit_calibrated)
     for key in ("latency_mape", "memory_mape", "coverage"):
         assert set(report[key]) == {"kfold", "shape_out", "gpu_out"}
@@ -369,7 +363,7 @@ def test_validation_report_structure(specs):
 
 
 def test_validation_with_one_gpu_says_so(specs):
-    records = _with_sources(synthetic_records(gpus=(H100,), grid=SMALL_GRID, noise=0.01))
+    records = with_sources(synthetic_records(gpus=(H100,), grid=SMALL_GRID, noise=0.01))
     report = validation_report(records, specs, fit_calibrated)
     assert report["latency_mape"]["gpu_out"] is None
     assert "only one GPU" in report["splits"]["gpu_out"]["note"]

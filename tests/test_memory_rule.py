@@ -74,14 +74,10 @@ def _search(gpu, allocated_gib, offset_gib, trials, **config):
 def capped_models():
     from advisor.calibration import fit_calibrated
     from advisor.features import make_row
-    from tests.synthetic import gpu_specs, synthetic_records
+    from tests.synthetic import SQUARES_GRID, gpu_specs, synthetic_records, with_sources
 
     specs = gpu_specs()
-    records = synthetic_records(grid=[dict(height=h, width=w, batch=b)
-                                      for h, w in ((512, 512), (1024, 1024), (1536, 1536))
-                                      for b in (1, 4)], noise=0.0)
-    for i, r in enumerate(records, 1):
-        r["_source"] = f"syn.jsonl:{i}"
+    records = with_sources(synthetic_records(grid=SQUARES_GRID, noise=0.0))
     models = fit_calibrated(records, specs)
     shapes = ((512, 512, 1), (768, 768, 1), (1024, 1024, 1), (1024, 1024, 2), (1280, 1280, 1))
     capped = []
@@ -91,8 +87,7 @@ def capped_models():
         capped.append(_search("h200-sxm-141gb", peak, 0.3, lambda cap: [
             (cap + 1.0, "ok"), (cap - 1.0, "oom"), (cap - 0.25, "ok"), (cap - 0.25, "oom"),
             (cap, "ok")], height=h, width=w, batch=b))
-    for i, r in enumerate(capped, 1):
-        r["_source"] = f"capped.jsonl:{i}"
+    with_sources(capped, "capped.jsonl")
     return fit_calibrated(records, specs, capped=capped), records, capped, specs
 
 

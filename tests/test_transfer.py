@@ -7,7 +7,7 @@ from advisor.contract import Config
 from advisor.features import make_row
 from advisor.fit import fit_models
 from advisor.transfer import CLASSES, class_work
-from tests.synthetic import gpu_specs, synthetic_records
+from tests.synthetic import SQUARES_GRID, gpu_specs, synthetic_records, with_sources
 
 H100, H200 = "h100-sxm-80gb", "h200-sxm-141gb"
 # seconds per unit of work on the H200: the law the synthetic profiles follow
@@ -22,11 +22,8 @@ LAW = {"denoise_step": {"gemm": 1.2e-3, "attention": 1.7e-3, "convolution": 0.0,
 @pytest.fixture(scope="module")
 def models():
     specs = gpu_specs()
-    records = synthetic_records(grid=[dict(height=h, width=w, batch=b)
-                                      for h, w in ((512, 512), (1024, 1024), (1536, 1536))
-                                      for b in (1, 4)], noise=0.0)
-    for i, r in enumerate(records, 1):
-        r["_source"] = f"syn.jsonl:{i}"
+    records = with_sources(synthetic_records(grid=SQUARES_GRID, noise=0.0))
+    for r in records:
         if r["gpu"]["catalog_id"] != H200:
             continue
         row = make_row(specs[H200], Config.from_record(r["config"]))
@@ -79,7 +76,5 @@ def test_an_unprobed_gpu_is_predicted_class_by_class_and_says_so(models):
 
 def test_without_profiles_there_is_no_class_transfer():
     specs = gpu_specs()
-    records = synthetic_records(grid=[dict(height=1024, width=1024, batch=b) for b in (1, 4)])
-    for i, r in enumerate(records, 1):
-        r["_source"] = f"syn.jsonl:{i}"
+    records = with_sources(synthetic_records(grid=SQUARES_GRID[2:4]))
     assert fit_models(records, specs).transfer is None
