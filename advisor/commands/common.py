@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from advisor import CATALOG_PATH, MEASUREMENTS_DIR
+from advisor.errors import AdvisorError
 
 MAX_WARNINGS = 20
 
@@ -36,9 +37,12 @@ def load_models(args: argparse.Namespace, refit: bool = False):
     from advisor.cache import CAPPED_DIR, load_models as load
     from advisor.records import measurement_files
 
-    measurement_files(args.data)  # regular files within bounds, before the cache hashes them
-    if (args.data / CAPPED_DIR).is_dir():
-        measurement_files(args.data / CAPPED_DIR)
+    try:  # regular files within bounds, before the cache hashes them
+        measurement_files(args.data)
+        if (args.data / CAPPED_DIR).is_dir():
+            measurement_files(args.data / CAPPED_DIR)
+    except AdvisorError as exc:
+        raise AdvisorError(f"--data {exc}") from None
     models = load(args.data, args.catalog, args.cache_dir, refit=refit)
     warn(models.problems)
     return models
