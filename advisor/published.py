@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from advisor import DATA_DIR
 from advisor.contract import PRECISIONS, Config
 from advisor.errors import AdvisorError
+from advisor.inputs import load_yaml, read_text
 
 PUBLISHED_PATH = DATA_DIR / "published" / "points.yaml"
 
@@ -42,10 +41,7 @@ class PublishedPoint:
 def load_published(path: str | Path = PUBLISHED_PATH) -> list[PublishedPoint]:
     """The points of a published-measurements file; AdvisorError naming the point and field."""
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise AdvisorError(f"{path}: cannot read published measurements ({exc})") from None
+    doc = load_yaml(read_text(path, "published measurements"), str(path))
     points = doc.get("points") if isinstance(doc, dict) else None
     if not isinstance(points, list):
         raise AdvisorError(f"{path}: expected a mapping with a `points` list")
