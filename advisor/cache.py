@@ -20,6 +20,7 @@ from advisor.errors import AdvisorError
 from advisor.features import specs_of
 from advisor.fileio import sha256_file, write_atomic
 from advisor.models import Models
+from advisor.published import PUBLISHED_PATH, load_published
 
 CACHE_ENV = "ZIMAGE_ADVISOR_CACHE"
 CAPPED_DIR = "capped"  # under the measurements folder
@@ -32,12 +33,13 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(measurements_dir: Path, catalog_path: Path) -> str:
-    """sha256 over the package source, the architecture configs, the catalog and the data."""
+    """sha256 over the package source, the architecture configs, the catalog, the published
+    points (they set transferred intervals) and the measurements."""
     h = hashlib.sha256()
     files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(Path(ARCH_DIR).rglob("*.json"))
     for path in files:
         h.update(str(path.relative_to(path.parents[1])).encode() + path.read_bytes())
-    h.update(sha256_file(catalog_path).encode())
+    h.update(sha256_file(catalog_path).encode() + sha256_file(PUBLISHED_PATH).encode())
     for path in sorted(measurements_dir.glob("*.jsonl")) + capped_files(measurements_dir):
         h.update(str(path.relative_to(measurements_dir)).encode() + sha256_file(path).encode())
     return h.hexdigest()
@@ -92,7 +94,8 @@ def fit_from_files(measurements_dir: Path, catalog_path: Path, model_version: st
     capped, capped_problems = (load_measurements(measurements_dir / CAPPED_DIR)
                                if capped_files(measurements_dir) else ([], []))
     return fit_calibrated(records, specs, problems + capped_problems,
-                          model_version=model_version, capped=capped)
+                          model_version=model_version, capped=capped,
+                          published=load_published())
 
 
 def capped_files(measurements_dir: Path) -> list[Path]:
@@ -103,7 +106,6 @@ def capped_files(measurements_dir: Path) -> list[Path]:
 def validation_of(models: Models) -> dict:
     """The validation report of `models` (`advisor validate`): held-out accuracy of models
     fitted as these were. Computed once per model version and kept beside the model cache."""
-    from advisor.published import load_published
     from advisor.validation import validation_report
 
     path = Path(f"{models.cache_path}.validation.json") if models.cache_path else None

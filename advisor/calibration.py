@@ -12,7 +12,7 @@ import numpy as np
 from advisor.features import GpuSpec
 from advisor.fit import fit_models
 from advisor.models import INTERVAL_COVERAGE, Intervals, Models
-from advisor.validation import cross_predict, fold_metrics
+from advisor.validation import cross_predict, fold_metrics, published_residuals
 
 CALIBRATION_FOLDS = 5
 # Interval kind -> the validation target whose out-of-fold residuals set its width.
@@ -21,11 +21,18 @@ INTERVAL_TARGETS = {"latency": "total_s", "memory": "peak_memory",
 
 
 def fit_calibrated(records: list[dict], specs: dict[str, GpuSpec], problems: list[str] = (),
-                   model_version: str = "uncached", capped: list[dict] = ()) -> Models:
+                   model_version: str = "uncached", capped: list[dict] = (),
+                   published: list = ()) -> Models:
     """Models fitted on `records` (and the memory-capped ones) with intervals calibrated on
-    their own cross-validation."""
+    their own cross-validation, and for GPUs of architectures never probed at least as wide
+    as the misses on the `published` points (advisor.published; they fit nothing)."""
     models = fit_models(records, specs, problems, model_version=model_version, capped=capped)
     calibrate(models, specs)
+    misses = [r["log_ratio"] for r in published_residuals(models, published)
+              if r["unprobed_architecture"]]
+    if misses:
+        models.published_misses = (min(min(misses), 0.0), max(max(misses), 0.0))
+        models.n_published = len(misses)
     return models
 
 

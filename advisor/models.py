@@ -77,6 +77,10 @@ class Models:
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
     min_cap: MinCapPredictor | None = None  # minimum allocator caps, when searches were run
     transfer: ClassTransfer | None = None  # op-class transfer, when the records hold profiles
+    # log(measured / predicted) range of the published third-party points on architectures
+    # never probed, and how many (advisor.calibration): the floor of such GPUs' intervals
+    published_misses: tuple[float, float] | None = None
+    n_published: int = 0
     capped: list = field(repr=False, default_factory=list)  # records run under a memory cap
     intervals: dict = field(default_factory=lambda: dict.fromkeys(INTERVAL_KINDS,
                                                                   PLACEHOLDER_INTERVALS))
@@ -222,6 +226,12 @@ class Models:
             lo, hi = lo - extra["architecture"], hi + extra["architecture"]
             basis += (f"; +{extra['architecture']:.0%} because no {spec.architecture} GPU "
                       "was probed")
+            if kind == "latency" and self.published_misses:
+                plo, phi = self.published_misses
+                lo, hi = min(lo, plo), max(hi, phi)
+                basis += (f"; at least as wide as the misses of {self.n_published} published "
+                          f"third-party measurements on GPUs never probed ("
+                          f"{np.expm1(plo):+.0%} to {np.expm1(phi):+.0%}: the published split)")
         return min(lo, 0.0), max(hi, 0.0), basis
 
     def _prediction(self, row: dict, config: Config, run: dict, step: float, lat_depth: int,

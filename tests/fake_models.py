@@ -13,6 +13,7 @@ planner's sizing can be checked exactly:
 from __future__ import annotations
 
 from advisor.catalog import load_catalog
+from advisor.features import specs_of
 from advisor.contract import Config, Latency, Memory, Power, Prediction
 
 OVERHEAD_S = 0.2
@@ -35,6 +36,8 @@ class FakeModels:
     def __init__(self, catalog=None, speed: dict | None = None, transferred=(),
                  records: list | None = None):
         self.catalog = catalog or load_catalog()
+        self.specs = specs_of(self.catalog.gpus)
+        self.probed: dict = {}  # the fake law probed nothing: every GPU is transferred
         self.speed = speed or {}  # per-GPU multiplier on latency, to shape tests
         self.transferred = set(transferred)  # GPU ids whose figures read as transferred
         self.records = records or []  # the probed range (advisor.coverage); none by default

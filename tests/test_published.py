@@ -1,6 +1,7 @@
 """Published third-party measurements: loading, and the `published` validation split."""
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -62,3 +63,36 @@ def test_the_split_scores_end_to_end_and_per_forward_figures(tmp_path):
     assert lo < step["predicted"] < hi and step["inside"] == (lo <= 0.1 <= hi)
     assert split["mape"] == pytest.approx((abs(e2e["error_pct"]) + abs(step["error_pct"])) / 2)
     assert split["by_gpu"] == {"rtx-4090": split["mape"]}
+
+
+def test_transferred_intervals_are_at_least_the_published_misses(tmp_path):
+    """A GPU of an architecture never probed gets an interval at least as wide as the misses on
+    the published points; the published split itself widens each point by the others only."""
+    from advisor.calibration import fit_calibrated
+    from tests.synthetic import SQUARES_GRID, gpu_specs, synthetic_records, with_sources
+
+    specs = gpu_specs()
+    records = with_sources(synthetic_records(grid=SQUARES_GRID))
+    plain = fit_calibrated(records, specs)
+    guess = plain.predict("rtx-4090", Config(1024, 1024)).latency.total_s
+    path = tmp_path / "points.yaml"
+    path.write_text(f"""points:
+  - {{id: far, catalog_id: rtx-4090, trusted: true, precision: bf16, height: 1024, width: 1024,
+     batch: 1, transformer_forwards: {{count: 9}}, seconds_per_image: {{value: {3 * guess}}}}}
+  - {{id: near, catalog_id: l40s-48gb, trusted: true, precision: bf16, height: 1024,
+     width: 1024, batch: 1, transformer_forwards: {{count: 9}},
+     seconds_per_image: {{value: {plain.predict("l40s-48gb", Config(1024, 1024)).latency.total_s}}}}}
+""")
+    points = load_published(path)
+    widened = fit_calibrated(records, specs, published=points)
+    assert widened.n_published == 2
+    assert widened.published_misses[1] == pytest.approx(math.log(3), rel=1e-6)
+    pred = widened.predict("rtx-4090", Config(1024, 1024))
+    assert pred.latency.interval_s[1] == pytest.approx(3 * guess, rel=1e-6)
+    assert "misses of 2 published third-party measurements" in pred.latency.basis
+    probed = widened.predict("h100-sxm-80gb", Config(768, 768))
+    assert "published" not in probed.latency.basis
+    split = published_split(plain, points)
+    far, near = split["rows"]
+    assert not far["inside"]  # the other point missed by nothing: no widening from it
+    assert near["interval"][1] == pytest.approx(near["predicted"] * 3, rel=1e-6) and near["inside"]
