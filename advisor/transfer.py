@@ -68,6 +68,7 @@ class ClassTransfer:
     beta_basis: str
     rates: dict  # GPU id -> (achieved matmul TFLOP/s, its source, bandwidth GB/s, fp32 TFLOP/s)
     n_profiles: int
+    host: str = ""  # CPU of the profiling machine: host time is taken as on it
 
     def applies(self, row: dict) -> bool:
         return (row["precision"] in TRANSFER_PRECISIONS and row["offload"] == "none"
@@ -97,7 +98,8 @@ class ClassTransfer:
         return (f"per-class transfer from {self.n_profiles} op-class profiles of "
                 f"{self.profiled_gpu}: GEMM/attention/convolution at {gemm:.0f} TFLOP/s "
                 f"({source}), elementwise {self.beta:.0%} by bandwidth ({bandwidth:g} GB/s) and "
-                f"{1 - self.beta:.0%} by the fp32 rate ({fp32:g} TFLOP/s) ({self.beta_basis})")
+                f"{1 - self.beta:.0%} by the fp32 rate ({fp32:g} TFLOP/s) ({self.beta_basis}); "
+                f"the host's part of each stage as on the probing machine ({self.host})")
 
 
 def fit_class_transfer(rows: list[dict], records: list[dict], latency,
@@ -125,7 +127,9 @@ def fit_class_transfer(rows: list[dict], records: list[dict], latency,
                                                        for row, _ in found]) for k in CLASSES}
     if not any(key[1] == BASE_GROUP for key in coefs):
         return None
-    transfer = ClassTransfer(gpu, coefs, 0.0, "", rates, len(profiled))
+    cpus = [(r.get("host") or {}).get("cpu") or "CPU not recorded" for _, r in profiled]
+    transfer = ClassTransfer(gpu, coefs, 0.0, "", rates, len(profiled),
+                             host=max(set(cpus), key=cpus.count))
     others = {row["gpu"] for row in rows} - {gpu}
     transfer.beta, transfer.beta_basis = _fit_beta(transfer, profiled, latency, others, specs)
     return transfer

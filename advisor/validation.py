@@ -199,6 +199,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
         "weights": sorted({r["weights"] for r in records}),
         "problems": list(problems),
     }
+    report["machines"] = machine_spread(records)
     if published is not None or capped:
         everything = fit(records, specs, capped=capped)
     if capped:
@@ -282,6 +283,42 @@ def _confusion(pairs: list[dict], kind: str) -> dict:
             "conservative_oom_but_ran": sum(not p[kind] and p["ran"] for p in judged),
             "oom_and_oom": sum(not p[kind] and not p["ran"] for p in judged),
             "not_judged": len(pairs) - len(judged)}
+
+
+# Configs whose pixels x images are at most this are launch-bound: the host issuing kernels sets
+# a step's pace (at 512x512 batch 1 the H200's GPU is busy 0.037 s of a 0.117 s step).
+HOST_BOUND_PIXELS = 512 * 512
+UNRECORDED_MACHINE = "not recorded (records before host fingerprints)"
+
+
+def machine_spread(records: list[dict]) -> dict:
+    """How much the same config differs between machines of one GPU: per regime (host-bound,
+    compute-bound), the configs measured on two machines or more and the spread of their
+    median totals (slowest / fastest - 1), median and largest. Their records are repeats of one
+    config to the fit, so the intervals already carry this spread."""
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    configs: dict[tuple, Config] = {}
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        machine = (r.get("host") or {}).get("fingerprint") or UNRECORDED_MACHINE
+        key = (r["gpu"]["catalog_id"], config_key(r["config"]))
+        configs[key] = Config.from_record(r["config"])
+        groups.setdefault(key, {}).setdefault(machine, []).append(r["results"]["total_s"])
+    out: dict[str, list] = {}
+    for key, machines in groups.items():
+        if len(machines) < 2:
+            continue
+        c = configs[key]
+        regime = "host_bound" if c.oom_size() <= HOST_BOUND_PIXELS else "compute_bound"
+        medians = [float(np.median(v)) for v in machines.values()]
+        out.setdefault(regime, []).append(
+            {"gpu": key[0], "config": c.label(), "machines": len(machines),
+             "spread_pct": 100 * (max(medians) / min(medians) - 1)})
+    return {regime: {"n": len(rows),
+                     "median_pct": float(np.median([x["spread_pct"] for x in rows])),
+                     "max_pct": float(max(x["spread_pct"] for x in rows)), "configs": rows}
+            for regime, rows in sorted(out.items())}
 
 
 def published_residuals(models, points: list) -> list[dict]:
@@ -426,6 +463,10 @@ def format_table(report: dict) -> str:
         if None not in tol:
             lines.append(f"memory within 3% or 256 MB ({split}): torch allocated {tol[0]:.1f}%, "
                          f"NVML used {tol[1]:.1f}% of points")
+    for regime, m in (report.get("machines") or {}).items():
+        lines.append(f"same config on two machines ({regime.replace('_', '-')}, {m['n']} "
+                     f"configs): totals differ by {m['median_pct']:.1f}% median, "
+                     f"{m['max_pct']:.1f}% at most")
     capped = report.get("capped")
     if capped:
         c = capped["confusion"]["rule"]

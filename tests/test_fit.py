@@ -2,6 +2,7 @@
 OOM boundaries, the validation report, the cache, and the fit/validate/predict commands."""
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import subprocess
@@ -494,3 +495,16 @@ def test_missing_or_empty_data_folder_exits_2(capsys, tmp_path):
     rc = main(["fit", "--data", str(tmp_path), "--cache-dir", str(tmp_path / "cache")])
     err = capsys.readouterr().err
     assert rc == 2 and "bad.jsonl:1: corrupt JSON" in err
+
+
+def test_the_report_gives_the_spread_between_machines_per_regime(specs):
+    records = with_sources(synthetic_records(gpus=(H200,), grid=SMALL_GRID, noise=0.0))
+    again = copy.deepcopy([r for r in records if r["config"]["batch"] == 1])
+    for r in again:
+        r["host"]["fingerprint"] = "second"
+        r["results"]["total_s"] *= 1.5 if r["config"]["height"] == 512 else 1.05
+    report = validation_report(records + again, specs, fit_calibrated)
+    machines = report["machines"]
+    assert machines["host_bound"]["n"] == 1
+    assert machines["host_bound"]["max_pct"] == pytest.approx(50.0)
+    assert machines["compute_bound"]["median_pct"] == pytest.approx(5.0)
