@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
     )
     src = p.add_argument_group("arrivals (one of --rate, --trace, --plan)")
     src.add_argument("--rate", type=float, metavar="PER_S", help="Poisson arrivals, requests/s")
+    src.add_argument("--utilization", type=float, metavar="U",
+                     help="Poisson arrivals at the rate the planner's simulation puts at GPU "
+                          "busy fraction U (0 < U < 1), from the fitted service times of --gpu")
     src.add_argument("--trace", type=Path, metavar="FILE",
                      help="arrival trace: one 'TIME_S HEIGHTxWIDTH' a line")
     src.add_argument("--plan", type=Path, metavar="PLAN.yaml",
@@ -128,6 +131,12 @@ def build_config(args: argparse.Namespace) -> tuple[LoadConfig, dict]:
         if args.trace is not None:
             raise AdvisorError("--rate and --trace: give one (the trace sets the arrivals)")
         base["rate_per_s"] = args.rate
+    if args.utilization is not None:
+        if args.trace is not None or args.rate is not None:
+            raise AdvisorError("--utilization sets the rate: leave out --rate and --trace")
+        if not 0 < args.utilization < 1:
+            raise AdvisorError(f"--utilization: expected 0 < U < 1, got {args.utilization}")
+        base["rate_per_s"] = 1.0  # replaced once the models are loaded
     if base.get("rate_per_s") is None:
         raise AdvisorError("give the arrivals: --rate PER_S, --trace FILE or --plan PLAN.yaml")
     if args.resolution:
@@ -151,6 +160,25 @@ def build_config(args: argparse.Namespace) -> tuple[LoadConfig, dict]:
     return config, plan_info
 
 
+def rate_for_utilization(config: LoadConfig, models, target: float) -> LoadConfig:
+    """The config at the Poisson rate whose simulated GPU busy fraction is `target`."""
+    from advisor.loadtest.report import service_table
+    from advisor.queueing import Simulation, simulate
+
+    if models is None or config.gpu is None:
+        raise AdvisorError("--utilization needs the fitted models and --gpu (or --plan)")
+    service, _ = service_table(models, config.gpu, config)
+    lo, hi = 0.0, config.replicas * config.max_batch / min(t[0] for t in service.times_s)
+    sim = Simulation(requests=5000, warmup=500)
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if simulate(service, mid, config.replicas, config.window_s, sim).utilization < target:
+            lo = mid
+        else:
+            hi = mid
+    return replace(config, rate_per_s=round((lo + hi) / 2, 4))
+
+
 def run_command(args: argparse.Namespace) -> int:
     from advisor.loadtest import arrivals, report, results, run
 
@@ -171,6 +199,9 @@ def run_command(args: argparse.Namespace) -> int:
         raise AdvisorError("the schedule holds no requests: raise --rate or --duration-s")
 
     models = None if args.no_predict else load_models(args)
+    if args.utilization is not None:
+        config = rate_for_utilization(config, models, args.utilization)
+        schedule = arrivals.poisson(config)
     provenance: dict = {"arrivals": schedule.source, **info}
     progress = not args.no_progress and sys.stderr.isatty()
     if args.url is not None:
@@ -253,7 +284,8 @@ def print_summary(doc: dict, out: Path) -> None:
              f"{fmt(m['p95_ci_s'][1])}" if m["p95_ci_s"] else ""))
     if p:
         print(f"{'predicted, same arr.':22}{fmt(p['p50_s']):>8}{fmt(p['p95_s']):>8}"
-              f"{fmt(p['p99_s']):>8}   p95 error {p.get('p95_error_pct', 0):+.1f}%")
+              f"{fmt(p['p99_s']):>8}"
+              + (f"   p95 error {p['p95_error_pct']:+.1f}%" if "p95_error_pct" in p else ""))
     if s:
         print(f"{'predicted, steady':22}{fmt(s['p50_s']):>8}{fmt(s['p95_s']):>8}"
               f"{fmt(s['p99_s']):>8}   utilization {s['utilization']:.0%}")
