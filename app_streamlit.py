@@ -14,6 +14,7 @@ PAGES = [
     st.Page("app_pages/gpus.py", title="GPUs", icon=":material/memory:"),
     st.Page("app_pages/claim.py", title="Check a claim", icon=":material/fact_check:"),
     st.Page("app_pages/your_data.py", title="Your data", icon=":material/upload_file:"),
+    st.Page("app_pages/loadtests.py", title="Load tests", icon=":material/speed:"),
 ]
 
 st.navigation(PAGES, position="top").run()

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "recommend",
     "check_claim",
     "app",
+    "loadtest",
 ]
 
 
