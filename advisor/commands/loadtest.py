@@ -17,9 +17,9 @@ from pathlib import Path
 
 from advisor.commands.common import add_data_args, load_models
 from advisor.errors import AdvisorError
+from advisor.commands.probe import PROBE_PACKAGES
 from advisor.loadtest.config import SETTING_DEFAULTS, LoadConfig, parse_resolution
 
-PROBE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "psutil")
 
 
 def add_parser(subparsers) -> None:

@@ -21,7 +21,8 @@ PROBE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "psutil")
 # median 698.8 MiB over the 51 bf16 native records (695-705; fp32 up to 715). --emulate leaves a
 # card's capacity less this to torch; the emulated card's own context may differ by tens of MiB.
 CUDA_CONTEXT_MIB = 700
-CAPPED_DIR = MEASUREMENTS_DIR / "capped"  # records under a memory cap: not read by the fit
+# Records under a memory cap: the fit reads them for its minimum-cap model, apart from the others
+CAPPED_DIR = MEASUREMENTS_DIR / "capped"
 
 
 def add_parser(subparsers) -> None:
