@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from advisor.contract import Config
+from advisor.coverage import Probed
 from advisor.errors import AdvisorError
 from advisor.features import LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key
 from advisor.models import Measured, Models, match_key, outcome, setting_key
@@ -127,6 +128,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
         estimator_params={"latency": latency.get_params(), "memory": memory.get_params()},
         probed=_probed_capacity(ok_records), measured=_measured(rows, ok_records),
         outcomes=outcomes, power=_power(ok_records), shapes=_shapes(rows),
+        reach=Probed.of(ok_records),
         records=records, problems=problems,
     )
 

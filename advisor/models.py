@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from advisor import memory_rule
-from advisor.contract import GB, Config, Latency, Memory, Power, Prediction
+from advisor.contract import CFG_GUIDANCE_SCALE, GB, Config, Latency, Memory, Power, Prediction
+from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
 from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, memory_key, shape_costs
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
@@ -26,10 +27,14 @@ INTERVAL_COVERAGE = 0.90
 # so no GPU-out residuals) any transfer. Assumptions, stated in each prediction.
 # A setting probed at a single shape gets `shape` added for other shapes: one shape cannot tell
 # how its time splits between terms that scale differently with the shape.
+# `extrapolated` is per doubling beyond the probed sizes, batches and pixels in flight.
 EXTRA_WIDTH = {
-    "latency": {"setting": 0.15, "shape": 0.10, "architecture": 0.25, "transfer": 0.10},
-    "memory": {"setting": 0.15, "shape": 0.05, "architecture": 0.10, "transfer": 0.03},
-    "allocated": {"setting": 0.15, "shape": 0.02, "architecture": 0.05, "transfer": 0.02},
+    "latency": {"setting": 0.15, "shape": 0.10, "architecture": 0.25, "transfer": 0.10,
+                "extrapolated": 0.10},
+    "memory": {"setting": 0.15, "shape": 0.05, "architecture": 0.10, "transfer": 0.03,
+               "extrapolated": 0.05},
+    "allocated": {"setting": 0.15, "shape": 0.02, "architecture": 0.05, "transfer": 0.02,
+                  "extrapolated": 0.03},
 }
 INTERVAL_KINDS = tuple(EXTRA_WIDTH)
 
@@ -81,6 +86,7 @@ class Models:
     # never probed, and how many (advisor.calibration): the floor of such GPUs' intervals
     published_misses: tuple[float, float] | None = None
     n_published: int = 0
+    reach: Probed | None = None  # the sizes and batches the ok records cover
     capped: list = field(repr=False, default_factory=list)  # records run under a memory cap
     intervals: dict = field(default_factory=lambda: dict.fromkeys(INTERVAL_KINDS,
                                                                   PLACEHOLDER_INTERVALS))
@@ -221,6 +227,12 @@ class Models:
             lo, hi = lo - extra["shape"], hi + extra["shape"]
             basis += (f"; +{extra['shape']:.0%} because this setting was probed at one shape "
                       "only")
+        doublings = self._beyond(row)
+        if doublings > 0:
+            widen = extra["extrapolated"] * doublings
+            lo, hi = lo - widen, hi + widen
+            basis += (f"; +{widen:.0%} because the config is beyond the probed sizes "
+                      f"({extrapolation(_config(row), self.reach)})")
         probed_archs = {self.specs[g].architecture for g in self.probed}
         if spec.architecture not in probed_archs:
             lo, hi = lo - extra["architecture"], hi + extra["architecture"]
@@ -233,6 +245,15 @@ class Models:
                           f"third-party measurements on GPUs never probed ("
                           f"{np.expm1(plo):+.0%} to {np.expm1(phi):+.0%}: the published split)")
         return min(lo, 0.0), max(hi, 0.0), basis
+
+    def _beyond(self, row: dict) -> float:
+        """Doublings beyond the probed sizes, batches or pixels in flight (0 inside them)."""
+        if self.reach is None:
+            return 0.0
+        c, r = _config(row), self.reach
+        ratios = (c.pixels / r.max_pixels, r.min_pixels / c.pixels, c.batch / r.max_batch,
+                  c.oom_size() / r.max_work)
+        return max(0.0, float(np.log2(max(ratios))))
 
     def _prediction(self, row: dict, config: Config, run: dict, step: float, lat_depth: int,
                     memory: dict, margin_gb: float, by_class: str | None = None) -> Prediction:
@@ -344,6 +365,12 @@ class Models:
         if energy is None:
             energy = watts * total_s / row["batch"]
         return Power(watts, source, energy)
+
+
+def _config(row: dict) -> Config:
+    """The shape part of a query row, as a Config (what the reach compares)."""
+    return Config(row["height"], row["width"], row["batch"],
+                  guidance_scale=CFG_GUIDANCE_SCALE if row["cfg"] else 0.0)
 
 
 def match_key(row: dict) -> tuple:

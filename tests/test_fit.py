@@ -508,3 +508,13 @@ def test_the_report_gives_the_spread_between_machines_per_regime(specs):
     assert machines["host_bound"]["n"] == 1
     assert machines["host_bound"]["max_pct"] == pytest.approx(50.0)
     assert machines["compute_bound"]["median_pct"] == pytest.approx(5.0)
+
+
+def test_configs_beyond_the_probed_sizes_get_wider_intervals_and_say_why(models):
+    width = lambda p: p.latency.interval_s[1] / p.latency.interval_s[0]
+    inside = models.predict(H100, Config(1536, 1536, 2))
+    beyond = models.predict(H100, Config(4096, 4096, 2))
+    assert "beyond the probed sizes" not in inside.latency.basis
+    assert "+20% because the config is beyond the probed sizes (4096x4096 is larger" \
+        in beyond.latency.basis  # two doublings of pixels past 2048x2048
+    assert width(beyond) > width(inside) * 1.3
