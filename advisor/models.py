@@ -263,7 +263,6 @@ class Models:
         llo, lhi, latency_basis = self._interval_width("latency", row, lat_depth)
         mlo, mhi, memory_basis = self._interval_width("memory", row, mem_depth)
         alo, ahi, _ = self._interval_width("allocated", row, mem_depth)
-        gb = lambda mib: float(mib * MIB / GB)
         measured = self.measured.get(match_key(row))
         if measured:
             stages, step = measured.stages_s, measured.denoise_step_s
@@ -277,11 +276,11 @@ class Models:
         else:
             stages, total = run, run["total"]
             interval = (total * float(np.exp(llo)), total * float(np.exp(lhi)))
-            allocated, nvml = gb(memory["allocated"]), gb(memory["nvml"])
+            allocated, nvml = _gb(memory["allocated"]), _gb(memory["nvml"])
             allocated_iv = (allocated * float(np.exp(alo)), allocated * float(np.exp(ahi)))
-            floor = gb(memory["allocated"] + memory["context"])
+            floor = _gb(memory["allocated"] + memory["context"])
             nvml_iv = (max(nvml * float(np.exp(mlo)), floor),
-                       min(nvml * float(np.exp(mhi)), max(gb(row["capacity_mib"]), nvml)))
+                       min(nvml * float(np.exp(mhi)), max(_gb(row["capacity_mib"]), nvml)))
             source = "fitted" if row["gpu"] in self.probed else "transferred"
             detail = by_class or self._source_detail(row)
             upper_allocated = allocated_iv[1]
@@ -290,10 +289,10 @@ class Models:
             vae_decode_s=stages["vae_decode"], other_s=stages["other"],
             total_s=stages["total"], denoise_step_s=step, interval_s=tuple(interval),
             basis=latency_basis)
-        context = gb(memory["context"])
+        context = _gb(memory["context"])
         min_cap, min_cap_source = self._min_cap(memory, upper_allocated, allocated, measured)
         needed = memory_rule.needed_gb(min_cap, context, margin_gb)
-        capacity = gb(row["capacity_mib"])
+        capacity = _gb(row["capacity_mib"])
         kind = min_cap_source.split(" ", 1)[0].rstrip(":")
         fits, reason = memory_rule.verdict(
             config, needed, capacity, self.outcomes.get(row["gpu"], []),
@@ -322,19 +321,18 @@ class Models:
                  measured: Measured | None) -> tuple[float, str]:
         # upper_allocated / allocated: the measured peak, or the predicted one's upper bound
         """(GB, where it comes from) of the smallest allocator cap a run needs, upper bound."""
-        gb = lambda mib: float(mib * MIB / GB)
         if self.min_cap is None:  # no min-cap searches: peak allocated + allocator fragments
-            resident = gb(memory["allocated"] - memory["activations"])
+            resident = _gb(memory["allocated"] - memory["activations"])
             fragments = self.memory.fragmentation * max(allocated - resident, 0.0)
             return upper_allocated + fragments, (
                 f"assumed: torch peak allocated{'' if measured else ' (upper bound)'} + "
                 f"{self.memory.fragmentation:.2f} x activations for allocator fragments "
                 f"({self.memory.fragmentation_basis}); no minimum-cap searches in the data")
         if memory["min_cap_where"]:
-            return gb(memory["min_cap"]), f"capped-measured ({memory['min_cap_where']})"
+            return _gb(memory["min_cap"]), f"capped-measured ({memory['min_cap_where']})"
         # The offset and its misses were fitted against the point prediction of the peak
         # (the same on every GPU of a software stack), so the bound builds on that.
-        return gb(memory["min_cap_upper"]), (
+        return _gb(memory["min_cap_upper"]), (
             f"fitted: predicted peak allocated {self.min_cap.offset_mib / 1024:+.2f} GiB, "
             f"+ {self.min_cap.residual_mib[1] / 1024:.2f} GiB for the largest miss over "
             f"{self.min_cap.n} minimum-cap searches")
@@ -365,6 +363,11 @@ class Models:
         if energy is None:
             energy = watts * total_s / row["batch"]
         return Power(watts, source, energy)
+
+
+def _gb(mib) -> float:
+    """MiB (what the memory model predicts) as decimal GB (what predictions print)."""
+    return float(mib * MIB / GB)
 
 
 def _config(row: dict) -> Config:

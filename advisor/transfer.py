@@ -30,8 +30,6 @@ from advisor.features import LATENCY_STAGES, make_row, shape_costs
 
 CLASSES = ("gemm", "attention", "convolution", "elementwise")
 TRANSFER_STAGES = ("text_encode", "denoise_step", "vae_decode")
-PROFILE_STAGE = {"text_encode": "text_encode", "denoise_step": "denoise_step",
-                 "vae_decode": "vae_decode"}
 TRANSFER_PRECISIONS = ("bf16", "fp16")
 BASE_GROUP = ("bf16", "native", False)  # the class split a setting without a profile borrows
 # A profile whose classes cover less of its window than this is host-bound (the GPU waits on
