@@ -10,9 +10,60 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 # --------------------------------------------------------------------------- vocabularies
-# Modelled compute precisions: weights and activations in that dtype; `fp32-tf32` keeps fp32
-# weights and runs matmuls and convolutions on TF32 tensor cores.
-PRECISIONS = ("bf16", "fp16", "fp32", "fp32-tf32")
+# Compute precisions: weights and activations in that dtype; `fp32-tf32` keeps fp32 weights and
+# runs matmuls and convolutions on TF32 tensor cores.
+COMPUTE_PRECISIONS = ("bf16", "fp16", "fp32", "fp32-tf32")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """A quantized precision (torchao): the Linear layers of the transformer blocks and of the
+    text encoder's layers are quantized, everything else (embedders, norms, the VAE) stays bf16,
+    and activations are bf16 between layers."""
+
+    weights: str  # how the quantized weights are stored: an advisor.workload WEIGHT_BITS key
+    compute: str  # what the quantized matmuls run at: a catalog dense-TFLOPS key
+    min_capability: tuple[int, int] | None  # the oldest CUDA compute capability it is offered on
+    scheme: str  # the torchao config, for records and people
+
+
+QUANTIZATIONS = {
+    "fp8": Quantization("fp8", "fp8", (8, 9), "Float8DynamicActivationFloat8WeightConfig("
+                        "granularity=PerRow()): e4m3 weights and activations, per-row scales"),
+    # torchao itself runs fp8 weights below 8.9 (dequantizing to bf16); nothing here measured
+    # that, so it is offered where fp8 is native only.
+    "fp8-wo": Quantization("fp8", "bf16", (8, 9), "Float8WeightOnlyConfig(): e4m3 weights, "
+                           "per-row scales, dequantized for bf16 matmuls"),
+    "int8-wo": Quantization("int8", "bf16", None, "Int8WeightOnlyConfig(): int8 weights, "
+                            "per-row scales, bf16 matmuls"),
+}
+# Every precision a config may name. The quantized ones are lossy: nothing here can measure
+# image quality (the probe runs synthetic weights), so they are chosen only when asked for.
+PRECISIONS = COMPUTE_PRECISIONS + tuple(QUANTIZATIONS)
+QUALITY_CAVEAT = ("lossy: 8-bit weights change the images; their quality is not measured here "
+                  "(synthetic weights), so judge it on your own prompts before serving it")
+
+
+def dtype_of(precision: str) -> str:
+    """The dtype a pipeline of `precision` is built in (quantized ones: bf16, then quantized)."""
+    return "bf16" if precision in QUANTIZATIONS else precision
+
+
+def compute_precision(precision: str) -> str:
+    """The catalog dense-TFLOPS key the matmuls of `precision` run at."""
+    return QUANTIZATIONS[precision].compute if precision in QUANTIZATIONS else precision
+
+
+def unsupported_reason(precision: str, capability: tuple[int, int] | None) -> str | None:
+    """Why `precision` is not offered on a GPU of CUDA compute `capability` (None: unknown, or
+    not a CUDA GPU), or None when it is."""
+    need = QUANTIZATIONS[precision].min_capability if precision in QUANTIZATIONS else None
+    if need is None or (capability is not None and tuple(capability) >= need):
+        return None
+    have = "an unknown compute capability" if capability is None else \
+        f"compute capability {capability[0]}.{capability[1]}"
+    return (f"{precision} needs fp8 support, which starts at compute capability "
+            f"{need[0]}.{need[1]} (Ada, Hopper, Blackwell); this GPU has {have}")
 # Attention backends, by their diffusers `set_attention_backend` names (ATTENTION_BACKENDS).
 ATTENTIONS = ("native", "cudnn", "flash")
 ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash"}

@@ -7,7 +7,7 @@ Required `results` keys (status `ok`) are the ones the fit consumes: the stage t
 composed total, throughput, repeats and the three memory peaks (null where the run could not
 measure them, e.g. on CPU). Every other documented key is optional, and type-checked when present
 (a number or null; `spread`/`stage_memory` objects, the `cap_trials` list); so are the optional
-top-level keys `weights_source`, `architecture`, `grid` and `failed_stage`, and the config fields
+top-level keys `weights_source`, `architecture`, `grid`, `failed_stage` and `quantization`, and the config fields
 added after the first records were shipped (`CONFIG_OPTIONAL`: absent means the default).
 """
 from __future__ import annotations
@@ -39,7 +39,9 @@ MACHINE_FIELDS = {"gpu": {"uuid": "str?", "sm_clock_max_mhz": "num?",
                           "memory_clock_max_mhz": "num?"},
                   "host": {"fingerprint": "str?"}}
 SOFTWARE_FIELDS = {"python": "str", "torch": "str?", "diffusers": "str?", "transformers": "str?"}
-RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?", "failed_stage": "str?"}
+# `quantization`: what a quantized precision quantized (probes.quantize; absent otherwise).
+RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?", "failed_stage": "str?",
+                   "quantization": "dict?"}
 # Where an oom/error record's run failed: loading the pipeline, or a stage of the call.
 FAILED_STAGES = ("load",) + STAGES
 # Config fields a record may lack (they came after the first shipped records), with the default

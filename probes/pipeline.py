@@ -1,8 +1,8 @@
 """Load a ZImagePipeline to probe: pretrained weights when a snapshot is at hand, else the exact
 architecture of data/zimage_turbo/ with synthetic weights, built in the target dtype (no fp32 copy
-is ever made) on the device where they will live: the GPU (its init of 10B parameters takes
-seconds), or the host for the offload settings, so that loading under a memory cap never needs
-the whole model on the GPU.
+is ever made) on the GPU (its init of 10B parameters takes seconds; on the host it took minutes)
+and moved to the host for the offload settings, or built on the host for an offload setting
+under a memory cap, so that such a load never needs the whole model on the GPU.
 
 Peak memory and dense-kernel time depend on shapes and dtypes, not on weight values, so synthetic
 weights give the real sizing figures; every record still says which weights it used.
@@ -27,7 +27,7 @@ from diffusers import (
 from transformers import Qwen3Config, Qwen3Model
 
 from advisor import ARCH_DIR
-from advisor.contract import ATTENTION_BACKENDS
+from advisor.contract import ATTENTION_BACKENDS, QUANTIZATIONS, dtype_of
 from advisor.errors import AdvisorError
 from probes.meters import Sampler
 from probes.tokenizer import WORDS, word_tokenizer
@@ -55,15 +55,18 @@ CONFIG_FILES = {"transformer": "transformer/config.json", "text_encoder": "text_
 @dataclass(frozen=True)
 class LoadKey:
     """What needs a fresh pipeline when it changes. fp32 and fp32-tf32 share weights (TF32 is a
-    global matmul flag); the attention backend is switched in place."""
+    global matmul flag); a quantized precision is a bf16 pipeline quantized after it is placed;
+    the attention backend is switched in place."""
     dtype: str
     compile: bool
     offload: str
+    quantization: str | None = None  # a QUANTIZATIONS key
 
     @classmethod
     def of(cls, config) -> "LoadKey":
-        dtype = "fp32" if config.precision == "fp32-tf32" else config.precision
-        return cls(dtype, config.compile, config.offload)
+        dtype = "fp32" if config.precision == "fp32-tf32" else dtype_of(config.precision)
+        quantization = config.precision if config.precision in QUANTIZATIONS else None
+        return cls(dtype, config.compile, config.offload, quantization)
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Loaded:
     # None until set: a fresh model follows diffusers' global active backend, which the
     # previous pipeline may have left on cudnn or flash.
     attention: str | None = None
+    quantization: dict | None = None  # the record's `quantization` block (probes.quantize)
 
 
 def find_weights(choice: str, allow_download: bool) -> Path | None:
@@ -110,18 +114,24 @@ def weights_source(weights_path: Path | None, tiny: bool) -> str:
     return "synthetic: data/zimage_turbo/ configs" + (", tiny dimensions" if tiny else "")
 
 
-def load(key: LoadKey, device: torch.device, weights_path: Path | None, tiny: bool) -> Loaded:
-    """Build or load the pipeline for `key` and place it (device, offload, compile)."""
+def load(key: LoadKey, device: torch.device, weights_path: Path | None, tiny: bool,
+         capped: bool = False) -> Loaded:
+    """Build or load the pipeline for `key` and place it (device, offload, compile); `capped`:
+    a memory cap is in force."""
     process = psutil.Process()
     rss = Sampler(lambda: {"rss_mb": process.memory_info().rss / 2**20}, interval_s=0.05)
     start = time.perf_counter()
     with rss:
         if weights_path is None:
-            home = device if key.offload == "none" else torch.device("cpu")
-            pipe = build_synthetic(home, DTYPES[key.dtype], tiny)
+            on_host = key.offload != "none" and capped
+            pipe = build_synthetic(torch.device("cpu") if on_host else device,
+                                   DTYPES[key.dtype], tiny)
+            if key.offload != "none":
+                pipe.to("cpu")  # where the offload hooks expect the weights
+                free_memory()
         else:
             pipe = ZImagePipeline.from_pretrained(weights_path, dtype=DTYPES[key.dtype])
-        place(pipe, device, key)
+        quantization = place(pipe, device, key)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     pipe.set_progress_bar_config(disable=True)
@@ -131,6 +141,7 @@ def load(key: LoadKey, device: torch.device, weights_path: Path | None, tiny: bo
         source=weights_source(weights_path, tiny),
         load_s=time.perf_counter() - start,
         host_rss_peak_mb=max(rss.values("rss_mb")),
+        quantization=quantization,
     )
 
 
@@ -235,7 +246,11 @@ def build_synthetic(device: torch.device, dtype: torch.dtype, tiny: bool = False
     )
 
 
-def place(pipe: ZImagePipeline, device: torch.device, key: LoadKey) -> None:
+def place(pipe: ZImagePipeline, device: torch.device, key: LoadKey) -> dict | None:
+    """Move `pipe` to `device` or set its offload, quantize it, mark its blocks for compilation;
+    the `quantization` block of a quantized precision, else None. Quantizing runs on the device,
+    after the bf16 weights are there: a quantized load needs the bf16 pipeline's memory, which a
+    run under a memory cap therefore gets only after the load (probes.sweep)."""
     if key.offload == "none":
         pipe.to(device)
     elif key.offload == "model":
@@ -245,11 +260,17 @@ def place(pipe: ZImagePipeline, device: torch.device, key: LoadKey) -> None:
     else:  # group: one block at a time on the GPU, the next one copied in on a side stream
         pipe.enable_group_offload(onload_device=device, offload_type="block_level",
                                   num_blocks_per_group=1, use_stream=True)
+    quantization = None
+    if key.quantization:
+        from probes.quantize import quantize
+        quantization = quantize(pipe, key.quantization, device)
+        free_memory()  # the bf16 weights replaced
     if key.compile:
         for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6
             if hasattr(torch._dynamo.config, name):
                 setattr(torch._dynamo.config, name, RECOMPILE_LIMIT)
         pipe.transformer.compile_repeated_blocks(fullgraph=True)
+    return quantization
 
 
 def set_attention(loaded: Loaded, attention: str) -> None:

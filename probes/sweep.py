@@ -1,7 +1,8 @@
 """Sweep a grid: order the configs, load pipelines as rarely as possible, measure, append records.
 
-- Order: grouped by what needs a new pipeline (dtype, offload, compile), then attention backend,
-  then family; shapes ascend (pixels x batch) within a family so that the OOM rule can skip.
+- Order: grouped by what needs a new pipeline (quantization, dtype, offload, compile), then
+  attention backend, then family; shapes ascend (pixels x batch) within a family so that the OOM
+  rule can skip. Quantized pipelines come last (torchao imports change process-wide state).
 - Faults: CUDA out of memory gives an `oom` record, frees the memory and skips the configs of
   the same family at least as large in both pixels and batch (not recorded; counted in the
   summary). Any other exception gives an `error` record. Either way the sweep goes on.
@@ -33,14 +34,14 @@ import torch
 from tqdm import tqdm
 
 from advisor import records, workload
-from advisor.contract import ATTENTIONS, PROBED_OFFLOADS, Config
+from advisor.contract import ATTENTIONS, PROBED_OFFLOADS, QUANTIZATIONS, Config
 from advisor.errors import AdvisorError
 from probes import caps, pipeline
 from probes.measure import failed_stage, measure
 from probes.meters import Nvml
 
 ORDER = {"dtype": ["bf16", "fp16", "fp32"], "offload": list(PROBED_OFFLOADS),
-         "attention": list(ATTENTIONS)}
+         "attention": list(ATTENTIONS), "quantization": [None, *QUANTIZATIONS]}
 CONFIG_BUDGET_S = 6.0  # time for the timed calls of one config (warm-up and whole runs aside)
 FIRST_LOAD_GUESS_S = 30.0  # until a load has been timed
 COMPILE_GUESS_S = 60.0  # regional compile of a new shape, until one has been timed
@@ -76,7 +77,8 @@ class Summary:
 def order(configs: list[Config]) -> list[Config]:
     def key(c: Config):
         load = pipeline.LoadKey.of(c)
-        return (ORDER["dtype"].index(load.dtype), ORDER["offload"].index(c.offload), c.compile,
+        return (ORDER["quantization"].index(load.quantization), ORDER["dtype"].index(load.dtype),
+                ORDER["offload"].index(c.offload), c.compile,
                 ORDER["attention"].index(c.attention), c.precision, c.family(),
                 c.pixels * c.batch, c.pixels, c.batch)
     return sorted(configs, key=key)
@@ -118,7 +120,8 @@ class Forecast:
     calls (`search`).
     """
 
-    PRIOR_TFLOPS = {"bf16": 300.0, "fp16": 300.0, "fp32": 40.0, "fp32-tf32": 150.0}
+    PRIOR_TFLOPS = {"bf16": 300.0, "fp16": 300.0, "fp32": 40.0, "fp32-tf32": 150.0,
+                    "fp8": 300.0, "fp8-wo": 200.0, "int8-wo": 200.0}
     # H200, bf16 1536x1536 b1: 3.5 s, model offload 13.7 s, sequential 21.4 s; group as model.
     PRIOR_OFFLOAD_SLOWDOWN = {"none": 1.0, "model": 4.0, "sequential": 6.0, "group": 4.0}
     CALL_OVERHEAD_S = 0.05
@@ -242,6 +245,7 @@ def make_record(env: dict, loaded: pipeline.Loaded | None, outcome: Outcome) -> 
         "weights": env["weights"],
         "weights_source": env["weights_source"],
         **({"architecture": loaded.architecture} if loaded else {}),
+        **({"quantization": loaded.quantization} if loaded and loaded.quantization else {}),
         "grid": env["grid"],
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "gpu": env["gpu"], "host": env["host"], "software": env["software"],
@@ -403,9 +407,12 @@ class Runs:
         """The outcome of one config; caps.Abandoned when `before_trial` stops a search."""
         key = pipeline.LoadKey.of(config)
         needs_load = self.needs_load(config)
-        caps.set_memory_cap(self.opts.device, config.memory_cap_gib)  # the load runs under it too
+        # The load runs under the cap too, but for a quantized pipeline, which is quantized on
+        # the GPU from bf16 weights: capped after it (a small card loads quantized weights).
+        caps.set_memory_cap(self.opts.device, None if key.quantization else config.memory_cap_gib)
         if needs_load and key not in self.failed_loads:
-            self._load(key)
+            self._load(key, capped=config.memory_cap_gib is not None)
+        caps.set_memory_cap(self.opts.device, config.memory_cap_gib)
         if key in self.failed_loads:
             status, error = self.failed_loads[key]
             return Outcome(config, status, None, error, "load")
@@ -416,11 +423,12 @@ class Runs:
                 config, caps.search(self.loaded, config, self.opts.device, before_trial)))
         return self._measure(config, settle_first=settle)
 
-    def _load(self, key: pipeline.LoadKey) -> None:
+    def _load(self, key: pipeline.LoadKey, capped: bool) -> None:
         pipeline.release(self.loaded)
         self.loaded = None
         try:
-            self.loaded = pipeline.load(key, self.opts.device, self.weights_path, self.opts.tiny)
+            self.loaded = pipeline.load(key, self.opts.device, self.weights_path, self.opts.tiny,
+                                        capped=capped)
         except AdvisorError:  # not a load failure: a model the probe does not measure
             raise
         except Exception as exc:  # noqa: BLE001 - recorded against every config of this pipeline
@@ -431,7 +439,10 @@ class Runs:
             tqdm.write(message, file=sys.stdout)
             self.failed_loads[key] = (status, message)
             return
-        tqdm.write(f"loaded {key.dtype} pipeline (offload {key.offload}, compile {key.compile}) "
+        quantized = f", {key.quantization} in {self.loaded.quantization['quantize_s']:.1f} s" \
+            if key.quantization else ""
+        tqdm.write(f"loaded {key.dtype} pipeline (offload {key.offload}, compile {key.compile}"
+                   f"{quantized}) "
                    f"in {self.loaded.load_s:.1f} s, host RSS peak "
                    f"{self.loaded.host_rss_peak_mb / 1024:.1f} GB", file=sys.stdout)
 

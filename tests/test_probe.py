@@ -281,16 +281,23 @@ def test_vae_modes_run_and_set_the_vae(tmp_path):
         assert (loaded.pipe.vae.use_tiling, loaded.pipe.vae.use_slicing) == (tiling, slicing)
 
 
-def test_offload_pipelines_are_built_on_the_host_and_group_offload_streams(monkeypatch):
+def test_offload_pipelines_live_on_the_host_built_there_under_a_cap(monkeypatch):
     real_build, built, placed = pipeline.build_synthetic, [], []
     monkeypatch.setattr(pipeline, "build_synthetic", lambda device, dtype, tiny:
                         built.append(device) or real_build(CPU, dtype, tiny))
-    monkeypatch.setattr(pipeline, "place", lambda pipe, device, key: placed.append(key.offload))
+    monkeypatch.setattr(pipeline, "place", lambda pipe, device, key: placed.append(
+        (key.offload, pipe.transformer.device.type)))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     gpu = torch.device("cuda", 0)
-    for offload in PROBED_OFFLOADS:
-        pipeline.load(pipeline.LoadKey("bf16", False, offload), gpu, None, tiny=True)
-    assert built == [gpu, CPU, CPU, CPU] and placed == ["none", "model", "sequential", "group"]
+    for capped in (False, True):
+        for offload in PROBED_OFFLOADS:
+            pipeline.load(pipeline.LoadKey("bf16", False, offload), gpu, None, tiny=True,
+                          capped=capped)
+    # Uncapped, everything is built on the GPU (seconds, not minutes); under a cap an offloaded
+    # pipeline is built on the host, so that its load never holds the whole model on the GPU.
+    assert built == [gpu] * 4 + [gpu, CPU, CPU, CPU]
+    assert all(where == "cpu" for offload, where in placed if offload != "none")
+    assert [offload for offload, _ in placed] == list(PROBED_OFFLOADS) * 2
     monkeypatch.undo()
 
     class Pipe:
@@ -511,3 +518,46 @@ def test_gpu_tiny_min_cap_search_and_an_explicit_cap(tmp_path):
     assert [c["config"]["memory_cap_gib"] for c in capped] == [1.0, 1.0]
     assert all(c["results"]["peak_reserved_mb"] <= 1024 for c in capped)
     assert torch.cuda.get_per_process_memory_fraction(cuda) == 1.0  # the sweep lifts its cap
+
+
+def test_int8_weight_only_quantizes_the_block_linears_and_records_it(tmp_path):
+    from probes import quantize
+    out = tmp_path / "q.jsonl"
+    run(out, configs({"shapes": [[64, 64]], "precision": ["bf16", "int8-wo"]}))
+    found, problems = read(out)
+    assert problems == [] and [r["status"] for r in found] == ["ok", "ok"]
+    plain, quantized = found  # sweep.order: the quantized pipeline after the bf16 one
+    assert "quantization" not in plain and quantized["config"]["precision"] == "int8-wo"
+    q = quantized["quantization"]
+    assert q["precision"] == "int8-wo" and q["torchao"] and q["quantize_s"] >= 0
+    # tiny: every attention projection and adaLN of the blocks (widths multiple of 16); the
+    # feed-forwards' 170-wide hidden layer is not, and is listed as skipped
+    assert q["layers_quantized"]["text_encoder"] == 7 * 2
+    assert all(".feed_forward." in name for name in q["layers_skipped"]["transformer"])
+    loaded = pipeline.load(pipeline.LoadKey.of(grids.Config(64, 64, precision="int8-wo")), CPU,
+                           None, tiny=True)
+    weights = {type(m.weight).__name__ for name, m in loaded.pipe.transformer.named_modules()
+               if isinstance(m, torch.nn.Linear) and quantize.aligned(m)
+               and name.startswith(quantize.BLOCKS["transformer"])}
+    embedders = {type(m.weight).__name__ for name, m in loaded.pipe.transformer.named_modules()
+                 if isinstance(m, torch.nn.Linear) and name.startswith("all_x_embedder")}
+    assert weights == {"Int8Tensor"} and embedders == {"Parameter"}
+
+
+@pytest.mark.parametrize("group, message", [
+    ({"precision": "fp8"}, "fp8 needs a CUDA GPU of compute capability 8.9"),
+    ({"precision": "int8-wo", "offload": "model"}, "without offload only"),
+])
+def test_quantized_configs_this_machine_cannot_run_are_refused_before_any_work(group, message):
+    from probes import quantize
+    with pytest.raises(AdvisorError, match=message):
+        quantize.check_configs(configs({"shapes": [[64, 64]], **group}), CPU)
+
+
+
+def test_fp8_is_offered_from_compute_capability_8_9_and_int8_everywhere():
+    from advisor.contract import unsupported_reason
+    assert "8.9" in unsupported_reason("fp8", (8, 0))  # an A100
+    assert "8.9" in unsupported_reason("fp8-wo", (8, 6))  # an RTX 3090
+    assert unsupported_reason("fp8", (9, 0)) is None and unsupported_reason("fp8", (8, 9)) is None
+    assert unsupported_reason("int8-wo", (7, 5)) is None and unsupported_reason("bf16", None) is None

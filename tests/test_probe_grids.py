@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("diffusers")
 
 from advisor import REPO_ROOT  # noqa: E402
+from advisor.contract import QUANTIZATIONS  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 from probes import grids, sweep  # noqa: E402
 from probes.grids import Config  # noqa: E402
@@ -85,9 +86,16 @@ def test_yaml_grid_with_vae_modes_and_group_offload(tmp_path):
 
 
 def test_memory_caps_grid_is_the_shipped_capped_data_set():
-    _, configs = grids.load_grid(str(REPO_ROOT / "data/grids/memory-caps.yaml"))
+    _, every = grids.load_grid(str(REPO_ROOT / "data/grids/memory-caps.yaml"))
+    quantized = [c for c in every if c.precision in QUANTIZATIONS]
+    assert {(c.precision, c.height, c.batch) for c in quantized} == \
+        {(p, s, 1) for p in QUANTIZATIONS for s in (1024, 1536)} | {("int8-wo", 1024, 2),
+                                                                   ("int8-wo", 1024, 4)}
+    configs = [c for c in every if c not in quantized]
     plain = by(configs, vae="full", offload="none")
-    assert all(c.precision == "bf16" and not c.compile and c.attention == "native" for c in configs)
+    assert all(c.precision == "bf16" for c in configs)
+    assert all(not c.compile and c.attention == "native" and c.offload == "none"
+               for c in quantized) and all(not c.compile for c in every)
     assert {(c.height, c.width) for c in plain} == \
         {(s, s) for s in (512, 768, 1024, 1280, 1536)} | {(768, 1344), (1344, 768)}
     assert all({c.batch for c in by(plain, height=h, width=w)} == {1, 2, 4}
@@ -107,7 +115,7 @@ def test_duplicates_merge_and_keep_end_to_end():
 
 @pytest.mark.parametrize("group, message", [
     ({"shapes": [[500, 512]]}, "height: expected a positive multiple of 16, got 500"),
-    ({"shapes": [[512, 512]], "precision": "fp8"}, "precision: expected one of"),
+    ({"shapes": [[512, 512]], "precision": "int4"}, "precision: expected one of"),
     ({"shapes": [[512, 512]], "batchsize": 2}, "unknown key 'batchsize'"),
     ({"shapes": [[512, 512]], "caption_tokens": 600}, "caption_tokens: expected 1..max_sequence"),
     ({"shapes": [[512, 512]], "compile": "yes"}, "compile: expected bool"),

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from probes import caps, grids, sweep
+    from probes import caps, grids, quantize, sweep
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AdvisorError(f"--device cuda: no CUDA device visible to torch {torch.__version__}; "
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     grid_name, configs = grids.load_grid(args.grid)
     if device.type == "cpu":
         configs = cpu_runnable(configs)
+    quantize.check_configs(configs, device)
     configs = [replace(c, memory_cap_gib=cap_gib) for c in configs]
     out = args.out or default_out(device, args.tiny, capped)
     options = sweep.Options(configs=configs, out=out, device=device, grid=grid_name,
@@ -112,13 +113,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def cpu_runnable(configs):
-    """Drop the configs that need CUDA (compile, offload, cuDNN/flash attention, TF32, and fp16,
-    which diffusers refuses to run on CPU)."""
+    """Drop the configs that need CUDA (compile, offload, cuDNN/flash attention, TF32, fp16,
+    which diffusers refuses to run on CPU, and fp8)."""
     keep = [c for c in configs if not c.compile and c.offload == "none"
-            and c.attention == "native" and c.precision in ("bf16", "fp32")]
+            and c.attention == "native" and c.precision in ("bf16", "fp32", "int8-wo")]
     if len(keep) < len(configs):
         print(f"cpu: leaving out {len(configs) - len(keep)} configs that need CUDA "
-              "(compile, offload, cudnn/flash attention, TF32, fp16)")
+              "(compile, offload, cudnn/flash attention, TF32, fp16, fp8)")
     return keep
 
 
