@@ -12,7 +12,7 @@ import numpy as np
 from advisor.features import GpuSpec
 from advisor.fit import fit_models
 from advisor.models import INTERVAL_COVERAGE, Intervals, Models
-from advisor.validation import cross_predict, fold_metrics, published_residuals
+from advisor.validation import cross_predict, fold_metrics, published_residuals, quantized
 
 CALIBRATION_FOLDS = 5
 # Interval kind -> the validation target whose out-of-fold residuals set its width.
@@ -41,13 +41,17 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
     records it was fitted on. Fitted predictions (a probed GPU): K-fold residuals pooled with
     leave-one-shape-out residuals of settings still probed at another shape, since a fitted
     prediction is usually of a shape that was not measured. Transferred predictions:
-    leave-one-GPU-out residuals (when more than one GPU was probed)."""
+    leave-one-GPU-out residuals (when more than one GPU was probed). A quantized point counts
+    where its precision had training records (validation.quantized_split says why); the K-fold
+    summary is the compute precisions' (what `advisor validate` heads with)."""
     records = models.records
-    kfold = cross_predict(records, specs, "kfold", fit_models, folds=CALIBRATION_FOLDS)
+    evidenced = lambda points: [p for p in points if not quantized(p) or p["precision_probed"]]
+    kfold = evidenced(cross_predict(records, specs, "kfold", fit_models,
+                                    folds=CALIBRATION_FOLDS))
     shapes = [p for p in cross_predict(records, specs, "shape_out", fit_models)
               if p["setting_probed"]]
-    gpu_out = (cross_predict(records, specs, "gpu_out", fit_models)
-               if len(models.probed) > 1 else [])
+    gpu_out = evidenced(cross_predict(records, specs, "gpu_out", fit_models)
+                        if len(models.probed) > 1 else [])
     for kind, key in INTERVAL_TARGETS.items():
         fitted = [p["log_ratio"][key] for p in kfold + shapes]
         transferred = [p["log_ratio"][key] for p in gpu_out]
@@ -55,7 +59,7 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
             fitted=conformal_bounds(fitted, models.intervals[kind].fitted),
             transferred=conformal_bounds(transferred, None),
             n_fitted=len(fitted), n_transferred=len(transferred))
-    metrics = fold_metrics(kfold)
+    metrics = fold_metrics([p for p in kfold if not quantized(p)])
     models.calibration = {"latency_mape": metrics["total_s"]["mape"],
                           "memory_mape": metrics["allocated_memory"]["mape"],
                           "nvml_memory_mape": metrics["peak_memory"]["mape"]} if kfold else {}

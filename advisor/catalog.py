@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from advisor import CATALOG_PATH
+from advisor.contract import QUANTIZATIONS, compute_precision
 from advisor.errors import AdvisorError, describe
 from advisor.fileio import sha256_file
 from advisor.inputs import load_yaml, read_text
@@ -28,7 +29,8 @@ CATALOG_VERSION = 1
 TFLOPS_KEYS = ("bf16", "fp16", "tf32", "fp8", "int8", "fp32")
 NULLABLE_TFLOPS = {"bf16", "tf32", "fp8", "int8"}
 
-# Advisor precision name -> key in `dense_tflops`.
+# Advisor precision name -> key in `dense_tflops` (a quantized precision runs at its compute
+# key's: `GPU.dense_tflops`).
 PRECISION_KEYS = {
     "bf16": "bf16",
     "fp16": "fp16",
@@ -137,13 +139,20 @@ class GPU:
             return self.price_usd_low, self.price_usd_high
         return None if self.price_usd is None else (self.price_usd, self.price_usd)
 
+    @property
+    def capability(self) -> tuple[int, int] | None:
+        """CUDA compute capability as (major, minor); None for a part without one (AMD)."""
+        match = COMPUTE_CAPABILITY_RE["NVIDIA"].match(self.compute_capability)
+        return tuple(int(v) for v in self.compute_capability.split(".")) if match else None
+
     def dense_tflops(self, precision: str) -> float | None:
-        """Dense peak for an advisor precision name; None where the part has no such path."""
-        key = PRECISION_KEYS.get(precision)
+        """Dense peak for an advisor precision name (a quantized one: the rate its matmuls run
+        at, contract.compute_precision); None where the part has no such path."""
+        key = PRECISION_KEYS.get(compute_precision(precision))
         if key is None:
             raise AdvisorError(
-                f"unknown precision {precision!r}; expected one of {', '.join(PRECISION_KEYS)}"
-            )
+                f"unknown precision {precision!r}; expected one of "
+                f"{', '.join([*PRECISION_KEYS, *QUANTIZATIONS])}")
         return self.tflops.get(key)
 
     def to_dict(self) -> dict:

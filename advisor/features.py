@@ -15,12 +15,17 @@ import numpy as np
 
 from advisor import workload
 from advisor.errors import AdvisorError
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, Config
+from advisor.contract import (
+    ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Config, compute_precision, dtype_of,
+    unsupported_reason,
+)
 
 MIB = 2**20
 LATENCY_STAGES = ("text_encode", "denoise_step", "first_step_extra", "vae_decode", "other")
 MEMORY_STAGES = ("text_encode", "denoise", "vae_decode")
 SETTING_KEYS = ("precision", "attention", "compile", "offload")
+# Bytes of an activation element, by dtype (contract.dtype_of: quantized pipelines keep bf16
+# activations).
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp32-tf32": 4}
 
 # HBM passes over a (tokens x dim) activation per transformer block: norms, modulation, residual
@@ -49,6 +54,7 @@ class GpuSpec:
     tflops: dict  # advisor precision name -> dense TFLOP/s (None: no such path)
     gemm_tflops: float | None = None  # achieved dense bf16 matmul rate (specs_of)
     gemm_source: str = ""
+    capability: tuple[int, int] | None = None  # CUDA compute capability (None: unknown, AMD)
 
     @classmethod
     def from_catalog(cls, gpu, gemm: tuple[float | None, str] = (None, "")) -> "GpuSpec":
@@ -63,7 +69,7 @@ class GpuSpec:
             bandwidth_gbs=float(gpu.memory_bandwidth_gbps),
             pcie_gbs=pcie_gbs(gpu.host_interface),
             tflops={p: gpu.dense_tflops(p) for p in PRECISIONS},
-            gemm_tflops=gemm[0], gemm_source=gemm[1],
+            gemm_tflops=gemm[0], gemm_source=gemm[1], capability=gpu.capability,
         )
 
 
@@ -111,21 +117,42 @@ def check_config(config: Config) -> None:
         value = getattr(config, name)
         if value not in allowed:
             raise AdvisorError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+    if config.precision in QUANTIZATIONS and config.offload != "none":
+        raise AdvisorError(f"offload: {config.precision} with offload {config.offload} is not "
+                           "modelled: the probe runs quantized precisions without offload only")
+
+
+def refusal(spec: GpuSpec, config: Config) -> str | None:
+    """Why the models do not answer for a valid `config` on this GPU, or None: a precision its
+    compute capability does not offer (contract.unsupported_reason), or one the catalog lists
+    no dense rate for."""
+    reason = unsupported_reason(config.precision, spec.capability)
+    if reason:
+        return f"gpu {spec.id}: {reason}"
+    # The matmuls' rate, and a quantized precision's bf16 rate (attention, the VAE).
+    for rate in dict.fromkeys((compute_precision(config.precision), dtype_of(config.precision))):
+        if not spec.tflops.get(rate):
+            part = "" if rate == config.precision else f" (what {config.precision} runs partly at)"
+            return (f"gpu {spec.id}: the catalog lists no dense {rate} TFLOPS for it{part}, so "
+                    f"its latency cannot be modelled at {config.precision}")
+    return None
 
 
 def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -> dict:
     """A validated query row: the config plus the GPU numbers the features need. `capacity_mib`
-    is the memory of the card a record ran on (its NVML total); default the catalog's."""
+    is the memory of the card a record ran on (its NVML total); default the catalog's.
+    AdvisorError for an invalid config or a `refusal`."""
     check_config(config)
-    peak = spec.tflops.get(config.precision)
-    if not peak:
-        raise AdvisorError(f"gpu {spec.id}: the catalog lists no dense {config.precision} "
-                           "TFLOPS for it, so its latency cannot be modelled at that precision")
+    reason = refusal(spec, config)
+    if reason:
+        raise AdvisorError(reason)
     return {
         "gpu": spec.id, "height": config.height, "width": config.width, "batch": config.batch,
         "steps": config.steps, "precision": config.precision, "attention": config.attention,
         "compile": bool(config.compile), "offload": config.offload, "cfg": config.cfg,
-        "caption_tokens": config.caption_tokens, "tflops": float(peak),
+        "caption_tokens": config.caption_tokens,
+        "tflops": float(spec.tflops[config.precision]),
+        "dtype_tflops": float(spec.tflops[dtype_of(config.precision)]),
         "attention_tflops": float(attention_peak(spec, config.precision)),
         "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
         "capacity_mib": float(capacity_mib or spec.capacity_gb * 1e9 / MIB),
@@ -139,12 +166,18 @@ def memory_key(row: dict) -> tuple:
 
 
 def attention_peak(spec: GpuSpec, precision: str) -> float:
-    """Dense TFLOP/s the attention kernels run at: the precision's peak, except with TF32
-    matmuls, where SDPA still gets fp32 inputs and no fused kernel takes them on tensor cores
-    (flash attention has no fp32 path), so it runs at the plain fp32 rate."""
+    """Dense TFLOP/s the attention kernels run at: the peak of the precision's dtype (a
+    quantized precision leaves attention in bf16), except with TF32 matmuls, where SDPA still
+    gets fp32 inputs and no fused kernel takes them on tensor cores (flash attention has no
+    fp32 path), so it runs at the plain fp32 rate."""
     if precision == "fp32-tf32" and spec.tflops.get("fp32"):
         return spec.tflops["fp32"]
-    return spec.tflops[precision]
+    return spec.tflops[dtype_of(precision)]
+
+
+def element_bytes(precision: str) -> int:
+    """Bytes of an activation element of a pipeline at `precision`."""
+    return ELEMENT_BYTES[dtype_of(precision)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +260,7 @@ def _latency_row(row: dict, stage: str) -> tuple:
     peak = row["tflops"]
     bw = row["bandwidth_gbs"] * 1e9
     host_copy = _host_copy_bytes(row, stage) / (row["pcie_gbs"] * 1e9)
-    batch, elem = row["batch"], ELEMENT_BYTES[row["precision"]]
+    batch, elem = row["batch"], element_bytes(row["precision"])
     wb = weight_bytes(row["precision"])
     if stage == "text_encode":
         prompts = batch * (2 if row["cfg"] else 1)
@@ -248,8 +281,8 @@ def _latency_row(row: dict, stage: str) -> tuple:
         attention = images * costs["attention_tflops"] / row["attention_tflops"]
         return (1.0, images * matmul / peak, attention, (wb["transformer"] + activations) / bw,
                 host_copy, attention if row["cfg"] else 0.0)
-    if stage == "vae_decode":
-        return (1.0, batch * costs["vae_tflops"] / peak,
+    if stage == "vae_decode":  # the VAE is never quantized: its convolutions run at its dtype
+        return (1.0, batch * costs["vae_tflops"] / row["dtype_tflops"],
                 (wb["vae"] + pixels * VAE_ELEMENTS_PER_PIXEL * elem) / bw, host_copy)
     raise ValueError(f"unknown latency stage {stage!r}")
 
@@ -290,7 +323,7 @@ def largest_layer_mib(component: str, precision: str) -> float:
     params = {"text_encoder": arch.text_encoder.vocab_size * arch.text_encoder.hidden_size,
               "transformer": arch.transformer.dim * arch.transformer.ffn_dim,
               "vae": max(arch.vae.block_out_channels) ** 2 * 9}[component]
-    return params * ELEMENT_BYTES[precision] / MIB
+    return params * element_bytes(precision) / MIB
 
 
 def resident_weights_mib(row: dict, stage: str) -> float:
@@ -328,7 +361,7 @@ def int32_pixels() -> int:
 
 
 def _memory_row(row: dict, stage: str) -> tuple:
-    batch, elem = row["batch"], ELEMENT_BYTES[row["precision"]]
+    batch, elem = row["batch"], element_bytes(row["precision"])
     images = batch * (2 if row["cfg"] else 1)
     if stage == "text_encode":
         return (1.0, images * workload.MAX_CAPTION_TOKENS * elem / MIB)

@@ -8,18 +8,23 @@ GPU) or `transferred` (a GPU never probed: its catalog specs carry the fitted ef
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from advisor import memory_rule
-from advisor.contract import CFG_GUIDANCE_SCALE, GB, Config, Latency, Memory, Power, Prediction
+from advisor.contract import (
+    ATTENTIONS, CFG_GUIDANCE_SCALE, GB, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction,
+    compute_precision, dtype_of,
+)
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
-from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, memory_key, shape_costs
+from advisor.features import (
+    LATENCY_STAGES, MIB, GpuSpec, make_row, memory_key, refusal, shape_costs,
+)
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
-from advisor.transfer import TRANSFER_STAGES, ClassTransfer
+from advisor.transfer import TRANSFER_STAGES, ClassTransfer, quantized_ratios
 
 INTERVAL_COVERAGE = 0.90
 # Extra log-width of an interval where the evidence does not reach: a setting never probed
@@ -28,9 +33,12 @@ INTERVAL_COVERAGE = 0.90
 # A setting probed at a single shape gets `shape` added for other shapes: one shape cannot tell
 # how its time splits between terms that scale differently with the shape.
 # `extrapolated` is per doubling beyond the probed sizes, batches and pixels in flight.
+# `quantized`: a quantized precision's quantized / bf16 ratio carried from the GPU that measured
+# it to another GPU (no quantized point was measured or published on the target to judge it;
+# carried to another setting of the same GPU, it widens by `setting`).
 EXTRA_WIDTH = {
     "latency": {"setting": 0.15, "shape": 0.10, "architecture": 0.25, "transfer": 0.10,
-                "extrapolated": 0.10},
+                "extrapolated": 0.10, "quantized": 0.25},
     "memory": {"setting": 0.15, "shape": 0.05, "architecture": 0.10, "transfer": 0.03,
                "extrapolated": 0.05},
     "allocated": {"setting": 0.15, "shape": 0.02, "architecture": 0.05, "transfer": 0.02,
@@ -69,8 +77,24 @@ class Measured:
     where: str  # "record <file:line>, ..."
 
 
+@dataclass(frozen=True)
+class Carried:
+    """How a quantized config's latency was made from its bf16 twin (Models._carried)."""
+
+    twin: dict  # the bf16 query row on the same GPU, whose evidence the interval starts from
+    extra: float  # log-width added to the twin's latency interval
+    why: str  # the basis sentence of that width
+    detail: str  # the prediction's source detail
+
+
 @dataclass
 class Models:
+    """The fitted models. `predict` / `predict_many` answer for any valid config on any catalog
+    GPU and raise AdvisorError for a query `refusal` names (a precision the GPU's compute
+    capability does not offer, e.g. fp8 below 8.9, or one without a catalog rate): a caller
+    that searches many (check `refusal(gpu, config)` first and reports its reason) skips those
+    queries rather than send them."""
+
     model_version: str
     specs: dict  # catalog id -> GpuSpec, every catalog GPU
     latency: LatencyPredictor
@@ -108,6 +132,10 @@ class Models:
         raise AdvisorError(f"gpu: unknown GPU id {gpu_id!r}{hint} "
                            "(`advisor catalog list` shows every id)")
 
+    def refusal(self, gpu_id: str, config: Config) -> str | None:
+        """Why `predict` refuses a valid config on this GPU, or None (features.refusal)."""
+        return refusal(self.spec(gpu_id), config)
+
     def predict(self, gpu_id: str, config: Config,
                 memory_margin_gb: float = DEFAULT_MARGIN_GB) -> Prediction:
         """Latency, throughput, memory and fit of one config on one GPU."""
@@ -115,12 +143,15 @@ class Models:
 
     def predict_many(self, queries: list[tuple[str, Config]],
                      memory_margin_gb: float = DEFAULT_MARGIN_GB) -> list[Prediction]:
-        """predict() for many (gpu id, config) queries in one vectorized pass."""
+        """predict() for many (gpu id, config) queries in one vectorized pass; AdvisorError
+        for the first refused one."""
         rows = [make_row(self.spec(gpu_id), config) for gpu_id, config in queries]
         if not rows:
             return []
         stages, lat_depth = self.latency.predict(rows)
-        by_class = self._by_class(rows, [c for _, c in queries], stages)
+        configs = [c for _, c in queries]
+        carried = self._carried(rows, configs, stages, lat_depth)
+        by_class = self._by_class(rows, configs, stages)
         steps = np.array([r["steps"] for r in rows], dtype=float)
         run = self.latency.compose(stages, steps)
         memory = self.memory.predict(rows)
@@ -132,8 +163,79 @@ class Models:
         return [self._prediction(row, config, {k: float(v[i]) for k, v in run.items()},
                                  float(step[i]), int(lat_depth[i].min()),
                                  {k: v[i] for k, v in memory.items()}, memory_margin_gb,
-                                 by_class.get(i))
+                                 by_class.get(i), carried.get(i))
                 for i, (row, (_, config)) in enumerate(zip(rows, queries))]
+
+    def _carried(self, rows: list[dict], configs: list[Config], stages: np.ndarray,
+                 depth: np.ndarray) -> dict[int, Carried]:
+        """Quantized rows whose setting was not measured on their GPU: their text-encode,
+        denoise-step and VAE times replaced in place by their bf16 twin's on the same GPU
+        (fitted, or transferred class by class) times the quantized / bf16 ratio measured on
+        the row's own GPU at another attention backend, else on each GPU that measured it
+        (advisor.transfer.quantized_ratios; mean over them), and their depth by the twin's;
+        {row index: Carried} for those rows. Without any such measurement a row keeps its
+        fitted times (the setting counts as never probed)."""
+        refs = {i: self._ratio_refs(r) for i, r in enumerate(rows)
+                if r["precision"] in QUANTIZATIONS and setting_key(r) not in self.shapes}
+        index = [i for i, found in refs.items() if found]
+        if not index:
+            return {}
+        twin_configs = [replace(configs[i], precision=dtype_of(configs[i].precision))
+                        for i in index]
+        twins = [make_row(self.specs[rows[i]["gpu"]], c) for i, c in zip(index, twin_configs)]
+        twin_stages, twin_depth = self.latency.predict(twins)
+        twin_class = self._by_class(twins, twin_configs, twin_stages)
+        pairs = [(n, gpu, attention) for n, i in enumerate(index) for gpu, attention in refs[i]]
+        at_refs = lambda base: [make_row(self.specs[gpu], replace(base[n], attention=attention))
+                                for n, gpu, attention in pairs]
+        ratios = quantized_ratios(self.latency, at_refs([configs[i] for i in index]),
+                                  at_refs(twin_configs), [rows[index[n]] for n, _, _ in pairs])
+        columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
+        out = {}
+        for n, i in enumerate(index):
+            mean = ratios[[k for k, (m, _, _) in enumerate(pairs) if m == n]].mean(axis=0)
+            stages[i, columns] = twin_stages[n, columns] * mean
+            depth[i] = twin_depth[n]
+            out[i] = self._carried_basis(rows[i], twins[n], refs[i],
+                                         twin_class.get(n) or self._source_detail(twins[n]))
+        return out
+
+    def _carried_basis(self, row: dict, twin: dict, refs: list, twin_detail: str) -> Carried:
+        precision, gpu = row["precision"], row["gpu"]
+        where = ", ".join(f"{g} ({a} attention)" for g, a in refs)
+        mode = "compiled" if row["compile"] else "eager"
+        detail = (f"{precision}: the bf16 config's stage times on {gpu} ({twin_detail}) x the "
+                  f"{mode} {precision} / bf16 ratio of the times fitted on {where}")
+        if row["tflops"] != row["dtype_tflops"]:
+            ref = self.specs[refs[0][0]].tflops
+            detail += (f", its {precision} matmul term scaled by the {precision} / bf16 peak "
+                       f"ratio {row['tflops'] / row['dtype_tflops']:.2f} against "
+                       f"{ref[precision] / ref['bf16']:.2f}")
+        detail += "; memory from the quantized weight bytes and the fitted activations"
+        if refs[0][0] == gpu:
+            extra = EXTRA_WIDTH["latency"]["setting"]
+            why = (f"; +{extra:.0%} because this {precision} setting was never probed on "
+                   f"{gpu}: its ratio to bf16 is carried from {where}")
+        else:
+            extra = EXTRA_WIDTH["latency"]["quantized"]
+            why = (f"; +{extra:.0%} (assumed) because the {precision} / bf16 ratio is carried "
+                   f"from {where}: no {precision} run on {gpu} was measured or published to "
+                   "judge it")
+        return Carried(twin, extra, why, detail)
+
+    def _ratio_refs(self, row: dict) -> list[tuple[str, str]]:
+        """(GPU, attention) pairs that measured the row's quantized precision and its bf16
+        twin at the row's compile, the row's attention where measured, else the first backend
+        measured: the row's own GPU if it qualifies, else every probed GPU that does."""
+        found = []
+        for gpu in sorted(self.probed):
+            both = [a for a in ATTENTIONS if all(
+                (gpu, p, a, row["compile"], "none") in self.shapes
+                for p in (row["precision"], dtype_of(row["precision"])))]
+            if both:
+                found.append((gpu, row["attention"] if row["attention"] in both else both[0]))
+        own = [(gpu, a) for gpu, a in found if gpu == row["gpu"]]
+        return own or found
 
     def _by_class(self, rows: list[dict], configs: list[Config], stages: np.ndarray) -> dict:
         """Stage times of rows on GPUs never probed, replaced in place by the op-class
@@ -256,11 +358,16 @@ class Models:
         return max(0.0, float(np.log2(max(ratios))))
 
     def _prediction(self, row: dict, config: Config, run: dict, step: float, lat_depth: int,
-                    memory: dict, margin_gb: float, by_class: str | None = None) -> Prediction:
+                    memory: dict, margin_gb: float, by_class: str | None = None,
+                    carried: Carried | None = None) -> Prediction:
         """The one constructor of predictions: fitted figures, replaced by the measured ones
         where this exact config was probed; then throughput, power and the memory verdict."""
         mem_depth = int(memory["depth"])
-        llo, lhi, latency_basis = self._interval_width("latency", row, lat_depth)
+        llo, lhi, latency_basis = self._interval_width("latency", carried.twin if carried
+                                                       else row, lat_depth)
+        if carried:
+            llo, lhi = llo - carried.extra, lhi + carried.extra
+            latency_basis += carried.why
         mlo, mhi, memory_basis = self._interval_width("memory", row, mem_depth)
         alo, ahi, _ = self._interval_width("allocated", row, mem_depth)
         measured = self.measured.get(match_key(row))
@@ -282,7 +389,7 @@ class Models:
             nvml_iv = (max(nvml * float(np.exp(mlo)), floor),
                        min(nvml * float(np.exp(mhi)), max(_gb(row["capacity_mib"]), nvml)))
             source = "fitted" if row["gpu"] in self.probed else "transferred"
-            detail = by_class or self._source_detail(row)
+            detail = carried.detail if carried else by_class or self._source_detail(row)
             upper_allocated = allocated_iv[1]
         latency = Latency(
             text_encode_s=stages["text_encode"], denoise_s=stages["denoise"],
@@ -346,7 +453,8 @@ class Models:
             return f"fitted roofline/memory model on {row['gpu']} measurements ({err})"
         probed = ", ".join(sorted(self.probed))
         return (f"transferred from {probed} via catalog specs of {row['gpu']} "
-                f"(dense {row['precision']} TFLOPS, memory bandwidth; {err} on probed GPUs)")
+                f"(dense {compute_precision(row['precision'])} TFLOPS, memory bandwidth; {err} on "
+                "probed GPUs)")
 
     def _power(self, row: dict, measured: Measured | None, total_s: float) -> Power:
         """Board power while denoising: measured for a measured config, else the most any

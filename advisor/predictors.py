@@ -31,6 +31,12 @@ class LatencyPredictor:
                  zip(LATENCY_STAGES, out)]
         return np.column_stack(times), np.column_stack([d for _, d in out])
 
+    def terms(self, rows: list[dict], stage: str) -> np.ndarray:
+        """Seconds of each term of a stage's fitted time (n, LATENCY_FEATURES[stage]), before
+        its floor."""
+        coefs = np.array([self.tables[stage].lookup(r)[0] for r in rows])
+        return latency_design(rows, stage) * coefs.reshape(len(rows), -1)
+
     @staticmethod
     def compose(times: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
         """A run of `steps` steps from stage times (n, 5): the figures of `latency_s`."""

@@ -17,6 +17,12 @@ this config (fitted per setting from the profiles, proportional to each class's 
   ratio. These kernels reach a fraction of peak bandwidth, so they are not bandwidth-bound
   alone; beta comes from the probed GPUs that differ in bandwidth and not in compute (H100
   and H200: 3.35 vs 4.8 TB/s, the same fp32 and tensor rates).
+
+A quantized precision (contract.QUANTIZATIONS) has no profiles and no published points; where
+its setting was not measured on a GPU, its stage times are the bf16 config's there (fitted, or
+transferred as above) times the quantized / bf16 ratio of the fitted times on a GPU that
+measured both (`quantized_ratios`), with fp8's matmul term rescaled by the target's fp8 / bf16
+peak ratio against the reference's (advisor.models applies it).
 numpy only (the model cache holds it).
 """
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from advisor.contract import Config
-from advisor.features import LATENCY_STAGES, make_row, shape_costs
+from advisor.features import LATENCY_FEATURES, LATENCY_STAGES, make_row, shape_costs
 
 CLASSES = ("gemm", "attention", "convolution", "elementwise")
 TRANSFER_STAGES = ("text_encode", "denoise_step", "vae_decode")
@@ -35,6 +41,9 @@ BASE_GROUP = ("bf16", "native", False)  # the class split a setting without a pr
 # A profile whose classes cover less of its window than this is host-bound (the GPU waits on
 # kernel launches): it cannot tell how bandwidth-bound the elementwise work is.
 COVERED = 0.9
+# The fitted latency terms that run at a quantized precision's compute rate (row "tflops"):
+# the quantized Linear layers of the text encoder and the transformer; the VAE stays bf16.
+COMPUTE_TERMS = {"text_encode": "compute", "denoise_step": "matmul"}
 
 
 def class_work(row: dict, stage: str) -> dict[str, float]:
@@ -179,3 +188,23 @@ def _fit_beta(transfer: ClassTransfer, profiled: list, latency, others: set,
     beta = float(np.clip(np.median(estimates), 0.0, 1.0))
     return beta, (f"median of {len(estimates)} profiled configs, from the fitted step times of "
                   f"{', '.join(sorted(others))} against {transfer.profiled_gpu}")
+
+
+def quantized_ratios(latency, quantized: list[dict], bf16: list[dict],
+                     targets: list[dict]) -> np.ndarray:
+    """(n, len(TRANSFER_STAGES)) factors from a bf16 config's stage times on a target row's GPU
+    to its quantized config's: the fitted quantized / bf16 ratio on a reference GPU (row pairs
+    `quantized`, `bf16` there), the share of the fitted compute term (COMPUTE_TERMS) in the
+    quantized time rescaled by how much less the target's peak gains from it than the
+    reference's (fp8 / bf16 peak ratios; 1 for weight-only, whose matmuls run at bf16)."""
+    columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
+    q = latency.predict(quantized)[0][:, columns]
+    ratio = q / latency.predict(bf16)[0][:, columns]
+    gain = lambda r: r["tflops"] / r["dtype_tflops"]
+    slower = np.array([gain(r) / gain(t) for r, t in zip(quantized, targets)])
+    for j, stage in enumerate(TRANSFER_STAGES):
+        if stage in COMPUTE_TERMS:
+            term = latency.terms(quantized, stage)[:, LATENCY_FEATURES[stage].index(
+                COMPUTE_TERMS[stage])]
+            ratio[:, j] *= 1 + term / q[:, j] * (slower - 1)
+    return ratio

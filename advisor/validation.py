@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from advisor.contract import Config
+from advisor.contract import QUANTIZATIONS, Config
 from advisor.errors import AdvisorError
 from advisor.features import GpuSpec, make_row, memory_key
 from advisor.fit import min_cap_rows, usable
@@ -74,7 +74,9 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
     """Out-of-fold predictions of the ok records under `split`, each fold's models made by
     `fit(train_records, specs)` (advisor.fit.fit_models: placeholder intervals; or
     advisor.calibration.fit_calibrated: calibrated intervals, for coverage). `records` may
-    include oom records: they stay in training (OOM boundaries) and are never scored."""
+    include oom records: they stay in training (OOM boundaries) and are never scored. Each
+    point says whether its setting (`setting_probed`: on its GPU) and its precision at its
+    compile setting (`precision_probed`: on any GPU) had training records."""
     out = []
     for label, held in _folds(records, split, folds):
         held_set = set(held.tolist())
@@ -88,11 +90,19 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
             continue
         queries = [(r["gpu"]["catalog_id"], Config.from_record(r["config"])) for r in test]
         trained = {_setting(r) for r in train if r["status"] == "ok"}
+        precisions = {(key[1], key[3]) for key in trained}  # (precision, compile)
         for record, pred in zip(test, models.predict_many(queries)):
             scored = _scored(record, pred, split, label, models.probed)
             scored["setting_probed"] = _setting(record) in trained
+            config = Config.from_record(record["config"])
+            scored["precision_probed"] = (config.precision, config.compile) in precisions
             out.append(scored)
     return out
+
+
+def quantized(point: dict) -> bool:
+    """Whether a held-out point is a run of a quantized precision (contract.QUANTIZATIONS)."""
+    return point["config"]["precision"] in QUANTIZATIONS
 
 
 def _setting(record: dict) -> tuple:
@@ -161,6 +171,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
     gpus = sorted({r["gpu"]["catalog_id"] for r in ok if r["gpu"]["catalog_id"] in specs})
     report = {"latency_mape": {}, "memory_mape": {}, "nvml_memory_mape": {}, "coverage": {},
               "metrics": {}, "splits": {}, "residuals": []}
+    held_quantized = {}
     for split, description in SPLITS.items():
         note = None
         if split == "gpu_out" and len(gpus) < 2:
@@ -169,6 +180,11 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
                     "leave-one-GPU-out needs two, so transfer accuracy is not measured")
         else:
             preds = cross_predict(records, specs, split, fit)
+        report["residuals"] += _residual_rows(preds)
+        # The splits' figures are the compute precisions' (bf16, fp16, fp32, fp32-tf32), as
+        # before quantized records existed; quantized points are scored apart (`quantized`).
+        held_quantized[split] = [p for p in preds if quantized(p)]
+        preds = [p for p in preds if not quantized(p)]
         metrics = fold_metrics(preds)
         if split == "gpu_out" and preds:
             metrics["by_gpu"] = {}
@@ -191,7 +207,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
         report["nvml_memory_mape"][split] = metrics["peak_memory"]["mape"]
         report["coverage"][split] = metrics["total_s"]["coverage"]
         report["splits"][split] = {"description": description, "n": len(preds), "note": note}
-        report["residuals"] += _residual_rows(preds)
+    report["quantized"] = quantized_split(held_quantized)
     report["data"] = {
         "records": len(records), "ok": len(ok),
         "oom": sum(r["status"] == "oom" for r in records),
@@ -211,6 +227,28 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
     report["goals"] = GOALS
     report["verdicts"] = _verdicts(report)
     return report
+
+
+def quantized_split(held: dict[str, list[dict]]) -> dict:
+    """The quantized precisions' held-out points, per precision and split (`metrics`). A
+    point counts where its precision was measured at its compile setting in the fold's
+    training records (any GPU); the others had no quantized evidence at all, which no
+    prediction a user gets lacks (so a GPU held out that alone ran a precision scores
+    nothing)."""
+    scored = {split: [p for p in points if p["precision_probed"]]
+              for split, points in held.items()}
+    precisions = [q for q in QUANTIZATIONS
+                  if any(p["config"]["precision"] == q for points in held.values()
+                         for p in points)]
+    return {
+        "description": "runs of the quantized precisions, each held out as in its split and "
+                       "scored where its precision was measured (at its compile setting) in "
+                       "training",
+        "metrics": {q: {split: fold_metrics([p for p in points
+                                             if p["config"]["precision"] == q])
+                        for split, points in scored.items()} for q in precisions},
+        "unscored": {split: len(held[split]) - len(points) for split, points in scored.items()},
+    }
 
 
 def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
@@ -433,18 +471,36 @@ def _verdicts(report: dict) -> dict:
     return verdicts
 
 
+TARGET_NAMES = {"total_s": "latency total", "denoise_step_s": "denoise step",
+                "allocated_memory": "memory (torch alloc)", "peak_memory": "memory (NVML used)"}
+HEADER = (f"{'split':<10} {'target':<20} {'n':>4} {'MAPE%':>7} {'median%':>8} {'max%':>7} "
+          f"{'cover%':>7}")
+
+
+def _metric_lines(metrics: dict, lead: str = "") -> list[str]:
+    """One line per split and target of `metrics` ({split: fold_metrics}), after `lead`."""
+    lines = []
+    for split, by_target in metrics.items():
+        for target, name in TARGET_NAMES.items():
+            m = by_target[target]
+            cells = [_fmt(m[k]) for k in ("mape", "median_ape", "max_ape", "coverage")]
+            lines.append(f"{lead}{split:<10} {name:<20} {m['n']:>4} {cells[0]:>7} {cells[1]:>8} "
+                         f"{cells[2]:>7} {cells[3]:>7}")
+    return lines
+
+
 def format_table(report: dict) -> str:
     """The report as a plain-text table."""
-    names = {"total_s": "latency total", "denoise_step_s": "denoise step",
-             "allocated_memory": "memory (torch alloc)", "peak_memory": "memory (NVML used)"}
-    lines = [f"{'split':<10} {'target':<20} {'n':>4} {'MAPE%':>7} {'median%':>8} {'max%':>7} "
-             f"{'cover%':>7}"]
-    for split in SPLITS:
-        for target, name in names.items():
-            m = report["metrics"][split][target]
-            cells = [_fmt(m[k]) for k in ("mape", "median_ape", "max_ape", "coverage")]
-            lines.append(f"{split:<10} {name:<20} {m['n']:>4} {cells[0]:>7} {cells[1]:>8} "
-                         f"{cells[2]:>7} {cells[3]:>7}")
+    lines = [HEADER] + _metric_lines({split: report["metrics"][split] for split in SPLITS})
+    q = report["quantized"]
+    if q["metrics"]:
+        unscored = ", ".join(f"{split} {n}" for split, n in q["unscored"].items() if n)
+        lines += ["", f"quantized: {q['description']}; the rows above are the other "
+                      f"precisions'" + (f" (unscored points: {unscored})" if unscored else ""),
+                  f"{'precision':<10} {HEADER}"]
+        for precision, by_split in q["metrics"].items():
+            lines += _metric_lines({split: m for split, m in by_split.items()
+                                    if m["total_s"]["n"]}, lead=f"{precision:<10} ")
     lines.append("")
     for split, info in report["splits"].items():
         lines.append(f"{split}: {info['description']}" + (f" -- {info['note']}"

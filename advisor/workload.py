@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from advisor import ARCH_DIR, REPO_ROOT
+from advisor.contract import QUANTIZATIONS
 from advisor.errors import AdvisorError, shown
 
 PIXELS_PER_TOKEN = 16  # the VAE downsamples 8x, the transformer patchifies 2x2 latents
@@ -31,7 +32,8 @@ TIMESTEP_MID_DIM = 1024  # hidden width of the timestep MLP
 ADALN_MAX_DIM = 256  # adaLN modulation input width is min(dim, 256)
 
 # Bits per weight. fp32-tf32 keeps fp32 weights (TF32 only changes how matmuls run).
-# Below 16 bits only `Op.low_precision` weights shrink; see `weight_bytes`.
+# Below 16 bits only `Op.low_precision` weights shrink; see `weight_bytes`. A quantized precision
+# (contract.QUANTIZATIONS) stores its weights as its `weights` key says.
 WEIGHT_BITS = {"bf16": 16, "fp16": 16, "fp32": 32, "fp32-tf32": 32, "fp8": 8, "int8": 8, "int4": 4}
 PRECISIONS = tuple(WEIGHT_BITS)
 COMPONENTS = ("transformer", "text_encoder", "vae")
@@ -462,7 +464,8 @@ def param_counts(arch: Architecture | None = None) -> dict[str, int]:
 
 
 def weight_bytes(precision: str, arch: Architecture | None = None) -> dict[str, int]:
-    """Bytes of weights per component at `precision` (one of PRECISIONS).
+    """Bytes of weights per component at `precision`: one of PRECISIONS, or a quantized
+    precision (stored as its `weights` key: fp8 and fp8-wo as fp8, int8-wo as int8).
 
     fp8, int8 and int4 (1, 1 and 0.5 byte) apply to the weight matrices of the Linear layers inside
     the transformer blocks (attention, feed-forward, adaLN) and the text encoder's decoder layers:
@@ -470,9 +473,11 @@ def weight_bytes(precision: str, arch: Architecture | None = None) -> dict[str, 
     final layer, norms, biases, the token-embedding table, the whole VAE) stays bf16.
     Quantization scales are not counted (<0.1%).
     """
-    if precision not in WEIGHT_BITS:
-        raise AdvisorError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-    bits = WEIGHT_BITS[precision]
+    storage = QUANTIZATIONS[precision].weights if precision in QUANTIZATIONS else precision
+    if storage not in WEIGHT_BITS:
+        names = dict.fromkeys([*PRECISIONS, *QUANTIZATIONS])
+        raise AdvisorError(f"precision: expected one of {', '.join(names)}, got {precision!r}")
+    bits = WEIGHT_BITS[storage]
     out = {}
     for name, ops in _component_ops(_arch(arch)).items():
         total, low = sum(op.params for op in ops), sum(op.low_precision for op in ops)

@@ -93,7 +93,8 @@ LAW = {
     # A denoise step takes at least this long (the host issuing its kernels): small shapes.
     "denoise_step_floor": 0.05,
     # Efficiency changes by setting: factors on the denoise matmul / attention / hbm terms.
-    "matmul_by_precision": {"bf16": 1.0, "fp16": 1.0, "fp32-tf32": 0.85, "fp32": 0.7},
+    "matmul_by_precision": {"bf16": 1.0, "fp16": 1.0, "fp32-tf32": 0.85, "fp32": 0.7,
+                            "fp8": 0.45, "fp8-wo": 0.8, "int8-wo": 0.7},
     "attention_by_backend": {"native": 1.0, "cudnn": 0.8, "flash": 0.75},
     "compile_hbm": 0.6,
     # GPU-specific compute speed (clocks) the specs do not show: what transfer cannot know.
@@ -175,6 +176,11 @@ def gpu_specs(catalog_path=CATALOG_PATH) -> dict:
 # Three squares at batches 1 and 4: a small grid for tests that need a fit, not its accuracy.
 SQUARES_GRID = [dict(height=h, width=w, batch=b)
                 for h, w in ((512, 512), (1024, 1024), (1536, 1536)) for b in (1, 4)]
+# The quantized grid as the probe's data/grids/quantized.yaml: each quantized precision eager
+# and compiled on SQUARES_GRID, and the bf16 references at 1024x1024 batch 1.
+QUANTIZED_GRID = [dict(g, precision=p, compile=c) for p in ("fp8", "fp8-wo", "int8-wo")
+                  for c in (False, True) for g in SQUARES_GRID] + [
+    dict(height=1024, width=1024, compile=c) for c in (False, True)]
 
 
 def with_sources(records: list[dict], name: str = "syn.jsonl") -> list[dict]:

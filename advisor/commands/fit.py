@@ -6,7 +6,9 @@ import json
 import textwrap
 
 from advisor.commands.common import add_data_args, add_format_arg, load_models
-from advisor.contract import ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, Config
+from advisor.contract import (
+    ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, QUALITY_CAVEAT, QUANTIZATIONS, Config,
+)
 
 WIDTH = 100
 INDENT = 13  # the labels' column
@@ -45,7 +47,9 @@ def add_parser(subparsers) -> None:
     predict.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
     predict.add_argument("--steps", type=int, default=9, help="denoising steps (default 9)")
     predict.add_argument("--precision", choices=PRECISIONS, default="bf16",
-                         help="default bf16")
+                         help=f"default bf16; {', '.join(QUANTIZATIONS)} quantize the Linear "
+                         "layers of the transformer blocks and the text encoder (torchao; lossy, "
+                         "fp8 ones need compute capability 8.9 or newer)")
     predict.add_argument("--compile", action="store_true",
                          help="regional torch.compile of the transformer blocks")
     predict.add_argument("--attention", choices=ATTENTIONS, default="native",
@@ -79,17 +83,22 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from advisor.catalog import load_catalog
     from advisor.coverage import Probed, caveats
-    from advisor.features import check_config
+    from advisor.errors import AdvisorError
+    from advisor.features import GpuSpec, check_config, refusal
 
     config = Config(height=args.height, width=args.width, batch=args.batch, steps=args.steps,
                     guidance_scale=CFG_GUIDANCE_SCALE if args.cfg else 0.0,
                     precision=args.precision, attention=args.attention, compile=args.compile,
                     offload=args.offload, caption_tokens=args.caption_tokens)
-    check_config(config)  # bad input fails before any fitting
+    check_config(config)  # bad input, or a GPU that cannot run it, fails before any fitting
     gpu = load_catalog(args.catalog).get(args.gpu)
+    reason = refusal(GpuSpec.from_catalog(gpu), config)
+    if reason:
+        raise AdvisorError(reason)
     models = load_models(args)
     result = models.predict(gpu.id, config)
-    notes = caveats(result, gpu, Probed.of(models.records))
+    notes = caveats(result, gpu, Probed.of(models.records)) + (
+        [f"{config.precision} is {QUALITY_CAVEAT}"] if config.precision in QUANTIZATIONS else [])
     print(json.dumps({**result.as_dict(), "caveats": notes}, indent=2) if args.format == "json"
           else _prediction_table(result, notes))
     return 0
