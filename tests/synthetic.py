@@ -80,6 +80,17 @@ def make_record(gpu: str = "h100-sxm-80gb", status: str = "ok", results: dict | 
     }
 
 
+def min_cap_record(gpu, allocated_gib, offset_gib, trials, **config):
+    """A minimum-cap search record whose minimum is `allocated_gib` + `offset_gib`, with the
+    trials `trials(cap)` gives ([(cap GiB, ok|oom)])."""
+    record = make_record(gpu=gpu, **config)
+    cap = round(allocated_gib + offset_gib, 3)
+    record["results"].update(min_cap_gib=cap, cap_trials=[
+        {"cap_gib": c, "status": s, "failed_stage": None} for c, s in trials(cap)])
+    record["config"]["memory_cap_gib"] = cap
+    return record
+
+
 # ---------------------------------------------------------------------------------------------
 # The known law.
 

@@ -57,24 +57,13 @@ def test_shipped_boundaries_the_old_rules_got_wrong(shipped):
 
 # ------------------------------------------------------------------------------ minimum caps
 
-def _search(gpu, allocated_gib, offset_gib, trials, **config):
-    """A minimum-cap search record whose minimum is the law's peak + offset."""
-    from tests.synthetic import make_record
-
-    record = make_record(gpu=gpu, **config)
-    law = record["results"]
-    cap = round(allocated_gib + offset_gib, 3)
-    law.update(min_cap_gib=cap, cap_trials=[{"cap_gib": c, "status": s, "failed_stage": None}
-                                            for c, s in trials(cap)])
-    record["config"]["memory_cap_gib"] = cap
-    return record
-
-
 @pytest.fixture(scope="module")
 def capped_models():
     from advisor.calibration import fit_calibrated
     from advisor.features import make_row
-    from tests.synthetic import SQUARES_GRID, gpu_specs, synthetic_records, with_sources
+    from tests.synthetic import (
+        SQUARES_GRID, gpu_specs, min_cap_record, synthetic_records, with_sources,
+    )
 
     specs = gpu_specs()
     records = with_sources(synthetic_records(grid=SQUARES_GRID, noise=0.0))
@@ -84,7 +73,7 @@ def capped_models():
     for h, w, b in shapes:
         peak = models.memory.predict([make_row(specs["h200-sxm-141gb"], Config(h, w, b))])[
             "allocated"][0] / 1024
-        capped.append(_search("h200-sxm-141gb", peak, 0.3, lambda cap: [
+        capped.append(min_cap_record("h200-sxm-141gb", peak, 0.3, lambda cap: [
             (cap + 1.0, "ok"), (cap - 1.0, "oom"), (cap - 0.25, "ok"), (cap - 0.25, "oom"),
             (cap, "ok")], height=h, width=w, batch=b))
     with_sources(capped, "capped.jsonl")

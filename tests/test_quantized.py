@@ -1,0 +1,246 @@
+"""Quantized precisions (contract.QUANTIZATIONS) below the planner: catalog rates, weight bytes,
+query rows, refusals, their own fitted settings, the bf16-twin carry to GPUs and settings that
+did not measure them, the minimum-cap model, validation and `advisor predict`."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from advisor import workload
+from advisor.catalog import load_catalog
+from advisor.cli import main
+from advisor.contract import QUALITY_CAVEAT, Config
+from advisor.errors import AdvisorError
+from advisor.features import (
+    LATENCY_FEATURES, LATENCY_STAGES, MIB, check_config, latency_design, make_row, memory_design,
+    refusal,
+)
+from advisor.fit import fit_models
+from advisor.validation import format_table, validation_report
+from tests.synthetic import (
+    QUANTIZED_GRID, SQUARES_GRID, gpu_specs, law_memory, min_cap_record, synthetic_records,
+    with_sources,
+)
+from tests.test_fit import _write_data
+
+H100, H200, A100 = "h100-sxm-80gb", "h200-sxm-141gb", "a100-sxm-80gb"
+STEP = LATENCY_STAGES.index("denoise_step")
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return gpu_specs()
+
+
+@pytest.fixture(scope="module")
+def records():
+    """bf16 squares on both GPUs; the quantized grid (with its bf16 references) on the H200."""
+    return with_sources(synthetic_records(grid=SQUARES_GRID, noise=0.0)
+                        + synthetic_records(gpus=(H200,), grid=QUANTIZED_GRID, noise=0.0, seed=1))
+
+
+@pytest.fixture(scope="module")
+def models(records, specs):
+    return fit_models(records, specs)
+
+
+def width(pred) -> float:
+    lo, hi = pred.latency.interval_s
+    return math.log(hi / lo)
+
+
+# ------------------------------------------------------------------------------ rates and bytes
+
+
+def test_quantized_weights_and_rates():
+    wb = workload.weight_bytes
+    assert wb("fp8-wo") == wb("fp8") and wb("int8-wo") == wb("int8")
+    assert wb("int8-wo")["vae"] == wb("bf16")["vae"]  # the VAE stays bf16
+    assert wb("int8-wo")["transformer"] < 0.51 * wb("bf16")["transformer"]
+    with pytest.raises(AdvisorError, match="fp8-wo, int8-wo"):
+        wb("int2")
+    catalog = load_catalog()
+    h100 = catalog.get(H100)
+    assert h100.dense_tflops("fp8") == 1978.9
+    assert h100.dense_tflops("fp8-wo") == h100.dense_tflops("int8-wo") == 989.4  # bf16 matmuls
+    assert h100.capability == (9, 0) and catalog.get(A100).capability == (8, 0)
+    assert catalog.get("mi300x-192gb").capability is None
+
+
+def test_a_quantized_row_keeps_bf16_activations_attention_and_vae(specs):
+    fp8, bf16 = (make_row(specs[H200], Config(1024, 1024, 2, precision=p)) for p in ("fp8", "bf16"))
+    assert fp8["tflops"] == 1979 and fp8["dtype_tflops"] == fp8["attention_tflops"] == 989.5
+    features, resident, _ = memory_design([fp8, bf16], "denoise")
+    assert np.array_equal(features[0], features[1])  # the same bf16 activations
+    assert resident[0] == workload.weight_bytes("fp8")["total"] / MIB < resident[1]
+    vae = latency_design([fp8, bf16], "vae_decode")
+    compute = LATENCY_FEATURES["vae_decode"].index("compute")
+    assert vae[0, compute] == vae[1, compute]  # convolutions at bf16, not at the fp8 peak
+    step = latency_design([fp8, bf16], "denoise_step")
+    matmul = LATENCY_FEATURES["denoise_step"].index("matmul")
+    assert step[0, matmul] == pytest.approx(step[1, matmul] * 989.5 / 1979)
+
+
+def test_what_the_models_refuse_and_why(specs):
+    with pytest.raises(AdvisorError, match=r"a100-sxm-80gb: fp8 needs .* compute capability "
+                                           r"8\.9 .* compute capability 8\.0"):
+        make_row(specs[A100], Config(1024, 1024, precision="fp8"))
+    assert refusal(specs[A100], Config(1024, 1024, precision="int8-wo")) is None
+    assert "no dense bf16 TFLOPS" in refusal(specs["t4-16gb"], Config(512, 512,
+                                                                      precision="int8-wo"))
+    assert "unknown compute capability" in refusal(specs["mi300x-192gb"],
+                                                   Config(512, 512, precision="fp8-wo"))
+    with pytest.raises(AdvisorError, match="without offload only"):
+        check_config(Config(1024, 1024, precision="int8-wo", offload="model"))
+
+
+def test_predict_refuses_and_predict_many_too(models):
+    fp8 = Config(1024, 1024, precision="fp8")
+    assert "compute capability 8.0" in models.refusal(A100, fp8)
+    assert models.refusal("rtx-4090", fp8) is None
+    with pytest.raises(AdvisorError, match="compute capability 8.0"):
+        models.predict(A100, fp8)
+    with pytest.raises(AdvisorError, match="compute capability 8.0"):
+        models.predict_many([("rtx-4090", fp8), (A100, fp8)])
+
+
+# ------------------------------------------------------------------------------ fitted settings
+
+
+def test_measured_quantized_settings_are_their_own_fits(models, specs):
+    measured = models.predict(H200, Config(1024, 1024, 4, precision="int8-wo", compile=True))
+    assert measured.source == "measured"
+    config = Config(1280, 1280, 1, precision="fp8")
+    fitted = models.predict(H200, config)
+    assert fitted.source == "fitted" and fitted.source_detail.startswith("fitted roofline")
+    # the memory model holds the quantized weights: the law's peak, to the MiB
+    assert fitted.memory.allocated_gb * 1e9 / MIB == pytest.approx(
+        law_memory(make_row(specs[H200], config))["allocated"], rel=1e-3)
+    assert fitted.memory.allocated_gb < 0.6 * models.predict(H200, Config(1280, 1280)) \
+        .memory.allocated_gb
+
+
+def _ratio(models, specs, gpu, config, attention="native"):
+    """Stage ratios quantized / bf16 of the fitted times on `gpu`."""
+    rows = [make_row(specs[gpu], dataclasses.replace(config, precision=p, attention=attention))
+            for p in (config.precision, "bf16")]
+    times = models.latency.predict(rows)[0]
+    return times[0] / times[1]
+
+
+def test_a_gpu_that_never_ran_the_precision_gets_its_bf16_time_times_the_measured_ratio(
+        models, specs):
+    config = Config(768, 768, 2, precision="int8-wo")
+    pred = models.predict(H100, config)
+    twin = models.predict(H100, dataclasses.replace(config, precision="bf16"))
+    expected = twin.latency.denoise_step_s * _ratio(models, specs, H200, config)[STEP]
+    assert pred.latency.denoise_step_s == pytest.approx(expected, rel=1e-9)
+    assert pred.source == "fitted" and pred.source_detail.startswith(
+        "int8-wo: the bf16 config's stage times on h100-sxm-80gb")
+    assert "+25% (assumed) because the int8-wo / bf16 ratio is carried from h200-sxm-141gb" \
+        in pred.latency.basis
+    assert width(pred) == pytest.approx(width(twin) + 0.5)
+
+
+def test_another_attention_on_the_same_gpu_carries_the_ratio_at_the_measured_one(models, specs):
+    config = Config(1024, 1024, 1, precision="fp8", attention="flash")
+    pred = models.predict(H200, config)
+    twin = models.predict(H200, dataclasses.replace(config, precision="bf16"))
+    expected = twin.latency.denoise_step_s * _ratio(models, specs, H200, config)[STEP]
+    assert pred.latency.denoise_step_s == pytest.approx(expected, rel=1e-9)
+    assert "+15% because this fp8 setting was never probed on h200-sxm-141gb" \
+        in pred.latency.basis
+    assert width(pred) == pytest.approx(width(twin) + 0.3)
+
+
+def test_fp8_matmuls_gain_what_the_targets_fp8_peak_gains(models, specs):
+    """A card whose fp8 peak were no faster than its bf16 peak keeps the bf16 matmul time:
+    the fitted matmul share of the H200's fp8 step is scaled back by its 2x."""
+    config = Config(1024, 1024, 1, precision="fp8")
+    slow = dataclasses.replace(specs["rtx-4090"], tflops={
+        **specs["rtx-4090"].tflops, "fp8": specs["rtx-4090"].tflops["bf16"]})
+    as_is = models.predict("rtx-4090", config)
+    flat = dataclasses.replace(models, specs={**models.specs, "rtx-4090": slow}).predict(
+        "rtx-4090", config)
+    ref = make_row(specs[H200], config)
+    terms = models.latency.terms([ref], "denoise_step")[0]
+    share = terms[LATENCY_FEATURES["denoise_step"].index("matmul")] / \
+        models.latency.predict([ref])[0][0, STEP]
+    peaks = lambda spec: spec.tflops["fp8"] / spec.tflops["bf16"]  # 2.0, and 1.9994 on the 4090
+    assert flat.latency.denoise_step_s / as_is.latency.denoise_step_s == pytest.approx(
+        (1 + share) / (1 + share * (peaks(specs[H200]) / peaks(specs["rtx-4090"]) - 1)),
+        rel=1e-9)
+    assert as_is.source == "transferred" and "fp8 / bf16 peak ratio 2.00 against 2.00" \
+        in as_is.source_detail
+
+
+def test_without_any_quantized_measurement_the_setting_counts_as_never_probed(specs):
+    models = fit_models(with_sources(synthetic_records(grid=SQUARES_GRID[2:4])), specs)
+    pred = models.predict(H100, Config(1024, 1024, precision="fp8-wo"))
+    assert "because this setting was never probed" in pred.latency.basis
+    assert not pred.source_detail.startswith("fp8-wo:")
+
+
+# ------------------------------------------------------------------------------ minimum caps
+
+
+def test_a_quantized_min_cap_search_decides_a_small_card(records, specs):
+    base = fit_models(records, specs)
+    config = Config(1024, 1024, precision="int8-wo")
+    peak = base.memory.predict([make_row(specs[H200], config)])["allocated"][0] / 1024
+    search = min_cap_record(H200, peak, 0.25, lambda cap: [(cap + 1, "ok"), (cap - 0.5, "oom"),
+                                                            (cap, "ok")],
+                            height=1024, width=1024, precision="int8-wo")
+    models = fit_models(records, specs, capped=with_sources([search], "capped.jsonl"))
+    pred = models.predict("rtx-4080-super", config)
+    assert pred.memory.min_cap_source == "capped-measured (capped.jsonl:1)"
+    assert pred.memory.min_cap_gb == pytest.approx(search["results"]["min_cap_gib"] * 2**30 / 1e9)
+    assert pred.fits and pred.memory.capacity_gb == pytest.approx(16 * 2**30 / 1e9)
+    assert not models.predict("rtx-4080-super", Config(1024, 1024)).fits
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def test_validation_scores_the_quantized_precisions_apart(records, specs):
+    report = validation_report(records, specs, fit_models)
+    compute = sum(r["config"]["precision"] == "bf16" for r in records)
+    assert report["metrics"]["kfold"]["total_s"]["n"] == compute
+    quantized = report["quantized"]
+    assert list(quantized["metrics"]) == ["fp8", "fp8-wo", "int8-wo"]
+    for by_split in quantized["metrics"].values():
+        assert by_split["kfold"]["total_s"]["n"] == by_split["shape_out"]["total_s"]["n"] == 12
+        assert by_split["gpu_out"]["total_s"]["n"] == 0  # the H200 alone ran them
+    assert quantized["unscored"] == {"kfold": 0, "shape_out": 0, "gpu_out": 36}
+    assert sum(r["config"].startswith("512x512 b1 fp8 ") for r in report["residuals"]) > 0
+    table = format_table(report)
+    assert "fp8-wo     kfold      latency total          12" in table
+    assert "unscored points: gpu_out 36" in table
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+@pytest.fixture(scope="module")
+def data_dir(records, tmp_path_factory):
+    root = tmp_path_factory.mktemp("quantized")
+    return _write_data(root / "data", records), root / "cache"
+
+
+def test_predict_shows_the_quality_caveat_and_refuses_before_fitting(capsys, data_dir):
+    data, cache = data_dir
+    common = ["--height", "1024", "--width", "1024", "--data", str(data), "--cache-dir",
+              str(cache)]
+    assert main(["predict", "--gpu", A100, "--precision", "fp8", *common]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "compute capability 8.0" in err and not cache.exists()
+    assert main(["predict", "--gpu", "rtx-4090", "--precision", "int8-wo", *common]) == 0
+    out = capsys.readouterr().out
+    assert "lossy: 8-bit weights change the images" in " ".join(out.split())
+    assert main(["predict", "--gpu", "rtx-4090", "--precision", "fp8", "--format", "json",
+                 *common]) == 0
+    assert f"fp8 is {QUALITY_CAVEAT}" in json.loads(capsys.readouterr().out)["caveats"]
