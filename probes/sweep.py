@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from advisor import records, workload
-from advisor.contract import ATTENTIONS, PROBED_OFFLOADS, QUANTIZATIONS, Config
+from advisor.contract import ATTENTIONS, PROBED_OFFLOADS, QUANTIZATIONS, Config, compute_precision
 from advisor.errors import AdvisorError
 from probes import caps, pipeline
 from probes.measure import failed_stage, measure
@@ -447,7 +447,8 @@ class Runs:
                    f"{self.loaded.host_rss_peak_mb / 1024:.1f} GB", file=sys.stdout)
 
     def _measure(self, config: Config, settle_first: bool) -> Outcome:
-        peak = self.gpu_entry.dense_tflops(config.precision) if self.gpu_entry else None
+        peak = self.gpu_entry.dense_tflops(compute_precision(config.precision)) \
+            if self.gpu_entry else None
         return self._guarded(config, lambda: Outcome(config, results=measure(
             self.loaded, config, self.opts.device, self.nvml, peak, self.opts.budget_s,
             settle_first, self.opts.profile)))
