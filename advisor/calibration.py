@@ -41,9 +41,11 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
     records it was fitted on. Fitted predictions (a probed GPU): K-fold residuals pooled with
     leave-one-shape-out residuals of settings still probed at another shape, since a fitted
     prediction is usually of a shape that was not measured. Transferred predictions:
-    leave-one-GPU-out residuals (when more than one GPU was probed). A quantized point counts
-    where its precision had training records (validation.quantized_split says why); the K-fold
-    summary is the compute precisions' (what `advisor validate` heads with)."""
+    leave-one-GPU-out residuals (when more than one GPU was probed). The quantized precisions'
+    fitted predictions get their own widths from their own points (their few shapes miss more),
+    so the compute precisions' stay what they were; a quantized point counts where its
+    precision had training records (validation.quantized_split says why). The K-fold summary is
+    the compute precisions' (what `advisor validate` heads with)."""
     records = models.records
     evidenced = lambda points: [p for p in points if not quantized(p) or p["precision_probed"]]
     kfold = evidenced(cross_predict(records, specs, "kfold", fit_models,
@@ -53,12 +55,14 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
     gpu_out = evidenced(cross_predict(records, specs, "gpu_out", fit_models)
                         if len(models.probed) > 1 else [])
     for kind, key in INTERVAL_TARGETS.items():
-        fitted = [p["log_ratio"][key] for p in kfold + shapes]
+        fitted = [p["log_ratio"][key] for p in kfold + shapes if not quantized(p)]
+        own = [p["log_ratio"][key] for p in kfold + shapes if quantized(p)]
         transferred = [p["log_ratio"][key] for p in gpu_out]
         models.intervals[kind] = Intervals(
             fitted=conformal_bounds(fitted, models.intervals[kind].fitted),
             transferred=conformal_bounds(transferred, None),
-            n_fitted=len(fitted), n_transferred=len(transferred))
+            n_fitted=len(fitted), n_transferred=len(transferred),
+            quantized=conformal_bounds(own, None), n_quantized=len(own))
     metrics = fold_metrics([p for p in kfold if not quantized(p)])
     models.calibration = {"latency_mape": metrics["total_s"]["mape"],
                           "memory_mape": metrics["allocated_memory"]["mape"],

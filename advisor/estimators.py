@@ -17,23 +17,29 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from advisor.contract import dtype_of
 from advisor.features import (
     LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS,
     latency_design, memory_design, nvml_design,
 )
 from advisor.grouped import GroupedLinear, fit_grouped_linear
-from advisor.predictors import LatencyPredictor, MemoryPredictor
+from advisor.predictors import COMPUTE_FAMILY, LatencyPredictor, MemoryPredictor, floor_family
 
 # Settings that change a stage's kernels: attention backend and compile only touch the
-# transformer; precision and offload touch every stage.
+# transformer; precision and offload touch every stage, but a quantized precision leaves the
+# VAE and the host's post-processing in bf16 (a row's `dtype`), so those share bf16's groups.
 STAGE_SETTINGS = {
     "text_encode": ("precision", "offload"),
     "denoise_step": SETTING_KEYS,
     "first_step_extra": SETTING_KEYS,
-    "vae_decode": ("precision", "offload"),
-    "other": ("precision", "offload"),
+    "vae_decode": ("dtype", "offload"),
+    "other": ("dtype", "offload"),
     "denoise": SETTING_KEYS,  # memory
 }
+# A quantized precision's setting group is pulled toward its bf16 twin's (contract.dtype_of: the
+# same attention, VAE and activations; matmuls at the same efficiency of their peak), not toward
+# the pooled coefficients, until its own rows say otherwise.
+TWIN = ("precision", dtype_of)
 # Stages that are a small remainder of a run (may even measure slightly negative): fitted on
 # error relative to the run's total rather than to themselves.
 REMAINDER_STAGES = ("first_step_extra", "other")
@@ -52,7 +58,7 @@ LATENCY_PRIOR = {
 }
 # Stages bounded below by a floor: one denoise step cannot take less than the host's time to
 # issue its kernels (measured: ~0.05 s a step at 512x512 batch 1 with or without compile, where
-# the GPU's own work takes 0.02-0.04 s).
+# the GPU's own work takes 0.02-0.04 s), one floor per family of settings (floor_family).
 FLOOR_STAGES = ("denoise_step",)
 # Memory coefficients that may be negative: the batch-1 convolution workspace differs from a
 # larger batch's either way (measured: more per pixel at bf16, less at fp32). The peak never
@@ -62,22 +68,28 @@ MEMORY_FREE = {"vae_decode": (MEMORY_FEATURES["vae_decode"].index("batch1_pixels
 
 def _fit_floored(fit, design: np.ndarray, y: np.ndarray, X: list[dict], window: float,
                  gap: float, evidence_rows: int):
-    """(table, floor): a stage time max(floor, linear terms). Every measured time is at least
-    the floor, so the floor is the least measured time, or 0 (no floor) unless the data show
-    one: at least `evidence_rows` rows within `window` of it that the linear terms, fitted on
-    the other rows, put `gap` or more below their measured time (a small shape whose step does
-    not shrink with the work). Those rows are left out of the linear fit: the floor is what was
-    measured there, so they say nothing about the linear terms."""
-    floor = float(np.min(y))
-    near = y <= floor * (1 + window)
+    """(table, floors): a stage time max(floor of the row's family (predictors.floor_family),
+    linear terms). Every measured time is at least its family's floor, so a family's floor is
+    its least measured time where the data show one: at least `evidence_rows` rows of the
+    family within `window` of it that the linear terms, fitted on the rows near no floor, put
+    `gap` or more below their measured time (a small shape whose step does not shrink with the
+    work). Those rows are left out of the linear fit: the floor is what was measured there, so
+    they say nothing about the linear terms. A family without such evidence takes the compute
+    precisions' floor (the host's time for a plain step: LatencyPredictor.floor), or its own
+    least time where that is less."""
+    families = np.array([floor_family(r) for r in X], dtype=object)
+    least = {f: float(np.min(y[families == f])) for f in dict.fromkeys(families)}
+    near = y <= np.array([least[f] for f in families]) * (1 + window)
     rest = np.flatnonzero(~near)
     if len(rest) == 0:
-        return fit(np.arange(len(y))), 0.0
-    linear = fit(rest).predict(design, X)[0]
-    evidence = near & (linear < (1 - gap) * y)
-    if evidence.sum() < evidence_rows:
-        return fit(np.arange(len(y))), 0.0
-    return fit(np.flatnonzero(~evidence)), floor
+        return fit(np.arange(len(y))), {}
+    below = near & (fit(rest).predict(design, X)[0] < (1 - gap) * y)
+    floors = {f: floor for f, floor in least.items()
+              if (below & (families == f)).sum() >= evidence_rows}
+    evidence = below & np.isin(families, list(floors))
+    if COMPUTE_FAMILY in floors:
+        floors |= {f: floor for f, floor in least.items() if floor < floors[COMPUTE_FAMILY]}
+    return fit(np.flatnonzero(~evidence)), floors
 
 
 def _root_strength(stage: str, prior_strength: float, hbm_weight: float) -> np.ndarray:
@@ -158,7 +170,7 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                     design[use], y[use, j], [X[i] for i in use],
                     stage_levels(stage, self.per_gpu), self.prior_strength,
                     root_prior=np.array(LATENCY_PRIOR[stage]), root_strength=strength,
-                    weights=trust[use] / scale[use])
+                    weights=trust[use] / scale[use], twin=TWIN)
                 if stage in FLOOR_STAGES:
                     tables[stage], floors[stage] = _fit_floored(
                         fit, design, y[:, j], X, self.floor_window, self.floor_gap,
@@ -166,7 +178,7 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                 else:
                     tables[stage] = fit(np.arange(len(X)))
                 predicted = np.maximum(tables[stage].predict(design, X)[0],
-                                       floors.get(stage, -np.inf))
+                                       LatencyPredictor.floor(floors.get(stage, {}), X))
                 residual = np.abs(y[:, j] - predicted) / scale
                 trust = np.minimum(1.0, self.robust_scale / np.maximum(residual, 1e-12))
         self.predictor_ = LatencyPredictor(tables, floors)
@@ -245,7 +257,8 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
             levels = ((), ("precision", "offload"))
             levels += (levels[-1] + ("gpu",),) if self.per_gpu else ()
             nvml_table = fit_grouped_linear(features, nvml[index], [X[i] for i in index],
-                                            levels, self.prior_strength, offset=placement)
+                                            levels, self.prior_strength, offset=placement,
+                                            twin=TWIN)
         else:
             nvml_table = _zero_table()
         headroom = (float(np.median(1 - nvml[pressured] / capacity[pressured]))
@@ -274,7 +287,7 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
         index = np.flatnonzero(use)
         return fit_grouped_linear(features[index], target[index], [X[i] for i in index], levels,
                                   self.prior_strength, offset=resident[index],
-                                  free=MEMORY_FREE.get(stage, ()))
+                                  free=MEMORY_FREE.get(stage, ()), twin=TWIN)
 
     def predict(self, X: list[dict]) -> np.ndarray:
         check_is_fitted(self)

@@ -148,7 +148,8 @@ def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -
         raise AdvisorError(reason)
     return {
         "gpu": spec.id, "height": config.height, "width": config.width, "batch": config.batch,
-        "steps": config.steps, "precision": config.precision, "attention": config.attention,
+        "steps": config.steps, "precision": config.precision,
+        "dtype": dtype_of(config.precision), "attention": config.attention,
         "compile": bool(config.compile), "offload": config.offload, "cfg": config.cfg,
         "caption_tokens": config.caption_tokens,
         "tflops": float(spec.tflops[config.precision]),

@@ -52,12 +52,16 @@ class Intervals:
     """Log-ratio bounds (measured / predicted) at INTERVAL_COVERAGE, per kind of prediction.
 
     `fitted` comes from K-fold residuals on the probed GPUs, `transferred` from leave-one-GPU-out
-    residuals (None when only one GPU was probed)."""
+    residuals (None when only one GPU was probed); `quantized` from the K-fold residuals of the
+    quantized precisions' runs, for their fitted predictions (None without: they take
+    `fitted`), which `fitted` leaves out."""
 
     fitted: tuple[float, float]
     transferred: tuple[float, float] | None
     n_fitted: int = 0
     n_transferred: int = 0
+    quantized: tuple[float, float] | None = None
+    n_quantized: int = 0
 
 
 PLACEHOLDER_INTERVALS = Intervals((-0.1, 0.1), None)
@@ -296,7 +300,9 @@ class Models:
             "estimator_params": self.estimator_params,
             "intervals": {kind: {"fitted": list(iv.fitted),
                                  "transferred": list(iv.transferred) if iv.transferred else None,
-                                 "n_fitted": iv.n_fitted, "n_transferred": iv.n_transferred}
+                                 "quantized": list(iv.quantized) if iv.quantized else None,
+                                 "n_fitted": iv.n_fitted, "n_transferred": iv.n_transferred,
+                                 "n_quantized": iv.n_quantized}
                           for kind, iv in self.intervals.items()},
             "efficiency_1024": efficiency,
             "problems": self.problems,
@@ -310,7 +316,11 @@ class Models:
         iv, extra = self.intervals[kind], EXTRA_WIDTH[kind]
         spec = self.specs[row["gpu"]]
         max_depth = len(self.latency.tables["denoise_step"].levels) - 1
-        if depth == max_depth:  # fitted at this GPU's own level
+        if depth == max_depth and row["precision"] in QUANTIZATIONS and iv.quantized:
+            lo, hi = iv.quantized
+            basis = (f"{iv.n_quantized} K-fold and leave-one-shape-out residuals of the "
+                     "quantized precisions' runs")
+        elif depth == max_depth:  # fitted at this GPU's own level
             lo, hi = iv.fitted
             basis = (f"{iv.n_fitted} K-fold and leave-one-shape-out residuals on the probed "
                      "GPUs")

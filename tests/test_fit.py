@@ -94,8 +94,8 @@ def test_fitted_efficiencies_match_the_law(exact, specs):
 
 def test_small_steps_are_bounded_by_the_fitted_floor(exact, specs):
     latency = exact[0]
-    assert latency.predictor_.floors["denoise_step"] == pytest.approx(
-        LAW["denoise_step_floor"], rel=1e-6)
+    assert latency.predictor_.floors["denoise_step"] == {
+        "compute": pytest.approx(LAW["denoise_step_floor"], rel=1e-6)}
     for gpu in (H100, H200):
         for precision in ("bf16", "fp16"):
             row = query_row(specs[gpu], 512, 512, precision=precision)
@@ -113,7 +113,7 @@ def test_no_floor_without_small_steps_that_show_one(specs):
     grid = [g for g in SMALL_GRID if g["height"] >= 1024]
     rows, ok, _ = usable(synthetic_records(grid=grid, noise=0.01), specs)
     latency = LatencyRegressor().fit(rows, targets(ok)["latency"])
-    assert latency.predictor_.floors["denoise_step"] == 0.0
+    assert latency.predictor_.floors["denoise_step"] == {}
     small = query_row(specs[H100], 512, 512)
     assert latency.predict([small])[0][1] < LAW["denoise_step_floor"]
 

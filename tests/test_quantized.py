@@ -244,3 +244,68 @@ def test_predict_shows_the_quality_caveat_and_refuses_before_fitting(capsys, dat
     assert main(["predict", "--gpu", "rtx-4090", "--precision", "fp8", "--format", "json",
                  *common]) == 0
     assert f"fp8 is {QUALITY_CAVEAT}" in json.loads(capsys.readouterr().out)["caveats"]
+
+
+# ------------------------------------------------------------------------------ their own fits
+
+
+def test_a_quantized_group_is_pulled_toward_its_bf16_twin_not_the_pooled_fit():
+    from advisor.contract import dtype_of
+    from advisor.grouped import fit_grouped_linear
+
+    rows = [{"precision": p} for p in ["bf16"] * 4 + ["fp32"] * 4 + ["fp8"]]
+    X = np.ones((9, 1))
+    y = np.array([2.0] * 4 + [10.0] * 4 + [6.0])
+    weights = np.array([1.0] * 8 + [1e-6])  # the fp8 row barely counts: its prior decides
+    levels = ((), ("precision",))
+    fit = lambda twin: fit_grouped_linear(X, y, rows, levels, weights=weights, twin=twin).coefs
+    twinned, pooled = fit(("precision", dtype_of)), fit(None)
+    assert twinned[1][("fp8",)][0] == pytest.approx(twinned[1][("bf16",)][0], rel=1e-3)
+    assert twinned[1][("bf16",)][0] < 3 < pooled[0][()][0]
+    assert pooled[1][("fp8",)][0] == pytest.approx(pooled[0][()][0], rel=1e-3)
+
+
+def test_each_quantized_family_has_its_own_step_floor(specs):
+    """An fp8 eager step that the host holds at 0.15 s (torchao's eager dispatch), beside the
+    compute precisions' 0.05 s (the standard grid's small shapes show it)."""
+    slow = []
+    for record in synthetic_records(noise=0.0) + synthetic_records(
+            gpus=(H200,), grid=QUANTIZED_GRID, noise=0.0, seed=1):
+        c = record["config"]
+        if record["status"] == "ok" and c["precision"] == "fp8" and not c["compile"]:
+            res = record["results"]
+            delta = max(res["denoise_step_s"], 0.15) - res["denoise_step_s"]
+            for key, times in (("denoise_step_s", 1), ("denoise_first_step_s", 1),
+                               ("denoise_s", c["steps"]), ("total_s", c["steps"])):
+                res[key] += times * delta
+        slow.append(record)
+    latency = fit_models(slow, specs).latency
+    floors = latency.floors["denoise_step"]
+    assert floors["compute"] == pytest.approx(0.05, rel=1e-6)
+    assert floors["fp8 eager"] == pytest.approx(0.15, rel=1e-6)
+    rows = [make_row(specs[H200], Config(512, 512, precision=p)) for p in ("fp8", "bf16")]
+    assert latency.predict(rows)[0][:, STEP] == pytest.approx([0.15, 0.05], rel=1e-6)
+    assert latency.efficiencies(rows[0])["denoise_step"]["floor_s"] == pytest.approx(0.15)
+
+
+def test_the_vae_and_the_rest_of_a_call_share_bf16s_groups(models, specs):
+    fp8, bf16 = (make_row(specs[H200], Config(1024, 1024, precision=p)) for p in ("fp8", "bf16"))
+    for stage in ("vae_decode", "other"):
+        assert np.array_equal(models.latency.tables[stage].lookup(fp8)[0],
+                              models.latency.tables[stage].lookup(bf16)[0])
+    assert not np.array_equal(models.latency.tables["text_encode"].lookup(fp8)[0],
+                              models.latency.tables["text_encode"].lookup(bf16)[0])
+
+
+def test_quantized_fitted_predictions_get_intervals_from_their_own_residuals(records, specs):
+    from advisor.calibration import fit_calibrated
+
+    models = fit_calibrated(records, specs)
+    iv = models.intervals["latency"]
+    assert iv.quantized is not None and iv.n_quantized > 0
+    assert iv.n_fitted + iv.n_quantized <= 2 * len(records)
+    fitted = models.predict(H200, Config(1280, 1280, precision="fp8-wo"))
+    assert fitted.latency.basis.startswith(f"{iv.n_quantized} K-fold and leave-one-shape-out "
+                                           "residuals of the quantized precisions' runs")
+    bf16 = models.predict(H200, Config(1280, 1280))
+    assert bf16.latency.basis.startswith(f"{iv.n_fitted} K-fold")

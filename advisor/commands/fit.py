@@ -116,7 +116,8 @@ def _summary_table(s: dict) -> str:
     for kind, iv in s["intervals"].items():
         lines.append(f"90% {kind} interval: fitted {_pct(iv['fitted'])}, transferred "
                      + (_pct(iv["transferred"]) if iv["transferred"] else
-                        "assumed (one GPU probed)"))
+                        "assumed (one GPU probed)")
+                     + (f", quantized {_pct(iv['quantized'])}" if iv["quantized"] else ""))
     lines.append("default setting (bf16, native attention, no compile, no offload), 1024x1024:")
     for gpu, e in s["efficiency_1024"].items():
         lines.append(f"  {gpu}: step {e['denoise_step_s']:.3f} s, MFU {e['mfu']:.1%}, "
