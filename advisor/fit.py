@@ -151,21 +151,19 @@ def min_cap_rows(capped: list[dict], specs: dict[str, GpuSpec]) -> tuple[list, l
 
 
 def fit_min_cap(memory, capped: list[dict], specs: dict[str, GpuSpec]) -> MinCapPredictor | None:
-    """Offset of the measured minimum caps above the predicted uncapped peak allocated (median),
-    the spread of its misses, and the measured caps by config; None without searches."""
+    """Offsets of the measured minimum caps above the predicted uncapped peak allocated, per
+    family (MinCapPredictor.fit), and the measured caps by config (the largest of repeated
+    searches); None without searches."""
     rows, used = min_cap_rows(capped, specs)
     if not rows:
         return None
     caps = np.array([r["results"]["min_cap_gib"] * 1024 for r in used])
-    offsets = caps - memory.predict(rows)["allocated"]
-    offset = float(np.median(offsets))
     measured = {}
     for row, cap, record in zip(rows, caps, used):
         key = memory_key(row)
         if cap >= measured.get(key, (0.0,))[0]:
             measured[key] = (float(cap), record.get("_source", "record"))
-    return MinCapPredictor(offset, (float(min(offsets) - offset), float(max(offsets) - offset)),
-                           len(rows), measured)
+    return MinCapPredictor.fit(caps, memory.predict(rows)["allocated"], rows, measured)
 
 
 def _shapes(rows: list[dict]) -> dict:

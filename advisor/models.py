@@ -20,7 +20,7 @@ from advisor.contract import (
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
 from advisor.features import (
-    LATENCY_STAGES, MIB, GpuSpec, make_row, memory_key, refusal, shape_costs,
+    LATENCY_STAGES, MIB, GpuSpec, make_row, refusal, shape_costs,
 )
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
@@ -161,8 +161,10 @@ class Models:
         memory = self.memory.predict(rows)
         if self.min_cap is not None:
             memory["min_cap"], memory["min_cap_upper"], where = self.min_cap.predict(
-                memory["allocated"], [memory_key(r) for r in rows])
+                memory["allocated"], rows)
             memory["min_cap_where"] = np.array(where, dtype=object)
+            memory["min_cap_family"] = np.array([self.min_cap.family(r) for r in rows],
+                                                dtype=object)
         step = stages[:, LATENCY_STAGES.index("denoise_step")]
         return [self._prediction(row, config, {k: float(v[i]) for k, v in run.items()},
                                  float(step[i]), int(lat_depth[i].min()),
@@ -449,10 +451,11 @@ class Models:
             return _gb(memory["min_cap"]), f"capped-measured ({memory['min_cap_where']})"
         # The offset and its misses were fitted against the point prediction of the peak
         # (the same on every GPU of a software stack), so the bound builds on that.
+        family = memory["min_cap_family"]
+        offset, (_, miss), n = self.min_cap.offsets[family]
         return _gb(memory["min_cap_upper"]), (
-            f"fitted: predicted peak allocated {self.min_cap.offset_mib / 1024:+.2f} GiB, "
-            f"+ {self.min_cap.residual_mib[1] / 1024:.2f} GiB for the largest miss over "
-            f"{self.min_cap.n} minimum-cap searches")
+            f"fitted: predicted peak allocated {offset / 1024:+.2f} GiB, + {miss / 1024:.2f} GiB "
+            f"for the largest miss over {n} minimum-cap searches of the {family} precisions")
 
     def _source_detail(self, row: dict) -> str:
         c = self.calibration

@@ -9,7 +9,8 @@ import numpy as np
 
 from advisor.contract import QUANTIZATIONS
 from advisor.features import (
-    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, latency_design, memory_design, nvml_design,
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, latency_design, memory_design, memory_key,
+    nvml_design,
 )
 from advisor.grouped import GroupedLinear
 
@@ -133,27 +134,58 @@ class MemoryPredictor:
                 "activations": activations, "depth": depths[index, dominant]}
 
 
+def cap_family(row: dict) -> str:
+    """The searches whose offsets a row's minimum cap takes: the compute precisions', or the
+    quantized precisions' (measured 0.26-1.31 GiB above their uncapped peak, about 0.6 GiB more
+    than bf16 at the same config: torchao's quantized weights leave the allocator more
+    fragments)."""
+    return "quantized" if row["precision"] in QUANTIZATIONS else COMPUTE_FAMILY
+
+
 class MinCapPredictor:
     """The smallest cap on torch's allocator (MiB) under which a config runs: what a card must
     offer beyond its CUDA context. Measured for the configs a min-cap search probed (any GPU:
     it is a property of shapes, dtypes and software, like the allocated peak), else the
     predicted uncapped peak allocated plus a fitted offset (under a cap the allocator frees its
     cached blocks and retries, and cuDNN picks leaner algorithms, so a run needs about its
-    uncapped peak, not more). `residual_mib` (lo, hi) spans the fitted offset's misses."""
+    uncapped peak, not more). `offsets` per cap_family: (median offset MiB, (lo, hi) MiB span of
+    the searches' misses around it, searches); a family without searches takes the compute
+    precisions' (or the only family's)."""
 
-    def __init__(self, offset_mib: float, residual_mib: tuple[float, float], n: int,
+    def __init__(self, offsets: dict[str, tuple[float, tuple[float, float], int]],
                  measured: dict):
-        self.offset_mib = offset_mib
-        self.residual_mib = residual_mib
-        self.n = n
+        self.offsets = offsets
         self.measured = measured  # key -> (min cap MiB, "<file:line>")
 
-    def predict(self, allocated_mib: np.ndarray, keys: list) -> tuple[np.ndarray, np.ndarray,
-                                                                         list]:
+    @classmethod
+    def fit(cls, caps_mib: np.ndarray, allocated_mib: np.ndarray, rows: list[dict],
+            measured: dict) -> "MinCapPredictor":
+        """Offsets of the measured minimum caps above the predicted uncapped peaks, per family:
+        the median and the span of the misses around it."""
+        offsets = np.asarray(caps_mib, dtype=float) - np.asarray(allocated_mib, dtype=float)
+        families = np.array([cap_family(r) for r in rows], dtype=object)
+        fitted = {}
+        for family in dict.fromkeys(families):
+            mine = offsets[families == family]
+            median = float(np.median(mine))
+            fitted[family] = (median, (float(mine.min() - median), float(mine.max() - median)),
+                              len(mine))
+        return cls(fitted, measured)
+
+    def family(self, row: dict) -> str:
+        """The family whose offset answers for `row`."""
+        family = cap_family(row)
+        if family in self.offsets:
+            return family
+        return COMPUTE_FAMILY if COMPUTE_FAMILY in self.offsets else next(iter(self.offsets))
+
+    def predict(self, allocated_mib: np.ndarray, rows: list[dict]) -> tuple[np.ndarray,
+                                                                             np.ndarray, list]:
         """(point, upper bound, the measurement each came from or None) per row."""
-        point = np.asarray(allocated_mib, dtype=float) + self.offset_mib
-        upper = point + self.residual_mib[1]
-        found = [self.measured.get(k) for k in keys]
+        offsets = [self.offsets[self.family(r)] for r in rows]
+        point = np.asarray(allocated_mib, dtype=float) + [o[0] for o in offsets]
+        upper = point + [o[1][1] for o in offsets]
+        found = [self.measured.get(memory_key(r)) for r in rows]
         for i, m in enumerate(found):
             if m is not None:
                 point[i] = upper[i] = m[0]

@@ -16,6 +16,7 @@ from advisor.errors import AdvisorError
 from advisor.features import GpuSpec, make_row, memory_key
 from advisor.fit import min_cap_rows, usable
 from advisor.models import setting_key
+from advisor.predictors import MinCapPredictor, cap_family
 from advisor.records import config_key
 
 SPLITS = {
@@ -260,17 +261,16 @@ def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
     rows, used = min_cap_rows(capped, specs)
     allocated = models.memory.predict(rows)["allocated"] if rows else np.zeros(0)
     caps = np.array([r["results"]["min_cap_gib"] * 1024 for r in used])
-    offsets = caps - allocated
     loo = {}  # memory key -> (predicted minimum cap MiB, upper bound)
-    errors = []
+    errors = []  # (cap_family, absolute % error)
     for i, row in enumerate(rows):
-        rest = np.delete(offsets, i)
-        if not len(rest):
+        if len(rows) < 2:
             continue
-        offset = float(np.median(rest))
-        point = allocated[i] + offset
-        loo[memory_key(row)] = (point, point + float(max(rest) - offset))
-        errors.append(float(100 * abs(point - caps[i]) / caps[i]))
+        rest = MinCapPredictor.fit(np.delete(caps, i), np.delete(allocated, i),
+                                   rows[:i] + rows[i + 1:], {})
+        point, upper, _ = rest.predict(allocated[i:i + 1], [row])
+        loo[memory_key(row)] = (float(point[0]), float(upper[0]))
+        errors.append((cap_family(row), float(100 * abs(point[0] - caps[i]) / caps[i])))
     pairs = []
     measured = models.min_cap.measured if models.min_cap else {}
     for row, record in _capped_outcomes(capped, specs):
@@ -287,11 +287,18 @@ def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
         "description": "memory-capped runs (data/measurements/capped/): the smallest cap a "
                        "config runs under, left out one search at a time; every (config, cap) "
                        "outcome against the verdict",
-        "searches": len(rows), "mape": float(np.mean(errors)) if errors else None,
-        "max_ape": float(np.max(errors)) if errors else None,
+        "searches": len(rows), **_ape([e for _, e in errors]),
+        "by_family": {family: {"searches": sum(f == family for f, _ in errors),
+                               **_ape([e for f, e in errors if f == family])}
+                      for family in dict.fromkeys(f for f, _ in errors)},
         "confusion": {kind: _confusion(pairs, kind) for kind in ("rule", "predicted")},
         "pairs": pairs,
     }
+
+
+def _ape(errors: list[float]) -> dict:
+    return {"mape": float(np.mean(errors)) if errors else None,
+            "max_ape": float(np.max(errors)) if errors else None}
 
 
 def _capped_outcomes(capped: list[dict], specs: dict[str, GpuSpec]):
@@ -528,7 +535,10 @@ def format_table(report: dict) -> str:
         c = capped["confusion"]["rule"]
         lines += ["", f"capped: {capped['description']}",
                   f"  minimum cap, each search left out ({capped['searches']}): MAPE "
-                  f"{_fmt(capped['mape'])}%, max {_fmt(capped['max_ape'])}%",
+                  f"{_fmt(capped['mape'])}%, max {_fmt(capped['max_ape'])}% ("
+                  + ", ".join(f"{family} precisions {m['searches']}: {_fmt(m['mape'])}%, max "
+                              f"{_fmt(m['max_ape'])}%"
+                              for family, m in capped["by_family"].items()) + ")",
                   f"  {len(capped['pairs'])} (config, cap) outcomes, verdict of the fits rule: "
                   f"{c['runs_and_ran']} runs and ran, {c['oom_and_oom']} out of memory as said, "
                   f"{c['unsafe_runs_but_oom']} said to run but ran out of memory, "

@@ -55,6 +55,20 @@ def test_shipped_boundaries_the_old_rules_got_wrong(shipped):
         assert pred.source == "measured" and pred.fits, (config.label(), pred.fits_reason)
 
 
+def test_a_16_gb_card_runs_int8_weight_only_on_the_shipped_minimum_caps(shipped):
+    """The quantized minimum caps (capped/h200-sxm-141gb.jsonl): int8-wo at 1024x1024 batch 1
+    needs 13.25 GiB, so a 16 GB card runs it without offload (bf16 needs 21.6 GiB); fp8 is
+    refused on an A100 (compute capability 8.0)."""
+    from advisor.errors import AdvisorError
+
+    pred = shipped.predict("rtx-4080-super", Config(1024, 1024, precision="int8-wo"))
+    assert pred.fits and pred.memory.min_cap_source.startswith("capped-measured")
+    assert pred.memory.min_cap_gb == pytest.approx(13.25 * 2**30 / 1e9)
+    assert not shipped.predict("rtx-4080-super", Config(1024, 1024)).fits
+    with pytest.raises(AdvisorError, match=r"compute capability 8\.9 .* compute capability 8\.0"):
+        shipped.predict("a100-sxm-80gb", Config(1024, 1024, precision="fp8"))
+
+
 # ------------------------------------------------------------------------------ minimum caps
 
 @pytest.fixture(scope="module")
@@ -82,7 +96,7 @@ def capped_models():
 
 def test_a_searched_config_needs_its_measured_minimum_cap_others_the_fitted_one(capped_models):
     models, _, capped, _ = capped_models
-    assert models.min_cap.offset_mib == pytest.approx(0.3 * 1024, abs=2)
+    assert models.min_cap.offsets["compute"][0] == pytest.approx(0.3 * 1024, abs=2)
     searched = models.predict("rtx-4090", Config(1024, 1024, 2))
     assert searched.memory.min_cap_gb == pytest.approx(
         capped[3]["results"]["min_cap_gib"] * 2**30 / 1e9)

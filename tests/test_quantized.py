@@ -188,19 +188,29 @@ def test_without_any_quantized_measurement_the_setting_counts_as_never_probed(sp
 # ------------------------------------------------------------------------------ minimum caps
 
 
-def test_a_quantized_min_cap_search_decides_a_small_card(records, specs):
+def test_quantized_min_cap_searches_decide_a_small_card_and_set_their_own_offset(records,
+                                                                                   specs):
     base = fit_models(records, specs)
+    peak = lambda config: base.memory.predict([make_row(specs[H200], config)])["allocated"][
+        0] / 1024
+    trials = lambda cap: [(cap + 1, "ok"), (cap - 0.5, "oom"), (cap, "ok")]
     config = Config(1024, 1024, precision="int8-wo")
-    peak = base.memory.predict([make_row(specs[H200], config)])["allocated"][0] / 1024
-    search = min_cap_record(H200, peak, 0.25, lambda cap: [(cap + 1, "ok"), (cap - 0.5, "oom"),
-                                                            (cap, "ok")],
-                            height=1024, width=1024, precision="int8-wo")
-    models = fit_models(records, specs, capped=with_sources([search], "capped.jsonl"))
+    searches = [min_cap_record(H200, peak(config), 0.75, trials, height=1024, width=1024,
+                               precision="int8-wo"),
+                min_cap_record(H200, peak(Config(1024, 1024)), 0.0, trials, height=1024,
+                               width=1024)]
+    models = fit_models(records, specs, capped=with_sources(searches, "capped.jsonl"))
+    assert models.min_cap.offsets["quantized"][0] == pytest.approx(0.75 * 1024, abs=2)
+    assert models.min_cap.offsets["compute"][0] == pytest.approx(0.0, abs=2)
     pred = models.predict("rtx-4080-super", config)
     assert pred.memory.min_cap_source == "capped-measured (capped.jsonl:1)"
-    assert pred.memory.min_cap_gb == pytest.approx(search["results"]["min_cap_gib"] * 2**30 / 1e9)
+    assert pred.memory.min_cap_gb == pytest.approx(
+        searches[0]["results"]["min_cap_gib"] * 2**30 / 1e9)
     assert pred.fits and pred.memory.capacity_gb == pytest.approx(16 * 2**30 / 1e9)
     assert not models.predict("rtx-4080-super", Config(1024, 1024)).fits
+    other = models.predict("rtx-4080-super", Config(768, 768, precision="fp8"))
+    assert other.memory.min_cap_source.startswith("fitted: predicted peak allocated +0.75 GiB")
+    assert "searches of the quantized precisions" in other.memory.min_cap_source
 
 
 # ------------------------------------------------------------------------------ validation
