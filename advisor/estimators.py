@@ -24,7 +24,7 @@ from advisor.features import (
 )
 from advisor.grouped import GroupedLinear, fit_grouped_linear
 from advisor.predictors import (
-    ANCHOR_KEYS, COMPUTE_FAMILY, LatencyPredictor, MemoryPredictor, floor_family,
+    COMPUTE_FAMILY, GPU_SETTING_KEYS, LatencyPredictor, MemoryPredictor, floor_family,
 )
 
 # Settings that change a stage's kernels: attention backend and compile only touch the
@@ -103,7 +103,7 @@ def _anchors(X: list[dict], y: np.ndarray, fitted: np.ndarray) -> dict[tuple, np
     groups: dict[tuple, list[int]] = {}
     for i, row in enumerate(X):
         if row["precision"] in QUANTIZATIONS:
-            groups.setdefault(tuple(row[k] for k in ANCHOR_KEYS), []).append(i)
+            groups.setdefault(tuple(row[k] for k in GPU_SETTING_KEYS), []).append(i)
     timed = np.array([s not in REMAINDER_STAGES for s in LATENCY_STAGES])
     anchors = {}
     for key, index in groups.items():

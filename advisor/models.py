@@ -19,11 +19,11 @@ from advisor.contract import (
 )
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
-from advisor.features import (
-    LATENCY_STAGES, MIB, GpuSpec, make_row, refusal, shape_costs,
-)
+from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, refusal, shape_costs
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
-from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
+from advisor.predictors import (
+    GPU_SETTING_KEYS, LatencyPredictor, MemoryPredictor, MinCapPredictor,
+)
 from advisor.transfer import TRANSFER_STAGES, ClassTransfer, quantized_ratios
 
 INTERVAL_COVERAGE = 0.90
@@ -504,7 +504,7 @@ def match_key(row: dict) -> tuple:
 
 
 def setting_key(row: dict) -> tuple:
-    return tuple(row[k] for k in ("gpu", "precision", "attention", "compile", "offload"))
+    return tuple(row[k] for k in GPU_SETTING_KEYS)
 
 
 def outcome(record: dict) -> Outcome:

@@ -9,8 +9,8 @@ import numpy as np
 
 from advisor.contract import QUANTIZATIONS
 from advisor.features import (
-    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, latency_design, memory_design, memory_key,
-    nvml_design,
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, SETTING_KEYS, latency_design, memory_design,
+    memory_key, nvml_design,
 )
 from advisor.grouped import GroupedLinear
 
@@ -30,8 +30,8 @@ def floor_family(row: dict) -> str:
     return f"{precision} {'compiled' if row['compile'] else 'eager'}"
 
 
-# What a quantized setting's anchor is kept per: the setting on one GPU.
-ANCHOR_KEYS = ("gpu", "precision", "attention", "compile", "offload")
+# A setting on one GPU: what a quantized setting's anchor is kept per.
+GPU_SETTING_KEYS = ("gpu",) + SETTING_KEYS
 
 
 class LatencyPredictor:
@@ -40,8 +40,8 @@ class LatencyPredictor:
     `floors` (stage -> {floor_family: seconds}) bounds a stage below: the host's time to issue
     one denoise step's kernels, which the GPU's work hides unless the step is small (the host
     runs ahead of the GPU, so a step takes the larger of the two, not their sum).
-    `anchors` (ANCHOR_KEYS values -> factor per stage) scale a quantized setting's times on a
-    GPU by the median of its own records over its fit (LatencyRegressor)."""
+    `anchors` (GPU_SETTING_KEYS values -> factor per stage) scale a quantized setting's times
+    on a GPU by the median of its own records over its fit (LatencyRegressor)."""
 
     def __init__(self, tables: dict[str, GroupedLinear], floors: dict[str, dict] | None = None,
                  anchors: dict[tuple, np.ndarray] | None = None):
@@ -62,7 +62,7 @@ class LatencyPredictor:
         times = [np.maximum(t, self.floor(self.floors.get(s, {}), rows)) for s, (t, _) in
                  zip(LATENCY_STAGES, out)]
         ones = np.ones(len(LATENCY_STAGES))
-        anchors = np.reshape([self.anchors.get(tuple(r[k] for k in ANCHOR_KEYS), ones)
+        anchors = np.reshape([self.anchors.get(tuple(r[k] for k in GPU_SETTING_KEYS), ones)
                               for r in rows], (len(rows), len(LATENCY_STAGES)))
         return np.column_stack(times) * anchors, np.column_stack([d for _, d in out])
 
@@ -148,8 +148,7 @@ class MemoryPredictor:
 def cap_family(row: dict) -> str:
     """The searches whose offsets a row's minimum cap takes: the compute precisions', or the
     quantized precisions' (measured 0.26-1.31 GiB above their uncapped peak, about 0.6 GiB more
-    than bf16 at the same config: torchao's quantized weights leave the allocator more
-    fragments)."""
+    than bf16's at the same config)."""
     return "quantized" if row["precision"] in QUANTIZATIONS else COMPUTE_FAMILY
 
 

@@ -27,10 +27,11 @@ def add_parser(subparsers) -> None:
         "validate", help="accuracy of the fitted models on held-out measurements",
         description="Held-out accuracy of the models: MAPE, median and max absolute % error "
         "and 90% interval coverage for total latency, the denoise step and peak memory, "
-        "under K-fold, leave-one-shape-out and leave-one-GPU-out. JSON keys latency_mape, "
+        "under K-fold, leave-one-shape-out and leave-one-GPU-out, for the compute precisions "
+        "and, apart, per quantized precision. JSON keys latency_mape, "
         "memory_mape (torch peak allocated), nvml_memory_mape (NVML used) and coverage "
-        "(total-latency coverage) hold one figure per split; metrics has the rest, residuals "
-        "a row per held-out point.")
+        "(total-latency coverage) hold one figure per split; metrics has the rest, quantized "
+        "the quantized precisions' metrics, residuals a row per held-out point.")
     add_data_args(validate)
     add_format_arg(validate)
     validate.set_defaults(func=run_validate)
