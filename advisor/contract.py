@@ -25,6 +25,7 @@ class Quantization:
     compute: str  # what the quantized matmuls run at: a catalog dense-TFLOPS key
     min_capability: tuple[int, int] | None  # the oldest CUDA compute capability it is offered on
     scheme: str  # the torchao config, for records and people
+    compiles: bool = True  # offered with torch.compile
 
 
 QUANTIZATIONS = {
@@ -34,8 +35,11 @@ QUANTIZATIONS = {
     # that, so it is offered where fp8 is native only.
     "fp8-wo": Quantization("fp8", "bf16", (8, 9), "Float8WeightOnlyConfig(): e4m3 weights, "
                            "per-row scales, dequantized for bf16 matmuls"),
+    # Compiled, int8-wo ran 13.5 s a denoising step at 512x512 b1 on the H200, eager 0.066 s
+    # (torch 2.11, torchao 0.18, inductor defaults; data/measurements/h200-sxm-141gb-quantized):
+    # not offered compiled.
     "int8-wo": Quantization("int8", "bf16", None, "Int8WeightOnlyConfig(): int8 weights, "
-                            "per-row scales, bf16 matmuls"),
+                            "per-row scales, bf16 matmuls", compiles=False),
 }
 # Every precision a config may name. The quantized ones are lossy: nothing here can measure
 # image quality (the probe runs synthetic weights), so they are chosen only when asked for.
@@ -54,9 +58,13 @@ def compute_precision(precision: str) -> str:
     return QUANTIZATIONS[precision].compute if precision in QUANTIZATIONS else precision
 
 
-def unsupported_reason(precision: str, capability: tuple[int, int] | None) -> str | None:
-    """Why `precision` is not offered on a GPU of CUDA compute `capability` (None: unknown, or
-    not a CUDA GPU), or None when it is."""
+def unsupported_reason(precision: str, capability: tuple[int, int] | None,
+                       compile: bool = False) -> str | None:
+    """Why `precision` (compiled or not) is not offered on a GPU of CUDA compute `capability`
+    (None: unknown, or not a CUDA GPU), or None when it is."""
+    if compile and precision in QUANTIZATIONS and not QUANTIZATIONS[precision].compiles:
+        return (f"{precision} is not offered with torch.compile: compiled, it ran about 200x "
+                "slower than eager on the H200 (13.5 s a step at 512x512; torch 2.11, torchao 0.18)")
     need = QUANTIZATIONS[precision].min_capability if precision in QUANTIZATIONS else None
     if need is None or (capability is not None and tuple(capability) >= need):
         return None

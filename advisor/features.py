@@ -124,9 +124,9 @@ def check_config(config: Config) -> None:
 
 def refusal(spec: GpuSpec, config: Config) -> str | None:
     """Why the models do not answer for a valid `config` on this GPU, or None: a precision its
-    compute capability does not offer (contract.unsupported_reason), or one the catalog lists
-    no dense rate for."""
-    reason = unsupported_reason(config.precision, spec.capability)
+    compute capability does not offer, or not compiled (contract.unsupported_reason), or one
+    the catalog lists no dense rate for."""
+    reason = unsupported_reason(config.precision, spec.capability, config.compile)
     if reason:
         return f"gpu {spec.id}: {reason}"
     # The matmuls' rate, and a quantized precision's bf16 rate (attention, the VAE).

@@ -561,3 +561,5 @@ def test_fp8_is_offered_from_compute_capability_8_9_and_int8_everywhere():
     assert "8.9" in unsupported_reason("fp8-wo", (8, 6))  # an RTX 3090
     assert unsupported_reason("fp8", (9, 0)) is None and unsupported_reason("fp8", (8, 9)) is None
     assert unsupported_reason("int8-wo", (7, 5)) is None and unsupported_reason("bf16", None) is None
+    assert "200x slower" in unsupported_reason("int8-wo", (9, 0), compile=True)
+    assert unsupported_reason("fp8", (9, 0), compile=True) is None
