@@ -17,15 +17,13 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from advisor.contract import QUANTIZATIONS, dtype_of
+from advisor.contract import dtype_of
 from advisor.features import (
     LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS,
     latency_design, memory_design, nvml_design,
 )
 from advisor.grouped import GroupedLinear, fit_grouped_linear
-from advisor.predictors import (
-    COMPUTE_FAMILY, GPU_SETTING_KEYS, LatencyPredictor, MemoryPredictor, floor_family,
-)
+from advisor.predictors import COMPUTE_FAMILY, LatencyPredictor, MemoryPredictor, floor_family
 
 # Settings that change a stage's kernels: attention backend and compile only touch the
 # transformer; precision and offload touch every stage, but a quantized precision leaves the
@@ -92,25 +90,6 @@ def _fit_floored(fit, design: np.ndarray, y: np.ndarray, X: list[dict], window: 
     if COMPUTE_FAMILY in floors:
         floors |= {f: floor for f, floor in least.items() if floor < floors[COMPUTE_FAMILY]}
     return fit(np.flatnonzero(~evidence)), floors
-
-
-def _anchors(X: list[dict], y: np.ndarray, fitted: np.ndarray) -> dict[tuple, np.ndarray]:
-    """Per quantized setting on a GPU, the median of its records' measured / fitted time in
-    each timed stage (1 for the remainder stages). Its group has six shapes at most, pulled
-    toward bf16's physics like six extra rows, so a setting unlike bf16 in a way the terms do
-    not hold stays near bf16 without it: compiled int8-wo measured 13.5 s a step at 512x512
-    batch 1, which its fit put at 0.05 s."""
-    groups: dict[tuple, list[int]] = {}
-    for i, row in enumerate(X):
-        if row["precision"] in QUANTIZATIONS:
-            groups.setdefault(tuple(row[k] for k in GPU_SETTING_KEYS), []).append(i)
-    timed = np.array([s not in REMAINDER_STAGES for s in LATENCY_STAGES])
-    anchors = {}
-    for key, index in groups.items():
-        anchors[key] = np.ones(len(LATENCY_STAGES))
-        anchors[key][timed] = np.exp(np.median(np.log(y[np.ix_(index, timed)]
-                                                      / fitted[np.ix_(index, timed)]), axis=0))
-    return anchors
 
 
 def _root_strength(stage: str, prior_strength: float, hbm_weight: float) -> np.ndarray:
@@ -202,8 +181,7 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                                        LatencyPredictor.floor(floors.get(stage, {}), X))
                 residual = np.abs(y[:, j] - predicted) / scale
                 trust = np.minimum(1.0, self.robust_scale / np.maximum(residual, 1e-12))
-        self.predictor_ = LatencyPredictor(tables, floors, _anchors(
-            X, y, LatencyPredictor(tables, floors).predict(X)[0]))
+        self.predictor_ = LatencyPredictor(tables, floors)
         return self
 
     def predict(self, X: list[dict]) -> np.ndarray:

@@ -21,9 +21,7 @@ from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
 from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, refusal, shape_costs
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
-from advisor.predictors import (
-    GPU_SETTING_KEYS, LatencyPredictor, MemoryPredictor, MinCapPredictor,
-)
+from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
 from advisor.transfer import TRANSFER_STAGES, ClassTransfer, quantized_ratios
 
 INTERVAL_COVERAGE = 0.90
@@ -94,10 +92,10 @@ class Carried:
 @dataclass
 class Models:
     """The fitted models. `predict` / `predict_many` answer for any valid config on any catalog
-    GPU and raise AdvisorError for a query `refusal` names (a precision the GPU's compute
-    capability does not offer, e.g. fp8 below 8.9, or one without a catalog rate): a caller
-    that searches many (check `refusal(gpu, config)` first and reports its reason) skips those
-    queries rather than send them."""
+    GPU and raise AdvisorError for a query `refusal` names (a setting the contract does not
+    offer: fp8 below compute capability 8.9, compiled int8-wo; or a precision without a catalog
+    rate): a caller that searches many checks `refusal(gpu, config)` first, skips those queries
+    rather than send them, and reports the reason."""
 
     model_version: str
     specs: dict  # catalog id -> GpuSpec, every catalog GPU
@@ -504,7 +502,7 @@ def match_key(row: dict) -> tuple:
 
 
 def setting_key(row: dict) -> tuple:
-    return tuple(row[k] for k in GPU_SETTING_KEYS)
+    return tuple(row[k] for k in ("gpu", "precision", "attention", "compile", "offload"))
 
 
 def outcome(record: dict) -> Outcome:

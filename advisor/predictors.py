@@ -9,8 +9,8 @@ import numpy as np
 
 from advisor.contract import QUANTIZATIONS
 from advisor.features import (
-    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, SETTING_KEYS, latency_design, memory_design,
-    memory_key, nvml_design,
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_STAGES, latency_design, memory_design, memory_key,
+    nvml_design,
 )
 from advisor.grouped import GroupedLinear
 
@@ -30,24 +30,16 @@ def floor_family(row: dict) -> str:
     return f"{precision} {'compiled' if row['compile'] else 'eager'}"
 
 
-# A setting on one GPU: what a quantized setting's anchor is kept per.
-GPU_SETTING_KEYS = ("gpu",) + SETTING_KEYS
-
-
 class LatencyPredictor:
     """Seconds per stage for one batch: text encode, one denoise step, VAE decode.
 
     `floors` (stage -> {floor_family: seconds}) bounds a stage below: the host's time to issue
     one denoise step's kernels, which the GPU's work hides unless the step is small (the host
-    runs ahead of the GPU, so a step takes the larger of the two, not their sum).
-    `anchors` (GPU_SETTING_KEYS values -> factor per stage) scale a quantized setting's times
-    on a GPU by the median of its own records over its fit (LatencyRegressor)."""
+    runs ahead of the GPU, so a step takes the larger of the two, not their sum)."""
 
-    def __init__(self, tables: dict[str, GroupedLinear], floors: dict[str, dict] | None = None,
-                 anchors: dict[tuple, np.ndarray] | None = None):
+    def __init__(self, tables: dict[str, GroupedLinear], floors: dict[str, dict] | None = None):
         self.tables = tables
         self.floors = dict(floors or {})
-        self.anchors = dict(anchors or {})
 
     @staticmethod
     def floor(floors: dict[str, float], rows: list[dict]) -> np.ndarray:
@@ -61,10 +53,7 @@ class LatencyPredictor:
         out = [self.tables[s].predict(latency_design(rows, s), rows) for s in LATENCY_STAGES]
         times = [np.maximum(t, self.floor(self.floors.get(s, {}), rows)) for s, (t, _) in
                  zip(LATENCY_STAGES, out)]
-        ones = np.ones(len(LATENCY_STAGES))
-        anchors = np.reshape([self.anchors.get(tuple(r[k] for k in GPU_SETTING_KEYS), ones)
-                              for r in rows], (len(rows), len(LATENCY_STAGES)))
-        return np.column_stack(times) * anchors, np.column_stack([d for _, d in out])
+        return np.column_stack(times), np.column_stack([d for _, d in out])
 
     def terms(self, rows: list[dict], stage: str) -> np.ndarray:
         """Seconds of each term of a stage's fitted time (n, LATENCY_FEATURES[stage]), before

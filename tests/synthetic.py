@@ -14,7 +14,7 @@ import numpy as np
 
 from advisor import CATALOG_PATH
 from advisor.catalog import load_catalog
-from advisor.contract import Config
+from advisor.contract import QUANTIZATIONS, Config, unsupported_reason
 from advisor.features import specs_of
 from advisor.features import (
     LATENCY_STAGES, MEMORY_STAGES, GpuSpec, latency_design, make_row, memory_design,
@@ -188,9 +188,10 @@ def gpu_specs(catalog_path=CATALOG_PATH) -> dict:
 SQUARES_GRID = [dict(height=h, width=w, batch=b)
                 for h, w in ((512, 512), (1024, 1024), (1536, 1536)) for b in (1, 4)]
 # The quantized grid as the probe's data/grids/quantized.yaml: each quantized precision eager
-# and compiled on SQUARES_GRID, and the bf16 references at 1024x1024 batch 1.
-QUANTIZED_GRID = [dict(g, precision=p, compile=c) for p in ("fp8", "fp8-wo", "int8-wo")
-                  for c in (False, True) for g in SQUARES_GRID] + [
+# and compiled where it is offered (int8-wo is not, compiled) on SQUARES_GRID, and the bf16
+# references at 1024x1024 batch 1.
+QUANTIZED_GRID = [dict(g, precision=p, compile=c) for p in QUANTIZATIONS for c in (False, True)
+                  if unsupported_reason(p, (9, 0), c) is None for g in SQUARES_GRID] + [
     dict(height=1024, width=1024, compile=c) for c in (False, True)]
 
 
