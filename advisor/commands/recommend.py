@@ -192,6 +192,7 @@ def format_table(plan, prov: dict, top: int) -> str:
     else:
         lines.append("No option meets the request; the reasons per GPU follow.")
     lines += _frontier_lines(plan.frontier, q)
+    lines += _lossy_lines(plan.lossy_alternatives)
     lines += _gpu_lines("Fits, but no fleet meets the request:", plan.infeasible)
     lines += _gpu_lines("Does not fit:", plan.unfit)
     lines += _grouped_lines("Not searched:", plan.excluded)
@@ -238,6 +239,21 @@ def _frontier_lines(frontier: list[dict], q: str) -> list[str]:
     return lines
 
 
+def _lossy_lines(alternatives: list[dict]) -> list[str]:
+    """What each lossy precision the request leaves out would change, with the caveat."""
+    if not alternatives:
+        return []
+    lines = ["", "Lossy precisions the request does not allow (settings.precisions), and what "
+             "each would change:"]
+    lines += _wrap(f"quality: {alternatives[0]['caveat']}", "  ", "    ")
+    for alt in alternatives:
+        first, *rest = alt["summary"]
+        lines += _wrap(first, "  - ", "    ")
+        for sentence in rest:
+            lines += _wrap(sentence, "    ", "      ")
+    return lines
+
+
 def _gpu_lines(title: str, items: list[dict]) -> list[str]:
     if not items:
         return []
@@ -275,6 +291,11 @@ def _sources(plan, prov: dict) -> list[str]:
         f"{plan.search['candidates']} candidates, {plan.search['candidates_simulated']} sized "
         f"by {plan.search['simulations']} simulations",
     ]
+    lossy = plan.search.get("lossy")
+    if lossy:
+        out.append(f"  lossy alternatives: {lossy['predictions']} predictions, "
+                   f"{lossy['candidates']} candidates, {lossy['candidates_simulated']} sized by "
+                   f"{lossy['simulations']} simulations")
     return [line for text in out for line in _wrap(text.strip(), "  ", "    ")]
 
 
