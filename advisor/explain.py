@@ -158,8 +158,9 @@ def lossy_summary(entry: dict, chosen: dict | None, request: Request) -> list[st
             f"fits up to batch {f['max_batch']})" for f in fast))
     if slow:
         out.append(f"{'also ' if fast else ''}{where}, but too slow for the {request.slo_label} "
-                   f"<= {request.slo_s:g} s SLO (batch 1, {slow[0]['resolution']}): "
-                   + ", ".join(f"{f['gpu']} {f['batch_1_s']:.2f} s" for f in slow))
+                   f"<= {request.slo_s:g} s SLO even at batch 1 with no queueing: "
+                   + ", ".join(f"{f['gpu']} {request.slo_label} >= {f['latency_floor_s']:.2f} s"
+                               for f in slow))
     return out
 
 

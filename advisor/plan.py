@@ -161,8 +161,9 @@ def _cheapest(evaluated: list[Candidate], request: Request, probed, chosen) -> d
 
 def _fits(gpu, found: list[Candidate], request: Request) -> dict:
     """A GPU that fits a lossy precision without offload: its fastest batch-of-one setting at
-    the mix's first resolution, the largest batch that fits, and whether batch-of-one service
-    can meet the SLO."""
+    the mix's first resolution, the largest batch that fits, and the SLO quantile of
+    batch-of-one service over the mix (as sized: advisor.queueing.latency_floor_s), which more
+    GPUs cannot lower."""
     label = request.resolutions[0].label
     ones = [c for c in found if c.max_batch == 1]
     fastest = min(ones, key=lambda c: c.predictions[label][1].latency.total_s)
@@ -171,7 +172,7 @@ def _fits(gpu, found: list[Candidate], request: Request) -> dict:
     return {"gpu": gpu.id, "setting": fastest.setting.as_dict(), "resolution": label,
             "batch_1_s": pred.latency.total_s, "batch_1_interval_s": list(pred.latency.interval_s),
             "source": pred.source, "max_batch": max(c.max_batch for c in found),
-            "meets_slo_at_batch_1": floor <= request.slo_s}
+            "latency_floor_s": floor, "meets_slo_at_batch_1": floor <= request.slo_s}
 
 
 def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, max_batch: int,

@@ -1,8 +1,9 @@
 import streamlit as st
 
+from advisor.app import LOSSY_NOTE, precision_label
 from advisor.app.explore import SQUARE_SIDES
 from advisor.app.gpus import catalog_predictions, fit_limits
-from advisor.contract import PRECISIONS
+from advisor.contract import PRECISIONS, QUANTIZATIONS
 from app_pages.common import catalog, data_banner, models, provenance_note, table
 
 st.title("GPUs")
@@ -13,7 +14,10 @@ data_banner()
 p1, p2, p3 = st.columns(3)
 side = p1.select_slider("Resolution (square)", SQUARE_SIDES, value=1024, key="gpus_side")
 batch = p2.number_input("Batch", 1, 64, 1, key="gpus_batch")
-precision = p3.selectbox("Precision", PRECISIONS, key="gpus_precision")
+precision = p3.selectbox("Precision", PRECISIONS, key="gpus_precision",
+                         format_func=precision_label, help=LOSSY_NOTE)
+if precision in QUANTIZATIONS:
+    st.caption(f"⚠ {LOSSY_NOTE}")
 frame = catalog_predictions(models(), catalog(), side, side, batch, precision)
 
 c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 1, 1])
