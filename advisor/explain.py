@@ -132,8 +132,8 @@ def not_simulated(candidates: list[Candidate], seen: set, request: Request) -> l
 
 
 def lossy_summary(entry: dict, chosen: dict | None, request: Request) -> list[str]:
-    """What allowing one lossy precision would change (advisor.plan.lossy_alternatives), in
-    sentences."""
+    """What allowing one lossy precision would change (an entry of Plan.lossy_alternatives),
+    in sentences."""
     q = entry["precision"]
     if entry.get("error"):
         return [f"{q}: {entry['error']}"]
@@ -232,7 +232,8 @@ def assumptions(request: Request, lossy: bool = False) -> list[str]:
                f" options up to {PARETO_COST_WINDOW:g}x the cheapest monthly cost")
     if lossy:
         out.append("lossy alternatives: each quantized precision the request does not list is "
-                   "searched alone (the request's compile and attention settings, no offload) "
-                   "and sized only where it could cost less than the first option; quality: "
-                   + QUALITY_CAVEAT)
+                   "searched alone (the first option's attention backend, the request's compile "
+                   "settings, no offload) on the GPUs of the options shown and those where "
+                   "nothing requested fits without offload, and sized only where it could cost "
+                   "less than the first option; quality: " + QUALITY_CAVEAT)
     return out + list(SPEC_RULES)

@@ -37,8 +37,10 @@ SPEC_RULES = (
     "offload settings are searched only on GPUs where no setting fits without offload: "
     "offload only adds host transfers",
     f"the quantized precisions ({', '.join(QUANTIZATIONS)}) are searched without offload only "
-    "(never measured with it), and fp8 and fp8-wo only on GPUs of compute capability 8.9 or "
-    "newer (catalog compute_capability)",
+    "(never measured with it), and only on GPUs of the compute capability each needs (catalog "
+    "compute_capability; " + ", ".join(f"{q} from {k.min_capability[0]}.{k.min_capability[1]}"
+                                       for q, k in QUANTIZATIONS.items() if k.min_capability)
+    + ")",
 )
 
 

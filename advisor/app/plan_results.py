@@ -80,7 +80,8 @@ def lossy_frame(plan) -> pd.DataFrame:
         fits = ", ".join(f["gpu"] for f in alt["fits_without_offload"])
         found = [(what, o) for what, o in (("cheapest with it", alt["best"]),
                                            ("on the chosen GPU", alt["on_chosen_gpu"])) if o]
-        for what, o in found or [(alt.get("error") or "nothing cheaper", None)]:
+        # none: its first sentence says why (nothing cheaper, none meets it, not evaluated)
+        for what, o in found or [(alt["summary"][0].removeprefix(f"{alt['precision']}: "), None)]:
             change = (o or {}).get("versus_chosen", {})
             rows.append({
                 "precision": alt["precision"], "what": what,
