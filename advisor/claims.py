@@ -274,11 +274,18 @@ def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict 
                                  guidance_scale=CFG_GUIDANCE_SCALE if c["cfg"] else 0.0,
                                  precision=p, attention=a, compile=k, offload=o))
                for p, o in settings for a in ATTENTIONS for k in (False, True)]
-    try:
-        preds = models.predict_many(queries)
-    except AdvisorError as exc:
-        findings.append(("plausible", f"no fitted prediction for this config: {exc}"))
+    preds, missing = [], []
+    for precision in dict.fromkeys(p for p, _ in settings):  # one the models lack spares the rest
+        try:
+            preds += models.predict_many([q for q in queries if q[1].precision == precision])
+        except AdvisorError as exc:
+            missing.append(str(exc))
+    if not preds:
+        findings.append(("plausible", f"no fitted prediction for this config: "
+                                      f"{'; '.join(missing)}"))
         return None
+    findings += [("plausible", f"note: no prediction for one precision: {why}")
+                 for why in missing]
     budget = memory["memory_budget_gb"]
     fitting = [x for x in preds if x.memory.allocated_interval_gb[0] <= budget]
     if not fitting:

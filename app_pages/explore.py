@@ -42,15 +42,17 @@ else:
     height = width = a2.select_slider("Resolution (square)", SQUARE_SIDES, value=1024,
                                       key="explore_side")
 
+points = measured_along(frame, axis, gpu, setting, height, width, batch)
+ok, oom = points[points.status == "ok"], points[points.status == "oom"]
+quantized = quantized_along(frame, axis, gpu, setting, height, width, batch)
+quantized = quantized[quantized.status == "ok"]
+if setting.precision in QUANTIZATIONS or len(quantized):
+    st.warning(LOSSY_NOTE, icon=":material/warning:")
 try:  # a precision the GPU cannot run (fp8 below compute capability 8.9), or with offload
     predicted = predicted_frame(m, curve_queries(axis, gpu, setting, height, width, batch))
 except AdvisorError as exc:
     st.warning(f"Not predicted: {exc}", icon=":material/block:")
     st.stop()
-points = measured_along(frame, axis, gpu, setting, height, width, batch)
-ok, oom = points[points.status == "ok"], points[points.status == "oom"]
-quantized = quantized_along(frame, axis, gpu, setting, height, width, batch)
-quantized = quantized[quantized.status == "ok"]
 x = "megapixels" if axis == "resolution" else "batch"
 
 left, right = st.columns(2)
@@ -68,8 +70,6 @@ st.caption(f"Line: {basis.source} — {basis.source_detail}. Shaded: 90% interva
            f"✕: {len(oom)} out-of-memory record(s); diamonds: {len(quantized)} measured "
            "record(s) at a quantized precision, same GPU and other settings. Points on the line "
            "that match a probed config show the measured figure.")
-if setting.precision in QUANTIZATIONS or len(quantized):
-    st.warning(LOSSY_NOTE, icon=":material/warning:")
 
 with st.expander("The numbers behind the curves"):
     table("explore_numbers", predicted.drop(columns=["source_detail", "interval_basis"]),

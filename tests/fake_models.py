@@ -13,7 +13,8 @@ planner's sizing can be checked exactly:
     fits           = memory + memory_margin_gb <= the catalog's capacity_gb
 
 Like the fitted models, it refuses (AdvisorError) a quantized precision on a GPU that cannot run
-it (advisor.contract.unsupported_reason) and with offload (never measured).
+it (advisor.contract.unsupported_reason) and with offload (never measured), and, as models
+fitted without them would, the precisions it is told it lacks.
 """
 from __future__ import annotations
 
@@ -45,13 +46,14 @@ class FakeModels:
     problems: list = []  # measurement lines skipped (none: the law needs no records)
 
     def __init__(self, catalog=None, speed: dict | None = None, transferred=(),
-                 records: list | None = None):
+                 records: list | None = None, lacking=()):
         self.catalog = catalog or load_catalog()
         self.specs = specs_of(self.catalog.gpus)
         self.probed: dict = {}  # the fake law probed nothing: every GPU is transferred
         self.speed = speed or {}  # per-GPU multiplier on latency, to shape tests
         self.transferred = set(transferred)  # GPU ids whose figures read as transferred
         self.records = records or []  # the probed range (advisor.coverage); none by default
+        self.lacking = set(lacking)  # precisions it has no figures for, as models fitted without
         self.calls = 0
 
     def predict(self, gpu_id: str, config: Config,
@@ -60,7 +62,8 @@ class FakeModels:
         c, gpu = config, self.catalog.get(gpu_id)
         refused = not_offered(gpu, c.precision) or (
             c.precision in QUANTIZATIONS and c.offload != "none"
-            and f"{c.precision} with offload was never measured")
+            and f"{c.precision} with offload was never measured") or (
+            c.precision in self.lacking and f"no measurements at {c.precision}")
         if refused:
             raise AdvisorError(f"{gpu_id} {c.label()}: {refused}")
         compute = _compute_s(gpu, c) * self.speed.get(gpu_id, 1.0)

@@ -174,6 +174,16 @@ def test_a_quantized_claim_on_a_card_that_cannot_run_it_gets_no_prediction():
                             "80GB: fp8 needs fp8 support") for r in claim["reasons"])
 
 
+def test_models_without_one_precision_still_predict_the_others():
+    models = FakeModels(CATALOG, lacking=("int8-wo",))
+    claim = check_claim(A100_PCIE_40, 1024, 1024, steps=8, batch=8, images_per_second=3.27,
+                        models=models)
+    assert claim["prediction"]["fastest"]["config"]["precision"] == "bf16"
+    assert any(r.startswith("note: no prediction for one precision: a100-pcie-40gb 1024x1024 b8 "
+                            "int8-wo") and r.endswith("no measurements at int8-wo")
+               for r in claim["reasons"])
+
+
 def test_bad_inputs():
     with pytest.raises(AdvisorError, match="exactly one of --seconds-per-image"):
         check_claim(H100, 1024, 1024)

@@ -542,16 +542,11 @@ def test_an_allowed_lossy_precision_is_searched_without_offload_and_carries_the_
 
 
 def test_models_without_figures_for_a_lossy_precision_leave_the_plan_whole():
-    class Unquantized(FakeModels):
-        def predict(self, gpu_id, config, memory_margin_gb=1.0):
-            if config.precision in QUANTIZATIONS:
-                raise AdvisorError(f"no measurements at {config.precision}")
-            return super().predict(gpu_id, config, memory_margin_gb)
-
-    plan = plan_for(request(), models=Unquantized(CATALOG))
+    plan = plan_for(request(), models=FakeModels(CATALOG, lacking=QUANTIZATIONS))
     assert plan.options == plan_for(request(), lossy=False).options
     assert [a["summary"] for a in plan.lossy_alternatives] == [
-        [f"{q}: not evaluated: no measurements at {q}"] for q in QUANTIZATIONS]
+        [f"{q}: not evaluated: {H100} 1024x1024 b1 {q} native: no measurements at {q}"]
+        for q in QUANTIZATIONS]
 
 
 def test_budget_and_max_gpus_constraints():
