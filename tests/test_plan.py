@@ -723,6 +723,11 @@ def test_cli_flags_override_and_json(fake_models, capsys, tmp_path):
     assert req["slo"] == {"p99_s": 9.0} and req["demand"]["images_per_s"] == 3.0
     assert [r["share"] for r in req["resolutions"]] == [0.7, 0.3]
     assert doc["results"]["options"][0]["gpu"] == H100
+    assert main(["recommend", "--images-per-s", "3", "--p99-s", "9", "--gpus", H100,
+                 "--precisions", "bf16,int8-wo", "--format", "json", "--data", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["inputs"]["request"]["settings"]["precisions"] == ["bf16", "int8-wo"]
+    assert [a["precision"] for a in doc["results"]["lossy_alternatives"]] == ["fp8", "fp8-wo"]
 
 
 def test_cli_bad_input_exits_2_with_the_field(fake_models, capsys, tmp_path):

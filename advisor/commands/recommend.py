@@ -7,7 +7,7 @@ import json
 import textwrap
 
 from advisor.commands.common import add_data_args, add_format_arg, load_models
-from advisor.contract import LATENCY_BASES, Setting
+from advisor.contract import LATENCY_BASES, PRECISIONS, QUANTIZATIONS, Setting
 from advisor.errors import AdvisorError
 
 WIDTH = 100
@@ -58,6 +58,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--steps", type=int, help="denoising steps (default 9)")
     g.add_argument("--gpus", help='comma-separated catalog ids, or "all"')
     g.add_argument("--segments", help="comma-separated: datacenter, workstation, consumer")
+    g.add_argument("--precisions", help="comma-separated precisions the search may choose "
+                   f"(default bf16): {', '.join(PRECISIONS)}; {', '.join(QUANTIZATIONS)} are "
+                   "lossy (image quality not measured here)")
     g.add_argument("--window-s", type=float, help="batching window, seconds (default 0.1)")
     g.add_argument("--mode", choices=["cloud", "owned"], help="deployment (default cloud)")
     g.add_argument("--latency-basis", choices=LATENCY_BASES,
@@ -105,7 +108,8 @@ def build_request(args: argparse.Namespace):
                  if getattr(args, flag) is not None}
     if args.resolution:
         overrides["resolutions"] = [_resolution(text) for text in args.resolution]
-    for flag, field in (("gpus", "candidates.gpus"), ("segments", "candidates.segments")):
+    for flag, field in (("gpus", "candidates.gpus"), ("segments", "candidates.segments"),
+                        ("precisions", "settings.precisions")):
         text = getattr(args, flag)
         if text is not None:
             items = [x.strip() for x in text.split(",") if x.strip()]
