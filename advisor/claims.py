@@ -13,16 +13,20 @@ Three independent checks, each with its arithmetic in the result:
 - prediction: the fitted models' latency interval for the settings that explain the memory
   (precision and offload, any attention and compile setting) and whose predicted peak fits the
   memory budget: memory and speed must be possible together, in one setting. Far outside that
-  interval, or no such setting, is implausible. Without fitted models, the reasons say so.
+  interval, or no such setting, is implausible. Where only a quantized (lossy) setting makes the
+  claimed memory or speed possible, the reasons say which, with the quality caveat. Without
+  fitted models, the reasons say so.
 """
 from __future__ import annotations
 
 from advisor import workload
-from advisor.contract import ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, Config
+from advisor.contract import ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, \
+    QUALITY_CAVEAT, QUANTIZATIONS, Config, Quantization, compute_precision
 from advisor.coverage import Probed, caveats
 from advisor.errors import AdvisorError
 from advisor.features import PCIE_EFFICIENCY, pcie_gbs
 from advisor.inputs import is_number
+from advisor.search import not_offered
 
 # MFU ceiling when no measured config is available: about the best dense-GEMM efficiency
 # cuBLAS reaches on large bf16 matrices; a whole pipeline (attention, norms, VAE) stays below it.
@@ -30,9 +34,33 @@ ASSUMED_MFU_CEILING = 0.70
 MEASURED_MFU_TOLERANCE = 1.10  # a claim within 10% of the best measured MFU is not flagged
 FASTER_THAN_PREDICTED = 1.5  # per-image time below the interval's low end / this: implausible
 SLOWER_THAN_PREDICTED = 3.0  # above the slowest setting's high end x this: implausible
-COMPUTE_PRECISIONS = ("bf16", "fp16", "fp32-tf32", "fp32", "fp8", "int8")
-WEIGHT_PRECISIONS = ("bf16", "fp16", "fp32", "fp8", "int8", "int4")
+# A claim may name any precision the advisor models (advisor.contract.PRECISIONS), or one of
+# these that published claims use and nothing here probes or predicts: they count in the compute
+# and memory checks only.
+UNMODELLED = {
+    "int8": Quantization("int8", "int8", None, "int8 weights and activations (W8A8), int8 "
+                         "matmuls at the catalog's dense int8 rate: not probed here"),
+    "int4": Quantization("int4", "bf16", None, "4-bit weights dequantized for bf16 matmuls "
+                         "(weight-only, e.g. GGUF Q4): not probed here"),
+}
+CLAIM_PRECISIONS = PRECISIONS + tuple(UNMODELLED)
 VERDICTS = ("plausible", "implausible", "impossible")
+
+
+def _weights(precision: str) -> str:
+    """How `precision` stores its weights: an advisor.workload WEIGHT_BITS key."""
+    kind = QUANTIZATIONS.get(precision) or UNMODELLED.get(precision)
+    return kind.weights if kind else "fp32" if precision == "fp32-tf32" else precision
+
+
+def _rate(precision: str) -> str:
+    """The catalog dense-TFLOPS key the matmuls of `precision` run at."""
+    return UNMODELLED[precision].compute if precision in UNMODELLED \
+        else compute_precision(precision)
+
+
+# Every way of storing the weights, for a claim that does not name its precision.
+WEIGHT_STORAGE = tuple(dict.fromkeys(map(_weights, CLAIM_PRECISIONS)))
 
 
 def check_claim(gpu, height: int, width: int, *, steps: int = 9, batch: int = 1,
@@ -91,8 +119,8 @@ def _check_inputs(batch, vram_gb, precision) -> None:
         raise AdvisorError(f"--batch: expected an integer >= 1, got {batch!r}")
     if vram_gb is not None and not (is_number(vram_gb) and vram_gb > 0):
         raise AdvisorError(f"--vram-gb: expected a finite number > 0, got {vram_gb!r}")
-    if precision is not None and precision not in COMPUTE_PRECISIONS:
-        raise AdvisorError(f"--precision: expected one of {', '.join(COMPUTE_PRECISIONS)}, "
+    if precision is not None and precision not in CLAIM_PRECISIONS:
+        raise AdvisorError(f"--precision: expected one of {', '.join(CLAIM_PRECISIONS)}, "
                            f"got {precision!r}")
 
 
@@ -127,14 +155,16 @@ def _compute(gpu, summary, ips, precision, mfu_ceiling, findings) -> dict:
 def _peak(gpu, precision) -> tuple[str, float, str]:
     """(precision, dense TFLOP/s, note) the claim is held to; the most lenient when unstated."""
     if precision is None:
-        rates = {p: gpu.dense_tflops(p) for p in COMPUTE_PRECISIONS if gpu.dense_tflops(p)}
+        rates = {r: gpu.dense_tflops(r) for r in dict.fromkeys(map(_rate, CLAIM_PRECISIONS))
+                 if gpu.dense_tflops(r)}
         best = max(rates, key=rates.get)
         return best, rates[best], (f"; precision not stated, so the card's fastest path "
                                    f"({best}) counts")
-    rate = gpu.dense_tflops(precision)
+    key = _rate(precision)
+    rate = gpu.dense_tflops(key)
     if rate:
-        return precision, rate, ""
-    return "fp32", gpu.dense_tflops("fp32"), (f"; the card has no {precision} tensor path, so "
+        return key, rate, "" if key == precision else f"; {precision} runs its matmuls at {key}"
+    return "fp32", gpu.dense_tflops("fp32"), (f"; the card has no {key} tensor path, so "
                                               "it runs at most at the fp32 rate")
 
 
@@ -149,9 +179,8 @@ def _memory(gpu, summary, batch_s, vram_gb, precision, steps, findings) -> dict:
                                        "decimal GB)"))
     link_gbs = pcie_gbs(gpu.host_interface) / PCIE_EFFICIENCY  # the raw link: a lower bound
     options = []
-    for p in ([precision] if precision else WEIGHT_PRECISIONS):
-        weights = {k: v / 1e9 for k, v in workload.weight_bytes(
-            "fp32" if p == "fp32-tf32" else p).items()}
+    for p in ([_weights(precision)] if precision else WEIGHT_STORAGE):
+        weights = {k: v / 1e9 for k, v in workload.weight_bytes(p).items()}
         for offload in OFFLOADS:
             resident, moved = _offload(weights, offload, steps)
             options.append({"precision": p, "offload": offload, "resident_gb": resident,
@@ -167,10 +196,15 @@ def _memory(gpu, summary, batch_s, vram_gb, precision, steps, findings) -> dict:
                                          o["transfer_s_per_batch"]))
         cost = "" if first["offload"] == "none" else (
             f", >= {first['transfer_s_per_batch']:.2f} s of transfers per {batch_s:.2f} s batch")
+        smaller = [o["precision"] for o in fits if o["offload"] == "none"]
+        which = "" if first["offload"] != "none" or precision else (
+            "; without offload only quantized weights fit: " + ", ".join(
+                f"{w} ({'/'.join(p for p in CLAIM_PRECISIONS if _weights(p) == w)})"
+                for w in smaller))
         findings.append(("plausible", f"the {plain['precision']} weights "
                                       f"({plain['resident_gb']:.1f} GB) exceed {held}; it fits "
                                       f"only with {_name(first)} ({first['resident_gb']:.1f} GB "
-                                      f"resident{cost})"))
+                                      f"resident{cost}){which}"))
     else:
         findings.append(("plausible", f"the {plain['precision']} weights "
                                       f"({plain['resident_gb']:.1f} GB) fit in {held}"))
@@ -212,20 +246,27 @@ def _name(option: dict) -> str:
 
 def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict | None:
     """The fitted models' time for the settings that explain the claim's memory (its precision
-    and offload, every attention and compile setting) and whose predicted torch peak can fit in
-    the memory budget: memory and speed must be possible together, in one setting. Claimed
-    faster than the fastest of them, or slower than the slowest of those with the least offload,
-    by a wide margin: implausible."""
+    and offload, every attention and compile setting; quantized precisions without offload, on
+    cards that run them) and whose predicted torch peak can fit in the memory budget: memory and
+    speed must be possible together, in one setting. Claimed faster than the fastest of them,
+    or slower than the slowest of those with the least offload, by a wide margin: implausible.
+    Where only quantized settings explain the memory or the speed, the reasons name them."""
     if models is None:
         findings.append(("plausible", f"no fitted prediction to compare with: "
                                       f"{note or 'no models given'}"))
         return None
-    settings = [(p, o) for p, o in memory["memory_settings"] if p in PRECISIONS]
-    unmodelled = sorted({p for p, _ in memory["memory_settings"] if p not in PRECISIONS})
+    stated, explained = claim["precision"], memory["memory_settings"]
+    settings = [(p, o) for w, o in explained for p in PRECISIONS
+                if _weights(p) == w and stated in (None, p) and not not_offered(gpu, p)
+                and (o == "none" or p not in QUANTIZATIONS)]
+    unmodelled = [p for p in UNMODELLED if stated in (None, p) and gpu.dense_tflops(_rate(p))
+                  and any(_weights(p) == w for w, _ in explained)]
     if not settings:
-        findings.append(("plausible", f"no fitted prediction: only {'/'.join(unmodelled)} "
-                                      "weights explain the memory, and the models cover "
-                                      f"{', '.join(PRECISIONS)}"))
+        why = (f"{stated} is not offered on the {gpu.name}: {not_offered(gpu, stated)}"
+               if stated in PRECISIONS and not_offered(gpu, stated) else
+               f"only {'/'.join(unmodelled)} explain the memory, and the models cover "
+               f"{', '.join(PRECISIONS)}")
+        findings.append(("plausible", f"no fitted prediction: {why}"))
         return None
     c, batch = claim, claim["batch"]
     queries = [(c["gpu"], Config(height=c["height"], width=c["width"], batch=batch,
@@ -233,11 +274,18 @@ def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict 
                                  guidance_scale=CFG_GUIDANCE_SCALE if c["cfg"] else 0.0,
                                  precision=p, attention=a, compile=k, offload=o))
                for p, o in settings for a in ATTENTIONS for k in (False, True)]
-    try:
-        preds = models.predict_many(queries)
-    except AdvisorError as exc:
-        findings.append(("plausible", f"no fitted prediction for this config: {exc}"))
+    preds, missing = [], []
+    for precision in dict.fromkeys(p for p, _ in settings):  # one the models lack spares the rest
+        try:
+            preds += models.predict_many([q for q in queries if q[1].precision == precision])
+        except AdvisorError as exc:
+            missing.append(str(exc))
+    if not preds:
+        findings.append(("plausible", f"no fitted prediction for this config: "
+                                      f"{'; '.join(missing)}"))
         return None
+    findings += [("plausible", f"note: no prediction for one precision: {why}")
+                 for why in missing]
     budget = memory["memory_budget_gb"]
     fitting = [x for x in preds if x.memory.allocated_interval_gb[0] <= budget]
     if not fitting:
@@ -247,10 +295,9 @@ def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict 
                                         f"of {least_memory.memory.allocated_gb:.1f} GB at this "
                                         "size and batch"))
         return None
-    preds = fitting
-    fastest = min(preds, key=lambda x: x.latency.total_s)
-    least = min(OFFLOADS.index(x.config.offload) for x in preds)
-    slowest = max((x for x in preds if OFFLOADS.index(x.config.offload) == least),
+    fastest = min(fitting, key=lambda x: x.latency.total_s)
+    least = min(OFFLOADS.index(x.config.offload) for x in fitting)
+    slowest = max((x for x in fitting if OFFLOADS.index(x.config.offload) == least),
                   key=lambda x: x.latency.total_s)
     low = fastest.latency.interval_s[0] / batch
     high = slowest.latency.interval_s[1] / batch
@@ -267,15 +314,17 @@ def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict 
                                            if within else "")))
     elif claimed < low / FASTER_THAN_PREDICTED:
         findings.append(("plausible", f"claimed {claimed:.2f} s per image is faster than any "
-                                      f"modelled setting ({where}); only {'/'.join(unmodelled)} "
-                                      "weights, which the models do not cover, could explain "
-                                      "it"))
+                                      f"modelled setting ({where}); only {'/'.join(unmodelled)}"
+                                      ", which the models do not cover, could explain it"))
     elif claimed > high * SLOWER_THAN_PREDICTED:
         findings.append(("implausible", f"claimed {claimed:.2f} s per image is "
                                         f"{claimed / high:.1f}x slower than the slowest "
                                         f"prediction {_offload_words(least)}: {where}"))
     else:
         findings.append(("plausible", f"claimed {claimed:.2f} s per image; {where}"))
+    quantized = None if stated else _quantized_only(fitting, claimed, batch, budget)
+    if quantized:
+        findings.append(("plausible", quantized["reason"]))
     if not fastest.fits:
         findings.append(("plausible", f"note: the models say {_setting(fastest)} batch {batch} "
                                       f"does not fit: {fastest.fits_reason}"))
@@ -284,7 +333,31 @@ def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict 
                  if not note.startswith("over capacity")]
     return {"precision": fastest.config.precision, "seconds_per_image": [low, high],
             "settings": [_name({"precision": p, "offload": o}) for p, o in settings],
-            "fastest": _brief(fastest, batch), "slowest": _brief(slowest, batch)}
+            "fastest": _brief(fastest, batch), "slowest": _brief(slowest, batch),
+            "quantized_only": quantized}
+
+
+def _quantized_only(fitting, claimed: float, batch: int, budget: float) -> dict | None:
+    """For a claim that does not name its precision: which quantized settings make it possible
+    when no other setting does, because none other fits in the memory budget (by the weights'
+    arithmetic or the predicted peak) or none other that fits is fast enough (the claimed time
+    not FASTER_THAN_PREDICTED below its interval). None when another setting explains it."""
+    def lossy(x) -> bool:
+        return x.config.precision in QUANTIZATIONS
+
+    explains = [x for x in fitting
+                if claimed >= x.latency.interval_s[0] / batch / FASTER_THAN_PREDICTED]
+    if not explains or not all(map(lossy, explains)):
+        return None
+    limit = "speed" if any(not lossy(x) for x in fitting) else "memory"
+    best = min(explains, key=lambda x: x.latency.total_s)
+    precisions = list(dict.fromkeys(x.config.precision for x in explains))
+    lo, hi = (t / batch for t in best.latency.interval_s)
+    what = f"fits in {budget:g} GB" if limit == "memory" else "that fits is fast enough"
+    return {"limit": limit, "precisions": precisions, "fastest": _brief(best, batch),
+            "reason": f"only a quantized setting makes the claimed {limit} possible: no other "
+                      f"setting {what}; {'/'.join(precisions)} can ({_setting(best)} predicted "
+                      f"{lo:.2f}-{hi:.2f} s per image, {best.source}). {QUALITY_CAVEAT}"}
 
 
 def _setting(pred) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from advisor.contract import QUALITY_CAVEAT, Setting
 from advisor.cost import HOURS_PER_MONTH, fleet_cost
 from advisor.request import Request
 from advisor.search import PARETO_COST_WINDOW, SPEC_RULES, Candidate
@@ -127,6 +128,59 @@ def not_simulated(candidates: list[Candidate], seen: set, request: Request) -> l
                                                                        key=lambda kv: kv[1])]
 
 
+# --------------------------------------------------------------------------- lossy precisions
+
+
+def lossy_summary(entry: dict, chosen: dict | None, request: Request) -> list[str]:
+    """What allowing one lossy precision would change (an entry of Plan.lossy_alternatives),
+    in sentences."""
+    q = entry["precision"]
+    if entry.get("error"):
+        return [f"{q}: {entry['error']}"]
+    best, same = entry["best"], entry["on_chosen_gpu"]
+    if best:
+        out = [f"{q}: {_fleet(best, request)}" + (f": {_change(best)} than the chosen plan"
+                                                  if chosen else ": meets the request")]
+    else:
+        out = [f"{q}: nothing cheaper than the chosen plan" if chosen
+               else f"{q}: still no option meets the request"]
+    if same:
+        out.append(f"on {same['gpu']}: {_fleet(same, request)}: {_change(same)}")
+    if chosen and chosen["gpu"] in entry["not_offered"]:
+        out.append(f"not offered on {chosen['gpu']}: {entry['not_offered'][chosen['gpu']]}")
+    fits = entry["fits_without_offload"]
+    fast = [f for f in fits if f["meets_slo_at_batch_1"]]
+    slow = [f for f in fits if not f["meets_slo_at_batch_1"]]
+    where = "fits without offload where nothing requested does"
+    if fast:
+        out.append(f"{where} (batch 1, {fast[0]['resolution']}): " + ", ".join(
+            f"{f['gpu']} {f['batch_1_s']:.2f} s ({Setting(**f['setting']).label}, {f['source']}, "
+            f"fits up to batch {f['max_batch']})" for f in fast))
+    if slow:
+        out.append(f"{'also ' if fast else ''}{where}, but too slow for the {request.slo_label} "
+                   f"<= {request.slo_s:g} s SLO even at batch 1 with no queueing: "
+                   + ", ".join(f"{f['gpu']} {request.slo_label} >= {f['latency_floor_s']:.2f} s"
+                               for f in slow))
+    return out
+
+
+def _fleet(option: dict, request: Request) -> str:
+    fleet = option["fleet"]
+    spare = f"+{fleet['spare_gpus']}" if fleet["spare_gpus"] else ""
+    return (f"{fleet['serving_gpus']}{spare} x {option['gpu']} "
+            f"({Setting(**option['setting']).label}, batch {option['max_batch']}), "
+            f"${option['cost']['usd_per_month']:,.0f}/month, {request.slo_label} "
+            f"{option['latency'][request.slo_key]:.2f} s")
+
+
+def _change(option: dict) -> str:
+    """How an option's fleet and monthly cost differ from the chosen one's."""
+    n, usd = option["versus_chosen"]["total_gpus"], option["versus_chosen"]["usd_per_month"]
+    gpus = "as many GPUs" if n == 0 else \
+        f"{abs(n)} {'fewer' if n < 0 else 'more'} GPU{'s' if abs(n) != 1 else ''}"
+    return f"{gpus}, ${abs(usd):,.0f} {'less' if usd <= 0 else 'more'} a month"
+
+
 # --------------------------------------------------------------------------- assumptions
 
 BASIS_WORDS = {
@@ -138,7 +192,8 @@ BASIS_WORDS = {
 }
 
 
-def assumptions(request: Request) -> list[str]:
+def assumptions(request: Request, lossy: bool = False) -> list[str]:
+    """The assumptions every figure of a plan rests on; `lossy`: with the lossy alternatives."""
     d = request.deployment
     out = [
         f"demand: {request.images_per_s:.3f} img/s average, sized at the peak "
@@ -175,4 +230,10 @@ def assumptions(request: Request) -> list[str]:
     out.append("search: a candidate is simulated only while its cost lower bound (GPUs needed at "
                "full batches) could enter the top list or the cost/latency frontier, which covers"
                f" options up to {PARETO_COST_WINDOW:g}x the cheapest monthly cost")
+    if lossy:
+        out.append("lossy alternatives: each quantized precision the request does not list is "
+                   "searched alone (the first option's attention backend, the request's compile "
+                   "settings, no offload) on the GPUs of the options shown and those where "
+                   "nothing requested fits without offload, and sized only where it could cost "
+                   "less than the first option; quality: " + QUALITY_CAVEAT)
     return out + list(SPEC_RULES)

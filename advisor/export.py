@@ -57,6 +57,7 @@ def plan_document(plan: Plan, prov: dict) -> dict:
             "options": plan.options, "frontier": plan.frontier,
             "infeasible": plan.infeasible, "unfit": plan.unfit, "excluded": plan.excluded,
             "not_simulated": plan.not_simulated, "search": plan.search,
+            "lossy_alternatives": plan.lossy_alternatives,
         },
     })
 
@@ -114,7 +115,7 @@ def check_plan(path: str | Path, models, catalog,
         report["holds"] = now["holds"]
         report["problems"] += now["problems"]
         report["changes"] += _result_changes(saved, now, request)
-    best = recommend(request, models, catalog, top=1).best()
+    best = recommend(request, models, catalog, top=1, lossy=False).best()
     report["best_now"] = _summary(best) if best else None
     if best and options and _summary(best) != report["option"]:
         report["changes"].append(

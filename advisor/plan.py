@@ -4,22 +4,25 @@ re-checked under current data (`evaluate`).
 For each candidate GPU: every setting and max batch that fits in memory, with its service times
 (advisor.search); the smallest fleet meeting the latency SLO at peak demand, by queueing
 simulation (advisor.queueing), sized only while it could still matter (branch and bound); its
-cost (advisor.cost); and the reasons and assumptions in words (advisor.explain).
+cost (advisor.cost); and the reasons and assumptions in words (advisor.explain). Each lossy
+(quantized) precision the request leaves out is evaluated as an alternative: what allowing it
+would change (`Plan.lossy_alternatives`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from advisor.contract import SOURCES, Setting
+from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, SOURCES, Setting
 from advisor.cost import budget_problems, fleet_cost, gpu_price
 from advisor.coverage import Probed, accuracy, caveats
 from advisor.errors import AdvisorError
-from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, not_simulated, reason
-from advisor.queueing import simulate_cached
+from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, lossy_summary, not_simulated, \
+    reason
+from advisor.queueing import latency_floor_s, simulate_cached
 from advisor.request import Request
 from advisor.search import Candidate, Predictor, branch_and_bound, candidate_gpus, \
-    gpu_power, misfits, search_gpus, service
+    gpu_power, misfits, not_offered, search_gpus, service
 
 
 @dataclass
@@ -34,13 +37,16 @@ class Plan:
     not_simulated: list[dict]  # GPUs whose cost lower bound cannot beat the listed options
     assumptions: list[str]
     search: dict  # counts: predictions, candidates, simulations
+    lossy_alternatives: list[dict]  # per lossy precision the request leaves out: what
+    #                                 allowing it would change
 
     def best(self) -> dict | None:
         return self.options[0] if self.options else None
 
 
-def recommend(request: Request, models, catalog, top: int = 5) -> Plan:
-    """Ranked options meeting the request; see the module docstring for the search."""
+def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = True) -> Plan:
+    """Ranked options meeting the request; see the module docstring for the search. `lossy`
+    False skips the lossy alternatives (a caller re-sizing a fixed option)."""
     if top < 1:
         raise AdvisorError(f"--top: expected an integer >= 1, got {top}")
     gpus, excluded = candidate_gpus(request, catalog)
@@ -65,18 +71,108 @@ def recommend(request: Request, models, catalog, top: int = 5) -> Plan:
     shown = {o["gpu"] for o in options}
     infeasible, unfit = gpu_verdicts(candidates, unfit_notes, shown, request)
     listed = shown | {g["gpu"] for g in infeasible + unfit}
+    search = {"gpus": len(gpus), "predictions": predictor.count, "candidates": len(candidates),
+              **_sized(evaluated)}
+    alternatives = []
+    if lossy:
+        alternatives, search["lossy"] = _lossy_alternatives(
+            gpus, request, predictor, candidates, options, top, probed)
     return Plan(
         request=request, options=options, frontier=pareto_front(met, request.slo_key),
         infeasible=infeasible, unfit=unfit, excluded=excluded,
         not_simulated=not_simulated(candidates, listed, request),
-        assumptions=assumptions(request),
-        search={"gpus": len(gpus), "predictions": predictor.count,
-                "candidates": len(candidates),
-                "candidates_simulated": sum(c.sizing is not None and bool(c.sizing.trials)
-                                            for c in evaluated),
-                "simulations": sum(len(c.sizing.trials) + (c.sizing.unbounded is not None)
-                                   for c in evaluated if c.sizing)},
+        assumptions=assumptions(request, lossy=bool(alternatives)), search=search,
+        lossy_alternatives=alternatives,
     )
+
+
+def _sized(evaluated: list[Candidate]) -> dict:
+    """How many candidates branch and bound sized, by how many simulations."""
+    return {"candidates_simulated": sum(c.sizing is not None and bool(c.sizing.trials)
+                                        for c in evaluated),
+            "simulations": sum(len(c.sizing.trials) + (c.sizing.unbounded is not None)
+                               for c in evaluated if c.sizing)}
+
+
+def _lossy_alternatives(gpus, request: Request, predictor: Predictor, candidates, options,
+                        top: int, probed) -> tuple[list[dict], dict]:
+    """Per lossy precision the request leaves out, what allowing it would change: the cheapest
+    option with it where it costs less than the first of `options` (the chosen one), the
+    cheapest on the chosen GPU, and the GPUs where nothing of the request fits without offload
+    but it does; each with the quality caveat. And the counts of that work.
+
+    Kept cheap: its settings alone are searched (the request's are already), with the chosen
+    option's attention backend (attention runs on bf16 activations whatever the weights), on
+    the GPUs of the `top` options shown and those where nothing requested fits without offload
+    (every GPU when no option meets the request), through the same predictor (its cache) and
+    simulation cache; a candidate is sized only while it could cost less than the chosen one."""
+    chosen = options[0] if options else None
+    plain = {c.gpu.id for c in candidates if c.setting.offload == "none"}
+    shown = {o["gpu"] for o in options[:top]}
+    searched = [g for g in gpus if g.id in shown or g.id not in plain] if chosen else gpus
+    ceiling = chosen["cost"]["usd_per_month"] if chosen else math.inf
+    out, work, start = [], {"candidates": 0, "candidates_simulated": 0, "simulations": 0}, \
+        predictor.count
+    for precision in (q for q in QUANTIZATIONS if q not in request.precisions):
+        alt = request.with_changes(precisions=(precision,), offload=("none",), attention=(
+            (chosen["setting"]["attention"],) if chosen else request.attention))
+        entry = {"precision": precision, "scheme": QUANTIZATIONS[precision].scheme,
+                 "caveat": QUALITY_CAVEAT, "best": None, "on_chosen_gpu": None,
+                 "fits_without_offload": [], "searched": [g.id for g in searched],
+                 "not_offered": {g.id: why for g in searched
+                                 if (why := not_offered(g, precision))}}
+        try:
+            found, notes = search_gpus(searched, alt, predictor)
+        except AdvisorError as exc:  # models without figures for it: said, not fatal
+            entry["error"] = f"not evaluated: {exc}"
+            out.append({**entry, "summary": lossy_summary(entry, chosen, request)})
+            continue
+        mine = [c for g in searched if not notes[g.id].get("power")
+                for c in found.get(g.id, [])]
+        evaluated = branch_and_bound(mine, alt, 1, ceiling, frontier=False)
+        entry["best"] = _cheapest(evaluated, request, probed, chosen)
+        if chosen and (entry["best"] or {}).get("gpu") != chosen["gpu"]:
+            # the chosen GPU's candidates, pruned above by the cheaper option on another GPU
+            same = branch_and_bound([c for c in mine if c.gpu.id == chosen["gpu"]], alt, 1,
+                                    ceiling, frontier=False)
+            entry["on_chosen_gpu"] = _cheapest(same, request, probed, chosen)
+            seen = {id(c) for c in evaluated}
+            evaluated += [c for c in same if id(c) not in seen]
+        entry["fits_without_offload"] = [_fits(g, found[g.id], request) for g in searched
+                                         if g.id not in plain and found.get(g.id)]
+        work["candidates"] += len(mine)
+        for key, value in _sized(evaluated).items():
+            work[key] += value
+        out.append({**entry, "summary": lossy_summary(entry, chosen, request)})
+    return out, {"predictions": predictor.count - start, **work}
+
+
+def _cheapest(evaluated: list[Candidate], request: Request, probed, chosen) -> dict | None:
+    """The cheapest option among sized candidates, with its change from the chosen option."""
+    met = [_option(c, request, probed) for c in evaluated if c.sizing and c.sizing.n_gpus]
+    best = min(met, key=lambda o: (o["cost"]["usd_per_month"], o["latency"][request.slo_key]),
+               default=None)
+    if best and chosen:
+        best["versus_chosen"] = {
+            "total_gpus": best["fleet"]["total_gpus"] - chosen["fleet"]["total_gpus"],
+            "usd_per_month": best["cost"]["usd_per_month"] - chosen["cost"]["usd_per_month"]}
+    return best
+
+
+def _fits(gpu, found: list[Candidate], request: Request) -> dict:
+    """A GPU that fits a lossy precision without offload: its fastest batch-of-one setting at
+    the mix's first resolution, the largest batch that fits, and the SLO quantile of
+    batch-of-one service over the mix (as sized: advisor.queueing.latency_floor_s), which more
+    GPUs cannot lower."""
+    label = request.resolutions[0].label
+    ones = [c for c in found if c.max_batch == 1]
+    fastest = min(ones, key=lambda c: c.predictions[label][1].latency.total_s)
+    pred = fastest.predictions[label][1]
+    floor = min(latency_floor_s(c.service, request.slo_quantile) for c in ones)
+    return {"gpu": gpu.id, "setting": fastest.setting.as_dict(), "resolution": label,
+            "batch_1_s": pred.latency.total_s, "batch_1_interval_s": list(pred.latency.interval_s),
+            "source": pred.source, "max_batch": max(c.max_batch for c in found),
+            "latency_floor_s": floor, "meets_slo_at_batch_1": floor <= request.slo_s}
 
 
 def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, max_batch: int,
@@ -137,6 +233,8 @@ def _option(c: Candidate, request: Request, probed: Probed | None) -> dict:
             "source_detail": full.source_detail,
         }
         notes += [x for x in caveats(full, c.gpu, probed) if x not in notes]
+    if c.setting.precision in QUANTIZATIONS:
+        notes.append(f"{c.setting.precision}: {QUALITY_CAVEAT}")
     least_sure = max((p for preds in c.predictions.values() for p in preds.values()),
                      key=lambda p: SOURCES.index(p.source))
     latency = _latency(c.sizing.result)

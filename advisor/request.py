@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS, shape_label
+from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS, QUANTIZATIONS, \
+    shape_label
 from advisor.errors import AdvisorError, describe
 from advisor.inputs import is_number, load_yaml, read_text
 from advisor.queueing import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP, Simulation
@@ -27,6 +28,9 @@ MAX_CAPTION_TOKENS = 512
 MAX_IMAGES_PER_S = 1e6  # average demand: a million GPUs' worth, beyond any fleet max_gpus allows
 
 DEFAULT_BATCHES = (1, 2, 4, 8, 16)
+# Only bf16 unless the request lists more: the quantized precisions are lossy and image quality
+# is not measured here, so none is chosen unasked (the plan says what each would change).
+DEFAULT_PRECISIONS = ("bf16",)
 DEFAULTS = {
     "steps": 9, "guidance_scale": 0.0, "caption_tokens": 64, "peak_factor": 1.0,
     "window_s": 0.1, "memory_margin_gb": 1.0, "latency_basis": "auto", "max_gpus": 1024,
@@ -89,7 +93,7 @@ class Request:
     caption_tokens: int = DEFAULTS["caption_tokens"]
     gpus: tuple[str, ...] | None = None  # None: every runnable catalog GPU
     segments: tuple[str, ...] | None = None
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS
     batches: tuple[int, ...] = DEFAULT_BATCHES
     compile: tuple[bool, ...] = (False, True)
     attention: tuple[str, ...] = ATTENTIONS
@@ -229,7 +233,9 @@ def _parse(data: dict, f: "Fields") -> Request:
         caption_tokens=f.integer(data, "caption_tokens", low=1, high=MAX_CAPTION_TOKENS),
         gpus=_gpu_ids(candidates.get("gpus", "all"), f),
         segments=f.choices(candidates, "candidates.segments", SEGMENTS, default=None),
-        precisions=f.choices(settings, "settings.precisions", PRECISIONS, PRECISIONS),
+        precisions=f.choices(settings, "settings.precisions", PRECISIONS, DEFAULT_PRECISIONS,
+                             note=f"{', '.join(QUANTIZATIONS)} are lossy: listed only when "
+                             "wanted"),
         batches=_batches(settings.get("batches", list(DEFAULT_BATCHES)), f),
         compile=_compile(settings.get("compile", [False, True]), f),
         attention=f.choices(settings, "settings.attention", ATTENTIONS, ATTENTIONS),
@@ -423,13 +429,22 @@ class Fields:
             raise self.error(path, f"one of {', '.join(allowed)}", describe(value))
         return value
 
-    def choices(self, mapping: dict, path: str, allowed: tuple[str, ...], default):
+    def choices(self, mapping: dict, path: str, allowed: tuple[str, ...], default,
+                note: str = ""):
+        """A non-empty list of names from `allowed`; an unknown name is named, with the
+        closest known one. `note` is added to the expected values."""
         key = path.rsplit(".", 1)[-1]
         if key not in mapping:
             return default
         value = mapping[key]
         if not (isinstance(value, list) and value and all(v in allowed for v in value)):
-            raise self.error(path, f"a non-empty list of {', '.join(allowed)}", describe(value))
+            unknown = next((v for v in value if v not in allowed), None) \
+                if isinstance(value, list) else None
+            close = difflib.get_close_matches(str(unknown), allowed, n=1) if unknown else []
+            found = describe(value) + (f": {unknown!r} is not one of them" + (
+                f"; did you mean '{close[0]}'?" if close else "") if unknown is not None else "")
+            raise self.error(path, f"a non-empty list of {', '.join(allowed)}"
+                             + (f" ({note})" if note else ""), found)
         return tuple(dict.fromkeys(value))
 
     def prices(self, mapping: dict, path: str) -> dict:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from advisor.contract import CFG_GUIDANCE_SCALE, Config, Prediction, Setting
+from advisor.contract import CFG_GUIDANCE_SCALE, COMPUTE_PRECISIONS, QUANTIZATIONS, Config, \
+    Prediction, Setting, compute_precision, unsupported_reason
 from advisor.cost import Price, budget_problems, fleet_cost, gpu_price, gpus_within
 from advisor.errors import AdvisorError
 from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
@@ -27,6 +28,7 @@ from advisor.request import Request
 # beyond it every candidate would need simulating, for trade-offs few buyers consider.
 PARETO_COST_WINDOW = 1.5
 SIXTEEN_BIT = ("bf16", "fp16")
+THIRTY_TWO_BIT = ("fp32", "fp32-tf32")
 SPEC_RULES = (
     "fp16 is searched only where the GPU has no bf16 path: the catalog gives both the same dense "
     "rate and they store the same weight bytes",
@@ -34,6 +36,11 @@ SPEC_RULES = (
     "weight bytes and the catalog's dense rate is at most half the 16-bit one",
     "offload settings are searched only on GPUs where no setting fits without offload: "
     "offload only adds host transfers",
+    f"the quantized precisions ({', '.join(QUANTIZATIONS)}) are searched without offload only "
+    "(never measured with it), and only on GPUs of the compute capability each needs (catalog "
+    "compute_capability; " + ", ".join(f"{q} from {k.min_capability[0]}.{k.min_capability[1]}"
+                                       for q, k in QUANTIZATIONS.items() if k.min_capability)
+    + ")",
 )
 
 
@@ -91,14 +98,26 @@ def _known(catalog, gpu_id: str, field_name: str):
         raise AdvisorError(f"{field_name}: {exc}") from None
 
 
+def not_offered(gpu, precision: str) -> str | None:
+    """Why catalog GPU `gpu` cannot run `precision`, or None when it can: the contract's rule
+    on its compute capability (fp8 needs 8.9), or no dense path for the precision its matmuls
+    run at."""
+    major, dot, minor = gpu.compute_capability.partition(".")
+    capability = (int(major), int(minor)) if dot and major.isdigit() and minor.isdigit() \
+        else None  # not a CUDA capability (an AMD gfx target)
+    rate = compute_precision(precision)
+    return unsupported_reason(precision, capability) or (
+        None if gpu.dense_tflops(rate) else f"no dense {rate} path in the catalog entry")
+
+
 def _precisions(gpu, request: Request) -> list[str]:
-    """The request's precisions this GPU has a dense path for, after the SPEC_RULES."""
-    have = [p for p in request.precisions if gpu.dense_tflops(p)]
-    sixteen = [p for p in have if p in SIXTEEN_BIT]
-    if "bf16" in sixteen and "fp16" in sixteen \
+    """The request's precisions this GPU can run, after the SPEC_RULES."""
+    have = [p for p in request.precisions if not not_offered(gpu, p)]
+    if "bf16" in have and "fp16" in have \
             and gpu.dense_tflops("fp16") == gpu.dense_tflops("bf16"):
-        sixteen.remove("fp16")
-    return sixteen or have
+        have.remove("fp16")
+    narrow = any(p in SIXTEEN_BIT for p in have)
+    return [p for p in have if not (narrow and p in THIRTY_TWO_BIT)]
 
 
 def gpu_power(gpu, preds) -> tuple[float | None, str]:
@@ -189,14 +208,18 @@ def search_gpus(gpus, request: Request, predictor: Predictor) -> tuple[dict, dic
     precisions = {g.id: _precisions(g, request) for g in gpus}
     for g in gpus:
         if not precisions[g.id]:
-            notes[g.id]["no_precision"] = (f"no dense {'/'.join(request.precisions)} path in "
-                                           "the catalog entry")
+            others = [p for p in COMPUTE_PRECISIONS
+                      if p not in request.precisions and not not_offered(g, p)]
+            notes[g.id]["no_precision"] = "; ".join(
+                f"{p}: {not_offered(g, p)}" for p in request.precisions) + (
+                f" (it has {', '.join(others)}: add to settings.precisions)" if others else "")
     searchable = [g for g in gpus if precisions[g.id]]
 
     def settings(gpu, offloads):
         return [Setting(precision=p, attention=a, compile=c, offload=o)
                 for p in precisions[gpu.id] for c in request.compile
-                for a in request.attention for o in offloads]
+                for a in request.attention for o in offloads
+                if o == "none" or p not in QUANTIZATIONS]
 
     plain = [o for o in request.offload if o == "none"]
     offloaded = [o for o in request.offload if o != "none"]
@@ -293,9 +316,12 @@ def _undominated(candidates: list[Candidate]) -> list[Candidate]:
 # --------------------------------------------------------------------------- branch and bound
 
 
-def branch_and_bound(candidates: list[Candidate], request: Request, top: int) -> list:
+def branch_and_bound(candidates: list[Candidate], request: Request, top: int,
+                     ceiling_usd: float = math.inf, frontier: bool = True) -> list:
     """Size candidates in order of their cost lower bound while they can still matter; the
-    candidates sized (or rejected on the way), each with its `sizing`."""
+    candidates sized (or rejected on the way), each with its `sizing`. Options costing
+    `ceiling_usd` a month or more never matter; `frontier` False: only the ranking does (not
+    the Pareto frontier)."""
     rate = request.peak_images_per_s
     for c in candidates:
         c.latency_floor_s = latency_floor_s(c.service, request.slo_quantile)
@@ -319,14 +345,14 @@ def branch_and_bound(candidates: list[Candidate], request: Request, top: int) ->
         ranked = sorted(best.values())
         beaten = c.cost_lower >= best.get(c.gpu.id, math.inf) or (
             len(ranked) >= top and c.cost_lower > ranked[top - 1])
-        cheapest = min(best.values(), default=math.inf)
-        if beaten and (c.cost_lower > PARETO_COST_WINDOW * cheapest or any(
+        window = PARETO_COST_WINDOW * min(best.values(), default=math.inf) if frontier else 0.0
+        if c.cost_lower >= ceiling_usd or beaten and (c.cost_lower > window or any(
                 cost <= c.cost_lower and latency <= c.latency_floor_s for cost, latency in met)):
             continue  # cannot enter the ranking nor the frontier
         # beyond this monthly cost the option could enter neither the ranking nor the frontier
-        limit = max(min(best.get(c.gpu.id, math.inf),
-                        ranked[top - 1] if len(ranked) >= top else math.inf),
-                    PARETO_COST_WINDOW * cheapest)
+        limit = min(ceiling_usd, max(min(best.get(c.gpu.id, math.inf),
+                                         ranked[top - 1] if len(ranked) >= top else math.inf),
+                                     window))
         c.sizing = size_fleet(c.service, rate, request.slo_quantile, request.slo_s,
                               request.window_s, request.max_gpus - request.n_plus_one,
                               request.simulation,

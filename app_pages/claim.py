@@ -2,7 +2,8 @@ import streamlit as st
 
 from advisor import MEASUREMENTS_DIR
 from advisor.app.claim import claim_tables
-from advisor.claims import COMPUTE_PRECISIONS, check_claim, measured_mfu_ceiling
+from advisor.app import LOSSY_NOTE, precision_label
+from advisor.claims import CLAIM_PRECISIONS, UNMODELLED, check_claim, measured_mfu_ceiling
 from advisor.errors import AdvisorError
 from app_pages.common import catalog, data_banner, models_or_reason, table
 
@@ -36,7 +37,11 @@ batch = c3.number_input("Batch", 1, 256, 8, key="claim_batch")
 vram = c4.number_input("Claimed GPU memory (GB, 0: not stated)", 0.0, 2048.0, 0.0,
                        key="claim_vram")
 c1, c2, c3 = st.columns([2, 1, 1])
-precision = c1.selectbox("Precision", ["not stated", *COMPUTE_PRECISIONS], key="claim_precision")
+precision = c1.selectbox(
+    "Precision", ["not stated", *CLAIM_PRECISIONS], key="claim_precision",
+    format_func=lambda p: f"{p} (not modelled)" if p in UNMODELLED else precision_label(p),
+    help=f"{LOSSY_NOTE}. Not modelled: " + "; ".join(
+        f"{p}: {q.scheme}" for p, q in UNMODELLED.items()))
 cfg = c2.toggle("Classifier-free guidance", key="claim_cfg")
 caption = c3.number_input("Caption tokens", 1, 512, 64, key="claim_caption")
 

@@ -1,11 +1,13 @@
 import streamlit as st
 
+from advisor.app import LOSSY_NOTE, precision_label
 from advisor.app.charts import curve_figure, residuals_figure, utilization_figure
 from advisor.app.explore import (
     BATCHES, SQUARE_SIDES, curve_queries, measured_along, measured_setting, model_row,
-    predicted_frame, validation_frames,
+    predicted_frame, quantized_along, validation_frames,
 )
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, Setting
+from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Setting
+from advisor.errors import AdvisorError
 from app_pages.common import (
     data_banner, measurements_frame, models, provenance_note, table, validation,
 )
@@ -23,7 +25,8 @@ c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
 gpu = c1.selectbox("GPU", gpu_ids, key="explore_gpu",
                    format_func=lambda g: f"{g} ({'measured' if g in m.probed else 'transferred'})")
 setting = Setting(
-    precision=c2.selectbox("Precision", PRECISIONS, key="explore_precision"),
+    precision=c2.selectbox("Precision", PRECISIONS, key="explore_precision",
+                           format_func=precision_label, help=LOSSY_NOTE),
     attention=c3.selectbox("Attention", ATTENTIONS, key="explore_attention"),
     compile=c4.toggle("torch.compile", key="explore_compile"),
     offload=c5.selectbox("CPU offload", OFFLOADS, key="explore_offload"),
@@ -39,23 +42,34 @@ else:
     height = width = a2.select_slider("Resolution (square)", SQUARE_SIDES, value=1024,
                                       key="explore_side")
 
-predicted = predicted_frame(m, curve_queries(axis, gpu, setting, height, width, batch))
 points = measured_along(frame, axis, gpu, setting, height, width, batch)
 ok, oom = points[points.status == "ok"], points[points.status == "oom"]
+quantized = quantized_along(frame, axis, gpu, setting, height, width, batch)
+quantized = quantized[quantized.status == "ok"]
+if setting.precision in QUANTIZATIONS or len(quantized):
+    st.warning(LOSSY_NOTE, icon=":material/warning:")
+try:  # a precision the GPU cannot run (fp8 below compute capability 8.9), or with offload
+    predicted = predicted_frame(m, curve_queries(axis, gpu, setting, height, width, batch))
+except AdvisorError as exc:
+    st.warning(f"Not predicted: {exc}", icon=":material/block:")
+    st.stop()
 x = "megapixels" if axis == "resolution" else "batch"
 
 left, right = st.columns(2)
 left.plotly_chart(curve_figure(predicted, ok, x, "latency_s", "latency_lo_s", "latency_hi_s",
-                               "Latency of one batch (s)", "seconds"), key="explore_latency")
+                               "Latency of one batch (s)", "seconds", quantized=quantized),
+                  key="explore_latency")
 right.plotly_chart(curve_figure(predicted, ok, x, "peak_memory_gb", "memory_lo_gb", "memory_hi_gb",
                                 "Peak GPU memory (GB, as nvidia-smi shows)", "GB",
-                                limit=predicted.capacity_gb.iat[0], ooms=oom),
+                                limit=predicted.capacity_gb.iat[0], ooms=oom,
+                                quantized=quantized),
                    key="explore_memory")
 basis = model_row(predicted)
 st.caption(f"Line: {basis.source} — {basis.source_detail}. Shaded: 90% interval "
            f"({basis.interval_basis}). Open circles: {len(ok)} measured record(s); "
-           f"✕: {len(oom)} out-of-memory record(s). Points on the line that match a probed "
-           "config show the measured figure.")
+           f"✕: {len(oom)} out-of-memory record(s); diamonds: {len(quantized)} measured "
+           "record(s) at a quantized precision, same GPU and other settings. Points on the line "
+           "that match a probed config show the measured figure.")
 
 with st.expander("The numbers behind the curves"):
     table("explore_numbers", predicted.drop(columns=["source_detail", "interval_basis"]),

@@ -1,8 +1,10 @@
 import streamlit as st
 
+from advisor.app import LOSSY_NOTE, precision_label
 from advisor.app.explore import SQUARE_SIDES
 from advisor.app.gpus import catalog_predictions, fit_limits
-from advisor.contract import PRECISIONS
+from advisor.contract import PRECISIONS, QUANTIZATIONS
+from advisor.errors import AdvisorError
 from app_pages.common import catalog, data_banner, models, provenance_note, table
 
 st.title("GPUs")
@@ -13,8 +15,16 @@ data_banner()
 p1, p2, p3 = st.columns(3)
 side = p1.select_slider("Resolution (square)", SQUARE_SIDES, value=1024, key="gpus_side")
 batch = p2.number_input("Batch", 1, 64, 1, key="gpus_batch")
-precision = p3.selectbox("Precision", PRECISIONS, key="gpus_precision")
-frame = catalog_predictions(models(), catalog(), side, side, batch, precision)
+precision = p3.selectbox("Precision", PRECISIONS, key="gpus_precision",
+                         format_func=precision_label, help=LOSSY_NOTE)
+if precision in QUANTIZATIONS:
+    st.caption(f"⚠ {LOSSY_NOTE}")
+try:  # models without figures for a (quantized) precision say so
+    frame = catalog_predictions(models(), catalog(), side, side, batch, precision)
+    limits = fit_limits(models(), catalog(), precision)
+except AdvisorError as exc:
+    st.warning(f"Not predicted: {exc}", icon=":material/block:")
+    st.stop()
 
 c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 1, 1])
 text = c1.text_input("Search name or id", key="gpus_search")
@@ -64,7 +74,6 @@ st.caption(f"At {precision}, per CPU-offload setting: the largest batch of 1024x
            "measured under an emulated card size (capped-measured: `advisor probe --min-cap` on "
            "an H200; the cap a run needs is the same on every GPU of a software stack), or the "
            "fitted model. Sizes beyond the searched ones (batch 64, 4096 px) are not tried.")
-limits = fit_limits(models(), catalog(), precision)
 limits = limits[limits.gpu.isin(shown.id)]
 table("gpus_limits", limits, height=min(38 + 35 * len(limits), 600),
       column_order=("name", "offload", "batch_1024", "batch_1024_source", "side_b1",

@@ -6,9 +6,10 @@ from advisor.app.charts import cost_latency_figure, fleet_figure, throughput_fig
 from advisor.app.plan_form import (
     DEMAND_UNITS, editor_rows, form_from_request, request_from_form, request_from_upload,
 )
+from advisor.app import LOSSY_NOTE, precision_label
 from advisor.app.plan_results import (
-    fleet_vs_demand, frontier_frame, headline, not_recommended_frame, options_frame, plan_yaml,
-    planner_key, reasons_markdown,
+    fleet_vs_demand, frontier_frame, headline, lossy_frame, lossy_markdown, not_recommended_frame,
+    options_frame, plan_yaml, planner_key, reasons_markdown,
 )
 from advisor.app.uploads import MAX_UPLOAD_MB
 from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS
@@ -124,8 +125,11 @@ def request_form() -> dict:
     st.subheader("Candidates")
     f["gpus"] = st.multiselect("GPUs (empty: every runnable catalog GPU)", ids, key="plan_gpus")
     f["segments"] = st.multiselect("Segments (empty: all)", SEGMENTS, key="plan_segments")
+    f["precisions"] = st.multiselect(
+        "Precisions", PRECISIONS, key="plan_precisions", format_func=precision_label,
+        help="bf16 alone by default; the plan says what each lossy one left out would change")
+    st.caption(f"⚠ {LOSSY_NOTE}")
     with st.expander("Settings searched and constraints"):
-        f["precisions"] = st.multiselect("Precisions", PRECISIONS, key="plan_precisions")
         batches = sorted({1, 2, 4, 8, 16, 32, *st.session_state.plan_batches})
         f["batches"] = st.multiselect("Max batch sizes (must include 1)", batches,
                                       key="plan_batches")
@@ -173,6 +177,25 @@ def show_answer(plan) -> None:
     st.caption(f"Fleet and latency: queueing simulation on **{h['sources']}** service times · "
                f"prices: {h['price_source']}")
     st.markdown(f"**How sure:** {h['sure']}")
+    if h["lossy"]:
+        st.warning(h["lossy"], icon=":material/warning:")
+
+
+def show_lossy(plan, request) -> None:
+    """What each lossy precision the request leaves out would change, with the caveat."""
+    if not plan.lossy_alternatives:
+        return
+    number = st.column_config.NumberColumn
+    st.subheader("What a lossy precision would change")
+    st.warning(LOSSY_NOTE, icon=":material/warning:")
+    table("plan_lossy", lossy_frame(plan), column_config={
+        "usd_per_month": number("USD / month", format="$%,.0f"),
+        "gpus_change": number("GPUs vs chosen", format="%+d"),
+        "usd_per_month_change": number("USD / month vs chosen", format="$%+,.0f"),
+        "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
+        "fits_without_offload": "fits without offload (nothing requested does)",
+        "quality": "quality"})
+    st.markdown(lossy_markdown(plan))
 
 
 def show_tables_and_charts(plan, m, request, key: str) -> None:
@@ -246,6 +269,7 @@ with st.spinner("Sizing fleets (queueing simulation) for every GPU and setting�
 
 show_answer(plan)
 show_tables_and_charts(plan, m, request, key)
+show_lossy(plan, request)
 uploads = st.session_state.get(USER_UPLOADS) if using_user_data() else None
 cat = catalog()
 st.download_button("Download this plan (YAML)", lambda: plan_yaml(plan, m, cat, uploads),

@@ -58,6 +58,11 @@ def main() -> int:
           f"{plan.search['gpus']} GPUs searched, {plan.search['predictions']} predictions, "
           f"{plan.search['candidates']} candidates, {plan.search['candidates_simulated']} sized "
           f"by {plan.search['simulations']} simulations ({request.simulation.describe()})")
+    lossy = plan.search.get("lossy")
+    if lossy:
+        print(f"lossy alternatives ({', '.join(a['precision'] for a in plan.lossy_alternatives)}):"
+              f" {lossy['predictions']} predictions, {lossy['candidates']} candidates, "
+              f"{lossy['candidates_simulated']} sized by {lossy['simulations']} simulations")
     if best:
         print(f"best: {best['fleet']['total_gpus']} x {best['gpu']} batch {best['max_batch']}, "
               f"${best['cost']['usd_per_month']:,.0f}/month")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import pandas as pd
 import pytest
 
 from advisor import REPO_ROOT
@@ -15,6 +16,7 @@ from advisor.app.plan_results import plan_yaml
 from advisor.app.uploads import (
     MAX_UPLOAD_MB, parse_records_upload, parse_yaml_mapping, upload_text,
 )
+from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS
 from advisor.errors import AdvisorError
 from advisor.request import Request
 from tests.synthetic import make_record
@@ -220,6 +222,28 @@ def test_plan_page_loads_uploaded_request():
     assert set(table(at, "plan_options").gpu) == {"l40s-48gb"}
 
 
+def test_plan_page_offers_precisions_with_the_lossy_ones_marked():
+    at = open_page("plan")
+    precisions = at.sidebar.multiselect(key="plan_precisions")
+    assert precisions.value == ["bf16"]  # the example request: nothing lossy unless asked for
+    assert {"fp8 (lossy)", "fp8-wo (lossy)", "int8-wo (lossy)", "bf16"} <= set(precisions.options)
+    assert any(QUALITY_CAVEAT in c.value for c in at.sidebar.caption)  # beside the choice
+
+
+def test_plan_page_says_what_each_lossy_precision_would_change():
+    at = open_page("plan")
+    lossy = table(at, "plan_lossy")
+    assert set(lossy.precision) == set(QUANTIZATIONS)
+    assert (lossy.quality == QUALITY_CAVEAT).all()
+    assert any(QUALITY_CAVEAT in w.value for w in at.warning)
+    shown = " ".join(m.value for m in at.markdown)
+    assert all(f"- **{q}** (" in shown for q in QUANTIZATIONS)
+    # allowing one lossy precision takes it out of the alternatives
+    at.sidebar.multiselect(key="plan_precisions").select("int8-wo").run()
+    assert not at.exception, at.exception
+    assert set(table(at, "plan_lossy").precision) == {"fp8", "fp8-wo"}
+
+
 def test_plan_page_bad_form_value_shows_error():
     at = open_page("plan")
     at.number_input(key="plan_slo_s").set_value(0.1).run()
@@ -241,6 +265,47 @@ def test_explore_page_batch_changes_curve():
     at.radio(key="explore_axis").set_value("batch").run()
     assert not at.exception
     assert list(table(at, "explore_numbers").batch) == list(BATCHES)
+
+
+def test_explore_page_marks_a_lossy_precision_and_refuses_what_a_gpu_cannot_run():
+    at = open_page("explore")
+    assert "int8-wo (lossy)" in at.selectbox(key="explore_precision").options
+    at.selectbox(key="explore_precision").set_value("int8-wo").run()
+    assert not at.exception, at.exception
+    assert any(QUALITY_CAVEAT in w.value for w in at.warning)
+    at.selectbox(key="explore_gpu").set_value("a100-sxm-80gb")
+    at.selectbox(key="explore_precision").set_value("fp8").run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("Not predicted: ") and "8.9" in w.value for w in at.warning)
+
+
+def test_quantized_records_are_drawn_apart_beside_the_curve():
+    from advisor.app.charts import curve_figure
+    from advisor.app.explore import quantized_along
+    from advisor.app.measurements import records_frame
+    from advisor.contract import Setting
+
+    records = [make_record(height=s, width=s, precision=p) for s in (512, 1024)
+               for p in ("bf16", "int8-wo", "fp8")]
+    frame = records_frame(records)
+    gpu = frame.gpu.iat[0]
+    quantized = quantized_along(frame, "resolution", gpu, Setting(), 1024, 1024, 1)
+    assert sorted(quantized.precision.unique()) == ["fp8", "int8-wo"] and len(quantized) == 4
+    predicted = pd.DataFrame({"megapixels": [0.26, 1.05], "latency_s": [1.0, 2.0],
+                              "latency_lo_s": [0.9, 1.8], "latency_hi_s": [1.1, 2.2],
+                              "resolution": ["512x512", "1024x1024"], "source": "fitted"})
+    measured = frame[frame.precision == "bf16"]
+    figure = curve_figure(predicted, measured, "megapixels", "latency_s", "latency_lo_s",
+                          "latency_hi_s", "t", "s", quantized=quantized)
+    traces = {t.name: t for t in figure.data}
+    assert traces["measured"].marker.symbol == "circle-open"
+    for q in ("fp8", "int8-wo"):
+        assert traces[f"measured {q} (lossy)"].marker.symbol == "diamond-open"
+        assert len(traces[f"measured {q} (lossy)"].x) == 2
+    # the lossy setting's own records are marked too
+    own = curve_figure(predicted, frame[frame.precision == "int8-wo"], "megapixels", "latency_s",
+                       "latency_lo_s", "latency_hi_s", "t", "s")
+    assert [t.name for t in own.data if t.mode == "markers"] == ["measured (lossy)"]
 
 
 # --------------------------------------------------------------------------- GPUs page
@@ -266,6 +331,16 @@ def test_gpus_page_says_what_fits_each_card_with_its_source():
     assert small[small.offload == "none"].batch_1024_source.str.startswith("nothing fits").all()
     at.number_input(key="gpus_min_mem").set_value(100).run()
     assert (table(at, "gpus_limits").capacity_gb >= 100).all()
+
+
+def test_gpus_page_at_a_lossy_precision_says_which_cards_cannot_run_it():
+    at = open_page("gpus")
+    at.selectbox(key="gpus_precision").set_value("fp8").run()
+    assert not at.exception, at.exception
+    assert any(QUALITY_CAVEAT in c.value for c in at.caption)
+    rows = table(at, "gpus_table").set_index("id")
+    assert rows.note["a100-sxm-80gb"].startswith("not modelled at fp8: fp8 needs fp8 support")
+    assert set(table(at, "gpus_limits").offload) == {"none"}  # never run with offload
 
 
 def test_gpus_page_resolution_changes_throughput():

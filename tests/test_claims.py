@@ -7,7 +7,8 @@ import pytest
 
 from advisor import workload
 from advisor.catalog import load_catalog
-from advisor.claims import check_claim
+from advisor.claims import CLAIM_PRECISIONS, check_claim
+from advisor.contract import PRECISIONS, QUALITY_CAVEAT, QUANTIZATIONS
 from advisor.cli import main
 from advisor.errors import AdvisorError
 from tests.fake_models import FakeModels
@@ -117,6 +118,70 @@ def test_memory_claims():
     int4 = check_claim(card, 1024, 1024, seconds_per_image=20, vram_gb=6)
     assert int4["verdict"] == "plausible"
     assert "fits only with int4 weights, no offload" in " ".join(int4["reasons"])
+
+
+def test_a_claim_names_a_modelled_precision_or_an_unmodelled_one():
+    assert CLAIM_PRECISIONS == PRECISIONS + ("int8", "int4")
+    with pytest.raises(AdvisorError, match="--precision: expected one of bf16, fp16, fp32, "
+                                           "fp32-tf32, fp8, fp8-wo, int8-wo, int8, int4, got 'q4'"):
+        check_claim(H100, 1024, 1024, seconds_per_image=1, precision="q4")
+    # weight-only precisions run their matmuls at bf16: held to that peak
+    wo = check_claim(H100, 1024, 1024, seconds_per_image=1.6, precision="int8-wo")
+    assert wo["arithmetic"]["peak_precision"] == "bf16"
+    assert "int8-wo runs its matmuls at bf16" in wo["reasons"][1]
+    assert wo["arithmetic"]["min_resident_gb"] == pytest.approx(
+        workload.weight_bytes("int8")["total"] / 1e9)
+
+
+def test_a_fast_claim_only_a_quantized_setting_explains_says_which():
+    models = FakeModels(CATALOG)
+    # the fake law: bf16 at best ~1.5 s per image on an H100, fp8 (its 2x peak) ~0.85 s
+    fast = check_claim(H100, 1024, 1024, seconds_per_image=0.7, models=models)
+    assert fast["verdict"] == "plausible"
+    only = fast["prediction"]["quantized_only"]
+    assert only["limit"] == "speed" and only["precisions"] == ["fp8"]
+    assert only["fastest"]["config"]["precision"] == "fp8"
+    reason = next(r for r in fast["reasons"] if r.startswith("only a quantized setting"))
+    assert reason.startswith("only a quantized setting makes the claimed speed possible: no "
+                             "other setting that fits is fast enough; fp8 can (fp8 flash "
+                             "compile predicted ")
+    assert reason.endswith(QUALITY_CAVEAT)
+    # the same speed claimed at bf16 is held to bf16, with no quantized way out
+    bf16 = check_claim(H100, 1024, 1024, seconds_per_image=0.7, precision="bf16", models=models)
+    assert bf16["verdict"] == "implausible" and bf16["prediction"]["quantized_only"] is None
+
+
+def test_a_low_vram_claim_only_quantized_weights_explain_says_which():
+    models = FakeModels(CATALOG)
+    # 12 GB and 1.5 s per image: bf16 needs 12.3 GB resident even with model offload, and
+    # sequential offload streams the transformer for longer than the claimed batch
+    claim = check_claim(H100, 1024, 1024, seconds_per_image=1.5, vram_gb=12, models=models)
+    assert claim["verdict"] == "plausible"
+    assert "without offload only quantized weights fit: fp8 (fp8/fp8-wo), int8 (int8-wo/int8), " \
+        "int4 (int4)" in " ".join(claim["reasons"])
+    only = claim["prediction"]["quantized_only"]
+    assert only["limit"] == "memory" and set(only["precisions"]) <= set(QUANTIZATIONS)
+    assert any(r.startswith("only a quantized setting makes the claimed memory possible: no "
+                            "other setting fits in 12 GB; ") for r in claim["reasons"])
+
+
+def test_a_quantized_claim_on_a_card_that_cannot_run_it_gets_no_prediction():
+    a100 = CATALOG.get("a100-sxm-80gb")  # FakeModels refuses fp8 below compute capability 8.9
+    claim = check_claim(a100, 1024, 1024, seconds_per_image=2, precision="fp8",
+                        models=FakeModels(CATALOG))
+    assert claim["prediction"] is None
+    assert any(r.startswith("no fitted prediction: fp8 is not offered on the NVIDIA A100 SXM4 "
+                            "80GB: fp8 needs fp8 support") for r in claim["reasons"])
+
+
+def test_models_without_one_precision_still_predict_the_others():
+    models = FakeModels(CATALOG, lacking=("int8-wo",))
+    claim = check_claim(A100_PCIE_40, 1024, 1024, steps=8, batch=8, images_per_second=3.27,
+                        models=models)
+    assert claim["prediction"]["fastest"]["config"]["precision"] == "bf16"
+    assert any(r.startswith("note: no prediction for one precision: a100-pcie-40gb 1024x1024 b8 "
+                            "int8-wo") and r.endswith("no measurements at int8-wo")
+               for r in claim["reasons"])
 
 
 def test_bad_inputs():

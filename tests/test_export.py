@@ -44,6 +44,10 @@ def test_round_trip(saved):
     assert doc["results"]["frontier"][0] == doc["results"]["options"][0]
     assert doc["assumptions"] == plan.assumptions
     assert "&id" not in path.read_text()  # no YAML anchors: each section stands alone
+    lossy = doc["results"]["lossy_alternatives"]
+    assert lossy == yaml.safe_load(yaml.safe_dump(plan.lossy_alternatives))
+    assert [a["precision"] for a in lossy] == ["fp8", "fp8-wo", "int8-wo"]
+    assert all(a["caveat"].startswith("lossy: ") and a["summary"] for a in lossy)
 
 
 def test_provenance(saved, data_dir):

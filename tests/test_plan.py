@@ -13,7 +13,7 @@ import pytest
 from advisor.catalog import load_catalog
 from advisor.cli import main
 from advisor.errors import AdvisorError
-from advisor.contract import Setting
+from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, Setting
 from advisor.cost import HOURS_PER_MONTH, Price, gpus_within
 from advisor.plan import rank_by_evidence, recommend
 from advisor.search import PARETO_COST_WINDOW, interpolate
@@ -45,8 +45,8 @@ def request(base=SIMPLE, **changes) -> Request:
     return Request.from_dict(base, overrides=changes)
 
 
-def plan_for(req: Request, top: int = 5, models=None):
-    return recommend(req, models or FakeModels(CATALOG), CATALOG, top=top)
+def plan_for(req: Request, top: int = 5, models=None, lossy: bool = True):
+    return recommend(req, models or FakeModels(CATALOG), CATALOG, top=top, lossy=lossy)
 
 
 # --------------------------------------------------------------------------- request
@@ -66,6 +66,13 @@ def test_defaults_fill_a_minimal_request():
     req = Request.from_dict({"demand": {"images_per_s": 1}, "slo": {"p99_s": 5}})
     assert req.resolutions[0].label == "1024x1024" and req.steps == 9 and not req.cfg
     assert req.slo_label == "p99" and req.gpus is None and req.deployment.mode == "cloud"
+    assert req.precisions == ("bf16",)  # nothing lossy unless asked for
+
+
+def test_a_request_may_allow_quantized_precisions():
+    req = request(**{"settings.precisions": ["bf16", "int8-wo", "fp8"]})
+    assert req.precisions == ("bf16", "int8-wo", "fp8")
+    assert Request.from_dict(req.to_dict()) == req
 
 
 def test_overrides_replace_the_other_way_of_giving_demand_and_slo():
@@ -107,7 +114,10 @@ BAD_FIELDS = [
     ("candidates.segments", ["cloud"], "field 'candidates.segments': expected a non-empty list "
      "of datacenter, workstation, consumer"),
     ("settings.precisions", ["bf8"], "field 'settings.precisions': expected a non-empty list of "
-     "bf16, fp16, fp32, fp32-tf32"),
+     "bf16, fp16, fp32, fp32-tf32, fp8, fp8-wo, int8-wo (fp8, fp8-wo, int8-wo are lossy: listed "
+     "only when wanted)"),
+    ("settings.precisions", ["bf16", "int8"], "found the list ['bf16', 'int8']: 'int8' is not "
+     "one of them; did you mean 'int8-wo'?"),
     ("settings.batches", [2, 4], "field 'settings.batches': expected a list that includes 1"),
     ("settings.batches", [1, 0], "field 'settings.batches': expected a non-empty list of "
      "integers 1..256"),
@@ -374,14 +384,15 @@ def test_search_stops_at_the_first_misfit_and_after_batch_one_when_too_slow():
                      "settings.batches": [1, 2, 8, 16], "slo.p95_s": 60})
     models = FakeModels(CATALOG)
     plan = plan_for(big, models=models)
-    assert models.calls == 3 and plan.search["predictions"] == 3  # batches 1, 2 and 8
+    assert plan.search["predictions"] == 3  # batches 1, 2 and 8
+    assert models.calls == 3 + plan.search["lossy"]["predictions"]  # the alternatives apart
     assert plan.search["candidates"] == 2 and plan.options[0]["max_batch"] == 2
     assert "; batch 8 does not fit (" in plan.options[0]["reason"]
     slow = request(**{"candidates.gpus": ["rtx-5080"], "settings.offload": ["none", "model"],
                       "settings.batches": [1, 2, 4, 8, 16],
                       "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
     models = FakeModels(CATALOG)
-    plan = plan_for(slow, models=models)
+    plan = plan_for(slow, models=models, lossy=False)
     assert models.calls == 2  # batch 1 without offload (does not fit), with model offload
     assert "fits only with model offload at " in plan.unfit[0]["reason"]
 
@@ -440,6 +451,102 @@ def test_precision_rules_from_specs():
     by_gpu = {o["gpu"]: o for o in plan.options}
     assert by_gpu[H100]["setting"]["precision"] == "bf16"
     assert by_gpu["t4-16gb"]["setting"]["precision"] == "fp16"  # the T4 has no bf16 path
+
+
+def test_each_lossy_precision_left_out_says_what_it_would_change():
+    req = request(**{"demand.images_per_s": 8.0})
+    plan = plan_for(req)
+    assert plan.options == plan_for(req, lossy=False).options  # the plan itself is unchanged
+    alternatives = {a["precision"]: a for a in plan.lossy_alternatives}
+    assert list(alternatives) == list(QUANTIZATIONS)
+    assert all(a["caveat"] == QUALITY_CAVEAT for a in alternatives.values())
+    chosen = plan.best()
+    # fp8 runs at the H100's fp8 peak in the fake law: fewer GPUs, the same as planning with it
+    fp8 = alternatives["fp8"]["best"]
+    alone = plan_for(request(**{"demand.images_per_s": 8.0, "settings.precisions": ["fp8"]}))
+    assert (fp8["setting"], fp8["fleet"], fp8["cost"]) == (
+        alone.best()["setting"], alone.best()["fleet"], alone.best()["cost"])
+    fewer = chosen["fleet"]["total_gpus"] - fp8["fleet"]["total_gpus"]
+    saved = chosen["cost"]["usd_per_month"] - fp8["cost"]["usd_per_month"]
+    assert fewer > 0 and fp8["versus_chosen"] == {"total_gpus": -fewer, "usd_per_month": -saved}
+    assert f"fp8: {QUALITY_CAVEAT}" in fp8["caveats"]
+    assert alternatives["fp8"]["summary"][0] == (
+        f"fp8: {fp8['fleet']['serving_gpus']} x {H100} (fp8 native, batch {fp8['max_batch']}), "
+        f"${fp8['cost']['usd_per_month']:,.0f}/month, p95 {fp8['latency']['p95_s']:.2f} s: "
+        f"{fewer} fewer GPU{'s' if fewer > 1 else ''}, ${saved:,.0f} less a month than the "
+        "chosen plan")
+    # the weight-only ones compute at the bf16 rate, dequantizing: nothing cheaper
+    assert alternatives["int8-wo"]["best"] is None
+    assert alternatives["int8-wo"]["summary"] == ["int8-wo: nothing cheaper than the chosen plan"]
+    assert any(a.startswith("lossy alternatives: each quantized precision") and QUALITY_CAVEAT in a
+               for a in plan.assumptions)
+    assert plan.search["lossy"]["predictions"] > 0
+
+
+def test_a_lossy_precision_that_fits_a_16gb_card_without_offload_says_so():
+    card = "rtx-5080"  # 17.2 GB: bf16 (20.6 GB in the fake law) needs model offload
+    req = request(**{"candidates.gpus": [card], "slo.p95_s": 60, "demand.images_per_s": 0.5,
+                     "settings.offload": ["none", "model"],
+                     "deployment.cloud.usd_per_gpu_hour": {card: 0.5}})
+    plan = plan_for(req)
+    assert plan.best()["setting"]["offload"] == "model"
+    int8 = next(a for a in plan.lossy_alternatives if a["precision"] == "int8-wo")
+    (fits,) = int8["fits_without_offload"]
+    assert fits["gpu"] == card and fits["setting"]["offload"] == "none"
+    assert fits["batch_1_s"] == pytest.approx(
+        batch_latency_s(CATALOG.get(card), 1024, 1024, 1, "int8-wo"))
+    assert fits["meets_slo_at_batch_1"] and fits["max_batch"] == 2  # 10.8 + 2 x 2 GB + 1 GB
+    assert int8["summary"][-1] == (f"fits without offload where nothing requested does (batch 1, "
+                                   f"1024x1024): {card} {fits['batch_1_s']:.2f} s (int8-wo "
+                                   "native, fitted, fits up to batch 2)")
+
+
+def test_with_no_option_the_lossy_alternatives_say_what_would_meet_the_request():
+    card = "rtx-5080"
+    req = request(**{"candidates.gpus": [card], "slo.p95_s": 60, "demand.images_per_s": 0.5,
+                     "deployment.cloud.usd_per_gpu_hour": {card: 0.5}})
+    plan = plan_for(req)
+    assert not plan.options and plan.unfit
+    fp8 = next(a for a in plan.lossy_alternatives if a["precision"] == "fp8")
+    assert fp8["best"]["gpu"] == card and "versus_chosen" not in fp8["best"]
+    assert fp8["summary"][0].endswith(": meets the request")
+
+
+def test_fp8_is_neither_searched_nor_predicted_below_compute_capability_8_9():
+    a100 = "a100-sxm-80gb"  # compute capability 8.0: FakeModels refuses fp8 on it, as the models
+    req = request(**{"candidates.gpus": [a100], "deployment.cloud.usd_per_gpu_hour": {a100: 2}})
+    plan = plan_for(req)
+    fp8 = next(a for a in plan.lossy_alternatives if a["precision"] == "fp8")
+    assert "compute capability 8.9" in fp8["not_offered"][a100]
+    assert fp8["best"] is None and any(line.startswith(f"not offered on {a100}: fp8 needs fp8 "
+                                                       "support") for line in fp8["summary"])
+    only = plan_for(request(**{"candidates.gpus": [a100], "settings.precisions": ["fp8"],
+                               "deployment.cloud.usd_per_gpu_hour": {a100: 2}}))
+    assert only.unfit[0]["reason"].startswith("fp8: fp8 needs fp8 support")
+
+
+def test_an_allowed_lossy_precision_is_searched_without_offload_and_carries_the_caveat():
+    small = "rtx-4070-ti"  # 12.9 GB: fp8 needs 13.8 GB at batch 1, and never with offload
+    req = request(**{"candidates.gpus": [H100, small], "settings.precisions": ["bf16", "fp8"],
+                     "settings.offload": ["none", "model"],
+                     "deployment.cloud.usd_per_gpu_hour": {H100: PRICE, small: 0.5}})
+    plan = plan_for(req)  # FakeModels raises for a quantized precision with offload
+    best = plan.best()
+    assert best["setting"]["precision"] == "fp8" and f"fp8: {QUALITY_CAVEAT}" in best["caveats"]
+    assert [a["precision"] for a in plan.lossy_alternatives] == ["fp8-wo", "int8-wo"]
+    # the small card: fp8 does not fit, and the offload figure is bf16's (20.6 x 0.6 + 2 + 1)
+    assert plan.unfit[0]["reason"] == ("needs 12.8 GB + 1.0 GB margin at batch 1 (fp8 native), "
+                                       "has 12.9 GB; does not fit even with offload (needs 15.4 "
+                                       "GB)")
+    assert any("searched without offload only" in a for a in plan.assumptions)
+
+
+def test_models_without_figures_for_a_lossy_precision_leave_the_plan_whole():
+    plan = plan_for(request(), models=FakeModels(CATALOG, lacking=QUANTIZATIONS))
+    assert plan.options == plan_for(request(), lossy=False).options
+    assert [a["summary"] for a in plan.lossy_alternatives] == [
+        [f"{q}: not evaluated: {H100} 1024x1024 b1 {q} native: no measurements at {q}"]
+        for q in QUANTIZATIONS]
 
 
 def test_budget_and_max_gpus_constraints():
@@ -584,6 +691,10 @@ def test_cli_table_fits_100_columns(fake_models, capsys, tmp_path):
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 100
     assert " 1  " in out and "why: batch" in out and "Fits, but no fleet meets" in out
+    lossy = out.split("Lossy precisions the request does not allow (settings.precisions), and "
+                      "what each would change:\n")[1]
+    assert lossy.startswith("  quality: lossy: ") and "\n  - fp8: " in lossy
+    assert "  lossy alternatives: " in out  # the work it took, with the search's
     assert "rtx-5080: no cloud price" in out
     assert "Where the figures come from:" in out and "fake-law-1" in out
 
@@ -612,6 +723,11 @@ def test_cli_flags_override_and_json(fake_models, capsys, tmp_path):
     assert req["slo"] == {"p99_s": 9.0} and req["demand"]["images_per_s"] == 3.0
     assert [r["share"] for r in req["resolutions"]] == [0.7, 0.3]
     assert doc["results"]["options"][0]["gpu"] == H100
+    assert main(["recommend", "--images-per-s", "3", "--p99-s", "9", "--gpus", H100,
+                 "--precisions", "bf16,int8-wo", "--format", "json", "--data", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["inputs"]["request"]["settings"]["precisions"] == ["bf16", "int8-wo"]
+    assert [a["precision"] for a in doc["results"]["lossy_alternatives"]] == ["fp8", "fp8-wo"]
 
 
 def test_cli_bad_input_exits_2_with_the_field(fake_models, capsys, tmp_path):

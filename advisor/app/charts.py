@@ -6,9 +6,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from advisor.app.explore import model_row
+from advisor.contract import QUANTIZATIONS
 
 SOURCE_COLORS = {"measured": "#1a7f37", "fitted": "#1f6feb", "transferred": "#bf8700"}
 OOM_COLOR = "#cf222e"
+QUANTIZED_COLORS = dict(zip(QUANTIZATIONS, ("#8250df", "#bf3989", "#0a7c86")))
 AXIS_TITLES = {"megapixels": "image size (megapixels)", "batch": "batch size"}
 
 
@@ -21,9 +23,11 @@ def _layout(fig: go.Figure, title: str, x: str, y_title: str) -> go.Figure:
 
 def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str, lo: str,
                  hi: str, title: str, y_title: str, limit: float | None = None,
-                 ooms: pd.DataFrame | None = None) -> go.Figure:
+                 ooms: pd.DataFrame | None = None,
+                 quantized: pd.DataFrame | None = None) -> go.Figure:
     """Predicted curve with its interval band, measured points on top; optionally the GPU's
-    memory as a horizontal limit with out-of-memory configs marked on it."""
+    memory as a horizontal limit with out-of-memory configs marked on it, and measured points
+    of quantized precisions (diamonds, one colour each, marked lossy)."""
     fig = go.Figure()
     source = model_row(predicted).source
     color = SOURCE_COLORS.get(source, SOURCE_COLORS["fitted"])
@@ -36,14 +40,20 @@ def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str
         marker={"size": 5}, name=f"{source} (model)",
         customdata=predicted[["resolution", "source"]],
         hovertemplate="%{customdata[0]} → %{y:.3g} (%{customdata[1]})<extra></extra>"))
-    if len(measured):
+    lossy = bool(len(measured)) and measured.precision.isin(QUANTIZATIONS).any()
+    groups = [(measured, "measured (lossy)" if lossy else "measured", SOURCE_COLORS["measured"],
+               "diamond-open" if lossy else "circle-open")] + [
+        (part, f"measured {q} (lossy)", QUANTIZED_COLORS[q], "diamond-open")
+        for q, part in (quantized.groupby("precision") if quantized is not None else ())]
+    for points, name, point_color, symbol in groups:
+        if not len(points):
+            continue
         fig.add_trace(go.Scatter(
-            x=measured[x], y=measured[y], mode="markers", name="measured",
-            marker={"color": SOURCE_COLORS["measured"], "size": 9, "symbol": "circle-open",
-                    "line": {"width": 2}},
-            customdata=measured[["resolution", "batch", "source"]],
-            hovertemplate="%{customdata[0]} batch %{customdata[1]} → %{y:.3g}<br>"
-                          "measured: %{customdata[2]}<extra></extra>"))
+            x=points[x], y=points[y], mode="markers", name=name,
+            marker={"color": point_color, "size": 9, "line": {"width": 2}, "symbol": symbol},
+            customdata=points[["resolution", "batch", "source", "precision"]],
+            hovertemplate="%{customdata[0]} batch %{customdata[1]} %{customdata[3]} → "
+                          "%{y:.3g}<br>measured: %{customdata[2]}<extra></extra>"))
     if limit is not None:
         fig.add_hline(y=limit, line={"color": OOM_COLOR, "dash": "dash"},
                       annotation_text=f"GPU memory {limit:.1f} GB (spec)",

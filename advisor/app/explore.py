@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from advisor.contract import DEFAULT_CAPTION_TOKENS, DEFAULT_STEPS, Config, Setting
+from dataclasses import replace
+
+from advisor.contract import DEFAULT_CAPTION_TOKENS, DEFAULT_STEPS, QUANTIZATIONS, Config, Setting
 
 SQUARE_SIDES = tuple(range(512, 2048 + 1, 128))
 BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
@@ -39,6 +41,15 @@ def measured_along(frame: pd.DataFrame, axis: str, gpu: str, setting: Setting, h
     else:
         keep &= (f.height == height) & (f.width == width)
     return f[keep]
+
+
+def quantized_along(frame: pd.DataFrame, axis: str, gpu: str, setting: Setting, height: int,
+                    width: int, batch: int) -> pd.DataFrame:
+    """The measured_along records of the same GPU and setting at the other precisions that are
+    quantized (lossy): their points beside the curve show what quantizing changes."""
+    return pd.concat([measured_along(frame, axis, gpu, replace(setting, precision=q), height,
+                                     width, batch)
+                      for q in QUANTIZATIONS if q != setting.precision])
 
 
 def predicted_frame(models, queries: list[tuple[str, Config]]) -> pd.DataFrame:

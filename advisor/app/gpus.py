@@ -6,7 +6,8 @@ from dataclasses import replace
 import pandas as pd
 
 from advisor.catalog import Catalog
-from advisor.contract import Config
+from advisor.contract import QUANTIZATIONS, Config
+from advisor.search import not_offered
 
 
 def catalog_frame(catalog: Catalog) -> pd.DataFrame:
@@ -29,17 +30,18 @@ def catalog_frame(catalog: Catalog) -> pd.DataFrame:
 
 def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch: int = 1,
                         precision: str = "bf16") -> pd.DataFrame:
-    """The catalog table plus, per GPU, the predicted fit and throughput of one config (GPUs
-    without a dense rate at the precision cannot be modelled at it: said in the note)."""
+    """The catalog table plus, per GPU, the predicted fit and throughput of one config (a GPU
+    that cannot run the precision, by its catalog entry, is not modelled at it: the note says
+    why)."""
     config = Config(height=height, width=width, batch=batch, precision=precision)
-    modelled = [g.id for g in catalog.gpus if g.dense_tflops(precision)]
+    modelled = [g.id for g in catalog.gpus if not not_offered(g, precision)]
     preds = dict(zip(modelled, models.predict_many([(g, config) for g in modelled])))
     rows = []
     for gpu in catalog.gpus:
         p = preds.get(gpu.id)
         if p is None:
-            rows.append({"fits": None, "note": f"no dense {precision} rate in the catalog: not "
-                                               "modelled at this precision"})
+            rows.append({"fits": None, "note": f"not modelled at {precision}: "
+                                               f"{not_offered(gpu, precision)}"})
             continue
         rows.append({"fits": p.fits, "img_per_s": p.images_per_s,
                      "latency_s": p.latency.total_s, "memory_needed_gb": p.memory.needed_gb,
@@ -56,8 +58,10 @@ def fit_limits(models, catalog: Catalog, precision: str = "bf16",
     """Per catalog GPU and offload setting: the largest batch of 1024x1024 images and the
     largest square image at batch 1 that fit (the one memory rule), each with where its
     figure comes from: a run measured on that GPU, a capped-measured minimum cap (any GPU:
-    a property of shapes and software), or the fitted one. One predict_many for the table."""
-    gpus = [g for g in catalog.gpus if g.dense_tflops(precision)]
+    a property of shapes and software), or the fitted one. One predict_many for the table.
+    A quantized precision has no offload rows: it is never run with offload."""
+    gpus = [g for g in catalog.gpus if not not_offered(g, precision)]
+    offloads = ("none",) if precision in QUANTIZATIONS else offloads
     configs = ([Config(1024, 1024, b) for b in LIMIT_BATCHES]
                + [Config(s, s, 1) for s in LIMIT_SIDES])
     queries = [(g.id, replace(c, precision=precision, offload=o))

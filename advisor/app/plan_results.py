@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from advisor.catalog import Catalog
-from advisor.contract import Setting
+from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, Setting
 
 DEMAND_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 SURE_WORDS = {  # by an option's least sure figure
@@ -71,6 +71,36 @@ def reasons_markdown(options: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def lossy_frame(plan) -> pd.DataFrame:
+    """One row per lossy precision the request leaves out and option it would give (the
+    cheapest with it, the cheapest on the chosen GPU): fleet, cost and their change from the
+    chosen option; and the GPUs it fits without offload where nothing requested does."""
+    rows = []
+    for alt in plan.lossy_alternatives:
+        fits = ", ".join(f["gpu"] for f in alt["fits_without_offload"])
+        found = [(what, o) for what, o in (("cheapest with it", alt["best"]),
+                                           ("on the chosen GPU", alt["on_chosen_gpu"])) if o]
+        # none: its first sentence says why (nothing cheaper, none meets it, not evaluated)
+        for what, o in found or [(alt["summary"][0].removeprefix(f"{alt['precision']}: "), None)]:
+            change = (o or {}).get("versus_chosen", {})
+            rows.append({
+                "precision": alt["precision"], "what": what,
+                "option": option_label(o) if o else None,
+                "setting": _setting_label(o["setting"]) if o else None,
+                "usd_per_month": o["cost"]["usd_per_month"] if o else None,
+                "gpus_change": change.get("total_gpus"),
+                "usd_per_month_change": change.get("usd_per_month"),
+                "latency_s": o["latency"][plan.request.slo_key] if o else None,
+                "fits_without_offload": fits, "quality": QUALITY_CAVEAT})
+    return pd.DataFrame(rows)
+
+
+def lossy_markdown(plan) -> str:
+    """What each lossy precision the request leaves out would change, in sentences."""
+    return "\n".join(f"- **{alt['precision']}** ({alt['scheme']}): " + "; ".join(
+        alt["summary"]).removeprefix(f"{alt['precision']}: ") for alt in plan.lossy_alternatives)
+
+
 def not_recommended_frame(plan) -> pd.DataFrame:
     """Every searched or excluded GPU without an option, with the reason."""
     rows = [{"gpu": g["gpu"], "verdict": verdict, "reason": g["reason"]}
@@ -110,6 +140,8 @@ def headline(plan) -> dict:
         "capex_usd": cost["capex_usd"], "latency_s": best["latency"][r.slo_key],
         "slo": f"{r.slo_label} ≤ {r.slo_s:g} s", "sure": sure, "sources": ", ".join(sources),
         "price_source": cost["price"]["source"], "model_version": best.get("model_version"),
+        "lossy": (f"{best['setting']['precision']}: {QUALITY_CAVEAT}"
+                  if best["setting"]["precision"] in QUANTIZATIONS else ""),
     }
 
 
@@ -128,7 +160,7 @@ def fleet_vs_demand(plan, models, catalog, top: int = 3,
             batches=tuple(b for b in plan.request.batches if b <= o["max_batch"]))
         for f in factors:
             best = recommend(fixed.with_changes(images_per_s=plan.request.images_per_s * f),
-                             models, catalog, top=1).best()
+                             models, catalog, top=1, lossy=False).best()
             rows.append({"option": f"{o['gpu']} ({_setting_label(s)}, batch ≤ "
                                    f"{o['max_batch']}; {o['evidence']} times)",
                          "peak_img_per_s": plan.request.peak_images_per_s * f,

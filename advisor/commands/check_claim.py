@@ -6,7 +6,7 @@ import json
 import textwrap
 
 from advisor.commands.common import add_data_args, add_format_arg, load_models
-from advisor.contract import shape_label
+from advisor.contract import PRECISIONS, shape_label
 from advisor.errors import AdvisorError
 
 WIDTH = 100
@@ -30,8 +30,11 @@ def add_parser(subparsers) -> None:
     speed.add_argument("--seconds-per-image", type=float, help="claimed seconds per image")
     speed.add_argument("--images-per-second", type=float, help="claimed images per second")
     p.add_argument("--vram-gb", type=float, help="claimed GPU memory used, GB")
-    p.add_argument("--precision", choices=["bf16", "fp16", "fp32-tf32", "fp32", "fp8", "int8"],
-                   help="claimed precision (default: not stated, every precision counts)")
+    p.add_argument("--precision", metavar="P",
+                   help="claimed precision (default: not stated, every precision counts): one "
+                   f"the advisor models ({', '.join(PRECISIONS)}), or int8 (int8 weights and "
+                   "matmuls) or int4 (4-bit weights), which count in the compute and memory "
+                   "checks only (advisor.claims.UNMODELLED)")
     p.add_argument("--cfg", action="store_true",
                    help="classifier-free guidance (two transformer passes a step)")
     p.add_argument("--caption-tokens", type=int, default=64,

@@ -7,7 +7,7 @@ import json
 import textwrap
 
 from advisor.commands.common import add_data_args, add_format_arg, load_models
-from advisor.contract import LATENCY_BASES, Setting
+from advisor.contract import LATENCY_BASES, PRECISIONS, QUANTIZATIONS, Setting
 from advisor.errors import AdvisorError
 
 WIDTH = 100
@@ -58,6 +58,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--steps", type=int, help="denoising steps (default 9)")
     g.add_argument("--gpus", help='comma-separated catalog ids, or "all"')
     g.add_argument("--segments", help="comma-separated: datacenter, workstation, consumer")
+    g.add_argument("--precisions", help="comma-separated precisions the search may choose "
+                   f"(default bf16): {', '.join(PRECISIONS)}; {', '.join(QUANTIZATIONS)} are "
+                   "lossy (image quality not measured here)")
     g.add_argument("--window-s", type=float, help="batching window, seconds (default 0.1)")
     g.add_argument("--mode", choices=["cloud", "owned"], help="deployment (default cloud)")
     g.add_argument("--latency-basis", choices=LATENCY_BASES,
@@ -105,7 +108,8 @@ def build_request(args: argparse.Namespace):
                  if getattr(args, flag) is not None}
     if args.resolution:
         overrides["resolutions"] = [_resolution(text) for text in args.resolution]
-    for flag, field in (("gpus", "candidates.gpus"), ("segments", "candidates.segments")):
+    for flag, field in (("gpus", "candidates.gpus"), ("segments", "candidates.segments"),
+                        ("precisions", "settings.precisions")):
         text = getattr(args, flag)
         if text is not None:
             items = [x.strip() for x in text.split(",") if x.strip()]
@@ -192,6 +196,7 @@ def format_table(plan, prov: dict, top: int) -> str:
     else:
         lines.append("No option meets the request; the reasons per GPU follow.")
     lines += _frontier_lines(plan.frontier, q)
+    lines += _lossy_lines(plan.lossy_alternatives)
     lines += _gpu_lines("Fits, but no fleet meets the request:", plan.infeasible)
     lines += _gpu_lines("Does not fit:", plan.unfit)
     lines += _grouped_lines("Not searched:", plan.excluded)
@@ -238,6 +243,21 @@ def _frontier_lines(frontier: list[dict], q: str) -> list[str]:
     return lines
 
 
+def _lossy_lines(alternatives: list[dict]) -> list[str]:
+    """What each lossy precision the request leaves out would change, with the caveat."""
+    if not alternatives:
+        return []
+    lines = ["", "Lossy precisions the request does not allow (settings.precisions), and what "
+             "each would change:"]
+    lines += _wrap(f"quality: {alternatives[0]['caveat']}", "  ", "    ")
+    for alt in alternatives:
+        first, *rest = alt["summary"]
+        lines += _wrap(first, "  - ", "    ")
+        for sentence in rest:
+            lines += _wrap(sentence, "    ", "      ")
+    return lines
+
+
 def _gpu_lines(title: str, items: list[dict]) -> list[str]:
     if not items:
         return []
@@ -275,6 +295,11 @@ def _sources(plan, prov: dict) -> list[str]:
         f"{plan.search['candidates']} candidates, {plan.search['candidates_simulated']} sized "
         f"by {plan.search['simulations']} simulations",
     ]
+    lossy = plan.search.get("lossy")
+    if lossy:
+        out.append(f"  lossy alternatives: {lossy['predictions']} predictions, "
+                   f"{lossy['candidates']} candidates, {lossy['candidates_simulated']} sized by "
+                   f"{lossy['simulations']} simulations")
     return [line for text in out for line in _wrap(text.strip(), "  ", "    ")]
 
 
