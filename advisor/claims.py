@@ -273,7 +273,8 @@ def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict 
                                  steps=c["steps"], caption_tokens=c["caption_tokens"],
                                  guidance_scale=CFG_GUIDANCE_SCALE if c["cfg"] else 0.0,
                                  precision=p, attention=a, compile=k, offload=o))
-               for p, o in settings for a in ATTENTIONS for k in (False, True)]
+               for p, o in settings for a in ATTENTIONS for k in (False, True)
+               if not not_offered(gpu, p, k)]
     preds, missing = [], []
     for precision in dict.fromkeys(p for p, _ in settings):  # one the models lack spares the rest
         try:

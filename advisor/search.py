@@ -98,15 +98,12 @@ def _known(catalog, gpu_id: str, field_name: str):
         raise AdvisorError(f"{field_name}: {exc}") from None
 
 
-def not_offered(gpu, precision: str) -> str | None:
-    """Why catalog GPU `gpu` cannot run `precision`, or None when it can: the contract's rule
-    on its compute capability (fp8 needs 8.9), or no dense path for the precision its matmuls
-    run at."""
-    major, dot, minor = gpu.compute_capability.partition(".")
-    capability = (int(major), int(minor)) if dot and major.isdigit() and minor.isdigit() \
-        else None  # not a CUDA capability (an AMD gfx target)
+def not_offered(gpu, precision: str, compile: bool = False) -> str | None:
+    """Why catalog GPU `gpu` cannot run `precision` (compiled or not), or None when it can: the
+    contract's rule (fp8 needs compute capability 8.9; int8-wo is not offered compiled), or no
+    dense path for the precision its matmuls run at."""
     rate = compute_precision(precision)
-    return unsupported_reason(precision, capability) or (
+    return unsupported_reason(precision, gpu.capability, compile) or (
         None if gpu.dense_tflops(rate) else f"no dense {rate} path in the catalog entry")
 
 
@@ -219,7 +216,7 @@ def search_gpus(gpus, request: Request, predictor: Predictor) -> tuple[dict, dic
         return [Setting(precision=p, attention=a, compile=c, offload=o)
                 for p in precisions[gpu.id] for c in request.compile
                 for a in request.attention for o in offloads
-                if o == "none" or p not in QUANTIZATIONS]
+                if (o == "none" or p not in QUANTIZATIONS) and not not_offered(gpu, p, c)]
 
     plain = [o for o in request.offload if o == "none"]
     offloaded = [o for o in request.offload if o != "none"]
