@@ -130,7 +130,10 @@ def _lossy_alternatives(gpus, request: Request, predictor: Predictor, candidates
         mine = [c for g in searched if not notes[g.id].get("power")
                 for c in found.get(g.id, [])]
         evaluated = branch_and_bound(mine, alt, 1, ceiling, frontier=False)
-        entry["best"] = _cheapest(evaluated, request, probed, chosen)
+        best = _cheapest(evaluated, request, probed, chosen)
+        # an option that costs what the chosen one does changes nothing worth a lossy precision
+        entry["best"] = best if best is None or not chosen \
+            or best["versus_chosen"]["usd_per_month"] < 0 else None
         if chosen and (entry["best"] or {}).get("gpu") != chosen["gpu"]:
             # the chosen GPU's candidates, pruned above by the cheaper option on another GPU
             same = branch_and_bound([c for c in mine if c.gpu.id == chosen["gpu"]], alt, 1,
