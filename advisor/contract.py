@@ -45,7 +45,8 @@ QUANTIZATIONS = {
 # image quality (the probe runs synthetic weights), so they are chosen only when asked for.
 PRECISIONS = COMPUTE_PRECISIONS + tuple(QUANTIZATIONS)
 QUALITY_CAVEAT = ("lossy: 8-bit weights change the images; their quality is not measured here "
-                  "(synthetic weights), so judge it on your own prompts before serving it")
+                  "(synthetic weights), so judge it on your own prompts before serving it "
+                  "(published comparisons: docs/planner.md, image quality)")
 
 
 def dtype_of(precision: str) -> str:
