@@ -12,6 +12,7 @@ from pathlib import Path
 
 from advisor import MEASUREMENTS_DIR
 from advisor.catalog import load_catalog
+from advisor.contract import SPLIT_MODES, Parallel
 from advisor.errors import AdvisorError
 
 PROBE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "psutil")
@@ -54,6 +55,14 @@ def add_parser(subparsers) -> None:
                    help="also profile one call per config with torch.profiler: kernel seconds "
                         "by op class per stage, GPU-busy vs wall, kernels launched "
                         "(results.profile; CUDA only)")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="run every config on N GPUs of this host at once: a pipeline per GPU, "
+                        "each in its own process (data parallel: a full box's throughput, host "
+                        "CPU and RAM), or one image across them with --split; records carry "
+                        "config.parallel (with --device cpu: N CPU processes)")
+    p.add_argument("--split", choices=SPLIT_MODES,
+                   help="with --gpus N: split one image across the N GPUs (sequence parallelism "
+                        "of the transformer with cache-dit: pip install cache-dit einops)")
     cap = p.add_mutually_exclusive_group()
     cap.add_argument("--memory-cap-gib", type=float, metavar="GIB",
                      help="cap what torch may take on the GPU at GIB GiB, as on a smaller card "
@@ -77,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise AdvisorError(f"--limit-s: expected a positive number of seconds, got {args.limit_s}")
     cap_gib = memory_cap_gib(args)
     capped = cap_gib is not None or args.min_cap
+    check_gpus(args, capped)
     if capped and args.device != "cuda":
         flag = "--min-cap" if args.min_cap else "a memory cap"
         raise AdvisorError(f"{flag} needs --device cuda (it caps torch's CUDA allocator); "
@@ -84,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from probes import caps, grids, quantize, sweep
+    from probes import caps, grids, quantize, split, sweep
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AdvisorError(f"--device cuda: no CUDA device visible to torch {torch.__version__}; "
@@ -95,9 +105,15 @@ def run(args: argparse.Namespace) -> int:
         raise AdvisorError(f"memory cap {cap_gib:g} GiB: more than this GPU's "
                            f"{caps.device_gib(device):.1f} GiB")
     grid_name, configs = grids.load_grid(args.grid)
+    configs = with_layout(configs, args)
     if device.type == "cpu":
         configs = cpu_runnable(configs)
     quantize.check_configs(configs, device)
+    split.check_configs(configs)
+    most = max((c.parallel.gpus for c in configs), default=1)
+    if most > 1 and device.type == "cuda" and torch.cuda.device_count() < most:
+        raise AdvisorError(f"the grid needs {most} GPUs at once; this machine shows "
+                           f"{torch.cuda.device_count()} to torch")
     configs = [replace(c, memory_cap_gib=cap_gib) for c in configs]
     out = args.out or default_out(device, args.tiny, capped)
     options = sweep.Options(configs=configs, out=out, device=device, grid=grid_name,
@@ -110,6 +126,31 @@ def run(args: argparse.Namespace) -> int:
     summary = sweep.run(options)
     sweep.print_summary(summary, out)
     return 0
+
+
+def check_gpus(args: argparse.Namespace, capped: bool) -> None:
+    """--gpus and --split, before any work."""
+    if args.split and args.gpus is None:
+        raise AdvisorError(f"--split {args.split} needs --gpus N (the GPUs to split an image over)")
+    if args.gpus is None:
+        return
+    if args.gpus < 1 or (args.split and args.gpus < 2):
+        need = "2 or more, to split an image across" if args.split else "a positive number"
+        raise AdvisorError(f"--gpus: expected {need}, got {args.gpus}")
+    if capped and args.gpus > 1:
+        raise AdvisorError("--gpus N with a memory cap (--memory-cap-gib, --emulate, --min-cap): "
+                           "not supported; cap one GPU at a time")
+
+
+def with_layout(configs, args: argparse.Namespace):
+    """The grid's configs on the layout --gpus/--split ask for (unchanged without --gpus)."""
+    if args.gpus is None:
+        return configs
+    if any(not c.parallel.single for c in configs):
+        raise AdvisorError(f"--gpus {args.gpus}: the grid sets its own GPU layouts (`parallel`); "
+                           "run it without --gpus")
+    layout = Parallel(args.split or ("data" if args.gpus > 1 else "none"), args.gpus)
+    return [replace(c, parallel=layout) for c in configs]
 
 
 def cpu_runnable(configs):
