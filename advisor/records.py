@@ -46,10 +46,11 @@ GPU_FIELDS = {
 }
 HOST_FIELDS = {"cpu": "str?", "cpu_count": "int?", "ram_gb": "num?"}
 # Which machine measured (added after the first shipped records, so optional): the GPU's NVML
-# UUID and maximum clocks, and a fingerprint of the host (a hash: no host name is stored).
+# UUID and maximum clocks, a fingerprint of the host (a hash: no host name is stored) and, probed
+# through Ray (probes.fleet), the node's Ray id.
 MACHINE_FIELDS = {"gpu": {"uuid": "str?", "sm_clock_max_mhz": "num?",
                           "memory_clock_max_mhz": "num?"},
-                  "host": {"fingerprint": "str?"}}
+                  "host": {"fingerprint": "str?", "ray_node_id": "str?"}}
 SOFTWARE_FIELDS = {"python": "str", "torch": "str?", "diffusers": "str?", "transformers": "str?"}
 # `quantization`: what a quantized precision quantized (probes.quantize; absent otherwise).
 RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?", "failed_stage": "str?",

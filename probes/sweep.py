@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -321,6 +322,13 @@ class Progress:
 def run(opts: Options) -> Summary:
     """Measure every config of `opts` not yet in `opts.out`; append one record each."""
     summary = Summary()
+    for _ in measured(opts, summary):
+        pass
+    return summary
+
+
+def measured(opts: Options, summary: Summary) -> Iterator[dict]:
+    """`run`, yielding each record once it is appended (a Ray task streams them: probes.fleet)."""
     done, ooms = existing(opts.out, summary, opts.min_cap)
     todo = [c for c in order(opts.configs) if records.config_key(c.record()) not in done]
     summary.resumed = len(opts.configs) - len(todo)
@@ -369,6 +377,7 @@ def run(opts: Options) -> Summary:
                 record = make_record(runs.env, runs.loaded, outcome)
                 records.append_record(opts.out, record)
                 summary.rows.append(record)
+                yield record
                 if outcome.status == "oom":
                     ooms.append(outcome.config)
                 if outcome.results:
@@ -377,7 +386,6 @@ def run(opts: Options) -> Summary:
     finally:
         progress.close()
         layouts.close()
-    return summary
 
 
 class Layouts:

@@ -63,6 +63,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", choices=SPLIT_MODES,
                    help="with --gpus N: split one image across the N GPUs (sequence parallelism "
                         "of the transformer with cache-dit: pip install cache-dit einops)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="probe every GPU node of a Ray cluster at once, one task per GPU model "
+                        "(ADDRESS: auto, ray://HOST:PORT, or local to start one here); --out "
+                        "is then a folder (default data/measurements/), one file per GPU model "
+                        "(needs the ray extra)")
     cap = p.add_mutually_exclusive_group()
     cap.add_argument("--memory-cap-gib", type=float, metavar="GIB",
                      help="cap what torch may take on the GPU at GIB GiB, as on a smaller card "
@@ -96,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
     from probes import caps, grids, quantize, split, sweep
 
+    if args.ray:
+        return run_on_ray(args, capped)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AdvisorError(f"--device cuda: no CUDA device visible to torch {torch.__version__}; "
                            "use --device cpu --tiny for a CPU run")
@@ -125,6 +132,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"memory cap: {cap_gib:g} GiB" + (f" (--emulate {args.emulate})" if args.emulate else ""))
     summary = sweep.run(options)
     sweep.print_summary(summary, out)
+    return 0
+
+
+def run_on_ray(args: argparse.Namespace, capped: bool) -> int:
+    """`--ray ADDRESS`: the grid on every GPU model of the cluster (probes.fleet)."""
+    import torch
+
+    from probes import fleet, grids, split, sweep
+
+    if importlib.util.find_spec("ray") is None:
+        raise AdvisorError("--ray needs Ray: pip install -e '.[ray]'")
+    if capped:
+        raise AdvisorError("--ray with a memory cap (--memory-cap-gib, --emulate, --min-cap): "
+                           "not supported; cap one machine at a time")
+    if (args.tiny or args.device != "cuda") and args.out is None:
+        raise AdvisorError("--out FOLDER is required with --tiny or --device cpu (the shipped "
+                           "files in data/measurements/ hold full-size GPU runs only)")
+    out = args.out or MEASUREMENTS_DIR
+    if out.exists() and not out.is_dir():
+        raise AdvisorError(f"--out {out}: with --ray, a folder (one file per GPU model)")
+    grid_name, configs = grids.load_grid(args.grid)
+    configs = with_layout(configs, args)
+    if args.device == "cpu":
+        configs = cpu_runnable(configs)
+    split.check_configs(configs)  # here: the nodes run the same packages
+    out.mkdir(parents=True, exist_ok=True)
+    options = sweep.Options(configs=configs, out=out, device=torch.device(args.device),
+                            grid=grid_name, weights="synthetic" if args.tiny else args.weights,
+                            allow_download=args.allow_download, tiny=args.tiny,
+                            limit_s=args.limit_s, profile=args.profile)
+    print(f"grid {grid_name}: {len(configs)} configs on Ray ({args.ray}) -> {out}/")
+    gpus = max((c.parallel.gpus for c in configs), default=1)
+    fleet.report(fleet.run(args.ray, options, out, gpus))
     return 0
 
 
