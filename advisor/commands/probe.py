@@ -92,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
     cap_gib = memory_cap_gib(args)
     capped = cap_gib is not None or args.min_cap
     check_gpus(args, capped)
+    if args.ray and capped:
+        raise AdvisorError("--ray with a memory cap (--memory-cap-gib, --emulate, --min-cap): "
+                           "not supported; cap one machine at a time")
     if capped and args.device != "cuda":
         flag = "--min-cap" if args.min_cap else "a memory cap"
         raise AdvisorError(f"{flag} needs --device cuda (it caps torch's CUDA allocator); "
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from probes import caps, grids, quantize, split, sweep
 
     if args.ray:
-        return run_on_ray(args, capped)
+        return run_on_ray(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AdvisorError(f"--device cuda: no CUDA device visible to torch {torch.__version__}; "
                            "use --device cpu --tiny for a CPU run")
@@ -135,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_on_ray(args: argparse.Namespace, capped: bool) -> int:
+def run_on_ray(args: argparse.Namespace) -> int:
     """`--ray ADDRESS`: the grid on every GPU model of the cluster (probes.fleet)."""
     import torch
 
@@ -143,9 +146,6 @@ def run_on_ray(args: argparse.Namespace, capped: bool) -> int:
 
     if importlib.util.find_spec("ray") is None:
         raise AdvisorError("--ray needs Ray: pip install -e '.[ray]'")
-    if capped:
-        raise AdvisorError("--ray with a memory cap (--memory-cap-gib, --emulate, --min-cap): "
-                           "not supported; cap one machine at a time")
     if (args.tiny or args.device != "cuda") and args.out is None:
         raise AdvisorError("--out FOLDER is required with --tiny or --device cpu (the shipped "
                            "files in data/measurements/ hold full-size GPU runs only)")
