@@ -120,10 +120,8 @@ def run(args: argparse.Namespace) -> int:
         configs = cpu_runnable(configs)
     quantize.check_configs(configs, device)
     split.check_configs(configs)
-    most = max((c.parallel.gpus for c in configs), default=1)
-    if most > 1 and device.type == "cuda" and torch.cuda.device_count() < most:
-        raise AdvisorError(f"the grid needs {most} GPUs at once; this machine shows "
-                           f"{torch.cuda.device_count()} to torch")
+    if device.type == "cuda":
+        configs = within_gpus(configs, torch.cuda.device_count())
     configs = [replace(c, memory_cap_gib=cap_gib) for c in configs]
     out = args.out or default_out(device, args.tiny, capped)
     options = sweep.Options(configs=configs, out=out, device=device, grid=grid_name,
@@ -191,6 +189,19 @@ def with_layout(configs, args: argparse.Namespace):
                            "run it without --gpus")
     layout = Parallel(args.split or ("data" if args.gpus > 1 else "none"), args.gpus)
     return [replace(c, parallel=layout) for c in configs]
+
+
+def within_gpus(configs, visible: int):
+    """Leave out the configs that need more GPUs than this machine shows (one grid serves hosts
+    of 2 and 4 GPUs); AdvisorError when none is left."""
+    keep = [c for c in configs if c.parallel.gpus <= visible]
+    if configs and not keep:
+        raise AdvisorError(f"every config of the grid needs more GPUs than the {visible} this "
+                           "machine shows to torch")
+    if len(keep) < len(configs):
+        print(f"leaving out {len(configs) - len(keep)} configs that need more than {visible} "
+              "GPUs")
+    return keep
 
 
 def cpu_runnable(configs):
