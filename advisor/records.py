@@ -78,7 +78,7 @@ RESULTS_OPTIONAL = {
     # several GPUs only (probes/replicas.py)
     "aggregate_img_per_s": "num?", "host_cpu_pct": "num?", "host_cpu_pct_max": "num?",
     "host_ram_used_mb": "num?", "together_s": "num?", "replicas": "list?",
-    "parallel_library": "dict?",
+    "parallel_library": "dict?", "communication_share": "num?",
 }
 # One GPU's figures in a record of several (`results.replicas`).
 REPLICA_FIELDS = {"index": "int", "total_s": "num", "img_per_s": "num"}

@@ -564,6 +564,8 @@ def _line(record: dict) -> str:
     nvml = f", NVML {r['nvml_peak_used_mb'] / 1024:.1f} GiB" if r["nvml_peak_used_mb"] else ""
     search = (f", smallest cap {r['min_cap_gib']:g} GiB ({len(r['cap_trials'])} trials)"
               if r.get("min_cap_gib") is not None else "")
+    if r.get("aggregate_img_per_s") is not None:  # several GPUs
+        search += f", all GPUs {r['aggregate_img_per_s']:.2f} img/s"
     return (f"{label}: {r['total_s']:.3f} s/batch (text {r['text_encode_s']:.3f}, step "
             f"{r['denoise_step_s']:.3f}, vae {r['vae_decode_s']:.3f}), {r['img_per_s']:.2f} img/s"
             f"{memory}{nvml}{search}")

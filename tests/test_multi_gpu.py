@@ -154,6 +154,41 @@ def test_cli_data_parallel_on_two_cpu_workers_and_resume(tmp_path, capsys):
     assert "2 of 2 configs already" in capsys.readouterr().out and len(read_records(out)[0]) == 2
 
 
+def test_ctrl_c_finishes_the_config_on_every_gpu_and_the_time_limit_starts_no_workers(tmp_path):
+    """Ctrl-C while two CPU workers measure: the config in progress is recorded, the sweep stops,
+    the workers are gone. A spent time limit stops before any worker starts."""
+    import os
+    import signal
+
+    import psutil
+
+    from probes import grids, sweep
+
+    configs = sweep.order(grids.expand({"defaults": {"steps": 2}, "groups": [
+        {"shapes": [[128, 128]], "batch": [1, 2], "parallel": DATA2}]}, "test"))
+    options = dict(configs=configs, device=__import__("torch").device("cpu"), grid="test",
+                   weights="synthetic", tiny=True, budget_s=0.3)
+
+    def workers():  # not multiprocessing's resource tracker, which lives as long as this process
+        return [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+
+    def interrupt_once_measuring():
+        while len(workers()) < 2:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the workers are starting or measuring the first config
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_measuring, daemon=True).start()
+    out = tmp_path / "dp.jsonl"
+    summary = sweep.run(sweep.Options(out=out, **options))
+    found, problems = read_records(out)
+    assert problems == [] and [r["status"] for r in found] == ["ok"]
+    assert "Ctrl-C" in summary.stopped and len(summary.not_run) == 1
+    assert not workers()
+    limited = sweep.run(sweep.Options(out=tmp_path / "none.jsonl", limit_s=1e-3, **options))
+    assert "time limit" in limited.stopped and limited.rows == [] and len(limited.not_run) == 2
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--split", "ulysses"], "--split ulysses needs --gpus N"),
     (["--gpus", "1", "--split", "ring"], "--gpus: expected 2 or more, to split an image across"),
