@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from probes import caps, grids, quantize, split, sweep
+    from probes import caps, quantize, sweep
 
     if args.ray:
         return run_on_ray(args)
@@ -114,21 +114,13 @@ def run(args: argparse.Namespace) -> int:
     if cap_gib is not None and cap_gib > caps.device_gib(device):
         raise AdvisorError(f"memory cap {cap_gib:g} GiB: more than this GPU's "
                            f"{caps.device_gib(device):.1f} GiB")
-    grid_name, configs = grids.load_grid(args.grid)
-    configs = with_layout(configs, args)
-    if device.type == "cpu":
-        configs = cpu_runnable(configs)
-    quantize.check_configs(configs, device)
-    split.check_configs(configs)
+    options = sweep_options(args, device)
+    quantize.check_configs(options.configs, device)
     if device.type == "cuda":
-        configs = within_gpus(configs, torch.cuda.device_count())
-    configs = [replace(c, memory_cap_gib=cap_gib) for c in configs]
-    out = args.out or default_out(device, args.tiny, capped)
-    options = sweep.Options(configs=configs, out=out, device=device, grid=grid_name,
-                            weights="synthetic" if args.tiny else args.weights,
-                            allow_download=args.allow_download, tiny=args.tiny,
-                            limit_s=args.limit_s, min_cap=args.min_cap, profile=args.profile)
-    print(f"grid {grid_name}: {len(configs)} configs -> {out}")
+        options.configs = within_gpus(options.configs, torch.cuda.device_count())
+    options.configs = [replace(c, memory_cap_gib=cap_gib) for c in options.configs]
+    out = options.out = args.out or default_out(device, args.tiny, capped)
+    print(f"grid {options.grid}: {len(options.configs)} configs -> {out}")
     if cap_gib is not None:
         print(f"memory cap: {cap_gib:g} GiB" + (f" (--emulate {args.emulate})" if args.emulate else ""))
     summary = sweep.run(options)
@@ -140,7 +132,7 @@ def run_on_ray(args: argparse.Namespace) -> int:
     """`--ray ADDRESS`: the grid on every GPU model of the cluster (probes.fleet)."""
     import torch
 
-    from probes import fleet, grids, split, sweep
+    from probes import fleet
 
     if importlib.util.find_spec("ray") is None:
         raise AdvisorError("--ray needs Ray: pip install -e '.[ray]'")
@@ -150,20 +142,28 @@ def run_on_ray(args: argparse.Namespace) -> int:
     out = args.out or MEASUREMENTS_DIR
     if out.exists() and not out.is_dir():
         raise AdvisorError(f"--out {out}: with --ray, a folder (one file per GPU model)")
-    grid_name, configs = grids.load_grid(args.grid)
-    configs = with_layout(configs, args)
-    if args.device == "cpu":
-        configs = cpu_runnable(configs)
-    split.check_configs(configs)  # here: the nodes run the same packages
+    options = sweep_options(args, torch.device(args.device))
     out.mkdir(parents=True, exist_ok=True)
-    options = sweep.Options(configs=configs, out=out, device=torch.device(args.device),
-                            grid=grid_name, weights="synthetic" if args.tiny else args.weights,
-                            allow_download=args.allow_download, tiny=args.tiny,
-                            limit_s=args.limit_s, profile=args.profile)
-    print(f"grid {grid_name}: {len(configs)} configs on Ray ({args.ray}) -> {out}/")
-    gpus = max((c.parallel.gpus for c in configs), default=1)
+    print(f"grid {options.grid}: {len(options.configs)} configs on Ray ({args.ray}) -> {out}/")
+    gpus = max((c.parallel.gpus for c in options.configs), default=1)
     fleet.report(fleet.run(args.ray, options, out, gpus))
     return 0
+
+
+def sweep_options(args: argparse.Namespace, device):
+    """The sweep's options from the arguments: the grid's configs on the layout asked, those
+    this device kind can run, checked; `out` is the caller's to set."""
+    from probes import grids, split, sweep
+
+    grid_name, configs = grids.load_grid(args.grid)
+    configs = with_layout(configs, args)
+    if device.type == "cpu":
+        configs = cpu_runnable(configs)
+    split.check_configs(configs)  # under Ray before any task: the nodes need the same packages
+    return sweep.Options(configs=configs, out=args.out, device=device, grid=grid_name,
+                         weights="synthetic" if args.tiny else args.weights,
+                         allow_download=args.allow_download, tiny=args.tiny,
+                         limit_s=args.limit_s, min_cap=args.min_cap, profile=args.profile)
 
 
 def check_gpus(args: argparse.Namespace, capped: bool) -> None:
