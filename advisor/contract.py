@@ -85,6 +85,11 @@ PROBED_OFFLOADS = OFFLOADS + ("group",)
 # VAE decode: whole, in tiles (vae.enable_tiling), one image of the batch at a time
 # (vae.enable_slicing), or both.
 VAE_MODES = ("full", "tiling", "slicing", "tiling+slicing")
+# How a config spreads over the GPUs of one host: `none` (one GPU), `data` (a pipeline per GPU,
+# all busy at once: throughput) or one image split across the GPUs by sequence parallelism
+# (`ulysses`: all-to-all over attention heads; `ring`: key/value blocks passed around a ring).
+PARALLEL_MODES = ("none", "data", "ulysses", "ring")
+SPLIT_MODES = ("ulysses", "ring")
 STATUSES = ("ok", "oom", "error")
 WEIGHTS = ("synthetic", "pretrained")
 STAGES = ("text_encode", "denoise", "vae_decode")
@@ -126,6 +131,33 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class Parallel:
+    """A config's GPU layout: `mode` (PARALLEL_MODES) over `gpus` GPUs of one host."""
+
+    mode: str = "none"
+    gpus: int = 1
+
+    @property
+    def single(self) -> bool:
+        return self.mode == "none"
+
+    def label(self) -> str:
+        return "" if self.single else f"{self.mode}x{self.gpus}"
+
+    def problem(self) -> str | None:
+        """What is wrong with this layout, or None."""
+        if self.mode not in PARALLEL_MODES:
+            return f"mode: expected one of {', '.join(PARALLEL_MODES)}, got {self.mode!r}"
+        if self.single != (self.gpus == 1):
+            return (f"gpus: expected 1 with mode none, 2 or more with mode {self.mode}, "
+                    f"got {self.gpus}")
+        return None
+
+
+SINGLE_GPU = Parallel()
+
+
+@dataclass(frozen=True)
 class Config:
     """One pipeline call: a record's `config` block, a probe grid point, a prediction's query.
 
@@ -148,6 +180,9 @@ class Config:
     # The probe's cap on what torch's allocator may take (GiB), emulating a smaller card; None:
     # the whole device.
     memory_cap_gib: float | None = None
+    # Several GPUs of one host (data-parallel replicas, or one image split across them); a
+    # single-GPU record has no `parallel` key, and a prediction is always single-GPU.
+    parallel: Parallel = SINGLE_GPU
 
     @property
     def cfg(self) -> bool:
@@ -165,17 +200,21 @@ class Config:
     @classmethod
     def from_record(cls, config: dict) -> "Config":
         """The config of a record's `config` block (validated by advisor.records)."""
-        return cls(**{k: config[k] for k in CONFIG_FIELDS if k in config})
+        values = {k: config[k] for k in CONFIG_FIELDS if k in config}
+        if "parallel" in values:
+            values["parallel"] = Parallel(values["parallel"]["mode"], values["parallel"]["gpus"])
+        return cls(**values)
 
     def record(self) -> dict:
-        """The record's `config` block."""
-        return {k: v for k, v in asdict(self).items() if k in CONFIG_FIELDS}
+        """The record's `config` block (no `parallel` key for one GPU, as before it existed)."""
+        return {k: v for k, v in asdict(self).items()
+                if k in CONFIG_FIELDS and not (k == "parallel" and self.parallel.single)}
 
     def family(self) -> tuple:
         """Everything but the shape and batch: an OOM boundary holds within a family."""
         return (self.precision, self.attention, self.compile, self.offload, self.steps,
                 self.guidance_scale, self.caption_tokens, self.max_sequence_length, self.vae,
-                self.memory_cap_gib)
+                self.memory_cap_gib, self.parallel)
 
     def oom_size(self) -> int:
         """Work that sets activation memory: pixels x images in the transformer batch (CFG
@@ -198,6 +237,8 @@ class Config:
             parts.append(f"vae={self.vae}")
         if self.memory_cap_gib is not None:
             parts.append(f"memcap={self.memory_cap_gib:g}GiB")
+        if not self.parallel.single:
+            parts.append(self.parallel.label())
         return " ".join(parts)
 
 
@@ -207,7 +248,7 @@ CONFIG_FIELDS = {
     "height": "int", "width": "int", "batch": "int", "steps": "int", "guidance_scale": "num",
     "precision": "str", "attention": "str", "compile": "bool", "offload": "str",
     "caption_tokens": "int", "max_sequence_length": "int",
-    "vae": "str", "memory_cap_gib": "num?",
+    "vae": "str", "memory_cap_gib": "num?", "parallel": "dict",
 }
 CHOICES = {"precision": PRECISIONS, "attention": ATTENTIONS, "offload": PROBED_OFFLOADS,
            "vae": VAE_MODES}

@@ -9,6 +9,10 @@ measure them, e.g. on CPU). Every other documented key is optional, and type-che
 (a number or null; `spread`/`stage_memory` objects, the `cap_trials` list); so are the optional
 top-level keys `weights_source`, `architecture`, `grid`, `failed_stage` and `quantization`, and the config fields
 added after the first records were shipped (`CONFIG_OPTIONAL`: absent means the default).
+
+Records of several GPUs (`config.parallel`, probes/replicas.py) are valid records, but no
+single-GPU figure: `load_measurements` leaves them out unless asked (`single_gpu`), so the fit
+never mistakes them for one GPU's.
 """
 from __future__ import annotations
 
@@ -18,7 +22,15 @@ from datetime import datetime
 from pathlib import Path
 
 from advisor import MEASUREMENTS_DIR
-from advisor.contract import CHOICES, CONFIG_FIELDS, STAGES, STATUSES, WEIGHTS, Config
+from advisor.contract import (
+    CHOICES,
+    CONFIG_FIELDS,
+    STAGES,
+    STATUSES,
+    WEIGHTS,
+    Config,
+    Parallel,
+)
 from advisor.errors import AdvisorError, shown
 from advisor.fileio import append_line_atomic
 from advisor.inputs import MAX_RECORDS_BYTES, check_file, is_number, read_text
@@ -34,10 +46,11 @@ GPU_FIELDS = {
 }
 HOST_FIELDS = {"cpu": "str?", "cpu_count": "int?", "ram_gb": "num?"}
 # Which machine measured (added after the first shipped records, so optional): the GPU's NVML
-# UUID and maximum clocks, and a fingerprint of the host (a hash: no host name is stored).
+# UUID and maximum clocks, a fingerprint of the host (a hash: no host name is stored) and, probed
+# through Ray (probes.fleet), the node's Ray id.
 MACHINE_FIELDS = {"gpu": {"uuid": "str?", "sm_clock_max_mhz": "num?",
                           "memory_clock_max_mhz": "num?"},
-                  "host": {"fingerprint": "str?"}}
+                  "host": {"fingerprint": "str?", "ray_node_id": "str?"}}
 SOFTWARE_FIELDS = {"python": "str", "torch": "str?", "diffusers": "str?", "transformers": "str?"}
 # `quantization`: what a quantized precision quantized (probes.quantize; absent otherwise).
 RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?", "failed_stage": "str?",
@@ -46,7 +59,8 @@ RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?", "failed_stage": "st
 FAILED_STAGES = ("load",) + STAGES
 # Config fields a record may lack (they came after the first shipped records), with the default
 # an absent one means: an old record and a new config at that default are the same config.
-CONFIG_OPTIONAL = {f.name: f.default for f in fields(Config) if f.name in ("vae", "memory_cap_gib")}
+CONFIG_OPTIONAL = {f.name: f.default for f in fields(Config)
+                   if f.name in ("vae", "memory_cap_gib", "parallel")}
 CONFIG_REQUIRED = {k: tag for k, tag in CONFIG_FIELDS.items() if k not in CONFIG_OPTIONAL}
 RESULTS_REQUIRED = {
     "text_encode_s": "num", "denoise_step_s": "num", "denoise_s": "num", "vae_decode_s": "num",
@@ -61,7 +75,13 @@ RESULTS_OPTIONAL = {
     "host_rss_peak_mb": "num?", "compile_s": "num?", "spread": "dict?", "stage_memory": "dict?",
     "profile": "dict?",
     "min_cap_gib": "num?", "cap_trials": "list?",
+    # several GPUs only (probes/replicas.py)
+    "aggregate_img_per_s": "num?", "host_cpu_pct": "num?", "host_cpu_pct_max": "num?",
+    "host_ram_used_mb": "num?", "together_s": "num?", "replicas": "list?",
+    "parallel_library": "dict?", "communication_share": "num?",
 }
+# One GPU's figures in a record of several (`results.replicas`).
+REPLICA_FIELDS = {"index": "int", "total_s": "num", "img_per_s": "num"}
 # One trial of a minimum-cap search (`results.cap_trials`).
 CAP_TRIAL_FIELDS = {"cap_gib": "num", "status": "str", "failed_stage": "str?"}
 CAP_TRIAL_STATUSES = ("ok", "oom")
@@ -122,6 +142,16 @@ def _check_config(config: dict) -> list[str]:
     if config["memory_cap_gib"] is not None and config["memory_cap_gib"] <= 0:
         problems.append(f"config.memory_cap_gib: expected > 0 GiB or null, "
                         f"got {config['memory_cap_gib']}")
+    if isinstance(config["parallel"], dict):
+        problems += _check_parallel(config["parallel"])
+    return problems
+
+
+def _check_parallel(parallel: dict) -> list[str]:
+    problems = _check_fields(parallel, {"mode": "str", "gpus": "int"}, "config.parallel")
+    if not problems:
+        problem = Parallel(parallel["mode"], parallel["gpus"]).problem()
+        problems += [f"config.parallel.{problem}"] if problem else []
     return problems
 
 
@@ -134,6 +164,10 @@ def _check_results(results: dict) -> list[str]:
             problems.append(f"results.{key}: expected > 0, got {value}")
     if isinstance(results.get("cap_trials"), list):
         problems += _check_cap_trials(results["cap_trials"])
+    for index, replica in enumerate(results.get("replicas") or []):
+        where = f"results.replicas[{index}]"
+        problems += (_check_fields(replica, REPLICA_FIELDS, where) if isinstance(replica, dict)
+                     else [f"{where}: expected an object, got {shown(replica)}"])
     return problems
 
 
@@ -227,14 +261,22 @@ def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
     return records, problems
 
 
-def load_measurements(dir: str | Path = MEASUREMENTS_DIR) -> tuple[list[dict], list[str]]:
-    """All valid records of `dir/*.jsonl` (sorted by file name) and the problems found."""
+def load_measurements(dir: str | Path = MEASUREMENTS_DIR,
+                      single_gpu: bool = True) -> tuple[list[dict], list[str]]:
+    """The valid records of `dir/*.jsonl` (sorted by file name) and the problems found; with
+    `single_gpu` (what the fitted models read) only those of one GPU (`is_single_gpu`)."""
     records, problems = [], []
     for path in measurement_files(dir):
         file_records, file_problems = read_records(path)
         records += file_records
         problems += file_problems
-    return records, problems
+    return [r for r in records if is_single_gpu(r) or not single_gpu], problems
+
+
+def is_single_gpu(record: dict) -> bool:
+    """Whether a (valid) record measured one GPU: no `config.parallel`, or mode `none`. The
+    others (data-parallel replicas, one image split across GPUs) are no figure of one GPU."""
+    return record["config"].get("parallel", {"mode": "none"})["mode"] == "none"
 
 
 def measurement_files(dir: str | Path = MEASUREMENTS_DIR) -> list[Path]:
@@ -264,11 +306,15 @@ def append_record(path: str | Path, record: dict) -> None:
 def config_key(config: dict) -> str:
     """Canonical identity of a probed config: sorted compact JSON of the documented config
     fields only (unknown keys ignored; absent optional fields at their defaults; guidance_scale
-    and a memory cap as floats, so 0 and 0.0 are one key)."""
+    and a memory cap as floats, so 0 and 0.0 are one key). A single-GPU layout is left out, so
+    the keys of records written before `parallel` existed stay what they were."""
     missing = [k for k in CONFIG_REQUIRED if k not in config]
     if missing:
         raise AdvisorError(f"config: missing {', '.join(missing)}")
     canonical = {**CONFIG_OPTIONAL, **{k: config[k] for k in CONFIG_FIELDS if k in config}}
+    parallel = canonical.pop("parallel")
+    if isinstance(parallel, dict) and parallel["mode"] != "none":
+        canonical["parallel"] = {"mode": parallel["mode"], "gpus": parallel["gpus"]}
     canonical["guidance_scale"] = float(canonical["guidance_scale"])
     if canonical["memory_cap_gib"] is not None:
         canonical["memory_cap_gib"] = float(canonical["memory_cap_gib"])

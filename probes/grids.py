@@ -12,7 +12,8 @@
 
 A group is the cartesian product of its list-valued keys. Keys: `shapes`, the config fields
 (`batch`, `steps`, `guidance_scale`, `precision`, `attention`, `compile`, `offload` (also
-`group`), `caption_tokens`, `max_sequence_length`, `vae`), `end_to_end` and `max_megapixels`
+`group`), `caption_tokens`, `max_sequence_length`, `vae`, `parallel`: a mapping `{mode: data |
+ulysses | ring, gpus: N}` or a list of them, see probes/replicas.py), `end_to_end` and `max_megapixels`
 (drop configs whose height x width x batch exceeds it, in units of 2^20 pixels: a bound on one
 config's work). A config listed twice is measured once (end to end if either listing asks). The
 memory cap is not a grid key: `advisor probe --memory-cap-gib/--emulate/--min-cap` set it.
@@ -23,7 +24,7 @@ import itertools
 from dataclasses import fields, replace
 from pathlib import Path
 
-from advisor.contract import CHOICES, CONFIG_FIELDS, Config
+from advisor.contract import CHOICES, CONFIG_FIELDS, Config, Parallel
 from advisor.errors import AdvisorError
 from advisor.inputs import load_yaml, read_text
 
@@ -146,6 +147,8 @@ def _group_configs(group: dict, label: str) -> list[Config]:
     for shape in shapes:
         for values in itertools.product(*axes.values()):
             settings = dict(zip(axes, values), height=shape[0], width=shape[1])
+            if "parallel" in settings:
+                settings["parallel"] = _parallel(settings["parallel"], label)
             config = replace(Config(0, 0), **settings, end_to_end=bool(group.get("end_to_end")))
             _check_config(config, label)
             config = replace(config, guidance_scale=float(config.guidance_scale))  # YAML 4 -> 4.0
@@ -154,9 +157,20 @@ def _group_configs(group: dict, label: str) -> list[Config]:
     return configs
 
 
+def _parallel(value, label: str) -> Parallel:
+    if not (isinstance(value, dict) and set(value) == {"mode", "gpus"}
+            and isinstance(value["mode"], str) and type(value["gpus"]) is int):
+        raise AdvisorError(f"{label}: parallel: expected {{mode: data|ulysses|ring, gpus: N}}, "
+                           f"got {value!r}")
+    layout = Parallel(value["mode"], value["gpus"])
+    if layout.problem():
+        raise AdvisorError(f"{label}: parallel: {layout.problem()}")
+    return layout
+
+
 def _check_config(config: Config, label: str) -> None:
     types = {f.name: f.type for f in fields(Config)}
-    for name in GRID_FIELDS:
+    for name in set(GRID_FIELDS) - {"parallel"}:  # checked by _parallel
         value = getattr(config, name)
         expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[types[name]]
         if not isinstance(value, expected) or (isinstance(value, bool) and types[name] != "bool"):

@@ -14,6 +14,10 @@ first step of a call is kept apart (it carries model-offload transfers); steps 2
 steady step time. A full run of S steps is composed as
 text_encode + first_step + (S-1) x step + vae_decode + other; configs marked `end_to_end` are also
 run whole to check that composition.
+
+On several GPUs (probes.replicas) every process measures this way, and a `group` ties their
+calls together: it starts the timed calls of all processes at once, and makes the processes
+agree on each call's timings where they must make the same calls (one image split across them).
 """
 from __future__ import annotations
 
@@ -90,8 +94,10 @@ class Runner:
     """Instrumented calls of one loaded pipeline for one config. `stage` is the stage the last
     call reached; an exception out of `call` carries it (`failed_stage`)."""
 
-    def __init__(self, loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None):
+    def __init__(self, loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None,
+                 agree=None):
         self.pipe = loaded.pipe
+        self.agree = agree  # Call -> Call: the timings every process of a group decides on
         self.config = config
         self.device = device
         self.nvml = nvml
@@ -111,7 +117,8 @@ class Runner:
 
     def call(self, steps: int) -> Call:
         try:
-            return self._call(steps)
+            call = self._call(steps)
+            return self.agree(call) if self.agree else call
         except Exception as exc:
             exc.probe_stage = self.stage
             raise
@@ -222,13 +229,14 @@ def settle(runner: Runner) -> None:
 
 def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | None,
             gpu_tflops: float | None, budget_s: float, settle_first: bool = False,
-            profile: bool = False) -> dict:
+            profile: bool = False, group=None) -> dict:
     """The `results` block of an `ok` record. Exceptions (OOM included) propagate.
     `settle_first`: also settle the pipeline before timing (see SETTLE_CALLS). `profile`: add
     `results.profile` from one more call under torch.profiler (probes.profile), after the
-    timed ones."""
+    timed ones. `group` (several GPUs, probes.replicas): `agree` on each call, `start` before
+    the timed calls and `finish(call)` after them."""
     prepare(loaded, config)
-    runner = Runner(loaded, config, device, nvml)
+    runner = Runner(loaded, config, device, nvml, group.agree if group else None)
     free_memory()  # so that NVML sees this config's memory, not earlier configs' cached blocks
     baseline_mb = nvml.used_mb() if nvml else None
     sampler = Sampler(nvml.read) if nvml else contextlib.nullcontext()
@@ -239,7 +247,11 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
         if settle_first:
             settle(runner)
         k = steps_per_call(warmups[-1], config.steps, budget_s)
+        if group:
+            group.start()
         timed = timed_calls(runner, k, budget_s)
+        if group:
+            group.finish(lambda: runner.call(k))
         whole = whole_runs(runner, timed, budget_s) if config.end_to_end else []
     results = compose(config, timed, whole, k)
     results.update(_memory(timed[0]))

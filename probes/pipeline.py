@@ -27,7 +27,7 @@ from diffusers import (
 from transformers import Qwen3Config, Qwen3Model
 
 from advisor import ARCH_DIR
-from advisor.contract import ATTENTION_BACKENDS, QUANTIZATIONS, dtype_of
+from advisor.contract import ATTENTION_BACKENDS, QUANTIZATIONS, SINGLE_GPU, SPLIT_MODES, Parallel, dtype_of
 from advisor.errors import AdvisorError
 from probes.meters import Sampler
 from probes.tokenizer import WORDS, word_tokenizer
@@ -39,9 +39,11 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
 RECOMPILE_LIMIT = 64
 
 # --tiny: the same classes with tiny dimensions, for CPU tests. The VAE keeps four blocks so that
-# it still downsamples 8x (tokens are still (H/16) x (W/16)); head_dim 32 = sum(axes_dims).
+# it still downsamples 8x (tokens are still (H/16) x (W/16)); head_dim 32 = sum(axes_dims). Two
+# refiner layers, as the real model: cache-dit's context-parallel plan hooks the first and the
+# last apart (probes.split).
 TINY = {
-    "transformer": {"dim": 64, "n_heads": 2, "n_kv_heads": 2, "n_layers": 2, "n_refiner_layers": 1,
+    "transformer": {"dim": 64, "n_heads": 2, "n_kv_heads": 2, "n_layers": 2, "n_refiner_layers": 2,
                     "axes_dims": [8, 12, 12], "cap_feat_dim": 32},
     "text_encoder": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                      "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
@@ -56,17 +58,20 @@ CONFIG_FILES = {"transformer": "transformer/config.json", "text_encoder": "text_
 class LoadKey:
     """What needs a fresh pipeline when it changes. fp32 and fp32-tf32 share weights (TF32 is a
     global matmul flag); a quantized precision is a bf16 pipeline quantized after it is placed;
-    the attention backend is switched in place."""
+    the attention backend is switched in place; a transformer split across GPUs (`split`, one
+    image over several: probes.split) is its own pipeline."""
     dtype: str
     compile: bool
     offload: str
     quantization: str | None = None  # a QUANTIZATIONS key
+    split: Parallel = SINGLE_GPU
 
     @classmethod
     def of(cls, config) -> "LoadKey":
         dtype = "fp32" if config.precision == "fp32-tf32" else dtype_of(config.precision)
         quantization = config.precision if config.precision in QUANTIZATIONS else None
-        return cls(dtype, config.compile, config.offload, quantization)
+        split = config.parallel if config.parallel.mode in SPLIT_MODES else SINGLE_GPU
+        return cls(dtype, config.compile, config.offload, quantization, split)
 
 
 @dataclass
@@ -260,6 +265,9 @@ def place(pipe: ZImagePipeline, device: torch.device, key: LoadKey) -> dict | No
     else:  # group: one block at a time on the GPU, the next one copied in on a side stream
         pipe.enable_group_offload(onload_device=device, offload_type="block_level",
                                   num_blocks_per_group=1, use_stream=True)
+    if not key.split.single:
+        from probes.split import enable
+        enable(pipe, key.split)
     quantization = None
     if key.quantization:
         from probes.quantize import quantize

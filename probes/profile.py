@@ -15,14 +15,16 @@ import contextlib
 import re
 from collections.abc import Callable, Iterable
 
-OP_CLASSES = ("gemm", "attention", "convolution", "elementwise", "other")
+OP_CLASSES = ("gemm", "attention", "convolution", "elementwise", "communication", "other")
 PROFILED_STAGES = ("text_encode", "denoise_step", "vae_decode")
 ANNOTATION = "stage/"
-# Kernel name -> class, first match wins. Attention comes first (cuDNN's SDPA kernels are
-# named "...sdpa...flash_fprop..."), convolution before GEMM (cuDNN convolutions run as
+# Kernel name -> class, first match wins. NCCL's collectives (a split image, probes.split) come
+# first ("ncclDevKernel_AllGather...": "gather" is elementwise below), then attention (cuDNN's
+# SDPA kernels are named "...sdpa...flash_fprop..."), convolution before GEMM (cuDNN convolutions run as
 # "...xmma_fprop_implicit_gemm..."), Inductor's matmul templates before its fused pointwise
 # kernels ("triton_tem_" vs "triton_poi_"/"triton_red_"/"triton_per_").
 _CLASS_PATTERNS = (
+    ("communication", r"nccl"),
     ("attention", r"flash|fmha|sdpa|attention|attn"),
     ("convolution", r"conv|implicit_gemm|implicit_convolve|winograd|fprop|dgrad|wgrad"),
     ("gemm", r"gemm|cutlass|xmma|nvjet|cublas|matmul|triton_tem_|_mm_|splitk"),

@@ -15,6 +15,8 @@
   before it runs. With `min_cap`, each config gets a search for the smallest cap instead, then
   the usual measurement at that cap; its record carries the cap found and the trials. Ctrl-C or
   the time limit during a search drop that config (no record) and stop the sweep.
+- Several GPUs (`config.parallel`): configs of one layout run together, on a worker process per
+  GPU (probes.replicas); this process then makes no CUDA call. One record per config.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +37,15 @@ import torch
 from tqdm import tqdm
 
 from advisor import records, workload
-from advisor.contract import ATTENTIONS, PROBED_OFFLOADS, QUANTIZATIONS, Config, compute_precision
+from advisor.contract import (
+    ATTENTIONS,
+    PARALLEL_MODES,
+    PROBED_OFFLOADS,
+    QUANTIZATIONS,
+    Config,
+    Parallel,
+    compute_precision,
+)
 from advisor.errors import AdvisorError
 from probes import caps, pipeline
 from probes.measure import failed_stage, measure
@@ -77,7 +88,8 @@ class Summary:
 def order(configs: list[Config]) -> list[Config]:
     def key(c: Config):
         load = pipeline.LoadKey.of(c)
-        return (ORDER["quantization"].index(load.quantization), ORDER["dtype"].index(load.dtype),
+        return (PARALLEL_MODES.index(c.parallel.mode), c.parallel.gpus,
+                ORDER["quantization"].index(load.quantization), ORDER["dtype"].index(load.dtype),
                 ORDER["offload"].index(c.offload), c.compile,
                 ORDER["attention"].index(c.attention), c.precision, c.family(),
                 c.pixels * c.batch, c.pixels, c.batch)
@@ -310,6 +322,13 @@ class Progress:
 def run(opts: Options) -> Summary:
     """Measure every config of `opts` not yet in `opts.out`; append one record each."""
     summary = Summary()
+    for _ in measured(opts, summary):
+        pass
+    return summary
+
+
+def measured(opts: Options, summary: Summary) -> Iterator[dict]:
+    """`run`, yielding each record once it is appended (a Ray task streams them: probes.fleet)."""
     done, ooms = existing(opts.out, summary, opts.min_cap)
     todo = [c for c in order(opts.configs) if records.config_key(c.record()) not in done]
     summary.resumed = len(opts.configs) - len(todo)
@@ -317,20 +336,15 @@ def run(opts: Options) -> Summary:
         print(f"resuming: {summary.resumed} of {len(opts.configs)} configs already in {opts.out}")
 
     weights_path = pipeline.find_weights(opts.weights, opts.allow_download)
-    nvml = Nvml.open(opts.device)
-    env = environment(opts.device, nvml)
-    gpu_entry = env.pop("_catalog_gpu")
-    env.update(weights="synthetic" if weights_path is None else "pretrained",
-               weights_source=pipeline.weights_source(weights_path, opts.tiny), grid=opts.grid)
-    print(f"device: {env['gpu']['name']} (catalog: {env['gpu']['catalog_id'] or 'no entry'})")
-    print(f"weights: {env['weights'].upper()} ({env['weights_source']})"
+    kind = "synthetic" if weights_path is None else "pretrained"
+    print(f"weights: {kind.upper()} ({pipeline.weights_source(weights_path, opts.tiny)})"
           + ("; random values: timings and memory are real, images are noise"
              if weights_path is None else ""))
 
     pipeline.freeze_heap()
     forecast = Forecast(opts.budget_s, search=opts.min_cap)
     progress = Progress([forecast.config_s(c) for c in todo])
-    runs = Runs(opts, weights_path, nvml, gpu_entry)
+    layouts = Layouts(opts, weights_path)
     try:
         with Interrupt() as interrupt:
             for index, config in enumerate(todo):
@@ -338,11 +352,12 @@ def run(opts: Options) -> Summary:
                     summary.skipped_oom.append(config)
                     progress.end()
                     continue
-                load_s = forecast.load_s if runs.needs_load(config) else 0.0
+                load_s = forecast.load_s if layouts.needs_load(config) else 0.0
                 summary.stopped = stop_reason(interrupt, opts, forecast.config_s(config) + load_s)
                 if summary.stopped:
                     summary.not_run = [c for c in todo[index:] if not dominated(c, ooms)]
                     break
+                runs = layouts.runs(config.parallel)
                 progress.begin(config)
 
                 def before_trial(cap_gib: float, config=config) -> None:
@@ -359,9 +374,10 @@ def run(opts: Options) -> Summary:
                     break
                 if runs.loaded:
                     forecast.load_s = runs.loaded.load_s
-                record = make_record(env, runs.loaded, outcome)
+                record = make_record(runs.env, runs.loaded, outcome)
                 records.append_record(opts.out, record)
                 summary.rows.append(record)
+                yield record
                 if outcome.status == "oom":
                     ooms.append(outcome.config)
                 if outcome.results:
@@ -369,9 +385,42 @@ def run(opts: Options) -> Summary:
                 progress.end(_line(record))
     finally:
         progress.close()
-        pipeline.release(runs.loaded)
-        caps.set_memory_cap(opts.device, None)
-    return summary
+        layouts.close()
+
+
+class Layouts:
+    """The runs of the current GPU layout: this process for one GPU (`Runs`), a worker process
+    per GPU for several (probes.replicas); a config of another layout closes them first."""
+
+    def __init__(self, opts: Options, weights_path):
+        self.opts = opts
+        self.weights_path = weights_path
+        self.layout: Parallel | None = None
+        self.current = None
+
+    def needs_load(self, config: Config) -> bool:
+        return config.parallel != self.layout or self.current.needs_load(config)
+
+    def runs(self, layout: Parallel):
+        if layout != self.layout:
+            self.close()
+            if layout.single:
+                self.current = Runs(self.opts, self.weights_path)
+            else:  # imported here: the workers import this module
+                from probes.replicas import ReplicaRuns
+                self.current = ReplicaRuns(self.opts, self.weights_path, layout)
+            self.layout = layout
+            gpu = self.current.env["gpu"]
+            tqdm.write(f"device: {'' if layout.single else f'{layout.gpus} x '}{gpu['name']} "
+                       f"(catalog: {gpu['catalog_id'] or 'no entry'})"
+                       + ("" if layout.single else f", {layout.mode} parallel, a worker process "
+                          "per GPU"), file=sys.stdout)
+        return self.current
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+        self.current, self.layout = None, None
 
 
 def stop_reason(interrupt: Interrupt, opts: Options, needed_s: float = 0.0) -> str | None:
@@ -389,19 +438,31 @@ def stop_reason(interrupt: Interrupt, opts: Options, needed_s: float = 0.0) -> s
 class Runs:
     """The pipeline in hand and how a config runs on it: loads (one per LoadKey; a failed one is
     remembered and recorded against each of its configs), the memory cap, then the measurement,
-    or with `min_cap` the search and the measurement at the cap found."""
+    or with `min_cap` the search and the measurement at the cap found. `env`: the record blocks
+    of this device. `group`: how the measurement ties in with other processes (probes.replicas,
+    one per GPU), or None."""
 
-    def __init__(self, opts: Options, weights_path, nvml: Nvml | None, gpu_entry):
+    def __init__(self, opts: Options, weights_path, group=None):
         self.opts = opts
         self.weights_path = weights_path
-        self.nvml = nvml
-        self.gpu_entry = gpu_entry
+        self.group = group
+        self.nvml = Nvml.open(opts.device)
+        self.env = environment(opts.device, self.nvml)
+        self.gpu_entry = self.env.pop("_catalog_gpu")
+        self.env.update(weights="synthetic" if weights_path is None else "pretrained",
+                        weights_source=pipeline.weights_source(weights_path, opts.tiny),
+                        grid=opts.grid)
         self.loaded: pipeline.Loaded | None = None
         self.attention: str | None = None  # the backend of the last config measured
         self.failed_loads: dict[pipeline.LoadKey, tuple[str, str]] = {}  # (status, error)
 
     def needs_load(self, config: Config) -> bool:
         return self.loaded is None or self.loaded.key != pipeline.LoadKey.of(config)
+
+    def close(self) -> None:
+        pipeline.release(self.loaded)
+        self.loaded = None
+        caps.set_memory_cap(self.opts.device, None)
 
     def run(self, config: Config, before_trial) -> Outcome:
         """The outcome of one config; caps.Abandoned when `before_trial` stops a search."""
@@ -451,7 +512,7 @@ class Runs:
             if self.gpu_entry else None
         return self._guarded(config, lambda: Outcome(config, results=measure(
             self.loaded, config, self.opts.device, self.nvml, peak, self.opts.budget_s,
-            settle_first, self.opts.profile)))
+            settle_first, self.opts.profile, self.group)))
 
     def _measure_at_min_cap(self, config: Config, search: caps.Search) -> Outcome:
         """The usual measurement under the smallest cap found. It makes more and longer calls
@@ -503,6 +564,8 @@ def _line(record: dict) -> str:
     nvml = f", NVML {r['nvml_peak_used_mb'] / 1024:.1f} GiB" if r["nvml_peak_used_mb"] else ""
     search = (f", smallest cap {r['min_cap_gib']:g} GiB ({len(r['cap_trials'])} trials)"
               if r.get("min_cap_gib") is not None else "")
+    if r.get("aggregate_img_per_s") is not None:  # several GPUs
+        search += f", all GPUs {r['aggregate_img_per_s']:.2f} img/s"
     return (f"{label}: {r['total_s']:.3f} s/batch (text {r['text_encode_s']:.3f}, step "
             f"{r['denoise_step_s']:.3f}, vae {r['vae_decode_s']:.3f}), {r['img_per_s']:.2f} img/s"
             f"{memory}{nvml}{search}")

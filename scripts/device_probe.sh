@@ -11,7 +11,9 @@
 # continue; default data/measurements/<catalog-id>.jsonl when it exists, or
 # data/measurements/capped/<catalog-id>.jsonl for a run under a memory cap), WHEELS (the wheel
 # folder, default .whl). Extra arguments go to `advisor probe` (e.g. --weights synthetic,
-# --min-cap, --emulate rtx-4090).
+# --min-cap, --emulate rtx-4090, --gpus 4). Several GPUs (GRID=data/grids/multi-gpu.yaml on the
+# nvidia-h200-x2/-x4 kinds, cache-dit and einops in .whl/): data/measurements/README.md,
+# "Several GPUs", has the commands.
 set -uo pipefail
 : "${OUT:?OUT must name the folder for the results}"
 GRID=${GRID:-standard}

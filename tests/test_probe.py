@@ -123,7 +123,8 @@ def test_settle_runs_full_calls_until_two_agree(times, calls):
 def test_sweep_settles_after_a_load_and_after_an_attention_switch(tmp_path, monkeypatch):
     settled = []
 
-    def fake_measure(loaded, config, device, nvml, peak, budget_s, settle_first, profile):
+    def fake_measure(loaded, config, device, nvml, peak, budget_s, settle_first, profile,
+                     group):
         settled.append((config.label(), settle_first))
         raise ValueError("not measured")  # recorded as an error; the sweep goes on
 

@@ -17,6 +17,7 @@ from probes.profile import OP_CLASSES, op_class, summarize
     ("triton_poi_fused_add_mul_rsqrt_0", "elementwise"),
     ("void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<float>", "elementwise"),
     ("Memcpy HtoD (Pageable -> Device)", "other"),
+    ("ncclDevKernel_AllGather_RING_LL(ncclDevKernelArgsStorage<4096ul>)", "communication"),
 ])
 def test_kernels_are_classified_by_name(kernel, expected):
     assert op_class(kernel) == expected

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from advisor import MEASUREMENTS_DIR
 from advisor.catalog import load_catalog
+from advisor.contract import SPLIT_MODES, Parallel
 from advisor.errors import AdvisorError
 
 PROBE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "psutil")
@@ -54,6 +55,19 @@ def add_parser(subparsers) -> None:
                    help="also profile one call per config with torch.profiler: kernel seconds "
                         "by op class per stage, GPU-busy vs wall, kernels launched "
                         "(results.profile; CUDA only)")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="run every config on N GPUs of this host at once: a pipeline per GPU, "
+                        "each in its own process (data parallel: a full box's throughput, host "
+                        "CPU and RAM), or one image across them with --split; records carry "
+                        "config.parallel (with --device cpu: N CPU processes)")
+    p.add_argument("--split", choices=SPLIT_MODES,
+                   help="with --gpus N: split one image across the N GPUs (sequence parallelism "
+                        "of the transformer with cache-dit: pip install cache-dit einops)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="probe every GPU node of a Ray cluster at once, one task per GPU model "
+                        "(ADDRESS: auto, ray://HOST:PORT, or local to start one here); --out "
+                        "is then a folder (default data/measurements/), one file per GPU model "
+                        "(needs the ray extra)")
     cap = p.add_mutually_exclusive_group()
     cap.add_argument("--memory-cap-gib", type=float, metavar="GIB",
                      help="cap what torch may take on the GPU at GIB GiB, as on a smaller card "
@@ -77,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         raise AdvisorError(f"--limit-s: expected a positive number of seconds, got {args.limit_s}")
     cap_gib = memory_cap_gib(args)
     capped = cap_gib is not None or args.min_cap
+    check_gpus(args, capped)
+    if args.ray and capped:
+        raise AdvisorError("--ray with a memory cap (--memory-cap-gib, --emulate, --min-cap): "
+                           "not supported; cap one machine at a time")
     if capped and args.device != "cuda":
         flag = "--min-cap" if args.min_cap else "a memory cap"
         raise AdvisorError(f"{flag} needs --device cuda (it caps torch's CUDA allocator); "
@@ -84,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from probes import caps, grids, quantize, sweep
+    from probes import caps, quantize, sweep
 
+    if args.ray:
+        return run_on_ray(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AdvisorError(f"--device cuda: no CUDA device visible to torch {torch.__version__}; "
                            "use --device cpu --tiny for a CPU run")
@@ -94,22 +114,94 @@ def run(args: argparse.Namespace) -> int:
     if cap_gib is not None and cap_gib > caps.device_gib(device):
         raise AdvisorError(f"memory cap {cap_gib:g} GiB: more than this GPU's "
                            f"{caps.device_gib(device):.1f} GiB")
-    grid_name, configs = grids.load_grid(args.grid)
-    if device.type == "cpu":
-        configs = cpu_runnable(configs)
-    quantize.check_configs(configs, device)
-    configs = [replace(c, memory_cap_gib=cap_gib) for c in configs]
-    out = args.out or default_out(device, args.tiny, capped)
-    options = sweep.Options(configs=configs, out=out, device=device, grid=grid_name,
-                            weights="synthetic" if args.tiny else args.weights,
-                            allow_download=args.allow_download, tiny=args.tiny,
-                            limit_s=args.limit_s, min_cap=args.min_cap, profile=args.profile)
-    print(f"grid {grid_name}: {len(configs)} configs -> {out}")
+    options = sweep_options(args, device)
+    quantize.check_configs(options.configs, device)
+    if device.type == "cuda":
+        options.configs = within_gpus(options.configs, torch.cuda.device_count())
+    options.configs = [replace(c, memory_cap_gib=cap_gib) for c in options.configs]
+    out = options.out = args.out or default_out(device, args.tiny, capped)
+    print(f"grid {options.grid}: {len(options.configs)} configs -> {out}")
     if cap_gib is not None:
         print(f"memory cap: {cap_gib:g} GiB" + (f" (--emulate {args.emulate})" if args.emulate else ""))
     summary = sweep.run(options)
     sweep.print_summary(summary, out)
     return 0
+
+
+def run_on_ray(args: argparse.Namespace) -> int:
+    """`--ray ADDRESS`: the grid on every GPU model of the cluster (probes.fleet)."""
+    import torch
+
+    from probes import fleet
+
+    if importlib.util.find_spec("ray") is None:
+        raise AdvisorError("--ray needs Ray: pip install -e '.[ray]'")
+    if (args.tiny or args.device != "cuda") and args.out is None:
+        raise AdvisorError("--out FOLDER is required with --tiny or --device cpu (the shipped "
+                           "files in data/measurements/ hold full-size GPU runs only)")
+    out = args.out or MEASUREMENTS_DIR
+    if out.exists() and not out.is_dir():
+        raise AdvisorError(f"--out {out}: with --ray, a folder (one file per GPU model)")
+    options = sweep_options(args, torch.device(args.device))
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"grid {options.grid}: {len(options.configs)} configs on Ray ({args.ray}) -> {out}/")
+    gpus = max((c.parallel.gpus for c in options.configs), default=1)
+    fleet.report(fleet.run(args.ray, options, out, gpus))
+    return 0
+
+
+def sweep_options(args: argparse.Namespace, device):
+    """The sweep's options from the arguments: the grid's configs on the layout asked, those
+    this device kind can run, checked; `out` is the caller's to set."""
+    from probes import grids, split, sweep
+
+    grid_name, configs = grids.load_grid(args.grid)
+    configs = with_layout(configs, args)
+    if device.type == "cpu":
+        configs = cpu_runnable(configs)
+    split.check_configs(configs)  # under Ray before any task: the nodes need the same packages
+    return sweep.Options(configs=configs, out=args.out, device=device, grid=grid_name,
+                         weights="synthetic" if args.tiny else args.weights,
+                         allow_download=args.allow_download, tiny=args.tiny,
+                         limit_s=args.limit_s, min_cap=args.min_cap, profile=args.profile)
+
+
+def check_gpus(args: argparse.Namespace, capped: bool) -> None:
+    """--gpus and --split, before any work."""
+    if args.split and args.gpus is None:
+        raise AdvisorError(f"--split {args.split} needs --gpus N (the GPUs to split an image over)")
+    if args.gpus is None:
+        return
+    if args.gpus < 1 or (args.split and args.gpus < 2):
+        need = "2 or more, to split an image across" if args.split else "a positive number"
+        raise AdvisorError(f"--gpus: expected {need}, got {args.gpus}")
+    if capped and args.gpus > 1:
+        raise AdvisorError("--gpus N with a memory cap (--memory-cap-gib, --emulate, --min-cap): "
+                           "not supported; cap one GPU at a time")
+
+
+def with_layout(configs, args: argparse.Namespace):
+    """The grid's configs on the layout --gpus/--split ask for (unchanged without --gpus)."""
+    if args.gpus is None:
+        return configs
+    if any(not c.parallel.single for c in configs):
+        raise AdvisorError(f"--gpus {args.gpus}: the grid sets its own GPU layouts (`parallel`); "
+                           "run it without --gpus")
+    layout = Parallel(args.split or ("data" if args.gpus > 1 else "none"), args.gpus)
+    return [replace(c, parallel=layout) for c in configs]
+
+
+def within_gpus(configs, visible: int):
+    """Leave out the configs that need more GPUs than this machine shows (one grid serves hosts
+    of 2 and 4 GPUs); AdvisorError when none is left."""
+    keep = [c for c in configs if c.parallel.gpus <= visible]
+    if configs and not keep:
+        raise AdvisorError(f"every config of the grid needs more GPUs than the {visible} this "
+                           "machine shows to torch")
+    if len(keep) < len(configs):
+        print(f"leaving out {len(configs) - len(keep)} configs that need more than {visible} "
+              "GPUs")
+    return keep
 
 
 def cpu_runnable(configs):
