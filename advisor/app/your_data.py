@@ -13,6 +13,7 @@ from advisor.app.measurements import record_gpu_id, records_frame
 from advisor.app.uploads import safe_name
 from advisor.catalog import Catalog
 from advisor.contract import Config
+from advisor.records import is_single_gpu
 
 
 def fit_with_uploads(uploads: dict[str, str], measurements_dir: Path = MEASUREMENTS_DIR):
@@ -37,7 +38,9 @@ def fit_with_uploads(uploads: dict[str, str], measurements_dir: Path = MEASUREME
 
 def compare_frame(records: list[dict], models, catalog: Catalog) -> pd.DataFrame:
     """Uploaded ok records beside what the (shipped) models predicted for them, with the error."""
-    ok = [r for r in records if r["status"] == "ok" and record_gpu_id(r, catalog)]
+    # several-GPU records are no figure of one GPU: nothing single-GPU to compare them with
+    ok = [r for r in records
+          if r["status"] == "ok" and is_single_gpu(r) and record_gpu_id(r, catalog)]
     frame = records_frame(ok)
     if not ok:
         return frame
