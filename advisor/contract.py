@@ -65,7 +65,8 @@ def unsupported_reason(precision: str, capability: tuple[int, int] | None,
     (None: unknown, or not a CUDA GPU), or None when it is."""
     if compile and precision in QUANTIZATIONS and not QUANTIZATIONS[precision].compiles:
         return (f"{precision} is not offered with torch.compile: compiled, it ran about 200x "
-                "slower than eager on the H200 (13.5 s a step at 512x512; torch 2.11, torchao 0.18)")
+                "slower than eager on the H200 (13.5 s a step at 512x512; torch 2.11, "
+                "torchao 0.18)")
     need = QUANTIZATIONS[precision].min_capability if precision in QUANTIZATIONS else None
     if need is None or (capability is not None and tuple(capability) >= need):
         return None

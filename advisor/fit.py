@@ -10,7 +10,9 @@ import numpy as np
 from advisor.contract import Config
 from advisor.coverage import Probed
 from advisor.errors import AdvisorError
-from advisor.features import LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key
+from advisor.features import (
+    LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key, refusal,
+)
 from advisor.models import Measured, Models, match_key, outcome, setting_key
 from advisor.predictors import MinCapPredictor
 from advisor.transfer import fit_class_transfer
@@ -44,7 +46,12 @@ def usable(records: list[dict], specs: dict[str, GpuSpec]):
                             "skipped")
             continue
         try:
-            rows.append(make_row(specs[gpu_id], Config.from_record(record["config"]),
+            config = Config.from_record(record["config"])
+            reason = refusal(specs[gpu_id], config)
+            if reason:  # a valid record of a setting the advisor does not offer
+                problems.append(f"{where}: {reason}; kept for the record, not fitted")
+                continue
+            rows.append(make_row(specs[gpu_id], config,
                                  capacity_mib=record["gpu"].get("memory_mb")))
         except AdvisorError as exc:
             problems.append(f"{where}: {exc}; skipped")

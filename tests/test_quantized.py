@@ -323,3 +323,15 @@ def test_quantized_fitted_predictions_get_intervals_from_their_own_residuals(rec
     bf16 = models.predict(H200, Config(1280, 1280))
     assert bf16.latency.basis.startswith(f"{iv.n_fitted} K-fold")
 
+
+
+def test_a_record_of_a_setting_not_offered_is_kept_for_the_record_not_fitted(specs, records):
+    from advisor.fit import usable
+    ok = next(r for r in records if r["config"]["precision"] == "int8-wo"
+              and not r["config"]["compile"])
+    compiled = {**ok, "config": {**ok["config"], "compile": True}, "_source": "q.jsonl:7"}
+    rows, used, problems = usable([ok, compiled], specs)
+    assert used == [ok] and len(rows) == 1
+    [problem] = problems
+    assert problem.startswith("q.jsonl:7: ") and "not offered with torch.compile" in problem
+    assert problem.endswith("; kept for the record, not fitted")
