@@ -60,20 +60,28 @@ def compute_precision(precision: str) -> str:
 
 
 def unsupported_reason(precision: str, capability: tuple[int, int] | None,
-                       compile: bool = False) -> str | None:
+                       compile: bool = False, rate=None) -> str | None:
     """Why `precision` (compiled or not) is not offered on a GPU of CUDA compute `capability`
-    (None: unknown, or not a CUDA GPU), or None when it is."""
+    (None: unknown, or not a CUDA GPU), or None when it is. With `rate` (the GPU's dense
+    TFLOPS by catalog key, e.g. a catalog GPU's `dense_tflops`): also when the card has no rate
+    for what its matmuls run at, or for a quantized precision's bf16 part (attention, the VAE)."""
     if compile and precision in QUANTIZATIONS and not QUANTIZATIONS[precision].compiles:
         return (f"{precision} is not offered with torch.compile: compiled, it ran about 200x "
                 "slower than eager on the H200 (13.5 s a step at 512x512; torch 2.11, "
                 "torchao 0.18)")
     need = QUANTIZATIONS[precision].min_capability if precision in QUANTIZATIONS else None
-    if need is None or (capability is not None and tuple(capability) >= need):
-        return None
-    have = "an unknown compute capability" if capability is None else \
-        f"compute capability {capability[0]}.{capability[1]}"
-    return (f"{precision} needs fp8 support, which starts at compute capability "
-            f"{need[0]}.{need[1]} (Ada, Hopper, Blackwell); this GPU has {have}")
+    if need is not None and (capability is None or tuple(capability) < need):
+        have = "an unknown compute capability" if capability is None else \
+            f"compute capability {capability[0]}.{capability[1]}"
+        return (f"{precision} needs fp8 support, which starts at compute capability "
+                f"{need[0]}.{need[1]} (Ada, Hopper, Blackwell); this GPU has {have}")
+    for key in dict.fromkeys((compute_precision(precision), dtype_of(precision))):
+        if rate is not None and not rate(key):
+            part = "" if key == precision else f" (what {precision} runs partly at)"
+            return f"the catalog lists no dense {key} TFLOPS for it{part}"
+    return None
+
+
 # Attention backends, by their diffusers `set_attention_backend` names (ATTENTION_BACKENDS).
 ATTENTIONS = ("native", "cudnn", "flash")
 ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash"}

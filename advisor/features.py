@@ -16,7 +16,7 @@ import numpy as np
 from advisor import workload
 from advisor.errors import AdvisorError
 from advisor.contract import (
-    ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Config, compute_precision, dtype_of,
+    ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Config, dtype_of,
     unsupported_reason,
 )
 
@@ -126,16 +126,9 @@ def refusal(spec: GpuSpec, config: Config) -> str | None:
     """Why the models do not answer for a valid `config` on this GPU, or None: a precision its
     compute capability does not offer, or not compiled (contract.unsupported_reason), or one
     the catalog lists no dense rate for."""
-    reason = unsupported_reason(config.precision, spec.capability, config.compile)
-    if reason:
-        return f"gpu {spec.id}: {reason}"
-    # The matmuls' rate, and a quantized precision's bf16 rate (attention, the VAE).
-    for rate in dict.fromkeys((compute_precision(config.precision), dtype_of(config.precision))):
-        if not spec.tflops.get(rate):
-            part = "" if rate == config.precision else f" (what {config.precision} runs partly at)"
-            return (f"gpu {spec.id}: the catalog lists no dense {rate} TFLOPS for it{part}, so "
-                    f"its latency cannot be modelled at {config.precision}")
-    return None
+    reason = unsupported_reason(config.precision, spec.capability, config.compile,
+                                spec.tflops.get)
+    return reason and f"gpu {spec.id}: {reason}"
 
 
 def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -> dict:

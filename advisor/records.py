@@ -7,8 +7,9 @@ Required `results` keys (status `ok`) are the ones the fit consumes: the stage t
 composed total, throughput, repeats and the three memory peaks (null where the run could not
 measure them, e.g. on CPU). Every other documented key is optional, and type-checked when present
 (a number or null; `spread`/`stage_memory` objects, the `cap_trials` list); so are the optional
-top-level keys `weights_source`, `architecture`, `grid`, `failed_stage` and `quantization`, and the config fields
-added after the first records were shipped (`CONFIG_OPTIONAL`: absent means the default).
+top-level keys `weights_source`, `architecture`, `grid`, `failed_stage` and `quantization`,
+and the config fields added after the first records were shipped (`CONFIG_OPTIONAL`: absent
+means the default).
 
 Records of several GPUs (`config.parallel`, probes/replicas.py) are valid records, but no
 single-GPU figure: `load_measurements` leaves them out unless asked (`single_gpu`), so the fit
@@ -216,15 +217,15 @@ def validate_record(obj) -> list[str]:
             datetime.fromisoformat(obj["timestamp"])
         except ValueError:
             problems.append(f"timestamp: expected ISO 8601, got {shown(obj['timestamp'])}")
-    for key, fields in (("gpu", GPU_FIELDS), ("host", HOST_FIELDS),
-                        ("software", SOFTWARE_FIELDS), ("config", CONFIG_FIELDS)):
+    for key, expected in (("gpu", GPU_FIELDS), ("host", HOST_FIELDS),
+                          ("software", SOFTWARE_FIELDS), ("config", CONFIG_FIELDS)):
         section = obj.get(key)
         if not isinstance(section, dict):
             problems.append(f"{key}: expected an object, got {shown(section)}")
         elif key == "config":
             problems += _check_config(section)
         else:
-            problems += _check_fields(section, fields, key)
+            problems += _check_fields(section, expected, key)
             problems += _check_fields(section, MACHINE_FIELDS.get(key, {}), key, required=False)
     results = obj.get("results")
     if obj.get("status") == "ok":

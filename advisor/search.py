@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, replace
 
 from advisor.contract import CFG_GUIDANCE_SCALE, COMPUTE_PRECISIONS, QUANTIZATIONS, Config, \
-    Prediction, Setting, compute_precision, unsupported_reason
+    Prediction, Setting, unsupported_reason
 from advisor.cost import Price, budget_problems, fleet_cost, gpu_price, gpus_within
 from advisor.errors import AdvisorError
 from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
@@ -100,11 +100,9 @@ def _known(catalog, gpu_id: str, field_name: str):
 
 def not_offered(gpu, precision: str, compile: bool = False) -> str | None:
     """Why catalog GPU `gpu` cannot run `precision` (compiled or not), or None when it can: the
-    contract's rule (fp8 needs compute capability 8.9; int8-wo is not offered compiled), or no
-    dense path for the precision its matmuls run at."""
-    rate = compute_precision(precision)
-    return unsupported_reason(precision, gpu.capability, compile) or (
-        None if gpu.dense_tflops(rate) else f"no dense {rate} path in the catalog entry")
+    contract's rule (fp8 needs compute capability 8.9; int8-wo is not offered compiled; a dense
+    rate for what it runs at), the one features.refusal applies to the models' queries."""
+    return unsupported_reason(precision, gpu.capability, compile, gpu.dense_tflops)
 
 
 def _precisions(gpu, request: Request) -> list[str]:

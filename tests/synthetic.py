@@ -17,7 +17,7 @@ from advisor.catalog import load_catalog
 from advisor.contract import QUANTIZATIONS, Config, unsupported_reason
 from advisor.features import specs_of
 from advisor.features import (
-    LATENCY_STAGES, MEMORY_STAGES, GpuSpec, latency_design, make_row, memory_design,
+    LATENCY_STAGES, MEMORY_STAGES, latency_design, make_row, memory_design,
     nvml_design,
 )
 
