@@ -19,7 +19,7 @@ from advisor.coverage import Probed, accuracy, caveats
 from advisor.errors import AdvisorError
 from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, lossy_summary, not_simulated, \
     reason
-from advisor.queueing import latency_floor_s, simulate_cached
+from advisor.queueing import latency_floor_s, run_quantile_range, simulate_cached
 from advisor.request import Request
 from advisor.search import Candidate, Predictor, branch_and_bound, candidate_gpus, \
     gpu_power, misfits, not_offered, search_gpus, service
@@ -210,6 +210,21 @@ def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, m
 # --------------------------------------------------------------------------- results
 
 
+TEST_MINUTES = 10  # the load test whose spread a plan states beside its long-run latency
+
+
+def _short_test(c: Candidate, request: Request) -> dict:
+    """What a load test of the fleet at peak, about TEST_MINUTES long (at most a tenth of the
+    simulation), measures of the SLO quantile: such a run sees less of the queue's long-run
+    tail than the plan's figure holds (data/loadtests/README.md: 82 requests at 85% busy)."""
+    rate, sim = request.peak_images_per_s, request.simulation
+    n = max(20, min(round(rate * TEST_MINUTES * 60), sim.requests // 10))
+    spread = run_quantile_range(c.service, rate, c.sizing.n_gpus, request.window_s, n,
+                                request.slo_quantile, sim)
+    return {"requests": n, "minutes": n / rate / 60,
+            "range_s": None if spread is None else list(spread)}
+
+
 def _latency(result) -> dict:
     return {"p50_s": result.p50_s, "p95_s": result.p95_s, "p99_s": result.p99_s,
             "mean_wait_s": result.mean_wait_s, "mean_batch": result.mean_batch,
@@ -240,7 +255,7 @@ def _option(c: Candidate, request: Request, probed: Probed | None) -> dict:
         notes.append(f"{c.setting.precision}: {QUALITY_CAVEAT}")
     least_sure = max((p for preds in c.predictions.values() for p in preds.values()),
                      key=lambda p: SOURCES.index(p.source))
-    latency = _latency(c.sizing.result)
+    latency = {**_latency(c.sizing.result), "short_test": _short_test(c, request)}
     return {
         "gpu": c.gpu.id,
         "gpu_name": c.gpu.name,

@@ -109,6 +109,35 @@ def simulate(
     time of each batch by the value of its oldest request (random service times, e.g.
     exponential for M/M/c checks).
     """
+    latency, wait, busy_s, n_batches, span, gpu_waits = _served(
+        service, rate, n_gpus, window_s, sim, service_scale)
+    measured = latency[sim.warmup:]
+    p50, p95, p99 = np.percentile(measured, [50, 95, 99])
+    return Result(
+        n_gpus=n_gpus, p50_s=float(p50), p95_s=float(p95), p99_s=float(p99),
+        mean_s=float(measured.mean()), mean_wait_s=float(wait[sim.warmup:].mean()),
+        mean_batch=len(latency) / n_batches, utilization=float(busy_s / (n_gpus * span)),
+        gpu_bound=gpu_waits > 0,
+    )
+
+
+def run_quantile_range(service: Service, rate: float, n_gpus: int, window_s: float, n: int,
+                       q: float, sim: Simulation = Simulation(), level: float = 0.90):
+    """The `level` range of the q-quantile latency that a run of `n` consecutive requests
+    measures: the simulation's long run cut into runs of `n`. A short load test sees less of
+    the long-run tail than the planner's figure holds. None when fewer than 10 runs fit."""
+    latency = _served(service, rate, n_gpus, window_s, sim)[0][sim.warmup:]
+    runs = len(latency) // n if n >= 1 else 0
+    if runs < 10:
+        return None
+    quantiles = np.percentile(latency[:runs * n].reshape(runs, n), 100 * q, axis=1)
+    lo, hi = np.percentile(quantiles, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
+def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
+    """Per request (arrival order) latency and wait; busy GPU-seconds, batches, the time span,
+    and how many batches waited for a free GPU."""
     if rate <= 0 or n_gpus < 1:
         raise AdvisorError(f"simulation needs rate > 0 and n_gpus >= 1, got {rate}, {n_gpus}")
     n = sim.warmup + sim.requests
@@ -129,16 +158,7 @@ def simulate(
         start[pos], done[pos] = np.repeat(batch_start, size), np.repeat(batch_start + t, size)
         busy_s += float(t.sum())
         n_batches += len(size)
-    latency, wait = done - times, start - times
-    measured = latency[sim.warmup:]
-    p50, p95, p99 = np.percentile(measured, [50, 95, 99])
-    span = done.max() - times[0]
-    return Result(
-        n_gpus=n_gpus, p50_s=float(p50), p95_s=float(p95), p99_s=float(p99),
-        mean_s=float(measured.mean()), mean_wait_s=float(wait[sim.warmup:].mean()),
-        mean_batch=n / n_batches, utilization=float(busy_s / (n_gpus * span)),
-        gpu_bound=gpu_waits > 0,
-    )
+    return done - times, start - times, busy_s, n_batches, done.max() - times[0], gpu_waits
 
 
 def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):

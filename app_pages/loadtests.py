@@ -47,6 +47,10 @@ table("loadtests_table", frame, column_config={
     "predicted_p95_s": number("p95 s (same arrivals)", format="%.2f"),
     "predicted_p99_s": number("p99 s (same arrivals)", format="%.2f"),
     "p95_error_pct": number("p95 error %", format="%+.1f"),
+    "policy_p95_error_pct": number(
+        "p95 error %, run's service times", format="%+.1f",
+        help="the same arrivals replayed with the run's own service times: the batching "
+             "policy alone, without the service-time model's error"),
     "steady_p95_s": number("p95 s (steady state)", format="%.2f"),
     "steady_utilization": number("utilization (steady)", format="%.2f"),
     "memory_slope_mb_per_h": number("memory MB/h", format="%.1f"),

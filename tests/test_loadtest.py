@@ -70,6 +70,26 @@ def test_live_loop_with_known_timings_reproduces_the_simulation():
     assert set(m["batch_size_histogram"]) <= {"1", "2", "3", "4"}
 
 
+def test_replay_with_the_runs_own_service_times_isolates_the_policy():
+    # A GPU 8% slower than fitted: the fitted replay is off, the run's own times are not.
+    cfg = config()
+    schedule = arrivals.poisson(cfg)
+    slow = {shape: [1.08 * t for t in times] for shape, times in TIMES.items()}
+    clock = run.VirtualClock()
+    trace = run.run_batches(schedule, cfg, run.FakeService(slow, clock), clock)
+    m = report.measured(trace, cfg)
+    fitted, _ = report.same_arrivals(trace, cfg, SERVICE)
+    own_service, basis = report.measured_service(trace, cfg, SERVICE)
+    own, _ = report.same_arrivals(trace, cfg, own_service)
+    assert fitted["p95_error_pct"] < -5
+    assert own["p95_s"] == pytest.approx(m["p95_s"]) and own["request_error_p90_pct"] < 1e-6
+    seen = basis["from_run"]["1024x1024"]
+    assert basis["service_s"]["1024x1024"][0] == pytest.approx(1.08 * TIMES[(1024, 1024)][0])
+    for k, own_k in enumerate(seen):  # sizes the run never formed keep the fitted time
+        if not own_k:
+            assert own_service.times_s[0][k] == SERVICE.times_s[0][k]
+
+
 def test_live_loop_in_real_time_stays_close():
     times = {k: [t / 20 for t in v] for k, v in TIMES.items()}  # 10-70 ms batches
     cfg = config(rate_per_s=40.0, duration_s=1.5, warmup_s=0.2, window_s=0.01)
@@ -134,6 +154,23 @@ def test_soak_slopes_find_a_leak_and_bound_no_leak():
     out = report.soak(trace, cfg)
     assert out["memory_slope_mb_per_h"] == pytest.approx(50, rel=0.01)
     assert "grows" in out["verdict"][0]
+
+
+def test_soak_reads_a_pool_that_steps_up_then_settles_as_no_leak():
+    # The caching allocator's pool: two steps up in the first half, flat after (as on the H200).
+    t = np.arange(0, 480, 2.0)
+    reserved = np.where(t < 50, 25_000.0, np.where(t < 150, 34_000.0, 41_000.0))
+    trace = run.Trace(np.array([1.0]), np.array([0]))
+    trace.samples = [{"t_s": float(x), "reserved_mb": float(y), "allocated_mb": 19_768.6}
+                     for x, y in zip(t, reserved)]
+    out = report.soak(trace, config(duration_s=470.0, warmup_s=10.0, soak=True))
+    reserved_fit, flat = out["memory_slopes"]["reserved_mb"], out["memory_slopes"]["allocated_mb"]
+    assert reserved_fit["first_half_mb"] == [25_000.0, 41_000.0]
+    # Flat for 234 s: bounded by one 2 MB step over that span, not by zero or NaN.
+    span_h = (reserved_fit["window_s"][1] - reserved_fit["window_s"][0]) / 3600
+    assert flat["ci"] == pytest.approx([-2 / span_h, 2 / span_h])
+    reserved_verdict = next(v for v in out["verdict"] if v.startswith("reserved_mb"))
+    assert "rose 25,000 -> 41,000 MB" in reserved_verdict and "no leak detected" in reserved_verdict
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -246,9 +283,25 @@ def _doc(tmp_path):
     trace = run.run_batches(arrivals.poisson(cfg), cfg, run.FakeService(TIMES, clock), clock)
     from advisor.commands.loadtest import summarize
 
-    doc = summarize(trace, cfg, arrivals.poisson(cfg), FakeModels(), "h200-sxm-141gb", "in-process", {})
+    doc = summarize(trace, cfg, len(arrivals.poisson(cfg)), FakeModels(), "h200-sxm-141gb", "in-process", {})
     doc["name"] = "t"
     return results.save(doc, tmp_path / "t.json")
+
+
+def test_reanalyze_recomputes_a_saved_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("advisor.commands.loadtest.load_models", lambda args: FakeModels())
+    path = _doc(tmp_path)
+    old = results.load(path)
+    out = tmp_path / "again.json"
+    assert main(["loadtest", "--reanalyze", str(path), "--out", str(out)]) == 0
+    new = results.load(out)
+    assert new["created"] == old["created"] and new["reanalyzed"]
+    for key in ("p50_s", "p95_s", "p99_s", "p95_ci_s", "utilization"):
+        assert new["measured"][key] == pytest.approx(old["measured"][key], abs=1e-5), key
+    assert new["predicted"]["p95_s"] == pytest.approx(old["predicted"]["p95_s"], abs=1e-5)
+    assert new["trace"]["finish_s"] == old["trace"]["finish_s"]
+    assert main(["loadtest", "--reanalyze", str(path), "--rate", "2"]) == 2
+    assert "leave out --rate" in capsys.readouterr().err
 
 
 def test_results_round_trip(tmp_path):

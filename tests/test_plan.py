@@ -615,6 +615,9 @@ def test_every_option_shows_utilization_headroom_and_evidence():
         assert o["evidence"] == ("transferred" if o["gpu"] == H100 else "fitted")
         assert o["accuracy"].startswith(o["evidence"] + ": the 90% interval")
         assert o["reason"]  # every option says why, not only the top ones
+        test = o["latency"]["short_test"]  # a short load test sees less of the long-run tail
+        assert test["requests"] >= 20 and test["minutes"] > 0
+        assert test["range_s"][0] < o["latency"]["p95_s"] <= 1.5 * test["range_s"][1]
 
 
 def option(gpu, usd, evidence):

@@ -9,8 +9,8 @@ from scipy.optimize import brentq
 
 from advisor.errors import AdvisorError
 from advisor.queueing import (
-    Service, Simulation, _arrivals, gpus_estimate, gpus_lower_bound, latency_floor_s, simulate,
-    size_fleet,
+    Service, Simulation, _arrivals, gpus_estimate, gpus_lower_bound, latency_floor_s,
+    run_quantile_range, simulate, size_fleet,
 )
 
 LONG = Simulation(requests=200_000, warmup=10_000, seed=3)
@@ -233,3 +233,15 @@ def test_infeasible_reasons():
     window_bound = size_fleet(MIX, 1.0, 0.95, slo_s=1.5, window_s=1.0, max_gpus=1000)
     assert window_bound.n_gpus is None and "GPU always free" in window_bound.reason
     assert len(window_bound.trials) < 10
+
+
+def test_short_runs_see_less_of_the_long_run_tail_near_saturation():
+    # M/D/1 at 90% busy: runs of 100 requests mostly measure a p95 below the long run's, and
+    # their spread narrows as runs get longer.
+    rate = 0.9
+    long_p95 = simulate(ONE_CLASS_UNIT, rate, 1, 0.0, LONG).p95_s
+    short = run_quantile_range(ONE_CLASS_UNIT, rate, 1, 0.0, 100, 0.95, LONG)
+    longer = run_quantile_range(ONE_CLASS_UNIT, rate, 1, 0.0, 10_000, 0.95, LONG)
+    assert short[0] < 0.5 * long_p95 < long_p95 < short[1]
+    assert short[1] - short[0] > 2 * (longer[1] - longer[0])
+    assert run_quantile_range(ONE_CLASS_UNIT, rate, 1, 0.0, 50_000, 0.95, LONG) is None

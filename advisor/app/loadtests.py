@@ -42,6 +42,7 @@ def summary_frame(docs: list[dict]) -> pd.DataFrame:
             "p99_s": m.get("p99_s"),
             "predicted_p95_s": _get(p, "p95_s"), "predicted_p99_s": _get(p, "p99_s"),
             "p95_error_pct": _get(p, "p95_error_pct"),
+            "policy_p95_error_pct": _get(_get(p, "measured_service"), "p95_error_pct"),
             "steady_p95_s": _get(s, "p95_s"), "steady_utilization": _get(s, "utilization"),
             "run_length": _get(s, "run_length_note"),
             "memory_slope_mb_per_h": m.get("memory_slope_mb_per_h"),

@@ -76,6 +76,10 @@ def add_parser(subparsers) -> None:
     run.add_argument("--out", type=Path, metavar="FILE.json",
                      help="results file (default data/loadtests/<name>.json)")
     run.add_argument("--no-predict", action="store_true", help="measure only")
+    run.add_argument("--reanalyze", type=Path, metavar="FILE.json",
+                     help="no new run: recompute a saved run's summaries, predictions and soak "
+                          "analysis from its trace with the current models (written to --out, "
+                          "default FILE itself)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     svc = p.add_argument_group("service")
     svc.add_argument("--url", help="send each request to this HTTP endpoint (POST, JSON)")
@@ -190,6 +194,8 @@ def run_command(args: argparse.Namespace) -> int:
         run.check_url(args.url)
         if args.fake:
             raise AdvisorError("--url and --fake: give one service")
+    if args.reanalyze is not None:
+        return reanalyze(args)
     body = run.parse_body(args.body)
     config, info = build_config(args)
     trace_input = info.pop("trace", None)
@@ -232,7 +238,7 @@ def run_command(args: argparse.Namespace) -> int:
             gpu = config.gpu or provenance["gpu"].get("catalog_id") or provenance["gpu"]["name"]
             config = replace(config, gpu=gpu)
         trace = run.run_batches(schedule, config, service, progress=progress)
-    doc = summarize(trace, config, schedule, models, gpu, "soak" if args.soak else mode,
+    doc = summarize(trace, config, len(schedule), models, gpu, "soak" if args.soak else mode,
                     provenance)
     name = args.name or f"{gpu}-{'soak' if args.soak else mode}-r{config.rate_per_s:g}"
     out = args.out or results.LOADTESTS_DIR / f"{name}.json"
@@ -242,14 +248,37 @@ def run_command(args: argparse.Namespace) -> int:
     return 0 if not trace.stopped.startswith("interrupted") else 130
 
 
-def summarize(trace, config, schedule, models, gpu, mode, provenance) -> dict:
-    """The results document of a run."""
+def reanalyze(args: argparse.Namespace) -> int:
+    """`--reanalyze FILE`: the saved run's trace through `summarize` again."""
+    from advisor.loadtest import results
+    from advisor.loadtest.config import LoadConfig
+
+    given = [flag for flag, value in (("--rate", args.rate), ("--utilization", args.utilization),
+                                      ("--trace", args.trace), ("--plan", args.plan),
+                                      ("--url", args.url), ("--fake", args.fake)) if value]
+    if given:
+        raise AdvisorError(f"--reanalyze reads a saved run: leave out {', '.join(given)}")
+    old = results.load(args.reanalyze)
+    config = LoadConfig.from_dict(old["config"])
+    models = None if args.no_predict else load_models(args)
+    doc = summarize(results.trace_of(old), config, old["requests"], models, old["gpu"],
+                    old.get("mode", "in-process"), old.get("provenance", {}))
+    doc.update(name=old.get("name", args.reanalyze.stem), created=old.get("created"),
+               reanalyzed=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    out = args.out or args.reanalyze
+    results.save(doc, out)
+    print_summary(doc, out)
+    return 0
+
+
+def summarize(trace, config, requests: int, models, gpu, mode, provenance) -> dict:
+    """The results document of a run of `requests` scheduled arrivals."""
     from advisor.loadtest import report, results
 
     measured = report.measured(trace, config)
     doc = {"gpu": gpu, "mode": mode, "config": config.as_dict(),
            "rate_per_s": config.rate_per_s, "duration_s": config.duration_s,
-           "requests": len(schedule), "measured": measured,
+           "requests": requests, "measured": measured,
            "predicted": None, "predicted_steady": None,
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "provenance": provenance}
@@ -258,6 +287,9 @@ def summarize(trace, config, schedule, models, gpu, mode, provenance) -> dict:
         service, basis = report.service_table(models, gpu, config)
         doc["predicted"], predicted_finish = report.same_arrivals(trace, config, service)
         doc["predicted"]["basis"] = basis
+        own, own_basis = report.measured_service(trace, config, service)
+        doc["predicted"]["measured_service"] = {**report.same_arrivals(trace, config, own)[0],
+                                                "basis": own_basis}
         doc["predicted_steady"] = report.steady_state(
             config, service, config.rate_per_s, measured["measured_requests"],
             measured["p95_ci_s"])
@@ -286,6 +318,11 @@ def print_summary(doc: dict, out: Path) -> None:
         print(f"{'predicted, same arr.':22}{fmt(p['p50_s']):>8}{fmt(p['p95_s']):>8}"
               f"{fmt(p['p99_s']):>8}"
               + (f"   p95 error {p['p95_error_pct']:+.1f}%" if "p95_error_pct" in p else ""))
+        own = p.get("measured_service") or {}
+        if own.get("p95_s") is not None:
+            print(f"{'replayed, run service':22}{fmt(own['p50_s']):>8}{fmt(own['p95_s']):>8}"
+                  f"{fmt(own['p99_s']):>8}   p95 error {own['p95_error_pct']:+.1f}% "
+                  "(the policy alone)")
     if s:
         print(f"{'predicted, steady':22}{fmt(s['p50_s']):>8}{fmt(s['p95_s']):>8}"
               f"{fmt(s['p99_s']):>8}   utilization {s['utilization']:.0%}")

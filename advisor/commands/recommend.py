@@ -227,6 +227,12 @@ def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
     detail = (f"{Setting(**o['setting']).label}; {fleet['servers']} server(s), {kw} kW; batch "
               f"latency ({'/'.join(o['sources'])}): {intervals}; how sure: {o['accuracy']}; "
               f"price: {c['price']['source']}")
+    test = o["latency"].get("short_test") or {}
+    if test.get("range_s"):
+        lo, hi = test["range_s"]
+        detail += (f"; {q[:3]} {o['latency'][q]:.2f} s is the long run: a "
+                   f"{test['minutes']:.0f}-min load test at peak ({test['requests']:,} requests) "
+                   f"measures {lo:.2f}-{hi:.2f} s in 90% of runs")
     return ([row] + _wrap(detail, "    ") + _wrap(o.get("reason", ""), "    why: ", "    ")
             + [line for note in o["caveats"] for line in _wrap(note, "    caveat: ", "    ")])
 

@@ -88,6 +88,14 @@ class LoadConfig:
     def time_limit_s(self) -> float:
         return self.limit_s if self.limit_s is not None else 2 * (self.duration_s + self.warmup_s)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "LoadConfig":
+        """The config of a results file's `config` block (`as_dict` read back)."""
+        known = {f for f in cls.__dataclass_fields__ if f != "resolutions"}
+        return cls(resolutions=tuple(Resolution(int(r["height"]), int(r["width"]),
+                                                float(r["share"])) for r in d["resolutions"]),
+                   **{k: v for k, v in d.items() if k in known})
+
     def as_dict(self) -> dict:
         """The `config` block of a results file."""
         d = asdict(self)

@@ -7,10 +7,15 @@
 - `predicted` (same arrivals): the run's own arrival trace replayed through the planner's policy
   (`advisor.dispatch.replay`) with the fitted service times; percentiles over the same requests
   and the per-request error. No sampling noise: it checks the service-time model and the policy.
+  Its `measured_service` block replays the same arrivals with the run's own service times (the
+  median per resolution and batch size), which checks the policy alone: where it matches the
+  measurement and the fitted replay does not, the gap is the service-time model's.
 - `predicted_steady`: the planner's long simulation (`advisor.queueing.simulate`) at the run's
   rate, and how long a run must be for its p95 to land within 10% of the long-run p95 (a long
-  replay cut into runs of the measured length).
-- `soak`: memory slopes per hour with 95% bounds, service-time drift, errors.
+  simulation cut into runs of the measured length).
+- `soak`: memory slopes per hour with 95% bounds over the settled second half of the run (a
+  caching allocator grows its pool in steps while it meets new peak demands; a leak keeps
+  growing after that), the rise before it, service-time drift, errors.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from advisor.contract import Config
 from advisor.dispatch import replay
 from advisor.loadtest.config import LoadConfig
 from advisor.loadtest.run import Trace
-from advisor.queueing import Service, Simulation, simulate
+from advisor.queueing import Service, Simulation, run_quantile_range, simulate
 
 CI_LEVEL = 0.90
 BOOTSTRAP_RESAMPLES = 1000
@@ -143,6 +148,29 @@ def same_arrivals(trace: Trace, config: LoadConfig, service: Service) -> tuple[d
     return out, predicted_finish
 
 
+def measured_service(trace: Trace, config: LoadConfig, fitted: Service) -> tuple[Service, dict]:
+    """The run's own service time per resolution and batch size (the median over its batches),
+    the fitted one where no batch of that size and resolution ran; and which are the run's."""
+    served = ~np.isnan(trace.finish_s) & ~trace.error
+    first = {}
+    for i in np.flatnonzero(served):
+        first.setdefault(int(trace.batch[i]), i)
+    rows = np.asarray(list(first.values()), dtype=int)
+    service = trace.finish_s[rows] - trace.start_s[rows]
+    times, from_run = [], []
+    for c, fitted_c in enumerate(fitted.times_s):
+        row_t, row_own = [], []
+        for k, t_fit in enumerate(fitted_c, start=1):
+            sel = (trace.resolution[rows] == c) & (trace.batch_size[rows] == k)
+            row_t.append(float(np.median(service[sel])) if sel.any() else t_fit)
+            row_own.append(bool(sel.any()))
+        times.append(tuple(row_t))
+        from_run.append(row_own)
+    basis = {"service_s": {r.label: list(t) for r, t in zip(config.resolutions, times)},
+             "from_run": {r.label: own for r, own in zip(config.resolutions, from_run)}}
+    return Service(times_s=tuple(times), shares=fitted.shares), basis
+
+
 def steady_state(config: LoadConfig, service: Service, rate: float, measured_n: int,
                  measured_ci) -> dict:
     """The planner's long simulation at `rate`, whether the measured CI holds its p95, and how
@@ -159,26 +187,16 @@ def steady_state(config: LoadConfig, service: Service, rate: float, measured_n: 
 
 def run_length(config: LoadConfig, service: Service, rate: float, n: int,
                long_p95: float) -> dict:
-    """Spread of the p95 of runs of `n` requests (a long Poisson replay cut into such runs),
-    and the shortest run length (doubling from n) whose 90% range is within the tolerance."""
+    """Spread of the p95 of runs of `n` requests (a long simulation cut into such runs), and
+    the shortest run length (doubling from n) whose 90% range is within the tolerance."""
     if n < 20:
         return {"run_p95_range_s": None, "requests_needed": None, "long_enough": False,
                 "run_length_note": f"only {n} measured requests: too few for a p95"}
-    rng = np.random.default_rng(12345)
     total = max(LONG_RUN_REQUESTS, 20 * n)
-    times = np.cumsum(rng.exponential(1.0 / rate, total))
-    classes = rng.choice(len(service.shares), size=total, p=service.shares)
-    _, finish, _ = replay(times, classes, len(service.shares), service.max_batch,
-                          config.window_s, lambda c, k, _: service.times_s[c][k - 1],
-                          n_gpus=config.replicas)
-    latency = (finish - times)[total // 20:]
+    sim = Simulation(requests=total, warmup=total // 20)
 
     def spread(k: int):
-        runs = len(latency) // k
-        if runs < 10:
-            return None
-        p95s = np.percentile(latency[: runs * k].reshape(runs, k), 95, axis=1)
-        return np.percentile(p95s, [5, 95])
+        return run_quantile_range(service, rate, config.replicas, config.window_s, k, 0.95, sim)
 
     here = spread(n)
     needed, k = None, n
@@ -205,56 +223,83 @@ def run_length(config: LoadConfig, service: Service, rate: float, n: int,
 # --------------------------------------------------------------------------- soak
 
 
-def slope_per_h(t_s, values, level: float = 0.95) -> dict | None:
+def slope_per_h(t_s, values, level: float = 0.95, resolution: float = 0.0) -> dict | None:
     """Least-squares slope per hour with a `level` interval, its width widened for the serial
-    correlation of the residuals (effective sample size from the lag-1 autocorrelation)."""
+    correlation of the residuals (effective sample size from the lag-1 autocorrelation), and at
+    least `resolution` (the smallest change the figure shows) over the time span: a flat series
+    bounds the slope by what a single step would have shown, not by zero."""
     t, y = np.asarray(t_s, float) / 3600.0, np.asarray(values, float)
     keep = np.isfinite(t) & np.isfinite(y)
     t, y = t[keep], y[keep]
     n = len(t)
     if n < MIN_SLOPE_SAMPLES or np.ptp(t) == 0:
         return None
+    floor = resolution / np.ptp(t)
+    if np.ptp(y) == 0:
+        return {"slope_per_h": 0.0, "ci": [-floor, floor], "samples": n}
     fit = stats.linregress(t, y)
     resid = y - (fit.intercept + fit.slope * t)
     r1 = float(np.corrcoef(resid[:-1], resid[1:])[0, 1]) if np.std(resid) > 0 else 0.0
     r1 = min(max(r1 if np.isfinite(r1) else 0.0, 0.0), 0.95)
     n_eff = max(3.0, n * (1 - r1) / (1 + r1))
     se = fit.stderr * math.sqrt((n - 2) / max(n_eff - 2, 1.0))
-    half = stats.t.ppf(0.5 + level / 2, max(n_eff - 2, 1.0)) * se
+    half = max(stats.t.ppf(0.5 + level / 2, max(n_eff - 2, 1.0)) * se, floor)
     return {"slope_per_h": float(fit.slope), "ci": [float(fit.slope - half),
                                                     float(fit.slope + half)], "samples": n}
 
 
 MEMORY_KEYS = ("allocated_mb", "reserved_mb", "nvml_used_mb", "host_rss_mb")
+MEMORY_RESOLUTION_MB = 2.0  # the allocator's smallest segment (2 MiB); NVML counts whole MiB
+SETTLED_FRACTION = 0.5  # slopes over the last half of the soak
 
 
 def soak(trace: Trace, config: LoadConfig) -> dict:
-    """Memory growth per hour (each figure sampled), service-time drift, errors, a verdict."""
+    """Per memory figure: the slope per hour over the settled last half of the soak with its 95%
+    interval, and the rise over the first half; service-time drift; a verdict per figure."""
     after = [s for s in trace.samples if s["t_s"] >= config.warmup_s]
-    slopes = {}
+    slopes, verdicts = {}, []
     for key in MEMORY_KEYS:
-        points = [(s["t_s"], s[key]) for s in after if s.get(key) is not None]
-        if points:
-            fit = slope_per_h(*zip(*points))
-            if fit is not None:
-                slopes[key] = fit
-    verdicts = []
-    for key, fit in slopes.items():
-        lo, hi = fit["ci"]
-        if lo > 0:
-            verdicts.append(f"{key} grows {fit['slope_per_h']:.1f} MB/h (95% interval "
-                            f"{lo:.1f} to {hi:.1f})")
-        else:
-            verdicts.append(f"{key}: no leak detected within {max(abs(lo), abs(hi)):.1f} MB/h")
+        points = np.asarray([(s["t_s"], s[key]) for s in after if s.get(key) is not None])
+        if len(points) == 0:
+            continue
+        t, y = points[:, 0], points[:, 1]
+        split = t[0] + (1 - SETTLED_FRACTION) * (t[-1] - t[0])
+        settled = t >= split
+        fit = slope_per_h(t[settled], y[settled], resolution=MEMORY_RESOLUTION_MB)
+        if fit is None:
+            continue
+        fit["window_s"] = [float(split), float(t[-1])]
+        fit["first_half_mb"] = [float(y[0]), float(y[~settled].max() if (~settled).any()
+                                                    else y[0])]
+        slopes[key] = fit
+        verdicts.append(_memory_verdict(key, fit))
     drift = service_drift(trace, config)
+    if drift is not None:
+        lo, hi = drift["ci"]
+        verdicts.append(f"service time drifts {drift['slope_per_h']:+.1f}% per hour (95% "
+                        f"interval {lo:+.1f} to {hi:+.1f}; {drift['samples']} batches)")
+    verdicts.append(f"{int(trace.error.sum())} request(s) failed")
     main_key = next((k for k in MEMORY_KEYS if k in slopes), None)
     return {
         "memory_slope_mb_per_h": slopes[main_key]["slope_per_h"] if main_key else None,
         "memory_slope_key": main_key,
         "memory_slopes": slopes,
         "service_drift_pct_per_h": drift,
-        "verdict": verdicts or ["too few memory samples for a slope"],
+        "verdict": verdicts if slopes else ["too few memory samples for a slope", *verdicts],
     }
+
+
+def _memory_verdict(key: str, fit: dict) -> str:
+    lo, hi = fit["ci"]
+    start, end = fit["window_s"]
+    window = f"over the last {end - start:.0f} s"
+    first, peak = fit["first_half_mb"]
+    rise = (f"rose {first:,.0f} -> {peak:,.0f} MB in the first half, then "
+            if peak - first > MEMORY_RESOLUTION_MB else "")
+    if lo > 0:
+        return (f"{key}: {rise}grows {fit['slope_per_h']:,.1f} MB/h {window} (95% interval "
+                f"{lo:,.1f} to {hi:,.1f})")
+    return f"{key}: {rise}no leak detected within {max(abs(lo), abs(hi)):,.1f} MB/h {window}"
 
 
 def service_drift(trace: Trace, config: LoadConfig) -> dict | None:

@@ -32,6 +32,31 @@ def trace_block(trace, predicted_finish) -> dict:
             "error": trace.error}
 
 
+def trace_of(doc: dict):
+    """A checked results file's per-request trace, samples and stop reason, as the live loop
+    left them (GPU-busy time summed again over its batches; none for an HTTP run)."""
+    from advisor.loadtest.run import Trace
+
+    if not isinstance(doc.get("trace"), dict):
+        raise AdvisorError(f"{doc.get('name', 'results')}: no per-request trace to analyse")
+    t = {k: np.asarray([np.nan if v is None else v for v in doc["trace"][k]], dtype=float)
+         for k in TRACE_KEYS}
+    trace = Trace(t["arrival_s"], t["resolution"].astype(int), t["start_s"], t["finish_s"],
+                  t["batch"].astype(int), t["batch_size"].astype(int), t["error"].astype(bool),
+                  samples=list(doc.get("samples", [])))
+    m = doc["measured"]
+    trace.errors, trace.stopped = list(m.get("errors", [])), m.get("stopped", "completed")
+    trace.wall_s = m.get("wall_s") or 0.0
+    if m.get("utilization") is None:
+        trace.busy_s = None
+    else:
+        served = ~np.isnan(trace.finish_s)
+        one_row = {int(b): i for i, b in enumerate(trace.batch) if served[i]}  # per batch
+        rows = np.asarray(list(one_row.values()), dtype=int)
+        trace.busy_s = float(np.sum(trace.finish_s[rows] - trace.start_s[rows]))
+    return trace
+
+
 def plain(obj):
     """JSON-ready: numpy to Python, NaN and infinities to null, floats rounded to microseconds."""
     if isinstance(obj, dict):
