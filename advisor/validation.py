@@ -263,6 +263,7 @@ def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
     caps = np.array([r["results"]["min_cap_gib"] * 1024 for r in used])
     loo = {}  # memory key -> (predicted minimum cap MiB, upper bound)
     errors = []  # (cap_family, absolute % error)
+    worst = []  # each left-out search: config, measured and predicted minimum cap
     for i, row in enumerate(rows):
         if len(rows) < 2:
             continue
@@ -271,6 +272,10 @@ def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
         point, upper, _ = rest.predict(allocated[i:i + 1], [row])
         loo[memory_key(row)] = (float(point[0]), float(upper[0]))
         errors.append((cap_family(row), float(100 * abs(point[0] - caps[i]) / caps[i])))
+        worst.append({"config": _row_label(row), "measured_gib": caps[i] / 1024,
+                      "predicted_gib": float(point[0]) / 1024,
+                      "error_pct": float(100 * (point[0] - caps[i]) / caps[i])})
+    worst.sort(key=lambda w: -abs(w["error_pct"]))
     pairs = []
     measured = models.min_cap.measured if models.min_cap else {}
     for row, record in _capped_outcomes(capped, specs):
@@ -279,9 +284,7 @@ def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
             cap = cap_gib * 1024
             rule = bool(measured[key][0] <= cap) if key in measured else None
             predicted = bool(loo[key][1] <= cap) if key in loo else None
-            pairs.append({"config": Config(**{k: row[k] for k in (
-                "height", "width", "batch", "precision", "attention", "compile", "offload",
-                "caption_tokens")}).label(), "cap_gib": cap_gib, "ran": status == "ok",
+            pairs.append({"config": _row_label(row), "cap_gib": cap_gib, "ran": status == "ok",
                 "rule": rule, "predicted": predicted})
     return {
         "description": "memory-capped runs (data/measurements/capped/): the smallest cap a "
@@ -292,8 +295,14 @@ def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
                                **_ape([e for f, e in errors if f == family])}
                       for family in dict.fromkeys(f for f, _ in errors)},
         "confusion": {kind: _confusion(pairs, kind) for kind in ("rule", "predicted")},
+        "worst": worst[:5],
         "pairs": pairs,
     }
+
+
+def _row_label(row: dict) -> str:
+    return Config(**{k: row[k] for k in ("height", "width", "batch", "precision", "attention",
+                                         "compile", "offload", "caption_tokens")}).label()
 
 
 def _ape(errors: list[float]) -> dict:
@@ -539,6 +548,10 @@ def format_table(report: dict) -> str:
                   + ", ".join(f"{family} precisions {m['searches']}: {_fmt(m['mape'])}%, max "
                               f"{_fmt(m['max_ape'])}%"
                               for family, m in capped["by_family"].items()) + ")",
+                  "  worst left out: " + "; ".join(
+                      f"{w['config']} measured {w['measured_gib']:g} GiB, predicted "
+                      f"{w['predicted_gib']:.2f} ({w['error_pct']:+.0f}%)"
+                      for w in capped["worst"][:3]),
                   f"  {len(capped['pairs'])} (config, cap) outcomes, verdict of the fits rule: "
                   f"{c['runs_and_ran']} runs and ran, {c['oom_and_oom']} out of memory as said, "
                   f"{c['unsafe_runs_but_oom']} said to run but ran out of memory, "
