@@ -221,8 +221,14 @@ def _short_test(c: Candidate, request: Request) -> dict:
     n = max(20, min(round(rate * TEST_MINUTES * 60), sim.requests // 10))
     spread = run_quantile_range(c.service, rate, c.sizing.n_gpus, request.window_s, n,
                                 request.slo_quantile, sim)
-    return {"requests": n, "minutes": n / rate / 60,
+    return {"requests": n, "duration_s": n / rate,
             "range_s": None if spread is None else list(spread)}
+
+
+def test_length(test: dict) -> str:
+    """A short test's length in words: "7 min", "45 s"."""
+    d = test["duration_s"]
+    return f"{d / 60:.0f} min" if d >= 90 else f"{d:.0f} s"
 
 
 def _latency(result) -> dict:

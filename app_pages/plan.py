@@ -193,6 +193,11 @@ def show_lossy(plan, request) -> None:
         "gpus_change": number("GPUs vs chosen", format="%+d"),
         "usd_per_month_change": number("USD / month vs chosen", format="$%+,.0f"),
         "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
+        "short_test": st.column_config.TextColumn(
+            f"{request.slo_label} a short load test sees",
+            help=f"The plan's {request.slo_label} is the long run. A load test of the fleet at "
+                 "peak of this length measures a value in this range in 90% of runs (the "
+                 "simulation cut into such runs): a short test sees less of the queue's tail."),
         "fits_without_offload": "fits without offload (nothing requested does)",
         "quality": "quality"})
     st.markdown(lossy_markdown(plan))
@@ -209,6 +214,11 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
         "usd_per_month": number("USD / month", format="$%,.0f"),
         "usd_per_1k_images": number("USD / 1k images", format="$%.2f"),
         "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
+        "short_test": st.column_config.TextColumn(
+            f"{request.slo_label} a short load test sees",
+            help=f"The plan's {request.slo_label} is the long run. A load test of the fleet at "
+                 "peak of this length measures a value in this range in 90% of runs (the "
+                 "simulation cut into such runs): a short test sees less of the queue's tail."),
         "utilization_pct": number("utilization at peak", format="%.0f%%"),
         "headroom_pct": number("SLO headroom", format="%.0f%%"),
         "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
@@ -217,8 +227,8 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
     }
     table("plan_options", options, column_order=(
         "rank", "gpu_name", "total_gpus", "usd_per_month", "usd_per_1k_images", "latency_s",
-        "utilization_pct", "headroom_pct", "basis", "setting", "max_batch", "servers",
-        "per_gpu_img_per_s", "sources"), column_config=columns)
+        "short_test", "utilization_pct", "headroom_pct", "basis", "setting", "max_batch",
+        "servers", "per_gpu_img_per_s", "sources"), column_config=columns)
     with st.expander("Why each option, and what its figures cannot tell", expanded=True):
         st.markdown(reasons_markdown(plan.options))
     # Lazy tabs: only the open tab's chart is built and sent (a rerun when another is opened).

@@ -140,7 +140,9 @@ def best_fleet(at: AppTest) -> int:
 def test_plan_page_renders_answer():
     at = open_page("plan")
     assert at.success and "×" in at.success[0].value
-    assert len(table(at, "plan_options")) >= 1
+    options = table(at, "plan_options")
+    assert len(options) >= 1
+    assert options["short_test"].str.match(r"\d+\.\d\d-\d+\.\d\d s \(\d+ (min|s), ").all()
     assert {m.label.split(" (")[0] for m in at.metric} >= {"Monthly cost", "Per 1,000 images"}
     sure = next(m.value for m in at.markdown if m.value.startswith("**How sure:**"))
     assert "How far off: " in sure and "the 90% interval of its latency runs" in sure

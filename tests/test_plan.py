@@ -616,7 +616,7 @@ def test_every_option_shows_utilization_headroom_and_evidence():
         assert o["accuracy"].startswith(o["evidence"] + ": the 90% interval")
         assert o["reason"]  # every option says why, not only the top ones
         test = o["latency"]["short_test"]  # a short load test sees less of the long-run tail
-        assert test["requests"] >= 20 and test["minutes"] > 0
+        assert test["requests"] >= 20 and test["duration_s"] > 0
         assert test["range_s"][0] < o["latency"]["p95_s"] <= 1.5 * test["range_s"][1]
 
 
@@ -715,6 +715,8 @@ def test_cli_table_lists_options_beyond_top(fake_models, capsys, tmp_path):
                      f"${o['cost']['usd_per_month']:,.0f}/month" for o in options[1:])
     assert f"Also meeting the request (ranked, cheapest option of each GPU):\n  {rest}" in out
     assert out.count("why: ") == 1
+    lo, hi = options[0]["latency"]["short_test"]["range_s"]
+    assert f"measures {lo:.2f}-{hi:.2f} s in 90% of runs" in " ".join(out.split())
 
 
 def test_cli_flags_override_and_json(fake_models, capsys, tmp_path):

@@ -10,6 +10,7 @@ import pandas as pd
 
 from advisor.catalog import Catalog
 from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, Setting
+from advisor.plan import test_length
 
 DEMAND_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 SURE_WORDS = {  # by an option's least sure figure
@@ -37,6 +38,7 @@ def options_frame(options: list[dict], request) -> pd.DataFrame:
         "servers": o["fleet"]["servers"], "usd_per_month": o["cost"]["usd_per_month"],
         "usd_per_1k_images": o["cost"]["usd_per_1k_images"], "capex_usd": o["cost"]["capex_usd"],
         "latency_s": o["latency"][request.slo_key],
+        **_short_test(o["latency"].get("short_test")),
         "utilization_pct": 100 * o["latency"]["utilization_at_peak"],
         "headroom_pct": 100 * o["slo_headroom"],
         "per_gpu_img_per_s": o["capacity_img_per_s"] / o["fleet"]["serving_gpus"],
@@ -45,6 +47,13 @@ def options_frame(options: list[dict], request) -> pd.DataFrame:
         "reason": o.get("reason", ""), "caveats": "; ".join(o["caveats"]),
     } for o in options]
     return pd.DataFrame(rows)
+
+
+def _short_test(test: dict | None) -> dict:
+    """A short load test's 90% range of the SLO quantile (plan.latency.short_test), as text."""
+    spread = (test or {}).get("range_s")
+    return {"short_test": (f"{spread[0]:.2f}-{spread[1]:.2f} s ({test_length(test)}, "
+                           f"{test['requests']:,} req.)") if spread else None}
 
 
 def frontier_frame(frontier: list[dict], request) -> pd.DataFrame:
