@@ -274,6 +274,33 @@ def test_fake_predicted_run_writes_a_valid_file(tmp_path, monkeypatch, capsys):
     assert len(doc["trace"]["arrival_s"]) == doc["requests"] == 30
 
 
+def test_plan_option_sets_the_run_and_says_one_gpu_is_not_the_fleet(tmp_path, monkeypatch,
+                                                                      capsys):
+    import advisor.cache
+    from advisor.catalog import load_catalog
+
+    catalog = load_catalog()
+    monkeypatch.setattr(advisor.cache, "load_models", lambda *a, **k: FakeModels(catalog))
+    monkeypatch.setattr("advisor.commands.loadtest.load_models", lambda args: FakeModels(catalog))
+    plan = tmp_path / "plan.yaml"
+    assert main(["recommend", "--request", "examples/request.yaml", "--data", str(tmp_path),
+                 "--gpus", "h100-sxm-80gb", "--out", str(plan)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run.json"
+    assert main(["loadtest", "--plan", str(plan), "--fake", "predicted", "--duration-s", "6",
+                 "--warmup-s", "0", "--limit-s", "2", "--no-progress", "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    from advisor.export import load_plan
+
+    saved = load_plan(plan)
+    option = saved["results"]["options"][0]
+    doc = results.load(out)
+    serving = option["fleet"]["serving_gpus"]
+    assert doc["gpu"] == option["gpu"] and doc["config"]["max_batch"] == option["max_batch"]
+    assert doc["rate_per_s"] == pytest.approx(saved["request"].peak_images_per_s / serving)
+    assert serving > 1 and f"is for {serving} GPUs behind one dispatcher" in printed
+
+
 # --------------------------------------------------------------------------- results files
 
 

@@ -125,7 +125,8 @@ def build_config(args: argparse.Namespace) -> tuple[LoadConfig, dict]:
                 "setting": dict(option["setting"]), "gpu": option["gpu"],
                 "rate_per_s": request.peak_images_per_s / serving}
         plan_info = {"plan": str(args.plan), "option": args.option, "serving_gpus": serving,
-                     "peak_images_per_s": request.peak_images_per_s}
+                     "peak_images_per_s": request.peak_images_per_s,
+                     "plan_latency_s": {request.slo_label: option["latency"][request.slo_key]}}
     trace = None
     if args.trace is not None:
         trace = read_trace(args.trace, args.max_requests)
@@ -147,7 +148,7 @@ def build_config(args: argparse.Namespace) -> tuple[LoadConfig, dict]:
         if trace is not None:
             raise AdvisorError("--resolution and --trace: the trace sets the resolutions")
         base["resolutions"] = tuple(parse_resolution(r) for r in args.resolution)
-    setting = dict(base.get("setting", SETTING_DEFAULTS))
+    setting = dict(base.pop("setting", SETTING_DEFAULTS))
     for name in SETTING_DEFAULTS:
         if getattr(args, name) is not None:
             setting[name] = getattr(args, name)
@@ -327,6 +328,13 @@ def print_summary(doc: dict, out: Path) -> None:
         print(f"{'predicted, steady':22}{fmt(s['p50_s']):>8}{fmt(s['p95_s']):>8}"
               f"{fmt(s['p99_s']):>8}   utilization {s['utilization']:.0%}")
         print(f"  {s['run_length_note']}")
+    prov = doc.get("provenance") or {}
+    if prov.get("plan") and prov.get("serving_gpus", 1) > 1:
+        (label, value), = prov["plan_latency_s"].items()
+        print(f"  the plan's {label} {value:.2f} s is for {prov['serving_gpus']} GPUs behind one "
+              f"dispatcher at {prov['peak_images_per_s']:.3g} img/s; this run is one GPU at its "
+              f"1/{prov['serving_gpus']} share, which shares no queue with the others and so "
+              "waits longer (the steady-state line above is that one GPU's)")
     util = m.get("utilization")
     print(f"throughput {fmt(m['throughput_img_per_s'])} img/s"
           + (f", GPU busy {util:.0%}" if util is not None else "")
