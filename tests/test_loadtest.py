@@ -130,6 +130,16 @@ def test_failed_batches_are_errors_not_crashes():
     assert m["error_requests"] >= 2 and [e["count"] for e in trace.errors] == [1, 1]
 
 
+@pytest.mark.parametrize("target", [0.4, 0.85])
+def test_utilization_flag_finds_the_rate_the_simulation_puts_there(target):
+    from advisor.commands.loadtest import rate_for_utilization
+
+    cfg = rate_for_utilization(config(), FakeModels(), target)
+    service, _ = report.service_table(FakeModels(), cfg.gpu, cfg)
+    busy = queueing.simulate(service, cfg.rate_per_s, 1, cfg.window_s).utilization
+    assert busy == pytest.approx(target, abs=0.02)
+
+
 def test_steady_state_says_when_a_run_is_too_short():
     cfg = config(rate_per_s=3.5, duration_s=60.0)
     out = report.steady_state(cfg, SERVICE, 3.5, 200, [1.0, 2.0])
