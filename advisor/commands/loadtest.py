@@ -309,24 +309,24 @@ def print_summary(doc: dict, out: Path) -> None:
     def fmt(x):
         return "-" if x is None else f"{x:.2f}"
 
+    def row(label: str, block: dict) -> str:  # a space before each column: wide values stay apart
+        return f"{label:22}" + "".join(f" {fmt(block[k]):>8}" for k in ("p50_s", "p95_s", "p99_s"))
+
     print(f"{doc['name']}: {doc['requests']} requests at {doc['rate_per_s']:g}/s, "
           f"{m['measured_requests']} measured; stopped: {m['stopped']}")
-    print(f"{'':22}{'p50_s':>8}{'p95_s':>8}{'p99_s':>8}")
-    print(f"{'measured':22}{fmt(m['p50_s']):>8}{fmt(m['p95_s']):>8}{fmt(m['p99_s']):>8}"
+    print(f"{'':22}" + "".join(f" {k:>8}" for k in ("p50_s", "p95_s", "p99_s")))
+    print(row("measured", m)
           + (f"   p95 {int(m['ci_level'] * 100)}% CI {fmt(m['p95_ci_s'][0])}-"
              f"{fmt(m['p95_ci_s'][1])}" if m["p95_ci_s"] else ""))
     if p:
-        print(f"{'predicted, same arr.':22}{fmt(p['p50_s']):>8}{fmt(p['p95_s']):>8}"
-              f"{fmt(p['p99_s']):>8}"
+        print(row("predicted, same arr.", p)
               + (f"   p95 error {p['p95_error_pct']:+.1f}%" if "p95_error_pct" in p else ""))
         own = p.get("measured_service") or {}
         if own.get("p95_s") is not None:
-            print(f"{'replayed, run service':22}{fmt(own['p50_s']):>8}{fmt(own['p95_s']):>8}"
-                  f"{fmt(own['p99_s']):>8}   p95 error {own['p95_error_pct']:+.1f}% "
-                  "(the policy alone)")
+            print(row("replayed, run service", own)
+                  + f"   p95 error {own['p95_error_pct']:+.1f}% (the policy alone)")
     if s:
-        print(f"{'predicted, steady':22}{fmt(s['p50_s']):>8}{fmt(s['p95_s']):>8}"
-              f"{fmt(s['p99_s']):>8}   utilization {s['utilization']:.0%}")
+        print(row("predicted, steady", s) + f"   utilization {s['utilization']:.0%}")
         print(f"  {s['run_length_note']}")
     prov = doc.get("provenance") or {}
     if prov.get("plan") and prov.get("serving_gpus", 1) > 1:
