@@ -12,7 +12,9 @@ import numpy as np
 from advisor.features import GpuSpec
 from advisor.fit import fit_models
 from advisor.models import INTERVAL_COVERAGE, Intervals, Models
-from advisor.validation import cross_predict, fold_metrics, published_residuals, quantized
+from advisor.validation import (
+    cross_predict, fold_metrics, miss_interval, published_residuals, quantized,
+)
 
 CALIBRATION_FOLDS = 5
 # Interval kind -> the validation target whose out-of-fold residuals set its width.
@@ -25,13 +27,14 @@ def fit_calibrated(records: list[dict], specs: dict[str, GpuSpec], problems: lis
                    published: list = ()) -> Models:
     """Models fitted on `records` (and the memory-capped ones) with intervals calibrated on
     their own cross-validation, and for GPUs of architectures never probed at least as wide
-    as the misses on the `published` points (advisor.published; they fit nothing)."""
+    as the 90% prediction interval of the misses on the `published` points
+    (validation.miss_interval; the points fit nothing)."""
     models = fit_models(records, specs, problems, model_version=model_version, capped=capped)
     calibrate(models, specs)
     misses = [r["log_ratio"] for r in published_residuals(models, published)
               if r["unprobed_architecture"]]
     if misses:
-        models.published_misses = (min(min(misses), 0.0), max(max(misses), 0.0))
+        models.published_misses = miss_interval(misses)
         models.n_published = len(misses)
     return models
 

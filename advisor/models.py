@@ -353,9 +353,10 @@ class Models:
             if kind == "latency" and self.published_misses:
                 plo, phi = self.published_misses
                 lo, hi = min(lo, plo), max(hi, phi)
-                basis += (f"; at least as wide as the misses of {self.n_published} published "
-                          f"third-party measurements on GPUs never probed ("
-                          f"{np.expm1(plo):+.0%} to {np.expm1(phi):+.0%}: the published split)")
+                basis += (f"; at least as wide as the 90% prediction interval of the misses of "
+                          f"{self.n_published} published third-party measurements on GPUs never "
+                          f"probed ({np.expm1(plo):+.0%} to {np.expm1(phi):+.0%}: the published "
+                          "split, misses taken as normal)")
         return min(lo, 0.0), max(hi, 0.0), basis
 
     def _beyond(self, row: dict) -> float:

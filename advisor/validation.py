@@ -402,26 +402,43 @@ def published_residuals(models, points: list) -> list[dict]:
     return rows
 
 
+def miss_interval(log_ratios, level: float = 0.90) -> tuple[float, float]:
+    """A `level` prediction interval of the next published miss (log of measured / predicted)
+    from the misses seen, always holding 0: their mean plus or minus the t quantile times their
+    standard deviation times sqrt(1 + 1/n), misses taken as normal. The plain range of n misses
+    holds a new one with probability (n - 1) / (n + 1) only (60% for n = 4), short of `level`.
+    A single miss gives its own range with 0."""
+    from scipy import stats  # here: loading cached models needs no scipy
+
+    x = np.asarray(log_ratios, dtype=float)
+    if len(x) < 2:
+        return min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / len(x))
+    return min(float(x.mean() - half), 0.0), max(float(x.mean() + half), 0.0)
+
+
 def published_split(models, points: list) -> dict:
     """The published points against models fitted without them (advisor.published): MAPE per
     GPU and overall, and interval coverage. A shipped model's interval for a GPU of an
-    architecture never probed is at least as wide as these points' misses (advisor.calibration);
-    here each point's interval is widened by the other points' misses only (leave one out), so
-    the coverage says what a GPU nobody measured gets."""
+    architecture never probed is at least as wide as the prediction interval of these points'
+    misses (`miss_interval`, advisor.calibration); here each point's interval is widened by the
+    other points' misses only (leave one out), so the coverage says what a GPU nobody measured
+    gets."""
     rows = published_residuals(models, points)
     for i, row in enumerate(rows):
         others = [r["log_ratio"] for j, r in enumerate(rows)
                   if j != i and r["unprobed_architecture"]]
         if row["unprobed_architecture"] and others:
-            p = row["predicted"]
-            row["interval"] = [min(row["interval"][0], p * math.exp(min(min(others), 0.0))),
-                               max(row["interval"][1], p * math.exp(max(max(others), 0.0)))]
+            p, (lo, hi) = row["predicted"], miss_interval(others)
+            row["interval"] = [min(row["interval"][0], p * math.exp(lo)),
+                               max(row["interval"][1], p * math.exp(hi))]
         row["inside"] = row["interval"][0] <= row["measured"] <= row["interval"][1]
     ape = lambda rs: float(np.mean([abs(r["error_pct"]) for r in rs])) if rs else None
     return {
         "description": "trusted third-party measurements (data/published/) on GPUs in the "
                        "catalog, never used for fitting; models fitted on every record; each "
-                       "interval widened by the other points' misses (leave one out)",
+                       "interval widened to the 90% prediction interval of the other points' "
+                       "misses (leave one out)",
         "n": len(rows), "points_total": len(points),
         "untrusted": sum(not p.trusted for p in points),
         "mape": ape(rows), "by_gpu": {g: ape([r for r in rows if r["gpu"] == g])

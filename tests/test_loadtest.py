@@ -320,7 +320,8 @@ def _doc(tmp_path):
     trace = run.run_batches(arrivals.poisson(cfg), cfg, run.FakeService(TIMES, clock), clock)
     from advisor.commands.loadtest import summarize
 
-    doc = summarize(trace, cfg, len(arrivals.poisson(cfg)), FakeModels(), "h200-sxm-141gb", "in-process", {})
+    doc = summarize(trace, cfg, len(arrivals.poisson(cfg)), FakeModels(), "h200-sxm-141gb",
+                    "in-process", {})
     doc["name"] = "t"
     return results.save(doc, tmp_path / "t.json")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 import pytest
 
 from advisor.contract import Config
 from advisor.errors import AdvisorError
 from advisor.published import load_published
-from advisor.validation import published_split
+from advisor.validation import miss_interval, published_split
 from tests.fake_models import FakeModels
 
 
@@ -65,9 +66,20 @@ def test_the_split_scores_end_to_end_and_per_forward_figures(tmp_path):
     assert split["by_gpu"] == {"rtx-4090": split["mape"]}
 
 
+def test_miss_interval_is_a_t_prediction_interval_holding_zero():
+    misses = [-0.03, 0.22, 0.25, 0.01]  # log measured / predicted
+    lo, hi = miss_interval(misses)
+    half = 2.3534 * np.std(misses, ddof=1) * math.sqrt(1 + 1 / 4)  # t(0.95, 3 dof) = 2.3534
+    assert (lo, hi) == pytest.approx((np.mean(misses) - half, np.mean(misses) + half), abs=1e-4)
+    assert lo < min(misses) and hi > max(misses)  # wider than the range, which holds only 60%
+    assert miss_interval([0.4]) == (0.0, 0.4) and miss_interval([-0.2]) == (-0.2, 0.0)
+    assert miss_interval([0.3, 0.3])[0] == 0.0  # the interval always holds "no miss"
+
+
 def test_transferred_intervals_are_at_least_the_published_misses(tmp_path):
-    """A GPU of an architecture never probed gets an interval at least as wide as the misses on
-    the published points; the published split itself widens each point by the others only."""
+    """A GPU of an architecture never probed gets an interval at least as wide as the
+    prediction interval of the misses on the published points; the published split itself
+    widens each point by the others only."""
     from advisor.calibration import fit_calibrated
     from tests.synthetic import SQUARES_GRID, gpu_specs, synthetic_records, with_sources
 
@@ -86,9 +98,12 @@ def test_transferred_intervals_are_at_least_the_published_misses(tmp_path):
     points = load_published(path)
     widened = fit_calibrated(records, specs, published=points)
     assert widened.n_published == 2
-    assert widened.published_misses[1] == pytest.approx(math.log(3), rel=1e-6)
+    point = widened.predict("rtx-4090", Config(1024, 1024)).latency.total_s
+    far_miss = math.log(3 * guess / point)
+    assert widened.published_misses == pytest.approx(miss_interval([far_miss, 0.0]), rel=1e-6)
     pred = widened.predict("rtx-4090", Config(1024, 1024))
-    assert pred.latency.interval_s[1] == pytest.approx(3 * guess, rel=1e-6)
+    assert pred.latency.interval_s[1] == pytest.approx(
+        pred.latency.total_s * math.exp(widened.published_misses[1]), rel=1e-6)
     assert "misses of 2 published third-party measurements" in pred.latency.basis
     probed = widened.predict("h100-sxm-80gb", Config(768, 768))
     assert "published" not in probed.latency.basis
@@ -96,3 +111,4 @@ def test_transferred_intervals_are_at_least_the_published_misses(tmp_path):
     far, near = split["rows"]
     assert not far["inside"]  # the other point missed by nothing: no widening from it
     assert near["interval"][1] == pytest.approx(near["predicted"] * 3, rel=1e-6) and near["inside"]
+    assert "prediction interval of the other points' misses" in split["description"]
