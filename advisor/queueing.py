@@ -126,7 +126,17 @@ def run_quantile_range(service: Service, rate: float, n_gpus: int, window_s: flo
     """The `level` range of the q-quantile latency that a run of `n` consecutive requests
     measures: the simulation's long run cut into runs of `n`. A short load test sees less of
     the long-run tail than the planner's figure holds. None when fewer than 10 runs fit."""
-    latency = _served(service, rate, n_gpus, window_s, sim)[0][sim.warmup:]
+    return quantile_range(latencies(service, rate, n_gpus, window_s, sim), n, q, level)
+
+
+def latencies(service: Service, rate: float, n_gpus: int, window_s: float,
+              sim: Simulation = Simulation()) -> np.ndarray:
+    """The simulated latency of each measured request, in arrival order."""
+    return _served(service, rate, n_gpus, window_s, sim)[0][sim.warmup:]
+
+
+def quantile_range(latency: np.ndarray, n: int, q: float, level: float = 0.90):
+    """`run_quantile_range` on latencies already simulated."""
     runs = len(latency) // n if n >= 1 else 0
     if runs < 10:
         return None

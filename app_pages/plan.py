@@ -193,11 +193,6 @@ def show_lossy(plan, request) -> None:
         "gpus_change": number("GPUs vs chosen", format="%+d"),
         "usd_per_month_change": number("USD / month vs chosen", format="$%+,.0f"),
         "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
-        "short_test": st.column_config.TextColumn(
-            f"{request.slo_label} a short load test sees",
-            help=f"The plan's {request.slo_label} is the long run. A load test of the fleet at "
-                 "peak of this length measures a value in this range in 90% of runs (the "
-                 "simulation cut into such runs): a short test sees less of the queue's tail."),
         "fits_without_offload": "fits without offload (nothing requested does)",
         "quality": "quality"})
     st.markdown(lossy_markdown(plan))

@@ -21,7 +21,6 @@ from advisor.commands.probe import PROBE_PACKAGES
 from advisor.loadtest.config import SETTING_DEFAULTS, LoadConfig, parse_resolution
 
 
-
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "loadtest",

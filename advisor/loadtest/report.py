@@ -28,7 +28,7 @@ from advisor.contract import Config
 from advisor.dispatch import replay
 from advisor.loadtest.config import LoadConfig
 from advisor.loadtest.run import Trace
-from advisor.queueing import Service, Simulation, run_quantile_range, simulate
+from advisor.queueing import Service, Simulation, latencies, quantile_range, simulate
 
 CI_LEVEL = 0.90
 BOOTSTRAP_RESAMPLES = 1000
@@ -193,10 +193,11 @@ def run_length(config: LoadConfig, service: Service, rate: float, n: int,
         return {"run_p95_range_s": None, "requests_needed": None, "long_enough": False,
                 "run_length_note": f"only {n} measured requests: too few for a p95"}
     total = max(LONG_RUN_REQUESTS, 20 * n)
-    sim = Simulation(requests=total, warmup=total // 20)
+    latency = latencies(service, rate, config.replicas, config.window_s,
+                        Simulation(requests=total, warmup=total // 20))
 
     def spread(k: int):
-        return run_quantile_range(service, rate, config.replicas, config.window_s, k, 0.95, sim)
+        return quantile_range(latency, k, 0.95)
 
     here = spread(n)
     needed, k = None, n
