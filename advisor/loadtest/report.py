@@ -151,11 +151,7 @@ def same_arrivals(trace: Trace, config: LoadConfig, service: Service) -> tuple[d
 def measured_service(trace: Trace, config: LoadConfig, fitted: Service) -> tuple[Service, dict]:
     """The run's own service time per resolution and batch size (the median over its batches),
     the fitted one where no batch of that size and resolution ran; and which are the run's."""
-    served = ~np.isnan(trace.finish_s) & ~trace.error
-    first = {}
-    for i in np.flatnonzero(served):
-        first.setdefault(int(trace.batch[i]), i)
-    rows = np.asarray(list(first.values()), dtype=int)
+    rows = trace.batch_rows(~np.isnan(trace.finish_s) & ~trace.error)
     service = trace.finish_s[rows] - trace.start_s[rows]
     times, from_run = [], []
     for c, fitted_c in enumerate(fitted.times_s):
@@ -306,13 +302,10 @@ def _memory_verdict(key: str, fit: dict) -> str:
 def service_drift(trace: Trace, config: LoadConfig) -> dict | None:
     """Slope of each batch's service time relative to the median of its (resolution, size), in
     % per hour, with a 95% interval: a GPU that slows down (clocks, fragmentation) shows here."""
-    served = ~np.isnan(trace.finish_s) & ~trace.error & (trace.arrival_s >= config.warmup_s)
-    rows = {}
-    for i in np.flatnonzero(served):
-        rows.setdefault(int(trace.batch[i]), i)
-    if not rows:
+    i = trace.batch_rows(~np.isnan(trace.finish_s) & ~trace.error
+                         & (trace.arrival_s >= config.warmup_s))
+    if not len(i):
         return None
-    i = np.asarray(list(rows.values()))
     service = trace.finish_s[i] - trace.start_s[i]
     keys = trace.resolution[i] * 1000 + trace.batch_size[i]
     relative = np.empty(len(i))

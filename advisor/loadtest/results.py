@@ -50,9 +50,7 @@ def trace_of(doc: dict):
     if m.get("utilization") is None:
         trace.busy_s = None
     else:
-        served = ~np.isnan(trace.finish_s)
-        one_row = {int(b): i for i, b in enumerate(trace.batch) if served[i]}  # per batch
-        rows = np.asarray(list(one_row.values()), dtype=int)
+        rows = trace.batch_rows(~np.isnan(trace.finish_s))
         trace.busy_s = float(np.sum(trace.finish_s[rows] - trace.start_s[rows]))
     return trace
 

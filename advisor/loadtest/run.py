@@ -93,6 +93,14 @@ class Trace:
         self.batch_size = np.zeros(n, dtype=int) if self.batch_size is None else self.batch_size
         self.error = np.zeros(n, dtype=bool) if self.error is None else self.error
 
+    def batch_rows(self, mask: np.ndarray) -> np.ndarray:
+        """One request index per batch among the requests in `mask` (a batch's requests share
+        its start and finish), in order of first appearance."""
+        first: dict = {}
+        for i in np.flatnonzero(mask):
+            first.setdefault(int(self.batch[i]), i)
+        return np.asarray(list(first.values()), dtype=int)
+
     def note_error(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"[:300]
         for item in self.errors:
