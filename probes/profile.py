@@ -139,13 +139,22 @@ def profile_call(pipe, call: Callable[[], None], device) -> dict:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof, \
             _annotated(pipe, sync):
         call()
-    events = prof.events()
+    windows, kernels = split_events(prof.events(), torch.autograd.DeviceType.CUDA)
+    return {**summarize(windows, kernels), "method": METHOD}
+
+
+def split_events(events, cuda) -> tuple[dict[str, list[tuple[float, float]]], list[tuple]]:
+    """(stage windows, kernels) of a profile's events: a window is the host-side range of a
+    stage (the copy the profiler mirrors on the GPU timeline is neither a window nor a kernel:
+    counted as a second window it would halve every per-window figure); the denoise windows
+    are the steps after the first."""
     windows: dict[str, list[tuple[float, float]]] = {s: [] for s in PROFILED_STAGES}
     kernels = []
     for e in events:
-        if is_kernel(e, torch.autograd.DeviceType.CUDA):
+        if is_kernel(e, cuda):
             kernels.append((e.name, e.time_range.start, e.time_range.end))
-        elif e.name.startswith(ANNOTATION) and e.name[len(ANNOTATION):] in windows:
+        elif (e.device_type != cuda and e.name.startswith(ANNOTATION)
+              and e.name[len(ANNOTATION):] in windows):
             windows[e.name[len(ANNOTATION):]].append((e.time_range.start, e.time_range.end))
-    windows["denoise_step"] = sorted(windows["denoise_step"])[1:]  # steps after the first
-    return {**summarize(windows, kernels), "method": METHOD}
+    windows["denoise_step"] = sorted(windows["denoise_step"])[1:]
+    return windows, kernels

@@ -60,3 +60,33 @@ def test_ranges_mirrored_on_the_gpu_timeline_are_not_kernels():
     assert not is_kernel(NS(device_type=cuda, name="Torch-Compiled Region",
                             is_user_annotation=True), cuda)
     assert not is_kernel(NS(device_type=cpu, name="aten::mm", is_user_annotation=False), cuda)
+
+
+def test_a_stage_window_is_its_host_range_not_the_gpu_copy_of_it():
+    """The profiler mirrors each stage's range on the GPU timeline; counted as a second window,
+    it halved a single-call stage's kernel seconds and launches (a run of 2026-12-02)."""
+    from types import SimpleNamespace as NS
+
+    from probes.profile import split_events
+
+    cuda, cpu = "cuda", "cpu"
+
+    def event(name, device, start, end, annotation=False):
+        return NS(name=name, device_type=device, is_user_annotation=annotation,
+                  time_range=NS(start=start, end=end))
+
+    events = [event("stage/vae_decode", cpu, 0, 100),
+              event("stage/vae_decode", cuda, 5, 95, annotation=True),
+              event("conv_fprop", cuda, 10, 40), event("vectorized_silu", cuda, 50, 90)]
+    for step, start in enumerate((200, 300, 400)):
+        events += [event("stage/denoise_step", cpu, start, start + 80),
+                   event("stage/denoise_step", cuda, start + 2, start + 78, annotation=True),
+                   event("nvjet_gemm", cuda, start + 10, start + 30 + step)]
+    windows, kernels = split_events(events, cuda)
+    assert windows["vae_decode"] == [(0, 100)]
+    assert windows["denoise_step"] == [(300, 380), (400, 480)]  # steps after the first
+    out = summarize(windows, kernels)
+    assert out["vae_decode"]["kernels"] == 2
+    assert out["vae_decode"]["class_s"]["convolution"] == pytest.approx(30e-6)
+    assert out["denoise_step"]["kernels"] == 1
+    assert out["denoise_step"]["class_s"]["gemm"] == pytest.approx((21 + 22) / 2 * 1e-6)
