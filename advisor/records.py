@@ -304,6 +304,15 @@ def append_record(path: str | Path, record: dict) -> None:
     append_line_atomic(path, json.dumps(clean, separators=(",", ":"), allow_nan=False))
 
 
+def machine_of(record: dict) -> str | None:
+    """Which machine measured: the GPU's NVML UUID (one physical GPU), else the host
+    fingerprint, else None (records before either was kept). The UUID comes first because the
+    fingerprint hashes what a container shows of its host, which is the same on every machine
+    of one cloud image (four H200s of 2026-12-02 share fingerprint cbc1f8b22885)."""
+    return ((record.get("gpu") or {}).get("uuid")
+            or (record.get("host") or {}).get("fingerprint"))
+
+
 def config_key(config: dict) -> str:
     """Canonical identity of a probed config: sorted compact JSON of the documented config
     fields only (unknown keys ignored; absent optional fields at their defaults; guidance_scale

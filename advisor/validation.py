@@ -17,7 +17,7 @@ from advisor.features import GpuSpec, make_row, memory_key
 from advisor.fit import min_cap_rows, usable
 from advisor.models import setting_key
 from advisor.predictors import MinCapPredictor, cap_family
-from advisor.records import config_key
+from advisor.records import config_key, machine_of
 
 SPLITS = {
     "kfold": "5-fold cross-validation over distinct configs (repeats of a config stay together)",
@@ -342,7 +342,7 @@ def _confusion(pairs: list[dict], kind: str) -> dict:
 # Configs whose pixels x images are at most this are launch-bound: the host issuing kernels sets
 # a step's pace (at 512x512 batch 1 the H200's GPU is busy 0.037 s of a 0.117 s step).
 HOST_BOUND_PIXELS = 512 * 512
-UNRECORDED_MACHINE = "not recorded (records before host fingerprints)"
+UNRECORDED_MACHINE = "not recorded (records before GPU UUIDs and host fingerprints)"
 
 
 def machine_spread(records: list[dict]) -> dict:
@@ -355,7 +355,7 @@ def machine_spread(records: list[dict]) -> dict:
     for r in records:
         if r["status"] != "ok":
             continue
-        machine = (r.get("host") or {}).get("fingerprint") or UNRECORDED_MACHINE
+        machine = machine_of(r) or UNRECORDED_MACHINE
         key = (r["gpu"]["catalog_id"], config_key(r["config"]))
         configs[key] = Config.from_record(r["config"])
         groups.setdefault(key, {}).setdefault(machine, []).append(r["results"]["total_s"])

@@ -500,14 +500,24 @@ def test_missing_or_empty_data_folder_exits_2(capsys, tmp_path):
 def test_the_report_gives_the_spread_between_machines_per_regime(specs):
     records = with_sources(synthetic_records(gpus=(H200,), grid=SMALL_GRID, noise=0.0))
     again = copy.deepcopy([r for r in records if r["config"]["batch"] == 1])
-    for r in again:
-        r["host"]["fingerprint"] = "second"
+    for r in again:  # another GPU in a container that shows the same host
+        r["gpu"]["uuid"] = "GPU-second"
         r["results"]["total_s"] *= 1.5 if r["config"]["height"] == 512 else 1.05
     report = validation_report(records + again, specs, fit_calibrated)
     machines = report["machines"]
     assert machines["host_bound"]["n"] == 1
     assert machines["host_bound"]["max_pct"] == pytest.approx(50.0)
     assert machines["compute_bound"]["median_pct"] == pytest.approx(5.0)
+
+
+def test_a_machine_is_its_gpu_uuid_then_its_host_fingerprint():
+    from advisor.records import machine_of
+
+    record = {"gpu": {"uuid": "GPU-a"}, "host": {"fingerprint": "cbc1f8b22885"}}
+    assert machine_of(record) == "GPU-a"
+    assert machine_of({"gpu": {"uuid": None}, "host": {"fingerprint": "cbc1f8b22885"}}) \
+        == "cbc1f8b22885"
+    assert machine_of({"gpu": {}, "host": {}}) is None
 
 
 def test_configs_beyond_the_probed_sizes_get_wider_intervals_and_say_why(models):
