@@ -6,9 +6,11 @@ module sits on top of both, so neither imports it.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
+from advisor.contract import Config
 from advisor.features import GpuSpec
 from advisor.fit import fit_models
 from advisor.models import INTERVAL_COVERAGE, Intervals, Models
@@ -57,19 +59,37 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
               if p["setting_probed"]]
     gpu_out = evidenced(cross_predict(records, specs, "gpu_out", fit_models)
                         if len(models.probed) > 1 else [])
+    host = lambda p: Config.from_record(p["config"]).regime() == "host_bound"
     for kind, key in INTERVAL_TARGETS.items():
-        fitted = [p["log_ratio"][key] for p in kfold + shapes if not quantized(p)]
-        own = [p["log_ratio"][key] for p in kfold + shapes if quantized(p)]
-        transferred = [p["log_ratio"][key] for p in gpu_out]
-        models.intervals[kind] = Intervals(
-            fitted=conformal_bounds(fitted, models.intervals[kind].fitted),
-            transferred=conformal_bounds(transferred, None),
-            n_fitted=len(fitted), n_transferred=len(transferred),
-            quantized=conformal_bounds(own, None), n_quantized=len(own))
+        default = models.intervals[kind].fitted
+        host_bound = _intervals([p for p in kfold + shapes if host(p)],
+                                [p for p in gpu_out if host(p)], key, None)
+        if host_bound is None:  # too few host-bound points: one width for every config
+            models.intervals[kind] = _intervals(kfold + shapes, gpu_out, key, default)
+        else:
+            models.intervals[kind] = replace(
+                _intervals([p for p in kfold + shapes if not host(p)],
+                           [p for p in gpu_out if not host(p)], key, default),
+                host_bound=host_bound)
     metrics = fold_metrics([p for p in kfold if not quantized(p)])
     models.calibration = {"latency_mape": metrics["total_s"]["mape"],
                           "memory_mape": metrics["allocated_memory"]["mape"],
                           "nvml_memory_mape": metrics["peak_memory"]["mape"]} if kfold else {}
+
+
+def _intervals(fitted_points: list[dict], gpu_out: list[dict], key: str,
+               default) -> Intervals | None:
+    """Bounds from out-of-fold points: the compute precisions' fitted ones, the quantized
+    precisions' own, the transferred ones. None when too few fitted points and no default."""
+    fitted = [p["log_ratio"][key] for p in fitted_points if not quantized(p)]
+    own = [p["log_ratio"][key] for p in fitted_points if quantized(p)]
+    transferred = [p["log_ratio"][key] for p in gpu_out]
+    bounds = conformal_bounds(fitted, default)
+    if bounds is None:
+        return None
+    return Intervals(fitted=bounds, transferred=conformal_bounds(transferred, None),
+                     n_fitted=len(fitted), n_transferred=len(transferred),
+                     quantized=conformal_bounds(own, None), n_quantized=len(own))
 
 
 def conformal_bounds(log_ratios: list[float], default):

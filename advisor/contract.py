@@ -109,6 +109,12 @@ SOURCES = ("measured", "fitted", "transferred")
 # every figure on its point / its upper end.
 LATENCY_BASES = ("auto", "point", "upper")
 
+# Configs whose pixels x images are at most this are host-bound on the probed GPUs: the host
+# issuing kernels sets a step's pace (at 512x512 batch 1 an H200 is busy 0.037 s of a 0.076 s
+# step), so two machines of one GPU differ most there (advisor validate: machine spread) and
+# their intervals are calibrated apart (Config.regime).
+HOST_BOUND_PIXELS = 512 * 512
+REGIMES = ("compute_bound", "host_bound")
 DEFAULT_STEPS = 9  # Z-Image-Turbo's scheduler default: one transformer forward per step
 DEFAULT_CAPTION_TOKENS = 64
 MAX_SEQUENCE_LENGTH = 512  # the text encoder's padded prompt length (pipeline default)
@@ -229,6 +235,10 @@ class Config:
         """Work that sets activation memory: pixels x images in the transformer batch (CFG
         doubles it)."""
         return self.pixels * self.batch * (2 if self.cfg else 1)
+
+    def regime(self) -> str:
+        """REGIMES: host-bound when its work is at most HOST_BOUND_PIXELS."""
+        return "host_bound" if self.oom_size() <= HOST_BOUND_PIXELS else "compute_bound"
 
     def shape_label(self) -> str:
         return shape_label(self.height, self.width)

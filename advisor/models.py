@@ -52,7 +52,10 @@ class Intervals:
     `fitted` comes from K-fold residuals on the probed GPUs, `transferred` from leave-one-GPU-out
     residuals (None when only one GPU was probed); `quantized` from the K-fold residuals of the
     quantized precisions' runs, for their fitted predictions (None without: they take
-    `fitted`), which `fitted` leaves out."""
+    `fitted`), which `fitted` leaves out. `host_bound`: the same, from the host-bound configs'
+    residuals only (contract.Config.regime), for host-bound predictions; the other bounds are
+    then the compute-bound configs'. Machines of one GPU differ most where the host sets the
+    pace, so one pooled width would be too narrow there and too wide elsewhere."""
 
     fitted: tuple[float, float]
     transferred: tuple[float, float] | None
@@ -60,9 +63,17 @@ class Intervals:
     n_transferred: int = 0
     quantized: tuple[float, float] | None = None
     n_quantized: int = 0
+    host_bound: "Intervals | None" = None
 
 
 PLACEHOLDER_INTERVALS = Intervals((-0.1, 0.1), None)
+
+
+def _bounds_summary(iv: Intervals) -> dict:
+    listed = lambda b: list(b) if b else None
+    return {"fitted": list(iv.fitted), "transferred": listed(iv.transferred),
+            "quantized": listed(iv.quantized), "n_fitted": iv.n_fitted,
+            "n_transferred": iv.n_transferred, "n_quantized": iv.n_quantized}
 
 
 @dataclass(frozen=True)
@@ -298,12 +309,9 @@ class Models:
             "gpus": {g: sum(r["gpu"]["catalog_id"] == g for r in ok) for g in sorted(self.probed)},
             "calibration": self.calibration,
             "estimator_params": self.estimator_params,
-            "intervals": {kind: {"fitted": list(iv.fitted),
-                                 "transferred": list(iv.transferred) if iv.transferred else None,
-                                 "quantized": list(iv.quantized) if iv.quantized else None,
-                                 "n_fitted": iv.n_fitted, "n_transferred": iv.n_transferred,
-                                 "n_quantized": iv.n_quantized}
-                          for kind, iv in self.intervals.items()},
+            "intervals": {kind: _bounds_summary(iv) | {
+                "host_bound": _bounds_summary(iv.host_bound) if iv.host_bound else None}
+                for kind, iv in self.intervals.items()},
             "efficiency_1024": efficiency,
             "problems": self.problems,
             "cache_path": self.cache_path,
@@ -314,19 +322,23 @@ class Models:
     def _interval_width(self, kind: str, row: dict, depth: int):
         """(lo, hi) log bounds for a prediction and the sentence saying what they rest on."""
         iv, extra = self.intervals[kind], EXTRA_WIDTH[kind]
+        regime = ""
+        if iv.host_bound and _config(row).regime() == "host_bound":
+            iv, regime = iv.host_bound, (" of host-bound configs (the host issuing kernels sets "
+                                         "the pace; machines of one GPU differ most there)")
         spec = self.specs[row["gpu"]]
         max_depth = len(self.latency.tables["denoise_step"].levels) - 1
         if depth == max_depth and row["precision"] in QUANTIZATIONS and iv.quantized:
             lo, hi = iv.quantized
             basis = (f"{iv.n_quantized} K-fold and leave-one-shape-out residuals of the "
-                     "quantized precisions' runs")
+                     f"quantized precisions' runs{regime}")
         elif depth == max_depth:  # fitted at this GPU's own level
             lo, hi = iv.fitted
-            basis = (f"{iv.n_fitted} K-fold and leave-one-shape-out residuals on the probed "
-                     "GPUs")
+            basis = (f"{iv.n_fitted} K-fold and leave-one-shape-out residuals{regime} on the "
+                     "probed GPUs")
         elif iv.transferred is not None:
             lo, hi = iv.transferred
-            basis = f"leave-one-GPU-out residuals of {iv.n_transferred} configs"
+            basis = f"leave-one-GPU-out residuals of {iv.n_transferred} configs{regime}"
         else:
             lo, hi = iv.fitted[0] - extra["transfer"], iv.fitted[1] + extra["transfer"]
             basis = (f"K-fold residuals widened by an assumed {extra['transfer']:.0%} for "

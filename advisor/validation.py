@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from advisor.contract import QUANTIZATIONS, Config
+from advisor.contract import QUANTIZATIONS, REGIMES, Config
 from advisor.errors import AdvisorError
 from advisor.features import GpuSpec, make_row, memory_key
 from advisor.fit import min_cap_rows, usable
@@ -99,6 +99,10 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
             scored["precision_probed"] = (config.precision, config.compile) in precisions
             out.append(scored)
     return out
+
+
+def _regime(point: dict) -> str:
+    return Config.from_record(point["config"]).regime()
 
 
 def quantized(point: dict) -> bool:
@@ -202,6 +206,8 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
                 "total_s": fold_metrics(probed)["total_s"],
                 "excluded": sorted({f"{p['gpu']} {config_label(p['config'])}"
                                     for p in preds if not p["setting_probed"]})}
+        metrics["by_regime"] = {regime: fold_metrics(held)["total_s"] for regime in REGIMES
+                                if (held := [p for p in preds if _regime(p) == regime])}
         report["metrics"][split] = metrics
         report["latency_mape"][split] = metrics["total_s"]["mape"]
         report["memory_mape"][split] = metrics["allocated_memory"]["mape"]
@@ -339,17 +345,16 @@ def _confusion(pairs: list[dict], kind: str) -> dict:
             "not_judged": len(pairs) - len(judged)}
 
 
-# Configs whose pixels x images are at most this are launch-bound: the host issuing kernels sets
-# a step's pace (at 512x512 batch 1 the H200's GPU is busy 0.037 s of a 0.117 s step).
-HOST_BOUND_PIXELS = 512 * 512
 UNRECORDED_MACHINE = "not recorded (records before GPU UUIDs and host fingerprints)"
 
 
 def machine_spread(records: list[dict]) -> dict:
-    """How much the same config differs between machines of one GPU: per regime (host-bound,
-    compute-bound), the configs measured on two machines or more and the spread of their
-    median totals (slowest / fastest - 1), median and largest. Their records are repeats of one
-    config to the fit, so the intervals already carry this spread."""
+    """How much the same config differs between machines of one GPU: per regime
+    (Config.regime), the configs measured on two machines or more and the spread of their
+    median totals (slowest / fastest - 1), median and largest; and `floor_mape_pct`, the mean
+    % error of each machine's median against the median of the others': what predicting a
+    machine from the others misses, a floor for any model of the GPU alone. Their records are
+    repeats of one config to the fit, and the intervals are calibrated per regime on them."""
     groups: dict[tuple, dict[str, list[float]]] = {}
     configs: dict[tuple, Config] = {}
     for r in records:
@@ -364,14 +369,18 @@ def machine_spread(records: list[dict]) -> dict:
         if len(machines) < 2:
             continue
         c = configs[key]
-        regime = "host_bound" if c.oom_size() <= HOST_BOUND_PIXELS else "compute_bound"
+        regime = c.regime()
         medians = [float(np.median(v)) for v in machines.values()]
+        others = [float(np.median(medians[:i] + medians[i + 1:])) for i in range(len(medians))]
         out.setdefault(regime, []).append(
             {"gpu": key[0], "config": c.label(), "machines": len(machines),
-             "spread_pct": 100 * (max(medians) / min(medians) - 1)})
+             "spread_pct": 100 * (max(medians) / min(medians) - 1),
+             "errors_pct": [100 * abs(o / m - 1) for m, o in zip(medians, others)]})
     return {regime: {"n": len(rows),
                      "median_pct": float(np.median([x["spread_pct"] for x in rows])),
-                     "max_pct": float(max(x["spread_pct"] for x in rows)), "configs": rows}
+                     "max_pct": float(max(x["spread_pct"] for x in rows)),
+                     "floor_mape_pct": float(np.mean([e for x in rows for e in x["errors_pct"]])),
+                     "configs": rows}
             for regime, rows in sorted(out.items())}
 
 
@@ -552,10 +561,17 @@ def format_table(report: dict) -> str:
         if None not in tol:
             lines.append(f"memory within 3% or 256 MB ({split}): torch allocated {tol[0]:.1f}%, "
                          f"NVML used {tol[1]:.1f}% of points")
+    for split in ("kfold", "shape_out", "gpu_out"):
+        by_regime = report["metrics"][split].get("by_regime") or {}
+        if len(by_regime) > 1:
+            lines.append(f"latency total by regime ({split}): " + "; ".join(
+                f"{regime.replace('_', '-')} {m['n']} points, MAPE {_fmt(m['mape'])}%, "
+                f"coverage {_fmt(m['coverage'])}%" for regime, m in by_regime.items()))
     for regime, m in (report.get("machines") or {}).items():
-        lines.append(f"same config on two machines ({regime.replace('_', '-')}, {m['n']} "
-                     f"configs): totals differ by {m['median_pct']:.1f}% median, "
-                     f"{m['max_pct']:.1f}% at most")
+        lines.append(f"same config on two machines or more ({regime.replace('_', '-')}, "
+                     f"{m['n']} configs): totals differ by {m['median_pct']:.1f}% median, "
+                     f"{m['max_pct']:.1f}% at most; a machine predicted by the others' median "
+                     f"misses by {m['floor_mape_pct']:.1f}% (MAPE)")
     capped = report.get("capped")
     if capped:
         c = capped["confusion"]["rule"]

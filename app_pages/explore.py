@@ -3,8 +3,8 @@ import streamlit as st
 from advisor.app import LOSSY_NOTE, precision_label
 from advisor.app.charts import curve_figure, residuals_figure, utilization_figure
 from advisor.app.explore import (
-    BATCHES, SQUARE_SIDES, curve_queries, measured_along, measured_setting, model_row,
-    predicted_frame, quantized_along, validation_frames,
+    BATCHES, SQUARE_SIDES, curve_queries, machine_frame, measured_along, measured_setting,
+    model_row, predicted_frame, quantized_along, validation_frames,
 )
 from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Setting
 from advisor.errors import AdvisorError
@@ -96,6 +96,15 @@ table("explore_validation", metrics, column_config={
     "max_ape": st.column_config.NumberColumn("max abs. error %", format="%.1f"),
     "coverage": st.column_config.NumberColumn("90% interval coverage %", format="%.0f"),
 })
+st.caption("Rows \"total_s, compute-bound\" and \"total_s, host-bound\" split the latency by "
+           "regime: at 512x512 batch 1 and below the host issuing kernels sets the pace, and "
+           "intervals are calibrated for each regime apart.")
+spread = machine_frame(validation())
+if not spread.empty:
+    st.markdown("**Two machines of one GPU.** The same config measured on several machines "
+                "(GPU UUIDs): slowest over fastest median total.")
+    table("explore_machines", spread, column_config={
+        "spread_pct": st.column_config.NumberColumn("spread %", format="%.1f")})
 target = st.radio("Residuals of", sorted(residuals.target.unique()), horizontal=True,
                   key="explore_target")
 st.plotly_chart(residuals_figure(residuals, target), key="explore_residuals")

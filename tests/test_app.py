@@ -430,3 +430,32 @@ def test_your_data_bad_upload_shows_error():
     assert not at.exception
     assert any("not UTF-8" in e.value for e in at.error)
     assert any("No data uploaded" in i.value for i in at.info)
+
+
+def test_validation_tables_split_latency_by_regime_and_list_the_machine_spread():
+    from advisor.app.explore import machine_frame, validation_frames
+
+    total = {"mape": 3.0, "median_ape": 2.0, "max_ape": 9.0, "coverage": 90.0, "n": 10}
+    host = total | {"mape": 25.0, "n": 4}
+    report = {"metrics": {"kfold": {"total_s": total, "by_regime": {
+                  "compute_bound": total | {"n": 6}, "host_bound": host}}},
+              "residuals": [],
+              "machines": {"host_bound": {"configs": [
+                  {"gpu": "h200-sxm-141gb", "config": "512x512 b1 bf16 native", "machines": 3,
+                   "spread_pct": 52.9}]}}}
+    metrics, _ = validation_frames(report)
+    assert list(metrics.target) == ["total_s", "total_s, compute-bound", "total_s, host-bound"]
+    assert metrics.set_index("target").loc["total_s, host-bound", "mape"] == 25.0
+    spread = machine_frame(report)
+    assert spread.to_dict("records") == [{"regime": "host-bound", "gpu": "h200-sxm-141gb",
+                                          "config": "512x512 b1 bf16 native", "machines": 3,
+                                          "spread_pct": 52.9}]
+    assert machine_frame({}).empty
+
+
+def test_explore_page_shows_the_shipped_machine_spread():
+    at = open_page("explore")
+    assert not at.exception
+    spread = table(at, "explore_machines")
+    assert {"host-bound", "compute-bound"} <= set(spread.regime)
+    assert (spread.machines >= 2).all()

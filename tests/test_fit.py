@@ -508,6 +508,35 @@ def test_the_report_gives_the_spread_between_machines_per_regime(specs):
     assert machines["host_bound"]["n"] == 1
     assert machines["host_bound"]["max_pct"] == pytest.approx(50.0)
     assert machines["compute_bound"]["median_pct"] == pytest.approx(5.0)
+    # each machine against the other: 1.5 / 1 and 1 / 1.5 miss by 50% and 33%
+    assert machines["host_bound"]["floor_mape_pct"] == pytest.approx((50 + 100 / 3) / 2)
+    by_regime = report["metrics"]["kfold"]["by_regime"]
+    assert set(by_regime) == {"compute_bound", "host_bound"}
+    assert by_regime["host_bound"]["n"] == 2  # 512x512 b1, once on each machine
+    assert by_regime["host_bound"]["mape"] > by_regime["compute_bound"]["mape"]
+
+
+def test_host_bound_configs_get_intervals_of_their_own(specs):
+    """Mondrian calibration: residuals of host-bound configs (512x512 b1 here, measured on
+    machines that differ by 1.5x) set their intervals; compute-bound ones keep theirs."""
+    records = with_sources(synthetic_records(grid=SMALL_GRID, noise=0.01))
+    again = copy.deepcopy([r for r in records if Config.from_record(r["config"]).regime()
+                           == "host_bound"])
+    for r in again:
+        r["gpu"]["uuid"] = "GPU-slow-host"
+        r["results"]["total_s"] *= 1.5
+    models = fit_calibrated(records + again, specs)
+    width = lambda p: p.latency.interval_s[1] / p.latency.interval_s[0]
+    host = models.predict(H100, Config(512, 384, 1))
+    compute = models.predict(H100, Config(768, 1024, 2))
+    assert "host-bound" in host.latency.basis and "host-bound" not in compute.latency.basis
+    assert width(host) > 1.3 * width(compute)
+    assert models.intervals["latency"].host_bound.n_fitted >= 2
+
+    alone = fit_calibrated(with_sources(synthetic_records(grid=SMALL_GRID[2:], noise=0.01)),
+                           specs)  # no host-bound config measured: one width for all
+    assert alone.intervals["latency"].host_bound is None
+    assert "host-bound" not in alone.predict(H100, Config(512, 384, 1)).latency.basis
 
 
 def test_a_machine_is_its_gpu_uuid_then_its_host_fingerprint():

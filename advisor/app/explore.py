@@ -84,6 +84,19 @@ def validation_frames(report: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         {"split": split, "target": target, **{k: m.get(k) for k in
                                                ("mape", "median_ape", "max_ape", "coverage", "n")}}
         for split, targets in report["metrics"].items()
-        for target, m in targets.items() if isinstance(m, dict) and "mape" in m
+        for target, m in [*targets.items(), *(
+            (f"total_s, {regime.replace('_', '-')}", m)
+            for regime, m in (targets.get("by_regime") or {}).items())]
+        if isinstance(m, dict) and "mape" in m
     ]
     return pd.DataFrame(metrics), pd.DataFrame(report["residuals"])
+
+
+def machine_frame(report: dict) -> pd.DataFrame:
+    """One row per config measured on two machines or more of one GPU: how far apart their
+    totals are, by regime (validation.machine_spread)."""
+    return pd.DataFrame([
+        {"regime": regime.replace("_", "-"), "gpu": c["gpu"], "config": c["config"],
+         "machines": c["machines"], "spread_pct": c["spread_pct"]}
+        for regime, m in (report.get("machines") or {}).items() for c in m["configs"]],
+        columns=["regime", "gpu", "config", "machines", "spread_pct"])
