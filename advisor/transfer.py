@@ -170,12 +170,15 @@ def _fit_beta(transfer: ClassTransfer, profiled: list, latency, others: set,
         bw, fp = pb / ob, pf / of
         if abs(bw - fp) < 0.05:
             continue  # this GPU cannot tell bandwidth from compute
+        seen = set()  # a config profiled on several machines is one estimate
         for row, record in profiled:
             step = _profile(record)["denoise_step"]
             classes = transfer.seconds(row, "denoise_step")
-            if sum(step["class_s"][k] or 0.0 for k in CLASSES) < COVERED * step["wall_s"]:
-                continue
             config = Config.from_record(record["config"])
+            if config in seen or \
+                    sum(step["class_s"][k] or 0.0 for k in CLASSES) < COVERED * step["wall_s"]:
+                continue
+            seen.add(config)
             times = latency.predict([row, make_row(specs[gpu], config)])[0]
             i = LATENCY_STAGES.index("denoise_step")
             tensor = pg / og

@@ -1,6 +1,8 @@
 """Op-class transfer to GPUs never probed (advisor.transfer) on a synthetic profile law."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from advisor.contract import Config
@@ -78,3 +80,16 @@ def test_without_profiles_there_is_no_class_transfer():
     specs = gpu_specs()
     records = with_sources(synthetic_records(grid=SQUARES_GRID[2:4]))
     assert fit_models(records, specs).transfer is None
+
+
+def test_a_config_profiled_on_two_machines_is_one_beta_estimate(models):
+    m, specs = models
+    n = int(m.transfer.beta_basis.split("median of ")[1].split()[0])
+    records = copy.deepcopy(m.records)
+    again = [copy.deepcopy(r) for r in records if (r.get("results") or {}).get("profile")]
+    for r in again:
+        r["gpu"]["uuid"] = "GPU-second"
+    twice = fit_models(records + again, specs).transfer
+    assert twice.n_profiles == 2 * m.transfer.n_profiles
+    assert twice.beta_basis.startswith(f"median of {n} profiled configs")
+    assert twice.beta == pytest.approx(m.transfer.beta, rel=0.01)  # the refit weighs repeats
