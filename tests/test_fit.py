@@ -532,6 +532,10 @@ def test_host_bound_configs_get_intervals_of_their_own(specs):
     assert "host-bound" in host.latency.basis and "host-bound" not in compute.latency.basis
     assert width(host) > 1.3 * width(compute)
     assert models.intervals["latency"].host_bound.n_fitted >= 2
+    from advisor.commands.fit import _summary_table
+    summary = models.summary()
+    assert summary["intervals"]["latency"]["host_bound"]["n_fitted"] >= 2
+    assert "; host-bound configs: fitted -" in _summary_table(summary)
 
     alone = fit_calibrated(with_sources(synthetic_records(grid=SMALL_GRID[2:], noise=0.01)),
                            specs)  # no host-bound config measured: one width for all

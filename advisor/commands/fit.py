@@ -115,10 +115,14 @@ def _summary_table(s: dict) -> str:
                      f"memory MAPE {cal['memory_mape']:.1f}% torch allocated, "
                      f"{cal['nvml_memory_mape']:.1f}% NVML used")
     for kind, iv in s["intervals"].items():
+        host = iv["host_bound"]
         lines.append(f"90% {kind} interval: fitted {_pct(iv['fitted'])}, transferred "
                      + (_pct(iv["transferred"]) if iv["transferred"] else
                         "assumed (one GPU probed)")
-                     + (f", quantized {_pct(iv['quantized'])}" if iv["quantized"] else ""))
+                     + (f", quantized {_pct(iv['quantized'])}" if iv["quantized"] else "")
+                     + (f"; host-bound configs: fitted {_pct(host['fitted'])}"
+                        + (f", transferred {_pct(host['transferred'])}"
+                           if host["transferred"] else "") if host else ""))
     lines.append("default setting (bf16, native attention, no compile, no offload), 1024x1024:")
     for gpu, e in s["efficiency_1024"].items():
         lines.append(f"  {gpu}: step {e['denoise_step_s']:.3f} s, MFU {e['mfu']:.1%}, "
