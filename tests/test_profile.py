@@ -16,6 +16,11 @@ from probes.profile import OP_CLASSES, op_class, summarize
     ("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add>", "elementwise"),
     ("triton_poi_fused_add_mul_rsqrt_0", "elementwise"),
     ("void at::native::(anonymous namespace)::RowwiseMomentsCUDAKernel<float>", "elementwise"),
+    ("void cudnn::engines_precompiled::nchwToNhwcKernel<__nv_bfloat16, __nv_bfloat16, float>",
+     "elementwise"),  # cuDNN's layout transform around a convolution: a copy
+    ("void at::native::(anonymous namespace)::ComputeFusedParamsCUDAKernel<c10::BFloat16>",
+     "elementwise"),
+    ("Memset (Device)", "elementwise"),
     ("Memcpy HtoD (Pageable -> Device)", "other"),
     ("ncclDevKernel_AllGather_RING_LL(ncclDevKernelArgsStorage<4096ul>)", "communication"),
 ])
