@@ -61,16 +61,17 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
                         if len(models.probed) > 1 else [])
     host = lambda p: Config.from_record(p["config"]).regime() == "host_bound"
     for kind, key in INTERVAL_TARGETS.items():
-        default = models.intervals[kind].fitted
+        pooled = _intervals(kfold + shapes, gpu_out, key, models.intervals[kind].fitted)
         host_bound = _intervals([p for p in kfold + shapes if host(p)],
                                 [p for p in gpu_out if host(p)], key, None)
         if host_bound is None:  # too few host-bound points: one width for every config
-            models.intervals[kind] = _intervals(kfold + shapes, gpu_out, key, default)
-        else:
-            models.intervals[kind] = replace(
-                _intervals([p for p in kfold + shapes if not host(p)],
-                           [p for p in gpu_out if not host(p)], key, default),
-                host_bound=host_bound)
+            models.intervals[kind] = pooled
+            continue
+        compute = _intervals([p for p in kfold + shapes if not host(p)],
+                             [p for p in gpu_out if not host(p)], key, pooled.fitted)
+        models.intervals[kind] = replace(  # the quantized runs' bounds stay pooled
+            compute, quantized=pooled.quantized, n_quantized=pooled.n_quantized,
+            host_bound=replace(host_bound, quantized=None, n_quantized=0))
     metrics = fold_metrics([p for p in kfold if not quantized(p)])
     models.calibration = {"latency_mape": metrics["total_s"]["mape"],
                           "memory_mape": metrics["allocated_memory"]["mape"],
@@ -80,7 +81,8 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
 def _intervals(fitted_points: list[dict], gpu_out: list[dict], key: str,
                default) -> Intervals | None:
     """Bounds from out-of-fold points: the compute precisions' fitted ones, the quantized
-    precisions' own, the transferred ones. None when too few fitted points and no default."""
+    precisions' own, the transferred ones. None when too few fitted points and no default
+    (`default` is taken when they are too few)."""
     fitted = [p["log_ratio"][key] for p in fitted_points if not quantized(p)]
     own = [p["log_ratio"][key] for p in fitted_points if quantized(p)]
     transferred = [p["log_ratio"][key] for p in gpu_out]

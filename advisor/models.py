@@ -52,9 +52,10 @@ class Intervals:
     `fitted` comes from K-fold residuals on the probed GPUs, `transferred` from leave-one-GPU-out
     residuals (None when only one GPU was probed); `quantized` from the K-fold residuals of the
     quantized precisions' runs, for their fitted predictions (None without: they take
-    `fitted`), which `fitted` leaves out. `host_bound`: the same, from the host-bound configs'
-    residuals only (contract.Config.regime), for host-bound predictions; the other bounds are
-    then the compute-bound configs'. Machines of one GPU differ most where the host sets the
+    `fitted`), which `fitted` leaves out. `host_bound`: the fitted and transferred bounds from
+    the host-bound configs' residuals only (contract.Config.regime), for host-bound predictions;
+    the others are then the compute-bound configs' (`quantized` stays pooled over both: too few
+    runs to split). Machines of one GPU differ most where the host sets the
     pace, so one pooled width would be too narrow there and too wide elsewhere."""
 
     fitted: tuple[float, float]
@@ -331,7 +332,7 @@ class Models:
         if depth == max_depth and row["precision"] in QUANTIZATIONS and iv.quantized:
             lo, hi = iv.quantized
             basis = (f"{iv.n_quantized} K-fold and leave-one-shape-out residuals of the "
-                     f"quantized precisions' runs{regime}")
+                     "quantized precisions' runs")
         elif depth == max_depth:  # fitted at this GPU's own level
             lo, hi = iv.fitted
             basis = (f"{iv.n_fitted} K-fold and leave-one-shape-out residuals{regime} on the "

@@ -308,7 +308,7 @@ def machine_of(record: dict) -> str | None:
     """Which machine measured: the GPU's NVML UUID (one physical GPU), else the host
     fingerprint, else None (records before either was kept). The UUID comes first because the
     fingerprint hashes what a container shows of its host, which is the same on every machine
-    of one cloud image (four H200s of 2026-12-02 share fingerprint cbc1f8b22885)."""
+    of one cloud image (eight H200s of 2026-12-02 share fingerprint cbc1f8b22885)."""
     return ((record.get("gpu") or {}).get("uuid")
             or (record.get("host") or {}).get("fingerprint"))
 
