@@ -323,13 +323,14 @@ class Models:
     def _interval_width(self, kind: str, row: dict, depth: int):
         """(lo, hi) log bounds for a prediction and the sentence saying what they rest on."""
         iv, extra = self.intervals[kind], EXTRA_WIDTH[kind]
-        regime = ""
-        if iv.host_bound and _config(row).regime() == "host_bound":
-            iv, regime = iv.host_bound, (" of host-bound configs (the host issuing kernels sets "
-                                         "the pace; machines of one GPU differ most there)")
         spec = self.specs[row["gpu"]]
         max_depth = len(self.latency.tables["denoise_step"].levels) - 1
-        if depth == max_depth and row["precision"] in QUANTIZATIONS and iv.quantized:
+        quantized = depth == max_depth and row["precision"] in QUANTIZATIONS and iv.quantized
+        regime = ""
+        if not quantized and iv.host_bound and _config(row).regime() == "host_bound":
+            iv, regime = iv.host_bound, (" of host-bound configs (the host issuing kernels sets "
+                                         "the pace; machines of one GPU differ most there)")
+        if quantized:
             lo, hi = iv.quantized
             basis = (f"{iv.n_quantized} K-fold and leave-one-shape-out residuals of the "
                      "quantized precisions' runs")

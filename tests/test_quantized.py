@@ -322,6 +322,12 @@ def test_quantized_fitted_predictions_get_intervals_from_their_own_residuals(rec
                                            "residuals of the quantized precisions' runs")
     bf16 = models.predict(H200, Config(1280, 1280))
     assert bf16.latency.basis.startswith(f"{iv.n_fitted} K-fold")
+    # a host-bound config: bf16 takes the host-bound bounds, a quantized one still its own
+    assert iv.host_bound is not None
+    small = {p: models.predict(H200, Config(512, 384, precision=p)) for p in ("bf16", "fp8-wo")}
+    assert "residuals of host-bound configs" in small["bf16"].latency.basis
+    assert small["fp8-wo"].latency.basis.startswith(
+        f"{iv.n_quantized} K-fold and leave-one-shape-out residuals of the quantized precisions'")
 
 
 
