@@ -1,5 +1,6 @@
 """How far a prediction reaches beyond its evidence, in words: image sizes and batches beyond
-the probed ones (extrapolated), a GPU the probe cannot drive, a memory need over the card.
+the probed ones (extrapolated), a GPU the probe cannot drive, a host-bound config (its speed
+depends on the machine), a memory need over the card.
 
 Every figure the advisor prints says where it comes from; these caveats say where that source
 stops holding: `predict`, the planner's options and the claim checker print them beside the
@@ -68,6 +69,11 @@ def caveats(prediction: Prediction, gpu, probed: Probed | None) -> list[str]:
         out.append(f"not runnable: the probe cannot drive the {gpu.name} (catalog runnable: "
                    "false), so nothing was ever measured on its software stack; its figures are "
                    "carried over from NVIDIA GPUs by datasheet specs alone")
+    if prediction.config.regime() == "host_bound":
+        out.append("host-bound: one image this small keeps a fast GPU waiting on the host CPU "
+                   "issuing its kernels, so the same GPU runs it at different speeds on "
+                   "different machines (`advisor validate` gives the spread); two images or "
+                   "more in flight (a batch, or CFG) move the pace back to the GPU")
     m = prediction.memory
     if m.needed_gb > m.capacity_gb:
         out.append(f"over capacity: needs {m.needed_gb:.1f} GB, more than the card's "

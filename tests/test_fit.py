@@ -561,3 +561,15 @@ def test_configs_beyond_the_probed_sizes_get_wider_intervals_and_say_why(models)
     assert "+20% because the config is beyond the probed sizes (4096x4096 is larger" \
         in beyond.latency.basis  # two doublings of pixels past 2048x2048
     assert width(beyond) > width(inside) * 1.3
+
+
+def test_a_host_bound_prediction_says_its_speed_depends_on_the_machine(models):
+    from advisor.catalog import load_catalog
+    from advisor.coverage import Probed, caveats
+
+    gpu, probed = load_catalog().get(H100), Probed.of(models.records)
+    small = " ".join(caveats(models.predict(H100, Config(512, 512)), gpu, probed))
+    assert "host-bound: one image this small keeps a fast GPU waiting" in small
+    for config in (Config(512, 512, batch=2), Config(1024, 1024)):
+        assert not any("host-bound" in c for c in caveats(models.predict(H100, config), gpu,
+                                                          probed))
