@@ -84,12 +84,18 @@ def validation_frames(report: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         {"split": split, "target": target, **{k: m.get(k) for k in
                                                ("mape", "median_ape", "max_ape", "coverage", "n")}}
         for split, targets in report["metrics"].items()
-        for target, m in [*targets.items(), *(
-            (f"total_s, {regime.replace('_', '-')}", m)
-            for regime, m in (targets.get("by_regime") or {}).items())]
-        if isinstance(m, dict) and "mape" in m
+        for target, m in _targets(targets)
     ]
     return pd.DataFrame(metrics), pd.DataFrame(report["residuals"])
+
+
+def _targets(metrics: dict):
+    """(target, its metrics) of one split: the targets, then the latency by regime."""
+    for target, m in metrics.items():
+        if isinstance(m, dict) and "mape" in m:
+            yield target, m
+    for regime, m in (metrics.get("by_regime") or {}).items():
+        yield f"total_s, {regime.replace('_', '-')}", m
 
 
 def machine_frame(report: dict) -> pd.DataFrame:
