@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from advisor.contract import dtype_of
 from advisor.features import (
     LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS,
-    latency_design, memory_design, nvml_design,
+    latency_design, memory_design, nvml_design, shape_config,
 )
 from advisor.grouped import GroupedLinear, fit_grouped_linear
 from advisor.predictors import COMPUTE_FAMILY, LatencyPredictor, MemoryPredictor, floor_family
@@ -127,6 +127,11 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
         fit by more than `robust_scale` (several times the 1-3% run-to-run spread of a settled
         timing) counts as if it were off by that much, so a warm-up left in a record no longer
         drags its setting group (and its neighbours' predictions) with it.
+    host_bound_weight : weight of a host-bound row (contract.HOST_BOUND_PIXELS) against a
+        compute-bound one: inverse-variance weighting, since the host, not the GPU, sets a
+        host-bound config's time and it varies from machine to machine. Default (1.9 / 14.8)^2:
+        the mean miss of one H200 machine's median against the others', compute-bound vs
+        host-bound (advisor validate, machine spread, 2026-12-02).
     """
 
     _parameter_constraints = {
@@ -138,12 +143,13 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
         "floor_evidence": [Interval(Integral, 1, None, closed="left")],
         "robust_rounds": [Interval(Integral, 0, None, closed="left")],
         "robust_scale": [Interval(Real, 0, None, closed="neither")],
+        "host_bound_weight": [Interval(Real, 0, 1, closed="right")],
     }
 
     def __init__(self, *, prior_strength: float = 1.0, per_gpu: bool = True,
                  hbm_prior_weight: float = 30.0, floor_window: float = 0.35,
                  floor_gap: float = 0.1, floor_evidence: int = 2, robust_rounds: int = 2,
-                 robust_scale: float = 0.05):
+                 robust_scale: float = 0.05, host_bound_weight: float = (1.9 / 14.8) ** 2):
         self.prior_strength = prior_strength
         self.per_gpu = per_gpu
         self.hbm_prior_weight = hbm_prior_weight
@@ -152,6 +158,7 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
         self.floor_evidence = floor_evidence
         self.robust_rounds = robust_rounds
         self.robust_scale = robust_scale
+        self.host_bound_weight = host_bound_weight
 
     def fit(self, X: list[dict], y) -> "LatencyRegressor":
         self._validate_params()
@@ -159,6 +166,8 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                            positive=[s not in REMAINDER_STAGES for s in LATENCY_STAGES])
         steps = np.array([r["steps"] for r in X], dtype=float)
         total = LatencyPredictor.compose(y, steps)["total"]
+        precision = np.array([self.host_bound_weight if shape_config(r).regime() == "host_bound" else 1.0
+                              for r in X])
         tables, floors = {}, {}
         for j, stage in enumerate(LATENCY_STAGES):
             scale = total if stage in REMAINDER_STAGES else y[:, j]
@@ -170,7 +179,7 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                     design[use], y[use, j], [X[i] for i in use],
                     stage_levels(stage, self.per_gpu), self.prior_strength,
                     root_prior=np.array(LATENCY_PRIOR[stage]), root_strength=strength,
-                    weights=trust[use] / scale[use], twin=TWIN)
+                    weights=precision[use] * trust[use] / scale[use], twin=TWIN)
                 if stage in FLOOR_STAGES:
                     tables[stage], floors[stage] = _fit_floored(
                         fit, design, y[:, j], X, self.floor_window, self.floor_gap,

@@ -16,7 +16,7 @@ import numpy as np
 from advisor import workload
 from advisor.errors import AdvisorError
 from advisor.contract import (
-    ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Config, dtype_of,
+    ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, QUANTIZATIONS, Config, dtype_of,
     unsupported_reason,
 )
 
@@ -151,6 +151,12 @@ def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -
         "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
         "capacity_mib": float(capacity_mib or spec.capacity_gb * 1e9 / MIB),
     }
+
+
+def shape_config(row: dict) -> Config:
+    """The shape part of a query row (size, batch, CFG) as a Config: its reach and regime."""
+    return Config(row["height"], row["width"], row["batch"],
+                  guidance_scale=CFG_GUIDANCE_SCALE if row["cfg"] else 0.0)
 
 
 def memory_key(row: dict) -> tuple:

@@ -14,12 +14,14 @@ import numpy as np
 
 from advisor import memory_rule
 from advisor.contract import (
-    ATTENTIONS, CFG_GUIDANCE_SCALE, GB, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction,
+    ATTENTIONS, GB, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction,
     compute_precision, dtype_of,
 )
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
-from advisor.features import LATENCY_STAGES, MIB, GpuSpec, make_row, refusal, shape_costs
+from advisor.features import (
+    LATENCY_STAGES, MIB, GpuSpec, make_row, refusal, shape_config, shape_costs,
+)
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
 from advisor.transfer import TRANSFER_STAGES, ClassTransfer, quantized_ratios
@@ -327,7 +329,7 @@ class Models:
         max_depth = len(self.latency.tables["denoise_step"].levels) - 1
         quantized = depth == max_depth and row["precision"] in QUANTIZATIONS and iv.quantized
         regime = ""
-        if not quantized and iv.host_bound and _config(row).regime() == "host_bound":
+        if not quantized and iv.host_bound and shape_config(row).regime() == "host_bound":
             iv, regime = iv.host_bound, (" of host-bound configs (the host issuing kernels sets "
                                          "the pace; machines of one GPU differ most there)")
         if quantized:
@@ -358,7 +360,7 @@ class Models:
             widen = extra["extrapolated"] * doublings
             lo, hi = lo - widen, hi + widen
             basis += (f"; +{widen:.0%} because the config is beyond the probed sizes "
-                      f"({extrapolation(_config(row), self.reach)})")
+                      f"({extrapolation(shape_config(row), self.reach)})")
         probed_archs = {self.specs[g].architecture for g in self.probed}
         if spec.architecture not in probed_archs:
             lo, hi = lo - extra["architecture"], hi + extra["architecture"]
@@ -377,7 +379,7 @@ class Models:
         """Doublings beyond the probed sizes, batches or pixels in flight (0 inside them)."""
         if self.reach is None:
             return 0.0
-        c, r = _config(row), self.reach
+        c, r = shape_config(row), self.reach
         ratios = (c.pixels / r.max_pixels, r.min_pixels / c.pixels, c.batch / r.max_batch,
                   c.oom_size() / r.max_work)
         return max(0.0, float(np.log2(max(ratios))))
@@ -502,12 +504,6 @@ class Models:
 def _gb(mib) -> float:
     """MiB (what the memory model predicts) as decimal GB (what predictions print)."""
     return float(mib * MIB / GB)
-
-
-def _config(row: dict) -> Config:
-    """The shape part of a query row, as a Config (what the reach compares)."""
-    return Config(row["height"], row["width"], row["batch"],
-                  guidance_scale=CFG_GUIDANCE_SCALE if row["cfg"] else 0.0)
 
 
 def match_key(row: dict) -> tuple:

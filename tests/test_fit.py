@@ -92,6 +92,26 @@ def test_fitted_efficiencies_match_the_law(exact, specs):
     assert coef["cfg_attention"] == pytest.approx(LAW["denoise_step"][5], rel=0.05)
 
 
+def test_a_slow_host_at_host_bound_shapes_barely_moves_the_other_predictions(specs):
+    """Inverse-variance weighting: a host-bound row (512x512 b1, its host-side rest of the call
+    made 1.3x slower, as on a slower host) weighs (1.9 / 14.8)^2 of a compute-bound one, so it
+    no longer drags the fit of the shapes that share its terms."""
+    records = synthetic_records(grid=SMALL_GRID, noise=0.0)
+    for r in records:
+        c, res = r["config"], r["results"]
+        if c["height"] * c["width"] * c["batch"] <= 512 * 512:
+            res["total_s"] += 0.3 * res["other_s"]
+            res["other_s"] *= 1.3
+    rows, ok, _ = usable(records, specs)
+    y = targets(ok)["latency"]
+    query = query_row(specs[H100], 1024, 1024, batch=4)
+    other = LATENCY_STAGES.index("other")
+    miss = lambda estimator: abs(estimator.fit(rows, y).predict([query])[0][other]
+                                 / law_latency(query)["other"] - 1)
+    assert miss(LatencyRegressor(host_bound_weight=1.0)) > 0.05
+    assert miss(LatencyRegressor()) < 0.01
+
+
 def test_small_steps_are_bounded_by_the_fitted_floor(exact, specs):
     latency = exact[0]
     assert latency.predictor_.floors["denoise_step"] == {
@@ -165,11 +185,13 @@ def test_estimators_follow_sklearn_conventions(exact, specs):
         np.testing.assert_allclose(restored.predict(rows), est.predict(rows))
     params = LatencyRegressor(prior_strength=3.0).set_params(per_gpu=False).get_params()
     assert params["prior_strength"] == 3.0 and params["per_gpu"] is False
-    assert {"robust_rounds", "robust_scale", "floor_window", "hbm_prior_weight"} <= set(params)
+    assert {"robust_rounds", "robust_scale", "floor_window", "hbm_prior_weight",
+            "host_bound_weight"} <= set(params)
 
 
 @pytest.mark.parametrize("estimator, bad", [
     (LatencyRegressor, dict(robust_scale=0)), (LatencyRegressor, dict(floor_evidence=0)),
+    (LatencyRegressor, dict(host_bound_weight=0)), (LatencyRegressor, dict(host_bound_weight=2)),
     (MemoryRegressor, dict(pressure_fraction=1.5)), (MemoryRegressor, dict(prior_strength=-1)),
 ])
 def test_bad_hyper_parameters_are_refused_at_fit(specs, estimator, bad):
