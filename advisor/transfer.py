@@ -5,11 +5,18 @@ convolutions and elementwise work (norms, RoPE, activations, copies). Each class
 rate on another GPU, so each is scaled by its own ratio, and what no class holds (the host
 issuing kernels, gaps) stays as it was:
 
-    t(target) = t(ref) + sum over classes k of  c_k(config) x (rho_k(P -> target) - rho_k(P -> ref))
+    t(target) = t(ref) + max(H, B(target)) - max(H, B(ref)),  B(g) = sum over classes k of
+                                                                    c_k(config) x rho_k(P -> g)
 
 `t(ref)` is the fitted time on a probed GPU, `c_k` the class seconds on the profiled GPU P at
-this config (fitted per setting from the profiles, proportional to each class's work), and
-`rho_k(P -> g)` how much longer class k takes on g than on P:
+this config (fitted per setting from the profiles, proportional to each class's work), B(g) the
+GPU-busy seconds on g, and H the host's time to issue the stage's kernels on the profiling
+machine (kernels launched x seconds per launch, both from the profiles). The host issues ahead
+of the GPU, so a stage takes about the larger of the two: on the H200 a 512x512 b1 step is
+busy 37 of 72-76 ms with 2,709 launches, a 512x512 b4 step busy 137-138 of 145-158 ms with
+2,930 (its idle gap fell from 35-39 to 8-20 ms as the GPU work grew). Without launch counts
+in the profiles H is 0 and the shift is the sum of the class differences. `rho_k(P -> g)` is
+how much longer class k takes on g than on P:
 - GEMM, attention, convolution: the ratio of achieved dense bf16 matmul rates (the catalog's
   cited `achieved_bf16_tflops`; for a GPU without one, its datasheet peak times the median
   achieved fraction of its architecture, else of every GPU that has one: stated);
@@ -27,7 +34,7 @@ numpy only (the model cache holds it).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +48,11 @@ BASE_GROUP = ("bf16", "native", False)  # the class split a setting without a pr
 # A profile whose classes cover less of its window than this is host-bound (the GPU waits on
 # kernel launches): it cannot tell how bandwidth-bound the elementwise work is.
 COVERED = 0.9
+# A window busy less than this share of its wall time is paced by the host: the stage's timed
+# seconds over its launches are the host's seconds per launch.
+HOST_PACED = 0.6
+TIMED = {"text_encode": "text_encode_s", "denoise_step": "denoise_step_s",
+         "vae_decode": "vae_decode_s"}  # a record's timed seconds of each profiled stage
 # The fitted latency terms that run at a quantized precision's compute rate (row "tflops"):
 # the quantized Linear layers of the text encoder and the transformer; the VAE stays bf16.
 COMPUTE_TERMS = {"text_encode": "compute", "denoise_step": "matmul"}
@@ -76,6 +88,11 @@ class ClassTransfer:
     rates: dict  # GPU id -> (achieved matmul TFLOP/s, its source, bandwidth GB/s, fp32 TFLOP/s)
     n_profiles: int
     host: str = ""  # CPU of the profiling machine: host time is taken as on it
+    launches: dict = field(default_factory=dict)  # (stage, group) -> kernels per window
+    # (stage, group), and (stage, None) over every group -> the profiling host's seconds per
+    # kernel launch: the median over host-paced windows
+    launch_s: dict = field(default_factory=dict)
+    n_paced: int = 0
 
     def applies(self, row: dict) -> bool:
         return (row["precision"] in TRANSFER_PRECISIONS and row["offload"] == "none"
@@ -94,11 +111,22 @@ class ClassTransfer:
         work = class_work(row, stage)
         return {k: coef[k] * work[k] for k in CLASSES}
 
+    def host_s(self, row: dict, stage: str) -> float:
+        """The profiling host's seconds to issue a stage's kernels at this row's setting (its
+        own profiles where they exist, else the plain setting's launches and every setting's
+        cost per launch); 0 without launch counts."""
+        group = group_of(row)
+        launches = self.launches.get((stage, group)) or self.launches.get((stage, BASE_GROUP))
+        cost = self.launch_s.get((stage, group)) or self.launch_s.get((stage, None))
+        return launches * cost if launches and cost else 0.0
+
     def shift(self, row: dict, ref_gpu: str, stage: str) -> float:
-        """Seconds to add to a stage's time on `ref_gpu` for the row's GPU."""
+        """Seconds to add to a stage's time on `ref_gpu` for the row's GPU: the change of the
+        larger of host issue and GPU busy time."""
         classes = self.seconds(row, stage)
-        to_target, to_ref = self.rho(row["gpu"]), self.rho(ref_gpu)
-        return sum(classes[k] * (to_target[k] - to_ref[k]) for k in CLASSES)
+        busy = lambda gpu: sum(classes[k] * rate for k, rate in self.rho(gpu).items())
+        host = self.host_s(row, stage)
+        return max(host, busy(row["gpu"])) - max(host, busy(ref_gpu))
 
     def basis(self, gpu: str) -> str:
         gemm, source, bandwidth, fp32 = self.rates[gpu]
@@ -106,7 +134,10 @@ class ClassTransfer:
                 f"{self.profiled_gpu}: GEMM/attention/convolution at {gemm:.0f} TFLOP/s "
                 f"({source}), elementwise {self.beta:.0%} by bandwidth ({bandwidth:g} GB/s) and "
                 f"{1 - self.beta:.0%} by the fp32 rate ({fp32:g} TFLOP/s) ({self.beta_basis}); "
-                f"the host's part of each stage as on the probing machine ({self.host})")
+                f"the host as on the probing machine ({self.host}"
+                + (f": kernel launches x the seconds per launch of {self.n_paced} host-paced "
+                   "profile windows; a stage takes the larger of host issue and GPU time)"
+                   if self.launch_s else ")"))
 
 
 def fit_class_transfer(rows: list[dict], records: list[dict], latency,
@@ -135,11 +166,39 @@ def fit_class_transfer(rows: list[dict], records: list[dict], latency,
     if not any(key[1] == BASE_GROUP for key in coefs):
         return None
     cpus = [(r.get("host") or {}).get("cpu") or "CPU not recorded" for _, r in profiled]
+    launches, launch_s, n_paced = _launches(profiled)
     transfer = ClassTransfer(gpu, coefs, 0.0, "", rates, len(profiled),
-                             host=max(set(cpus), key=cpus.count))
+                             host=max(set(cpus), key=cpus.count), launches=launches,
+                             launch_s=launch_s, n_paced=n_paced)
     others = {row["gpu"] for row in rows} - {gpu}
     transfer.beta, transfer.beta_basis = _fit_beta(transfer, profiled, latency, others, specs)
     return transfer
+
+
+def _launches(profiled: list) -> tuple[dict, dict, int]:
+    """(kernels per window by (stage, group); the host's seconds per launch by (stage, group)
+    and by (stage, None) over every group; the windows those are medians over) from the
+    profiles that counted launches. A launch's cost is a host-paced stage's timed seconds (the
+    record's own, not the profiled window's: the profiler slows the host) over the window's
+    launches; a window is host-paced when busy under HOST_PACED of its wall. ({}, {}, 0)
+    without such windows."""
+    counted: dict[tuple, list] = {}
+    paced: dict[tuple, list] = {}
+    for row, record in profiled:
+        for stage in TRANSFER_STAGES:
+            window = _profile(record)[stage]
+            kernels, busy = window.get("kernels"), window.get("busy_s")
+            if not isinstance(kernels, (int, float)) or kernels <= 0:
+                continue
+            counted.setdefault((stage, group_of(row)), []).append(kernels)
+            timed = record["results"].get(TIMED[stage])
+            if isinstance(busy, (int, float)) and busy < HOST_PACED * window["wall_s"] \
+                    and isinstance(timed, (int, float)):
+                for key in ((stage, group_of(row)), (stage, None)):
+                    paced.setdefault(key, []).append(timed / kernels)
+    median = lambda groups: {key: float(np.median(v)) for key, v in groups.items()}
+    n_paced = sum(len(v) for key, v in paced.items() if key[1] is None)
+    return (median(counted), median(paced), n_paced) if paced else ({}, {}, 0)
 
 
 def _profile(record: dict) -> dict | None:

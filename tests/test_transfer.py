@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 
 from advisor.contract import Config
@@ -93,3 +94,34 @@ def test_a_config_profiled_on_two_machines_is_one_beta_estimate(models):
     assert twice.n_profiles == 2 * m.transfer.n_profiles
     assert twice.beta_basis.startswith(f"median of {n} profiled configs")
     assert twice.beta == pytest.approx(m.transfer.beta, rel=0.01)  # the refit weighs repeats
+
+
+def test_a_stage_takes_the_larger_of_host_issue_and_gpu_time(models):
+    """With launch counts in the profiles, the host's issue time H = launches x (a host-paced
+    stage's timed seconds / its launches) and t(target) = t(ref) + max(H, B(target)) -
+    max(H, B(ref)); at a host-bound shape a slower GPU gains less than the class sum says."""
+    m, specs = models
+    records = copy.deepcopy(m.records)
+    for r in records:
+        profile = (r.get("results") or {}).get("profile")
+        if not profile:
+            continue
+        small = r["config"]["height"] == 512 and r["config"]["batch"] == 1
+        for stage, window in profile.items():
+            busy = sum(window["class_s"][k] for k in CLASSES)
+            window.update(kernels=2000.0, busy_s=busy, wall_s=busy * (3 if small else 1.05))
+    t = fit_models(records, specs).transfer
+    timed = [r["results"]["denoise_step_s"] for r in records if r["gpu"]["catalog_id"] == H200
+             and r["config"]["height"] == 512 and r["config"]["batch"] == 1]
+    row = make_row(specs["rtx-3090"], Config(512, 512))
+    host = t.host_s(row, "denoise_step")
+    assert host == pytest.approx(float(np.median(timed)))  # 2000 launches x timed / 2000
+    classes = t.seconds(row, "denoise_step")
+    busy = lambda gpu: sum(classes[k] * rate for k, rate in t.rho(gpu).items())
+    assert busy(H200) < host < busy("rtx-3090")  # host-paced on the H200, not on the 3090
+    assert t.shift(row, H200, "denoise_step") == pytest.approx(busy("rtx-3090") - host)
+    assert t.shift(row, H200, "denoise_step") < busy("rtx-3090") - busy(H200)
+    big = make_row(specs["rtx-3090"], Config(1536, 1536))  # GPU-bound on both: the class sum
+    classes = t.seconds(big, "denoise_step")
+    assert t.shift(big, H200, "denoise_step") == pytest.approx(busy("rtx-3090") - busy(H200))
+    assert "a stage takes the larger of host issue and GPU time" in t.basis("rtx-3090")
