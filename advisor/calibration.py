@@ -10,12 +10,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from advisor.contract import Config
 from advisor.features import GpuSpec
 from advisor.fit import fit_models
 from advisor.models import INTERVAL_COVERAGE, Intervals, Models
 from advisor.validation import (
-    cross_predict, fold_metrics, miss_interval, published_residuals, quantized,
+    cross_predict, fold_metrics, miss_interval, published_residuals, quantized, regime_of,
 )
 
 CALIBRATION_FOLDS = 5
@@ -59,7 +58,7 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
               if p["setting_probed"]]
     gpu_out = evidenced(cross_predict(records, specs, "gpu_out", fit_models)
                         if len(models.probed) > 1 else [])
-    host = lambda p: Config.from_record(p["config"]).regime() == "host_bound"
+    host = lambda p: regime_of(p) == "host_bound"
     for kind, key in INTERVAL_TARGETS.items():
         pooled = _intervals(kfold + shapes, gpu_out, key, models.intervals[kind].fitted)
         host_bound = _intervals([p for p in kfold + shapes if host(p)],

@@ -166,8 +166,9 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                            positive=[s not in REMAINDER_STAGES for s in LATENCY_STAGES])
         steps = np.array([r["steps"] for r in X], dtype=float)
         total = LatencyPredictor.compose(y, steps)["total"]
-        precision = np.array([self.host_bound_weight if shape_config(r).regime() == "host_bound" else 1.0
-                              for r in X])
+        regime_weight = np.array([self.host_bound_weight
+                                  if shape_config(r).regime() == "host_bound" else 1.0
+                                  for r in X])
         tables, floors = {}, {}
         for j, stage in enumerate(LATENCY_STAGES):
             scale = total if stage in REMAINDER_STAGES else y[:, j]
@@ -179,7 +180,7 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                     design[use], y[use, j], [X[i] for i in use],
                     stage_levels(stage, self.per_gpu), self.prior_strength,
                     root_prior=np.array(LATENCY_PRIOR[stage]), root_strength=strength,
-                    weights=precision[use] * trust[use] / scale[use], twin=TWIN)
+                    weights=regime_weight[use] * trust[use] / scale[use], twin=TWIN)
                 if stage in FLOOR_STAGES:
                     tables[stage], floors[stage] = _fit_floored(
                         fit, design, y[:, j], X, self.floor_window, self.floor_gap,

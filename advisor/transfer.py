@@ -2,8 +2,8 @@
 
 A probe profile (`results.profile`) splits a stage's GPU time into op classes: GEMMs, attention,
 convolutions and elementwise work (norms, RoPE, activations, copies). Each class runs at another
-rate on another GPU, so each is scaled by its own ratio, and what no class holds (the host
-issuing kernels, gaps) stays as it was:
+rate on another GPU, so each is scaled by its own ratio; the host issuing the kernels is
+another pace, and a stage takes the larger of the two:
 
     t(target) = t(ref) + max(H, B(target)) - max(H, B(ref)),  B(g) = sum over classes k of
                                                                     c_k(config) x rho_k(P -> g)
@@ -232,12 +232,12 @@ def _fit_beta(transfer: ClassTransfer, profiled: list, latency, others: set,
         seen = set()  # a config profiled on several machines is one estimate
         for row, record in profiled:
             step = _profile(record)["denoise_step"]
-            classes = transfer.seconds(row, "denoise_step")
             config = Config.from_record(record["config"])
             if config in seen or \
                     sum(step["class_s"][k] or 0.0 for k in CLASSES) < COVERED * step["wall_s"]:
                 continue
             seen.add(config)
+            classes = transfer.seconds(row, "denoise_step")
             times = latency.predict([row, make_row(specs[gpu], config)])[0]
             i = LATENCY_STAGES.index("denoise_step")
             tensor = pg / og

@@ -101,7 +101,8 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
     return out
 
 
-def _regime(point: dict) -> str:
+def regime_of(point: dict) -> str:
+    """The regime (contract.REGIMES) of a held-out point's config."""
     return Config.from_record(point["config"]).regime()
 
 
@@ -207,7 +208,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
                 "excluded": sorted({f"{p['gpu']} {config_label(p['config'])}"
                                     for p in preds if not p["setting_probed"]})}
         metrics["by_regime"] = {regime: fold_metrics(held)["total_s"] for regime in REGIMES
-                                if (held := [p for p in preds if _regime(p) == regime])}
+                                if (held := [p for p in preds if regime_of(p) == regime])}
         report["metrics"][split] = metrics
         report["latency_mape"][split] = metrics["total_s"]["mape"]
         report["memory_mape"][split] = metrics["allocated_memory"]["mape"]

@@ -20,19 +20,19 @@ PROFILED_STAGES = ("text_encode", "denoise_step", "vae_decode")
 ANNOTATION = "stage/"
 # Kernel name -> class, first match wins. NCCL's collectives (a split image, probes.split) come
 # first ("ncclDevKernel_AllGather...": "gather" is elementwise below), then attention (cuDNN's
-# SDPA kernels are named "...sdpa...flash_fprop..."), convolution before GEMM (cuDNN convolutions run as
-# "...xmma_fprop_implicit_gemm..."), Inductor's matmul templates before its fused pointwise
-# kernels ("triton_tem_" vs "triton_poi_"/"triton_red_"/"triton_per_"). cuDNN's layout transforms
-# around the VAE's convolutions ("nchwToNhwcKernel", 8 of 88 ms of a 1024x1024 decode on an H200)
-# are memory-bound copies: elementwise.
+# SDPA kernels are named "...sdpa...flash_fprop..."), convolution before GEMM (cuDNN
+# convolutions run as "...xmma_fprop_implicit_gemm..."), Inductor's matmul templates before its
+# fused pointwise kernels ("triton_tem_" vs "triton_poi_"/"triton_red_"/"triton_per_"). cuDNN's
+# layout transforms around the VAE's convolutions ("nchwToNhwcKernel", 8 of 88 ms of a 1024x1024
+# decode on an H200) are memory-bound copies: elementwise.
 _CLASS_PATTERNS = (
     ("communication", r"nccl"),
     ("attention", r"flash|fmha|sdpa|attention|attn"),
     ("convolution", r"conv|implicit_gemm|implicit_convolve|winograd|fprop|dgrad|wgrad"),
     ("gemm", r"gemm|cutlass|xmma|nvjet|cublas|matmul|triton_tem_|_mm_|splitk"),
     ("elementwise", r"elementwise|vectorized|unrolled|reduce|norm|softmax|triton_|pointwise|"
-                    r"silu|gelu|copy|cat|fill|index|scatter|gather|upsample|rope|rotary|pad|moments|"
-                    r"nchwtonhwc|nhwctonchw|tensortransform|memset|fusedparams"),
+                    r"silu|gelu|copy|cat|fill|index|scatter|gather|upsample|rope|rotary|pad|"
+                    r"moments|nchwtonhwc|nhwctonchw|tensortransform|memset|fusedparams"),
 )
 _COMPILED = [(name, re.compile(pattern, re.I)) for name, pattern in _CLASS_PATTERNS]
 METHOD = ("torch.profiler, one call outside the timed ones, device synchronize at each stage "
