@@ -60,7 +60,7 @@ REQUIRED_FIELDS = (
 )
 OPTIONAL_FIELDS = ("memory_mib", "memory_mib_source", "achieved_bf16_tflops",
                    "achieved_bf16_tflops_source", "price_usd_low", "price_usd_high", "price_kind",
-                   "cloud_usd_per_hour", "cloud_price_date", "notes")
+                   "cloud_usd_per_hour", "cloud_price_date", "no_cloud_offer_date", "notes")
 # What a purchase price is: a list price (MSRP, launch or vendor price) or a street price (what
 # cards or modules sold for, reported by a dated source).
 PRICE_KINDS = ("list", "street")
@@ -116,6 +116,8 @@ class GPU:
     price_kind: str | None = None  # one of PRICE_KINDS, with any purchase price
     cloud_usd_per_hour: float | None = None
     cloud_price_date: str | None = None
+    # The date a search for an on-demand cloud offer of this GPU found none (no cloud price then)
+    no_cloud_offer_date: str | None = None
     notes: str | None = None
 
     @property
@@ -235,7 +237,7 @@ def _to_gpu(entry: dict) -> GPU:
     fields["tflops"] = dict(fields.pop("dense_tflops"))
     fields["match"] = tuple(fields["match"])
     fields["sources"] = tuple(fields["sources"])
-    for key in ("price_date", "cloud_price_date"):
+    for key in ("price_date", "cloud_price_date", "no_cloud_offer_date"):
         if fields[key] is not None:
             fields[key] = _as_date(fields[key]).isoformat()
     return GPU(**fields)
@@ -450,6 +452,12 @@ def _check_prices(entry: dict, label: str, problems: list[str], err) -> None:
                 f"{label}: field '{missing}': expected a value because "
                 f"'{amount if missing == date else date}' is set (a price needs its date)"
             )
+    searched = entry.get("no_cloud_offer_date")
+    if searched is not None:
+        if _as_date(searched) is None:
+            err("no_cloud_offer_date", "a date YYYY-MM-DD", searched)
+        elif entry.get("cloud_usd_per_hour") is not None:
+            err("no_cloud_offer_date", "no value: the entry has a cloud price", searched)
     _check_price_range(entry, label, problems, err)
 
 
