@@ -18,18 +18,37 @@ class Price:
     source: str
 
 
-def gpu_price(gpu, request: Request) -> Price | str:
-    """The price the cost uses, with its source, or why there is none."""
-    d = request.deployment
+@dataclass(frozen=True)
+class NoPrice:
+    """Why a GPU has no price in the request's mode, and the request field that gives one. The
+    GPU is still sized (its fleet and latency stand without a price)."""
+
+    reason: str
+    field: str  # e.g. "prices.rtx-4090.cloud_usd_per_hour"
+    unrented: bool = False  # cloud mode: a search of cloud price lists found no offer
+
+
+def gpu_price(gpu, request: Request) -> Price | NoPrice:
+    """The price the cost uses, with its source: the buyer's price sheet, else the request's
+    deployment overrides, else the catalog; or why there is none."""
+    d, sheet = request.deployment, request.prices.get(gpu.id)
     if d.mode == "cloud":
+        if sheet and sheet.cloud_usd_per_hour is not None:
+            return Price(sheet.cloud_usd_per_hour, "usd_per_gpu_hour", sheet.describe())
         if gpu.id in d.usd_per_gpu_hour:
             return Price(d.usd_per_gpu_hour[gpu.id], "usd_per_gpu_hour",
                          f"request deployment.cloud.usd_per_gpu_hour.{gpu.id}")
         if gpu.cloud_usd_per_hour:
             return Price(gpu.cloud_usd_per_hour, "usd_per_gpu_hour",
                          f"catalog {gpu.id} cloud_usd_per_hour ({gpu.cloud_price_date})")
-        return (f"no cloud price: the catalog has none; set "
-                f"deployment.cloud.usd_per_gpu_hour.{gpu.id}")
+        field = f"prices.{gpu.id}.cloud_usd_per_hour"
+        if gpu.no_cloud_offer_date:
+            return NoPrice(f"no cloud rents it: no on-demand offer in the price lists searched "
+                           f"on {gpu.no_cloud_offer_date} (catalog notes); a quote of yours "
+                           f"goes in {field}", field, unrented=True)
+        return NoPrice(f"no cloud price: the catalog has none; set {field}", field)
+    if sheet and sheet.buy_usd is not None:
+        return Price(sheet.buy_usd, "gpu_price_usd", sheet.describe())
     if gpu.id in d.gpu_price_usd:
         return Price(d.gpu_price_usd[gpu.id], "gpu_price_usd",
                      f"request deployment.owned.gpu_price_usd.{gpu.id}")
@@ -39,17 +58,24 @@ def gpu_price(gpu, request: Request) -> Price | str:
         return Price(high, "gpu_price_usd", f"catalog {gpu.id} price_usd ({where})"
                      if low == high else f"catalog {gpu.id} price range ${low:,.0f}-${high:,.0f} "
                      f"({where}), high end used")
-    return (f"no purchase price: the catalog has no dated source for one; add it as "
-            f"deployment.owned.gpu_price_usd.{gpu.id} in the request (USD per GPU), or add "
-            "price_usd, price_date and price_kind to its catalog entry")
+    field = f"prices.{gpu.id}.buy_usd"
+    return NoPrice(f"no purchase price: the catalog has no dated source for one; set {field} "
+                   "(USD per GPU) in the request or a --prices sheet", field)
 
 
-def fleet_cost(request: Request, price: Price, gpu_w: float | None, n_gpus: int) -> dict:
+def fleet_cost(request: Request, price: Price | NoPrice, gpu_w: float | None,
+               n_gpus: int) -> dict:
     """Monthly cost, capex, power and cost per 1,000 images of `n_gpus` GPUs running all month
-    (the fleet is sized for the peak and not scaled down off-peak)."""
+    (the fleet is sized for the peak and not scaled down off-peak). Without a price the money
+    figures are None and `price_needed` says which request field gives one."""
     d = request.deployment
     servers = math.ceil(n_gpus / d.gpus_per_server)
     power_kw = None if gpu_w is None else (n_gpus * gpu_w + servers * d.server_w) * d.pue / 1e3
+    if isinstance(price, NoPrice):
+        return {"usd_per_month": None, "usd_per_1k_images": None, "capex_usd": None,
+                "power_kw": power_kw, "servers": servers, "price": None,
+                "price_needed": {"reason": price.reason, "field": price.field,
+                                 "unrented": price.unrented}}
     if d.mode == "cloud":
         capex, usd_per_month = 0.0, n_gpus * price.usd * HOURS_PER_MONTH
     elif power_kw is None:

@@ -58,6 +58,7 @@ def plan_document(plan: Plan, prov: dict) -> dict:
             "infeasible": plan.infeasible, "unfit": plan.unfit, "excluded": plan.excluded,
             "not_simulated": plan.not_simulated, "search": plan.search,
             "lossy_alternatives": plan.lossy_alternatives,
+            "price_needed": plan.price_needed,
         },
     })
 

@@ -11,18 +11,19 @@ would change (`Plan.lossy_alternatives`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, SOURCES, Setting
-from advisor.cost import budget_problems, fleet_cost, gpu_price
+from advisor.cost import NoPrice, budget_problems, fleet_cost, gpu_price
 from advisor.coverage import Probed, accuracy, caveats
 from advisor.errors import AdvisorError
 from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, lossy_summary, not_simulated, \
     reason
-from advisor.queueing import latency_floor_s, run_quantile_range, simulate_cached
+from advisor.probing import probe_suggestion
+from advisor.queueing import latency_floor_s, run_quantile_range, simulate_cached, size_fleet
 from advisor.request import Request
 from advisor.search import Candidate, Predictor, branch_and_bound, candidate_gpus, \
-    gpu_power, misfits, not_offered, search_gpus, service
+    gpu_power, misfits, not_offered, search_gpus, service, size_unpriced
 
 
 @dataclass
@@ -33,12 +34,15 @@ class Plan:
     frontier: list[dict]  # options no other beats on both cost and latency (any GPU, batch)
     infeasible: list[dict]  # GPUs with fitting settings but no fleet meeting the request
     unfit: list[dict]  # GPUs where nothing fits in memory (or only offload, too slow)
-    excluded: list[dict]  # GPUs not searched: no price, not runnable, no power figure
+    excluded: list[dict]  # GPUs not searched: not runnable, no power figure
     not_simulated: list[dict]  # GPUs whose cost lower bound cannot beat the listed options
     assumptions: list[str]
     search: dict  # counts: predictions, candidates, simulations
     lossy_alternatives: list[dict]  # per lossy precision the request leaves out: what
     #                                 allowing it would change
+    # GPUs without a price in the request's mode: each one's fleet with the fewest GPUs that
+    # meets the SLO, its cost None and `cost.price_needed` naming the field that gives one
+    price_needed: list[dict] = field(default_factory=list)
 
     def best(self) -> dict | None:
         return self.options[0] if self.options else None
@@ -59,7 +63,9 @@ def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = Tru
             continue
         candidates += found.get(gpu.id, [])
         unfit_notes[gpu.id] = notes[gpu.id]
-    evaluated = branch_and_bound(candidates, request, top)
+    priced = [c for c in candidates if not isinstance(c.price, NoPrice)]
+    evaluated = branch_and_bound(priced, request, top)
+    unpriced = size_unpriced([c for c in candidates if isinstance(c.price, NoPrice)], request)
     probed = Probed.of(models.records)
     met = sorted((_option(c, request, probed) for c in evaluated if c.sizing and c.sizing.n_gpus),
                  key=lambda o: (o["cost"]["usd_per_month"], o["latency"][request.slo_key]))
@@ -68,22 +74,39 @@ def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = Tru
     for rank, option in enumerate(options, 1):
         option["rank"] = rank
         option["reason"] = reason(option, candidates, request)
-    shown = {o["gpu"] for o in options}
+    price_needed = _fewest_gpus([c for c in unpriced if c.sizing and c.sizing.n_gpus], request,
+                                probed)
+    for option in options[:top] + price_needed:
+        option["bases"] = _bases(option, candidates, request, predictor, models)
+    shown = {o["gpu"] for o in options + price_needed}
     infeasible, unfit = gpu_verdicts(candidates, unfit_notes, shown, request)
     listed = shown | {g["gpu"] for g in infeasible + unfit}
     search = {"gpus": len(gpus), "predictions": predictor.count, "candidates": len(candidates),
-              **_sized(evaluated)}
+              **_sized(evaluated + unpriced)}
     alternatives = []
     if lossy:
         alternatives, search["lossy"] = _lossy_alternatives(
-            gpus, request, predictor, candidates, options, top, probed)
+            [g for g in gpus if not isinstance(gpu_price(g, request), NoPrice)], request,
+            predictor, priced, options, top, probed)
     return Plan(
         request=request, options=options, frontier=pareto_front(met, request.slo_key),
         infeasible=infeasible, unfit=unfit, excluded=excluded,
-        not_simulated=not_simulated(candidates, listed, request),
+        not_simulated=not_simulated(priced, listed, request),
         assumptions=assumptions(request, lossy=bool(alternatives)), search=search,
-        lossy_alternatives=alternatives,
+        lossy_alternatives=alternatives, price_needed=price_needed,
     )
+
+
+def _fewest_gpus(sized: list[Candidate], request: Request, probed) -> list[dict]:
+    """Per GPU without a price, the option with the fewest GPUs (then the lowest latency)."""
+    out: dict[str, dict] = {}
+    for o in (_option(c, request, probed) for c in sized):
+        key = (o["fleet"]["total_gpus"], o["latency"][request.slo_key])
+        held = out.get(o["gpu"])
+        if held is None or key < (held["fleet"]["total_gpus"], held["latency"][request.slo_key]):
+            out[o["gpu"]] = o
+    return sorted(out.values(), key=lambda o: (o["fleet"]["total_gpus"],
+                                               o["latency"][request.slo_key]))
 
 
 def _sized(evaluated: list[Candidate]) -> dict:
@@ -187,8 +210,8 @@ def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, m
     except AdvisorError as exc:  # the catalog no longer has it: the plan no longer holds
         return {"holds": False, "problems": [str(exc)]}
     price = gpu_price(gpu, request)
-    if isinstance(price, str):
-        return {"holds": False, "problems": [price]}
+    if isinstance(price, NoPrice):
+        return {"holds": False, "problems": [price.reason]}
     batches = [b for b in request.batches if b <= max_batch]
     preds = Predictor(models, request).predict([(gpu, setting, b) for b in batches])
     problems = [f"{gpu.id} {setting.label}: {why}"
@@ -205,6 +228,47 @@ def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, m
     problems += budget_problems(cost, request)
     return {"holds": not problems, "problems": problems, "latency": _latency(result),
             "cost": cost}
+
+
+# --------------------------------------------------------------------------- point and hedge
+
+
+def _bases(option: dict, candidates: list[Candidate], request: Request, predictor: Predictor,
+           models) -> dict | None:
+    """For an option with figures transferred to a GPU never probed: its fleet and monthly cost
+    sized on the point prediction and on the 90% interval's upper end (the same GPU, setting
+    and max batch), what probing the GPU can settle (the difference), and the probe to run.
+    None for an option whose figures are all measured or fitted (both bases then differ by
+    the interval of a probed GPU only)."""
+    if "transferred" not in option["sources"]:
+        return None
+    c = next(c for c in candidates if c.gpu.id == option["gpu"] and c.max_batch ==
+             option["max_batch"] and c.setting.as_dict() == option["setting"])
+    batches = [b for b in request.batches if b <= c.max_batch]
+    preds = predictor.predict([(c.gpu, c.setting, b) for b in batches])
+    out = {}
+    for basis in ("point", "upper"):
+        sized = request.with_changes(latency_basis=basis)
+        sizing = size_fleet(service(c.gpu, c.setting, c.max_batch, batches, preds, sized),
+                            request.peak_images_per_s, request.slo_quantile, request.slo_s,
+                            request.window_s, request.max_gpus - request.n_plus_one,
+                            request.simulation)
+        n = sizing.n_gpus
+        cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one) if n else None
+        out[basis] = {
+            "serving_gpus": n, "total_gpus": n + request.n_plus_one if n else None,
+            "usd_per_month": cost["usd_per_month"] if cost else None,
+            "latency_s": sizing.result.quantile_s(request.slo_quantile) if n else None,
+            "reason": "" if n else sizing.reason}
+    point, upper = out["point"], out["upper"]
+    settles = {"gpus": None, "usd_per_month": None}
+    if point["total_gpus"] and upper["total_gpus"]:
+        settles["gpus"] = upper["total_gpus"] - point["total_gpus"]
+        if point["usd_per_month"] is not None:
+            settles["usd_per_month"] = upper["usd_per_month"] - point["usd_per_month"]
+    label = request.resolutions[0].label
+    return {**out, "ranked_on": request.latency_basis, "probing_settles": settles,
+            "probe": probe_suggestion(models, c.gpu, preds[(c.gpu.id, c.setting, 1, label)])}
 
 
 # --------------------------------------------------------------------------- results

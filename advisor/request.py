@@ -17,6 +17,7 @@ from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS, QU
     shape_label
 from advisor.errors import AdvisorError, describe
 from advisor.inputs import is_number, load_yaml, read_text
+from advisor.price_sheet import parse_sheet
 from advisor.queueing import DEFAULT_REQUESTS, DEFAULT_SEED, DEFAULT_WARMUP, Simulation
 from advisor.workload import check_side
 
@@ -40,7 +41,7 @@ DEFAULTS = {
 
 TOP_LEVEL = ("resolutions", "steps", "guidance_scale", "caption_tokens", "demand", "slo",
              "candidates", "settings", "batching", "memory_margin_gb", "latency_basis",
-             "deployment", "constraints", "simulation")
+             "deployment", "prices", "constraints", "simulation")
 SECTION_KEYS = {
     "demand": ("images_per_s", "images_per_day", "peak_factor"),
     "slo": tuple(QUANTILES),
@@ -102,6 +103,9 @@ class Request:
     memory_margin_gb: float = DEFAULTS["memory_margin_gb"]
     latency_basis: str = DEFAULTS["latency_basis"]  # one of LATENCY_BASES
     deployment: Deployment = Deployment()
+    # the buyer's price sheet (advisor.price_sheet), by GPU id: wins over deployment's price
+    # overrides and the catalog
+    prices: dict = field(default_factory=dict)
     max_gpus: int = DEFAULTS["max_gpus"]
     max_usd_per_month: float | None = None
     max_capex_usd: float | None = None
@@ -172,6 +176,7 @@ class Request:
                           "amortization_years": d.amortization_years,
                           "usd_per_kwh": d.usd_per_kwh},
             },
+            "prices": {g: p.to_dict() for g, p in self.prices.items()},
             "constraints": {"max_gpus": self.max_gpus,
                             "max_usd_per_month": self.max_usd_per_month,
                             "max_capex_usd": self.max_capex_usd, "n_plus_one": self.n_plus_one},
@@ -245,6 +250,7 @@ def _parse(data: dict, f: "Fields") -> Request:
         memory_margin_gb=f.number(data, "memory_margin_gb", low=0.0, low_open=False),
         latency_basis=f.choice(data, "latency_basis", LATENCY_BASES),
         deployment=_deployment(f.section(data, "deployment"), f),
+        prices=parse_sheet(data.get("prices"), f.source),
         max_gpus=f.integer(constraints, "constraints.max_gpus", low=1, high=1_000_000),
         max_usd_per_month=f.number(constraints, "constraints.max_usd_per_month", optional=True),
         max_capex_usd=f.number(constraints, "constraints.max_capex_usd", optional=True),

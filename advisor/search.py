@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 
 from advisor.contract import CFG_GUIDANCE_SCALE, COMPUTE_PRECISIONS, QUANTIZATIONS, Config, \
     Prediction, Setting, unsupported_reason
-from advisor.cost import Price, budget_problems, fleet_cost, gpu_price, gpus_within
+from advisor.cost import HOURS_PER_MONTH, NoPrice, Price, budget_problems, fleet_cost, \
+    gpu_price, gpus_within
 from advisor.errors import AdvisorError
 from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
     latency_floor_s, size_fleet
@@ -53,7 +54,7 @@ class Candidate:
     max_batch: int
     service: Service
     predictions: dict  # resolution label -> {batch: Prediction}, at batch 1 and max_batch
-    price: Price
+    price: Price | NoPrice  # NoPrice: sized for the fewest GPUs, its cost waits on a price
     gpu_w: float | None
     gpu_w_source: str
     n_lower: int = 0  # serving GPUs at full batches, before queueing
@@ -68,24 +69,24 @@ class Candidate:
 
 
 def candidate_gpus(request: Request, catalog) -> tuple[list, list[dict]]:
-    """The GPUs to search, and the excluded ones with the reason. Unknown ids are errors."""
+    """The GPUs to search, and the excluded ones with the reason. Unknown ids are errors. A GPU
+    without a price is searched too: its fleet is sized and listed with the price it needs."""
     for key in ("usd_per_gpu_hour", "gpu_price_usd"):
         for gpu_id in getattr(request.deployment, key):
             _known(catalog, gpu_id, f"deployment: {key}")
+    for gpu_id in request.prices:
+        _known(catalog, gpu_id, f"prices.{gpu_id}")
     if request.gpus:
         gpus = [_known(catalog, gpu_id, "candidates.gpus") for gpu_id in request.gpus]
     else:
         gpus = list(catalog.gpus)
     excluded, keep = [], []
     for gpu in gpus:
-        price = gpu_price(gpu, request)
         if request.segments and gpu.segment not in request.segments:
             continue
         if not request.gpus and not gpu.runnable:
             excluded.append({"gpu": gpu.id, "reason": "catalog says runnable: false (the probe "
                              "cannot drive it); list it in candidates.gpus to include it"})
-        elif isinstance(price, str):
-            excluded.append({"gpu": gpu.id, "reason": price})
         else:
             keep.append(gpu)
     return keep, excluded
@@ -367,3 +368,26 @@ def branch_and_bound(candidates: list[Candidate], request: Request, top: int,
         met.append((cost["usd_per_month"], c.sizing.result.quantile_s(request.slo_quantile)))
         best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), cost["usd_per_month"])
     return evaluated
+
+
+# One dollar a GPU-month: the "price" that sizes GPUs without one for the fewest GPUs.
+PER_GPU = Price(1 / HOURS_PER_MONTH, "usd_per_gpu_hour", "one unit a GPU-month (no price)")
+
+
+def size_unpriced(candidates: list[Candidate], request: Request) -> list[Candidate]:
+    """Candidates of GPUs without a price (NoPrice), sized as the others are but ranked by GPU
+    count: each GPU's fleet with the fewest GPUs that meets the SLO (budgets cannot be checked
+    without a price). Their `price` stays the NoPrice."""
+    if not candidates:
+        return []
+    counting = request.with_changes(deployment=replace(request.deployment, mode="cloud"),
+                                    max_usd_per_month=None, max_capex_usd=None)
+    prices = [c.price for c in candidates]
+    for c in candidates:
+        c.price = PER_GPU
+    try:
+        return branch_and_bound(candidates, counting, len({c.gpu.id for c in candidates}),
+                                frontier=False)
+    finally:
+        for c, price in zip(candidates, prices):
+            c.price = price

@@ -556,10 +556,54 @@ def test_budget_and_max_gpus_constraints():
     assert not broke.options and "over the $100 budget" in broke.infeasible[0]["reason"]
 
 
-def test_gpu_without_price_is_excluded_with_the_field_to_set():
-    plan = plan_for(request(**{"candidates.gpus": [H100, "h800-sxm-80gb"]}))
-    assert {"gpu": "h800-sxm-80gb", "reason": "no cloud price: the catalog has none; set "
-            "deployment.cloud.usd_per_gpu_hour.h800-sxm-80gb"} in plan.excluded
+def test_gpu_without_price_is_sized_and_listed_with_the_field_to_set():
+    h800 = "h800-sxm-80gb"  # no cloud rents it in the catalog
+    plan = plan_for(request(**{"candidates.gpus": [H100, h800]}))
+    assert not plan.excluded and [o["gpu"] for o in plan.options] == [H100]
+    [listed] = plan.price_needed
+    assert listed["gpu"] == h800 and listed["fleet"]["serving_gpus"] >= 1
+    assert listed["cost"]["usd_per_month"] is None and listed["cost"]["price"] is None
+    needed = listed["cost"]["price_needed"]
+    assert needed["field"] == f"prices.{h800}.cloud_usd_per_hour"
+    assert needed["unrented"] and "no cloud rents it" in needed["reason"]
+    # its fleet is the fewest GPUs meeting the SLO, as a priced GPU's would be
+    priced = plan_for(request(**{"candidates.gpus": [h800],
+                                 "deployment.cloud.usd_per_gpu_hour": {h800: 2.0}}))
+    assert priced.options[0]["fleet"] == listed["fleet"]
+
+
+def test_price_sheet_overrides_catalog_and_request_and_says_where_from(tmp_path):
+    sheet = tmp_path / "prices.yaml"
+    sheet.write_text("prices:\n  h100-sxm-80gb: {buy_usd: 21000, cloud_usd_per_hour: 1.5, "
+                     "date: 2026-12-01, note: our quote}\n")
+    from advisor.price_sheet import load_sheet
+
+    req = request().with_changes(prices=load_sheet(sheet))
+    cost = plan_for(req).options[0]["cost"]
+    assert cost["price"]["usd"] == 1.5  # over the request's deployment price (PRICE)
+    assert cost["price"]["source"] == f"{sheet} prices.h100-sxm-80gb (our quote, 2026-12-01)"
+    owned = plan_for(req.with_changes(deployment=Request.from_dict(
+        {**SIMPLE, "deployment": {"mode": "owned"}}).deployment)).options[0]["cost"]
+    assert owned["price"]["usd"] == 21000
+    assert Request.from_dict(req.to_dict()).prices[H100].buy_usd == 21000  # saved plans
+
+
+@pytest.mark.parametrize("sheet, message", [
+    ({"h100-sxm-80gb": {"buy_usd": -3}}, "'prices.h100-sxm-80gb.buy_usd': expected a number > 0"),
+    ({"h100-sxm-80gb": {"note": "x"}}, "expected buy_usd or cloud_usd_per_hour"),
+    ({"h100-sxm-80gb": {"buy_usd": 1, "price": 2}}, "unknown field 'prices.h100-sxm-80gb.price'"),
+    ({"h100-sxm-80gb": {"buy_usd": 1, "date": "yesterday"}}, "expected a date YYYY-MM-DD"),
+    ({"h100-sxm-80gb": 1999}, "'prices.h100-sxm-80gb': expected a mapping"),
+    ([1, 2], "field 'prices': expected a mapping of GPU id"),
+])
+def test_price_sheet_errors_name_the_field(sheet, message):
+    with pytest.raises(AdvisorError, match=message.replace("(", r"\(")):
+        Request.from_dict({**SIMPLE, "prices": sheet})
+
+
+def test_price_sheet_with_an_unknown_gpu_is_refused():
+    with pytest.raises(AdvisorError, match="prices.rtx4090: unknown GPU id 'rtx4090'"):
+        plan_for(request(**{"prices": {"rtx4090": {"buy_usd": 1999}}}))
 
 
 def test_owned_mode_prices_a_catalog_range_at_its_high_end():
@@ -574,11 +618,28 @@ def test_owned_mode_prices_a_catalog_range_at_its_high_end():
     assert plan_for(own).options[0]["cost"]["price"]["usd"] == 20_000
 
 
-def test_owned_mode_names_the_gpus_without_a_price_and_how_to_add_one():
-    plan = plan_for(full_catalog_request(**{"deployment.mode": "owned"}))
-    skipped = {x["gpu"]: x["reason"] for x in plan.excluded}
-    assert "deployment.owned.gpu_price_usd.l40s-48gb" in skipped["l40s-48gb"]
-    assert "b200-sxm-180gb" not in skipped and "h100-sxm-80gb" not in skipped
+def test_every_catalog_gpu_is_accounted_for_and_none_dropped_for_a_price():
+    for mode in ("cloud", "owned"):
+        plan = plan_for(full_catalog_request(**{"deployment.mode": mode}), top=60)
+        listed = [x["gpu"] for part in (plan.options, plan.price_needed, plan.infeasible,
+                                        plan.unfit, plan.excluded, plan.not_simulated)
+                  for x in part]
+        assert sorted(listed) == sorted(g.id for g in CATALOG.gpus)
+        assert not any("price" in x["reason"] for x in plan.excluded)
+
+
+def test_options_on_gpus_never_probed_carry_point_and_upper_bases_and_a_probe():
+    transferred = FakeModels(CATALOG, transferred={H100})
+    option = plan_for(request(**{"demand.images_per_s": 8.0}), models=transferred).options[0]
+    bases = option["bases"]
+    point, upper = bases["point"], bases["upper"]
+    assert point["total_gpus"] <= upper["total_gpus"] == option["fleet"]["total_gpus"]
+    assert bases["probing_settles"]["gpus"] == upper["total_gpus"] - point["total_gpus"]
+    assert bases["probing_settles"]["usd_per_month"] == pytest.approx(
+        upper["usd_per_month"] - point["usd_per_month"])
+    assert bases["probe"]["command"].startswith("advisor probe --grid data/grids/profile.yaml")
+    probed = plan_for(request(**{"demand.images_per_s": 8.0})).options[0]
+    assert probed["bases"] is None
 
 
 def test_latency_basis_upper_sizes_on_the_interval():
@@ -698,7 +759,7 @@ def test_cli_table_fits_100_columns(fake_models, capsys, tmp_path):
                       "what each would change:\n")[1]
     assert lossy.startswith("  quality: lossy: ") and "\n  - fp8: " in lossy
     assert "  lossy alternatives: " in out  # the work it took, with the search's
-    assert "rtx-5080: no cloud price" in out
+    assert "rtx-5080: needs 22.6 GB" in out  # searched though no cloud rents it
     assert "Where the figures come from:" in out and "fake-law-1" in out
 
 
@@ -749,3 +810,24 @@ def test_unfit_without_offload_in_the_search_says_so():
                      "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
     (unfit,) = plan_for(req).unfit
     assert unfit["reason"].endswith("has 17.2 GB; offload not searched (settings.offload)")
+
+
+def test_cli_prices_flag_turns_a_price_needed_gpu_into_an_option(fake_models, capsys, tmp_path):
+    args = ["recommend", "--request", "examples/request.yaml", "--data", str(tmp_path),
+            "--gpus", "h100-sxm-80gb,h800-sxm-80gb", "--top", "5", "--format", "json"]
+    assert main(args) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [o["gpu"] for o in results["price_needed"]] == ["h800-sxm-80gb"]
+    sheet = tmp_path / "prices.yaml"
+    sheet.write_text("prices:\n  h800-sxm-80gb: {cloud_usd_per_hour: 0.5, note: our quote}\n")
+    assert main(args + ["--prices", str(sheet)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    [h800] = [o for o in doc["results"]["options"] if o["gpu"] == "h800-sxm-80gb"]
+    assert h800["cost"]["price"] == {"usd": 0.5, "unit": "usd_per_gpu_hour",
+                                     "source": f"{sheet} prices.h800-sxm-80gb (our quote)"}
+    assert doc["inputs"]["request"]["prices"]["h800-sxm-80gb"]["cloud_usd_per_hour"] == 0.5
+    assert not doc["results"]["price_needed"]
+    sheet.write_text("prices: {h800-sxm-80gb: {cloud_usd_per_hour: free}}\n")
+    assert main(args + ["--prices", str(sheet)]) == 2
+    assert "prices.h800-sxm-80gb.cloud_usd_per_hour': expected a number" in \
+        capsys.readouterr().err

@@ -72,6 +72,10 @@ def add_parser(subparsers) -> None:
     g.add_argument("--max-usd-per-month", type=float, help="monthly budget, USD")
     g.add_argument("--n-plus-one", action=argparse.BooleanOptionalAction, default=None,
                    help="one spare GPU beyond the fleet that meets the SLO")
+    g.add_argument("--prices", metavar="PRICES.yaml",
+                   help="your price sheet, over the catalog's and the request's prices: "
+                   "prices: {rtx-4090: {buy_usd: 1999, cloud_usd_per_hour: 0.69, date: "
+                   "2026-12-01, note: our quote}}")
     add_data_args(p)
     p.set_defaults(func=run)
 
@@ -116,12 +120,18 @@ def build_request(args: argparse.Namespace):
             items = [x.strip() for x in text.split(",") if x.strip()]
             overrides[field] = "all" if items == ["all"] else items
     if args.request:
-        return Request.from_yaml(args.request, overrides)
-    for section, flags in (("demand.images_per", "--images-per-day or --images-per-s"),
-                           ("slo.p9", "--p95-s or --p99-s")):
-        if not any(key.startswith(section) for key in overrides):
-            raise AdvisorError(f"no --request file: give {flags}")
-    return Request.from_dict({}, source="command line", overrides=overrides)
+        request = Request.from_yaml(args.request, overrides)
+    else:
+        for section, flags in (("demand.images_per", "--images-per-day or --images-per-s"),
+                               ("slo.p9", "--p95-s or --p99-s")):
+            if not any(key.startswith(section) for key in overrides):
+                raise AdvisorError(f"no --request file: give {flags}")
+        request = Request.from_dict({}, source="command line", overrides=overrides)
+    if args.prices:
+        from advisor.price_sheet import load_sheet
+
+        request = request.with_changes(prices={**request.prices, **load_sheet(args.prices)})
+    return request
 
 
 def _resolution(text: str) -> dict:
@@ -196,6 +206,7 @@ def format_table(plan, prov: dict, top: int) -> str:
             lines += _wrap(rest, "  ")
     else:
         lines.append("No option meets the request; the reasons per GPU follow.")
+    lines += _price_needed_lines(plan.price_needed, q, spare)
     lines += _frontier_lines(plan.frontier, q)
     lines += _lossy_lines(plan.lossy_alternatives)
     lines += _gpu_lines("Fits, but no fleet meets the request:", plan.infeasible)
@@ -235,7 +246,44 @@ def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
                    f"{test_length(test)} at peak ({test['requests']:,} requests) "
                    f"measures {lo:.2f}-{hi:.2f} s in 90% of runs")
     return ([row] + _wrap(detail, "    ") + _wrap(o.get("reason", ""), "    why: ", "    ")
+            + _wrap(bases_text(o.get("bases")), "    point and hedge: ", "    ")
             + [line for note in o["caveats"] for line in _wrap(note, "    caveat: ", "    ")])
+
+
+def bases_text(bases: dict | None) -> str:
+    """An option's point- and upper-basis fleets and costs, what probing settles, the probe."""
+    if not bases:
+        return ""
+    def fleet(b: dict) -> str:
+        if not b["total_gpus"]:
+            return f"no fleet ({b['reason']})"
+        usd = "" if b["usd_per_month"] is None else f", ${b['usd_per_month']:,.0f}/month"
+        return f"{b['total_gpus']} GPUs{usd}"
+    settles, probe = bases["probing_settles"], bases["probe"]
+    text = (f"sized on the point prediction {fleet(bases['point'])}; on the 90% interval's "
+            f"upper end {fleet(bases['upper'])} (ranked on {bases['ranked_on']})")
+    if settles["gpus"] is not None:
+        usd = "" if settles["usd_per_month"] is None else f", ${settles['usd_per_month']:,.0f}/month"
+        text += f"; probing this GPU can settle {settles['gpus']} GPUs{usd}"
+    minutes = ("" if probe["gpu_minutes"] is None
+               else f" (about {probe['gpu_minutes']:.0f} GPU minutes: {probe['basis']})")
+    return text + f"; on one {probe['gpu']}: `{probe['command']}`{minutes}"
+
+
+def _price_needed_lines(options: list[dict], q: str, spare: str) -> list[str]:
+    """GPUs sized without a price: their fleet, latency and the field that prices them."""
+    if not options:
+        return []
+    lines = ["", "Sized, but no price to rank them by (fewest GPUs first; give a price to "
+             "compare):"]
+    for o in options:
+        fleet, needed = o["fleet"], o["cost"]["price_needed"]
+        lines += _wrap(
+            f"{o['gpu']}: {fleet['serving_gpus']}{spare} GPUs, batch {o['max_batch']}, "
+            f"{Setting(**o['setting']).label}, {q[:3]} {o['latency'][q]:.2f} s "
+            f"({o['evidence']}); price needed: {needed['reason']}", "  ", "    ")
+        lines += _wrap(bases_text(o.get("bases")), "    point and hedge: ", "    ")
+    return lines
 
 
 def _frontier_lines(frontier: list[dict], q: str) -> list[str]:
