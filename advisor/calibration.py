@@ -33,7 +33,7 @@ def fit_calibrated(records: list[dict], specs: dict[str, GpuSpec], problems: lis
     models = fit_models(records, specs, problems, model_version=model_version, capped=capped)
     calibrate(models, specs)
     misses = [r["log_ratio"] for r in published_residuals(models, published)
-              if r["unprobed_architecture"]]
+              if r["unprobed_architecture"] and r["modelled_stack"]]
     if misses:
         models.published_misses = miss_interval(misses)
         models.n_published = len(misses)

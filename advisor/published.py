@@ -5,6 +5,10 @@ split); nothing fits on them. Which points are trusted was decided by the criter
 data/published/README.md, written before any point was compared with a prediction. A point is
 scored end to end (`seconds_per_image`, against the predicted total of its transformer
 forwards) or per forward (`seconds_per_forward`, against the predicted denoise step).
+
+Every point names its software `stack` (STACKS). The advisor models one stack, the Hugging Face
+diffusers ZImagePipeline on PyTorch (MODELLED_STACK); stacks differ by 2x or more on one GPU, so
+only that stack's points are scored as misses, and the others are reported apart.
 """
 from __future__ import annotations
 
@@ -18,6 +22,19 @@ from advisor.inputs import load_yaml, read_text
 
 PUBLISHED_PATH = DATA_DIR / "published" / "points.yaml"
 
+# The software stack a figure was measured with -> what the name means.
+STACKS = {
+    "diffusers": "Hugging Face diffusers ZImagePipeline on PyTorch (the stack this tool models)",
+    "comfyui": "ComfyUI (PyTorch, its own model and sampler code)",
+    "sd.cpp": "stable-diffusion.cpp (ggml)",
+    "sglang": "SGLang diffusion (sglang multimodal_gen)",
+    "vllm-omni": "vLLM-Omni",
+    "lightx2v": "LightX2V",
+    "other": "another named program (e.g. a research script whose library is not stated)",
+    "unknown": "the source does not name the software, or names two",
+}
+MODELLED_STACK = "diffusers"
+
 
 @dataclass(frozen=True)
 class PublishedPoint:
@@ -30,6 +47,13 @@ class PublishedPoint:
     software: str
     source: str
     trust_note: str
+    stack: str  # a key of STACKS
+    stack_version: str | None  # as the source gives it, else None
+
+    @property
+    def modelled_stack(self) -> bool:
+        """Measured with the software this tool models (MODELLED_STACK)."""
+        return self.stack == MODELLED_STACK
 
     @property
     def scored(self) -> bool:
@@ -55,6 +79,14 @@ def _point(p, where: str) -> PublishedPoint:
     for key, kind in (("id", str), ("trusted", bool)):
         if not isinstance(p.get(key), kind):
             raise AdvisorError(f"{where}: {key}: expected {kind.__name__}, got {p.get(key)!r}")
+    if not isinstance(p.get("stack"), str) or p["stack"] not in STACKS:
+        raise AdvisorError(f"{where}: stack: expected one of {', '.join(STACKS)}, "
+                           f"got {p.get('stack')!r}")
+    version = p.get("stack_version")
+    if version is not None and (isinstance(version, bool) or not isinstance(
+            version, (str, int, float)) or not str(version).strip()):
+        raise AdvisorError(f"{where}: stack_version: expected a version string or null, "
+                           f"got {version!r}")
     forwards = (p.get("transformer_forwards") or {}).get("count")
     precision = str(p.get("precision", "")).split(" ")[0]
     config = None
@@ -68,7 +100,8 @@ def _point(p, where: str) -> PublishedPoint:
         seconds_per_forward=_value(p, "seconds_per_forward", where),
         trusted=p["trusted"], software=str(p.get("software", "")).strip(),
         source=" ".join(str(p.get("source", "")).split()),
-        trust_note=" ".join(str(p.get("trust_note", "")).split()))
+        trust_note=" ".join(str(p.get("trust_note", "")).split()),
+        stack=p["stack"], stack_version=None if version is None else str(version).strip())
 
 
 def _value(p: dict, key: str, where: str) -> float | None:

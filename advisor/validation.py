@@ -389,7 +389,9 @@ def published_residuals(models, points: list) -> list[dict]:
     """Each trusted published point on a catalog GPU against the models' prediction: end-to-end
     figures against the predicted total per image, per-step figures against the predicted
     denoise step per image; `log_ratio` is log(measured / predicted), `unprobed_architecture`
-    whether no GPU of the point's architecture was probed."""
+    whether no GPU of the point's architecture was probed, `modelled_stack` whether the point
+    was measured with the software the advisor models (advisor.published.MODELLED_STACK: only
+    those are misses; the prediction is always the diffusers one)."""
     scored = [p for p in points if p.scored]
     probed = {models.specs[g].architecture for g in models.probed}
     rows = []
@@ -402,7 +404,9 @@ def published_residuals(models, points: list) -> list[dict]:
             predicted = lat.denoise_step_s / batch
         lo, hi = (predicted * v / lat.total_s * batch for v in lat.interval_s)
         rows.append({"id": point.id, "gpu": point.gpu, "config": point.config.label(),
-                     "software": point.software, "figure": what, "measured": measured,
+                     "software": point.software, "stack": point.stack,
+                     "stack_version": point.stack_version,
+                     "modelled_stack": point.modelled_stack, "figure": what, "measured": measured,
                      "predicted": predicted, "interval": [lo, hi],
                      "log_ratio": math.log(measured / predicted),
                      "error_pct": 100 * (predicted - measured) / measured,
@@ -429,12 +433,19 @@ def miss_interval(log_ratios, level: float = 0.90) -> tuple[float, float]:
 
 def published_split(models, points: list) -> dict:
     """The published points against models fitted without them (advisor.published): MAPE per
-    GPU and overall, and interval coverage. A shipped model's interval for a GPU of an
-    architecture never probed is at least as wide as the prediction interval of these points'
-    misses (`miss_interval`, advisor.calibration); here each point's interval is widened by the
-    other points' misses only (leave one out), so the coverage says what a GPU nobody measured
-    gets."""
-    rows = published_residuals(models, points)
+    GPU and overall, and interval coverage, of the points measured with the software the
+    advisor models (the diffusers pipeline on PyTorch) only. A shipped model's interval for a
+    GPU of an architecture never probed is at least as wide as the prediction interval of these
+    points' misses (`miss_interval`, advisor.calibration); here each point's interval is widened
+    by the other points' misses only (leave one out), so the coverage says what a GPU nobody
+    measured gets. Trusted points of other software (ComfyUI, stable-diffusion.cpp, SGLang, ...)
+    are listed apart in `other_software` with their ratio to the predicted diffusers time: a
+    figure is a (GPU, software) pair and stacks differ by 2x on one GPU, so they are no misses,
+    count in no MAPE or coverage and widen no interval."""
+    from advisor.published import MODELLED_STACK
+
+    residuals = published_residuals(models, points)
+    rows = [r for r in residuals if r["modelled_stack"]]
     for i, row in enumerate(rows):
         others = [r["log_ratio"] for j, r in enumerate(rows)
                   if j != i and r["unprobed_architecture"]]
@@ -443,18 +454,30 @@ def published_split(models, points: list) -> dict:
             row["interval"] = [min(row["interval"][0], p * math.exp(lo)),
                                max(row["interval"][1], p * math.exp(hi))]
         row["inside"] = row["interval"][0] <= row["measured"] <= row["interval"][1]
+    other = [{key: r[key] for key in ("id", "gpu", "config", "stack", "stack_version",
+                                      "software", "figure", "measured", "predicted",
+                                      "log_ratio", "published_source")}
+             | {"ratio": r["measured"] / r["predicted"]}
+             for r in residuals if not r["modelled_stack"]]
     ape = lambda rs: float(np.mean([abs(r["error_pct"]) for r in rs])) if rs else None
     return {
-        "description": "trusted third-party measurements (data/published/) on GPUs in the "
+        "description": "trusted third-party measurements (data/published/) with the "
+                       f"software this tool models ({MODELLED_STACK}) on GPUs in the "
                        "catalog, never used for fitting; models fitted on every record; each "
                        "interval widened to the 90% prediction interval of the other points' "
                        "misses (leave one out)",
         "n": len(rows), "points_total": len(points),
         "untrusted": sum(not p.trusted for p in points),
+        "modelled_stack": MODELLED_STACK,
         "mape": ape(rows), "by_gpu": {g: ape([r for r in rows if r["gpu"] == g])
                                       for g in sorted({r["gpu"] for r in rows})},
         "coverage": 100 * float(np.mean([r["inside"] for r in rows])) if rows else None,
         "rows": rows,
+        "other_software_description": "trusted points measured with other software, against "
+                                      f"the predicted {MODELLED_STACK} time (ratio = measured / "
+                                      "predicted); in no MAPE or coverage",
+        "n_other_software": len(other),
+        "other_software": other,
     }
 
 
@@ -599,7 +622,8 @@ def format_table(report: dict) -> str:
     if pub:
         lines += ["", f"published: {pub['description']}: {pub['n']} scored of "
                       f"{pub['points_total']} points ({pub['untrusted']} untrusted, kept for "
-                      "the record)"]
+                      f"the record; {pub.get('n_other_software', 0)} trusted of other "
+                      "software, below)"]
         lines += [f"  {r['gpu']:<16} {r['config']:<24} {r['figure']:<9} measured "
                   f"{r['measured']:.3f} predicted {r['predicted']:.3f} "
                   f"[{r['interval'][0]:.3f}, {r['interval'][1]:.3f}] {r['error_pct']:+.1f}% "
@@ -607,6 +631,15 @@ def format_table(report: dict) -> str:
         lines.append(f"  MAPE {_fmt(pub['mape'])}% (" + ", ".join(
             f"{g} {_fmt(v)}%" for g, v in pub["by_gpu"].items())
             + f"), inside the 90% interval {_fmt(pub['coverage'])}%")
+        other = pub.get("other_software") or []
+        if other:
+            lines.append(f"  other software, not scored and feeding no interval: "
+                         f"{pub['other_software_description']}")
+            lines += [f"  {r['gpu']:<16} {r['config']:<24} {r['figure']:<9} measured "
+                      f"{r['measured']:.3f} predicted {r['predicted']:.3f} ratio "
+                      f"{r['ratio']:.2f} {r['stack']}"
+                      + (f" {r['stack_version']}" if r["stack_version"] else "")
+                      + f" ({r['id']})" for r in other]
     d = report["data"]
     lines.append(f"data: {d['ok']} ok + {d['oom']} oom records on "
                  f"{', '.join(f'{g} ({n})' for g, n in d['gpus'].items()) or 'no GPU'}; "

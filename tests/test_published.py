@@ -9,8 +9,8 @@ import pytest
 
 from advisor.contract import Config
 from advisor.errors import AdvisorError
-from advisor.published import load_published
-from advisor.validation import miss_interval, published_split
+from advisor.published import STACKS, load_published
+from advisor.validation import format_table, miss_interval, published_split
 from tests.fake_models import FakeModels
 
 
@@ -29,9 +29,16 @@ def test_shipped_points_load_and_the_trusted_ones_are_scoreable():
     ("[1, 2]", "expected a mapping with a `points` list"),
     ("points: [7]", "points[0]: expected a mapping, got 7"),
     ("points: [{id: a}]", "points[0] (a): trusted: expected bool"),
-    ("points: [{id: a, trusted: true, seconds_per_image: {value: -3}}]",
+    ("points: [{id: a, trusted: true, stack: diffusers, seconds_per_image: {value: -3}}]",
      "points[0] (a): seconds_per_image.value: expected a number > 0, got -3"),
-    ("points: [{id: a, trusted: true, seconds_per_image: {value: '4 s'}}]", "got '4 s'"),
+    ("points: [{id: a, trusted: true, stack: diffusers, seconds_per_image: {value: '4 s'}}]",
+     "got '4 s'"),
+    ("points: [{id: a, trusted: true, stack: tensorrt}]",
+     "points[0] (a): stack: expected one of diffusers, comfyui, sd.cpp, sglang, vllm-omni, "
+     "lightx2v, other, unknown, got 'tensorrt'"),
+    ("points: [{id: a, trusted: true}]", "points[0] (a): stack: expected one of diffusers"),
+    ("points: [{id: a, trusted: true, stack: sglang, stack_version: [1, 2]}]",
+     "points[0] (a): stack_version: expected a version string or null, got [1, 2]"),
 ])
 def test_a_malformed_file_names_the_point_and_field(tmp_path, text, message):
     path = tmp_path / "points.yaml"
@@ -43,12 +50,15 @@ def test_a_malformed_file_names_the_point_and_field(tmp_path, text, message):
 def test_the_split_scores_end_to_end_and_per_forward_figures(tmp_path):
     path = tmp_path / "points.yaml"
     path.write_text("""points:
-  - {id: e2e, catalog_id: rtx-4090, trusted: true, precision: bf16, height: 1024, width: 1024,
-     batch: 2, transformer_forwards: {count: 9}, seconds_per_image: {value: 1.0}}
-  - {id: step, catalog_id: rtx-4090, trusted: true, precision: bf16, height: 512, width: 512,
-     batch: 1, transformer_forwards: {count: 9}, seconds_per_forward: {value: 0.1}}
-  - {id: gguf, catalog_id: rtx-4090, trusted: false, precision: gguf-q4, height: 1024,
-     width: 1024, batch: 1, transformer_forwards: {count: 9}, seconds_per_image: {value: 9.0}}
+  - {id: e2e, catalog_id: rtx-4090, trusted: true, stack: diffusers, precision: bf16,
+     height: 1024, width: 1024, batch: 2, transformer_forwards: {count: 9},
+     seconds_per_image: {value: 1.0}}
+  - {id: step, catalog_id: rtx-4090, trusted: true, stack: diffusers, precision: bf16,
+     height: 512, width: 512, batch: 1, transformer_forwards: {count: 9},
+     seconds_per_forward: {value: 0.1}}
+  - {id: gguf, catalog_id: rtx-4090, trusted: false, stack: comfyui, precision: gguf-q4,
+     height: 1024, width: 1024, batch: 1, transformer_forwards: {count: 9},
+     seconds_per_image: {value: 9.0}}
 """)
     models = FakeModels()
     split = published_split(models, load_published(path))
@@ -64,6 +74,7 @@ def test_the_split_scores_end_to_end_and_per_forward_figures(tmp_path):
     assert lo < step["predicted"] < hi and step["inside"] == (lo <= 0.1 <= hi)
     assert split["mape"] == pytest.approx((abs(e2e["error_pct"]) + abs(step["error_pct"])) / 2)
     assert split["by_gpu"] == {"rtx-4090": split["mape"]}
+    assert split["other_software"] == [] and split["n_other_software"] == 0
 
 
 def test_miss_interval_is_a_t_prediction_interval_holding_zero():
@@ -89,14 +100,16 @@ def test_transferred_intervals_are_at_least_the_published_misses(tmp_path):
     guess = plain.predict("rtx-4090", Config(1024, 1024)).latency.total_s
     path = tmp_path / "points.yaml"
     path.write_text(f"""points:
-  - {{id: far, catalog_id: rtx-4090, trusted: true, precision: bf16, height: 1024, width: 1024,
-     batch: 1, transformer_forwards: {{count: 9}}, seconds_per_image: {{value: {3 * guess}}}}}
-  - {{id: near, catalog_id: l40s-48gb, trusted: true, precision: bf16, height: 1024,
+  - {{id: far, catalog_id: rtx-4090, trusted: true, stack: diffusers, precision: bf16,
+     height: 1024, width: 1024, batch: 1, transformer_forwards: {{count: 9}},
+     seconds_per_image: {{value: {3 * guess}}}}}
+  - {{id: near, catalog_id: l40s-48gb, trusted: true, stack: diffusers, precision: bf16, height: 1024,
      width: 1024, batch: 1, transformer_forwards: {{count: 9}},
      seconds_per_image: {{value: {plain.predict("l40s-48gb", Config(1024, 1024)).latency.total_s}}}}}
 """)
     points = load_published(path)
-    widened = fit_calibrated(records, specs, published=points)
+    widened = fit_calibrated(records, specs, published=points + other_software_points(
+        tmp_path, {"rtx-4090": 10 * guess}))
     assert widened.n_published == 2
     point = widened.predict("rtx-4090", Config(1024, 1024)).latency.total_s
     far_miss = math.log(3 * guess / point)
@@ -112,3 +125,83 @@ def test_transferred_intervals_are_at_least_the_published_misses(tmp_path):
     assert not far["inside"]  # the other point missed by nothing: no widening from it
     assert near["interval"][1] == pytest.approx(near["predicted"] * 3, rel=1e-6) and near["inside"]
     assert "prediction interval of the other points' misses" in split["description"]
+
+
+def other_software_points(tmp_path, figures: dict) -> list:
+    """Trusted points of software this tool does not model (ComfyUI), one per GPU and figure
+    (seconds per image at 1024x1024 b1 bf16, 9 forwards): they must change no miss."""
+    path = tmp_path / "other.yaml"
+    path.write_text("points:\n" + "".join(
+        f"  - {{id: comfy-{gpu}, catalog_id: {gpu}, trusted: true, stack: comfyui, "
+        f"stack_version: 0.16.4, precision: bf16, height: 1024, width: 1024, batch: 1, "
+        f"transformer_forwards: {{count: 9}}, seconds_per_image: {{value: {value}}}}}\n"
+        for gpu, value in figures.items()))
+    return load_published(path)
+
+
+def test_other_software_is_listed_apart_with_its_ratio_and_scores_no_miss(tmp_path):
+    """A trusted point of another stack is in no MAPE, coverage or per-GPU figure, and the
+    split lists it in `other_software` with its ratio to the predicted diffusers time."""
+    models = FakeModels()
+    path = tmp_path / "points.yaml"
+    path.write_text("""points:
+  - {id: diff, catalog_id: rtx-4090, trusted: true, stack: diffusers, stack_version: 0.36.0,
+     precision: bf16, height: 1024, width: 1024, batch: 1, transformer_forwards: {count: 9},
+     seconds_per_image: {value: 1.0}}
+  - {id: sdcpp, catalog_id: rtx-4090, trusted: true, stack: sd.cpp, precision: bf16,
+     height: 512, width: 512, batch: 1, transformer_forwards: {count: 9},
+     seconds_per_forward: {value: 0.5}}
+""")
+    points = load_published(path) + other_software_points(tmp_path, {"l40s-48gb": 7.0})
+    assert [(p.stack, p.modelled_stack, p.scored) for p in points] == [
+        ("diffusers", True, True), ("sd.cpp", False, True), ("comfyui", False, True)]
+    assert points[0].stack_version == "0.36.0" and points[2].stack_version == "0.16.4"
+    split = published_split(models, points)
+    (diff,) = split["rows"]
+    assert diff["id"] == "diff" and split["n"] == 1 and split["modelled_stack"] == "diffusers"
+    assert split["mape"] == pytest.approx(abs(diff["error_pct"]))
+    assert split["by_gpu"] == {"rtx-4090": split["mape"]}  # no l40s-48gb: ComfyUI only there
+    assert split["coverage"] == (100.0 if diff["inside"] else 0.0)
+    # the diffusers point's interval is not widened by the other stacks' misses
+    alone = published_split(models, points[:1])["rows"][0]
+    assert diff["interval"] == alone["interval"]
+    sdcpp, comfy = split["other_software"]
+    assert split["n_other_software"] == 2
+    step = models.predict("rtx-4090", Config(512, 512, 1)).latency.denoise_step_s
+    assert (sdcpp["id"], sdcpp["stack"], sdcpp["figure"]) == ("sdcpp", "sd.cpp", "s/forward")
+    assert sdcpp["predicted"] == pytest.approx(step)
+    assert sdcpp["ratio"] == pytest.approx(0.5 / step)
+    total = models.predict("l40s-48gb", Config(1024, 1024, 1)).latency.total_s
+    assert comfy["ratio"] == pytest.approx(7.0 / total) and comfy["stack_version"] == "0.16.4"
+    assert "inside" not in comfy and "interval" not in comfy
+    text = format_table(report_with(split))
+    block = text[text.index("other software, not scored and feeding no interval"):]
+    assert f"ratio {7.0 / total:.2f} comfyui 0.16.4 (comfy-l40s-48gb)" in block
+    assert "(diff)" not in block and "(diff)" in text
+
+
+def test_shipped_points_name_their_stack_and_only_diffusers_ones_are_misses():
+    points = {p.id: p for p in load_published()}
+    assert all(p.stack in STACKS for p in points.values())
+    assert points["mrdbourke-rtx4090-diffusers-bf16-1024-b1"].modelled_stack
+    sdcpp = points["sdcpp-pr1228-rtx4090-bf16-512-after"]
+    assert sdcpp.trusted and sdcpp.scored and sdcpp.stack == "sd.cpp" and not sdcpp.modelled_stack
+    h200 = {p.stack: p.seconds_per_image for p in points.values() if p.id.startswith("diffbench-")}
+    assert h200 == {"sglang": 1.35, "vllm-omni": 2.954, "lightx2v": 4.012}
+    split = published_split(FakeModels(), list(points.values()))
+    assert {r["id"] for r in split["rows"]} == {
+        i for i, p in points.items() if p.scored and p.modelled_stack}
+    assert {r["id"] for r in split["other_software"]} == {
+        i for i, p in points.items() if p.scored and not p.modelled_stack}
+
+
+def report_with(published: dict) -> dict:
+    """The smallest report format_table prints a published block of."""
+    metric = {t: {"n": 0, "mape": None, "median_ape": None, "max_ape": None, "coverage": None}
+              for t in ("total_s", "denoise_step_s", "allocated_memory", "peak_memory")}
+    from advisor.validation import SPLITS
+    return {"metrics": {s: dict(metric) for s in SPLITS},
+            "quantized": {"metrics": {}, "unscored": {}, "description": ""},
+            "splits": {}, "published": published,
+            "data": {"ok": 0, "oom": 0, "gpus": {}, "weights": [], "problems": []},
+            "verdicts": {}}
