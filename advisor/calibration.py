@@ -5,16 +5,15 @@ module sits on top of both, so neither imports it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
 
 from advisor.features import GpuSpec
 from advisor.fit import fit_models
-from advisor.models import INTERVAL_COVERAGE, Intervals, Models
+from advisor.models import Intervals, Models, conformal_bounds, published_families
 from advisor.validation import (
-    cross_predict, fold_metrics, miss_interval, published_residuals, quantized, regime_of,
+    cross_predict, fold_metrics, published_residuals, quantized, regime_of,
 )
 
 CALIBRATION_FOLDS = 5
@@ -27,16 +26,14 @@ def fit_calibrated(records: list[dict], specs: dict[str, GpuSpec], problems: lis
                    model_version: str = "uncached", capped: list[dict] = (),
                    published: list = ()) -> Models:
     """Models fitted on `records` (and the memory-capped ones) with intervals calibrated on
-    their own cross-validation, and for GPUs of architectures never probed at least as wide
-    as the 90% prediction interval of the misses on the `published` points
-    (validation.miss_interval; the points fit nothing)."""
+    their own cross-validation; for GPUs of architectures never probed, the architecture term
+    of the latency interval from a stated prior updated by the misses of the `published` points
+    of the software this tool models on that GPU's family (models.ArchitectureWidth; the
+    points fit nothing)."""
     models = fit_models(records, specs, problems, model_version=model_version, capped=capped)
     calibrate(models, specs)
-    misses = [r["log_ratio"] for r in published_residuals(models, published)
-              if r["unprobed_architecture"] and r["modelled_stack"]]
-    if misses:
-        models.published_misses = miss_interval(misses)
-        models.n_published = len(misses)
+    models.published_misses = published_families(
+        [r for r in published_residuals(models, published) if r["modelled_stack"]], specs)
     return models
 
 
@@ -91,16 +88,3 @@ def _intervals(fitted_points: list[dict], gpu_out: list[dict], key: str,
     return Intervals(fitted=bounds, transferred=conformal_bounds(transferred, None),
                      n_fitted=len(fitted), n_transferred=len(transferred),
                      quantized=conformal_bounds(own, None), n_quantized=len(own))
-
-
-def conformal_bounds(log_ratios: list[float], default):
-    """Split-conformal (lo, hi) at INTERVAL_COVERAGE from residuals log(measured/predicted):
-    the finite-sample-corrected quantiles; `default` when there are fewer than two."""
-    r = np.sort(np.asarray(log_ratios, dtype=float))
-    n = len(r)
-    if n < 2:
-        return default
-    alpha = 1 - INTERVAL_COVERAGE
-    k_lo = max(math.floor((n + 1) * alpha / 2), 1)
-    k_hi = min(math.ceil((n + 1) * (1 - alpha / 2)), n)
-    return float(min(r[k_lo - 1], 0.0)), float(max(r[k_hi - 1], 0.0))

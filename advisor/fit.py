@@ -13,7 +13,7 @@ from advisor.errors import AdvisorError
 from advisor.features import (
     LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key, refusal,
 )
-from advisor.models import Measured, Models, match_key, outcome, setting_key
+from advisor.models import Measured, Models, machine_bands, match_key, outcome, setting_key
 from advisor.predictors import MinCapPredictor
 from advisor.transfer import fit_class_transfer
 
@@ -135,7 +135,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
         estimator_params={"latency": latency.get_params(), "memory": memory.get_params()},
         probed=_probed_capacity(ok_records), measured=_measured(rows, ok_records),
         outcomes=outcomes, power=_power(ok_records), shapes=_shapes(rows),
-        reach=Probed.of(ok_records),
+        reach=Probed.of(ok_records), machine_bands=machine_bands(ok_records),
         records=records, problems=problems,
     )
 

@@ -8,6 +8,7 @@ GPU) or `transferred` (a GPU never probed: its catalog specs carry the fitted ef
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -23,6 +24,7 @@ from advisor.features import (
     LATENCY_STAGES, MIB, GpuSpec, make_row, refusal, shape_config, shape_costs,
 )
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
+from advisor.records import machine_log_ratios
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
 from advisor.transfer import TRANSFER_STAGES, ClassTransfer, quantized_ratios
 
@@ -45,6 +47,8 @@ EXTRA_WIDTH = {
                   "extrapolated": 0.03},
 }
 INTERVAL_KINDS = tuple(EXTRA_WIDTH)
+# The grid of square sides a prediction is checked against below it (Models._envelope)
+ENVELOPE_SIDES = (256, 384, 512, 640, 768, 1024, 1280, 1536, 2048)
 
 
 @dataclass
@@ -70,6 +74,104 @@ class Intervals:
 
 
 PLACEHOLDER_INTERVALS = Intervals((-0.1, 0.1), None)
+
+
+def conformal_bounds(log_ratios: list[float], default):
+    """Split-conformal (lo, hi) at INTERVAL_COVERAGE from residuals log(measured/predicted):
+    the finite-sample-corrected quantiles; `default` when there are fewer than two."""
+    r = np.sort(np.asarray(log_ratios, dtype=float))
+    n = len(r)
+    if n < 2:
+        return default
+    alpha = 1 - INTERVAL_COVERAGE
+    k_lo = max(math.floor((n + 1) * alpha / 2), 1)
+    k_hi = min(math.ceil((n + 1) * (1 - alpha / 2)), n)
+    return float(min(r[k_lo - 1], 0.0)), float(max(r[k_hi - 1], 0.0))
+
+
+@dataclass(frozen=True)
+class MachineBand:
+    """How far another machine of the same GPU lands, per regime: conformal log bounds of
+    log(one machine's median total / the other machines' median) over the configs measured on
+    two machines or more (records.machine_log_ratios). Every latency interval carries it: a
+    figure measured or fitted on some machines is a figure of those machines."""
+
+    regime: str
+    bounds: tuple[float, float]
+    n: int  # machine medians it rests on
+
+    def widen(self, lo: float, hi: float) -> tuple[float, float]:
+        """Bounds of a prediction's own error combined with the machine spread, as
+        independent errors (in quadrature, in log space)."""
+        return -math.hypot(lo, self.bounds[0]), math.hypot(hi, self.bounds[1])
+
+    def words(self) -> str:
+        lo, hi = self.bounds
+        return (f"the spread between machines of one GPU ({self.regime}: {math.expm1(lo):+.0%} "
+                f"to {math.expm1(hi):+.0%}, over {self.n} machine medians of configs measured "
+                "on several machines)")
+
+
+# The unprobed-architecture term of a latency interval before any published point: a 90%
+# half-width of 25% (log), the assumption the advisor used before published points existed,
+# counted as worth PRIOR_POINTS observations when published points update it.
+PRIOR_HALF_WIDTH = 0.25
+PRIOR_POINTS = 2
+Z90 = 1.6449  # the standard normal's 95th percentile: a central 90% interval
+
+
+@dataclass(frozen=True)
+class ArchitectureWidth:
+    """The term an interval gets for a GPU whose architecture was never probed, per family (a
+    compute capability: the kernels torch picks and how well its software supports them): a
+    scale of the log miss from a stated prior updated by the published points of that family
+    on the stack this tool models (conjugate update of a zero-mean normal's variance:
+    (PRIOR_POINTS x prior variance + sum of squared misses) / (PRIOR_POINTS + n)); the 90%
+    half-width is Z90 times its square root."""
+
+    family: str  # compute capability, e.g. "8.9"
+    half_width: float  # log, 90%
+    points: tuple[tuple[str, float], ...] = ()  # (published point id, log miss)
+
+    @classmethod
+    def of(cls, family: str, misses: list[tuple[str, float]]) -> "ArchitectureWidth":
+        prior_var = (PRIOR_HALF_WIDTH / Z90) ** 2
+        var = (PRIOR_POINTS * prior_var + sum(x * x for _, x in misses)) / (
+            PRIOR_POINTS + len(misses))
+        return cls(family, Z90 * math.sqrt(var), tuple(misses))
+
+    def words(self, architecture: str) -> str:
+        what = (f"+/-{self.half_width:.0%} because no {architecture} GPU was probed (its family, "
+                f"compute capability {self.family}: a prior of +/-{PRIOR_HALF_WIDTH:.0%} at 90% "
+                f"worth {PRIOR_POINTS} points")
+        if not self.points:
+            return what + "; no published diffusers point of it)"
+        seen = ", ".join(f"{pid} {math.expm1(x):+.0%}" for pid, x in self.points)
+        return (what + f", updated by {len(self.points)} published diffusers point(s) of it, "
+                f"measured / predicted: {seen})")
+
+
+def family_of(spec: GpuSpec) -> str:
+    """A GPU's family for the unprobed-architecture term: its compute capability."""
+    return "unknown" if spec.capability is None else "{}.{}".format(*spec.capability)
+
+
+def published_families(rows: list[dict], specs: dict) -> dict[str, list[tuple[str, float]]]:
+    """Published misses per family: (point id, log measured / predicted) of the rows
+    (validation.published_residuals) on unprobed architectures, by family_of their GPU."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    for r in rows:
+        if r["unprobed_architecture"]:
+            out.setdefault(family_of(specs[r["gpu"]]), []).append((r["id"], r["log_ratio"]))
+    return out
+
+
+def machine_bands(records: list[dict]) -> dict[str, MachineBand]:
+    """Per regime, the MachineBand of the records (regimes with fewer than two medians have
+    none)."""
+    return {regime: MachineBand(regime, bounds, len(ratios))
+            for regime, ratios in machine_log_ratios(records).items()
+            if (bounds := conformal_bounds(ratios, None)) is not None}
 
 
 def _bounds_summary(iv: Intervals) -> dict:
@@ -122,11 +224,11 @@ class Models:
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
     min_cap: MinCapPredictor | None = None  # minimum allocator caps, when searches were run
     transfer: ClassTransfer | None = None  # op-class transfer, when the records hold profiles
-    # log(measured / predicted) range of the published third-party points on architectures
-    # never probed, and how many (advisor.calibration): the floor of such GPUs' intervals
-    published_misses: tuple[float, float] | None = None
-    n_published: int = 0
+    # published misses per family (compute capability) on architectures never probed
+    # (advisor.calibration): they set the architecture term of such GPUs' latency intervals
+    published_misses: dict = field(default_factory=dict)
     reach: Probed | None = None  # the sizes and batches the ok records cover
+    machine_bands: dict = field(default_factory=dict)  # regime -> MachineBand
     capped: list = field(repr=False, default_factory=list)  # records run under a memory cap
     intervals: dict = field(default_factory=lambda: dict.fromkeys(INTERVAL_KINDS,
                                                                   PLACEHOLDER_INTERVALS))
@@ -136,6 +238,7 @@ class Models:
     shapes: dict = field(repr=False, default_factory=dict)
     problems: list = field(default_factory=list)  # records skipped, with file:line
     cache_path: str | None = None
+    _by_setting: dict | None = field(default=None, repr=False)  # _measured_bounds' index
 
     # ------------------------------------------------------------------------------ queries
 
@@ -170,6 +273,8 @@ class Models:
         by_class = self._by_class(rows, configs, stages)
         steps = np.array([r["steps"] for r in rows], dtype=float)
         run = self.latency.compose(stages, steps)
+        raised: dict[int, str] = {}
+        self._envelope(rows, configs, run, stages, raised)
         memory = self.memory.predict(rows)
         if self.min_cap is not None:
             memory["min_cap"], memory["min_cap_upper"], where = self.min_cap.predict(
@@ -181,7 +286,7 @@ class Models:
         return [self._prediction(row, config, {k: float(v[i]) for k, v in run.items()},
                                  float(step[i]), int(lat_depth[i].min()),
                                  {k: v[i] for k, v in memory.items()}, memory_margin_gb,
-                                 by_class.get(i), carried.get(i))
+                                 by_class.get(i), carried.get(i), raised.get(i, ""))
                 for i, (row, (_, config)) in enumerate(zip(rows, queries))]
 
     def _carried(self, rows: list[dict], configs: list[Config], stages: np.ndarray,
@@ -217,6 +322,49 @@ class Models:
             out[i] = self._carried_basis(rows[i], twins[n], refs[i],
                                          twin_class.get(n) or self._source_detail(twins[n]))
         return out
+
+    def _envelope(self, rows: list[dict], configs: list[Config], run: dict,
+                  stages: np.ndarray, notes: dict[int, str]) -> None:
+        """Run times raised in place to the largest of the same GPU and setting at the smaller
+        configs of a grid (ENVELOPE_SIDES squares of fewer pixels, powers-of-two batches up to
+        the row's), and a sentence per raised row in `notes`: a larger config of a setting is
+        never faster, though the fits, the carried quantized ratios and the transfer's
+        host/GPU switch, each a smooth curve of its own, need not compose into a rising one.
+        The grid's points are raised against all of the grid below them, so predictions on it
+        keep that order exactly."""
+        ladder: dict[tuple, Config] = {}
+        below: list[list[tuple]] = []
+        for row, c in zip(rows, configs):
+            keys = []
+            for side in (s for s in ENVELOPE_SIDES if s * s <= c.pixels):
+                for batch in (2 ** k for k in range(c.batch.bit_length())):
+                    if (side * side, batch) != (c.pixels, c.batch):
+                        point = replace(c, height=side, width=side, batch=batch)
+                        keys.append((row["gpu"], point))
+                        ladder.setdefault((row["gpu"], point), point)
+            below.append(keys)
+        if not ladder:
+            return
+        keys = list(ladder)
+        l_rows = [make_row(self.specs[gpu], c) for gpu, c in keys]
+        l_configs = [c for _, c in keys]
+        l_stages, l_depth = self.latency.predict(l_rows)
+        self._carried(l_rows, l_configs, l_stages, l_depth)
+        self._by_class(l_rows, l_configs, l_stages)
+        totals = dict(zip(keys, self.latency.compose(
+            l_stages, np.array([r["steps"] for r in l_rows], dtype=float))["total"]))
+        step = LATENCY_STAGES.index("denoise_step")
+        for i, keys in enumerate(below):
+            if not keys:
+                continue
+            top = max(keys, key=totals.get)
+            if totals[top] > run["total"][i]:
+                scale = totals[top] / run["total"][i]
+                for values in run.values():
+                    values[i] *= scale
+                stages[i, step] *= scale
+                notes[i] = (f"; raised to {totals[top]:.3f} s, the time predicted at "
+                            f"{top[1].label()} (a larger config of a setting is never faster)")
 
     def _carried_basis(self, row: dict, twin: dict, refs: list, twin_detail: str) -> Carried:
         precision, gpu = row["precision"], row["gpu"]
@@ -363,17 +511,68 @@ class Models:
                       f"({extrapolation(shape_config(row), self.reach)})")
         probed_archs = {self.specs[g].architecture for g in self.probed}
         if spec.architecture not in probed_archs:
-            lo, hi = lo - extra["architecture"], hi + extra["architecture"]
-            basis += (f"; +{extra['architecture']:.0%} because no {spec.architecture} GPU "
-                      "was probed")
-            if kind == "latency" and self.published_misses:
-                plo, phi = self.published_misses
-                lo, hi = min(lo, plo), max(hi, phi)
-                basis += (f"; at least as wide as the 90% prediction interval of the misses of "
-                          f"{self.n_published} published third-party measurements on GPUs never "
-                          f"probed ({np.expm1(plo):+.0%} to {np.expm1(phi):+.0%}: the published "
-                          "split, misses taken as normal)")
+            if kind == "latency":
+                width = self.architecture_width(spec)
+                lo, hi = -math.hypot(lo, width.half_width), math.hypot(hi, width.half_width)
+                basis += f"; {width.words(spec.architecture)}"
+            else:
+                lo, hi = lo - extra["architecture"], hi + extra["architecture"]
+                basis += (f"; +{extra['architecture']:.0%} because no {spec.architecture} GPU "
+                          "was probed")
+        if kind == "latency":
+            lo, hi, basis = self._with_machines(lo, hi, basis, row)
         return min(lo, 0.0), max(hi, 0.0), basis
+
+    def architecture_width(self, spec: GpuSpec) -> ArchitectureWidth:
+        """The unprobed-architecture term of this GPU's latency interval (its family's)."""
+        family = family_of(spec)
+        return ArchitectureWidth.of(family, self.published_misses.get(family, []))
+
+    def _with_machines(self, lo: float, hi: float, basis: str, row: dict):
+        """Latency bounds widened by the machine spread of the row's regime (MachineBand)."""
+        band = self.machine_bands.get(shape_config(row).regime())
+        if band is None:
+            return lo, hi, basis
+        lo, hi = band.widen(lo, hi)
+        return lo, hi, basis + f"; with {band.words()}"
+
+    def _measured_bounds(self, row: dict) -> tuple[tuple | None, tuple | None]:
+        """(floor, ceiling): the slowest measured config of this GPU and setting (steps,
+        caption, CFG alike) with no more pixels and no larger batch, and the fastest one with
+        no fewer pixels and no smaller batch, each as (total s, config in words), or None. A
+        larger config runs at least as long as a smaller one: predictions keep that order
+        where fits and measurements (of different machines and sessions) would break it."""
+        if self._by_setting is None:
+            self._by_setting = {}
+            for key, m in self.measured.items():
+                gpu, height, width, batch, *rest = key
+                self._by_setting.setdefault((gpu, *rest), []).append(
+                    (height * width, batch, m.stages_s["total"], f"{width}x{height} b{batch}"))
+        key = match_key(row)
+        pixels, batch = row["height"] * row["width"], row["batch"]
+        same = [x for x in self._by_setting.get((key[0], *key[4:]), ())
+                if (x[0], x[1]) != (pixels, batch)]
+        below = [(t, label) for p, b, t, label in same if p <= pixels and b <= batch]
+        above = [(t, label) for p, b, t, label in same if p >= pixels and b >= batch]
+        return max(below, default=None), min(above, default=None)
+
+    def _ordered(self, total: float, interval: tuple, basis: str, row: dict,
+                 measured: bool) -> tuple[float, tuple, str]:
+        """`total` (and its interval) kept between the measured smaller and larger configs of
+        its setting (_measured_bounds): lowered to the ceiling (a prediction only), then raised
+        to the floor; the interval keeps its low end and moves its high end along."""
+        floor, ceiling = self._measured_bounds(row)
+        target = total
+        if ceiling and not measured and ceiling[0] < target:
+            target, why = ceiling[0], f"lowered to the measured {ceiling[0]:.3f} s of {ceiling[1]}"
+        if floor and floor[0] > target:
+            target, why = floor[0], f"raised to the measured {floor[0]:.3f} s of {floor[1]}"
+        if target == total:
+            return total, interval, basis
+        lo, hi = interval
+        interval = (min(lo, target), max(hi * target / total, target))
+        return target, interval, (f"{basis}; {why} (a larger config of a setting is never "
+                                  f"faster; it was {total:.3f} s)")
 
     def _beyond(self, row: dict) -> float:
         """Doublings beyond the probed sizes, batches or pixels in flight (0 inside them)."""
@@ -386,7 +585,7 @@ class Models:
 
     def _prediction(self, row: dict, config: Config, run: dict, step: float, lat_depth: int,
                     memory: dict, margin_gb: float, by_class: str | None = None,
-                    carried: Carried | None = None) -> Prediction:
+                    carried: Carried | None = None, raised: str = "") -> Prediction:
         """The one constructor of predictions: fitted figures, replaced by the measured ones
         where this exact config was probed; then throughput, power and the memory verdict."""
         mem_depth = int(memory["depth"])
@@ -395,15 +594,19 @@ class Models:
         if carried:
             llo, lhi = llo - carried.extra, lhi + carried.extra
             latency_basis += carried.why
+        latency_basis += raised
         mlo, mhi, memory_basis = self._interval_width("memory", row, mem_depth)
         alo, ahi, _ = self._interval_width("allocated", row, mem_depth)
         measured = self.measured.get(match_key(row))
         if measured:
             stages, step = measured.stages_s, measured.denoise_step_s
-            interval = measured.interval_s
+            total = stages["total"]
+            rlo, rhi, latency_basis = self._with_machines(
+                math.log(measured.interval_s[0] / total), math.log(measured.interval_s[1] / total),
+                "min and max over the measured repeats and machines", row)
+            interval = (total * math.exp(rlo), total * math.exp(rhi))
             allocated, nvml = measured.allocated_gb, measured.nvml_gb
             allocated_iv = nvml_iv = None
-            latency_basis = "min and max over the measured repeats"
             memory_basis = "the measured peak (one figure per run)"
             source, detail = "measured", measured.where
             upper_allocated = allocated
@@ -418,6 +621,11 @@ class Models:
             source = "fitted" if row["gpu"] in self.probed else "transferred"
             detail = carried.detail if carried else by_class or self._source_detail(row)
             upper_allocated = allocated_iv[1]
+        total, interval, latency_basis = self._ordered(stages["total"], interval, latency_basis,
+                                                       row, measured is not None)
+        if total != stages["total"]:
+            scale = total / stages["total"]
+            stages, step = {k: v * scale for k, v in stages.items()}, step * scale
         latency = Latency(
             text_encode_s=stages["text_encode"], denoise_s=stages["denoise"],
             vae_decode_s=stages["vae_decode"], other_s=stages["other"],

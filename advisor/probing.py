@@ -12,6 +12,7 @@ import datetime as dt
 import numpy as np
 
 from advisor.contract import Prediction
+from advisor.records import machine_of
 
 PROBE_GRID = "data/grids/profile.yaml"
 PROBE_GRID_NAME = "profile"  # the `grid` its records carry
@@ -21,8 +22,6 @@ PROBE_COMMAND = f"advisor probe --grid {PROBE_GRID} --profile --weights syntheti
 def grid_runs(records: list[dict], grid: str = PROBE_GRID_NAME) -> list[dict]:
     """Each probe run of `grid` in the records, a run being one GPU and machine: its GPU, the
     seconds from its first record to its last, and its record count."""
-    from advisor.records import machine_of
-
     stamps: dict[tuple, list[dt.datetime]] = {}
     for r in records:
         if r.get("grid") != grid:

@@ -18,6 +18,8 @@ never mistakes them for one GPU's.
 from __future__ import annotations
 
 import json
+import math
+from statistics import median
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
@@ -311,6 +313,40 @@ def machine_of(record: dict) -> str | None:
     of one cloud image (eight H200s of 2026-12-02 share fingerprint cbc1f8b22885)."""
     return ((record.get("gpu") or {}).get("uuid")
             or (record.get("host") or {}).get("fingerprint"))
+
+
+UNRECORDED_MACHINE = "not recorded (records before GPU UUIDs and host fingerprints)"
+
+
+def machine_medians(records: list[dict]) -> dict[tuple, tuple[Config, dict[str, float]]]:
+    """Per (GPU, config key) of the ok records: the config and each machine's median total
+    (`machine_of`; records that name none count as one machine, UNRECORDED_MACHINE)."""
+    totals: dict[tuple, dict[str, list[float]]] = {}
+    configs: dict[tuple, Config] = {}
+    for r in records:
+        if r["status"] != "ok":
+            continue
+        key = (r["gpu"]["catalog_id"], config_key(r["config"]))
+        configs.setdefault(key, Config.from_record(r["config"]))
+        machine = machine_of(r) or UNRECORDED_MACHINE
+        totals.setdefault(key, {}).setdefault(machine, []).append(r["results"]["total_s"])
+    return {key: (configs[key], {m: median(v) for m, v in machines.items()})
+            for key, machines in totals.items()}
+
+
+def machine_log_ratios(records: list[dict]) -> dict[str, list[float]]:
+    """Per regime (Config.regime), log(one machine's median total / the median of the other
+    machines' medians), for every config measured on two machines or more: how far another
+    machine of the same GPU lands from what the others measured."""
+    out: dict[str, list[float]] = {}
+    for config, machines in machine_medians(records).values():
+        medians = list(machines.values())
+        if len(medians) < 2:
+            continue
+        for i, m in enumerate(medians):
+            out.setdefault(config.regime(), []).append(
+                math.log(m / median(medians[:i] + medians[i + 1:])))
+    return out
 
 
 def config_key(config: dict) -> str:

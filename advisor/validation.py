@@ -15,9 +15,9 @@ from advisor.contract import QUANTIZATIONS, REGIMES, Config
 from advisor.errors import AdvisorError
 from advisor.features import GpuSpec, make_row, memory_key
 from advisor.fit import min_cap_rows, usable
-from advisor.models import setting_key
+from advisor.models import ArchitectureWidth, family_of, published_families, setting_key
 from advisor.predictors import MinCapPredictor, cap_family
-from advisor.records import config_key, machine_of
+from advisor.records import config_key, machine_medians
 
 SPLITS = {
     "kfold": "5-fold cross-validation over distinct configs (repeats of a config stay together)",
@@ -346,35 +346,22 @@ def _confusion(pairs: list[dict], kind: str) -> dict:
             "not_judged": len(pairs) - len(judged)}
 
 
-UNRECORDED_MACHINE = "not recorded (records before GPU UUIDs and host fingerprints)"
-
-
 def machine_spread(records: list[dict]) -> dict:
     """How much the same config differs between machines of one GPU: per regime
     (Config.regime), the configs measured on two machines or more and the spread of their
     median totals (slowest / fastest - 1), median and largest; and `floor_mape_pct`, the mean
     % error of each machine's median against the median of the others': what predicting a
     machine from the others misses, a floor for any model of the GPU alone. Their records are
-    repeats of one config to the fit, and the intervals are calibrated per regime on them."""
-    groups: dict[tuple, dict[str, list[float]]] = {}
-    configs: dict[tuple, Config] = {}
-    for r in records:
-        if r["status"] != "ok":
-            continue
-        machine = machine_of(r) or UNRECORDED_MACHINE
-        key = (r["gpu"]["catalog_id"], config_key(r["config"]))
-        configs[key] = Config.from_record(r["config"])
-        groups.setdefault(key, {}).setdefault(machine, []).append(r["results"]["total_s"])
+    repeats of one config to the fit, and every interval carries this spread
+    (records.machine_log_ratios, Models.machine_bands)."""
     out: dict[str, list] = {}
-    for key, machines in groups.items():
+    for (gpu, _), (c, machines) in machine_medians(records).items():
         if len(machines) < 2:
             continue
-        c = configs[key]
-        regime = c.regime()
-        medians = [float(np.median(v)) for v in machines.values()]
+        medians = list(machines.values())
         others = [float(np.median(medians[:i] + medians[i + 1:])) for i in range(len(medians))]
-        out.setdefault(regime, []).append(
-            {"gpu": key[0], "config": c.label(), "machines": len(machines),
+        out.setdefault(c.regime(), []).append(
+            {"gpu": gpu, "config": c.label(), "machines": len(machines),
              "spread_pct": 100 * (max(medians) / min(medians) - 1),
              "errors_pct": [100 * abs(o / m - 1) for m, o in zip(medians, others)]})
     return {regime: {"n": len(rows),
@@ -416,29 +403,14 @@ def published_residuals(models, points: list) -> list[dict]:
     return rows
 
 
-def miss_interval(log_ratios, level: float = 0.90) -> tuple[float, float]:
-    """A `level` prediction interval of the next published miss (log of measured / predicted)
-    from the misses seen, always holding 0: their mean plus or minus the t quantile times their
-    standard deviation times sqrt(1 + 1/n), misses taken as normal. The plain range of n misses
-    holds a new one with probability (n - 1) / (n + 1) only (60% for n = 4), short of `level`.
-    A single miss gives its own range with 0."""
-    from scipy import stats  # here: loading cached models needs no scipy
-
-    x = np.asarray(log_ratios, dtype=float)
-    if len(x) < 2:
-        return min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / len(x))
-    return min(float(x.mean() - half), 0.0), max(float(x.mean() + half), 0.0)
-
-
 def published_split(models, points: list) -> dict:
     """The published points against models fitted without them (advisor.published): MAPE per
     GPU and overall, and interval coverage, of the points measured with the software the
     advisor models (the diffusers pipeline on PyTorch) only. A shipped model's interval for a
-    GPU of an architecture never probed is at least as wide as the prediction interval of these
-    points' misses (`miss_interval`, advisor.calibration); here each point's interval is widened
-    by the other points' misses only (leave one out), so the coverage says what a GPU nobody
-    measured gets. Trusted points of other software (ComfyUI, stable-diffusion.cpp, SGLang, ...)
+    GPU of an architecture never probed has an architecture term from these points of its
+    family (models.ArchitectureWidth, advisor.calibration); here each point's term comes from
+    the other points only (leave one out), so the coverage says what a GPU nobody measured
+    gets. Trusted points of other software (ComfyUI, stable-diffusion.cpp, SGLang, ...)
     are listed apart in `other_software` with their ratio to the predicted diffusers time: a
     figure is a (GPU, software) pair and stacks differ by 2x on one GPU, so they are no misses,
     count in no MAPE or coverage and widen no interval."""
@@ -447,12 +419,8 @@ def published_split(models, points: list) -> dict:
     residuals = published_residuals(models, points)
     rows = [r for r in residuals if r["modelled_stack"]]
     for i, row in enumerate(rows):
-        others = [r["log_ratio"] for j, r in enumerate(rows)
-                  if j != i and r["unprobed_architecture"]]
-        if row["unprobed_architecture"] and others:
-            p, (lo, hi) = row["predicted"], miss_interval(others)
-            row["interval"] = [min(row["interval"][0], p * math.exp(lo)),
-                               max(row["interval"][1], p * math.exp(hi))]
+        if row["unprobed_architecture"]:
+            _leave_one_out(row, models, [r for j, r in enumerate(rows) if j != i])
         row["inside"] = row["interval"][0] <= row["measured"] <= row["interval"][1]
     other = [{key: r[key] for key in ("id", "gpu", "config", "stack", "stack_version",
                                       "software", "figure", "measured", "predicted",
@@ -464,8 +432,8 @@ def published_split(models, points: list) -> dict:
         "description": "trusted third-party measurements (data/published/) with the "
                        f"software this tool models ({MODELLED_STACK}) on GPUs in the "
                        "catalog, never used for fitting; models fitted on every record; each "
-                       "interval widened to the 90% prediction interval of the other points' "
-                       "misses (leave one out)",
+                       "interval's architecture term from the other points of its family only "
+                       "(leave one out)",
         "n": len(rows), "points_total": len(points),
         "untrusted": sum(not p.trusted for p in points),
         "modelled_stack": MODELLED_STACK,
@@ -479,6 +447,22 @@ def published_split(models, points: list) -> dict:
         "n_other_software": len(other),
         "other_software": other,
     }
+
+
+def _leave_one_out(row: dict, models, others: list[dict]) -> None:
+    """The row's interval with its architecture term (in quadrature with the rest, in log
+    space) set from the other points of its family, as a GPU nobody measured gets it."""
+    spec = models.specs[row["gpu"]]
+    family = family_of(spec)
+    now = models.architecture_width(spec).half_width
+    loo = ArchitectureWidth.of(family, published_families(others, models.specs).get(family, []))
+    p = row["predicted"]
+
+    def swap(x: float) -> float:
+        return math.copysign(math.sqrt(max(x * x - now ** 2 + loo.half_width ** 2, 0.0)), x)
+
+    row["interval"] = [p * math.exp(swap(math.log(v / p))) for v in row["interval"]]
+    row["interval_basis"] += f" (leave one out: {loo.words(spec.architecture)})"
 
 
 def config_label(c: dict) -> str:

@@ -97,6 +97,12 @@ class FakeModels:
             model_version=self.model_version,
         )
 
+    def architecture_width(self, spec):
+        """The unprobed-architecture term the law's intervals stand for: the prior's."""
+        from advisor.models import ArchitectureWidth, family_of
+
+        return ArchitectureWidth.of(family_of(spec), [])
+
     def predict_many(self, queries: list[tuple[str, Config]],
                      memory_margin_gb: float = MARGIN_GB) -> list[Prediction]:
         return [self.predict(gpu_id, config, memory_margin_gb) for gpu_id, config in queries]

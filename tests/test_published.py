@@ -10,7 +10,7 @@ import pytest
 from advisor.contract import Config
 from advisor.errors import AdvisorError
 from advisor.published import STACKS, load_published
-from advisor.validation import format_table, miss_interval, published_split
+from advisor.validation import format_table, published_split
 from tests.fake_models import FakeModels
 
 
@@ -77,21 +77,12 @@ def test_the_split_scores_end_to_end_and_per_forward_figures(tmp_path):
     assert split["other_software"] == [] and split["n_other_software"] == 0
 
 
-def test_miss_interval_is_a_t_prediction_interval_holding_zero():
-    misses = [-0.03, 0.22, 0.25, 0.01]  # log measured / predicted
-    lo, hi = miss_interval(misses)
-    half = 2.3534 * np.std(misses, ddof=1) * math.sqrt(1 + 1 / 4)  # t(0.95, 3 dof) = 2.3534
-    assert (lo, hi) == pytest.approx((np.mean(misses) - half, np.mean(misses) + half), abs=1e-4)
-    assert lo < min(misses) and hi > max(misses)  # wider than the range, which holds only 60%
-    assert miss_interval([0.4]) == (0.0, 0.4) and miss_interval([-0.2]) == (-0.2, 0.0)
-    assert miss_interval([0.3, 0.3])[0] == 0.0  # the interval always holds "no miss"
-
-
-def test_transferred_intervals_are_at_least_the_published_misses(tmp_path):
-    """A GPU of an architecture never probed gets an interval at least as wide as the
-    prediction interval of the misses on the published points; the published split itself
-    widens each point by the others only."""
+def test_transferred_intervals_take_their_family_width_from_published_points(tmp_path):
+    """A GPU of an architecture never probed gets the architecture term of its family (compute
+    capability) from a prior updated by the published diffusers points of that family; the
+    published split sets each point's term from the other points only."""
     from advisor.calibration import fit_calibrated
+    from advisor.models import ArchitectureWidth
     from tests.synthetic import SQUARES_GRID, gpu_specs, synthetic_records, with_sources
 
     specs = gpu_specs()
@@ -110,21 +101,22 @@ def test_transferred_intervals_are_at_least_the_published_misses(tmp_path):
     points = load_published(path)
     widened = fit_calibrated(records, specs, published=points + other_software_points(
         tmp_path, {"rtx-4090": 10 * guess}))
-    assert widened.n_published == 2
-    point = widened.predict("rtx-4090", Config(1024, 1024)).latency.total_s
-    far_miss = math.log(3 * guess / point)
-    assert widened.published_misses == pytest.approx(miss_interval([far_miss, 0.0]), rel=1e-6)
+    [(far_id, far_miss), (near_id, near_miss)] = widened.published_misses["8.9"]  # both Ada
+    assert (far_id, near_id) == ("far", "near") and set(widened.published_misses) == {"8.9"}
+    assert far_miss == pytest.approx(math.log(3), abs=0.01) and abs(near_miss) < 0.01
+    width = ArchitectureWidth.of("8.9", widened.published_misses["8.9"]).half_width
     pred = widened.predict("rtx-4090", Config(1024, 1024))
-    assert pred.latency.interval_s[1] == pytest.approx(
-        pred.latency.total_s * math.exp(widened.published_misses[1]), rel=1e-6)
-    assert "misses of 2 published third-party measurements" in pred.latency.basis
+    assert math.log(pred.latency.interval_s[1] / pred.latency.total_s) > width > math.log(2)
+    assert "2 published diffusers point(s)" in pred.latency.basis
+    other_family = plain.predict("rtx-5090", Config(1024, 1024))  # capability 12.0: the prior
+    assert "no published diffusers point of it" in other_family.latency.basis
     probed = widened.predict("h100-sxm-80gb", Config(768, 768))
     assert "published" not in probed.latency.basis
     split = published_split(plain, points)
     far, near = split["rows"]
-    assert not far["inside"]  # the other point missed by nothing: no widening from it
-    assert near["interval"][1] == pytest.approx(near["predicted"] * 3, rel=1e-6) and near["inside"]
-    assert "prediction interval of the other points' misses" in split["description"]
+    assert not far["inside"]  # the other point missed by nothing: a narrow term from it
+    assert near["inside"] and near["interval"][1] > 2 * near["predicted"]
+    assert "from the other points of its family only" in split["description"]
 
 
 def other_software_points(tmp_path, figures: dict) -> list:
