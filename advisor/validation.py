@@ -1,8 +1,9 @@
 """How well the models predict measurements they did not see.
 
-Three ways to hold data out: `kfold` (random folds of distinct configs), `shape_out` (each
-height x width held out in turn, on every GPU and setting) and `gpu_out` (fit on all other GPUs,
-predict this one through its catalog specs). Each held-out prediction goes through
+Four ways to hold data out: `kfold` (random folds of distinct configs), `shape_out` (each
+height x width held out in turn, on every GPU and setting), `gpu_out` (fit on all other GPUs,
+predict this one through its catalog specs) and `machine_out` (one machine of a GPU measured on
+several, predicted from everything else: what a buyer's own machine gets). Each held-out prediction goes through
 `Models.predict_many`, intervals included, so the figures describe what users get.
 """
 from __future__ import annotations
@@ -17,12 +18,14 @@ from advisor.features import GpuSpec, make_row, memory_key
 from advisor.fit import min_cap_rows, usable
 from advisor.models import ArchitectureWidth, family_of, published_families, setting_key
 from advisor.predictors import MinCapPredictor, cap_family
-from advisor.records import config_key, machine_medians
+from advisor.records import UNRECORDED_MACHINE, config_key, machine_medians, machine_of
 
 SPLITS = {
     "kfold": "5-fold cross-validation over distinct configs (repeats of a config stay together)",
     "shape_out": "leave one shape (height x width) out: unseen resolutions and aspect ratios",
     "gpu_out": "leave one GPU out: fit the other GPUs, predict this one from its catalog specs",
+    "machine_out": "leave one machine out: for each GPU measured on several machines, fit "
+                   "everything but one machine's records, predict that machine",
 }
 TARGETS = {  # name -> (measured from results, predicted from a Prediction), both in s or GB
     "total_s": (lambda r: r["total_s"], lambda p: p.latency.total_s),
@@ -58,6 +61,14 @@ def _folds(records: list[dict], split: str, folds: int) -> list[tuple[str, np.nd
         splitter = GroupKFold(n_splits=min(folds, len(set(groups))))
         return [(f"fold {k + 1}", held) for k, (_, held) in
                 enumerate(splitter.split(records, groups=groups))]
+    if split == "machine_out":
+        machine = [(r["gpu"]["catalog_id"], machine_of(r) or UNRECORDED_MACHINE) for r in records]
+        several = {g for g, _ in machine if len({m for x, m in machine if x == g}) > 1}
+        held = {key: [] for key in sorted(set(machine)) if key[0] in several}
+        for i, key in enumerate(machine):
+            if key in held:
+                held[key].append(i)
+        return [(f"{gpu} {m}", np.array(ix)) for (gpu, m), ix in held.items()]
     if split == "shape_out":
         groups = [Config.from_record(r["config"]).shape_label() for r in records]
     elif split == "gpu_out":
@@ -199,6 +210,15 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
                 if held:
                     direction = f"{', '.join(held[0]['trained_on'])} -> {gpu}"
                     metrics["by_gpu"][direction] = fold_metrics(held)["total_s"]["mape"]
+        if split == "machine_out" and preds:
+            metrics["by_machine"] = {
+                fold: {"gpu": held[0]["gpu"], "n": len(held),
+                       "mape": fold_metrics(held)["total_s"]["mape"],
+                       "coverage": fold_metrics(held)["total_s"]["coverage"],
+                       "by_regime": {regime: fold_metrics(r)["total_s"] for regime in REGIMES
+                                     if (r := [p for p in held if regime_of(p) == regime])}}
+                for fold in dict.fromkeys(p["fold"] for p in preds)
+                if (held := [p for p in preds if p["fold"] == fold])}
         if split == "shape_out":
             # A setting probed at one shape only has nothing left to extrapolate from when that
             # shape is held out: those points test an unprobed setting, not an unseen shape.
@@ -523,7 +543,7 @@ def _verdicts(report: dict) -> dict:
 
 TARGET_NAMES = {"total_s": "latency total", "denoise_step_s": "denoise step",
                 "allocated_memory": "memory (torch alloc)", "peak_memory": "memory (NVML used)"}
-HEADER = (f"{'split':<10} {'target':<20} {'n':>4} {'MAPE%':>7} {'median%':>8} {'max%':>7} "
+HEADER = (f"{'split':<11} {'target':<20} {'n':>4} {'MAPE%':>7} {'median%':>8} {'max%':>7} "
           f"{'cover%':>7}")
 
 
@@ -534,7 +554,7 @@ def _metric_lines(metrics: dict, lead: str = "") -> list[str]:
         for target, name in TARGET_NAMES.items():
             m = by_target[target]
             cells = [_fmt(m[k]) for k in ("mape", "median_ape", "max_ape", "coverage")]
-            lines.append(f"{lead}{split:<10} {name:<20} {m['n']:>4} {cells[0]:>7} {cells[1]:>8} "
+            lines.append(f"{lead}{split:<11} {name:<20} {m['n']:>4} {cells[0]:>7} {cells[1]:>8} "
                          f"{cells[2]:>7} {cells[3]:>7}")
     return lines
 
@@ -557,6 +577,12 @@ def format_table(report: dict) -> str:
                                                          if info["note"] else ""))
     by_gpu = report["metrics"]["gpu_out"].get("by_gpu") or {}
     lines += [f"  gpu_out {direction}: latency MAPE {_fmt(v)}%" for direction, v in by_gpu.items()]
+    for fold, m in (report["metrics"]["machine_out"].get("by_machine") or {}).items():
+        lines.append(f"  machine_out {fold}: {m['n']} points, latency MAPE {_fmt(m['mape'])}%, "
+                     f"inside the 90% interval {_fmt(m['coverage'])}%" + "".join(
+                         f"; {regime.replace('_', '-')} {r['n']}: MAPE {_fmt(r['mape'])}%, "
+                         f"coverage {_fmt(r['coverage'])}%"
+                         for regime, r in m["by_regime"].items()))
     scoped = report["metrics"]["shape_out"].get("probed_settings")
     if scoped and scoped["total_s"]["n"]:
         m = scoped["total_s"]
@@ -569,7 +595,7 @@ def format_table(report: dict) -> str:
         if None not in tol:
             lines.append(f"memory within 3% or 256 MB ({split}): torch allocated {tol[0]:.1f}%, "
                          f"NVML used {tol[1]:.1f}% of points")
-    for split in ("kfold", "shape_out", "gpu_out"):
+    for split in ("kfold", "shape_out", "gpu_out", "machine_out"):
         by_regime = report["metrics"][split].get("by_regime") or {}
         if len(by_regime) > 1:
             lines.append(f"latency total by regime ({split}): " + "; ".join(
