@@ -22,7 +22,7 @@ from advisor.contract import Config, Prediction
 from advisor.estimators import LatencyRegressor, MemoryRegressor
 from advisor.features import LATENCY_STAGES, make_row
 from advisor.fit import fit_models, targets, usable
-from advisor.validation import validation_report
+from advisor.validation import format_table, validation_report
 from tests.synthetic import (
     LAW, gpu_specs, law_latency, law_memory, make_record, synthetic_records, with_sources,
 )
@@ -364,7 +364,8 @@ def test_validation_report_structure(specs):
     records = with_sources(synthetic_records(grid=SMALL_GRID, noise=0.01))
     report = validation_report(records, specs, fit_calibrated)
     for key in ("latency_mape", "memory_mape", "coverage"):
-        assert set(report[key]) == {"kfold", "shape_out", "gpu_out"}
+        assert set(report[key]) == {"kfold", "shape_out", "gpu_out", "machine_out"}
+        assert report[key].pop("machine_out") is None  # no GPU measured on two machines
         assert all(isinstance(v, float) for v in report[key].values())
     assert report["latency_mape"]["shape_out"] < 5
     assert report["latency_mape"]["gpu_out"] < 8
@@ -383,6 +384,20 @@ def test_validation_report_structure(specs):
     assert set(row) >= {"gpu", "config", "measured", "predicted", "split"}
     assert {r["split"] for r in report["residuals"]} == {"kfold", "shape_out", "gpu_out"}
     json.dumps(report)
+
+
+def test_machine_out_predicts_each_machine_of_a_gpu_from_the_rest(specs):
+    records = with_sources(synthetic_records(grid=SMALL_GRID, noise=0.01))
+    h100 = [r for r in records if r["gpu"]["catalog_id"] == H100]
+    for i, r in enumerate(h100):
+        r["gpu"]["uuid"] = f"GPU-{'ab'[i % 2]}"
+    report = validation_report(records, specs, fit_calibrated)
+    by_machine = report["metrics"]["machine_out"]["by_machine"]
+    assert set(by_machine) == {f"{H100} GPU-a", f"{H100} GPU-b"}
+    assert sum(m["n"] for m in by_machine.values()) == report["splits"]["machine_out"]["n"] \
+        == len([r for r in h100 if r["status"] == "ok"])
+    assert report["latency_mape"]["machine_out"] < 5
+    assert "machine_out h100-sxm-80gb GPU-a" in format_table(report)
 
 
 def test_validation_with_one_gpu_says_so(specs):
@@ -480,6 +495,7 @@ def test_fit_validate_predict_commands(capsys, data_dir):
     rc, out, _ = _cli(capsys, data_dir, "validate", "--format", "json")
     report = json.loads(out)
     assert rc == 0 and set(report["latency_mape"]) == {"kfold", "shape_out", "gpu_out",
+                                                       "machine_out",
                                                        "published"}
     assert report["published"]["n"] >= 1 and "rows" in report["published"]
     rc, out, _ = _cli(capsys, data_dir, "validate")
