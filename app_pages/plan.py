@@ -4,12 +4,13 @@ import yaml
 
 from advisor.app.charts import cost_latency_figure, fleet_figure, throughput_figure
 from advisor.app.plan_form import (
-    DEMAND_UNITS, editor_rows, form_from_request, request_from_form, request_from_upload,
+    DEMAND_UNITS, editor_rows, form_from_request, price_sheet_from_upload, request_from_form,
+    request_from_upload,
 )
 from advisor.app import LOSSY_NOTE, precision_label
 from advisor.app.plan_results import (
     fleet_vs_demand, frontier_frame, headline, lossy_frame, lossy_markdown, not_recommended_frame,
-    options_frame, plan_yaml, planner_key, reasons_markdown,
+    options_frame, plan_yaml, planner_key, price_needed_frame, reasons_markdown,
 )
 from advisor.app.uploads import MAX_UPLOAD_MB
 from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS
@@ -70,6 +71,28 @@ def upload_box() -> None:
     st.rerun()
 
 
+def price_sheet_box() -> dict:
+    """Your price sheet (YAML, as `advisor recommend --prices`): it wins over the table above
+    and the catalog. Returns the sheet in use (a loaded request's, or the last upload)."""
+    file = st.file_uploader(
+        "Or load your price sheet (YAML)", type=["yaml", "yml"], max_upload_size=MAX_UPLOAD_MB,
+        key="plan_price_upload",
+        help="prices: {rtx-4090: {buy_usd: 1999, cloud_usd_per_hour: 0.69, date: 2026-12-01, "
+             "note: our quote}}; over the table above and the catalog, recorded in the plan")
+    if file is not None and st.session_state.get("plan_price_loaded") != file.file_id:
+        try:
+            st.session_state.plan_price_sheet = price_sheet_from_upload(file.name,
+                                                                        file.getvalue())
+            st.session_state.plan_price_loaded = file.file_id
+        except AdvisorError as exc:
+            st.error(f"Price sheet not loaded: {exc}", icon=":material/error:")
+    sheet = st.session_state.get("plan_price_sheet") or {}
+    if sheet:
+        st.caption("Price sheet in use: " + "; ".join(
+            f"{gpu} " + ", ".join(f"{k} {v}" for k, v in p.items()) for gpu, p in sheet.items()))
+    return sheet
+
+
 def convert_demand() -> None:
     """A new demand unit keeps the demand: the number is converted, not reinterpreted."""
     state = st.session_state
@@ -113,6 +136,7 @@ def request_form() -> dict:
         "price": number(unit, min_value=0.01)})
     other = "gpu_prices" if price_field == "cloud_prices" else "cloud_prices"
     f[other] = st.session_state[f"plan_{other}_rows"]
+    f["price_sheet"] = price_sheet_box()
     f["gpus_per_server"] = st.number_input("GPUs per server", 1, 64, key="plan_gpus_per_server")
     owned = f["mode"] == "owned"
     f["server_usd"] = st.number_input("Server price (USD, without GPUs)", 0.0, step=1000.0,
@@ -173,7 +197,10 @@ def show_answer(plan) -> None:
                 help="monthly cost / images at the average demand")
     c[2].metric(f"Latency at peak ({h['slo']})", f"{h['latency_s']:.2f} s",
                 help=f"simulated with queueing and batching on {h['sources']} service times")
-    c[3].metric("Up-front (capex)", f"${h['capex_usd']:,.0f}")
+    if plan.request.deployment.mode == "owned":
+        c[3].metric("Up-front (capex)", f"${h['capex_usd']:,.0f}")
+    else:
+        c[3].metric("Up-front (capex)", "none", help="cloud: paid by the hour")
     st.caption(f"Fleet and latency: queueing simulation on **{h['sources']}** service times · "
                f"prices: {h['price_source']}")
     st.markdown(f"**How sure:** {h['sure']}")
@@ -219,11 +246,29 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
         "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
         "basis": "least sure figure", "sources": "service times", "max_batch": number("max batch"),
         "label": "option", "rank": number("rank"),
+        "gpus_point_upper": st.column_config.TextColumn(
+            "GPUs: point / upper",
+            help="A GPU never probed: its fleet sized on the predicted time and on the slow end "
+                 "of the 90% interval (the ranking uses the request's basis)"),
+        "usd_point_upper": "USD / month: point / upper",
+        "probing_settles": st.column_config.TextColumn(
+            "probing it settles", help="the difference between the two fleets: what one probe "
+                                       "run of this GPU can settle"),
+        "probe": "probe to run on one such GPU", "price_field": "price needed in",
     }
     table("plan_options", options, column_order=(
         "rank", "gpu_name", "total_gpus", "usd_per_month", "usd_per_1k_images", "latency_s",
-        "short_test", "utilization_pct", "headroom_pct", "basis", "setting", "max_batch",
-        "servers", "per_gpu_img_per_s", "sources"), column_config=columns)
+        "gpus_point_upper", "usd_point_upper", "probing_settles", "short_test",
+        "utilization_pct", "headroom_pct", "basis", "setting", "max_batch", "servers",
+        "per_gpu_img_per_s", "sources", "probe"), column_config=columns)
+    unpriced = price_needed_frame(plan)
+    if not unpriced.empty:
+        st.subheader("Sized, but without a price to rank them by")
+        st.caption("Fewest GPUs first. Give a price (the table in the sidebar, a price sheet, "
+                   "or the request field named) to compare them with the options above.")
+        table("plan_price_needed", unpriced, column_order=(
+            "gpu_name", "total_gpus", "latency_s", "gpus_point_upper", "basis", "setting",
+            "max_batch", "price_field", "probing_settles", "probe"), column_config=columns)
     with st.expander("Why each option, and what its figures cannot tell", expanded=True):
         st.markdown(reasons_markdown(plan.options))
     # Lazy tabs: only the open tab's chart is built and sent (a rerun when another is opened).

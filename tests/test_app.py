@@ -224,6 +224,26 @@ def test_plan_page_loads_uploaded_request():
     assert set(table(at, "plan_options").gpu) == {"l40s-48gb"}
 
 
+def test_plan_page_price_sheet_upload_prices_a_gpu_and_shows_both_bases():
+    at = open_page("plan")
+    unpriced = table(at, "plan_price_needed")
+    assert "l20-48gb" in set(unpriced.gpu) and unpriced.price_field.str.startswith("prices.").all()
+    options = table(at, "plan_options")
+    transferred = options[options.basis == "transferred"]
+    assert transferred.gpus_point_upper.str.match(r"\d+ / \d+").all()
+    assert transferred.probe.str.startswith("advisor probe --grid").all()
+    sheet = b"prices:\n  l20-48gb: {cloud_usd_per_hour: 0.05, note: our quote}\n"
+    at.sidebar.file_uploader(key="plan_price_upload").set_value(
+        ("prices.yaml", sheet, "application/x-yaml"))
+    at.run()
+    assert not at.exception, at.exception
+    assert "l20-48gb" in set(table(at, "plan_options").gpu)
+    at.sidebar.file_uploader(key="plan_price_upload").set_value(
+        ("bad.yaml", b"prices: {l20-48gb: {cloud_usd_per_hour: -1}}\n", "application/x-yaml"))
+    at.run()
+    assert any("bad.yaml" in e.value and "cloud_usd_per_hour" in e.value for e in at.error)
+
+
 def test_plan_page_offers_precisions_with_the_lossy_ones_marked():
     at = open_page("plan")
     precisions = at.sidebar.multiselect(key="plan_precisions")

@@ -56,6 +56,7 @@ def request_dict(form: dict) -> dict:
                       "amortization_years": form["amortization_years"],
                       "usd_per_kwh": form["usd_per_kwh"]},
         },
+        "prices": form.get("price_sheet") or {},
         "constraints": {"max_gpus": form["max_gpus"], "n_plus_one": form["n_plus_one"]},
     }
 
@@ -98,10 +99,22 @@ def form_from_request(request) -> dict:
         "mode": d.mode, "gpus_per_server": d.gpus_per_server,
         "cloud_prices": [{"gpu": g, "price": p} for g, p in d.usd_per_gpu_hour.items()],
         "gpu_prices": [{"gpu": g, "price": p} for g, p in d.gpu_price_usd.items()],
+        "price_sheet": {g: {k: v for k, v in p.to_dict().items() if v is not None}
+                        for g, p in request.prices.items()},
         "server_usd": d.server_usd, "amortization_years": d.amortization_years,
         "usd_per_kwh": d.usd_per_kwh, "max_gpus": request.max_gpus,
         "n_plus_one": request.n_plus_one,
     }
+
+
+def price_sheet_from_upload(name: str, data: bytes) -> dict:
+    """An uploaded price sheet (YAML, `prices:` of GPU id to buy_usd, cloud_usd_per_hour, date,
+    note), checked, as the request's `prices` mapping."""
+    from advisor.price_sheet import parse_sheet
+
+    doc = parse_yaml_mapping(name, data)
+    sheet = parse_sheet(doc.get("prices", doc) if isinstance(doc, dict) else doc, name)
+    return {g: {k: v for k, v in p.to_dict().items() if v is not None} for g, p in sheet.items()}
 
 
 def request_from_upload(name: str, data: bytes):

@@ -43,10 +43,47 @@ def options_frame(options: list[dict], request) -> pd.DataFrame:
         "headroom_pct": 100 * o["slo_headroom"],
         "per_gpu_img_per_s": o["capacity_img_per_s"] / o["fleet"]["serving_gpus"],
         "sources": ", ".join(o["sources"]), "basis": o["evidence"],
-        "price_source": o["cost"]["price"]["source"],
+        "price_source": price_source(o["cost"]),
+        **bases_columns(o.get("bases")),
         "reason": o.get("reason", ""), "caveats": "; ".join(o["caveats"]),
     } for o in options]
     return pd.DataFrame(rows)
+
+
+def price_source(cost: dict) -> str:
+    """Where an option's price came from, or which field would give one."""
+    if cost["price"]:
+        return cost["price"]["source"]
+    return f"price needed: {cost['price_needed']['reason']}"
+
+
+def bases_columns(bases: dict | None) -> dict:
+    """An option's point and upper-basis fleets and costs side by side, what probing the GPU
+    can settle, and the probe (plan option `bases`; None cells for probed GPUs)."""
+    if not bases:
+        return dict.fromkeys(("gpus_point_upper", "usd_point_upper", "probing_settles",
+                              "probe"))
+    point, upper, settles = bases["point"], bases["upper"], bases["probing_settles"]
+    gpus = lambda b: str(b["total_gpus"]) if b["total_gpus"] else "none meets the SLO"
+    usd = lambda b: "-" if b["usd_per_month"] is None else f"${b['usd_per_month']:,.0f}"
+    minutes = bases["probe"]["gpu_minutes"]
+    return {
+        "gpus_point_upper": f"{gpus(point)} / {gpus(upper)}",
+        "usd_point_upper": f"{usd(point)} / {usd(upper)}",
+        "probing_settles": None if settles["gpus"] is None else (
+            f"{settles['gpus']} GPUs" + ("" if settles["usd_per_month"] is None
+                                         else f", ${settles['usd_per_month']:,.0f}/month")),
+        "probe": bases["probe"]["command"] + ("" if minutes is None
+                                              else f" (about {minutes:.0f} GPU min)"),
+    }
+
+
+def price_needed_frame(plan) -> pd.DataFrame:
+    """GPUs sized without a price (plan.price_needed): fleet, latency and the field to set."""
+    frame = options_frame(plan.price_needed, plan.request)
+    if not frame.empty:
+        frame["price_field"] = [o["cost"]["price_needed"]["field"] for o in plan.price_needed]
+    return frame
 
 
 def _short_test(test: dict | None) -> dict:
@@ -128,9 +165,9 @@ def headline(plan) -> dict:
     r = plan.request
     best = plan.best()
     if best is None:
-        return {"ok": False, "text": "No GPU in the search meets this request. The reasons per "
-                "GPU are listed below: relax the SLO, lower the demand, allow more GPUs or add "
-                "prices for the GPUs marked 'not searched'."}
+        return {"ok": False, "text": "No priced GPU in the search meets this request. The "
+                "reasons per GPU are listed below: relax the SLO, lower the demand, allow more "
+                "GPUs, or give a price to a GPU sized without one."}
     fleet, cost = best["fleet"], best["cost"]
     verb = "Rent" if r.deployment.mode == "cloud" else "Buy"
     spare = f" ({fleet['serving_gpus']} serving + {fleet['spare_gpus']} spare)" \
@@ -148,7 +185,7 @@ def headline(plan) -> dict:
         "usd_per_month": cost["usd_per_month"], "usd_per_1k_images": cost["usd_per_1k_images"],
         "capex_usd": cost["capex_usd"], "latency_s": best["latency"][r.slo_key],
         "slo": f"{r.slo_label} ≤ {r.slo_s:g} s", "sure": sure, "sources": ", ".join(sources),
-        "price_source": cost["price"]["source"], "model_version": best.get("model_version"),
+        "price_source": price_source(cost), "model_version": best.get("model_version"),
         "lossy": (f"{best['setting']['precision']}: {QUALITY_CAVEAT}"
                   if best["setting"]["precision"] in QUANTIZATIONS else ""),
     }
