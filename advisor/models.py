@@ -26,7 +26,7 @@ from advisor.features import (
 from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
 from advisor.records import machine_log_ratios
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
-from advisor.transfer import TRANSFER_STAGES, ClassTransfer, quantized_ratios
+from advisor.transfer import TRANSFER_STAGES, quantized_ratios
 
 INTERVAL_COVERAGE = 0.90
 # Extra log-width of an interval where the evidence does not reach: a setting never probed
@@ -223,7 +223,8 @@ class Models:
     outcomes: dict  # catalog id -> [memory_rule.Outcome], the measured ok and oom runs
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
     min_cap: MinCapPredictor | None = None  # minimum allocator caps, when searches were run
-    transfer: ClassTransfer | None = None  # op-class transfer, when the records hold profiles
+    # profiled GPU id -> its op-class transfer ({} without profiles in the records)
+    transfer: dict = field(default_factory=dict)
     # published misses per family (compute capability) on architectures never probed
     # (advisor.calibration): they set the architecture term of such GPUs' latency intervals
     published_misses: dict = field(default_factory=dict)
@@ -407,25 +408,29 @@ class Models:
         """Stage times of rows on GPUs never probed, replaced in place by the op-class
         transfer (advisor.transfer) from each probed GPU's fitted times, averaged over them;
         {row index: what the figure rests on} for the rows it applies to."""
-        if self.transfer is None:
+        if not self.transfer:
             return {}
+        # a probed GPU without profiles of its own borrows those of the most profiled one
+        default = max(self.transfer.values(), key=lambda t: t.n_profiles)
         index = [i for i, r in enumerate(rows)
-                 if r["gpu"] not in self.probed and self.transfer.applies(r)]
-        refs = sorted(g for g in self.probed if g in self.transfer.rates)
+                 if r["gpu"] not in self.probed and default.applies(r)]
+        refs = sorted(g for g in self.probed if g in default.rates)
         if not index or not refs:
             return {}
         columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
         estimates = []
         for ref in refs:
+            transfer = self.transfer.get(ref, default)
             times = self.latency.predict([make_row(self.specs[ref], configs[i])
                                           for i in index])[0]
             for n, i in enumerate(index):
                 for stage, j in zip(TRANSFER_STAGES, columns):
-                    times[n, j] = max(times[n, j] + self.transfer.shift(rows[i], ref, stage),
-                                      0.0)
+                    times[n, j] = max(times[n, j] + transfer.shift(rows[i], ref, stage), 0.0)
             estimates.append(times)
         stages[index] = np.mean(estimates, axis=0)
-        return {i: self.transfer.basis(rows[i]["gpu"]) + f"; from {', '.join(refs)}"
+        used = [self.transfer.get(ref, default) for ref in refs]
+        return {i: "; ".join(f"from {ref}: {t.basis(rows[i]['gpu'])}"
+                             for ref, t in zip(refs, used)) + " (the mean of the estimates)"
                 for i in index}
 
     def estimators(self) -> dict:

@@ -141,19 +141,31 @@ class ClassTransfer:
 
 
 def fit_class_transfer(rows: list[dict], records: list[dict], latency,
-                       specs: dict) -> ClassTransfer | None:
-    """Class coefficients from the profiled records (one GPU: the one with the most), and
-    beta from the other probed GPUs' fitted times at the profiled configs. None without
-    profiles."""
+                       specs: dict) -> dict[str, ClassTransfer]:
+    """A ClassTransfer per profiled GPU, from its own profiles (class coefficients, launches
+    and the seconds per launch of its host), with beta from the other probed GPUs' fitted
+    times at its profiled configs; {} without profiles. A GPU never probed is predicted from
+    each probed GPU through that GPU's own transfer (Models._by_class), so neither the
+    elementwise share nor the launch costs rest on one reference alone."""
     rates = {g: (s.gemm_tflops, s.gemm_source, s.bandwidth_gbs, s.tflops.get("fp32"))
              for g, s in specs.items() if s.gemm_tflops and s.tflops.get("fp32")}
     profiled = [(row, r) for row, r in zip(rows, records)
                 if _profile(r) and row["gpu"] in rates and row["offload"] == "none"]
-    if not profiled:
-        return None
-    gpus = [row["gpu"] for row, _ in profiled]
-    gpu = max(set(gpus), key=gpus.count)
-    profiled = [(row, r) for row, r in profiled if row["gpu"] == gpu]
+    out = {}
+    for gpu in sorted({row["gpu"] for row, _ in profiled}):
+        mine = [(row, r) for row, r in profiled if row["gpu"] == gpu]
+        transfer = _class_transfer(gpu, mine, rates)
+        if transfer is not None:
+            others = {row["gpu"] for row in rows} - {gpu}
+            transfer.beta, transfer.beta_basis = _fit_beta(transfer, mine, latency, others,
+                                                           specs)
+            out[gpu] = transfer
+    return out
+
+
+def _class_transfer(gpu: str, profiled: list, rates: dict) -> ClassTransfer | None:
+    """The class coefficients and launch costs of one GPU's profiles (beta still to fit);
+    None without a profile of the plain setting."""
     coefs: dict = {}
     for stage in TRANSFER_STAGES:
         groups: dict[tuple, list] = {}
@@ -167,12 +179,9 @@ def fit_class_transfer(rows: list[dict], records: list[dict], latency,
         return None
     cpus = [(r.get("host") or {}).get("cpu") or "CPU not recorded" for _, r in profiled]
     launches, launch_s, n_paced = _launches(profiled)
-    transfer = ClassTransfer(gpu, coefs, 0.0, "", rates, len(profiled),
-                             host=max(set(cpus), key=cpus.count), launches=launches,
-                             launch_s=launch_s, n_paced=n_paced)
-    others = {row["gpu"] for row in rows} - {gpu}
-    transfer.beta, transfer.beta_basis = _fit_beta(transfer, profiled, latency, others, specs)
-    return transfer
+    return ClassTransfer(gpu, coefs, 0.0, "", rates, len(profiled),
+                         host=max(set(cpus), key=cpus.count), launches=launches,
+                         launch_s=launch_s, n_paced=n_paced)
 
 
 def _launches(profiled: list) -> tuple[dict, dict, int]:

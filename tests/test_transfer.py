@@ -40,16 +40,16 @@ def models():
 
 def test_class_coefficients_are_the_profiles_law(models):
     m, _ = models
-    assert m.transfer.profiled_gpu == H200 and m.transfer.n_profiles == 6
+    assert list(m.transfer) == [H200] and m.transfer[H200].n_profiles == 6
     for stage, law in LAW.items():
-        coef = m.transfer.coefs[(stage, ("bf16", "native", False))]
+        coef = m.transfer[H200].coefs[(stage, ("bf16", "native", False))]
         for k in CLASSES:
             assert coef[k] == pytest.approx(law[k], rel=1e-9, abs=1e-15)
 
 
 def test_each_class_scales_by_its_own_rate(models):
     m, specs = models
-    t = m.transfer
+    t = m.transfer[H200]
     gemm, _, bandwidth, fp32 = t.rates[H200]
     rho = t.rho("rtx-4090")
     assert rho["gemm"] == rho["attention"] == pytest.approx(gemm / specs["rtx-4090"].gemm_tflops)
@@ -67,7 +67,9 @@ def test_an_unprobed_gpu_is_predicted_class_by_class_and_says_so(models):
     m, _ = models
     pred = m.predict("rtx-4090", Config(1024, 1024))
     assert pred.source == "transferred"
-    assert pred.source_detail.startswith("per-class transfer from 6 op-class profiles")
+    assert pred.source_detail.startswith(f"from {H100}: per-class transfer from 6 op-class "
+                                         f"profiles of {H200}")
+    assert f"; from {H200}: per-class" in pred.source_detail
     assert "160 TFLOP/s (measured, cited in the catalog)" in pred.source_detail
     assert m.predict(H100, Config(768, 768)).source_detail.startswith("fitted")
     # offload and fp32 keep the roofline transfer
@@ -80,20 +82,20 @@ def test_an_unprobed_gpu_is_predicted_class_by_class_and_says_so(models):
 def test_without_profiles_there_is_no_class_transfer():
     specs = gpu_specs()
     records = with_sources(synthetic_records(grid=SQUARES_GRID[2:4]))
-    assert fit_models(records, specs).transfer is None
+    assert fit_models(records, specs).transfer == {}
 
 
 def test_a_config_profiled_on_two_machines_is_one_beta_estimate(models):
     m, specs = models
-    n = int(m.transfer.beta_basis.split("median of ")[1].split()[0])
+    n = int(m.transfer[H200].beta_basis.split("median of ")[1].split()[0])
     records = copy.deepcopy(m.records)
     again = [copy.deepcopy(r) for r in records if (r.get("results") or {}).get("profile")]
     for r in again:
         r["gpu"]["uuid"] = "GPU-second"
-    twice = fit_models(records + again, specs).transfer
-    assert twice.n_profiles == 2 * m.transfer.n_profiles
+    twice = fit_models(records + again, specs).transfer[H200]
+    assert twice.n_profiles == 2 * m.transfer[H200].n_profiles
     assert twice.beta_basis.startswith(f"median of {n} profiled configs")
-    assert twice.beta == pytest.approx(m.transfer.beta, rel=0.01)  # the refit weighs repeats
+    assert twice.beta == pytest.approx(m.transfer[H200].beta, rel=0.01)  # the refit weighs repeats
 
 
 def test_a_stage_takes_the_larger_of_host_issue_and_gpu_time(models):
@@ -110,7 +112,7 @@ def test_a_stage_takes_the_larger_of_host_issue_and_gpu_time(models):
         for stage, window in profile.items():
             busy = sum(window["class_s"][k] for k in CLASSES)
             window.update(kernels=2000.0, busy_s=busy, wall_s=busy * (3 if small else 1.05))
-    t = fit_models(records, specs).transfer
+    t = fit_models(records, specs).transfer[H200]
     timed = [r["results"]["denoise_step_s"] for r in records if r["gpu"]["catalog_id"] == H200
              and r["config"]["height"] == 512 and r["config"]["batch"] == 1]
     row = make_row(specs["rtx-3090"], Config(512, 512))
@@ -125,3 +127,23 @@ def test_a_stage_takes_the_larger_of_host_issue_and_gpu_time(models):
     classes = t.seconds(big, "denoise_step")
     assert t.shift(big, H200, "denoise_step") == pytest.approx(busy("rtx-3090") - busy(H200))
     assert "a stage takes the larger of host issue and GPU time" in t.basis("rtx-3090")
+
+
+def test_each_profiled_gpu_is_a_reference_with_its_own_profiles(models):
+    m, specs = models
+    records = copy.deepcopy(m.records)
+    for r in records:
+        if r["gpu"]["catalog_id"] != H100:
+            continue
+        row = make_row(specs[H100], Config.from_record(r["config"]))
+        r["results"]["profile"] = {stage: {
+            "wall_s": 1.0, "busy_s": None, "kernels": None,
+            "class_s": {k: 2 * LAW[stage][k] * class_work(row, stage)[k] for k in CLASSES}
+            | {"other": None}} for stage in LAW}
+    both = fit_models(records, specs)
+    assert sorted(both.transfer) == [H100, H200]
+    coef = both.transfer[H100].coefs[("denoise_step", ("bf16", "native", False))]
+    assert coef["gemm"] == pytest.approx(2 * LAW["denoise_step"]["gemm"])
+    detail = both.predict("rtx-4090", Config(1024, 1024)).source_detail
+    assert f"from {H100}: per-class transfer from" in detail and f"profiles of {H100}" in detail
+    assert f"from {H200}: per-class transfer from 6 op-class profiles of {H200}" in detail
