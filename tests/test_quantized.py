@@ -228,7 +228,7 @@ def test_validation_scores_the_quantized_precisions_apart(records, specs):
         runs = sum(r["config"]["precision"] == precision for r in records)  # 12, int8-wo 6
         assert by_split["kfold"]["total_s"]["n"] == by_split["shape_out"]["total_s"]["n"] == runs
         assert by_split["gpu_out"]["total_s"]["n"] == 0  # the H200 alone ran them
-    assert quantized["unscored"] == {"kfold": 0, "shape_out": 0, "gpu_out": 30}
+    assert quantized["unscored"] == {"kfold": 0, "shape_out": 0, "gpu_out": 30, "machine_out": 0}
     assert sum(r["config"].startswith("512x512 b1 fp8 ") for r in report["residuals"]) > 0
     table = format_table(report)
     assert "fp8-wo     kfold      latency total          12" in table
