@@ -231,7 +231,7 @@ def test_validation_scores_the_quantized_precisions_apart(records, specs):
     assert quantized["unscored"] == {"kfold": 0, "shape_out": 0, "gpu_out": 30, "machine_out": 0}
     assert sum(r["config"].startswith("512x512 b1 fp8 ") for r in report["residuals"]) > 0
     table = format_table(report)
-    assert "fp8-wo     kfold      latency total          12" in table
+    assert "fp8-wo     kfold       latency total          12" in table
     assert "unscored points: gpu_out 30" in table
 
 
