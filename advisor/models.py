@@ -449,6 +449,7 @@ class Models:
     def summary(self) -> dict:
         """What `advisor fit` prints: data used, calibration, intervals, fitted efficiencies."""
         ok = [r for r in self.records if r["status"] == "ok"]
+        probed_archs = {self.specs[g].architecture for g in self.probed}
         efficiency = {}
         for gpu in sorted(self.probed):
             config = Config(1024, 1024)
@@ -468,6 +469,13 @@ class Models:
             "intervals": {kind: _bounds_summary(iv) | {
                 "host_bound": _bounds_summary(iv.host_bound) if iv.host_bound else None}
                 for kind, iv in self.intervals.items()},
+            "machine_bands": {r: {"bounds": list(b.bounds), "n": b.n}
+                              for r, b in self.machine_bands.items()},
+            "architecture_widths": {
+                family: {"half_width": w.half_width, "points": [list(p) for p in w.points]}
+                for family in sorted({family_of(spec) for spec in self.specs.values()
+                                      if spec.architecture not in probed_archs})
+                if (w := ArchitectureWidth.of(family, self.published_misses.get(family, [])))},
             "efficiency_1024": efficiency,
             "problems": self.problems,
             "cache_path": self.cache_path,

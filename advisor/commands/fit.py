@@ -123,6 +123,13 @@ def _summary_table(s: dict) -> str:
                      + (f"; host-bound configs: fitted {_pct(host['fitted'])}"
                         + (f", transferred {_pct(host['transferred'])}"
                            if host["transferred"] else "") if host else ""))
+        if kind == "latency":
+            lines += [f"  with the machine spread of {regime.replace('_', '-')} configs: "
+                      f"{_pct(band['bounds'])} ({band['n']} machine medians), in quadrature"
+                      for regime, band in s["machine_bands"].items()]
+    lines.append("architecture never probed, latency term by family (compute capability): "
+                 + "; ".join(f"{family} +/-{w['half_width']:.0%} ({len(w['points'])} published "
+                             f"point(s))" for family, w in s["architecture_widths"].items()))
     lines.append("default setting (bf16, native attention, no compile, no offload), 1024x1024:")
     for gpu, e in s["efficiency_1024"].items():
         lines.append(f"  {gpu}: step {e['denoise_step_s']:.3f} s, MFU {e['mfu']:.1%}, "
