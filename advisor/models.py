@@ -425,7 +425,7 @@ class Models:
                                           for i in index])[0]
             for n, i in enumerate(index):
                 for stage, j in zip(TRANSFER_STAGES, columns):
-                    times[n, j] = max(times[n, j] + transfer.shift(rows[i], ref, stage), 0.0)
+                    times[n, j] = transfer.stage_s(rows[i], ref, stage, times[n, j])
             estimates.append(times)
         stages[index] = np.mean(estimates, axis=0)
         used = [self.transfer.get(ref, default) for ref in refs]

@@ -5,17 +5,19 @@ convolutions and elementwise work (norms, RoPE, activations, copies). Each class
 rate on another GPU, so each is scaled by its own ratio; the host issuing the kernels is
 another pace, and a stage takes the larger of the two:
 
-    t(target) = t(ref) + max(H, B(target)) - max(H, B(ref)),  B(g) = sum over classes k of
-                                                                    c_k(config) x rho_k(P -> g)
+    t(target) = t(ref) + max(H, B(target)) - max(H, B(ref)),  H at most t(ref),
+    B(g) = sum over classes k of c_k(config) x rho_k(P -> g)
 
-`t(ref)` is the fitted time on a probed GPU, `c_k` the class seconds on the profiled GPU P at
+`t(ref)` is the fitted time on a probed GPU (H is taken at most t(ref): a stage cannot take less
+than its host time, and the latency fit weighs host-bound rows lightly, so at a host-paced shape
+t(ref) can fall under the profiling host's H), `c_k` the class seconds on the profiled GPU P at
 this config (fitted per setting from the profiles, proportional to each class's work), B(g) the
 GPU-busy seconds on g, and H the host's time to issue the stage's kernels on the profiling
 machine (kernels launched x seconds per launch, both from the profiles). The host issues ahead
 of the GPU, so a stage takes about the larger of the two: on the H200 a 512x512 b1 step is
 busy 37 of 72-76 ms with 2,709 launches, a 512x512 b4 step busy 137-138 of 145-158 ms with
 2,930 (its idle gap fell from 35-39 to 8-20 ms as the GPU work grew). Without launch counts
-in the profiles H is 0 and the shift is the sum of the class differences. `rho_k(P -> g)` is
+in the profiles H is 0 and the change is the sum of the class differences. `rho_k(P -> g)` is
 how much longer class k takes on g than on P:
 - GEMM, attention, convolution: the ratio of achieved dense bf16 matmul rates (the catalog's
   cited `achieved_bf16_tflops`; for a GPU without one, its datasheet peak times the median
@@ -120,13 +122,15 @@ class ClassTransfer:
         cost = self.launch_s.get((stage, group)) or self.launch_s.get((stage, None))
         return launches * cost if launches and cost else 0.0
 
-    def shift(self, row: dict, ref_gpu: str, stage: str) -> float:
-        """Seconds to add to a stage's time on `ref_gpu` for the row's GPU: the change of the
-        larger of host issue and GPU busy time."""
+    def stage_s(self, row: dict, ref_gpu: str, stage: str, ref_s: float) -> float:
+        """A stage's seconds on the row's GPU from its seconds `ref_s` on `ref_gpu`: plus the
+        change of the larger of host issue and GPU busy time. The host's issue time is taken at
+        most `ref_s` (a stage cannot take less than its host time; a fit that weighs host-bound
+        rows lightly can put a host-paced stage under the profiling host's issue time)."""
         classes = self.seconds(row, stage)
         busy = lambda gpu: sum(classes[k] * rate for k, rate in self.rho(gpu).items())
-        host = self.host_s(row, stage)
-        return max(host, busy(row["gpu"])) - max(host, busy(ref_gpu))
+        host = min(self.host_s(row, stage), ref_s)
+        return max(ref_s + max(host, busy(row["gpu"])) - max(host, busy(ref_gpu)), 0.0)
 
     def basis(self, gpu: str) -> str:
         gemm, source, bandwidth, fp32 = self.rates[gpu]
