@@ -60,9 +60,9 @@ def price_source(cost: dict) -> str:
 def bases_columns(bases: dict | None) -> dict:
     """An option's point and upper-basis fleets and costs side by side, what probing the GPU
     can settle, and the probe (plan option `bases`; None cells for probed GPUs)."""
-    if not bases:
-        return dict.fromkeys(("gpus_point_upper", "usd_point_upper", "probing_settles",
-                              "probe"))
+    if not bases:  # measured or fitted figures: one basis, nothing a probe would settle
+        return {"gpus_point_upper": "probed GPU", "usd_point_upper": "probed GPU",
+                "probing_settles": "", "probe": ""}
     point, upper, settles = bases["point"], bases["upper"], bases["probing_settles"]
     gpus = lambda b: str(b["total_gpus"]) if b["total_gpus"] else "none meets the SLO"
     usd = lambda b: "-" if b["usd_per_month"] is None else f"${b['usd_per_month']:,.0f}"
