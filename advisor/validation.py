@@ -2,9 +2,10 @@
 
 Four ways to hold data out: `kfold` (random folds of distinct configs), `shape_out` (each
 height x width held out in turn, on every GPU and setting), `gpu_out` (fit on all other GPUs,
-predict this one through its catalog specs) and `machine_out` (one machine of a GPU measured on
-several, predicted from everything else: what a buyer's own machine gets). Each held-out prediction goes through
-`Models.predict_many`, intervals included, so the figures describe what users get.
+predict this one through its catalog specs) and `machine_out` (one machine of a GPU measured
+on several, predicted from everything else: what a buyer's own machine gets). Each held-out
+prediction goes through `Models.predict_many`, intervals included, so the figures describe what
+users get.
 """
 from __future__ import annotations
 

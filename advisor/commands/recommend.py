@@ -263,7 +263,8 @@ def bases_text(bases: dict | None) -> str:
     text = (f"sized on the point prediction {fleet(bases['point'])}; on the 90% interval's "
             f"upper end {fleet(bases['upper'])} (ranked on {bases['ranked_on']})")
     if settles["gpus"] is not None:
-        usd = "" if settles["usd_per_month"] is None else f", ${settles['usd_per_month']:,.0f}/month"
+        usd = ("" if settles["usd_per_month"] is None
+               else f", ${settles['usd_per_month']:,.0f}/month")
         text += f"; probing this GPU can settle {settles['gpus']} GPUs{usd}"
     minutes = ("" if probe["gpu_minutes"] is None
                else f" (about {probe['gpu_minutes']:.0f} GPU minutes: {probe['basis']})")
