@@ -48,7 +48,7 @@ EXTRA_WIDTH = {
 }
 INTERVAL_KINDS = tuple(EXTRA_WIDTH)
 # The grid of square sides a prediction is checked against below it (Models._envelope)
-ENVELOPE_SIDES = (256, 384, 512, 640, 768, 1024, 1280, 1536, 2048)
+ENVELOPE_SIDES = (512, 640, 768, 1024, 1280, 1536, 2048)
 
 
 @dataclass
@@ -240,6 +240,7 @@ class Models:
     problems: list = field(default_factory=list)  # records skipped, with file:line
     cache_path: str | None = None
     _by_setting: dict | None = field(default=None, repr=False)  # _measured_bounds' index
+    _grid_totals: dict | None = field(default=None, repr=False)  # _envelope's grid times
 
     # ------------------------------------------------------------------------------ queries
 
@@ -344,16 +345,18 @@ class Models:
                         keys.append((row["gpu"], point))
                         ladder.setdefault((row["gpu"], point), point)
             below.append(keys)
-        if not ladder:
-            return
-        keys = list(ladder)
-        l_rows = [make_row(self.specs[gpu], c) for gpu, c in keys]
-        l_configs = [c for _, c in keys]
-        l_stages, l_depth = self.latency.predict(l_rows)
-        self._carried(l_rows, l_configs, l_stages, l_depth)
-        self._by_class(l_rows, l_configs, l_stages)
-        totals = dict(zip(keys, self.latency.compose(
-            l_stages, np.array([r["steps"] for r in l_rows], dtype=float))["total"]))
+        if self._grid_totals is None:
+            self._grid_totals = {}
+        totals = self._grid_totals  # a grid point's time is the same in every call: kept
+        keys = [key for key in ladder if key not in totals]
+        if keys:
+            l_rows = [make_row(self.specs[gpu], c) for gpu, c in keys]
+            l_configs = [c for _, c in keys]
+            l_stages, l_depth = self.latency.predict(l_rows)
+            self._carried(l_rows, l_configs, l_stages, l_depth)
+            self._by_class(l_rows, l_configs, l_stages)
+            totals.update(zip(keys, self.latency.compose(
+                l_stages, np.array([r["steps"] for r in l_rows], dtype=float))["total"]))
         step = LATENCY_STAGES.index("denoise_step")
         for i, keys in enumerate(below):
             if not keys:

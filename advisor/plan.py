@@ -249,10 +249,14 @@ def _bases(option: dict, candidates: list[Candidate], request: Request, predicto
     out = {}
     for basis in ("point", "upper"):
         sized = request.with_changes(latency_basis=basis)
-        sizing = size_fleet(service(c.gpu, c.setting, c.max_batch, batches, preds, sized),
-                            request.peak_images_per_s, request.slo_quantile, request.slo_s,
-                            request.window_s, request.max_gpus - request.n_plus_one,
-                            request.simulation)
+        if all(sized.sized_on_upper(p.source) == request.sized_on_upper(p.source)
+               for p in preds.values()):
+            sizing = c.sizing  # the request's own basis: the option as ranked
+        else:
+            sizing = size_fleet(service(c.gpu, c.setting, c.max_batch, batches, preds, sized),
+                                request.peak_images_per_s, request.slo_quantile, request.slo_s,
+                                request.window_s, request.max_gpus - request.n_plus_one,
+                                request.simulation)
         n = sizing.n_gpus
         cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one) if n else None
         out[basis] = {
