@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from advisor.features import GpuSpec
 from advisor.fit import fit_models
-from advisor.models import Intervals, Models, conformal_bounds, published_families
+from advisor.intervals import Intervals, conformal_bounds, published_families
+from advisor.models import Models
 from advisor.validation import (
     cross_predict, fold_metrics, published_residuals, quantized, regime_of,
 )

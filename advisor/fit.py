@@ -13,7 +13,8 @@ from advisor.errors import AdvisorError
 from advisor.features import (
     LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key, refusal,
 )
-from advisor.models import Measured, Models, machine_bands, match_key, outcome, setting_key
+from advisor.intervals import machine_bands
+from advisor.models import Measured, Models, match_key, outcome, setting_key
 from advisor.predictors import MinCapPredictor
 from advisor.transfer import fit_class_transfer
 

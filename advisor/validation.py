@@ -17,7 +17,8 @@ from advisor.contract import QUANTIZATIONS, REGIMES, Config
 from advisor.errors import AdvisorError
 from advisor.features import GpuSpec, make_row, memory_key
 from advisor.fit import min_cap_rows, usable
-from advisor.models import ArchitectureWidth, family_of, published_families, setting_key
+from advisor.intervals import ArchitectureWidth, family_of, published_families
+from advisor.models import setting_key
 from advisor.predictors import MinCapPredictor, cap_family
 from advisor.records import UNRECORDED_MACHINE, config_key, machine_medians, machine_of
 

@@ -99,7 +99,7 @@ class FakeModels:
 
     def architecture_width(self, spec):
         """The unprobed-architecture term the law's intervals stand for: the prior's."""
-        from advisor.models import ArchitectureWidth, family_of
+        from advisor.intervals import ArchitectureWidth, family_of
 
         return ArchitectureWidth.of(family_of(spec), [])
 

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, Config
-from advisor.models import PRIOR_HALF_WIDTH, ArchitectureWidth, MachineBand, machine_bands
+from advisor.intervals import PRIOR_HALF_WIDTH, ArchitectureWidth, MachineBand, machine_bands
 from advisor.records import machine_log_ratios
 from tests.synthetic import make_record, make_results
 

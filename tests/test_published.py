@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 import pytest
 
 from advisor.contract import Config
@@ -82,7 +81,7 @@ def test_transferred_intervals_take_their_family_width_from_published_points(tmp
     capability) from a prior updated by the published diffusers points of that family; the
     published split sets each point's term from the other points only."""
     from advisor.calibration import fit_calibrated
-    from advisor.models import ArchitectureWidth
+    from advisor.intervals import ArchitectureWidth
     from tests.synthetic import SQUARES_GRID, gpu_specs, synthetic_records, with_sources
 
     specs = gpu_specs()
