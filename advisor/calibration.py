@@ -11,9 +11,8 @@ from advisor.features import GpuSpec
 from advisor.fit import fit_models
 from advisor.intervals import Intervals, conformal_bounds, published_families
 from advisor.models import Models
-from advisor.validation import (
-    cross_predict, fold_metrics, published_residuals, quantized, regime_of,
-)
+from advisor.published_split import published_residuals
+from advisor.validation import cross_predict, fold_metrics, quantized, regime_of
 
 CALIBRATION_FOLDS = 5
 # Interval kind -> the validation target whose out-of-fold residuals set its width.

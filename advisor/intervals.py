@@ -140,7 +140,7 @@ def family_of(spec: GpuSpec) -> str:
 
 def published_families(rows: list[dict], specs: dict) -> dict[str, list[tuple[str, float]]]:
     """Published misses per family: (point id, log measured / predicted) of the rows
-    (validation.published_residuals) on unprobed architectures, by family_of their GPU."""
+    (published_split.published_residuals) on unprobed architectures, by family_of their GPU."""
     out: dict[str, list[tuple[str, float]]] = {}
     for r in rows:
         if r["unprobed_architecture"]:

@@ -9,7 +9,8 @@ import pytest
 from advisor.contract import Config
 from advisor.errors import AdvisorError
 from advisor.published import STACKS, load_published
-from advisor.validation import format_table, published_split
+from advisor.published_split import published_split
+from advisor.validation import format_table
 from tests.fake_models import FakeModels
 
 
