@@ -26,7 +26,7 @@ def fit_calibrated(records: list[dict], specs: dict[str, GpuSpec], problems: lis
     """Models fitted on `records` (and the memory-capped ones) with intervals calibrated on
     their own cross-validation; for GPUs of architectures never probed, the architecture term
     of the latency interval from a stated prior updated by the misses of the `published` points
-    of the software this tool models on that GPU's family (models.ArchitectureWidth; the
+    of the software this tool models on that GPU's family (intervals.ArchitectureWidth; the
     points fit nothing)."""
     models = fit_models(records, specs, problems, model_version=model_version, capped=capped)
     calibrate(models, specs)

@@ -48,7 +48,7 @@ def published_split(models, points: list) -> dict:
     GPU and overall, and interval coverage, of the points measured with the software the
     advisor models (the diffusers pipeline on PyTorch) only. A shipped model's interval for a
     GPU of an architecture never probed has an architecture term from these points of its
-    family (models.ArchitectureWidth, advisor.calibration); here each point's term comes from
+    family (intervals.ArchitectureWidth, advisor.calibration); here each point's term comes from
     the other points only (leave one out), so the coverage says what a GPU nobody measured
     gets. Trusted points of other software (ComfyUI, stable-diffusion.cpp, SGLang, ...)
     are listed apart in `other_software` with their ratio to the predicted diffusers time: a
