@@ -30,8 +30,15 @@ class GroupedLinear:
         raise AssertionError("level 0 always has the pooled group")
 
     def predict(self, X: np.ndarray, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        """(X @ coef per row, depth per row)."""
-        found = [self.lookup(r) for r in rows]
+        """(X @ coef per row, depth per row). Rows of one group share a lookup."""
+        keys = tuple(dict.fromkeys(k for level in self.levels for k in level))
+        memo: dict[tuple, tuple[np.ndarray, int]] = {}
+        found = []
+        for r in rows:
+            group = tuple(r[k] for k in keys)
+            if group not in memo:
+                memo[group] = self.lookup(r)
+            found.append(memo[group])
         if not found:
             return np.zeros(0), np.zeros(0, dtype=int)
         C = np.array([c for c, _ in found])
