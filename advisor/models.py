@@ -188,24 +188,24 @@ class Models:
         host/GPU switch, each a smooth curve of its own, need not compose into a rising one.
         The grid's points are raised against all of the grid below them, so predictions on it
         keep that order exactly."""
-        ladder: dict[tuple, Config] = {}
-        below: list[list[tuple]] = []
+        bases: dict[tuple, Config] = {}  # (gpu, config at batch 1) -> that config
+        below: list[list[tuple]] = []  # per row: (gpu, its config at batch 1, side, batch)
         for row, c in zip(rows, configs):
-            keys = []
-            for side in (s for s in ENVELOPE_SIDES if s * s <= c.pixels):
-                for batch in (2 ** k for k in range(c.batch.bit_length())):
-                    if (side * side, batch) != (c.pixels, c.batch):
-                        point = replace(c, height=side, width=side, batch=batch)
-                        keys.append((row["gpu"], point))
-                        ladder.setdefault((row["gpu"], point), point)
-            below.append(keys)
+            base = (row["gpu"], replace(c, batch=1) if c.batch != 1 else c)
+            bases.setdefault(base, base[1])
+            below.append([(*base, side, batch)
+                          for side in ENVELOPE_SIDES if side * side <= c.pixels
+                          for batch in (2 ** k for k in range(c.batch.bit_length()))
+                          if (side * side, batch) != (c.pixels, c.batch)])
+        ladder = {key: None for keys in below for key in keys}
         if self._grid_totals is None:
             self._grid_totals = {}
         totals = self._grid_totals  # a grid point's time is the same in every call: kept
         keys = [key for key in ladder if key not in totals]
         if keys:
-            l_rows = [make_row(self.specs[gpu], c) for gpu, c in keys]
-            l_configs = [c for _, c in keys]
+            l_configs = [replace(c, height=side, width=side, batch=batch)
+                         for _, c, side, batch in keys]
+            l_rows = [make_row(self.specs[key[0]], c) for key, c in zip(keys, l_configs)]
             l_stages, l_depth = self.latency.predict(l_rows)
             self._carried(l_rows, l_configs, l_stages, l_depth)
             self._by_class(l_rows, l_configs, l_stages)
@@ -222,7 +222,8 @@ class Models:
                     values[i] *= scale
                 stages[i, step] *= scale
                 notes[i] = (f"; raised to {totals[top]:.3f} s, the time predicted at "
-                            f"{top[1].label()} (a larger config of a setting is never faster)")
+                            f"{top[2]}x{top[2]} b{top[3]} (a larger config of a setting is never "
+                            "faster)")
 
     def _carried_basis(self, row: dict, twin: dict, refs: list, twin_detail: str) -> Carried:
         precision, gpu = row["precision"], row["gpu"]
