@@ -122,6 +122,12 @@ CFG_GUIDANCE_SCALE = 4.0  # guidance used when a prediction asks for CFG: any va
 #                           the same kernels (ZImagePipeline runs CFG whenever it is > 0)
 
 
+def cfg_passes(cfg: bool) -> int:
+    """How many times a batch goes through the text encoder and each transformer step: twice
+    with classifier-free guidance (prompt and negative prompt, concatenated), else once."""
+    return 2 if cfg else 1
+
+
 def shape_label(height: int, width: int) -> str:
     """An image size as people and `--resolution WxH` write it: width x height."""
     return f"{width}x{height}"
@@ -234,7 +240,7 @@ class Config:
     def oom_size(self) -> int:
         """Work that sets activation memory: pixels x images in the transformer batch (CFG
         doubles it)."""
-        return self.pixels * self.batch * (2 if self.cfg else 1)
+        return self.pixels * self.batch * cfg_passes(self.cfg)
 
     def regime(self) -> str:
         """REGIMES: host-bound when its work is at most HOST_BOUND_PIXELS."""

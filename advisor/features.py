@@ -16,8 +16,8 @@ import numpy as np
 from advisor import workload
 from advisor.errors import AdvisorError
 from advisor.contract import (
-    ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, QUANTIZATIONS, Config, dtype_of,
-    unsupported_reason,
+    ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, QUANTIZATIONS, Config, cfg_passes,
+    dtype_of, unsupported_reason,
 )
 
 MIB = 2**20
@@ -263,7 +263,7 @@ def _latency_row(row: dict, stage: str) -> tuple:
     batch, elem = row["batch"], element_bytes(row["precision"])
     wb = weight_bytes(row["precision"])
     if stage == "text_encode":
-        prompts = batch * (2 if row["cfg"] else 1)
+        prompts = batch * cfg_passes(row["cfg"])
         return (1.0, prompts * _text_encoder_tflops() / peak, wb["text_encoder"] / bw, host_copy)
     if stage == "first_step_extra":
         return (1.0, host_copy)
@@ -272,7 +272,7 @@ def _latency_row(row: dict, stage: str) -> tuple:
         return (1.0, pixels / HOST_PIXEL_SCALE, host_copy)
     costs = shape_costs(row["height"], row["width"], row["caption_tokens"])
     if stage == "denoise_step":
-        images = batch * (2 if row["cfg"] else 1)
+        images = batch * cfg_passes(row["cfg"])
         t = _arch().transformer
         layers = t.n_layers + 2 * t.n_refiner_layers
         activations = images * costs["seq_tokens"] * t.dim * layers * elem
@@ -362,7 +362,7 @@ def int32_pixels() -> int:
 
 def _memory_row(row: dict, stage: str) -> tuple:
     batch, elem = row["batch"], element_bytes(row["precision"])
-    images = batch * (2 if row["cfg"] else 1)
+    images = batch * cfg_passes(row["cfg"])
     if stage == "text_encode":
         return (1.0, images * workload.MAX_CAPTION_TOKENS * elem / MIB)
     costs = shape_costs(row["height"], row["width"], row["caption_tokens"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from advisor import memory_rule
 from advisor.contract import (
-    ATTENTIONS, GB, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction,
+    ATTENTIONS, GB, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction, cfg_passes,
     compute_precision, dtype_of,
 )
 from advisor.coverage import Probed, extrapolation
@@ -521,7 +521,7 @@ class Models:
                   f"larger of {margin_gb:g} GB and the CUDA context ({context:.2f} GB); measured "
                   "runs of this GPU and setting decide first (advisor.memory_rule)"),
             basis=memory_basis)
-        images = config.batch * (2 if config.cfg else 1)
+        images = config.batch * cfg_passes(config.cfg)
         achieved = images * shape_costs(config.height, config.width,
                                         config.caption_tokens)["forward_tflops"] / step
         return Prediction(

@@ -293,7 +293,7 @@ def _short_test(c: Candidate, request: Request) -> dict:
             "range_s": None if spread is None else list(spread)}
 
 
-def test_length(test: dict) -> str:
+def run_length(test: dict) -> str:
     """A short test's length in words: "7 min", "45 s"."""
     d = test["duration_s"]
     return f"{d / 60:.0f} min" if d >= 90 else f"{d:.0f} s"

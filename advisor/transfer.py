@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from advisor.contract import Config
+from advisor.contract import Config, cfg_passes
 from advisor.features import LATENCY_FEATURES, LATENCY_STAGES, make_row, shape_costs
 
 CLASSES = ("gemm", "attention", "convolution", "elementwise")
@@ -63,7 +63,7 @@ COMPUTE_TERMS = {"text_encode": "compute", "denoise_step": "matmul"}
 def class_work(row: dict, stage: str) -> dict[str, float]:
     """What sets each class's time in a stage, per batch (units differ by class; a fitted
     coefficient carries them)."""
-    images = row["batch"] * (2 if row["cfg"] else 1)
+    images = row["batch"] * cfg_passes(row["cfg"])
     if stage == "text_encode":
         return dict.fromkeys(("gemm", "attention", "elementwise"), float(images)) | {
             "convolution": 0.0}

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from advisor import ARCH_DIR, REPO_ROOT
-from advisor.contract import QUANTIZATIONS
+from advisor.contract import QUANTIZATIONS, cfg_passes
 from advisor.errors import AdvisorError, shown
 
 PIXELS_PER_TOKEN = 16  # the VAE downsamples 8x, the transformer patchifies 2x2 latents
@@ -533,7 +533,7 @@ def transformer_forwards(steps: int, cfg: bool) -> int:
     concatenated), so each image costs two forwards a step.
     """
     _check_count("steps", steps)
-    return steps * (2 if cfg else 1)
+    return steps * cfg_passes(cfg)
 
 
 def workload_summary(
@@ -556,7 +556,7 @@ def workload_summary(
     caption = padded_caption_tokens(caption_tokens)
     tokens = image_tokens(height, width)
     forwards = transformer_forwards(steps, cfg)
-    te_passes = 2 if cfg else 1
+    te_passes = cfg_passes(cfg)
     per_forward = transformer_tflops_per_forward(height, width, caption_tokens, arch)
     stages = {
         "text_encode": te_passes * text_encoder_tflops(MAX_CAPTION_TOKENS, arch),

@@ -50,7 +50,7 @@ BUILT_IN = {
             {"offload": ["model", "sequential"]},
         ],
     },
-    # The shipped data set (issue 3): ~8 minutes on an H100 including loads and compilation.
+    # The shipped data set: ~8 minutes on an H100 including loads and compilation.
     # Ordered by pipeline (see sweep.order), not as listed here.
     # Work per config is capped at 16 x 1024^2 pixels (batch 16 at 1024, 4 at 2048).
     "standard": {

@@ -44,6 +44,7 @@ from advisor.contract import (
     QUANTIZATIONS,
     Config,
     Parallel,
+    cfg_passes,
     compute_precision,
 )
 from advisor.errors import AdvisorError
@@ -147,7 +148,7 @@ class Forecast:
 
     @staticmethod
     def call_tflops(c: Config, steps: int) -> float:
-        passes = 2 if c.cfg else 1
+        passes = cfg_passes(c.cfg)
         return c.batch * (passes * workload.text_encoder_tflops(c.max_sequence_length)
                           + steps * workload.transformer_forwards(1, c.cfg)
                           * workload.transformer_tflops_per_forward(c.height, c.width,

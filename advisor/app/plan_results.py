@@ -10,7 +10,7 @@ import pandas as pd
 
 from advisor.catalog import Catalog
 from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, Setting
-from advisor.plan import test_length
+from advisor.plan import run_length
 
 DEMAND_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 SURE_WORDS = {  # by an option's least sure figure
@@ -89,7 +89,7 @@ def price_needed_frame(plan) -> pd.DataFrame:
 def _short_test(test: dict | None) -> dict:
     """A short load test's 90% range of the SLO quantile (plan.latency.short_test), as text."""
     spread = (test or {}).get("range_s")
-    return {"short_test": (f"{spread[0]:.2f}-{spread[1]:.2f} s ({test_length(test)}, "
+    return {"short_test": (f"{spread[0]:.2f}-{spread[1]:.2f} s ({run_length(test)}, "
                            f"{test['requests']:,} req.)") if spread else None}
 
 

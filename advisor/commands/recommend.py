@@ -9,7 +9,7 @@ import textwrap
 from advisor.commands.common import add_data_args, add_format_arg, load_models
 from advisor.contract import LATENCY_BASES, PRECISIONS, QUANTIZATIONS, Setting
 from advisor.errors import AdvisorError
-from advisor.plan import test_length
+from advisor.plan import run_length
 
 WIDTH = 100
 
@@ -243,7 +243,7 @@ def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
     if test.get("range_s"):
         lo, hi = test["range_s"]
         detail += (f"; {q[:3]} {o['latency'][q]:.2f} s is the long run: a load test of "
-                   f"{test_length(test)} at peak ({test['requests']:,} requests) "
+                   f"{run_length(test)} at peak ({test['requests']:,} requests) "
                    f"measures {lo:.2f}-{hi:.2f} s in 90% of runs")
     return ([row] + _wrap(detail, "    ") + _wrap(o.get("reason", ""), "    why: ", "    ")
             + _wrap(bases_text(o.get("bases")), "    point and hedge: ", "    ")
