@@ -136,7 +136,7 @@ def _identify(device_type: str) -> dict:
     import torch
 
     from probes.meters import Nvml
-    from probes.sweep import environment
+    from probes.runs import environment
 
     device = torch.device(device_type, 0) if device_type == "cuda" else torch.device("cpu")
     env = environment(device, Nvml.open(device))

@@ -3,7 +3,7 @@ record per config.
 
 Layouts (`config.parallel`, advisor.contract.Parallel):
 - `data`: each worker runs its own pipeline, measured as a single-GPU sweep measures it
-  (probes.sweep.Runs). `Together` starts the timed calls of every worker at once (a barrier), and
+  (probes.runs.Runs). `Together` starts the timed calls of every worker at once (a barrier), and
   a worker whose timed calls end first keeps its GPU busy with untimed calls of the same config
   until every worker's have ended: no timed call runs beside an idle GPU, so the figures are
   those of a full box (host CPUs, RAM and PCIe shared).
@@ -38,6 +38,7 @@ from advisor.contract import SPLIT_MODES, Config, Parallel
 from advisor.errors import AdvisorError
 from probes import pipeline
 from probes.meters import Sampler
+from probes.runs import Outcome, Runs
 
 MB = 2**20
 READY_TIMEOUT_S = 600.0  # a worker's start: imports, NVML, the process group (no weights yet)
@@ -86,7 +87,7 @@ class Together:
 
 @dataclass
 class LoadInfo:
-    """What a record takes from the workers' pipeline (probes.sweep.make_record)."""
+    """What a record takes from the workers' pipeline (probes.runs.make_record)."""
     architecture: str
     quantization: dict | None
     load_s: float
@@ -95,7 +96,7 @@ class LoadInfo:
 @dataclass
 class Reply:
     rank: int
-    outcome: object  # probes.sweep.Outcome
+    outcome: Outcome
     window: tuple[float, float] | None
     loaded: LoadInfo | None
 
@@ -104,7 +105,7 @@ def _work(rank: int, layout: Parallel, opts, weights_path, conn, barrier, done, 
     """A worker: set up, send the record blocks of its GPU, then run each config it is sent."""
     import torch
 
-    from probes import split, sweep
+    from probes import split
 
     device = torch.device(opts.device.type, 0) if opts.device.type == "cuda" else opts.device
     if device.type == "cuda":
@@ -116,7 +117,7 @@ def _work(rank: int, layout: Parallel, opts, weights_path, conn, barrier, done, 
         group = split.Lockstep(device)
     else:
         group = Together(barrier, done, layout.gpus)
-    runs = sweep.Runs(replace(opts, device=device), weights_path, group)
+    runs = Runs(replace(opts, device=device), weights_path, group)
     conn.send(runs.env)
     pipeline.freeze_heap()
     try:
@@ -142,7 +143,7 @@ class Worker:
 
 
 class ReplicaRuns:
-    """probes.sweep's runs for a layout of several GPUs: the same calls as sweep.Runs (`env`,
+    """probes.sweep's runs for a layout of several GPUs: the same calls as runs.Runs (`env`,
     `loaded`, `needs_load`, `run`, `close`), carried out by the worker pool."""
 
     def __init__(self, opts, weights_path, layout: Parallel):
@@ -187,8 +188,6 @@ class ReplicaRuns:
 
     def run(self, config: Config, before_trial=None):
         """The outcome of `config` on every GPU at once, as one record's."""
-        from probes.sweep import Outcome
-
         if not self.workers:  # the last pool ended on a fault
             self.envs = self._start()
         self.barrier.reset()
@@ -264,8 +263,6 @@ def combine(config: Config, layout: Parallel, replies: list[Reply], envs: list[d
     aggregate throughput, the host's CPU use and RAM over the span when every GPU was timing,
     and each GPU's own figures (`replicas`)."""
     from probes import split
-    from probes.sweep import Outcome
-
     failed = [r for r in replies if r.outcome.status != "ok"]
     if failed:
         first = next((r for r in failed

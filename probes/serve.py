@@ -13,7 +13,7 @@ from advisor.contract import Config
 from probes.measure import prepare
 from probes.meters import Nvml
 from probes.pipeline import LoadKey, find_weights, free_memory, freeze_heap, load
-from probes.sweep import environment
+from probes.runs import environment
 from probes.tokenizer import caption_prompt
 
 MB = 2**20

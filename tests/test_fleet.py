@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 
 from advisor.cli import main  # noqa: E402
 from advisor.records import read_records  # noqa: E402
-from probes.sweep import host_fingerprint  # noqa: E402
+from probes.runs import host_fingerprint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,13 @@
 """docs/internals.md's module map stays true: it lists every module of the package, and no
-module imports from a layer above its own or takes part in an import cycle."""
+module imports from a layer above its own or takes part in an import cycle; nor does any module
+of the probe (`probes/`), with the package or among its own."""
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
+
+import pytest
 
 from advisor import REPO_ROOT
 
@@ -19,9 +22,9 @@ def module_map() -> dict[str, int]:
             if (m := ROW.match(line.strip()))}
 
 
-def modules() -> dict[str, Path]:
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
     out = {}
-    for path in PACKAGE.rglob("*.py"):
+    for path in package.rglob("*.py"):
         parts = path.relative_to(REPO_ROOT).with_suffix("").parts
         out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
@@ -51,9 +54,11 @@ def test_no_module_imports_from_a_layer_above_it():
     assert not upward
 
 
-def test_no_import_cycle():
-    found = modules()
-    graph = {name: imports(path, set(found)) - {name, "advisor"} for name, path in found.items()}
+@pytest.mark.parametrize("tree", [("advisor",), ("advisor", "probes")])
+def test_no_import_cycle(tree):
+    found = {name: path for package in tree for name, path in modules(REPO_ROOT / package).items()}
+    graph = {name: imports(path, set(found)) - {name, "advisor", "probes"}
+             for name, path in found.items()}
     done, stack = set(), []
 
     def visit(name):

@@ -118,7 +118,7 @@ def test_together_keeps_the_fast_replica_busy_until_every_timed_call_ends():
 
 def test_a_failure_names_its_gpu_not_the_replica_stopped_by_it():
     from probes.replicas import PartnerFailed, Reply, combine
-    from probes.sweep import Outcome
+    from probes.runs import Outcome
 
     config = Config(128, 128, parallel=Parallel("data", 2))
     replies = [Reply(0, Outcome(config, "error", None, f"{PartnerFailed.__name__}: another GPU's "
@@ -162,7 +162,7 @@ def test_ctrl_c_finishes_the_config_on_every_gpu_and_the_time_limit_starts_no_wo
 
     import psutil
 
-    from probes import grids, sweep
+    from probes import grids, runs, sweep
 
     configs = sweep.order(grids.expand({"defaults": {"steps": 2}, "groups": [
         {"shapes": [[128, 128]], "batch": [1, 2], "parallel": DATA2}]}, "test"))
@@ -180,12 +180,12 @@ def test_ctrl_c_finishes_the_config_on_every_gpu_and_the_time_limit_starts_no_wo
 
     threading.Thread(target=interrupt_once_measuring, daemon=True).start()
     out = tmp_path / "dp.jsonl"
-    summary = sweep.run(sweep.Options(out=out, **options))
+    summary = sweep.run(runs.Options(out=out, **options))
     found, problems = read_records(out)
     assert problems == [] and [r["status"] for r in found] == ["ok"]
     assert "Ctrl-C" in summary.stopped and len(summary.not_run) == 1
     assert not workers()
-    limited = sweep.run(sweep.Options(out=tmp_path / "none.jsonl", limit_s=1e-3, **options))
+    limited = sweep.run(runs.Options(out=tmp_path / "none.jsonl", limit_s=1e-3, **options))
     assert "time limit" in limited.stopped and limited.rows == [] and len(limited.not_run) == 2
 
 

@@ -25,7 +25,7 @@ from advisor.cli import main  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 from advisor.commands.probe import CUDA_CONTEXT_MIB, emulated_cap_gib  # noqa: E402
 from advisor.contract import PROBED_OFFLOADS, VAE_MODES  # noqa: E402
-from probes import caps, grids, measure, pipeline, sweep  # noqa: E402
+from probes import caps, grids, measure, pipeline, runs, sweep  # noqa: E402
 from probes.tokenizer import caption_length, caption_prompt, negative_prompt, word_tokenizer  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -46,7 +46,7 @@ def configs(*groups, steps=2):
 
 
 def run(out, cfgs, weights="synthetic", tiny=True, **options):
-    return sweep.run(sweep.Options(configs=cfgs, out=out, device=CPU, grid="test",
+    return sweep.run(runs.Options(configs=cfgs, out=out, device=CPU, grid="test",
                                    weights=weights, tiny=tiny, budget_s=0.3, **options))
 
 
@@ -128,7 +128,7 @@ def test_sweep_settles_after_a_load_and_after_an_attention_switch(tmp_path, monk
         settled.append((config.label(), settle_first))
         raise ValueError("not measured")  # recorded as an error; the sweep goes on
 
-    monkeypatch.setattr(sweep, "measure", fake_measure)
+    monkeypatch.setattr(runs, "measure", fake_measure)
     run(tmp_path / "r.jsonl", configs({"shapes": [[128, 128]], "batch": [1, 2]},
                                       {"shapes": [[128, 128]], "attention": "flash"},
                                       {"shapes": [[128, 128]], "precision": "fp32"}))
@@ -486,7 +486,7 @@ def test_help_imports_no_torch():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_tiny_sweep_has_memory_and_nvml_figures(tmp_path):
     out = tmp_path / "r.jsonl"
-    sweep.run(sweep.Options(configs=configs(SMALL, {"shapes": [[128, 128]],
+    sweep.run(runs.Options(configs=configs(SMALL, {"shapes": [[128, 128]],
                                                     "offload": ["model", "group"]}),
                             out=out, device=torch.device("cuda", 0), grid="test",
                             weights="synthetic", tiny=True, budget_s=0.5, profile=True))
@@ -506,9 +506,9 @@ def test_gpu_tiny_sweep_has_memory_and_nvml_figures(tmp_path):
 def test_gpu_tiny_min_cap_search_and_an_explicit_cap(tmp_path):
     out, cuda = tmp_path / "r.jsonl", torch.device("cuda", 0)
     options = dict(out=out, device=cuda, grid="test", weights="synthetic", tiny=True, budget_s=0.5)
-    sweep.run(sweep.Options(configs=configs({"shapes": [[1024, 1024]], "batch": 4}),
+    sweep.run(runs.Options(configs=configs({"shapes": [[1024, 1024]], "batch": 4}),
                             min_cap=True, **options))
-    sweep.run(sweep.Options(configs=[replace(c, memory_cap_gib=1.0) for c in configs(SMALL)],
+    sweep.run(runs.Options(configs=[replace(c, memory_cap_gib=1.0) for c in configs(SMALL)],
                             **options))
     (searched, *capped), problems = read(out)
     assert problems == [] and searched["status"] == "ok"

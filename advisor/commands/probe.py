@@ -153,14 +153,14 @@ def run_on_ray(args: argparse.Namespace) -> int:
 def sweep_options(args: argparse.Namespace, device):
     """The sweep's options from the arguments: the grid's configs on the layout asked, those
     this device kind can run, checked; `out` is the caller's to set."""
-    from probes import grids, split, sweep
+    from probes import grids, runs, split
 
     grid_name, configs = grids.load_grid(args.grid)
     configs = with_layout(configs, args)
     if device.type == "cpu":
         configs = cpu_runnable(configs)
     split.check_configs(configs)  # under Ray before any task: the nodes need the same packages
-    return sweep.Options(configs=configs, out=args.out, device=device, grid=grid_name,
+    return runs.Options(configs=configs, out=args.out, device=device, grid=grid_name,
                          weights="synthetic" if args.tiny else args.weights,
                          allow_download=args.allow_download, tiny=args.tiny,
                          limit_s=args.limit_s, min_cap=args.min_cap, profile=args.profile)
@@ -244,7 +244,7 @@ def default_out(device, tiny: bool, capped: bool = False) -> Path:
                            "data/measurements/ hold full-size GPU runs only)")
     import torch
 
-    from probes.sweep import catalog_entry
+    from probes.runs import catalog_entry
 
     name = torch.cuda.get_device_name(device)  # the same name NVML reports
     entry = catalog_entry(name, torch.cuda.get_device_properties(device).total_memory / 2**20)
