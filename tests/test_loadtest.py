@@ -268,7 +268,7 @@ def test_trace_file_errors_name_the_line(tmp_path, capsys):
 
 
 def test_fake_predicted_run_writes_a_valid_file(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("advisor.commands.loadtest.load_models", lambda args: FakeModels())
+    monkeypatch.setattr("advisor.commands.loadtest.models_from_args", lambda args: FakeModels())
     out = tmp_path / "fake.json"
     trace = tmp_path / "trace.csv"
     trace.write_text("time_s,resolution\n" + "".join(
@@ -291,7 +291,7 @@ def test_plan_option_sets_the_run_and_says_one_gpu_is_not_the_fleet(tmp_path, mo
 
     catalog = load_catalog()
     monkeypatch.setattr(advisor.cache, "load_models", lambda *a, **k: FakeModels(catalog))
-    monkeypatch.setattr("advisor.commands.loadtest.load_models", lambda args: FakeModels(catalog))
+    monkeypatch.setattr("advisor.commands.loadtest.models_from_args", lambda args: FakeModels(catalog))
     plan = tmp_path / "plan.yaml"
     assert main(["recommend", "--request", "examples/request.yaml", "--data", str(tmp_path),
                  "--gpus", "h100-sxm-80gb", "--out", str(plan)]) == 0
@@ -327,7 +327,7 @@ def _doc(tmp_path):
 
 
 def test_reanalyze_recomputes_a_saved_run(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("advisor.commands.loadtest.load_models", lambda args: FakeModels())
+    monkeypatch.setattr("advisor.commands.loadtest.models_from_args", lambda args: FakeModels())
     path = _doc(tmp_path)
     old = results.load(path)
     out = tmp_path / "again.json"

@@ -5,7 +5,7 @@ import argparse
 import json
 import textwrap
 
-from advisor.commands.common import add_data_args, add_format_arg, load_models
+from advisor.commands.common import add_config_args, add_data_args, add_format_arg, models_from_args
 from advisor.contract import PRECISIONS, shape_label
 from advisor.errors import AdvisorError
 
@@ -22,10 +22,7 @@ def add_parser(subparsers) -> None:
         "plausible, with reasons.",
     )
     p.add_argument("--gpu", required=True, help="catalog id, e.g. a100-pcie-40gb")
-    p.add_argument("--height", type=int, required=True, help="px, a multiple of 16")
-    p.add_argument("--width", type=int, required=True, help="px, a multiple of 16")
-    p.add_argument("--steps", type=int, default=9, help="denoising steps (default 9)")
-    p.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
+    add_config_args(p)
     speed = p.add_mutually_exclusive_group(required=True)
     speed.add_argument("--seconds-per-image", type=float, help="claimed seconds per image")
     speed.add_argument("--images-per-second", type=float, help="claimed images per second")
@@ -35,10 +32,6 @@ def add_parser(subparsers) -> None:
                    f"the advisor models ({', '.join(PRECISIONS)}), or int8 (int8 weights and "
                    "matmuls) or int4 (4-bit weights), which count in the compute and memory "
                    "checks only (advisor.claims.UNMODELLED)")
-    p.add_argument("--cfg", action="store_true",
-                   help="classifier-free guidance (two transformer passes a step)")
-    p.add_argument("--caption-tokens", type=int, default=64,
-                   help="prompt tokens reaching the transformer, 1..512 (default 64)")
     add_format_arg(p)
     add_data_args(p)
     p.set_defaults(func=run)
@@ -65,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 def _models(args):
     """The fitted models, or None and why (the check runs without them)."""
     try:
-        return load_models(args), ""
+        return models_from_args(args), ""
     except AdvisorError as exc:
         return None, f"fitted models unavailable ({exc})"
 

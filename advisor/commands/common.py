@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from advisor import CATALOG_PATH, MEASUREMENTS_DIR
+from advisor.contract import DEFAULT_CAPTION_TOKENS, DEFAULT_STEPS
 from advisor.errors import AdvisorError
 
 MAX_WARNINGS = 20
@@ -26,12 +27,28 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    "~/.cache/zimage-advisor)")
 
 
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """--height, --width, --batch, --steps, --caption-tokens and --cfg: the shape of a run, with
+    the contract's defaults (advisor.contract.Config)."""
+    p.add_argument("--height", type=int, required=True, help="image height, px (a multiple of 16)")
+    p.add_argument("--width", type=int, required=True, help="image width, px (a multiple of 16)")
+    p.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"denoising steps (default {DEFAULT_STEPS})")
+    p.add_argument("--caption-tokens", type=int, default=DEFAULT_CAPTION_TOKENS,
+                   help="prompt tokens reaching the transformer, 1..512 (default "
+                   f"{DEFAULT_CAPTION_TOKENS}; padded to a multiple of 32)")
+    p.add_argument("--cfg", action="store_true",
+                   help="classifier-free guidance (guidance_scale > 0: two transformer passes "
+                   "a step)")
+
+
 def add_format_arg(p: argparse.ArgumentParser, choices=("table", "json")) -> None:
     p.add_argument("--format", choices=choices, default=choices[0],
                    help=f"output format (default {choices[0]})")
 
 
-def load_models(args: argparse.Namespace, refit: bool = False):
+def models_from_args(args: argparse.Namespace, refit: bool = False):
     """The fitted models for --data, --catalog and --cache-dir (cached on disk), with a warning
     on stderr for each measurement line the fit skipped (file and line)."""
     from advisor.cache import CAPPED_DIR, load_models as load

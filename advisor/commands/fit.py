@@ -5,7 +5,7 @@ import argparse
 import json
 import textwrap
 
-from advisor.commands.common import add_data_args, add_format_arg, load_models
+from advisor.commands.common import add_config_args, add_data_args, add_format_arg, models_from_args
 from advisor.contract import (
     ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, QUALITY_CAVEAT, QUANTIZATIONS, Config,
 )
@@ -43,10 +43,7 @@ def add_parser(subparsers) -> None:
         "a stated margin, against the catalog memory), MFU, and the source (measured, fitted on "
         "a probed GPU, or transferred to an unprobed one via its specs).")
     predict.add_argument("--gpu", required=True, help="catalog id, e.g. h100-sxm-80gb")
-    predict.add_argument("--height", type=int, required=True, help="px, a multiple of 16")
-    predict.add_argument("--width", type=int, required=True, help="px, a multiple of 16")
-    predict.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
-    predict.add_argument("--steps", type=int, default=9, help="denoising steps (default 9)")
+    add_config_args(predict)
     predict.add_argument("--precision", choices=PRECISIONS, default="bf16",
                          help=f"default bf16; {', '.join(QUANTIZATIONS)} quantize the Linear "
                          "layers of the transformer blocks and the text encoder (torchao; lossy, "
@@ -57,17 +54,13 @@ def add_parser(subparsers) -> None:
                          help="attention backend (default native)")
     predict.add_argument("--offload", choices=OFFLOADS, default="none",
                          help="CPU offload mode (default none)")
-    predict.add_argument("--cfg", action="store_true",
-                         help="classifier-free guidance (two transformer passes a step)")
-    predict.add_argument("--caption-tokens", type=int, default=64,
-                         help="prompt tokens reaching the transformer, 1..512 (default 64)")
     add_data_args(predict)
     add_format_arg(predict)
     predict.set_defaults(func=run_predict)
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    summary = load_models(args, refit=True).summary()
+    summary = models_from_args(args, refit=True).summary()
     print(json.dumps(summary, indent=2) if args.format == "json" else _summary_table(summary))
     return 0
 
@@ -76,7 +69,7 @@ def run_validate(args: argparse.Namespace) -> int:
     from advisor.cache import validation_of
     from advisor.validation import format_table
 
-    report = validation_of(load_models(args))
+    report = validation_of(models_from_args(args))
     print(json.dumps(report, indent=2) if args.format == "json" else format_table(report))
     return 0
 
@@ -96,7 +89,7 @@ def run_predict(args: argparse.Namespace) -> int:
     reason = refusal(GpuSpec.from_catalog(gpu), config)
     if reason:
         raise AdvisorError(reason)
-    models = load_models(args)
+    models = models_from_args(args)
     result = models.predict(gpu.id, config)
     notes = caveats(result, gpu, Probed.of(models.records)) + (
         [f"{config.precision} is {QUALITY_CAVEAT}"] if config.precision in QUANTIZATIONS else [])

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from advisor.commands.common import add_data_args, load_models
+from advisor.commands.common import add_data_args, models_from_args
 from advisor.errors import AdvisorError
 from advisor.commands.probe import PROBE_PACKAGES
 from advisor.loadtest.config import SETTING_DEFAULTS, LoadConfig, parse_resolution
@@ -204,7 +204,7 @@ def run_command(args: argparse.Namespace) -> int:
     if len(schedule) == 0:
         raise AdvisorError("the schedule holds no requests: raise --rate or --duration-s")
 
-    models = None if args.no_predict else load_models(args)
+    models = None if args.no_predict else models_from_args(args)
     if args.utilization is not None:
         config = rate_for_utilization(config, models, args.utilization)
         schedule = arrivals.poisson(config)
@@ -260,7 +260,7 @@ def reanalyze(args: argparse.Namespace) -> int:
         raise AdvisorError(f"--reanalyze reads a saved run: leave out {', '.join(given)}")
     old = results.load(args.reanalyze)
     config = LoadConfig.from_dict(old["config"])
-    models = None if args.no_predict else load_models(args)
+    models = None if args.no_predict else models_from_args(args)
     doc = summarize(results.trace_of(old), config, old["requests"], models, old["gpu"],
                     old.get("mode", "in-process"), old.get("provenance", {}))
     doc.update(name=old.get("name", args.reanalyze.stem), created=old.get("created"),

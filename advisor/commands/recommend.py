@@ -6,7 +6,7 @@ import argparse
 import json
 import textwrap
 
-from advisor.commands.common import add_data_args, add_format_arg, load_models
+from advisor.commands.common import add_data_args, add_format_arg, models_from_args
 from advisor.contract import LATENCY_BASES, PRECISIONS, QUANTIZATIONS, Setting
 from advisor.errors import AdvisorError
 from advisor.plan import run_length
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     request = build_request(args)
     catalog = load_catalog(args.catalog)
-    models = load_models(args)
+    models = models_from_args(args)
     plan = recommend(request, models, catalog, top=args.top)
     prov = provenance(models, catalog, args.data)
     if args.out:
@@ -155,7 +155,7 @@ def _check(args: argparse.Namespace) -> int:
     from advisor.export import check_plan
 
     catalog = load_catalog(args.catalog)
-    models = load_models(args)
+    models = models_from_args(args)
     report = check_plan(args.plan, models, catalog, args.data)
     if args.format == "table":
         print(format_check(report))

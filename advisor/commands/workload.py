@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from advisor.commands.common import add_format_arg
+from advisor.commands.common import add_config_args, add_format_arg
 from advisor.contract import shape_label
 
 
@@ -16,17 +16,7 @@ def add_parser(subparsers) -> None:
         "parameters, weight bytes per precision, and FLOPs per stage (text encode, denoise, "
         "VAE decode) per image and per batch.",
     )
-    p.add_argument("--height", type=int, required=True, help="image height, px (multiple of 16)")
-    p.add_argument("--width", type=int, required=True, help="image width, px (multiple of 16)")
-    p.add_argument("--batch", type=int, default=1, help="images per batch (default 1)")
-    p.add_argument("--steps", type=int, default=9, help="denoising steps (default 9)")
-    p.add_argument(
-        "--caption-tokens", type=int, default=64,
-        help="prompt tokens reaching the transformer, 1..512 (default 64; padded to x32)",
-    )
-    p.add_argument(
-        "--cfg", action="store_true", help="classifier-free guidance (guidance_scale > 0)"
-    )
+    add_config_args(p)
     add_format_arg(p)
     p.set_defaults(func=run)
 
