@@ -14,7 +14,7 @@ from advisor.features import (
     LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key, refusal,
 )
 from advisor.intervals import machine_bands
-from advisor.models import Measured, Models, match_key, outcome, setting_key
+from advisor.models import Measured, Models, match_key, measured_run, setting_key
 from advisor.predictors import MinCapPredictor
 from advisor.transfer import fit_class_transfer
 
@@ -127,7 +127,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
     latency, memory = fit_estimators(rows, ok_records, *estimators)
     outcomes: dict[str, list] = {}
     for record in records:
-        outcomes.setdefault(record["gpu"]["catalog_id"], []).append(outcome(record))
+        outcomes.setdefault(record["gpu"]["catalog_id"], []).append(measured_run(record))
     return Models(
         model_version=model_version, specs=specs, latency=latency.predictor_,
         transfer=fit_class_transfer(rows, ok_records, latency.predictor_, specs),

@@ -26,7 +26,7 @@ DEFAULT_MARGIN_GB = 1.0
 
 
 @dataclass(frozen=True)
-class Outcome:
+class MeasuredRun:
     """One measured run: its config, `ok` or `oom`, and where it was measured."""
 
     config: Config
@@ -41,7 +41,7 @@ def needed_gb(min_cap_gb: float, context_gb: float,
     return min_cap_gb + max(margin_gb, context_gb)
 
 
-def verdict(config: Config, needed: float, capacity_gb: float, outcomes: list[Outcome],
+def verdict(config: Config, needed: float, capacity_gb: float, outcomes: list[MeasuredRun],
             basis: str = "") -> tuple[bool, str]:
     """(fits, reason) for `config` on a GPU with `capacity_gb`, given the measured `outcomes`
     of that GPU (any family: the rule picks the config's own); `basis` says where `needed`

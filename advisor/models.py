@@ -27,7 +27,7 @@ from advisor.intervals import (
     EXTRA_WIDTH, INTERVAL_KINDS, PLACEHOLDER_INTERVALS, ArchitectureWidth, bounds_summary,
     family_of,
 )
-from advisor.memory_rule import DEFAULT_MARGIN_GB, Outcome
+from advisor.memory_rule import DEFAULT_MARGIN_GB, MeasuredRun
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
 from advisor.transfer import TRANSFER_STAGES, quantized_ratios
 
@@ -74,7 +74,7 @@ class Models:
     estimator_params: dict  # "latency" / "memory" -> the estimators' get_params()
     probed: dict  # catalog id -> NVML memory total in GB of its records, per probed GPU
     measured: dict  # match key -> Measured, per exact probed config
-    outcomes: dict  # catalog id -> [memory_rule.Outcome], the measured ok and oom runs
+    outcomes: dict  # catalog id -> [memory_rule.MeasuredRun], the measured ok and oom runs
     power: dict  # catalog id -> (max measured power W, records), per probed GPU
     min_cap: MinCapPredictor | None = None  # minimum allocator caps, when searches were run
     # profiled GPU id -> its op-class transfer ({} without profiles in the records)
@@ -595,7 +595,7 @@ def setting_key(row: dict) -> tuple:
     return tuple(row[k] for k in ("gpu", "precision", "attention", "compile", "offload"))
 
 
-def outcome(record: dict) -> Outcome:
-    """A record as a memory_rule.Outcome."""
-    return Outcome(Config.from_record(record["config"]), record["status"],
+def measured_run(record: dict) -> MeasuredRun:
+    """A record as a memory_rule.MeasuredRun."""
+    return MeasuredRun(Config.from_record(record["config"]), record["status"],
                    record.get("_source", "record"))

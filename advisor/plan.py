@@ -22,7 +22,7 @@ from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, lossy_summary, 
 from advisor.probing import probe_suggestion
 from advisor.queueing import latency_floor_s, run_quantile_range, simulate_cached, size_fleet
 from advisor.request import Request
-from advisor.search import Candidate, Predictor, branch_and_bound, candidate_gpus, \
+from advisor.search import Candidate, PredictionCache, branch_and_bound, candidate_gpus, \
     gpu_power, misfits, not_offered, search_gpus, service, size_unpriced
 
 
@@ -54,7 +54,7 @@ def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = Tru
     if top < 1:
         raise AdvisorError(f"--top: expected an integer >= 1, got {top}")
     gpus, excluded = candidate_gpus(request, catalog)
-    predictor = Predictor(models, request)
+    predictor = PredictionCache(models, request)
     found, notes = search_gpus(gpus, request, predictor)
     candidates, unfit_notes = [], {}
     for gpu in gpus:
@@ -117,7 +117,7 @@ def _sized(evaluated: list[Candidate]) -> dict:
                                for c in evaluated if c.sizing)}
 
 
-def _lossy_alternatives(gpus, request: Request, predictor: Predictor, candidates, options,
+def _lossy_alternatives(gpus, request: Request, predictor: PredictionCache, candidates, options,
                         top: int, probed) -> tuple[list[dict], dict]:
     """Per lossy precision the request leaves out, what allowing it would change: the cheapest
     option with it where it costs less than the first of `options` (the chosen one), the
@@ -213,7 +213,7 @@ def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, m
     if isinstance(price, NoPrice):
         return {"holds": False, "problems": [price.reason]}
     batches = [b for b in request.batches if b <= max_batch]
-    preds = Predictor(models, request).predict([(gpu, setting, b) for b in batches])
+    preds = PredictionCache(models, request).predict([(gpu, setting, b) for b in batches])
     problems = [f"{gpu.id} {setting.label}: {why}"
                 for why in misfits(preds, gpu.id, setting, max_batch, request)]
     result = simulate_cached(service(gpu, setting, max_batch, batches, preds, request),
@@ -233,7 +233,7 @@ def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, m
 # --------------------------------------------------------------------------- point and hedge
 
 
-def _bases(option: dict, candidates: list[Candidate], request: Request, predictor: Predictor,
+def _bases(option: dict, candidates: list[Candidate], request: Request, predictor: PredictionCache,
            models) -> dict | None:
     """For an option with figures transferred to a GPU never probed: its fleet and monthly cost
     sized on the point prediction and on the 90% interval's upper end (the same GPU, setting

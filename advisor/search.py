@@ -130,7 +130,7 @@ def gpu_power(gpu, preds) -> tuple[float | None, str]:
 # --------------------------------------------------------------------------- predictions
 
 
-class Predictor:
+class PredictionCache:
     """Batched, cached calls to the fitted models: one predict_many per round of queries."""
 
     def __init__(self, models, request: Request):
@@ -196,7 +196,7 @@ def interpolate(at: dict[int, float], k: int) -> float:
 # --------------------------------------------------------------------------- candidates
 
 
-def search_gpus(gpus, request: Request, predictor: Predictor) -> tuple[dict, dict]:
+def search_gpus(gpus, request: Request, predictor: PredictionCache) -> tuple[dict, dict]:
     """Candidates per GPU id, and per GPU id the notes for the not-fitting verdict (smallest
     memory need, offload figures, no precision, no power figure). Offload settings are
     searched only on GPUs where no setting fits without offload."""
@@ -239,7 +239,7 @@ def search_gpus(gpus, request: Request, predictor: Predictor) -> tuple[dict, dic
     return found, notes
 
 
-def _fitting(jobs: list[tuple], request: Request, predictor: Predictor,
+def _fitting(jobs: list[tuple], request: Request, predictor: PredictionCache,
              notes: dict) -> dict[str, list[Candidate]]:
     """Candidates for (gpu, settings) jobs: (setting, max batch) where every searched batch up
     to the max fits in memory at every resolution (the dispatcher forms every size up to it).

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from advisor.contract import Config
-from advisor.memory_rule import Outcome, needed_gb, verdict
+from advisor.memory_rule import MeasuredRun, needed_gb, verdict
 
 
 def test_needed_is_the_minimum_cap_plus_the_larger_of_margin_and_context():
@@ -13,9 +13,9 @@ def test_needed_is_the_minimum_cap_plus_the_larger_of_margin_and_context():
 
 
 def test_measurements_decide_before_the_prediction():
-    ran = Outcome(Config(1024, 1024, 32), "ok", "a.jsonl:1")
-    oom = Outcome(Config(2048, 2048, 8), "oom", "a.jsonl:2")
-    other_setting = Outcome(Config(512, 512, 1, precision="fp16"), "oom", "a.jsonl:3")
+    ran = MeasuredRun(Config(1024, 1024, 32), "ok", "a.jsonl:1")
+    oom = MeasuredRun(Config(2048, 2048, 8), "oom", "a.jsonl:2")
+    other_setting = MeasuredRun(Config(512, 512, 1, precision="fp16"), "oom", "a.jsonl:3")
     outcomes = [ran, oom, other_setting]
     # the same pixels x batch as the OOM, but a smaller image: the run decides, not the product
     assert verdict(Config(1024, 1024, 32), 999.0, 80.0, outcomes) == (
