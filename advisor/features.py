@@ -16,8 +16,8 @@ import numpy as np
 from advisor import workload
 from advisor.errors import AdvisorError
 from advisor.contract import (
-    ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, QUANTIZATIONS, Config, cfg_passes,
-    dtype_of, unsupported_reason,
+    ATTENTIONS, CFG_GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, OFFLOADS, PRECISIONS, QUANTIZATIONS,
+    Config, cfg_passes, dtype_of, unsupported_reason,
 )
 
 MIB = 2**20
@@ -104,6 +104,17 @@ def pcie_gbs(host_interface: str) -> float:
     return PCIE_LANE_GBS.get(gen, PCIE_LANE_GBS[DEFAULT_PCIE[0]]) * lanes * PCIE_EFFICIENCY
 
 
+# Config fields the probe varies but no model covers: a query must hold the value the models
+# were fitted at, or be refused (never answered as if it were the plain config).
+UNMODELLED_FIELDS = (
+    ("vae", "full", "tiled and sliced VAE decodes are probed, not fitted"),
+    ("memory_cap_gib", None, "a run under an allocator cap is not a card's own figure: the "
+                             "minimum-cap model answers what cap a config needs"),
+    ("max_sequence_length", MAX_SEQUENCE_LENGTH, "the text encoder is fitted on prompts padded "
+                                                 "to the pipeline's 512 tokens"),
+)
+
+
 def check_config(config: Config) -> None:
     """AdvisorError naming the first field of a config the models cannot answer for."""
     workload.check_shape(config.height, config.width)
@@ -120,6 +131,13 @@ def check_config(config: Config) -> None:
     if config.precision in QUANTIZATIONS and config.offload != "none":
         raise AdvisorError(f"offload: {config.precision} with offload {config.offload} is not "
                            "modelled: the probe runs quantized precisions without offload only")
+    for name, modelled, why in UNMODELLED_FIELDS:
+        if getattr(config, name) != modelled:
+            raise AdvisorError(f"{name}: {getattr(config, name)!r} is not modelled ({why}); the "
+                               f"models answer for {name} {modelled!r} only")
+    if not config.parallel.single:
+        raise AdvisorError(f"parallel: {config.parallel.label()} is not modelled (several GPUs "
+                           "are probed, not fitted); the models answer for one GPU only")
 
 
 def refusal(spec: GpuSpec, config: Config) -> str | None:
@@ -134,7 +152,9 @@ def refusal(spec: GpuSpec, config: Config) -> str | None:
 def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -> dict:
     """A validated query row: the config plus the GPU numbers the features need. `capacity_mib`
     is the memory of the card a record ran on (its NVML total); default the catalog's.
-    AdvisorError for an invalid config or a `refusal`."""
+    AdvisorError for an invalid config, one with a field no model covers (UNMODELLED_FIELDS, a
+    layout of several GPUs) or a `refusal`. The guidance value is kept as CFG on or off: any
+    value above 0 runs the same kernels."""
     check_config(config)
     reason = refusal(spec, config)
     if reason:

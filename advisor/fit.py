@@ -5,6 +5,8 @@ cross-validation (which refits through this module), and advisor.cache keeps the
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from advisor.contract import Config
@@ -150,8 +152,9 @@ def min_cap_rows(capped: list[dict], specs: dict[str, GpuSpec]) -> tuple[list, l
         if record["status"] != "ok" or (record["results"] or {}).get("min_cap_gib") is None \
                 or config.vae != "full" or record["gpu"].get("catalog_id") not in specs:
             continue
-        try:
-            rows.append(make_row(specs[record["gpu"]["catalog_id"]], config))
+        try:  # the uncapped config: what the minimum-cap model answers for
+            rows.append(make_row(specs[record["gpu"]["catalog_id"]],
+                                 replace(config, memory_cap_gib=None)))
         except AdvisorError:  # a setting the models do not predict (group offload)
             continue
         used.append(record)

@@ -10,6 +10,7 @@ users get.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -348,7 +349,7 @@ def _capped_outcomes(capped: list[dict], specs: dict[str, GpuSpec]):
         if config.vae != "full" or gpu not in specs or record["status"] == "error":
             continue
         try:
-            row = make_row(specs[gpu], config)
+            row = make_row(specs[gpu], replace(config, memory_cap_gib=None))
         except AdvisorError:
             continue
         trials = (record["results"] or {}).get("cap_trials")

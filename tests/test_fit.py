@@ -18,7 +18,7 @@ from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.cache import load_models, validation_of
 from advisor.calibration import fit_calibrated
-from advisor.contract import Config, Prediction
+from advisor.contract import Config, Parallel, Prediction
 from advisor.estimators import LatencyRegressor, MemoryRegressor
 from advisor.features import LATENCY_STAGES, make_row
 from advisor.fit import fit_models, targets, usable
@@ -336,6 +336,12 @@ def test_predicted_memory_over_capacity_does_not_fit(models):
     (H100, Config(1024, 1024, caption_tokens=600), "caption_tokens"),
     (H100, Config(1024, 1024, precision="int4"), "precision: expected one of"),
     ("v100-sxm2-32gb", Config(1024, 1024), "no dense bf16 TFLOPS"),
+    # fields the probe varies but no model covers: refused, never answered as the plain config
+    (H100, Config(1024, 1024, memory_cap_gib=20.0), "memory_cap_gib: 20.0 is not modelled"),
+    (H100, Config(2048, 2048, vae="tiling"), "vae: 'tiling' is not modelled"),
+    (H100, Config(1024, 1024, max_sequence_length=256), "max_sequence_length: 256 is not "
+     "modelled"),
+    (H100, Config(1024, 1024, parallel=Parallel("data", 2)), "parallel: datax2 is not modelled"),
 ])
 def test_bad_queries_raise_advisor_errors(models, gpu, config, message):
     with pytest.raises(AdvisorError, match=message.replace("(", r"\(")):
@@ -347,13 +353,18 @@ def test_unusable_records_are_skipped_with_reasons(specs):
     tiny["architecture"] = "tiny"
     cpu["gpu"].update(name="cpu", catalog_id=None)
     no_nvml["results"]["nvml_peak_used_mb"] = None
-    records = with_sources(synthetic_records(grid=SMALL_GRID) + [tiny, cpu, no_nvml])
+    # a capped, tiled, 256-token run: not fitted as if it were the plain config
+    unmodelled = make_record(memory_cap_gib=20.0, vae="tiling", max_sequence_length=256)
+    records = with_sources(synthetic_records(grid=SMALL_GRID) + [tiny, cpu, no_nvml,
+                                                                  unmodelled])
     models = fit_models(records, specs)
-    assert len(models.records) == len(records) - 3
+    assert len(models.records) == len(records) - 4
     assert [p.split(": ", 1)[1] for p in models.problems] == [
         "architecture 'tiny' is not a sizing figure; skipped",
         "gpu.catalog_id None is not in the catalog; skipped",
         "results.nvml_peak_used_mb is null (no memory figures); skipped",
+        "vae: 'tiling' is not modelled (tiled and sliced VAE decodes are probed, not fitted); the "
+        "models answer for vae 'full' only; skipped",
     ]
 
 
