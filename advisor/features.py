@@ -179,10 +179,28 @@ def shape_config(row: dict) -> Config:
                   guidance_scale=CFG_GUIDANCE_SCALE if row["cfg"] else 0.0)
 
 
+# The identities of a query row, by what they key (the row holds only modelled fields:
+# check_config refuses the others, so no key can confuse a capped or tiled run with a plain one).
+def match_key(row: dict) -> tuple:
+    """A config on a GPU, for exact measured matches."""
+    return tuple(row[k] for k in ("gpu", "height", "width", "batch", "steps", "precision",
+                                  "attention", "compile", "offload", "cfg", "caption_tokens"))
+
+
+def setting_key(row: dict) -> tuple:
+    """A setting on a GPU: the shapes it was probed at, its fitted group."""
+    return tuple(row[k] for k in ("gpu", "precision", "attention", "compile", "offload"))
+
+
 def memory_key(row: dict) -> tuple:
     """What sets a config's memory, on any GPU: shape, batch and settings (not steps)."""
     return tuple(row[k] for k in ("height", "width", "batch", "precision", "attention",
                                   "compile", "offload", "cfg", "caption_tokens"))
+
+
+def group_of(row: dict) -> tuple:
+    """A setting on any GPU, as the op-class profiles split it (advisor.transfer)."""
+    return (row["precision"], row["attention"], row["compile"])
 
 
 def attention_peak(spec: GpuSpec, precision: str) -> float:

@@ -13,10 +13,11 @@ from advisor.contract import Config
 from advisor.coverage import Probed
 from advisor.errors import AdvisorError
 from advisor.features import (
-    LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, memory_key, refusal,
+    LATENCY_STAGES, MEMORY_STAGES, GpuSpec, make_row, match_key, memory_key, refusal,
+    setting_key,
 )
 from advisor.intervals import machine_bands
-from advisor.models import Measured, Models, match_key, measured_run, setting_key
+from advisor.models import Measured, Models, measured_run
 from advisor.predictors import MinCapPredictor
 from advisor.transfer import fit_class_transfer
 

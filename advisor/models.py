@@ -21,7 +21,8 @@ from advisor.contract import (
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
 from advisor.features import (
-    LATENCY_STAGES, MIB, GpuSpec, make_row, refusal, shape_config, shape_costs,
+    LATENCY_STAGES, MIB, GpuSpec, make_row, match_key, refusal, setting_key, shape_config,
+    shape_costs,
 )
 from advisor.intervals import (
     EXTRA_WIDTH, INTERVAL_KINDS, PLACEHOLDER_INTERVALS, ArchitectureWidth, bounds_summary,
@@ -583,16 +584,6 @@ class Models:
 def _gb(mib) -> float:
     """MiB (what the memory model predicts) as decimal GB (what predictions print)."""
     return float(mib * MIB / GB)
-
-
-def match_key(row: dict) -> tuple:
-    """Identity of a config on a GPU, for exact measured matches."""
-    return tuple(row[k] for k in ("gpu", "height", "width", "batch", "steps", "precision",
-                                  "attention", "compile", "offload", "cfg", "caption_tokens"))
-
-
-def setting_key(row: dict) -> tuple:
-    return tuple(row[k] for k in ("gpu", "precision", "attention", "compile", "offload"))
 
 
 def measured_run(record: dict) -> MeasuredRun:

@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from advisor.contract import Config, cfg_passes
-from advisor.features import LATENCY_FEATURES, LATENCY_STAGES, make_row, shape_costs
+from advisor.features import (
+    LATENCY_FEATURES, LATENCY_STAGES, group_of, make_row, shape_costs,
+)
 
 CLASSES = ("gemm", "attention", "convolution", "elementwise")
 TRANSFER_STAGES = ("text_encode", "denoise_step", "vae_decode")
@@ -75,10 +77,6 @@ def class_work(row: dict, stage: str) -> dict[str, float]:
     pixels = row["batch"] * row["height"] * row["width"]
     return {"gemm": 0.0, "attention": row["batch"] * costs["latent_pixels"] ** 2,
             "convolution": row["batch"] * costs["vae_tflops"], "elementwise": float(pixels)}
-
-
-def group_of(row: dict) -> tuple:
-    return (row["precision"], row["attention"], row["compile"])
 
 
 @dataclass

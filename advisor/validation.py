@@ -16,9 +16,8 @@ import numpy as np
 
 from advisor.contract import QUANTIZATIONS, REGIMES, Config
 from advisor.errors import AdvisorError
-from advisor.features import GpuSpec, make_row, memory_key
+from advisor.features import GpuSpec, make_row, memory_key, setting_key
 from advisor.fit import min_cap_rows, usable
-from advisor.models import setting_key
 from advisor.published_split import published_split
 from advisor.predictors import MinCapPredictor, cap_family
 from advisor.records import UNRECORDED_MACHINE, config_key, machine_medians, machine_of
