@@ -492,3 +492,13 @@ def test_gpus_without_a_cited_matmul_rate_borrow_their_architectures(catalog):
     assert specs["rtx-4090"].gemm_source == "measured, cited in the catalog"
     borrowed = specs["rtx-4080-super"]
     assert borrowed.gemm_source.startswith("assumed:") and "Ada Lovelace" in borrowed.gemm_source
+
+
+def test_list_says_none_where_no_cloud_rents_a_gpu(capsys):
+    from advisor.cli import main
+
+    assert main(["catalog", "list"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]
+            if line.strip()}
+    assert rows["h800-sxm-80gb"].split()[-2] == "none"  # no_cloud_offer_date in the catalog
+    assert rows["h100-sxm-80gb"].split()[-2] == "2.95"

@@ -55,8 +55,8 @@ def run_list(args: argparse.Namespace) -> int:
         print(format_table(gpus))
         print(f"\n{len(gpus)} GPUs from {catalog.path} (sha256 {catalog.sha256[:12]})")
         print("TFLOPS are dense peaks; buy $ is the purchase price per GPU (a range where the "
-              "sources give one),\n$/h the cloud price per GPU-hour; `advisor catalog show ID` "
-              "gives their dates, sources and notes.")
+              "sources give one),\n$/h the cloud price per GPU-hour (none: no on-demand offer "
+              "found); `advisor catalog show ID`\ngives their dates, sources and notes.")
     return 0
 
 
@@ -81,7 +81,8 @@ COLUMNS = (  # header, width, cell
     ("fp32", 5, lambda g: _num(g.dense_tflops("fp32"))),
     ("TDP W", 5, lambda g: _num(g.tdp_w)),
     ("buy $", 7, lambda g: _price(g.purchase_range_usd)),
-    ("$/h", 5, lambda g: "-" if g.cloud_usd_per_hour is None else f"{g.cloud_usd_per_hour:.2f}"),
+    ("$/h", 5, lambda g: f"{g.cloud_usd_per_hour:.2f}" if g.cloud_usd_per_hour is not None
+     else "none" if g.no_cloud_offer_date else "-"),
     ("probe", 5, lambda g: "yes" if g.runnable else "no"),
 )
 
