@@ -504,10 +504,10 @@ class Models:
             total_s=stages["total"], denoise_step_s=step, interval_s=tuple(interval),
             basis=latency_basis)
         context = _gb(memory["context"])
-        min_cap, min_cap_source = self._min_cap(memory, upper_allocated, allocated, measured)
+        min_cap, kind, min_cap_source = self._min_cap(memory, upper_allocated, allocated,
+                                                      measured)
         needed = memory_rule.needed_gb(min_cap, context, margin_gb)
         capacity = _gb(row["capacity_mib"])
-        kind = min_cap_source.split(" ", 1)[0].rstrip(":")
         fits, reason = memory_rule.verdict(
             config, needed, capacity, self.outcomes.get(row["gpu"], []),
             basis=f"minimum cap {min_cap:.1f} GB, {kind}, + {needed - min_cap:.1f} GB")
@@ -532,23 +532,25 @@ class Models:
             power=self._power(row, measured, latency.total_s), model_version=self.model_version)
 
     def _min_cap(self, memory: dict, upper_allocated: float, allocated: float,
-                 measured: Measured | None) -> tuple[float, str]:
+                 measured: Measured | None) -> tuple[float, str, str]:
         # upper_allocated / allocated: the measured peak, or the predicted one's upper bound
-        """(GB, where it comes from) of the smallest allocator cap a run needs, upper bound."""
+        """(GB, its kind: assumed, capped-measured or fitted, and where it comes from) of the
+        smallest allocator cap a run needs, upper bound."""
         if self.min_cap is None:  # no min-cap searches: peak allocated + allocator fragments
             resident = _gb(memory["allocated"] - memory["activations"])
             fragments = self.memory.fragmentation * max(allocated - resident, 0.0)
-            return upper_allocated + fragments, (
+            return upper_allocated + fragments, "assumed", (
                 f"assumed: torch peak allocated{'' if measured else ' (upper bound)'} + "
                 f"{self.memory.fragmentation:.2f} x activations for allocator fragments "
                 f"({self.memory.fragmentation_basis}); no minimum-cap searches in the data")
         if memory["min_cap_where"]:
-            return _gb(memory["min_cap"]), f"capped-measured ({memory['min_cap_where']})"
+            return (_gb(memory["min_cap"]), "capped-measured",
+                    f"capped-measured ({memory['min_cap_where']})")
         # The offset and its misses were fitted against the point prediction of the peak
         # (the same on every GPU of a software stack), so the bound builds on that.
         family = memory["min_cap_family"]
         offset, (_, miss), n = self.min_cap.offsets[family]
-        return _gb(memory["min_cap_upper"]), (
+        return _gb(memory["min_cap_upper"]), "fitted", (
             f"fitted: predicted peak allocated {offset / 1024:+.2f} GiB, + {miss / 1024:.2f} GiB "
             f"for the largest miss over {n} minimum-cap searches of the {family} precisions")
 
