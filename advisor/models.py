@@ -124,14 +124,9 @@ class Models:
         rows = [make_row(self.spec(gpu_id), config) for gpu_id, config in queries]
         if not rows:
             return []
-        stages, lat_depth = self.latency.predict(rows)
         configs = [c for _, c in queries]
-        carried = self._carried(rows, configs, stages, lat_depth)
-        by_class = self._by_class(rows, configs, stages)
-        steps = np.array([r["steps"] for r in rows], dtype=float)
-        run = self.latency.compose(stages, steps)
-        raised: dict[int, str] = {}
-        self._envelope(rows, configs, run, stages, raised)
+        stages, lat_depth, carried, by_class = self._stage_times(rows, configs)
+        run, stages, raised = self._envelope(rows, configs, stages)
         memory = self.memory.predict(rows)
         if self.min_cap is not None:
             memory["min_cap"], memory["min_cap_upper"], where = self.min_cap.predict(
@@ -146,25 +141,35 @@ class Models:
                                  by_class.get(i), carried.get(i), raised.get(i, ""))
                 for i, (row, (_, config)) in enumerate(zip(rows, queries))]
 
+    def _stage_times(self, rows: list[dict], configs: list[Config]):
+        """(stage times (n, 5), fitted depth (n, 5), {row: Carried}, {row: transfer basis}):
+        the fitted times, quantized rows carried from their bf16 twin (`_carried`) and rows on
+        GPUs never probed transferred class by class (`_by_class`)."""
+        stages, depth = self.latency.predict(rows)
+        stages, depth, carried = self._carried(rows, configs, stages, depth)
+        stages, by_class = self._by_class(rows, configs, stages)
+        return stages, depth, carried, by_class
+
     def _carried(self, rows: list[dict], configs: list[Config], stages: np.ndarray,
-                 depth: np.ndarray) -> dict[int, Carried]:
-        """Quantized rows whose setting was not measured on their GPU: their text-encode,
-        denoise-step and VAE times replaced in place by their bf16 twin's on the same GPU
+                 depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[int, Carried]]:
+        """Quantized rows whose setting was not measured on their GPU: (stages, depth) with
+        their text-encode, denoise-step and VAE times replaced by their bf16 twin's on the same GPU
         (fitted, or transferred class by class) times the quantized / bf16 ratio measured on
         the row's own GPU at another attention backend, else on each GPU that measured it
         (advisor.transfer.quantized_ratios; mean over them), and their depth by the twin's;
-        {row index: Carried} for those rows. Without any such measurement a row keeps its
+        and {row index: Carried} for those rows. Without any such measurement a row keeps its
         fitted times (the setting counts as never probed)."""
         refs = {i: self._ratio_refs(r) for i, r in enumerate(rows)
                 if r["precision"] in QUANTIZATIONS and setting_key(r) not in self.shapes}
         index = [i for i, found in refs.items() if found]
         if not index:
-            return {}
+            return stages, depth, {}
+        stages, depth = stages.copy(), depth.copy()
         twin_configs = [replace(configs[i], precision=dtype_of(configs[i].precision))
                         for i in index]
         twins = [make_row(self.specs[rows[i]["gpu"]], c) for i, c in zip(index, twin_configs)]
         twin_stages, twin_depth = self.latency.predict(twins)
-        twin_class = self._by_class(twins, twin_configs, twin_stages)
+        twin_stages, twin_class = self._by_class(twins, twin_configs, twin_stages)
         pairs = [(n, gpu, attention) for n, i in enumerate(index) for gpu, attention in refs[i]]
         at_refs = lambda base: [make_row(self.specs[gpu], replace(base[n], attention=attention))
                                 for n, gpu, attention in pairs]
@@ -178,22 +183,21 @@ class Models:
             depth[i] = twin_depth[n]
             out[i] = self._carried_basis(rows[i], twins[n], refs[i],
                                          twin_class.get(n) or self._source_detail(twins[n]))
-        return out
+        return stages, depth, out
 
-    def _envelope(self, rows: list[dict], configs: list[Config], run: dict,
-                  stages: np.ndarray, notes: dict[int, str]) -> None:
-        """Run times raised in place to the largest of the same GPU and setting at the smaller
-        configs of a grid (ENVELOPE_SIDES squares of fewer pixels, powers-of-two batches up to
-        the row's), and a sentence per raised row in `notes`: a larger config of a setting is
+    def _envelope(self, rows: list[dict], configs: list[Config],
+                  stages: np.ndarray) -> tuple[dict, np.ndarray, dict[int, str]]:
+        """(run times, stage times, {row: sentence}): the run composed from `stages`, each row
+        raised to the largest of the same GPU and setting at the smaller configs of a grid
+        (ENVELOPE_SIDES squares of fewer pixels, powers-of-two batches up to the row's), with a
+        sentence for each raised row: a larger config of a setting is
         never faster, though the fits, the carried quantized ratios and the transfer's
         host/GPU switch, each a smooth curve of its own, need not compose into a rising one.
         The grid's points are raised against all of the grid below them, so predictions on it
         keep that order exactly."""
-        bases: dict[tuple, Config] = {}  # (gpu, config at batch 1) -> that config
         below: list[list[tuple]] = []  # per row: (gpu, its config at batch 1, side, batch)
         for row, c in zip(rows, configs):
             base = (row["gpu"], replace(c, batch=1) if c.batch != 1 else c)
-            bases.setdefault(base, base[1])
             below.append([(*base, side, batch)
                           for side in ENVELOPE_SIDES if side * side <= c.pixels
                           for batch in (2 ** k for k in range(c.batch.bit_length()))
@@ -207,12 +211,11 @@ class Models:
             l_configs = [replace(c, height=side, width=side, batch=batch)
                          for _, c, side, batch in keys]
             l_rows = [make_row(self.specs[key[0]], c) for key, c in zip(keys, l_configs)]
-            l_stages, l_depth = self.latency.predict(l_rows)
-            self._carried(l_rows, l_configs, l_stages, l_depth)
-            self._by_class(l_rows, l_configs, l_stages)
+            l_stages = self._stage_times(l_rows, l_configs)[0]
             totals.update(zip(keys, self.latency.compose(
                 l_stages, np.array([r["steps"] for r in l_rows], dtype=float))["total"]))
-        step = LATENCY_STAGES.index("denoise_step")
+        run = self.latency.compose(stages, np.array([r["steps"] for r in rows], dtype=float))
+        stages, step, notes = stages.copy(), LATENCY_STAGES.index("denoise_step"), {}
         for i, keys in enumerate(below):
             if not keys:
                 continue
@@ -225,6 +228,7 @@ class Models:
                 notes[i] = (f"; raised to {totals[top]:.3f} s, the time predicted at "
                             f"{top[2]}x{top[2]} b{top[3]} (a larger config of a setting is never "
                             "faster)")
+        return run, stages, notes
 
     def _carried_basis(self, row: dict, twin: dict, refs: list, twin_detail: str) -> Carried:
         precision, gpu = row["precision"], row["gpu"]
@@ -263,19 +267,20 @@ class Models:
         own = [(gpu, a) for gpu, a in found if gpu == row["gpu"]]
         return own or found
 
-    def _by_class(self, rows: list[dict], configs: list[Config], stages: np.ndarray) -> dict:
-        """Stage times of rows on GPUs never probed, replaced in place by the op-class
-        transfer (advisor.transfer) from each probed GPU's fitted times, averaged over them;
-        {row index: what the figure rests on} for the rows it applies to."""
+    def _by_class(self, rows: list[dict], configs: list[Config],
+                  stages: np.ndarray) -> tuple[np.ndarray, dict]:
+        """(stages, {row index: what the figure rests on}): the stage times of rows on GPUs
+        never probed replaced by the op-class transfer (advisor.transfer) from each probed
+        GPU's fitted times, averaged over them."""
         if not self.transfer:
-            return {}
+            return stages, {}
         # a probed GPU without profiles of its own borrows those of the most profiled one
         default = max(self.transfer.values(), key=lambda t: t.n_profiles)
         index = [i for i, r in enumerate(rows)
                  if r["gpu"] not in self.probed and default.applies(r)]
         refs = sorted(g for g in self.probed if g in default.rates)
         if not index or not refs:
-            return {}
+            return stages, {}
         columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
         estimates = []
         for ref in refs:
@@ -286,11 +291,12 @@ class Models:
                 for stage, j in zip(TRANSFER_STAGES, columns):
                     times[n, j] = transfer.stage_s(rows[i], ref, stage, times[n, j])
             estimates.append(times)
+        stages = stages.copy()
         stages[index] = np.mean(estimates, axis=0)
         used = [self.transfer.get(ref, default) for ref in refs]
-        return {i: "; ".join(f"from {ref}: {t.basis(rows[i]['gpu'])}"
-                             for ref, t in zip(refs, used)) + " (the mean of the estimates)"
-                for i in index}
+        return stages, {i: "; ".join(f"from {ref}: {t.basis(rows[i]['gpu'])}"
+                                     for ref, t in zip(refs, used))
+                        + " (the mean of the estimates)" for i in index}
 
     def estimators(self) -> dict:
         """The fitted scikit-learn estimators ("latency", "memory"), rebuilt from their
