@@ -98,15 +98,14 @@ def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = Tru
 
 
 def _fewest_gpus(sized: list[Candidate], request: Request, probed) -> list[dict]:
-    """Per GPU without a price, the option with the fewest GPUs (then the lowest latency)."""
-    out: dict[str, dict] = {}
-    for o in (_option(c, request, probed) for c in sized):
-        key = (o["fleet"]["total_gpus"], o["latency"][request.slo_key])
-        held = out.get(o["gpu"])
-        if held is None or key < (held["fleet"]["total_gpus"], held["latency"][request.slo_key]):
-            out[o["gpu"]] = o
-    return sorted(out.values(), key=lambda o: (o["fleet"]["total_gpus"],
-                                               o["latency"][request.slo_key]))
+    """Per GPU without a price, the option with the fewest GPUs (then the lowest latency),
+    fewest first."""
+    key = lambda c: (c.sizing.n_gpus, c.sizing.result.quantile_s(request.slo_quantile))
+    best: dict[str, Candidate] = {}
+    for c in sized:
+        if c.gpu.id not in best or key(c) < key(best[c.gpu.id]):
+            best[c.gpu.id] = c
+    return [_option(c, request, probed) for c in sorted(best.values(), key=key)]
 
 
 def _sized(evaluated: list[Candidate]) -> dict:
