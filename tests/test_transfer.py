@@ -26,16 +26,20 @@ LAW = {"denoise_step": {"gemm": 1.2e-3, "attention": 1.7e-3, "convolution": 0.0,
 def models():
     specs = gpu_specs()
     records = with_sources(synthetic_records(grid=SQUARES_GRID, noise=0.0))
+    add_profiles(records, specs, H200)
+    return fit_models(records, specs), specs
+
+
+def add_profiles(records: list[dict], specs, gpu: str, scale: float = 1.0) -> None:
+    """Op-class profiles following `scale` x LAW on the records of `gpu`."""
     for r in records:
-        if r["gpu"]["catalog_id"] != H200:
+        if r["gpu"]["catalog_id"] != gpu:
             continue
-        row = make_row(specs[H200], Config.from_record(r["config"]))
+        row = make_row(specs[gpu], Config.from_record(r["config"]))
         r["results"]["profile"] = {stage: {
             "wall_s": 1.0, "busy_s": None, "kernels": None,
-            "class_s": {k: LAW[stage][k] * class_work(row, stage)[k] for k in CLASSES}
-            | {"elementwise": LAW[stage]["elementwise"] * class_work(row, stage)["elementwise"],
-               "other": None}} for stage in LAW}
-    return fit_models(records, specs), specs
+            "class_s": {k: scale * LAW[stage][k] * class_work(row, stage)[k] for k in CLASSES}
+            | {"other": None}} for stage in LAW}
 
 
 def test_class_coefficients_are_the_profiles_law(models):
@@ -136,14 +140,7 @@ def test_a_stage_takes_the_larger_of_host_issue_and_gpu_time(models):
 def test_each_profiled_gpu_is_a_reference_with_its_own_profiles(models):
     m, specs = models
     records = copy.deepcopy(m.records)
-    for r in records:
-        if r["gpu"]["catalog_id"] != H100:
-            continue
-        row = make_row(specs[H100], Config.from_record(r["config"]))
-        r["results"]["profile"] = {stage: {
-            "wall_s": 1.0, "busy_s": None, "kernels": None,
-            "class_s": {k: 2 * LAW[stage][k] * class_work(row, stage)[k] for k in CLASSES}
-            | {"other": None}} for stage in LAW}
+    add_profiles(records, specs, H100, scale=2.0)
     both = fit_models(records, specs)
     assert sorted(both.transfer) == [H100, H200]
     coef = both.transfer[H100].coefs[("denoise_step", ("bf16", "native", False))]
