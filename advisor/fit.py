@@ -27,10 +27,11 @@ from advisor.transfer import fit_class_transfer
 
 
 def usable(records: list[dict], specs: dict[str, GpuSpec]):
-    """(rows, records, problems): the ok and oom records the models can use (the real
+    """(rows, records, problems, kept): the ok and oom records the models can use (the real
     architecture on a catalog GPU, a modelled config, memory figures for ok ones), their query
-    rows, and why each other record was skipped."""
-    rows, used, problems = [], [], []
+    rows, why each other record was skipped, and the valid records of a setting the advisor
+    does not offer, kept in the data deliberately (not a problem: listed where records are)."""
+    rows, used, problems, kept = [], [], [], []
     for record in records:
         if record["status"] not in ("ok", "oom"):
             continue
@@ -53,7 +54,7 @@ def usable(records: list[dict], specs: dict[str, GpuSpec]):
             config = Config.from_record(record["config"])
             reason = refusal(specs[gpu_id], config)
             if reason:  # a valid record of a setting the advisor does not offer
-                problems.append(f"{where}: {reason}; kept for the record, not fitted")
+                kept.append(f"{where}: {reason}; kept for the record, not fitted")
                 continue
             rows.append(make_row(specs[gpu_id], config,
                                  capacity_mib=record["gpu"].get("memory_mb")))
@@ -61,7 +62,7 @@ def usable(records: list[dict], specs: dict[str, GpuSpec]):
             problems.append(f"{where}: {exc}; skipped")
             continue
         used.append(record)
-    return rows, used, problems
+    return rows, used, problems, kept
 
 
 def stage_times(results: dict, steps: int) -> list[float]:
@@ -120,7 +121,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
     `capped`: records run under a memory cap (data/measurements/capped/), whose minimum-cap
     searches set the minimum-cap model.
     With op-class profiles in the records, GPUs never probed are predicted class by class."""
-    all_rows, records, skipped = usable(records, specs)
+    all_rows, records, skipped, kept = usable(records, specs)
     problems = list(problems) + skipped
     ok = [i for i, r in enumerate(records) if r["status"] == "ok"]
     rows, ok_records = [all_rows[i] for i in ok], [records[i] for i in ok]
@@ -140,7 +141,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
         probed=_probed_capacity(ok_records), measured=_measured(rows, ok_records),
         outcomes=outcomes, power=_power(ok_records), shapes=_shapes(rows),
         reach=Probed.of(ok_records), machine_bands=machine_bands(ok_records),
-        records=records, problems=problems,
+        records=records, problems=problems, kept=kept,
     )
 
 

@@ -93,6 +93,7 @@ class Models:
     # (gpu, precision, attention, compile, offload) -> {(height, width)} of the ok records
     shapes: dict = field(repr=False, default_factory=dict)
     problems: list = field(default_factory=list)  # records skipped, with file:line
+    kept: list = field(default_factory=list)  # records of a setting not offered, kept on purpose
     cache_path: str | None = None
     _by_setting: dict | None = field(default=None, repr=False)  # _measured_bounds' index
     _grid_totals: dict | None = field(default=None, repr=False)  # _envelope's grid times
@@ -343,6 +344,7 @@ class Models:
                 if (w := ArchitectureWidth.of(family, self.published_misses.get(family, [])))},
             "efficiency_1024": efficiency,
             "problems": self.problems,
+            "kept": self.kept,
             "cache_path": self.cache_path,
         }
 

@@ -184,7 +184,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
     scored on third-party measurements they never saw. `capped` (records run under a memory
     cap) adds the `capped` split: the minimum-cap model left one search out at a time, and
     every measured (config, cap) outcome against the verdict."""
-    _, records, skipped = usable(records, specs)
+    _, records, skipped, _ = usable(records, specs)
     problems = list(dict.fromkeys([*problems, *skipped]))
     ok = [r for r in records if r["status"] == "ok"]
     gpus = sorted({r["gpu"]["catalog_id"] for r in ok if r["gpu"]["catalog_id"] in specs})

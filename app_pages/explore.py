@@ -6,6 +6,7 @@ from advisor.app.explore import (
     BATCHES, SQUARE_SIDES, curve_queries, machine_frame, measured_along, measured_setting,
     model_row, predicted_frame, quantized_along, validation_frames,
 )
+from advisor.app.measurements import problems_markdown
 from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Setting
 from advisor.errors import AdvisorError
 from app_pages.common import (
@@ -87,6 +88,9 @@ else:
     st.plotly_chart(utilization_figure(util), key="explore_util")
     table("explore_util_table", util[["source", "config", "achieved_tflops", "mfu_pct",
                                       "gpu_util_pct", "power_w"]])
+if m.kept:  # valid records of a setting the advisor does not offer: listed, not warned about
+    with st.expander(f"{len(m.kept)} measured record(s) kept for the record, not fitted"):
+        st.markdown(problems_markdown(m.kept))
 
 st.subheader("How good are the models? Held-out validation")
 metrics, residuals = validation_frames(validation())

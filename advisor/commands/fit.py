@@ -129,6 +129,7 @@ def _summary_table(s: dict) -> str:
                      f"matmul efficiency {e['matmul_efficiency']:.1%}")
     if s["problems"]:
         lines.append(f"{len(s['problems'])} record problem(s), first: {s['problems'][0]}")
+    lines += [f"kept: {kept}" for kept in s["kept"]]
     lines.append(f"cache: {s['cache_path'] or 'not written'}")
     return "\n".join(lines)
 
