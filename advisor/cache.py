@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 
 from advisor import ARCH_DIR, CATALOG_PATH, MEASUREMENTS_DIR
@@ -103,9 +104,34 @@ def capped_files(measurements_dir: Path) -> list[Path]:
     return sorted((measurements_dir / CAPPED_DIR).glob("*.jsonl"))
 
 
-def validation_of(models: Models) -> dict:
+def validation_of(models: Models, progress=None) -> dict:
     """The validation report of `models` (`advisor validate`): held-out accuracy of models
-    fitted as these were. Computed once per model version and kept beside the model cache."""
+    fitted as these were. Computed once per model version and kept beside the model cache;
+    `progress` as in advisor.validation.validation_report (called only when it computes).
+    One process at a time computes it: the dashboard starts one in the background, and a
+    page that needs the report meanwhile waits for that one instead of starting its own."""
+    with _exclusive(Path(f"{models.cache_path}.validation.lock") if models.cache_path else None):
+        return _validation_of(models, progress)
+
+
+@contextmanager
+def _exclusive(path: Path | None):
+    """An exclusive lock on `path` (flock) while the block runs; none without a path, on a
+    system without flock, or where the lock file cannot be written."""
+    try:
+        import fcntl
+        handle = open(path, "a") if path is not None else None
+    except (ImportError, OSError):
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _validation_of(models: Models, progress) -> dict:
     from advisor.validation import validation_report
 
     path = Path(f"{models.cache_path}.validation.json") if models.cache_path else None
@@ -117,7 +143,8 @@ def validation_of(models: Models) -> dict:
         except (OSError, ValueError):
             pass  # not computed yet, or damaged: compute it again
     report = validation_report(models.records, models.specs, fit_calibrated, models.problems,
-                               published=load_published(), capped=models.capped)
+                               published=load_published(), capped=models.capped,
+                               progress=progress)
     text = json.dumps({**report, "model_version": models.model_version})
     if path is not None:
         try:

@@ -176,14 +176,15 @@ def fold_metrics(preds: list[dict]) -> dict:
 
 def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
                       problems: list[str] = (), published: list | None = None,
-                      capped: list[dict] = ()) -> dict:
+                      capped: list[dict] = (), progress=None) -> dict:
     """The `advisor validate` report: headline numbers, per-split metrics, notes, and a
     plot-ready residual table. `fit(records, specs)` makes each fold's models (calibrated
     ones, so that interval coverage is measured as users get it). `published`
     (advisor.published points) adds the `published` split: models fitted on every record,
     scored on third-party measurements they never saw. `capped` (records run under a memory
     cap) adds the `capped` split: the minimum-cap model left one search out at a time, and
-    every measured (config, cap) outcome against the verdict."""
+    every measured (config, cap) outcome against the verdict. `progress(step, of, what)`, if
+    given, is called before each split (a first validation takes a while)."""
     _, records, skipped, _ = usable(records, specs)
     problems = list(dict.fromkeys([*problems, *skipped]))
     ok = [r for r in records if r["status"] == "ok"]
@@ -191,7 +192,10 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
     report = {"latency_mape": {}, "memory_mape": {}, "nvml_memory_mape": {}, "coverage": {},
               "metrics": {}, "splits": {}, "residuals": []}
     held_quantized = {}
-    for split, description in SPLITS.items():
+    steps = len(SPLITS) + (published is not None or bool(capped))
+    for step, (split, description) in enumerate(SPLITS.items(), 1):
+        if progress:
+            progress(step, steps, split)
         note = None
         if split == "gpu_out" and len(gpus) < 2:
             preds = []
@@ -247,6 +251,8 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
     }
     report["machines"] = machine_spread(records)
     if published is not None or capped:
+        if progress:
+            progress(steps, steps, "published and capped")
         everything = fit(records, specs, capped=capped)
     if capped:
         report["capped"] = capped_split(everything, capped, specs)

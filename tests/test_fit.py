@@ -477,10 +477,16 @@ def test_loading_the_cache_needs_neither_sklearn_nor_scipy_nor_torch(tmp_path):
 
 def test_validation_is_cached_with_the_models(tmp_path, monkeypatch):
     data = _write_data(tmp_path / "data", synthetic_records(grid=SMALL_GRID, noise=0.01))
-    report = validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache"))
+    steps = []
+    report = validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache"),
+                           progress=lambda *step: steps.append(step))
+    # a first validation says where it is: each split, then the published points
+    assert steps[0] == (1, 5, "kfold") and steps[-1] == (5, 5, "published and capped")
+    assert len(steps) == 5 and any((tmp_path / "cache").glob("*.validation.lock"))
     monkeypatch.setattr("advisor.validation.validation_report",
                         lambda *a, **k: pytest.fail("validation recomputed"))
-    assert validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache")) == report
+    assert validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache"),
+                         progress=lambda *step: pytest.fail("progress without work")) == report
 
 
 # ------------------------------------------------------------------------------ commands
