@@ -10,7 +10,7 @@ from advisor.app.measurements import problems_markdown
 from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Setting
 from advisor.errors import AdvisorError
 from app_pages.common import (
-    data_banner, measurements_frame, models, provenance_note, table, validation,
+    catalog, data_banner, measurements_frame, models, provenance_note, table, validation,
 )
 
 st.title("Explore the measurements and the models")
@@ -63,7 +63,8 @@ left.plotly_chart(curve_figure(predicted, ok, x, "latency_s", "latency_lo_s", "l
 right.plotly_chart(curve_figure(predicted, ok, x, "peak_memory_gb", "memory_lo_gb", "memory_hi_gb",
                                 "Peak GPU memory (GB, as nvidia-smi shows)", "GB",
                                 limit=predicted.capacity_gb.iat[0], ooms=oom,
-                                quantized=quantized),
+                                quantized=quantized,
+                                limit_label=catalog().get(gpu).capacity_note),
                    key="explore_memory")
 basis = model_row(predicted)
 st.caption(f"Line: {basis.source} — {basis.source_detail}. Shaded: 90% interval "

@@ -24,10 +24,11 @@ def _layout(fig: go.Figure, title: str, x: str, y_title: str) -> go.Figure:
 def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str, lo: str,
                  hi: str, title: str, y_title: str, limit: float | None = None,
                  ooms: pd.DataFrame | None = None,
-                 quantized: pd.DataFrame | None = None) -> go.Figure:
+                 quantized: pd.DataFrame | None = None, limit_label: str = "") -> go.Figure:
     """Predicted curve with its interval band, measured points on top; optionally the GPU's
-    memory as a horizontal limit with out-of-memory configs marked on it, and measured points
-    of quantized precisions (diamonds, one colour each, marked lossy)."""
+    memory as a horizontal limit (`limit_label`: what the figure is, catalog GPU.capacity_note)
+    with out-of-memory configs marked on it, and measured points of quantized precisions
+    (diamonds, one colour each, marked lossy)."""
     fig = go.Figure()
     source = model_row(predicted).source
     color = SOURCE_COLORS.get(source, SOURCE_COLORS["fitted"])
@@ -56,7 +57,8 @@ def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str
                           "%{y:.3g}<br>measured: %{customdata[2]}<extra></extra>"))
     if limit is not None:
         fig.add_hline(y=limit, line={"color": OOM_COLOR, "dash": "dash"},
-                      annotation_text=f"GPU memory {limit:.1f} GB (spec)",
+                      annotation_text=f"GPU memory {limit:.1f} GB"
+                      + (f": {limit_label}" if limit_label else ""),
                       annotation_position="top left")
     if ooms is not None and len(ooms):
         fig.add_trace(go.Scatter(
