@@ -299,7 +299,7 @@ def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict 
                                  guidance_scale=CFG_GUIDANCE_SCALE if c["cfg"] else 0.0,
                                  precision=p, attention=a, compile=k, offload=o))
                for p, o in settings for a in ATTENTIONS for k in (False, True)
-               if not not_offered(gpu, p, k)]
+               if not not_offered(gpu, p, k, a)]
     preds, missing = [], []
     for precision in dict.fromkeys(p for p, _ in settings):  # one the models lack spares the rest
         try:

@@ -60,11 +60,17 @@ def compute_precision(precision: str) -> str:
 
 
 def unsupported_reason(precision: str, capability: tuple[int, int] | None,
-                       compile: bool = False, rate=None) -> str | None:
-    """Why `precision` (compiled or not) is not offered on a GPU of CUDA compute `capability`
-    (None: unknown, or not a CUDA GPU), or None when it is. With `rate` (the GPU's dense
-    TFLOPS by catalog key, e.g. a catalog GPU's `dense_tflops`): also when the card has no rate
-    for what its matmuls run at, or for a quantized precision's bf16 part (attention, the VAE)."""
+                       compile: bool = False, rate=None, attention: str = "native") -> str | None:
+    """Why `precision` (compiled or not) with an `attention` backend is not offered on a GPU of
+    CUDA compute `capability` (None: unknown, or not a CUDA GPU), or None when it is. With `rate`
+    (the GPU's dense TFLOPS by catalog key, e.g. a catalog GPU's `dense_tflops`): also when the
+    card has no rate for what its matmuls run at, or for a quantized precision's bf16 part
+    (attention, the VAE)."""
+    need = FUSED_ATTENTION_CAPABILITY
+    if attention != "native" and capability is not None and tuple(capability) < need:
+        return (f"{attention} attention needs compute capability {need[0]}.{need[1]} (torch's "
+                "flash and cuDNN attention kernels run on Ampere and newer); this GPU has "
+                f"{capability[0]}.{capability[1]}")
     if compile and precision in QUANTIZATIONS and not QUANTIZATIONS[precision].compiles:
         return (f"{precision} is not offered with torch.compile: compiled, it ran about 200x "
                 "slower than eager on the H200 (13.5 s a step at 512x512; torch 2.11, "
@@ -84,6 +90,9 @@ def unsupported_reason(precision: str, capability: tuple[int, int] | None,
 
 # Attention backends, by their diffusers `set_attention_backend` names (ATTENTION_BACKENDS).
 ATTENTIONS = ("native", "cudnn", "flash")
+# torch's flash and cuDNN fused attention kernels need Ampere (sm_80) or newer; native SDPA
+# falls back to its math or memory-efficient kernels on older cards.
+FUSED_ATTENTION_CAPABILITY = (8, 0)
 ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash"}
 # CPU offload: none, accelerate's per-component hooks (model), or per-layer streaming
 # (sequential).

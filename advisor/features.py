@@ -148,7 +148,7 @@ def refusal(spec: GpuSpec, config: Config) -> str | None:
     compute capability does not offer, or not compiled (contract.unsupported_reason), or one
     the catalog lists no dense rate for."""
     reason = unsupported_reason(config.precision, spec.capability, config.compile,
-                                spec.tflops.get)
+                                spec.tflops.get, config.attention)
     return reason and f"gpu {spec.id}: {reason}"
 
 

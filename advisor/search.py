@@ -99,11 +99,13 @@ def _known(catalog, gpu_id: str, field_name: str):
         raise AdvisorError(f"{field_name}: {exc}") from None
 
 
-def not_offered(gpu, precision: str, compile: bool = False) -> str | None:
-    """Why catalog GPU `gpu` cannot run `precision` (compiled or not), or None when it can: the
-    contract's rule (fp8 needs compute capability 8.9; int8-wo is not offered compiled; a dense
-    rate for what it runs at), the one features.refusal applies to the models' queries."""
-    return unsupported_reason(precision, gpu.capability, compile, gpu.dense_tflops)
+def not_offered(gpu, precision: str, compile: bool = False,
+                attention: str = "native") -> str | None:
+    """Why catalog GPU `gpu` cannot run `precision` (compiled or not) with `attention`, or None
+    when it can: the contract's rule (fp8 needs compute capability 8.9, flash and cuDNN
+    attention 8.0; int8-wo is not offered compiled; a dense rate for what it runs at), the one
+    features.refusal applies to the models' queries."""
+    return unsupported_reason(precision, gpu.capability, compile, gpu.dense_tflops, attention)
 
 
 def _precisions(gpu, request: Request) -> list[str]:
@@ -215,7 +217,7 @@ def search_gpus(gpus, request: Request, predictor: PredictionCache) -> tuple[dic
         return [Setting(precision=p, attention=a, compile=c, offload=o)
                 for p in precisions[gpu.id] for c in request.compile
                 for a in request.attention for o in offloads
-                if (o == "none" or p not in QUANTIZATIONS) and not not_offered(gpu, p, c)]
+                if (o == "none" or p not in QUANTIZATIONS) and not not_offered(gpu, p, c, a)]
 
     plain = [o for o in request.offload if o == "none"]
     offloaded = [o for o in request.offload if o != "none"]

@@ -44,9 +44,10 @@ if segments:
 if fits_only:
     shown = shown[shown.fits.fillna(False).astype(bool)]
 
-ORDER = ("name", "fits", "img_per_s", "latency_s", "memory_needed_gb", "source", "note",
-         "memory_gb", "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd_low",
-         "price_usd_high", "price_kind", "cloud_usd_per_hour", "tdp_w", "segment", "architecture", "vendor", "runnable", "id")
+ORDER = ("name", "precision", "fits", "img_per_s", "latency_s", "memory_needed_gb", "source",
+         "note", "memory_gb", "bandwidth_gbps", "bf16_tflops", "fp8_tflops", "price_usd_low",
+         "price_usd_high", "price_kind", "cloud_usd_per_hour", "tdp_w", "segment", "architecture",
+         "vendor", "runnable", "id")
 number = st.column_config.NumberColumn
 COLUMNS = {
     "memory_gb": number("memory GB (spec)"), "bandwidth_gbps": number("bandwidth GB/s (spec)"),
@@ -61,6 +62,7 @@ COLUMNS = {
     "latency_s": number("batch latency s (predicted)", format="%.2f"),
     "memory_needed_gb": number("memory needed GB (predicted)", format="%.1f"),
     "source": "prediction source",
+    "precision": "predicted at",
     "note": st.column_config.TextColumn("why (fits or not)", width="medium"),
 }
 table("gpus_table", shown, height=min(38 + 35 * len(shown), 800), column_order=ORDER,
@@ -76,7 +78,7 @@ st.caption(f"At {precision}, per CPU-offload setting: the largest batch of 1024x
            "fitted model. Sizes beyond the searched ones (batch 64, 4096 px) are not tried.")
 limits = limits[limits.gpu.isin(shown.id)]
 table("gpus_limits", limits, height=min(38 + 35 * len(limits), 600),
-      column_order=("name", "offload", "batch_1024", "batch_1024_source", "side_b1",
+      column_order=("name", "precision", "offload", "batch_1024", "batch_1024_source", "side_b1",
                     "side_b1_source", "capacity_gb"),
       column_config={"batch_1024": number("largest batch at 1024x1024", format="%d"),
                      "batch_1024_source": "source (batch)",

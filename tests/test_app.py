@@ -355,6 +355,18 @@ def test_gpus_page_says_what_fits_each_card_with_its_source():
     assert (table(at, "gpus_limits").capacity_gb >= 100).all()
 
 
+def test_gpus_page_shows_cards_without_bf16_at_fp16_the_precision_they_run():
+    at = open_page("gpus")
+    rows = table(at, "gpus_table").set_index("id")
+    for gpu in ("t4-16gb", "v100-sxm2-32gb"):
+        assert rows.precision[gpu] == "fp16" and rows.img_per_s[gpu] > 0
+        assert rows.note[gpu].startswith("at fp16, the precision it runs (the catalog lists no "
+                                         "dense bf16")
+    assert rows.precision["h100-sxm-80gb"] == "bf16"
+    limits = table(at, "gpus_limits")
+    assert set(limits[limits.gpu == "t4-16gb"].precision) == {"fp16"}
+
+
 def test_gpus_page_at_a_lossy_precision_says_which_cards_cannot_run_it():
     at = open_page("gpus")
     at.selectbox(key="gpus_precision").set_value("fp8").run()

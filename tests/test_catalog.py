@@ -130,6 +130,8 @@ def test_capacity_gb_from_memory_mib(catalog):
     assert rtx4090.capacity_gb == pytest.approx(25.757, abs=1e-3)
     assert catalog.get("h100-sxm-80gb").capacity_gb == pytest.approx(81559 * 2**20 / 1e9)
     assert catalog.get("h200-sxm-141gb").capacity_gb == pytest.approx(150.755, abs=1e-3)
+    # the A10G reports the A10's total: the same need fits both or neither
+    assert catalog.get("a10g-24gb").capacity_gb == catalog.get("a10-24gb").capacity_gb
 
 
 def test_capacity_gb_without_memory_mib_reads_memory_gb_as_gib(catalog):

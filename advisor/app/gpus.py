@@ -28,14 +28,25 @@ def catalog_frame(catalog: Catalog) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def shown_precision(gpu, precision: str) -> str | None:
+    """The precision a GPU is shown at: the one asked for, else fp16 where bf16 is asked for
+    and the card has no bf16 path (T4, V100: fp16 is what they run); None where it runs
+    neither."""
+    if not not_offered(gpu, precision):
+        return precision
+    return "fp16" if precision == "bf16" and not not_offered(gpu, "fp16") else None
+
+
 def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch: int = 1,
                         precision: str = "bf16") -> pd.DataFrame:
-    """The catalog table plus, per GPU, the predicted fit and throughput of one config (a GPU
-    that cannot run the precision, by its catalog entry, is not modelled at it: the note says
-    why)."""
-    config = Config(height=height, width=width, batch=batch, precision=precision)
-    modelled = [g.id for g in catalog.gpus if not not_offered(g, precision)]
-    preds = dict(zip(modelled, models.predict_many([(g, config) for g in modelled])))
+    """The catalog table plus, per GPU, the predicted fit and throughput of one config at the
+    precision it is shown at (`shown_precision`; a GPU that runs neither is not modelled: the
+    note says why)."""
+    shown = {g.id: shown_precision(g, precision) for g in catalog.gpus}
+    modelled = [g for g, p in shown.items() if p]
+    preds = dict(zip(modelled, models.predict_many([
+        (g, Config(height=height, width=width, batch=batch, precision=shown[g]))
+        for g in modelled])))
     rows = []
     for gpu in catalog.gpus:
         p = preds.get(gpu.id)
@@ -43,9 +54,11 @@ def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch
             rows.append({"fits": None, "note": f"not modelled at {precision}: "
                                                f"{not_offered(gpu, precision)}"})
             continue
-        rows.append({"fits": p.fits, "img_per_s": p.images_per_s,
+        instead = "" if shown[gpu.id] == precision else (
+            f"at {shown[gpu.id]}, the precision it runs ({not_offered(gpu, precision)}); ")
+        rows.append({"precision": shown[gpu.id], "fits": p.fits, "img_per_s": p.images_per_s,
                      "latency_s": p.latency.total_s, "memory_needed_gb": p.memory.needed_gb,
-                     "source": p.source, "note": p.fits_reason})
+                     "source": p.source, "note": instead + p.fits_reason})
     return pd.concat([catalog_frame(catalog), pd.DataFrame(rows)], axis=1)
 
 
@@ -55,16 +68,18 @@ LIMIT_SIDES = (512, 768, 1024, 1280, 1536, 2048, 3072, 4096)
 
 def fit_limits(models, catalog: Catalog, precision: str = "bf16",
                offloads: tuple[str, ...] = ("none", "model", "sequential")) -> pd.DataFrame:
-    """Per catalog GPU and offload setting: the largest batch of 1024x1024 images and the
+    """Per catalog GPU and offload setting, at the precision it is shown at
+    (`shown_precision`): the largest batch of 1024x1024 images and the
     largest square image at batch 1 that fit (the one memory rule), each with where its
     figure comes from: a run measured on that GPU, a capped-measured minimum cap (any GPU:
     a property of shapes and software), or the fitted one. One predict_many for the table.
     A quantized precision has no offload rows: it is never run with offload."""
-    gpus = [g for g in catalog.gpus if not not_offered(g, precision)]
+    shown = {g.id: shown_precision(g, precision) for g in catalog.gpus}
+    gpus = [g for g in catalog.gpus if shown[g.id]]
     offloads = ("none",) if precision in QUANTIZATIONS else offloads
     configs = ([Config(1024, 1024, b) for b in LIMIT_BATCHES]
                + [Config(s, s, 1) for s in LIMIT_SIDES])
-    queries = [(g.id, replace(c, precision=precision, offload=o))
+    queries = [(g.id, replace(c, precision=shown[g.id], offload=o))
                for g in gpus for o in offloads for c in configs]
     preds = iter(models.predict_many(queries))
     rows = []
@@ -73,7 +88,8 @@ def fit_limits(models, catalog: Catalog, precision: str = "bf16",
             found = [next(preds) for _ in configs]
             batches, sides = found[:len(LIMIT_BATCHES)], found[len(LIMIT_BATCHES):]
             rows.append({"gpu": gpu.id, "name": gpu.name, "capacity_gb": gpu.capacity_gb,
-                         "offload": offload, **_largest("batch_1024", batches, "batch"),
+                         "precision": shown[gpu.id], "offload": offload,
+                         **_largest("batch_1024", batches, "batch"),
                          **_largest("side_b1", sides, "width")})
     return pd.DataFrame(rows)
 
