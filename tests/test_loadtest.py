@@ -250,7 +250,7 @@ def test_url_mode_counts_server_errors(server):
     (["--rate", "1", "--url", "ftp://127.0.0.1/x"], "expected an http:// or https://"),
     (["--rate", "1", "--url", "127.0.0.1:8000"], "expected an http:// or https://"),
     (["--rate", "1", "--resolution", "1000x1024"], "multiples of 16"),
-    (["--rate", "1", "--resolution", "big"], "HEIGHTxWIDTH"),
+    (["--rate", "1", "--resolution", "big"], "WIDTHxHEIGHT"),
     (["--rate", "1", "--max-batch", "0"], "--max-batch"),
     (["--rate", "1", "--body", "{nope"], "--body: not JSON"),
     ([], "give the arrivals"),
@@ -391,3 +391,17 @@ def test_dashboard_page_shows_a_load_test(tmp_path, monkeypatch):
     frame = at.container("loadtests_table").dataframe[0].value
     assert list(frame.name) == ["t"] and frame.p95_s.iat[0] > 0
     st.cache_data.clear()
+
+
+def test_recommend_and_loadtest_read_a_resolution_in_one_order_width_x_height():
+    from advisor.commands.recommend import _resolution
+    from advisor.contract import shape_label
+    from advisor.loadtest.arrivals import trace_resolutions
+    from advisor.loadtest.config import parse_resolution
+
+    portrait = parse_resolution("768x1344:0.3")
+    assert (portrait.width, portrait.height, portrait.share) == (768, 1344, 0.3)
+    assert _resolution("768x1344:0.3") == {"width": 768, "height": 1344, "share": 0.3}
+    assert portrait.label == shape_label(1344, 768) == "768x1344"  # as the dashboard labels it
+    [traced] = trace_resolutions(["768x1344"])
+    assert (traced.width, traced.height) == (768, 1344)

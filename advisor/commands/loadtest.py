@@ -39,15 +39,16 @@ def add_parser(subparsers) -> None:
                      help="Poisson arrivals at the rate the planner's simulation puts at GPU "
                           "busy fraction U (0 < U < 1), from the fitted service times of --gpu")
     src.add_argument("--trace", type=Path, metavar="FILE",
-                     help="arrival trace: one 'TIME_S HEIGHTxWIDTH' a line")
+                     help="arrival trace: one 'TIME_S WIDTHxHEIGHT' a line")
     src.add_argument("--plan", type=Path, metavar="PLAN.yaml",
                      help="a saved plan (`advisor recommend --out`): its option's GPU, setting, "
                           "max batch, window and mix, at its per-GPU peak rate (--rate overrides)")
     src.add_argument("--option", type=int, default=0, metavar="I",
                      help="which option of --plan (default 0, the best)")
     cfg = p.add_argument_group("serving policy")
-    cfg.add_argument("--resolution", action="append", metavar="HxW[:SHARE]",
-                     help="the resolution mix, repeatable (default 1024x1024)")
+    cfg.add_argument("--resolution", action="append", metavar="WxH[:SHARE]",
+                     help="the resolution mix, width x height as recommend and the dashboard "
+                     "write it, repeatable (e.g. 768x1344:0.3; default 1024x1024)")
     cfg.add_argument("--max-batch", type=int, help="largest batch (default 1)")
     cfg.add_argument("--window-s", type=float, help="batching window (default 0.1)")
     cfg.add_argument("--steps", type=int, help="denoising steps (default 9)")
@@ -117,7 +118,7 @@ def build_config(args: argparse.Namespace) -> tuple[LoadConfig, dict]:
             raise AdvisorError(f"--option {args.option}: the plan has {len(options)} option(s)")
         option, request = options[args.option], doc["request"]
         serving = option["fleet"]["serving_gpus"]
-        base = {"resolutions": tuple(parse_resolution(f"{r.height}x{r.width}:{r.share}")
+        base = {"resolutions": tuple(parse_resolution(f"{r.width}x{r.height}:{r.share}")
                                      for r in request.resolutions),
                 "max_batch": option["max_batch"], "window_s": request.window_s,
                 "steps": request.steps, "caption_tokens": request.caption_tokens,

@@ -1,6 +1,6 @@
 """The arrival schedule of a load test: Poisson at a rate, or a trace file.
 
-A trace is CSV or whitespace-separated text, one request a line: `TIME_S HEIGHTxWIDTH` (times in
+A trace is CSV or whitespace-separated text, one request a line: `TIME_S WIDTHxHEIGHT` (times in
 seconds, ascending, from any origin; `#` starts a comment). Its resolutions become the mix.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def read_trace(path: str | Path, max_requests: int) -> tuple[np.ndarray, list[st
         parts = [p for p in re.split(r"[,\s]+", line) if p]
         where = f"{path}:{number}"
         if len(parts) != 2 or not re.fullmatch(r"\d+x\d+", parts[1]):
-            raise AdvisorError(f"{where}: expected 'TIME_S HEIGHTxWIDTH', found {line[:60]!r}")
+            raise AdvisorError(f"{where}: expected 'TIME_S WIDTHxHEIGHT', found {line[:60]!r}")
         try:
             t = float(parts[0])
         except ValueError:
@@ -70,8 +70,9 @@ def read_trace(path: str | Path, max_requests: int) -> tuple[np.ndarray, list[st
 def trace_resolutions(labels: list[str]) -> tuple[Resolution, ...]:
     """The mix of a trace: each resolution with its share of the requests, in first-seen order."""
     order = list(dict.fromkeys(labels))
-    return tuple(Resolution(*map(int, label.split("x")), share=labels.count(label) / len(labels))
-                 for label in order)
+    sizes = {label: tuple(map(int, label.split("x"))) for label in order}  # width x height
+    return tuple(Resolution(height=sizes[label][1], width=sizes[label][0],
+                            share=labels.count(label) / len(labels)) for label in order)
 
 
 def from_trace(times: np.ndarray, labels: list[str], config: LoadConfig, path) -> Schedule:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from advisor.contract import shape_label
 from advisor.errors import AdvisorError
 
 SETTING_DEFAULTS = {"precision": "bf16", "attention": "native", "compile": False, "offload": "none"}
@@ -17,20 +18,21 @@ class Resolution:
 
     @property
     def label(self) -> str:
-        return f"{self.height}x{self.width}"
+        return shape_label(self.height, self.width)
 
 
 def parse_resolution(text: str) -> Resolution:
-    """`HxW` or `HxW:SHARE` (share 1 when left out)."""
+    """`WxH` or `WxH:SHARE` (share 1 when left out): width x height, as `advisor recommend`
+    and the dashboard write a size."""
     m = re.fullmatch(r"(\d+)x(\d+)(?::([0-9.eE+-]+))?", text.strip())
     if not m:
-        raise AdvisorError(f"--resolution {text!r}: expected HEIGHTxWIDTH[:SHARE], e.g. "
-                           "1024x1024:0.6")
+        raise AdvisorError(f"--resolution {text!r}: expected WIDTHxHEIGHT[:SHARE], e.g. "
+                           "768x1344:0.3")
     try:
         share = float(m.group(3)) if m.group(3) else 1.0
     except ValueError:
         raise AdvisorError(f"--resolution {text!r}: the share is not a number") from None
-    return Resolution(int(m.group(1)), int(m.group(2)), share)
+    return Resolution(height=int(m.group(2)), width=int(m.group(1)), share=share)
 
 
 @dataclass(frozen=True)
