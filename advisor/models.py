@@ -30,7 +30,7 @@ from advisor.intervals import (
 )
 from advisor.memory_rule import DEFAULT_MARGIN_GB, MeasuredRun
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
-from advisor.transfer import TRANSFER_STAGES, quantized_ratios
+from advisor.transfer import TRANSFER_STAGES, carried_times, quantized_ratios
 
 # The grid of square sides a prediction is checked against below it (Models._envelope)
 ENVELOPE_SIDES = (512, 640, 768, 1024, 1280, 1536, 2048)
@@ -282,22 +282,14 @@ class Models:
         refs = sorted(g for g in self.probed if g in default.rates)
         if not index or not refs:
             return stages, {}
-        columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
-        estimates = []
-        for ref in refs:
-            transfer = self.transfer.get(ref, default)
-            times = self.latency.predict([make_row(self.specs[ref], configs[i])
-                                          for i in index])[0]
-            for n, i in enumerate(index):
-                for stage, j in zip(TRANSFER_STAGES, columns):
-                    times[n, j] = transfer.stage_s(rows[i], ref, stage, times[n, j])
-            estimates.append(times)
+        estimates = [carried_times(self.transfer.get(ref, default), ref, self.specs[ref],
+                                   self.latency, rows, configs, index) for ref in refs]
         stages = stages.copy()
         stages[index] = np.mean(estimates, axis=0)
         used = [self.transfer.get(ref, default) for ref in refs]
-        return stages, {i: "; ".join(f"from {ref}: {t.basis(rows[i]['gpu'])}"
-                                     for ref, t in zip(refs, used))
-                        + " (the mean of the estimates)" for i in index}
+        basis = {g: "; ".join(f"from {ref}: {t.basis(g)}" for ref, t in zip(refs, used))
+                 + " (the mean of the estimates)" for g in {rows[i]["gpu"] for i in index}}
+        return stages, {i: basis[rows[i]["gpu"]] for i in index}
 
     def estimators(self) -> dict:
         """The fitted scikit-learn estimators ("latency", "memory"), rebuilt from their

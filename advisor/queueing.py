@@ -109,13 +109,18 @@ def simulate(
     time of each batch by the value of its oldest request (random service times, e.g.
     exponential for M/M/c checks).
     """
-    latency, wait, busy_s, n_batches, span, gpu_waits = _served(
-        service, rate, n_gpus, window_s, sim, service_scale)
+    if service_scale is None:
+        latency, mean_wait, busy_s, n_batches, span, gpu_waits = _served_cached(
+            service, rate, n_gpus, window_s, sim)
+    else:
+        latency, wait, busy_s, n_batches, span, gpu_waits = _served(
+            service, rate, n_gpus, window_s, sim, service_scale)
+        mean_wait = float(wait[sim.warmup:].mean())
     measured = latency[sim.warmup:]
     p50, p95, p99 = np.percentile(measured, [50, 95, 99])
     return Result(
         n_gpus=n_gpus, p50_s=float(p50), p95_s=float(p95), p99_s=float(p99),
-        mean_s=float(measured.mean()), mean_wait_s=float(wait[sim.warmup:].mean()),
+        mean_s=float(measured.mean()), mean_wait_s=mean_wait,
         mean_batch=len(latency) / n_batches, utilization=float(busy_s / (n_gpus * span)),
         gpu_bound=gpu_waits > 0,
     )
@@ -131,8 +136,8 @@ def run_quantile_range(service: Service, rate: float, n_gpus: int, window_s: flo
 
 def latencies(service: Service, rate: float, n_gpus: int, window_s: float,
               sim: Simulation = Simulation()) -> np.ndarray:
-    """The simulated latency of each measured request, in arrival order."""
-    return _served(service, rate, n_gpus, window_s, sim)[0][sim.warmup:]
+    """The simulated latency of each measured request, in arrival order (read-only)."""
+    return _served_cached(service, rate, n_gpus, window_s, sim)[0][sim.warmup:]
 
 
 def quantile_range(latency: np.ndarray, n: int, q: float, level: float = 0.90):
@@ -143,6 +148,16 @@ def quantile_range(latency: np.ndarray, n: int, q: float, level: float = 0.90):
     quantiles = np.percentile(latency[:runs * n].reshape(runs, n), 100 * q, axis=1)
     lo, hi = np.percentile(quantiles, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
+
+
+@lru_cache(maxsize=256)
+def _served_cached(service, rate, n_gpus, window_s, sim):
+    """`_served` without service scaling, with the mean measured wait for the waits and the
+    latencies read-only: a plan's short-test range cuts the very run its fleet sizing
+    simulated (the last 256 runs are held, 88 KB each at the default sample)."""
+    latency, wait, *rest = _served(service, rate, n_gpus, window_s, sim)
+    latency.flags.writeable = False
+    return (latency, float(wait[sim.warmup:].mean()), *rest)
 
 
 def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
@@ -299,6 +314,7 @@ def size_fleet(
     max_gpus: int,
     sim: Simulation = Simulation(),
     give_up_above: int | None = None,
+    probe_cap: bool = False,
 ) -> Sizing:
     """Smallest N whose simulated latency quantile meets `slo_s` at `rate` requests/s.
 
@@ -308,7 +324,11 @@ def size_fleet(
     a failing simulation had no batch waiting for a GPU (more GPUs cannot help) and, after
     UNBOUNDED_AFTER failures, asks once whether a fleet with a GPU always free meets the SLO.
     A caller with no use for a fleet larger than `give_up_above` (e.g. one that would cost more
-    than the options it has) gets `gave_up_above` set instead of a larger answer.
+    than the options it has) gets `gave_up_above` set instead of a larger answer; with
+    `probe_cap` it first simulates that largest fleet and gives up at once where it misses the
+    SLO (a smaller fleet waits longer), for a caller to whom only a fleet that meets matters
+    (a GPU that already has an option). Where it meets, the search and its trials are as
+    without the probe.
     """
     label = f"p{round(quantile * 100)}"
     floor = latency_floor_s(service, quantile)
@@ -326,6 +346,8 @@ def size_fleet(
         return Sizing(None, None, lower, (), f"needs more than {cap} GPUs (at least {lower} "
                       "even with full batches)", gave_up_above=cap)
     trials = _Trials(service, rate, quantile, slo_s, window_s, sim)
+    if probe_cap and give_up_above is not None and cap > lower and not trials.meets_probe(cap):
+        return trials.sizing(cap, lower, f"needs more than {cap} GPUs", gave_up_above=cap)
     failed, met = trials.expand(lower - 1, lower, cap)
     if met is not None:
         return trials.sizing(trials.bisect(failed, met), lower)
@@ -346,13 +368,19 @@ class _Trials:
         self.args = (service, rate, window_s, sim)
         self.quantile, self.slo_s = quantile, slo_s
         self.results: dict[int, Result] = {}
+        self.searched: dict[int, None] = {}  # the sizes the search tried, in order (no probe)
         self.unbounded: Result | None = None
 
-    def latency(self, n: int) -> float:
+    def latency(self, n: int, probe: bool = False) -> float:
         if n not in self.results:
             service, rate, window_s, sim = self.args
             self.results[n] = simulate_cached(service, rate, n, window_s, sim)
+        if not probe:
+            self.searched.setdefault(n)
         return self.results[n].quantile_s(self.quantile)
+
+    def meets_probe(self, n: int) -> bool:
+        return self.latency(n, probe=True) <= self.slo_s
 
     def meets(self, n: int) -> bool:
         return self.latency(n) <= self.slo_s
@@ -403,6 +431,7 @@ class _Trials:
 
     def sizing(self, n: int, lower: int, reason: str = "",
                gave_up_above: int | None = None) -> Sizing:
-        tried = tuple((k, r.quantile_s(self.quantile)) for k, r in self.results.items())
+        tried = tuple((k, self.results[k].quantile_s(self.quantile))
+                      for k in (self.searched or self.results))
         return Sizing(None if reason else n, self.results[n], lower, tried, reason,
                       self.unbounded, gave_up_above)

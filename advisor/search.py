@@ -330,11 +330,14 @@ def _undominated(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def branch_and_bound(candidates: list[Candidate], request: Request, top: int,
-                     ceiling_usd: float = math.inf, frontier: bool = True) -> list:
+                     ceiling_usd: float = math.inf, frontier: bool = True,
+                     probe: bool = False) -> list:
     """Size candidates in order of their cost lower bound while they can still matter; the
     candidates sized (or rejected on the way), each with its `sizing`. Options costing
     `ceiling_usd` a month or more never matter; `frontier` False: only the ranking does (not
-    the Pareto frontier)."""
+    the Pareto frontier). `probe`: a candidate of a GPU that already has an option is first
+    simulated at the largest fleet that could still matter (queueing.size_fleet `probe_cap`),
+    for a caller that shows no reason line built from the other candidates."""
     rate = request.peak_images_per_s
     for c in candidates:
         c.latency_floor_s = latency_floor_s(c.service, request.slo_quantile)
@@ -369,7 +372,8 @@ def branch_and_bound(candidates: list[Candidate], request: Request, top: int,
         c.sizing = size_fleet(c.service, rate, request.slo_quantile, request.slo_s,
                               request.window_s, request.max_gpus - request.n_plus_one,
                               request.simulation,
-                              gpus_within(limit, request, c.price, c.gpu_w, c.n_lower))
+                              gpus_within(limit, request, c.price, c.gpu_w, c.n_lower),
+                              probe_cap=probe and c.gpu.id in best)
         evaluated.append(c)
         if c.sizing.gave_up_above is not None:
             continue  # costs more than the options found: listed as not simulated
@@ -404,7 +408,7 @@ def size_unpriced(candidates: list[Candidate], request: Request) -> list[Candida
         c.price = PER_GPU
     try:
         return branch_and_bound(candidates, counting, len({c.gpu.id for c in candidates}),
-                                frontier=False)
+                                frontier=False, probe=True)
     finally:
         for c, price in zip(candidates, prices):
             c.price = price
