@@ -160,8 +160,10 @@ class Models:
         (advisor.transfer.quantized_ratios; mean over them), and their depth by the twin's;
         and {row index: Carried} for those rows. Without any such measurement a row keeps its
         fitted times (the setting counts as never probed)."""
-        refs = {i: self._ratio_refs(r) for i, r in enumerate(rows)
-                if r["precision"] in QUANTIZATIONS and setting_key(r) not in self.shapes}
+        refs, found = {}, {}  # found: the references of a setting on a GPU, looked up once
+        for i, r in enumerate(rows):
+            if r["precision"] in QUANTIZATIONS and (key := setting_key(r)) not in self.shapes:
+                refs[i] = found[key] if key in found else found.setdefault(key, self._ratio_refs(r))
         index = [i for i, found in refs.items() if found]
         if not index:
             return stages, depth, {}
@@ -177,9 +179,12 @@ class Models:
         ratios = quantized_ratios(self.latency, at_refs([configs[i] for i in index]),
                                   at_refs(twin_configs), [rows[index[n]] for n, _, _ in pairs])
         columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
+        of_row: dict[int, list[int]] = {}  # row -> its pairs (one ratio per reference)
+        for k, (n, _, _) in enumerate(pairs):
+            of_row.setdefault(n, []).append(k)
         out = {}
         for n, i in enumerate(index):
-            mean = ratios[[k for k, (m, _, _) in enumerate(pairs) if m == n]].mean(axis=0)
+            mean = ratios[of_row[n]].mean(axis=0)
             stages[i, columns] = twin_stages[n, columns] * mean
             depth[i] = twin_depth[n]
             out[i] = self._carried_basis(rows[i], twins[n], refs[i],
