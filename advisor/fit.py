@@ -5,6 +5,7 @@ cross-validation (which refits through this module), and advisor.cache keeps the
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 
 import numpy as np
@@ -214,14 +215,14 @@ def _measured(rows: list[dict], records: list[dict]) -> dict:
     for key, recs in groups.items():
         res = [r["results"] for r in recs]
         steps = recs[0]["config"]["steps"]
-        med = lambda k: float(np.median([x[k] for x in res]))
+        med = lambda k: _median([x[k] for x in res])
         total = med("total_s")
         spreads = [x.get("spread", {}).get("total_s") for x in res]
         spreads = [s for s in spreads if isinstance(s, list) and len(s) == 2]
         out[key] = Measured(
             stages_s={"text_encode": med("text_encode_s"), "denoise": med("denoise_s"),
                       "vae_decode": med("vae_decode_s"),
-                      "other": float(np.median([stage_times(x, steps)[4] for x in res])),
+                      "other": _median([stage_times(x, steps)[4] for x in res]),
                       "total": total},
             denoise_step_s=med("denoise_step_s"),
             interval_s=(min([total] + [s[0] for s in spreads]),
@@ -234,6 +235,11 @@ def _measured(rows: list[dict], records: list[dict]) -> dict:
     return out
 
 
+def _median(values: list) -> float:
+    """np.median's figure for a few numbers, without its overhead (a fit takes thousands)."""
+    return float(statistics.median(values))
+
+
 def _median_or_none(values: list) -> float | None:
     numbers = [v for v in values if isinstance(v, (int, float))]
-    return float(np.median(numbers)) if numbers else None
+    return _median(numbers) if numbers else None
