@@ -61,12 +61,12 @@ def main() -> int:
           f"by {plan.search['simulations']} simulations ({request.simulation.describe()})")
     lossy = plan.search.get("lossy")
     if lossy:
-        print(f"lossy alternatives ({', '.join(a['precision'] for a in plan.lossy_alternatives)}):"
+        print(f"lossy alternatives ({', '.join(a.precision for a in plan.lossy_alternatives)}):"
               f" {lossy['predictions']} predictions, {lossy['candidates']} candidates, "
               f"{lossy['candidates_simulated']} sized by {lossy['simulations']} simulations")
     if best:
-        print(f"best: {best['fleet']['total_gpus']} x {best['gpu']} batch {best['max_batch']}, "
-              f"${best['cost']['usd_per_month']:,.0f}/month")
+        print(f"best: {best.fleet.total_gpus} x {best.gpu} batch {best.max_batch}, "
+              f"${best.cost.usd_per_month:,.0f}/month")
     print(f"runs, wall clock (s): {', '.join(f'{t:.3f}' for t in times)}")
     print(f"runs, CPU time of this process (s): {', '.join(f'{t:.3f}' for t in cpu)}")
     print(f"median {statistics.median(times):.3f} s wall clock, {statistics.median(cpu):.3f} s "
