@@ -196,14 +196,15 @@ class Models:
         """(run times, stage times, {row: sentence}): the run composed from `stages`, each row
         raised to the largest of the same GPU and setting at the smaller configs of a grid
         (ENVELOPE_SIDES squares of fewer pixels, powers-of-two batches up to the row's), with a
-        sentence for each raised row: a larger config of a setting is
-        never faster, though the fits, the carried quantized ratios and the transfer's
-        host/GPU switch, each a smooth curve of its own, need not compose into a rising one.
+        sentence for each raised row: a larger config of a setting is never faster, though the
+        fits, the carried quantized ratios and the transfer's host/GPU switch, each a smooth
+        curve of its own, need not compose into a rising one.
         The grid's points are raised against all of the grid below them, so predictions on it
-        keep that order exactly."""
-        below: list[list[tuple]] = []  # per row: (gpu, its config at batch 1, side, batch)
+        keep that order exactly; the rows of every shape of a setting share its grid."""
+        side0, below = ENVELOPE_SIDES[0], []  # per row: (gpu, setting at 512x512 b1, side, batch)
         for row, c in zip(rows, configs):
-            base = (row["gpu"], replace(c, batch=1) if c.batch != 1 else c)
+            base = (row["gpu"], c if (c.height, c.width, c.batch) == (side0, side0, 1)
+                    else replace(c, height=side0, width=side0, batch=1))
             below.append([(*base, side, batch)
                           for side in ENVELOPE_SIDES if side * side <= c.pixels
                           for batch in (2 ** k for k in range(c.batch.bit_length()))
