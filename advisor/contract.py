@@ -27,6 +27,11 @@ class Quantization:
     scheme: str  # the torchao config, for records and people
     compiles: bool = True  # offered with torch.compile
 
+    @property
+    def words(self) -> str:
+        """The scheme without its torchao class name: what a person reads."""
+        return self.scheme.split("): ", 1)[-1]
+
 
 QUANTIZATIONS = {
     "fp8": Quantization("fp8", "fp8", (8, 9), "Float8DynamicActivationFloat8WeightConfig("

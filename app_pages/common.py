@@ -93,12 +93,30 @@ def validation() -> dict:
     return _validation(m.model_version, m)
 
 
+MISSING = "—"  # a cell without a value: the column's help or the caption says why
+
+
 def table(key: str, frame, **kwargs) -> None:
     """A read-only table in a container named `key`: st.dataframe records no key of its own
     without row selection, so tests find the table by its container (AppTest
-    `at.container(key)`, CSS class `st-key-<key>` in the browser)."""
+    `at.container(key)`, CSS class `st-key-<key>` in the browser). A missing value shows as a
+    dash, never "None"."""
     with st.container(key=key):
-        st.dataframe(frame, hide_index=True, **kwargs)
+        st.dataframe(frame, hide_index=True, placeholder=MISSING, **kwargs)
+
+
+def text_table(key: str, frame, columns: dict[str, str]) -> None:
+    """A table of sentences (reasons, notes) drawn as text that wraps, so nothing is cut off:
+    `columns` maps the frame's columns to their headers. Found like table()."""
+    with st.container(key=key):
+        st.table(frame[list(columns)].rename(columns=columns).fillna(MISSING), hide_index=True)
+
+
+def width_for(values, header: str = "") -> int:
+    """A column width (px) that shows the longest of `values` and the header whole, at the
+    grids' 14 px font (about 7.5 px a character, with padding), within Streamlit's limits."""
+    longest = max([len(str(v)) for v in values] + [len(header)], default=0)
+    return int(min(max(7.5 * longest + 24, 60), 1000))
 
 
 def data_banner() -> None:

@@ -145,15 +145,19 @@ def cost_latency_figure(options: pd.DataFrame, frontier: pd.DataFrame, slo_s: fl
                    f"{slo_label} latency at peak demand (s)", "USD per 1,000 images")
 
 
-def fleet_figure(fleet: pd.DataFrame) -> go.Figure:
-    """GPUs needed as the peak demand scales, for the top options."""
+def fleet_figure(fleet: pd.DataFrame, peak_img_per_s: float) -> go.Figure:
+    """GPUs needed as the peak demand scales, for the top options, with the request's own peak
+    demand marked. Both axes are plain numbers: demand at the factors re-sized, whole GPUs."""
     fig = go.Figure([go.Scatter(x=part.peak_img_per_s, y=part.total_gpus, mode="lines+markers",
                                 name=option)
                      for option, part in fleet.groupby("option", sort=False)])
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    demands = sorted(fleet.peak_img_per_s.unique())
+    fig.update_xaxes(tickvals=demands, ticktext=[f"{d:.3g}" for d in demands], rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero", tickformat="d")
+    fig.add_vline(x=peak_img_per_s, line={"color": "#8c959f", "dash": "dash"},
+                  annotation_text=f"your peak demand: {peak_img_per_s:.3g} images/s")
     return _layout(fig, "Fleet size vs demand (top picks, re-sized at each demand)",
-                   "peak demand (images/s, log)", "GPUs incl. spare (log)")
+                   "peak demand (images/s)", "GPUs, spare included")
 
 
 def throughput_figure(options: pd.DataFrame) -> go.Figure:
