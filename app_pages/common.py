@@ -112,29 +112,27 @@ def text_table(key: str, frame, columns: dict[str, str]) -> None:
         st.table(frame[list(columns)].rename(columns=columns).fillna(MISSING), hide_index=True)
 
 
+# Widths (px) of characters in the grids' 14 px Source Sans, by kind, to size a column so that
+# its longest text shows whole (measured in Chromium: lower case ~6 px, digits 7, capitals ~9).
+CHAR_PX = {"narrow": 3.6, "lower": 6.3, "digit": 7.0, "upper": 9.0, "wide": 12.0, "other": 5.0,
+           "lower_wide": 9.5}
+CELL_PADDING_PX = 24
+
+
+def _char_px(c: str) -> float:
+    if c in "ijlftr .,:;'|!()[]-":
+        return CHAR_PX["narrow"]
+    if c in "WM@%":
+        return CHAR_PX["wide"]
+    if c in "mw":
+        return CHAR_PX["lower_wide"]
+    kind = ("lower" if c.islower() else "digit" if c.isdigit() else "upper" if c.isupper()
+            else "other")
+    return CHAR_PX[kind] if c.isascii() else CHAR_PX["upper"]
+
+
 def width_for(values, header: str = "") -> int:
-    """A column width (px) that shows the longest of `values` and the header whole, at the
-    grids' 14 px font (about 7.5 px a character, with padding), within Streamlit's limits."""
-    longest = max([len(str(v)) for v in values] + [len(header)], default=0)
-    return int(min(max(7.5 * longest + 24, 60), 1000))
-
-
-def data_banner() -> None:
-    """Which data the page uses, and every measurement line the fit skipped (file and line)."""
-    if using_user_data():
-        names = ", ".join(st.session_state[USER_UPLOADS])
-        st.info(f"Using your data ({names}) together with the shipped measurements. "
-                "Switch it off on the **Your data** page.", icon=":material/upload_file:")
-    m, _ = models_or_reason()
-    if m is not None and m.problems:
-        st.warning(f"{len(m.problems)} measurement problem(s); what they name was left out "
-                   "of the fit:\n"
-                   f"{problems_markdown(m.problems)}", icon=":material/warning:")
-
-
-def provenance_note() -> None:
-    st.caption(
-        "**measured**: a probe record of a real pipeline run · **fitted**: the latency/memory "
-        "model on that GPU's own records · **transferred**: fitted on other GPUs and carried "
-        "over by their catalog specs (least sure) · **spec**: the catalog's datasheet figure"
-    )
+    """A column width (px) that shows the longest of `values` and the header whole, within
+    Streamlit's limits for a column."""
+    texts = [str(v) for v in values] + [header]
+    return int(min(max(max(sum(map(_char_px, t)) for t in texts) + CELL_PADDING_PX, 50), 1000))

@@ -218,14 +218,13 @@ def show_lossy(plan, request) -> None:
     st.warning(LOSSY_NOTE, icon=":material/warning:")
     lossy = lossy_frame(plan)
     table("plan_lossy", lossy, column_order=(
-        "precision", "what", "option", "setting", "gpus_change", "usd_per_month_change",
-        "latency_s"), column_config={
-        "what": "option", "option": st.column_config.TextColumn(
+        "precision", "what", "option", "gpus_change", "usd_per_month_change", "latency_s"),
+        column_config={
+        "what": "which", "option": st.column_config.TextColumn(
             "fleet", width=width_for(lossy.option.dropna(), "fleet")),
-        "setting": st.column_config.TextColumn(
-            "setting", width=width_for(lossy.setting.dropna(), "setting")),
-        "gpus_change": number("GPUs vs chosen", format="%+d"),
-        "usd_per_month_change": number("USD / month vs chosen", format="$%+,.0f"),
+        "gpus_change": number("Δ GPUs", format="%+d", help="against the chosen option"),
+        "usd_per_month_change": number("Δ USD / month", format="$%+,.0f",
+                                       help="against the chosen option"),
         "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f")})
     st.caption(f"{MISSING}: no option with this precision (the lines below say why).")
     st.markdown(lossy_markdown(plan))
@@ -256,15 +255,13 @@ def option_columns(request, options) -> dict:
         "sources": "service times", "max_batch": number("max batch"), "servers": "servers",
         "setting": text("setting", width=width_for(options.setting, "setting")),
         "gpus_point_upper": text(
-            "GPUs: point / slow end",
+            "GPUs: point / slow",
             help="A GPU never probed: its fleet sized on the predicted time and on the slow end "
                  "of the 90% interval (the ranking uses the request's basis)"),
-        "usd_point_upper": "USD / month: point / slow end",
+        "usd_point_upper": "USD / month: point / slow",
         "probing_settles": text(
             "probing settles", help="the difference between the two fleets: what one probe "
                                     "run of this GPU can settle"),
-        "price_field": text("price needed in",
-                            width=width_for(options.get("price_field", ()), "price needed in")),
     }
 
 
@@ -276,26 +273,31 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
     columns = option_columns(request, options)
     table("plan_options", options, column_order=(
         "rank", "gpu_name", "total_gpus", "usd_per_month", "usd_per_1k_images", "latency_s",
-        "utilization_pct", "headroom_pct", "basis"), column_config=columns)
-    st.caption("How each option runs, and what a short load test of its fleet would measure:")
+        "basis"), column_config=columns)
+    st.caption("How each option runs:")
     table("plan_options_run", options, column_order=(
-        "rank", "gpu_name", "setting", "max_batch", "servers", "per_gpu_img_per_s",
-        "short_test"), column_config=columns)
+        "gpu_name", "setting", "max_batch", "servers", "per_gpu_img_per_s"),
+        column_config=columns)
+    st.caption("How loaded each fleet is at peak, and what a short load test of it would "
+               "measure:")
+    table("plan_options_load", options, column_order=(
+        "gpu_name", "utilization_pct", "headroom_pct", "short_test"), column_config=columns)
     unprobed = options[options.probing_settles != ""]
     if not unprobed.empty:
         st.caption("GPUs never probed, sized on the prediction and on the slow end of its "
                    "interval (the probe that settles it: below, under each option):")
         table("plan_options_bases", unprobed, column_order=(
-            "rank", "gpu_name", "gpus_point_upper", "usd_point_upper", "probing_settles"),
+            "gpu_name", "gpus_point_upper", "usd_point_upper", "probing_settles"),
             column_config=columns)
     unpriced = price_needed_frame(plan)
     if not unpriced.empty:
         st.subheader("Sized, but without a price to rank them by")
-        st.caption("Fewest GPUs first. Give a price (the table in the sidebar, a price sheet, "
-                   "or the request field named) to compare them with the options above.")
+        st.caption("Fewest GPUs first. Give a price (the table in the sidebar, or a price "
+                   f"sheet: `{unpriced.price_field.iat[0]}` and the like) to compare them with "
+                   "the options above.")
         table("plan_price_needed", unpriced, column_order=(
-            "gpu_name", "total_gpus", "latency_s", "gpus_point_upper", "basis",
-            "price_field"), column_config=option_columns(request, unpriced))
+            "gpu_name", "total_gpus", "latency_s", "gpus_point_upper", "basis"),
+            column_config=option_columns(request, unpriced))
     with st.expander("Why each option, and what its figures cannot tell", expanded=True):
         st.markdown(reasons_markdown(plan.options))
     # Lazy tabs: only the open tab's chart is built and sent (a rerun when another is opened).
@@ -309,8 +311,8 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
             st.caption("The frontier: no other option is both cheaper and faster. Points not "
                        "ranked are other batch or fleet sizes of a ranked GPU.")
             table("plan_frontier", frontier, column_order=(
-                "label", "ranking", "usd_per_1k_images", "latency_s", "utilization_pct",
-                "basis", "setting"), column_config={
+                "label", "ranking", "usd_per_1k_images", "latency_s", "basis", "setting"),
+                column_config={
                     **option_columns(request, frontier),
                     "label": st.column_config.TextColumn(
                         "option", width=width_for(frontier.label, "option"))})
