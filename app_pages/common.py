@@ -136,3 +136,24 @@ def width_for(values, header: str = "") -> int:
     Streamlit's limits for a column."""
     texts = [str(v) for v in values] + [header]
     return int(min(max(max(sum(map(_char_px, t)) for t in texts) + CELL_PADDING_PX, 50), 1000))
+
+
+def data_banner() -> None:
+    """Which data the page uses, and every measurement line the fit skipped (file and line)."""
+    if using_user_data():
+        names = ", ".join(st.session_state[USER_UPLOADS])
+        st.info(f"Using your data ({names}) together with the shipped measurements. "
+                "Switch it off on the **Your data** page.", icon=":material/upload_file:")
+    m, _ = models_or_reason()
+    if m is not None and m.problems:
+        st.warning(f"{len(m.problems)} measurement problem(s); what they name was left out "
+                   "of the fit:\n"
+                   f"{problems_markdown(m.problems)}", icon=":material/warning:")
+
+
+def provenance_note() -> None:
+    st.caption(
+        "**measured**: a probe record of a real pipeline run · **fitted**: the latency/memory "
+        "model on that GPU's own records · **transferred**: fitted on other GPUs and carried "
+        "over by their catalog specs (least sure) · **spec**: the catalog's datasheet figure"
+    )
