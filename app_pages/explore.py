@@ -57,10 +57,10 @@ x = "megapixels" if axis == "resolution" else "batch"
 
 left, right = st.columns(2)
 left.plotly_chart(curve_figure(predicted, ok, x, "latency_s", "latency_lo_s", "latency_hi_s",
-                               "Latency of one batch (s)", "seconds", quantized=quantized),
+                               "Latency of one batch (s)", "latency (s)", quantized=quantized),
                   key="explore_latency")
 right.plotly_chart(curve_figure(predicted, ok, x, "peak_memory_gb", "memory_lo_gb", "memory_hi_gb",
-                                "Peak GPU memory (GB, as nvidia-smi shows)", "GB",
+                                "Peak GPU memory (GB, as nvidia-smi shows)", "peak memory (GB)",
                                 limit=predicted.capacity_gb.iat[0], ooms=oom,
                                 quantized=quantized),
                    key="explore_memory")
