@@ -76,7 +76,7 @@ with st.expander("The numbers behind the curves"):
     table("explore_numbers", predicted, column_order=(
         "resolution", "batch", "latency_s", "latency_lo_s", "latency_hi_s", "img_per_s",
         "peak_memory_gb", "memory_lo_gb", "memory_hi_gb", "memory_needed_gb", "capacity_gb",
-        "fits", "achieved_tflops", "mfu_pct", "source"), column_config={
+        "fits", "source"), column_config={
         "resolution": "image size", "batch": number("batch"),
         "latency_s": number("latency (s)", format="%.2f"),
         "latency_lo_s": number("90% low (s)", format="%.2f"),
@@ -88,8 +88,7 @@ with st.expander("The numbers behind the curves"):
         "memory_needed_gb": number("needed (GB)", format="%.1f"),
         "capacity_gb": number("card (GB)", format="%.1f"),
         "fits": st.column_config.CheckboxColumn("fits"),
-        "achieved_tflops": number("TFLOP/s", format="%.0f"),
-        "mfu_pct": number("MFU %", format="%.1f"), "source": "source"})
+        "source": "source"})
 
 st.subheader("Achieved TFLOP/s and MFU beside NVML utilization")
 st.caption("nvidia-smi's 'GPU utilization' counts time a kernel runs, not how much of the "
