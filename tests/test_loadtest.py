@@ -249,7 +249,7 @@ def test_url_mode_counts_server_errors(server):
     (["--plan", "nope.yaml"], "--plan nope.yaml: no such file"),
     (["--rate", "1", "--url", "ftp://127.0.0.1/x"], "expected an http:// or https://"),
     (["--rate", "1", "--url", "127.0.0.1:8000"], "expected an http:// or https://"),
-    (["--rate", "1", "--resolution", "1000x1024"], "multiples of 16"),
+    (["--rate", "1", "--resolution", "1000x1024"], "positive multiple of 16"),
     (["--rate", "1", "--resolution", "big"], "HEIGHTxWIDTH"),
     (["--rate", "1", "--max-batch", "0"], "--max-batch"),
     (["--rate", "1", "--body", "{nope"], "--body: not JSON"),

@@ -33,7 +33,8 @@ def poisson(config: LoadConfig) -> Schedule:
     at `max_requests`."""
     rate, span = config.rate_per_s, config.warmup_s + config.duration_s
     rng = np.random.default_rng(config.seed)
-    n = int(rate * span + 10 * (rate * span) ** 0.5 + 10)
+    expected = rate * span  # finite: LoadConfig bounds the rate and the span
+    n = int(min(expected + 10 * expected ** 0.5 + 10, config.max_requests))
     times = np.cumsum(rng.exponential(1.0 / rate, n))
     times = times[times < span][: config.max_requests]
     classes = rng.choice(len(config.shares), size=n, p=config.shares)[: len(times)]

@@ -13,7 +13,7 @@ import numpy as np
 
 from advisor import REPO_ROOT
 from advisor.errors import AdvisorError, describe
-from advisor.fileio import write_atomic
+from advisor.fileio import write_user_file
 from advisor.inputs import read_text
 
 LOADTESTS_DIR = REPO_ROOT / "data" / "loadtests"
@@ -79,8 +79,7 @@ def save(doc: dict, path: str | Path) -> Path:
     problems = validate(doc)
     if problems:  # a writer bug, not a user error: never write a file the loader refuses
         raise AdvisorError(f"{path}: refusing to write an invalid results file: {problems[0]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(doc, indent=1) + "\n")
+    write_user_file(path, json.dumps(doc, indent=1) + "\n", "results file")
     return path
 
 
