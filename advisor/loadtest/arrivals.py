@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, shown
 from advisor.inputs import read_text
 from advisor.loadtest.config import LoadConfig, Resolution
 
@@ -51,12 +51,12 @@ def read_trace(path: str | Path, max_requests: int) -> tuple[np.ndarray, list[st
             continue
         parts = [p for p in re.split(r"[,\s]+", line) if p]
         where = f"{path}:{number}"
-        if len(parts) != 2 or not re.fullmatch(r"\d+x\d+", parts[1]):
-            raise AdvisorError(f"{where}: expected 'TIME_S HEIGHTxWIDTH', found {line[:60]!r}")
+        if len(parts) != 2 or not re.fullmatch(r"\d{1,9}x\d{1,9}", parts[1]):
+            raise AdvisorError(f"{where}: expected 'TIME_S HEIGHTxWIDTH', found {shown(line)}")
         try:
             t = float(parts[0])
         except ValueError:
-            raise AdvisorError(f"{where}: the time {parts[0][:30]!r} is not a number") from None
+            raise AdvisorError(f"{where}: the time {shown(parts[0])} is not a number") from None
         if not np.isfinite(t) or (times and t < times[-1]):
             raise AdvisorError(f"{where}: times must be finite and ascending, found {t}")
         times.append(t)
