@@ -223,7 +223,7 @@ def validate(doc) -> list[str]:
                     bad(f"trace.{key}", "a list", trace.get(key))
             if len(set(lengths.values())) > 1:
                 out.append(f"field 'trace': lists of different lengths {lengths}")
-            else:
+            elif set(TRACE_KEYS) <= set(lengths):
                 out += _trace_problems(trace, n_res)
     samples = doc.get("samples", [])
     if not isinstance(samples, list) or not all(
