@@ -6,9 +6,8 @@ from __future__ import annotations
 import _thread
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from advisor.cli import main
 from advisor.loadtest import arrivals, results, run
 from advisor.loadtest.config import LoadConfig, Resolution
+from tests.local_http import serving
 
 FAST_S = 5.0  # every refusal below comes well within this
 
@@ -43,14 +43,8 @@ class _Endpoint(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def endpoint():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Endpoint) as url:
+        yield url
 
 
 def _free_port() -> int:

@@ -6,14 +6,14 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from advisor.errors import AdvisorError
 from probes import fleet
+from tests.local_http import serving
 
 # Each run: its flags and what the message names. --out under tmp is filled in by the test.
 REFUSED = [
@@ -63,22 +63,14 @@ def test_a_ray_address_that_does_not_answer_as_ray_is_refused_in_bounded_time():
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen()  # accepts, never answers
-    try:
-        cases = ((f"127.0.0.1:{httpd.server_address[1]}", "does not answer as a Ray cluster"),
+    with serving(Plain) as url, socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts, never answers
+        cases = ((url.removeprefix("http://"), "does not answer as a Ray cluster"),
                  (f"ray://127.0.0.1:{silent.getsockname()[1]}", "within 0.5 s"))
         for address, why in cases:
             started = time.perf_counter()
             with pytest.raises(AdvisorError, match=why):
                 fleet.check_address(address, timeout_s=0.5)
             assert time.perf_counter() - started < 3
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        silent.close()
     fleet.check_address("auto")  # joined by Ray itself
