@@ -205,6 +205,8 @@ def run_command(args: argparse.Namespace) -> int:
         check_writable(args.out, "--out")
     if args.reanalyze is not None:
         return reanalyze(args)
+    if args.url is not None:
+        run.check_reachable(args.url, args.request_timeout_s)
     body = run.parse_body(args.body)
     config, info = build_config(args)
     trace_input = info.pop("trace", None)
@@ -221,7 +223,6 @@ def run_command(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     if args.url is not None:
         mode = "http"
-        run.check_reachable(args.url, args.request_timeout_s)
         service = run.HttpService(args.url, body, timeout_s=args.request_timeout_s)
         gpu = config.gpu or "endpoint"
         provenance["url"] = args.url
