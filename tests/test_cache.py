@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from advisor import CATALOG_PATH, snapshot
 from advisor.cache import CACHED_CLASSES, cache_key, dumps, load_models
@@ -203,3 +205,34 @@ def test_a_cache_folder_entry_that_is_not_a_file_is_a_miss(data, fresh, tmp_path
     models = load_models(data, CATALOG_PATH, folder)
     assert models.model_version == fresh.model_version and models.cache_path is None
     assert any("model cache not written" in p for p in models.problems)
+
+
+# ------------------------------------------------------------------------------ any value
+
+KEYS = st.one_of(st.text(max_size=6), st.integers(), st.tuples(st.text(max_size=3),
+                                                               st.integers()))
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                   st.floats(allow_nan=False), st.text(max_size=8),
+                   st.builds(np.array, st.lists(st.floats(allow_nan=False), max_size=4)))
+TREES = st.recursive(LEAVES, lambda kids: st.one_of(
+    st.lists(kids, max_size=3), st.tuples(kids, kids),
+    st.dictionaries(KEYS, kids, max_size=3),
+    st.builds(Point, st.floats(allow_nan=False), st.tuples(kids))), max_leaves=20)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict):
+        return type(b) is dict and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, Point):
+        return isinstance(b, Point) and a.x == b.x and _same(a.tags, b.tags)
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=60, deadline=2000, derandomize=True, database=None)
+@given(TREES)
+def test_any_tree_of_stored_types_comes_back_as_it_was(value):
+    assert _same(snapshot.loads(snapshot.dumps(value, (Point,)), (Point,)), value)
