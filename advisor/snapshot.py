@@ -1,11 +1,13 @@
 """Objects of listed classes stored as numpy arrays plus JSON: a form that loading cannot turn
 into running code.
 
-`dumps(obj, classes)` gives the bytes of an uncompressed `.npz` archive: every numpy array of
-the object tree as its own member, and the tree itself as UTF-8 JSON (member `tree`). Python
-values JSON has no type for are tagged objects of one `$` key: `{"$tuple": [...]}`,
+`dumps(obj, classes)` gives the bytes of an uncompressed `.npz` archive: every larger numpy
+array of the object tree as its own member, and the tree itself as UTF-8 JSON (member `tree`).
+Python values JSON has no type for are tagged objects of one `$` key: `{"$tuple": [...]}`,
 `{"$set": [...]}`, `{"$map": [[key, value], ...]}` (a dict whose keys are not all plain
-strings), `{"$array": "a3"}`, and `{"$object": "module.Class", "state": {...}}` for an instance
+strings), `{"$array": "a3"}` (a member), `{"$small": [dtype, shape, values]}` (an array of at
+most INLINE_SIZE numbers, kept in the JSON: exact, and faster to read than a member), and
+`{"$object": "module.Class", "state": {...}}` for an instance
 of one of `classes`. `loads(data, classes)` reads the archive with `allow_pickle=False`, parses
 the JSON, and rebuilds instances of the listed classes only, by setting the attributes they
 were saved with (no method of the class runs); anything else is a `SnapshotError`.
@@ -22,6 +24,11 @@ import numpy as np
 TREE = "tree"
 MAX_DEPTH = 200  # nesting a saved object may have
 MAX_MEMBER_BYTES = 1 << 30  # an archive member declaring more is refused before it is read
+INLINE_SIZE = 256  # arrays of at most this many items are stored in the JSON, not as members
+# The array types a snapshot stores (numbers only: an object array would hold pickles)
+DTYPES = {np.dtype(t).name: np.dtype(t) for t in (
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64")}
 
 
 class SnapshotError(ValueError):
@@ -45,8 +52,10 @@ def dumps(obj, classes) -> bytes:
         if isinstance(value, np.generic) and value.dtype.kind in "biuf":
             return value.item()
         if isinstance(value, np.ndarray):
-            if value.dtype.kind not in "biufc":
+            if value.dtype.name not in DTYPES:
                 raise SnapshotError(f"an array of dtype {value.dtype} (numbers only)")
+            if value.size <= INLINE_SIZE:  # small: in the JSON, exact (floats as repr)
+                return {"$small": [value.dtype.name, list(value.shape), value.ravel().tolist()]}
             key = f"a{len(arrays)}"
             arrays[key] = value
             return {"$array": key}
@@ -94,6 +103,8 @@ def loads(data: bytes, classes):
         raise SnapshotError(f"no '{TREE}' member of bytes")
 
     def hook(d: dict):
+        if len(d) > 2:  # most dicts: plain (a tagged object has one key, an instance two)
+            return d
         if "$object" in d:
             cls = names.get(d["$object"]) if isinstance(d["$object"], str) else None
             if cls is None or set(d) != {"$object", "state"} or not isinstance(d["state"], dict):
@@ -104,6 +115,8 @@ def loads(data: bytes, classes):
         (tag, value), = d.items()
         if tag == "$array" and isinstance(value, str) and value in arrays:
             return arrays[value]
+        if tag == "$small":
+            return _small_array(value)
         if tag in ("$tuple", "$set", "$map") and isinstance(value, list):
             if tag == "$tuple":
                 return tuple(value)
@@ -119,6 +132,17 @@ def loads(data: bytes, classes):
         raise
     except (ValueError, TypeError, RecursionError) as exc:  # bad JSON or unhashable keys
         raise SnapshotError(f"a bad object tree ({type(exc).__name__})") from None
+
+
+def _small_array(value) -> np.ndarray:
+    """An array stored inline as [dtype name, shape, flat values]."""
+    if not (isinstance(value, list) and len(value) == 3 and value[0] in DTYPES
+            and isinstance(value[1], list) and all(isinstance(n, int) and 0 <= n <= INLINE_SIZE
+                                                   for n in value[1])
+            and isinstance(value[2], list) and len(value[2]) <= INLINE_SIZE
+            and all(isinstance(x, (int, float, bool)) for x in value[2])):
+        raise SnapshotError("a bad inline array")
+    return np.array(value[2], dtype=DTYPES[value[0]]).reshape(value[1])
 
 
 def _state(obj) -> dict:
