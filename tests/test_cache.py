@@ -117,8 +117,11 @@ def _archive(tree, **arrays) -> bytes:
     (_archive({"$eval": "1"}), "bad tagged value"),
     (_archive([[[[[[]]]]]] * 2, a0=np.array([None, 1], dtype=object)), "not a snapshot archive"),
     (_archive(b"[" * 100_000 + b"]" * 100_000), "bad object tree"),
+    (_archive({"$small": ["object", [1], [1]]}), "bad inline array"),
+    (_archive({"$small": ["float64", [2], [1.0, [2]]]}), "bad inline array"),
+    (_archive({"$small": ["float64", [3], [1.0]]}), "bad object tree"),
 ], ids=["empty", "pickle", "os.system", "unlisted", "no array", "list key", "unknown tag",
-        "object array", "deep"])
+        "object array", "deep", "inline object", "inline nested", "inline shape"])
 def test_a_bad_snapshot_is_an_error_never_code(data, why):
     with pytest.raises(snapshot.SnapshotError, match=why):
         snapshot.loads(data, (Point, Box))
