@@ -27,9 +27,9 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
 
 
 def check_writable(path: str | Path, what: str) -> Path:
-    """AdvisorError naming `what` (e.g. "--out") and the path unless a file can be written at `path`: not a folder, in a
-    folder that exists or can be made, with write permission. Checked before long work, so
-    that its result is not lost at the end."""
+    """AdvisorError naming `what` (e.g. "--out") and the path unless a file can be written at
+    `path`: not a folder, in a folder that exists or can be made, with write permission.
+    Checked before long work, so that its result is not lost at the end."""
     path = Path(path)
     where = f"{what} {shown(str(path))}"
     if path.is_dir():
