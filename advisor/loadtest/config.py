@@ -6,7 +6,8 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from advisor.errors import AdvisorError, shown
-from advisor.workload import check_side
+from advisor.contract import MAX_STEPS
+from advisor.workload import MAX_CAPTION_TOKENS, check_side
 
 SETTING_DEFAULTS = {"precision": "bf16", "attention": "native", "compile": False, "offload": "none"}
 MAX_SPAN_S = 7 * 24 * 3600.0  # a week: the longest duration, warm-up or time limit taken
@@ -96,9 +97,11 @@ class LoadConfig:
             ("--max-requests", self.max_requests, _integer(self.max_requests, 1, MAX_REQUESTS),
              f"an integer 1..{MAX_REQUESTS:,}"),
             ("--seed", self.seed, _integer(self.seed, 0, MAX_SEED), "an integer >= 0"),
-            ("--steps", self.steps, _integer(self.steps, 1, 1000), "an integer 1..1000"),
-            ("--caption-tokens", self.caption_tokens, _integer(self.caption_tokens, 1, 512),
-             "an integer 1..512"),
+            ("--steps", self.steps, _integer(self.steps, 1, MAX_STEPS),
+             f"an integer 1..{MAX_STEPS}"),
+            ("--caption-tokens", self.caption_tokens,
+             _integer(self.caption_tokens, 1, MAX_CAPTION_TOKENS),
+             f"an integer 1..{MAX_CAPTION_TOKENS}"),
             ("--replicas", self.replicas, _integer(self.replicas, 1, MAX_REPLICAS),
              f"an integer 1..{MAX_REPLICAS}"),
         ]
