@@ -5,8 +5,8 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 
-from advisor.errors import AdvisorError, shown
 from advisor.contract import MAX_STEPS
+from advisor.errors import AdvisorError, shown
 from advisor.workload import MAX_CAPTION_TOKENS, check_side
 
 SETTING_DEFAULTS = {"precision": "bf16", "attention": "native", "compile": False, "offload": "none"}
