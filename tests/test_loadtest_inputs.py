@@ -158,6 +158,7 @@ def test_requests_still_open_when_a_run_is_interrupted_are_failures():
     (["--rate", "1", "--body", '{"a": ' * 50 + "1" + "}" * 50], "--body: nested"),
     (["--rate", "1", "--body", "x" * 200_000], "--body"),
     (["--utilization", "nan"], "--utilization"),
+    (["--rate", "1", "--name", "../../outside"], "--name '../../outside'"),
 ])
 def test_hostile_flags_exit_2_naming_the_flag(argv, named, capsys):
     code, _, err, took = _cli(capsys, *argv)

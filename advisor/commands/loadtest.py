@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -17,12 +18,13 @@ from pathlib import Path
 
 from advisor.commands.common import add_data_args, models_from_args
 from advisor.commands.probe import PROBE_PACKAGES
-from advisor.errors import AdvisorError, escaped
+from advisor.errors import AdvisorError, escaped, shown
 from advisor.fileio import check_writable
 from advisor.loadtest.config import SETTING_DEFAULTS, LoadConfig, parse_resolution
 
 
 MAX_INFLIGHT = 4096  # threads sending at once
+NAME = r"[A-Za-z0-9._-]{1,100}"  # a results name: a file name in data/loadtests/
 MAX_REQUEST_TIMEOUT_S = 3600.0
 
 
@@ -201,6 +203,9 @@ def run_command(args: argparse.Namespace) -> int:
         run.check_url(args.url)
         if args.fake:
             raise AdvisorError("--url and --fake: give one service")
+    if args.name is not None and not re.fullmatch(NAME, args.name):
+        raise AdvisorError(f"--name {shown(args.name)}: expected letters, digits, '.', '_' or "
+                           "'-' (it names the results file), at most 100")
     if args.out is not None:
         check_writable(args.out, "--out")
     if args.reanalyze is not None:
@@ -251,7 +256,8 @@ def run_command(args: argparse.Namespace) -> int:
         trace = run.run_batches(schedule, config, service, progress=progress)
     doc = summarize(trace, config, len(schedule), models, gpu, "soak" if args.soak else mode,
                     provenance)
-    name = args.name or f"{gpu}-{'soak' if args.soak else mode}-r{config.rate_per_s:g}"
+    default = f"{gpu}-{'soak' if args.soak else mode}-r{config.rate_per_s:g}"
+    name = args.name or re.sub(r"[^A-Za-z0-9._-]+", "-", default)  # a file name
     out = args.out or results.LOADTESTS_DIR / f"{name}.json"
     doc["name"] = name
     results.save(doc, out)
