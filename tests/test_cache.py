@@ -6,7 +6,8 @@ import io
 import json
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,10 +141,8 @@ def test_a_snapshot_object_gets_only_the_fields_of_its_class():
 # ------------------------------------------------------------------------------ the cache
 
 
-def test_loaded_models_predict_exactly_as_freshly_fitted_ones(data, fresh, tmp_path,
-                                                              monkeypatch):
-    folder = tmp_path / "cache"
-    load_models(data, CATALOG_PATH, folder, refit=True)
+def test_loaded_models_predict_exactly_as_freshly_fitted_ones(data, fresh, monkeypatch):
+    folder = Path(fresh.cache_path).parent  # where the fit wrote its cache file
     assert _cache_file(data, folder).is_file()
     _no_refit(monkeypatch)
     loaded = load_models(data, CATALOG_PATH, folder)
@@ -176,9 +175,12 @@ def test_a_crafted_pickle_under_the_cache_name_runs_nothing(data, tmp_path):
         models.model_version
 
 
-def test_a_crafted_snapshot_is_a_miss(data, fresh, tmp_path):
+def test_a_crafted_snapshot_is_a_miss(data, fresh, tmp_path, monkeypatch):
     """Arrays that hold pickles, a class outside the list, a valid snapshot of another fit or of
     another object, a truncated file: each is refitted, never trusted."""
+    refits = []
+    monkeypatch.setattr("advisor.cache.fit_from_files",
+                        lambda *a, **k: refits.append(1) or replace(fresh))
     folder = tmp_path / "cache"
     folder.mkdir()
     target = _cache_file(data, folder)
@@ -186,8 +188,7 @@ def test_a_crafted_snapshot_is_a_miss(data, fresh, tmp_path):
     buffer = io.BytesIO()
     np.savez(buffer, tree=np.frombuffer(b'{"$array": "a0"}', dtype=np.uint8),
              a0=np.array([Payload(tmp_path / MARKER)], dtype=object))
-    other = load_models(data, CATALOG_PATH, tmp_path / "other")
-    other.model_version = "fit:000000000000"
+    other = replace(fresh, model_version="fit:000000000000")
     with zipfile.ZipFile(io.BytesIO(good)) as archive:
         tree = archive.read("tree.npy")
     crafted = [buffer.getvalue(), good[: len(good) // 2], dumps(other),
@@ -198,7 +199,7 @@ def test_a_crafted_snapshot_is_a_miss(data, fresh, tmp_path):
         models = load_models(data, CATALOG_PATH, folder)
         assert models.model_version == fresh.model_version
         assert target.read_bytes() != content
-    assert not (tmp_path / MARKER).exists()
+    assert len(refits) == len(crafted) and not (tmp_path / MARKER).exists()
 
 
 def test_a_cache_folder_entry_that_is_not_a_file_is_a_miss(data, fresh, tmp_path):
