@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from advisor.errors import AdvisorError, shown
+from advisor.errors import AdvisorError
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
@@ -31,7 +31,7 @@ def check_writable(path: str | Path, what: str) -> Path:
     `path`: not a folder, in a folder that exists or can be made, with write permission.
     Checked before long work, so that its result is not lost at the end."""
     path = Path(path)
-    where = f"{what} {shown(str(path))}"
+    where = f"{what} {path}"
     if path.is_dir():
         raise AdvisorError(f"{where}: is a folder; give a file name")
     if path.exists() and not os.access(path, os.W_OK):
@@ -40,9 +40,9 @@ def check_writable(path: str | Path, what: str) -> Path:
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir():
-        raise AdvisorError(f"{where}: {shown(str(folder))} is a file, not a folder")
+        raise AdvisorError(f"{where}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise AdvisorError(f"{where}: the folder {shown(str(folder))} is not writable")
+        raise AdvisorError(f"{where}: the folder {folder} is not writable")
     return path
 
 
@@ -52,7 +52,7 @@ def write_user_file(path: str | Path, data: str | bytes, what: str) -> None:
     try:
         write_atomic(path, data)
     except OSError as exc:
-        raise AdvisorError(f"{what} {shown(str(path))}: not written "
+        raise AdvisorError(f"{what} {path}: not written "
                            f"({exc.strerror or type(exc).__name__})") from None
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from advisor.cli import main
+from advisor.errors import AdvisorError
 from advisor.loadtest import arrivals, results, run
 from advisor.loadtest.config import LoadConfig, Resolution
 from tests.local_http import serving
@@ -231,3 +232,20 @@ def test_deeply_nested_results_files_are_refused(tmp_path, capsys):
     bad.write_text('{"trace": ' + "[" * 200_000 + "]" * 200_000 + "}")
     code, _, err, _ = _cli(capsys, "--reanalyze", str(bad))
     assert code == 2 and str(bad) in err and "nested" in err
+
+
+def test_an_unwritable_out_is_refused_before_the_run_and_a_failed_write_named(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("advisor.fileio.os.access", lambda path, mode: False)
+    code, _, err, _ = _cli(capsys, "--rate", "1", "--fake", "predicted",
+                           "--out", str(tmp_path / "x.json"))
+    assert code == 2 and f"--out {tmp_path / 'x.json'}: the folder {tmp_path} " in err
+    assert "is not writable" in err
+    monkeypatch.undo()
+
+    def denied(path, data):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("advisor.fileio.write_atomic", denied)
+    with pytest.raises(AdvisorError, match="results file .*: not written \\(Permission denied"):
+        _saved(tmp_path)
