@@ -301,12 +301,12 @@ def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
     deadline = config.time_limit_s
     down = threading.Event()  # set by the request that makes the run of failures long enough
     state = {"failing": 0, "closed": False}
+    sent_s = np.full(len(schedule), np.nan)  # when each request went out
 
     def send(i: int) -> None:
+        sent_s[i] = clock.now() - t0  # from here on the request is answered, or it failed
         r = res[int(trace.resolution[i])]
         start = clock.now() - t0
-        with lock:
-            trace.start_s[i] = start  # sent: from here on it is answered or it failed
         try:
             service.request(r.height, r.width)
             failed = None
@@ -314,16 +314,16 @@ def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
             failed = exc
         finish = clock.now() - t0
         with lock:
-            if state["closed"]:  # the run stopped without waiting: already counted unanswered
+            if state["closed"]:  # the run stopped without waiting: counted as unanswered
                 return
-            trace.finish_s[i] = finish
+            trace.start_s[i], trace.finish_s[i] = start, finish
             trace.batch[i], trace.batch_size[i] = i, 1
-            state["failing"] = state["failing"] + 1 if failed is not None else 0
             if failed is not None:
                 trace.error[i] = True
                 trace.note_error(failed)
-                if state["failing"] >= STOP_AFTER_FAILURES:
-                    down.set()
+            state["failing"] = state["failing"] + 1 if failed is not None else 0
+            if state["failing"] >= STOP_AFTER_FAILURES:
+                down.set()
             bar.done([trace.arrival_s[i]], [finish], finish)
 
     pool = ThreadPoolExecutor(max_workers=max_inflight)
@@ -348,9 +348,9 @@ def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
         bar.close()
     with lock:
         state["closed"] = True
-        unanswered = ~np.isnan(trace.start_s) & np.isnan(trace.finish_s)
+        unanswered = ~np.isnan(sent_s) & np.isnan(trace.finish_s)
         if unanswered.any():
-            trace.error[unanswered] = True
+            trace.start_s[unanswered], trace.error[unanswered] = sent_s[unanswered], True
             for _ in range(int(unanswered.sum())):
                 trace.note_error(TimeoutError("sent and not answered before the run stopped"))
         trace.wall_s = clock.now() - t0
