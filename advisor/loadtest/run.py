@@ -289,9 +289,7 @@ class HttpService:
 
 def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
                  max_inflight: int = 64, progress: bool = False) -> Trace:
-    """Send each request at its arrival time (open loop), at most `max_inflight` at once. A
-    request sent and not answered (an error, a timeout, still open when the run stops) is a
-    failed request; STOP_AFTER_FAILURES failures in a row stop the run (the endpoint is down)."""
+    """Send each request at its arrival time (open loop), at most `max_inflight` at once."""
     res = config.resolutions
     trace = Trace(schedule.times_s.copy(), schedule.classes.copy())
     bar = Progress(len(schedule), config.warmup_s, progress)
@@ -299,6 +297,8 @@ def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
     clock = RealClock()
     t0 = clock.now()
     deadline = config.time_limit_s
+    # A request sent and not answered (an error, a timeout, still open when the run stops) is a
+    # failed request; STOP_AFTER_FAILURES failures in a row stop the run (the endpoint is down).
     down = threading.Event()  # set by the request that makes the run of failures long enough
     state = {"failing": 0, "closed": False}
     sent_s = np.full(len(schedule), np.nan)  # when each request went out
