@@ -282,3 +282,36 @@ def test_any_results_file_reanalyzes_or_gives_an_advisor_error(doc):
             summarize(results.trace_of(loaded), LoadConfig.from_dict(loaded["config"]),
                       loaded["requests"], None, loaded["gpu"], "http", {})
         result_or_advisor_error(reanalyze)
+
+
+@settings(BOUNDED, max_examples=20)
+@given(st.lists(st.booleans(), min_size=1, max_size=30))
+def test_every_request_sent_is_answered_or_counted_failed_and_ten_failures_stop(fails):
+    from advisor.loadtest import run
+    from advisor.loadtest.arrivals import Schedule
+    from advisor.loadtest.config import LoadConfig, Resolution
+
+    class Flaky:
+        def __init__(self):
+            self.calls = 0
+
+        def request(self, height, width):
+            self.calls += 1
+            if fails[self.calls - 1]:
+                raise ConnectionResetError("dropped")
+
+    n = len(fails)
+    config = LoadConfig(resolutions=(Resolution(512, 512, 1.0),), rate_per_s=1000.0,
+                        duration_s=1.0, warmup_s=0.0)
+    schedule = Schedule(np.arange(n) / 2000, np.zeros(n, dtype=int), "test")
+    service = Flaky()
+    trace = run.run_requests(schedule, config, service, max_inflight=1)
+    sent = ~np.isnan(trace.start_s)
+    assert sent.sum() == service.calls and (sent[:service.calls]).all()
+    assert trace.error[sent].tolist() == fails[:service.calls]
+    assert not np.isnan(trace.finish_s[sent]).any()
+    run_of, stop = "".join("x" if f else "." for f in fails), "x" * run.STOP_AFTER_FAILURES
+    if trace.stopped.startswith("endpoint failing"):  # only after a run of failures
+        assert stop in run_of[:service.calls]
+    if stop not in run_of:  # (with one, the last arrivals may be out before it is seen)
+        assert trace.stopped == "completed" and service.calls == n
