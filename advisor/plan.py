@@ -325,6 +325,16 @@ def _short_test(c: Candidate, request: Request) -> ShortTest:
     return ShortTest(n, n / rate, None if spread is None else tuple(spread))
 
 
+def _of_resolution(notes: list[str], label: str, request: Request) -> list[str]:
+    """Caveats of one resolution's service times, saying which part of a mix they concern
+    (the GPU-wide one, not runnable, stands as it is)."""
+    if len(request.resolutions) < 2:
+        return notes
+    share = next(r.share for r in request.resolutions if r.label == label)
+    return [x if x.startswith("not runnable") else f"{label} requests only ({share:.0%} of the "
+            f"mix): {x}" for x in notes]
+
+
 def _option(c: Candidate, request: Request, probed: Probed | None) -> Option:
     n = c.sizing.n_gpus
     cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one)
@@ -339,7 +349,8 @@ def _option(c: Candidate, request: Request, probed: Probed | None) -> Option:
             peak_memory_gb=full.memory.nvml_gb, memory_interval_gb=full.memory.nvml_interval_gb,
             memory_needed_gb=full.memory.needed_gb, source=full.source,
             source_detail=full.source_detail)
-        notes += [x for x in caveats(full, c.gpu, probed) if x not in notes]
+        notes += [x for x in _of_resolution(caveats(full, c.gpu, probed), label, request)
+                  if x not in notes]
     if c.setting.precision in QUANTIZATIONS:
         notes.append(f"{c.setting.precision}: {QUALITY_CAVEAT}")
     least_sure = max((p for preds in c.predictions.values() for p in preds.values()),

@@ -1,6 +1,7 @@
 """The GPUs page: the catalog as a table, with one config predicted on every GPU."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pandas as pd
@@ -20,7 +21,8 @@ def catalog_frame(catalog: Catalog) -> pd.DataFrame:
             "fp8_tflops": g.dense_tflops("fp8"), "tdp_w": g.tdp_w,
             "price_usd_low": (g.purchase_range_usd or (None, None))[0],
             "price_usd_high": (g.purchase_range_usd or (None, None))[1],
-            "price_kind": g.price_kind, "cloud_usd_per_hour": g.cloud_usd_per_hour,
+            "price_kind": g.price_kind, "buy_usd": _price_range(g),
+            "cloud_usd_per_hour": g.cloud_usd_per_hour,
             "runnable": g.runnable,
         }
         for g in catalog.gpus
@@ -37,11 +39,20 @@ def shown_precision(gpu, precision: str) -> str | None:
     return "fp16" if precision == "bf16" and not not_offered(gpu, "fp16") else None
 
 
+def _price_range(gpu) -> str | None:
+    """A purchase price as a person reads it: "$2,345 (list)", "$25,000-30,000 (street)"."""
+    if not gpu.purchase_range_usd:
+        return None
+    low, high = gpu.purchase_range_usd
+    price = f"${low:,.0f}" if low == high else f"${low:,.0f}-{high:,.0f}"
+    return f"{price} ({gpu.price_kind})" if gpu.price_kind else price
+
+
 def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch: int = 1,
                         precision: str = "bf16") -> pd.DataFrame:
     """The catalog table plus, per GPU, the predicted fit and throughput of one config at the
-    precision it is shown at (`shown_precision`; a GPU that runs neither is not modelled: the
-    note says why)."""
+    precision it is shown at (`shown_precision`): no throughput where the config does not fit,
+    and a GPU that runs neither precision is not modelled; the note says why."""
     shown = {g.id: shown_precision(g, precision) for g in catalog.gpus}
     modelled = [g for g, p in shown.items() if p]
     preds = dict(zip(modelled, models.predict_many([
@@ -56,9 +67,13 @@ def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch
             continue
         instead = "" if shown[gpu.id] == precision else (
             f"at {shown[gpu.id]}, the precision it runs ({not_offered(gpu, precision)}); ")
-        rows.append({"precision": shown[gpu.id], "fits": p.fits, "img_per_s": p.images_per_s,
-                     "latency_s": p.latency.total_s, "memory_needed_gb": p.memory.needed_gb,
-                     "source": p.source, "note": instead + p.fits_reason})
+        # a card the config does not fit has no speed to show: the note says why
+        rows.append({"precision": shown[gpu.id], "fits": p.fits,
+                     "img_per_s": p.images_per_s if p.fits else None,
+                     "latency_s": p.latency.total_s if p.fits else None,
+                     "memory_needed_gb": p.memory.needed_gb, "source": p.source,
+                     "note": instead + (p.fits_reason if p.fits
+                                        else f"does not fit: {p.fits_reason}")})
     return pd.concat([catalog_frame(catalog), pd.DataFrame(rows)], axis=1)
 
 
@@ -102,8 +117,9 @@ def _largest(name: str, preds: list, field: str) -> dict:
         if not p.fits:
             break
         best = p
-    if best is None:
-        return {name: None, f"{name}_source": f"nothing fits: {preds[0].fits_reason}"}
+    if best is None:  # the reason without the rule's detail (the GPUs table gives it)
+        reason = re.sub(r" \([^)]*\)", "", preds[0].fits_reason)
+        return {name: None, f"{name}_source": f"nothing fits: {reason}"}
     return {name: getattr(best.config, field), f"{name}_source": fit_source(best)}
 
 

@@ -9,6 +9,7 @@ import textwrap
 from advisor.commands.common import add_data_args, add_format_arg, models_from_args
 from advisor.contract import LATENCY_BASES, PRECISIONS, QUANTIZATIONS
 from advisor.errors import AdvisorError
+from advisor.fileio import check_writable
 from advisor.options import Bases, LossyAlternative, Option, Verdict
 
 WIDTH = 100
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from advisor.plan import recommend
 
     request = build_request(args)
+    if args.out:
+        check_writable(args.out, "--out")
     catalog = load_catalog(args.catalog)
     models = models_from_args(args)
     plan = recommend(request, models, catalog, top=args.top)
