@@ -63,7 +63,7 @@ class GpuSpec:
             architecture=gpu.architecture,
             capacity_gb=gpu.capacity_gb,
             capacity_source=(f"catalog {gpu.id}: {gpu.usable_memory_gb:g} GB usable of its "
-                             f"{gpu.memory_gb:g} GB shared with the CPU, an assumption "
+                             f"{gpu.memory_gb:g} GB shared with the CPU "
                              f"({gpu.usable_memory_gb_source})" if gpu.usable_memory_gb else
                              f"catalog {gpu.id}: {gpu.memory_mib:g} MiB total as nvidia-smi "
                              f"reports it ({gpu.memory_mib_source})" if gpu.memory_mib else

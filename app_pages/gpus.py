@@ -69,6 +69,11 @@ table("gpus_table", shown, height=height(len(shown)), row_height=ROW_HEIGHT, col
 st.caption(f"{MISSING} images/s and latency: the config does not fit the card (why: the last "
            "column) or the card cannot run the precision; no speed is shown for a config that "
            "would not run.")
+other = shown[shown.precision.notna() & (shown.precision != precision)]
+if len(other):
+    st.caption(f"Predicted at {', '.join(sorted(set(other.precision)))}, the precision they run "
+               f"(the catalog lists no dense {precision} rate for them): "
+               f"{', '.join(other.name)}.")
 
 st.subheader("Specifications")
 st.caption("From each entry's datasheet sources (`gpu_catalog.yaml`). "

@@ -359,11 +359,12 @@ def test_gpus_page_says_what_fits_each_card_with_its_source():
 def test_gpus_page_shows_cards_without_bf16_at_fp16_the_precision_they_run():
     at = open_page("gpus")
     rows = table(at, "gpus_table").set_index("id")
-    for gpu in ("t4-16gb", "v100-sxm2-32gb"):
-        assert rows.precision[gpu] == "fp16" and rows.img_per_s[gpu] > 0
-        assert rows.note[gpu].startswith("at fp16, the precision it runs (the catalog lists no "
-                                         "dense bf16")
+    assert rows.precision["t4-16gb"] == rows.precision["v100-sxm2-32gb"] == "fp16"
+    assert rows.img_per_s["v100-sxm2-32gb"] > 0  # 32 GB: fits, and runs at fp16
     assert rows.precision["h100-sxm-80gb"] == "bf16"
+    assert any(c.value.startswith("Predicted at fp16, the precision they run (the catalog lists "
+                                  "no dense bf16 rate for them): ") and "NVIDIA T4" in c.value
+               for c in at.caption)
     limits = table(at, "gpus_limits")
     assert set(limits[limits.gpu == "t4-16gb"].precision) == {"fp16"}
 

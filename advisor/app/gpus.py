@@ -65,15 +65,12 @@ def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch
             rows.append({"fits": None, "note": f"not modelled at {precision}: "
                                                f"{not_offered(gpu, precision)}"})
             continue
-        instead = "" if shown[gpu.id] == precision else (
-            f"at {shown[gpu.id]}, the precision it runs ({not_offered(gpu, precision)}); ")
         # a card the config does not fit has no speed to show: the note says why
         rows.append({"precision": shown[gpu.id], "fits": p.fits,
                      "img_per_s": p.images_per_s if p.fits else None,
                      "latency_s": p.latency.total_s if p.fits else None,
                      "memory_needed_gb": p.memory.needed_gb, "source": p.source,
-                     "note": instead + (p.fits_reason if p.fits
-                                        else f"does not fit: {p.fits_reason}")})
+                     "note": p.fits_reason if p.fits else f"does not fit: {p.fits_reason}"})
     return pd.concat([catalog_frame(catalog), pd.DataFrame(rows)], axis=1)
 
 
