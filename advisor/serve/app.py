@@ -1,0 +1,141 @@
+"""A served plan as a Ray Serve application: `Generator` deployments (one replica per GPU, the
+pipeline and its batching, `advisor.serve.replica`) behind one `Ingress` deployment (the HTTP
+front, `advisor.serve.ingress`). `build(args)` is the application builder a Ray Serve config
+names (`import_path: advisor.serve.app:build`, written by `advisor recommend --export
+ray-serve`); `serve_locally` is `advisor serve`. Ray is imported inside the functions.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from advisor import REPO_ROOT
+from advisor.errors import AdvisorError
+from advisor.serve.ingress import Front
+from advisor.serve.replica import Generator
+from advisor.serve.spec import ServeSpec
+
+APP_NAME = "zimage"
+INGRESS_MAX_ONGOING = 10_000  # the front only awaits replicas: it holds what they queue
+HEALTH_CHECK_PERIOD_S = 10.0
+HEALTH_CHECK_TIMEOUT_S = 30.0
+
+
+def deployment_options(spec: ServeSpec) -> dict:
+    """The Generator deployment's Ray Serve options: replicas, GPUs each, and the queue bounds
+    (a replica holds its batch and the queue behind it; the front's handle holds as many
+    again per replica before it answers 503)."""
+    return {"num_replicas": spec.replicas,
+            "ray_actor_options": {"num_gpus": spec.gpus_per_replica},
+            "max_ongoing_requests": spec.queue_limit,
+            "max_queued_requests": spec.queue_limit * spec.replicas,
+            "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+            "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
+
+
+def application(spec: ServeSpec):
+    from ray import serve
+    from ray.serve.metrics import Counter, Histogram
+    from starlette.responses import Response
+
+    class RayGenerator(Generator):
+        """The replica, with its batches counted in Ray Serve's metrics."""
+
+        def __init__(self, spec_dict: dict):
+            super().__init__(spec_dict)
+            self.m_batch = Histogram("zimage_batch_size", "images per batch",
+                                     boundaries=[float(k) for k in range(1, 65)])
+            self.m_service = Histogram("zimage_batch_service_s", "pipeline seconds per batch",
+                                       boundaries=[0.05 * 2**k for k in range(12)])
+            self.m_images = Counter("zimage_images", "images served")
+
+        async def _run_batch(self, key, items):
+            answers = await super()._run_batch(key, items)
+            self.m_batch.observe(len(items))
+            self.m_service.observe(answers[0]["timings"]["service_s"])
+            self.m_images.inc(len(items))
+            return answers
+
+    class Ingress:
+        def __init__(self, spec_dict: dict, generator):
+            self.generator = generator
+            self.front = Front(ServeSpec.from_dict(spec_dict), self._call)
+
+        async def _call(self, job: dict) -> dict:
+            return await self.generator.generate.remote(job)
+
+        async def __call__(self, request):
+            body = await request.body()
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            status, out_headers, data = await self.front.handle(
+                request.method, request.url.path, headers, body)
+            return Response(data, status_code=status, headers=out_headers)
+
+    generator = serve.deployment(RayGenerator, name="Generator").options(
+        **deployment_options(spec))
+    ingress = serve.deployment(Ingress, name="Ingress").options(
+        num_replicas=1, ray_actor_options={"num_cpus": 0},
+        max_ongoing_requests=INGRESS_MAX_ONGOING)
+    return ingress.bind(spec.as_dict(), generator.bind(spec.as_dict()))
+
+
+def build(args: dict):
+    """Ray Serve application builder: `args` are the `ServeSpec` fields."""
+    return application(ServeSpec.from_dict(args, source="application args"))
+
+
+def start(spec: ServeSpec, host: str = "127.0.0.1", port: int = 8000,
+          address: str | None = None) -> tuple[ServeSpec, str]:
+    """Connect to (or start) Ray, fit the replicas to the GPUs there, deploy and wait until every
+    replica has loaded and warmed its pipeline. Returns the spec deployed and the URL."""
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env=runtime_env(address))
+    if spec.gpus_per_replica > 0:
+        gpus = int(ray.cluster_resources().get("GPU", 0) // spec.gpus_per_replica)
+        if gpus < 1:
+            raise AdvisorError("the Ray cluster has no GPU for a replica: serve on a GPU host, "
+                               "or --device cpu (tests)")
+        spec = spec.with_changes(replicas=min(spec.replicas, gpus))
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(application(spec), name=APP_NAME, route_prefix="/")
+    return spec, f"http://{host}:{port}"
+
+
+def runtime_env(address: str | None) -> dict:
+    """Where the replicas find this project: on this machine its tree on the path; on a cluster
+    the tree travels as Ray's working_dir (as `advisor probe --ray` sends it)."""
+    if address is None:
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+        return {"env_vars": {"PYTHONPATH": path}}
+    from probes.fleet import EXCLUDES
+
+    return {"working_dir": str(REPO_ROOT), "excludes": EXCLUDES}
+
+
+def stop() -> None:
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+def serve_forever(spec: ServeSpec, host: str, port: int, address: str | None, planned: int):
+    spec, url = start(spec, host, port, address)
+    print(f"serving {', '.join(spec.sizes)} on {spec.replicas} replica(s) of "
+          f"{spec.gpus_per_replica:g} GPU, batches up to {spec.max_batch}, window "
+          f"{spec.window_s:g} s ({spec.batching} batching)")
+    if spec.replicas < planned:
+        print(f"note: the plan serves on {planned} GPUs; this cluster has GPUs for "
+              f"{spec.replicas}, so its latency figures hold at 1/{planned} of the plan's "
+              "demand per replica")
+    print(f"POST {url}/generate   GET {url}/healthz   (Ctrl-C stops)")
+    try:
+        while True:
+            time.sleep(1.0)
+    finally:
+        stop()

@@ -1,0 +1,142 @@
+"""One replica of a served plan: the pipeline on one GPU (as the probe loads it), its batches
+formed by the planner's policy (`advisor.serve.batcher`) or Ray Serve's `@serve.batch`, run one
+at a time on a GPU thread; each image PNG-encoded off that thread, so the GPU starts the next
+batch meanwhile. The class is the Ray Serve deployment's body (`advisor.serve.app`) and runs
+without Ray as well; torch and the pipeline are imported when it is built.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from advisor.serve.api import ApiError, Job
+from advisor.serve.batcher import PlannerBatcher
+from advisor.serve.spec import ServeSpec
+
+ENCODE_THREADS = 4
+UNHEALTHY_AFTER = 3  # failed batches in a row: the replica reports itself unhealthy
+
+
+class Generator:
+    def __init__(self, spec: ServeSpec | dict, warm: bool = True):
+        from probes.serve import PipelineService
+
+        self.spec = spec if isinstance(spec, ServeSpec) else ServeSpec.from_dict(spec)
+        s = self.spec
+        self.service = PipelineService(s.setting, s.steps, s.caption_tokens, s.device, s.weights,
+                                       tiny=s.tiny)
+        self.gpu = ThreadPoolExecutor(1, thread_name_prefix="gpu")
+        self.encoder = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="png")
+        self.name = _replica_name()
+        self.batch_sizes: Counter = Counter()
+        self.served = 0
+        self.failed_batches = 0
+        self.failed_in_a_row = 0
+        self.pending = 0
+        if s.batching == "planner":
+            self.batcher = PlannerBatcher(self._run_batch, s.max_batch, s.window_s, s.queue_limit)
+        else:
+            self.batcher = ServeBatch(self._run_batch, s.max_batch, s.window_s)
+        if warm:  # first-call effects (kernels, autotuning, compile) before the first request
+            for h, w in s.resolutions:
+                self.service.warm(h, w, s.max_batch)
+
+    async def generate(self, job: dict) -> dict:
+        """Serve one request (a `Job` as a dict); the answer without the server's own timing."""
+        job = Job(**job)
+        if self.spec.batching != "planner" and self.pending >= self.spec.queue_limit:
+            raise ApiError(503, f"queue full: {self.pending} requests wait or run on this "
+                                f"replica (limit {self.spec.queue_limit})", retry_after_s=1)
+        self.pending += 1
+        try:
+            return await self.batcher.submit(job.key, (job, time.monotonic()))
+        finally:
+            self.pending -= 1
+
+    async def _run_batch(self, key: tuple, items: list) -> list[dict]:
+        height, width, steps = key
+        jobs = [job for job, _ in items]
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        try:
+            images = await loop.run_in_executor(
+                self.gpu, self.service.generate, height, width, [j.prompt for j in jobs],
+                [j.seed for j in jobs], steps)
+        except Exception:
+            self.failed_batches += 1
+            self.failed_in_a_row += 1
+            raise
+        self.failed_in_a_row = 0
+        service_s = time.monotonic() - start
+        self.batch_sizes[len(jobs)] += 1
+        self.served += len(jobs)
+        encoded = await asyncio.gather(*(loop.run_in_executor(self.encoder, _png, image)
+                                         for image in images))
+        return [_answer(job, arrived, start, service_s, png, encode_s, len(jobs), self.name)
+                for (job, arrived), (png, encode_s) in zip(items, encoded)]
+
+    def stats(self) -> dict:
+        """Batch sizes run so far (`{size: batches}`), requests served, failed batches."""
+        return {"replica": self.name, "batch_sizes": dict(self.batch_sizes),
+                "served": self.served, "failed_batches": self.failed_batches,
+                "pending": self.pending}
+
+    def check_health(self) -> None:
+        """Ray Serve calls this periodically; an exception marks the replica unhealthy and Ray
+        replaces it."""
+        if self.failed_in_a_row >= UNHEALTHY_AFTER:
+            raise RuntimeError(f"{self.failed_in_a_row} batches in a row failed")
+
+
+class ServeBatch:
+    """Ray Serve's `@serve.batch` per key, with the batches of all keys one at a time."""
+
+    def __init__(self, run_batch, max_batch: int, window_s: float):
+        self.run_batch, self.max_batch, self.window_s = run_batch, max_batch, window_s
+        self.batched: dict = {}
+        self.lock = asyncio.Lock()
+
+    async def submit(self, key, item):
+        if key not in self.batched:
+            from ray import serve
+
+            async def run(items: list) -> list:
+                async with self.lock:
+                    return await self.run_batch(key, items)
+
+            self.batched[key] = serve.batch(max_batch_size=self.max_batch,
+                                            batch_wait_timeout_s=self.window_s)(run)
+        return await self.batched[key](item)
+
+
+def _png(image) -> tuple[bytes, float]:
+    start = time.monotonic()
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue(), time.monotonic() - start
+
+
+def _answer(job: Job, arrived: float, start: float, service_s: float, png: bytes,
+            encode_s: float, batch_size: int, replica: str) -> dict:
+    out = {"id": job.id, "height": job.height, "width": job.width, "steps": job.steps,
+           "seed": job.seed, "batch_size": batch_size, "replica": replica,
+           "png_bytes": len(png),
+           "timings": {"queue_s": start - arrived, "service_s": service_s, "encode_s": encode_s,
+                       "replica_s": time.monotonic() - arrived}}
+    if job.output == "png":
+        out["image_png_base64"] = base64.b64encode(png).decode()
+    return out
+
+
+def _replica_name() -> str:
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # not inside a Ray Serve replica
+        return f"pid{os.getpid()}"
