@@ -3,8 +3,8 @@ the error every unservable request gets (status, message naming the field). docs
 documents the API; `advisor.serve.ingress` puts it behind HTTP.
 
 POST /generate {"prompt": str, "height": int, "width": int, "seed": int?, "steps": int?,
-"output": "png" | "size"?} answers {"id", "height", "width", "steps", "seed", "batch_size",
-"replica", "png_bytes", "image_png_base64" (output "png" only), "timings": {...}}.
+"output": "png" | "size"?} answers {"id", "height", "width", "steps", "seed", "replica",
+"batch", "batch_size", "png_bytes", "image_png_base64" (output "png" only), "timings": {...}}.
 """
 from __future__ import annotations
 

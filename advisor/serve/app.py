@@ -69,6 +69,7 @@ def application(spec: ServeSpec):
             headers = {k.lower(): v for k, v in request.headers.items()}
             status, out_headers, data = await self.front.handle(
                 request.method, request.url.path, headers, body)
+            out_headers.pop("X-Request-Id")  # Ray's proxy sets it (the id the front used)
             return Response(data, status_code=status, headers=out_headers)
 
     generator = serve.deployment(RayGenerator, name="Generator").options(

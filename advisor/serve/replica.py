@@ -35,6 +35,7 @@ class Generator:
         self.name = _replica_name()
         self.batch_sizes: Counter = Counter()
         self.served = 0
+        self.batches = 0
         self.failed_batches = 0
         self.failed_in_a_row = 0
         self.pending = 0
@@ -62,6 +63,7 @@ class Generator:
         height, width, steps = key
         jobs = [job for job, _ in items]
         loop = asyncio.get_running_loop()
+        number, self.batches = self.batches, self.batches + 1
         start = time.monotonic()
         try:
             images = await loop.run_in_executor(
@@ -77,7 +79,8 @@ class Generator:
         self.served += len(jobs)
         encoded = await asyncio.gather(*(loop.run_in_executor(self.encoder, _png, image)
                                          for image in images))
-        return [_answer(job, arrived, start, service_s, png, encode_s, len(jobs), self.name)
+        batch = {"replica": self.name, "batch": number, "batch_size": len(jobs)}
+        return [_answer(job, arrived, start, service_s, png, encode_s, batch)
                 for (job, arrived), (png, encode_s) in zip(items, encoded)]
 
     def stats(self) -> dict:
@@ -122,10 +125,9 @@ def _png(image) -> tuple[bytes, float]:
 
 
 def _answer(job: Job, arrived: float, start: float, service_s: float, png: bytes,
-            encode_s: float, batch_size: int, replica: str) -> dict:
+            encode_s: float, batch: dict) -> dict:
     out = {"id": job.id, "height": job.height, "width": job.width, "steps": job.steps,
-           "seed": job.seed, "batch_size": batch_size, "replica": replica,
-           "png_bytes": len(png),
+           "seed": job.seed, **batch, "png_bytes": len(png),
            "timings": {"queue_s": start - arrived, "service_s": service_s, "encode_s": encode_s,
                        "replica_s": time.monotonic() - arrived}}
     if job.output == "png":
