@@ -287,7 +287,7 @@ def summarize(trace, config, requests: int, models, gpu, mode, provenance) -> di
         service, basis = report.service_table(models, gpu, config)
         doc["predicted"], predicted_finish = report.same_arrivals(trace, config, service)
         doc["predicted"]["basis"] = basis
-        own, own_basis = report.measured_service(trace, config, service)
+        own, own_basis = report.measured_service(endpoint.server_side(trace), config, service)
         doc["predicted"]["measured_service"] = {**report.same_arrivals(trace, config, own)[0],
                                                 "basis": own_basis}
         doc["predicted_steady"] = report.steady_state(

@@ -9,7 +9,7 @@ from pathlib import Path
 from advisor.errors import AdvisorError
 from advisor.serve.spec import BATCHING, DEFAULT_REQUEST_TIMEOUT_S
 
-NEEDS = ("ray", "starlette")
+NEEDS = {"ray": ("ray", "starlette"), "local": ("aiohttp",)}
 
 
 def add_parser(subparsers) -> None:
@@ -26,6 +26,9 @@ def add_parser(subparsers) -> None:
                    help="which option of the plan (default 0, the best)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--engine", choices=list(NEEDS), default="ray",
+                   help="ray: Ray Serve (default); local: one replica in this process behind the "
+                   "same HTTP front, without Ray (where Ray cannot run)")
     p.add_argument("--address", metavar="ADDRESS",
                    help="an existing Ray cluster (auto, ray://HOST:PORT); default: start one here")
     p.add_argument("--replicas", type=int,
@@ -70,11 +73,18 @@ def build_spec(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     spec, planned = build_spec(args)
-    missing = [n for n in NEEDS if importlib.util.find_spec(n) is None]
+    missing = [n for n in NEEDS[args.engine] if importlib.util.find_spec(n) is None]
     if missing:
-        raise AdvisorError(f"advisor serve needs {', '.join(missing)}: pip install -e "
-                           "'.[serve]'")
-    from advisor.serve.app import serve_forever
+        raise AdvisorError(f"advisor serve --engine {args.engine} needs {', '.join(missing)}: "
+                           "pip install -e '.[serve]'")
+    if args.engine == "local":
+        from advisor.serve.local import serve_forever
 
-    serve_forever(spec, args.host, args.port, args.address, planned)
+        print(f"serving {', '.join(spec.sizes)} on one replica in this process (no Ray), "
+              f"batches up to {spec.max_batch}, window {spec.window_s:g} s")
+        serve_forever(spec, args.host, args.port)
+    else:
+        from advisor.serve.app import serve_forever
+
+        serve_forever(spec, args.host, args.port, args.address, planned)
     return 0

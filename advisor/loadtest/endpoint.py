@@ -8,6 +8,8 @@ batch time; `http_s` = client latency - the server's own receipt-to-answer time.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from advisor.loadtest.config import LoadConfig
@@ -60,6 +62,16 @@ def with_overhead(trace: Trace, config: LoadConfig, predicted_finish: np.ndarray
     out["overhead_s"] = {label: block["overhead_median_s"]
                          for label, block in by_resolution.items()}
     return out
+
+
+def server_side(trace: Trace) -> Trace:
+    """The trace with each request's batch timed by the endpoint's own clock (start 0, finish
+    its batch's pipeline seconds), for the replay with the run's own service times; the trace
+    itself when the endpoint reported none (its start and finish are the batch's)."""
+    if "service_s" not in trace.server:
+        return trace
+    return replace(trace, start_s=np.zeros(len(trace.arrival_s)),
+                   finish_s=trace.server["service_s"].copy())
 
 
 def _median(values: np.ndarray) -> float | None:
