@@ -13,24 +13,10 @@ from advisor import REPO_ROOT
 from advisor.errors import AdvisorError
 from advisor.serve.ingress import Front
 from advisor.serve.replica import Generator
-from advisor.serve.spec import ServeSpec
+from advisor.serve.spec import INGRESS_OPTIONS, ServeSpec
 
 APP_NAME = "zimage"
-INGRESS_MAX_ONGOING = 10_000  # the front only awaits replicas: it holds what they queue
-HEALTH_CHECK_PERIOD_S = 10.0
-HEALTH_CHECK_TIMEOUT_S = 30.0
-
-
-def deployment_options(spec: ServeSpec) -> dict:
-    """The Generator deployment's Ray Serve options: replicas, GPUs each, and the queue bounds
-    (a replica holds its batch and the queue behind it; the front's handle holds as many
-    again per replica before it answers 503)."""
-    return {"num_replicas": spec.replicas,
-            "ray_actor_options": {"num_gpus": spec.gpus_per_replica},
-            "max_ongoing_requests": spec.queue_limit,
-            "max_queued_requests": spec.queue_limit * spec.replicas,
-            "health_check_period_s": HEALTH_CHECK_PERIOD_S,
-            "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
+IMPORT_PATH = "advisor.serve.app:build"
 
 
 def application(spec: ServeSpec):
@@ -73,10 +59,8 @@ def application(spec: ServeSpec):
             return Response(data, status_code=status, headers=out_headers)
 
     generator = serve.deployment(RayGenerator, name="Generator").options(
-        **deployment_options(spec))
-    ingress = serve.deployment(Ingress, name="Ingress").options(
-        num_replicas=1, ray_actor_options={"num_cpus": 0},
-        max_ongoing_requests=INGRESS_MAX_ONGOING)
+        **spec.generator_options())
+    ingress = serve.deployment(Ingress, name="Ingress").options(**INGRESS_OPTIONS)
     return ingress.bind(spec.as_dict(), generator.bind(spec.as_dict()))
 
 

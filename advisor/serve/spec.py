@@ -15,6 +15,11 @@ DEVICES = ("cuda", "cpu")
 DEFAULT_QUEUE_BATCHES = 8  # requests a replica holds beyond its running batch, in max batches
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
 MAX_REPLICAS = 4096
+INGRESS_MAX_ONGOING = 10_000  # the front only awaits replicas: it holds what they queue
+HEALTH_CHECK_PERIOD_S = 10.0
+HEALTH_CHECK_TIMEOUT_S = 30.0
+INGRESS_OPTIONS = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0},
+                   "max_ongoing_requests": INGRESS_MAX_ONGOING}
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,17 @@ class ServeSpec:
         """Requests one replica holds: its running batch and the queue behind it."""
         return self.max_queued or self.max_batch * (1 + DEFAULT_QUEUE_BATCHES)
 
+    def generator_options(self) -> dict:
+        """The Generator deployment's Ray Serve options: replicas, GPUs each, and the queue
+        bounds (a replica holds its batch and the queue behind it; the front's handle holds as
+        many again per replica before it answers 503)."""
+        return {"num_replicas": self.replicas,
+                "ray_actor_options": {"num_gpus": self.gpus_per_replica},
+                "max_ongoing_requests": self.queue_limit,
+                "max_queued_requests": self.queue_limit * self.replicas,
+                "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+                "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
+
     @property
     def sizes(self) -> list[str]:
         return [f"{h}x{w}" for h, w in self.resolutions]
@@ -104,7 +120,11 @@ def from_plan(path: Path, option: int = 0) -> ServeSpec:
     """The spec of option `option` of a saved plan (`advisor recommend --out`)."""
     from advisor.export import load_plan
 
-    doc = load_plan(path)
+    return spec_of(load_plan(path), path, option)
+
+
+def spec_of(doc: dict, path: Path, option: int = 0) -> ServeSpec:
+    """The spec of option `option` of a loaded plan document."""
     options = doc["results"]["options"]
     if not 0 <= option < len(options):
         raise AdvisorError(f"--option {option}: {path} has {len(options)} option(s)")
