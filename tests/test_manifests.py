@@ -13,7 +13,7 @@ from advisor.cli import main
 from advisor.export import load_plan
 from advisor.serve.manifests import rayservice, serve_config, worker_groups
 from advisor.serve.spec import ServeSpec
-from tests.test_serve import plan  # noqa: F401 - the module's plan fixture
+from tests.plans import saved_plan
 
 jsonschema = pytest.importorskip("jsonschema")
 SCHEMA = REPO_ROOT / "data" / "kuberay" / "rayservice-v1.schema.yaml"
@@ -83,7 +83,12 @@ def test_the_serve_config_is_rays_and_reads_back_as_the_spec():
     schema.ServeDeploySchema.model_validate(config)
 
 
-def test_export_commands_write_the_plans_option(plan, tmp_path, capsys):  # noqa: F811
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    return saved_plan(tmp_path_factory.mktemp("plan") / "plan.yaml")
+
+
+def test_export_commands_write_the_plans_option(plan, tmp_path, capsys):
     out = tmp_path / "rayservice.yaml"
     assert main(["recommend", "--plan", str(plan), "--export", "kuberay", "--out", str(out),
                  "--image", "example/zimage:1"]) == 0

@@ -16,7 +16,7 @@ from advisor.serve.api import ApiError, parse_job
 from advisor.serve.batcher import PlannerBatcher
 from advisor.serve.ingress import Front
 from advisor.serve.spec import ServeSpec, from_plan
-from tests.fake_models import FakeModels
+from tests.plans import saved_plan
 
 SIZES = {(64, 64), (128, 64)}
 
@@ -168,20 +168,7 @@ def test_a_spec_is_checked_and_read_back():
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
-    """A plan of the shipped request, made with the fake models (fast)."""
-    import advisor.commands.recommend as recommend
-    from advisor.catalog import load_catalog
-
-    path = tmp_path_factory.mktemp("plan") / "plan.yaml"
-    models = FakeModels(load_catalog())
-    original = recommend.models_from_args
-    recommend.models_from_args = lambda args: models
-    try:
-        assert main(["recommend", "--request", "examples/request.yaml", "--gpus",
-                     "h100-sxm-80gb", "--out", str(path)]) == 0
-    finally:
-        recommend.models_from_args = original
-    return path
+    return saved_plan(tmp_path_factory.mktemp("plan") / "plan.yaml")
 
 
 def test_the_spec_of_a_plan_is_its_option(plan):
