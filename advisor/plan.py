@@ -19,6 +19,7 @@ from advisor.coverage import Probed, accuracy, caveats
 from advisor.errors import AdvisorError
 from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, lossy_summary, not_simulated, \
     reason
+from advisor.overhead import overhead_s
 from advisor.probing import probe_suggestion
 from advisor.queueing import latency_floor_s, run_quantile_range, simulate_cached, size_fleet
 from advisor.request import Request
@@ -308,8 +309,10 @@ def _option(c: Candidate, request: Request, probed: Probed | None) -> dict:
     n = c.sizing.n_gpus
     cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one)
     per_resolution, notes = {}, []
+    shapes = {r.label: (r.height, r.width) for r in request.resolutions}
     for label, preds in c.predictions.items():
         one, full = preds[1], preds[c.max_batch]
+        overhead, overhead_basis = overhead_s(c.gpu.id, *shapes[label])
         per_resolution[label] = {
             "batch_1_s": one.latency.total_s,
             "batch_1_interval_s": list(one.latency.interval_s),
@@ -322,6 +325,8 @@ def _option(c: Candidate, request: Request, probed: Probed | None) -> dict:
             "memory_needed_gb": full.memory.needed_gb,
             "source": full.source,
             "source_detail": full.source_detail,
+            "endpoint_overhead_s": overhead,
+            "endpoint_overhead_basis": overhead_basis,
         }
         notes += [x for x in caveats(full, c.gpu, probed) if x not in notes]
     if c.setting.precision in QUANTIZATIONS:

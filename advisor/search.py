@@ -21,6 +21,7 @@ from advisor.contract import CFG_GUIDANCE_SCALE, COMPUTE_PRECISIONS, QUANTIZATIO
 from advisor.cost import HOURS_PER_MONTH, NoPrice, Price, budget_problems, fleet_cost, \
     gpu_price, gpus_within
 from advisor.errors import AdvisorError
+from advisor.overhead import overhead_s
 from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
     latency_floor_s, size_fleet
 from advisor.request import Request
@@ -181,7 +182,9 @@ def service(gpu, setting: Setting, max_batch: int, batches: list[int], preds: di
     for r in request.resolutions:
         at = {b: seconds(preds[(gpu.id, setting, b, r.label)]) for b in batches}
         times.append(tuple(interpolate(at, k) for k in range(1, max_batch + 1)))
-    return Service(times_s=tuple(times), shares=tuple(r.share for r in request.resolutions))
+    return Service(times_s=tuple(times), shares=tuple(r.share for r in request.resolutions),
+                   overhead_s=tuple(overhead_s(gpu.id, r.height, r.width)[0]
+                                    for r in request.resolutions))
 
 
 def interpolate(at: dict[int, float], k: int) -> float:
