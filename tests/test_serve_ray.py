@@ -88,13 +88,15 @@ def replica_actors() -> list[str]:
 def test_a_killed_replica_is_replaced_and_its_requests_fail_visibly(url):
     before = replica_actors()
     assert len(before) == 2
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(8) as pool:  # 50 steps: batches long enough to be cut short
         pending = [pool.submit(post, url, {"prompt": "a cat", "height": 64, "width": 64,
-                                           "output": "size"}) for _ in range(8)]
-        time.sleep(0.3)
+                                           "steps": 50, "output": "size"}) for _ in range(8)]
+        time.sleep(0.5)
         ray.kill(ray.get_actor(before[0], namespace="serve"), no_restart=True)
-        statuses = [f.result(timeout=60)[0] for f in pending]  # every one answers
-    assert set(statuses) <= {200, 503}
+        answers = [f.result(timeout=60) for f in pending]  # every one answers
+    statuses = [status for status, _ in answers]
+    assert set(statuses) <= {200, 503} and 503 in statuses
+    assert all("died" in body["error"] for status, body in answers if status == 503)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         now = replica_actors()
