@@ -159,8 +159,8 @@ def test_routes_health_and_request_ids():
 def test_a_spec_is_checked_and_read_back():
     with pytest.raises(AdvisorError, match="field 'resolutions'"):
         ServeSpec(resolutions=((60, 64),))
-    with pytest.raises(AdvisorError, match="field 'batching'"):
-        ServeSpec(resolutions=((64, 64),), batching="greedy")
+    with pytest.raises(AdvisorError, match="field 'max_batch'"):
+        ServeSpec(resolutions=((64, 64),), max_batch=0)
     with pytest.raises(AdvisorError, match="unknown field"):
         ServeSpec.from_dict({"resolutions": [[64, 64]], "colour": 1})
     assert ServeSpec.from_dict(SPEC.as_dict()) == SPEC
@@ -197,3 +197,4 @@ def test_serve_argument_errors_exit_2(plan, args, words, capsys):
 def test_serve_needs_an_existing_plan(capsys):
     assert main(["serve", "--plan", "nope.yaml"]) == 2
     assert "--plan nope.yaml: no such file" in capsys.readouterr().err
+

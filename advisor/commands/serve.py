@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from advisor.errors import AdvisorError
-from advisor.serve.spec import BATCHING, DEFAULT_REQUEST_TIMEOUT_S
+from advisor.serve.spec import DEFAULT_REQUEST_TIMEOUT_S
 
 NEEDS = {"ray": ("ray", "starlette"), "local": ("aiohttp",)}
 
@@ -33,9 +33,6 @@ def add_parser(subparsers) -> None:
                    help="an existing Ray cluster (auto, ray://HOST:PORT); default: start one here")
     p.add_argument("--replicas", type=int,
                    help="replicas (default the plan's serving GPUs, at most the GPUs Ray has)")
-    p.add_argument("--batching", choices=BATCHING, default="planner",
-                   help="planner: the planner's dispatcher (default); serve-batch: Ray Serve's "
-                   "@serve.batch, which forms smaller batches under load")
     p.add_argument("--max-queued", type=int, default=0, metavar="N",
                    help="requests a replica holds, its running batch included (default 9 max "
                    "batches); beyond that and as many again at the front: 503")
@@ -65,7 +62,7 @@ def build_spec(args: argparse.Namespace):
     spec = from_plan(args.plan, args.option)
     planned = spec.replicas
     spec = spec.with_changes(
-        replicas=args.replicas, batching=args.batching, max_queued=args.max_queued,
+        replicas=args.replicas, max_queued=args.max_queued,
         request_timeout_s=args.request_timeout_s, weights=args.weights, device=args.device,
         tiny=args.tiny, gpus_per_replica=0.0 if args.device == "cpu" else None)
     return spec, planned

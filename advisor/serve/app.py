@@ -113,7 +113,7 @@ def serve_forever(spec: ServeSpec, host: str, port: int, address: str | None, pl
     spec, url = start(spec, host, port, address)
     print(f"serving {', '.join(spec.sizes)} on {spec.replicas} replica(s) of "
           f"{spec.gpus_per_replica:g} GPU, batches up to {spec.max_batch}, window "
-          f"{spec.window_s:g} s ({spec.batching} batching)")
+          f"{spec.window_s:g} s")
     if spec.replicas < planned:
         print(f"note: the plan serves on {planned} GPUs; this cluster has GPUs for "
               f"{spec.replicas}, so its latency figures hold at 1/{planned} of the plan's "

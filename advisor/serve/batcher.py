@@ -6,11 +6,11 @@ batch). The batch of the oldest waiting request is ready when `max_batch` reques
 wait, or `window_s` after that oldest request arrived; once the previous batch is done it takes
 every request of its key that has arrived, up to `max_batch`.
 
-Ray Serve's own `@serve.batch` differs under load: its window starts when its batching loop takes
-the first request, and it forms the next batch while the previous one runs, so a batch holds
-only what arrived within one window, not everything that queued behind a running batch; batches
-are smaller than the planner assumes and the queue grows sooner. `--batching serve-batch` uses it
-anyway (`advisor.serve.replica`).
+Ray Serve's own `@serve.batch` differs under load, which is why the replica does not use it:
+its window starts when its batching loop takes the first request, and it forms the next batch
+while the previous one runs, so a batch holds only what arrived within one window, not
+everything that queued behind a running batch; batches are smaller than the planner assumes and
+the queue grows sooner (docs/serving.md).
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """One replica of a served plan: the pipeline on one GPU (as the probe loads it), its batches
-formed by the planner's policy (`advisor.serve.batcher`) or Ray Serve's `@serve.batch`, run one
-at a time on a GPU thread; each image PNG-encoded off that thread, so the GPU starts the next
+formed by the planner's policy (`advisor.serve.batcher`), run one at a time on a GPU thread; each image PNG-encoded off that thread, so the GPU starts the next
 batch meanwhile. The class is the Ray Serve deployment's body (`advisor.serve.app`) and runs
 without Ray as well; torch and the pipeline are imported when it is built.
 """
@@ -14,7 +13,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from advisor.serve.api import ApiError, Job
+from advisor.serve.api import Job
 from advisor.serve.batcher import PlannerBatcher
 from advisor.serve.spec import ServeSpec
 
@@ -39,10 +38,7 @@ class Generator:
         self.failed_batches = 0
         self.failed_in_a_row = 0
         self.pending = 0
-        if s.batching == "planner":
-            self.batcher = PlannerBatcher(self._run_batch, s.max_batch, s.window_s, s.queue_limit)
-        else:
-            self.batcher = ServeBatch(self._run_batch, s.max_batch, s.window_s)
+        self.batcher = PlannerBatcher(self._run_batch, s.max_batch, s.window_s, s.queue_limit)
         if warm:  # first-call effects (kernels, autotuning, compile) before the first request
             for h, w in s.resolutions:
                 self.service.warm(h, w, s.max_batch)
@@ -50,9 +46,6 @@ class Generator:
     async def generate(self, job: dict) -> dict:
         """Serve one request (a `Job` as a dict); the answer without the server's own timing."""
         job = Job(**job)
-        if self.spec.batching != "planner" and self.pending >= self.spec.queue_limit:
-            raise ApiError(503, f"queue full: {self.pending} requests wait or run on this "
-                                f"replica (limit {self.spec.queue_limit})", retry_after_s=1)
         self.pending += 1
         try:
             return await self.batcher.submit(job.key, (job, time.monotonic()))
@@ -94,27 +87,6 @@ class Generator:
         replaces it."""
         if self.failed_in_a_row >= UNHEALTHY_AFTER:
             raise RuntimeError(f"{self.failed_in_a_row} batches in a row failed")
-
-
-class ServeBatch:
-    """Ray Serve's `@serve.batch` per key, with the batches of all keys one at a time."""
-
-    def __init__(self, run_batch, max_batch: int, window_s: float):
-        self.run_batch, self.max_batch, self.window_s = run_batch, max_batch, window_s
-        self.batched: dict = {}
-        self.lock = asyncio.Lock()
-
-    async def submit(self, key, item):
-        if key not in self.batched:
-            from ray import serve
-
-            async def run(items: list) -> list:
-                async with self.lock:
-                    return await self.run_batch(key, items)
-
-            self.batched[key] = serve.batch(max_batch_size=self.max_batch,
-                                            batch_wait_timeout_s=self.window_s)(run)
-        return await self.batched[key](item)
 
 
 def _png(image) -> tuple[bytes, float]:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from advisor.errors import AdvisorError, describe
 
-BATCHING = ("planner", "serve-batch")
 DEVICES = ("cuda", "cpu")
 DEFAULT_QUEUE_BATCHES = 8  # requests a replica holds beyond its running batch, in max batches
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
@@ -37,7 +36,6 @@ class ServeSpec:
     device: str = "cuda"
     weights: str = "auto"  # as `advisor probe --weights`
     tiny: bool = False  # the tiny pipeline (tests)
-    batching: str = "planner"  # the planner's dispatcher, or Ray Serve's @serve.batch
     max_queued: int = 0  # requests waiting per replica beyond max_ongoing; 0: from the batch
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     plan: str | None = None  # where it came from: "PLAN.yaml#option"
@@ -65,8 +63,6 @@ class ServeSpec:
                 bad(name, "a number >= 0")
         if not self.request_timeout_s > 0:
             bad("request_timeout_s", "a number > 0")
-        if self.batching not in BATCHING:
-            bad("batching", " or ".join(BATCHING))
         if self.device not in DEVICES:
             bad("device", " or ".join(DEVICES))
 
