@@ -35,12 +35,12 @@ def application(spec: ServeSpec):
                                        boundaries=[0.05 * 2**k for k in range(12)])
             self.m_images = Counter("zimage_images", "images served")
 
-        async def _run_batch(self, key, items):
-            answers = await super()._run_batch(key, items)
-            self.m_batch.observe(len(items))
-            self.m_service.observe(answers[0]["timings"]["service_s"])
-            self.m_images.inc(len(items))
-            return answers
+        async def _run_batch(self, key, jobs):
+            done = await super()._run_batch(key, jobs)
+            self.m_batch.observe(len(jobs))
+            self.m_service.observe(done[0][3])
+            self.m_images.inc(len(jobs))
+            return done
 
     class Ingress:
         def __init__(self, spec_dict: dict, generator):

@@ -1,6 +1,7 @@
 """One replica of a served plan: the pipeline on one GPU (as the probe loads it), its batches
-formed by the planner's policy (`advisor.serve.batcher`), run one at a time on a GPU thread; each image PNG-encoded off that thread, so the GPU starts the next
-batch meanwhile. The class is the Ray Serve deployment's body (`advisor.serve.app`) and runs
+formed by the planner's policy (`advisor.serve.batcher`), run one at a time on a GPU thread;
+each image PNG-encoded on other threads once its batch is done, so the GPU starts the next batch
+meanwhile. The class is the Ray Serve deployment's body (`advisor.serve.app`) and runs
 without Ray as well; torch and the pipeline are imported when it is built.
 """
 from __future__ import annotations
@@ -10,7 +11,6 @@ import base64
 import io
 import os
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from advisor.serve.api import Job
@@ -32,55 +32,46 @@ class Generator:
         self.gpu = ThreadPoolExecutor(1, thread_name_prefix="gpu")
         self.encoder = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="png")
         self.name = _replica_name()
-        self.batch_sizes: Counter = Counter()
-        self.served = 0
         self.batches = 0
-        self.failed_batches = 0
         self.failed_in_a_row = 0
-        self.pending = 0
         self.batcher = PlannerBatcher(self._run_batch, s.max_batch, s.window_s, s.queue_limit)
         if warm:  # first-call effects (kernels, autotuning, compile) before the first request
             for h, w in s.resolutions:
                 self.service.warm(h, w, s.max_batch)
 
     async def generate(self, job: dict) -> dict:
-        """Serve one request (a `Job` as a dict); the answer without the server's own timing."""
+        """Serve one request (a `Job` as a dict); the answer without the server's own timing.
+        Its PNG is encoded after its batch has left the GPU thread, while the next one runs."""
         job = Job(**job)
-        self.pending += 1
-        try:
-            return await self.batcher.submit(job.key, (job, time.monotonic()))
-        finally:
-            self.pending -= 1
+        arrived = time.monotonic()
+        image, batch, start, service_s = await self.batcher.submit(job.key, job)
+        png, encode_s = await asyncio.get_running_loop().run_in_executor(self.encoder, _png,
+                                                                          image)
+        out = {"id": job.id, "height": job.height, "width": job.width, "steps": job.steps,
+               "seed": job.seed, **batch, "png_bytes": len(png),
+               "timings": {"queue_s": start - arrived, "service_s": service_s,
+                           "encode_s": encode_s, "replica_s": time.monotonic() - arrived}}
+        if job.output == "png":
+            out["image_png_base64"] = base64.b64encode(png).decode()
+        return out
 
-    async def _run_batch(self, key: tuple, items: list) -> list[dict]:
+    async def _run_batch(self, key: tuple, jobs: list[Job]) -> list[tuple]:
+        """One batch on the GPU thread: per job, its image, its batch, the batch's start and
+        pipeline seconds."""
         height, width, steps = key
-        jobs = [job for job, _ in items]
-        loop = asyncio.get_running_loop()
         number, self.batches = self.batches, self.batches + 1
         start = time.monotonic()
         try:
-            images = await loop.run_in_executor(
+            images = await asyncio.get_running_loop().run_in_executor(
                 self.gpu, self.service.generate, height, width, [j.prompt for j in jobs],
                 [j.seed for j in jobs], steps)
         except Exception:
-            self.failed_batches += 1
             self.failed_in_a_row += 1
             raise
         self.failed_in_a_row = 0
         service_s = time.monotonic() - start
-        self.batch_sizes[len(jobs)] += 1
-        self.served += len(jobs)
-        encoded = await asyncio.gather(*(loop.run_in_executor(self.encoder, _png, image)
-                                         for image in images))
         batch = {"replica": self.name, "batch": number, "batch_size": len(jobs)}
-        return [_answer(job, arrived, start, service_s, png, encode_s, batch)
-                for (job, arrived), (png, encode_s) in zip(items, encoded)]
-
-    def stats(self) -> dict:
-        """Batch sizes run so far (`{size: batches}`), requests served, failed batches."""
-        return {"replica": self.name, "batch_sizes": dict(self.batch_sizes),
-                "served": self.served, "failed_batches": self.failed_batches,
-                "pending": self.pending}
+        return [(image, batch, start, service_s) for image in images]
 
     def check_health(self) -> None:
         """Ray Serve calls this periodically; an exception marks the replica unhealthy and Ray
@@ -94,17 +85,6 @@ def _png(image) -> tuple[bytes, float]:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue(), time.monotonic() - start
-
-
-def _answer(job: Job, arrived: float, start: float, service_s: float, png: bytes,
-            encode_s: float, batch: dict) -> dict:
-    out = {"id": job.id, "height": job.height, "width": job.width, "steps": job.steps,
-           "seed": job.seed, **batch, "png_bytes": len(png),
-           "timings": {"queue_s": start - arrived, "service_s": service_s, "encode_s": encode_s,
-                       "replica_s": time.monotonic() - arrived}}
-    if job.output == "png":
-        out["image_png_base64"] = base64.b64encode(png).decode()
-    return out
 
 
 def _replica_name() -> str:
