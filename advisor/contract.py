@@ -27,6 +27,11 @@ class Quantization:
     scheme: str  # the torchao config, for records and people
     compiles: bool = True  # offered with torch.compile
 
+    @property
+    def words(self) -> str:
+        """The scheme without its torchao class name: what a person reads."""
+        return self.scheme.split("): ", 1)[-1]
+
 
 QUANTIZATIONS = {
     "fp8": Quantization("fp8", "fp8", (8, 9), "Float8DynamicActivationFloat8WeightConfig("
@@ -116,6 +121,9 @@ LATENCY_BASES = ("auto", "point", "upper")
 HOST_BOUND_PIXELS = 512 * 512
 REGIMES = ("compute_bound", "host_bound")
 DEFAULT_STEPS = 9  # Z-Image-Turbo's scheduler default: one transformer forward per step
+# The scheduler's training timesteps (num_train_timesteps in data/zimage_turbo/scheduler): more
+# steps than that only repeat timesteps, and no run of the Turbo model takes them.
+MAX_STEPS = 1000
 DEFAULT_CAPTION_TOKENS = 64
 MAX_SEQUENCE_LENGTH = 512  # the text encoder's padded prompt length (pipeline default)
 CFG_GUIDANCE_SCALE = 4.0  # guidance used when a prediction asks for CFG: any value > 0 runs

@@ -16,8 +16,8 @@ import numpy as np
 from advisor import workload
 from advisor.errors import AdvisorError
 from advisor.contract import (
-    ATTENTIONS, CFG_GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, OFFLOADS, PRECISIONS, QUANTIZATIONS,
-    Config, cfg_passes, dtype_of, unsupported_reason,
+    ATTENTIONS, CFG_GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, MAX_STEPS, OFFLOADS, PRECISIONS,
+    QUANTIZATIONS, Config, cfg_passes, dtype_of, unsupported_reason,
 )
 
 MIB = 2**20
@@ -122,6 +122,9 @@ def check_config(config: Config) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise AdvisorError(f"{name}: expected an integer >= 1, got {value!r}")
+    if config.steps > MAX_STEPS:
+        raise AdvisorError(f"steps: expected at most {MAX_STEPS} (the scheduler's training "
+                           f"timesteps; Z-Image-Turbo runs 8-9), got {config.steps}")
     workload.padded_caption_tokens(config.caption_tokens)  # validates 1..512
     for name, allowed in (("precision", PRECISIONS), ("attention", ATTENTIONS),
                           ("offload", OFFLOADS)):

@@ -494,8 +494,11 @@ class Models:
             allocated, nvml = _gb(memory["allocated"]), _gb(memory["nvml"])
             allocated_iv = (allocated * float(np.exp(alo)), allocated * float(np.exp(ahi)))
             floor = _gb(memory["allocated"] + memory["context"])
+            # NVML reads at most the card's memory where the run fits; past it the run does not
+            # happen, and the figure keeps its whole interval
+            upper, capacity_gb = nvml * float(np.exp(mhi)), _gb(row["capacity_mib"])
             nvml_iv = (max(nvml * float(np.exp(mlo)), floor),
-                       min(nvml * float(np.exp(mhi)), max(_gb(row["capacity_mib"]), nvml)))
+                       min(upper, capacity_gb) if nvml <= capacity_gb else upper)
             source = "fitted" if row["gpu"] in self.probed else "transferred"
             detail = carried.detail if carried else by_class or self._source_detail(row)
             upper_allocated = allocated_iv[1]

@@ -426,7 +426,7 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     data = _write_data(tmp_path / "data", synthetic_records(grid=SMALL_GRID, noise=0.01))
     cache = tmp_path / "cache"
     first = load_models(data, CATALOG_PATH, cache)
-    assert len(list(cache.glob("models-*.pkl"))) == 1
+    assert len(list(cache.glob("models-*.npz"))) == 1
 
     def no_refit(*args, **kwargs):
         raise AssertionError("refitted although nothing changed")
@@ -441,7 +441,7 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
         f.write(json.dumps(extra) + "\n")
     changed = load_models(data, CATALOG_PATH, cache)
     assert changed.model_version != first.model_version
-    assert len(list(cache.glob("models-*.pkl"))) == 2
+    assert len(list(cache.glob("models-*.npz"))) == 2
 
 
 def test_cache_key_covers_every_source_file_of_the_package(tmp_path, monkeypatch):

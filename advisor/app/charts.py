@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from advisor.app.explore import model_row
+from advisor.app.explore import TARGET_UNITS, TARGETS, model_row
 from advisor.contract import QUANTIZATIONS
 
 SOURCE_COLORS = {"measured": "#1a7f37", "fitted": "#1f6feb", "transferred": "#bf8700"}
@@ -80,7 +80,7 @@ def utilization_figure(measured: pd.DataFrame) -> go.Figure:
     ])
     fig.update_layout(barmode="group", yaxis_range=[0, 105])
     return _layout(fig, "Busy is not fast: NVML utilization vs tensor-core use (measured)",
-                   "config", "%")
+                   "measured config (image size, batch, setting)", "percent")
 
 
 def residuals_figure(residuals: pd.DataFrame, target: str) -> go.Figure:
@@ -94,8 +94,10 @@ def residuals_figure(residuals: pd.DataFrame, target: str) -> go.Figure:
                           "%{customdata[2]}<extra></extra>"))
     fig.add_hline(y=0, line={"color": "#8c959f"})
     fig.update_xaxes(type="log")
-    return _layout(fig, f"Validation residuals: {target} (held-out, predicted vs measured)",
-                   f"measured {target}", "error % ((predicted − measured) / measured)")
+    name, unit = TARGETS.get(target, target), TARGET_UNITS.get(target, "")
+    return _layout(fig, f"Validation residuals: {name} (held-out, predicted vs measured)",
+                   f"measured {name} ({unit}, log)",
+                   "error % ((predicted − measured) / measured)")
 
 
 def parity_figure(compared: pd.DataFrame) -> go.Figure:
@@ -145,15 +147,20 @@ def cost_latency_figure(options: pd.DataFrame, frontier: pd.DataFrame, slo_s: fl
                    f"{slo_label} latency at peak demand (s)", "USD per 1,000 images")
 
 
-def fleet_figure(fleet: pd.DataFrame) -> go.Figure:
-    """GPUs needed as the peak demand scales, for the top options."""
+def fleet_figure(fleet: pd.DataFrame, peak_img_per_s: float) -> go.Figure:
+    """GPUs needed as the peak demand scales, for the top options, with the request's own peak
+    demand marked. Both axes are plain numbers: demand at the factors re-sized, whole GPUs."""
     fig = go.Figure([go.Scatter(x=part.peak_img_per_s, y=part.total_gpus, mode="lines+markers",
                                 name=option)
                      for option, part in fleet.groupby("option", sort=False)])
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    demands = sorted(fleet.peak_img_per_s.unique())
+    fig.update_xaxes(tickvals=demands, ticktext=[f"{d:.3g}" for d in demands],
+                     rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero", tickformat="d")
+    fig.add_vline(x=peak_img_per_s, line={"color": "#8c959f", "dash": "dash"},
+                  annotation_text=f"your peak demand: {peak_img_per_s:.3g} images/s")
     return _layout(fig, "Fleet size vs demand (top picks, re-sized at each demand)",
-                   "peak demand (images/s, log)", "GPUs incl. spare (log)")
+                   "peak demand (images/s)", "GPUs, spare included")
 
 
 def throughput_figure(options: pd.DataFrame) -> go.Figure:

@@ -1,6 +1,7 @@
 """The GPUs page: the catalog as a table, with one config predicted on every GPU."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pandas as pd
@@ -20,7 +21,8 @@ def catalog_frame(catalog: Catalog) -> pd.DataFrame:
             "fp8_tflops": g.dense_tflops("fp8"), "tdp_w": g.tdp_w,
             "price_usd_low": (g.purchase_range_usd or (None, None))[0],
             "price_usd_high": (g.purchase_range_usd or (None, None))[1],
-            "price_kind": g.price_kind, "cloud_usd_per_hour": g.cloud_usd_per_hour,
+            "price_kind": g.price_kind, "buy_usd": _price_range(g),
+            "cloud_usd_per_hour": g.cloud_usd_per_hour,
             "runnable": g.runnable,
         }
         for g in catalog.gpus
@@ -28,11 +30,20 @@ def catalog_frame(catalog: Catalog) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _price_range(gpu) -> str | None:
+    """A purchase price as a person reads it: "$2,345 (list)", "$25,000-30,000 (street)"."""
+    if not gpu.purchase_range_usd:
+        return None
+    low, high = gpu.purchase_range_usd
+    price = f"${low:,.0f}" if low == high else f"${low:,.0f}-{high:,.0f}"
+    return f"{price} ({gpu.price_kind})" if gpu.price_kind else price
+
+
 def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch: int = 1,
                         precision: str = "bf16") -> pd.DataFrame:
-    """The catalog table plus, per GPU, the predicted fit and throughput of one config (a GPU
-    that cannot run the precision, by its catalog entry, is not modelled at it: the note says
-    why)."""
+    """The catalog table plus, per GPU, the predicted fit and throughput of one config: no
+    throughput where the config does not fit, and a GPU that cannot run the precision, by its
+    catalog entry, is not modelled at it; the note says why."""
     config = Config(height=height, width=width, batch=batch, precision=precision)
     modelled = [g.id for g in catalog.gpus if not not_offered(g, precision)]
     preds = dict(zip(modelled, models.predict_many([(g, config) for g in modelled])))
@@ -43,9 +54,11 @@ def catalog_predictions(models, catalog: Catalog, height: int, width: int, batch
             rows.append({"fits": None, "note": f"not modelled at {precision}: "
                                                f"{not_offered(gpu, precision)}"})
             continue
-        rows.append({"fits": p.fits, "img_per_s": p.images_per_s,
-                     "latency_s": p.latency.total_s, "memory_needed_gb": p.memory.needed_gb,
-                     "source": p.source, "note": p.fits_reason})
+        # a card the config does not fit has no speed to show: the note says why
+        rows.append({"fits": p.fits, "img_per_s": p.images_per_s if p.fits else None,
+                     "latency_s": p.latency.total_s if p.fits else None,
+                     "memory_needed_gb": p.memory.needed_gb, "source": p.source,
+                     "note": p.fits_reason if p.fits else f"does not fit: {p.fits_reason}"})
     return pd.concat([catalog_frame(catalog), pd.DataFrame(rows)], axis=1)
 
 
@@ -86,8 +99,9 @@ def _largest(name: str, preds: list, field: str) -> dict:
         if not p.fits:
             break
         best = p
-    if best is None:
-        return {name: None, f"{name}_source": f"nothing fits: {preds[0].fits_reason}"}
+    if best is None:  # the reason without the rule's detail (the GPUs table gives it)
+        reason = re.sub(r" \([^)]*\)", "", preds[0].fits_reason)
+        return {name: None, f"{name}_source": f"nothing fits: {reason}"}
     return {name: getattr(best.config, field), f"{name}_source": fit_source(best)}
 
 

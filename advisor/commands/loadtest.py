@@ -10,15 +10,22 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from advisor.commands.common import add_data_args, models_from_args
-from advisor.errors import AdvisorError
 from advisor.commands.probe import PROBE_PACKAGES
+from advisor.errors import AdvisorError, escaped, shown
+from advisor.fileio import check_writable
 from advisor.loadtest.config import SETTING_DEFAULTS, LoadConfig, parse_resolution
+
+
+MAX_INFLIGHT = 4096  # threads sending at once
+NAME = r"[A-Za-z0-9._-]{1,100}"  # a results name: a file name in data/loadtests/
+MAX_REQUEST_TIMEOUT_S = 3600.0
 
 
 def add_parser(subparsers) -> None:
@@ -186,16 +193,25 @@ def rate_for_utilization(config: LoadConfig, models, target: float) -> LoadConfi
 def run_command(args: argparse.Namespace) -> int:
     from advisor.loadtest import arrivals, report, results, run
 
-    if args.max_inflight < 1:
-        raise AdvisorError(f"--max-inflight: expected an integer >= 1, got {args.max_inflight}")
-    if not args.request_timeout_s > 0:
-        raise AdvisorError(f"--request-timeout-s: expected > 0, got {args.request_timeout_s}")
+    if not 1 <= args.max_inflight <= MAX_INFLIGHT:
+        raise AdvisorError(f"--max-inflight: expected an integer 1..{MAX_INFLIGHT}, got "
+                           f"{args.max_inflight}")
+    if not 0 < args.request_timeout_s <= MAX_REQUEST_TIMEOUT_S:
+        raise AdvisorError(f"--request-timeout-s: expected a number of seconds > 0, at most "
+                           f"{MAX_REQUEST_TIMEOUT_S:g}, got {args.request_timeout_s}")
     if args.url is not None:
         run.check_url(args.url)
         if args.fake:
             raise AdvisorError("--url and --fake: give one service")
+    if args.name is not None and not re.fullmatch(NAME, args.name):
+        raise AdvisorError(f"--name {shown(args.name)}: expected letters, digits, '.', '_' or "
+                           "'-' (it names the results file), at most 100")
+    if args.out is not None:
+        check_writable(args.out, "--out")
     if args.reanalyze is not None:
         return reanalyze(args)
+    if args.url is not None:
+        run.check_reachable(args.url, args.request_timeout_s)
     body = run.parse_body(args.body)
     config, info = build_config(args)
     trace_input = info.pop("trace", None)
@@ -240,12 +256,28 @@ def run_command(args: argparse.Namespace) -> int:
         trace = run.run_batches(schedule, config, service, progress=progress)
     doc = summarize(trace, config, len(schedule), models, gpu, "soak" if args.soak else mode,
                     provenance)
-    name = args.name or f"{gpu}-{'soak' if args.soak else mode}-r{config.rate_per_s:g}"
+    default = f"{gpu}-{'soak' if args.soak else mode}-r{config.rate_per_s:g}"
+    name = args.name or re.sub(r"[^A-Za-z0-9._-]+", "-", default)  # a file name
     out = args.out or results.LOADTESTS_DIR / f"{name}.json"
     doc["name"] = name
     results.save(doc, out)
     print_summary(doc, out)
-    return 0 if not trace.stopped.startswith("interrupted") else 130
+    if trace.stopped.startswith("interrupted"):
+        return 130
+    return failed_run(doc["measured"])
+
+
+def failed_run(measured: dict) -> int:
+    """1, with a message on stderr, when most requests sent failed or the endpoint stopped the
+    run; else 0. The results file is written either way."""
+    failed = measured["error_requests"]
+    sent = measured["served_requests"] + failed
+    if failed == 0 or (2 * failed <= sent and not measured["stopped"].startswith("endpoint")):
+        return 0
+    first = measured["errors"][0]["message"] if measured["errors"] else "no message"
+    print(f"error: {failed} of {sent} requests sent failed ({measured['stopped']}); first "
+          f"error: {escaped(first)}", file=sys.stderr)
+    return 1
 
 
 def reanalyze(args: argparse.Namespace) -> int:
@@ -317,7 +349,7 @@ def print_summary(doc: dict, out: Path) -> None:
     def row(label: str, block: dict) -> str:  # a space before each column: wide values stay apart
         return f"{label:22}" + "".join(f" {fmt(block[k]):>8}" for k in ("p50_s", "p95_s", "p99_s"))
 
-    print(f"{doc['name']}: {doc['requests']} requests at {doc['rate_per_s']:g}/s, "
+    print(f"{escaped(doc['name'])}: {doc['requests']} requests at {doc['rate_per_s']:g}/s, "
           f"{m['measured_requests']} measured; stopped: {m['stopped']}")
     print(f"{'':22}" + "".join(f" {k:>8}" for k in ("p50_s", "p95_s", "p99_s")))
     print(row("measured", m)
