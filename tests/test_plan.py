@@ -223,7 +223,7 @@ def test_fleet_is_the_smallest_meeting_the_slo_at_peak():
     option = plan_for(req).options[0]
     n, b = option.fleet.serving_gpus, option.max_batch
     times = tuple(batch_latency_s(CATALOG.get(H100), 1024, 1024, k) for k in range(1, b + 1))
-    overhead = option["service"]["1024x1024"]["endpoint_overhead_s"]
+    overhead = option.service["1024x1024"].endpoint_overhead_s
     assert overhead == overhead_s(H100, 1024, 1024)[0] > 0
     service = Service(times_s=(times,), shares=(1.0,), overhead_s=(overhead,))
 
