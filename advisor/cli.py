@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "check_claim",
     "app",
     "loadtest",
+    "serve",
 ]
 
 

@@ -21,6 +21,7 @@ from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, lossy_summary, 
     reason
 from advisor.options import Bases, Basis, Change, Fleet, LossyAlternative, LossyFit, Option, \
     PeakLatency, ResolutionService, ShortTest, Verdict
+from advisor.overhead import overhead_s
 from advisor.probing import probe_suggestion
 from advisor.queueing import latency_floor_s, run_quantile_range, simulate_cached, size_fleet
 from advisor.request import Request
@@ -339,8 +340,10 @@ def _option(c: Candidate, request: Request, probed: Probed | None) -> Option:
     n = c.sizing.n_gpus
     cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one)
     per_resolution, notes = {}, []
+    shapes = {r.label: (r.height, r.width) for r in request.resolutions}
     for label, preds in c.predictions.items():
         one, full = preds[1], preds[c.max_batch]
+        overhead, overhead_basis = overhead_s(c.gpu.id, *shapes[label])
         per_resolution[label] = ResolutionService(
             max_batch=c.max_batch, batch_1_s=one.latency.total_s,
             batch_1_interval_s=one.latency.interval_s, batch_1_source=one.source,
@@ -348,7 +351,8 @@ def _option(c: Candidate, request: Request, probed: Probed | None) -> Option:
             sized_on="upper" if request.sized_on_upper(full.source) else "point",
             peak_memory_gb=full.memory.nvml_gb, memory_interval_gb=full.memory.nvml_interval_gb,
             memory_needed_gb=full.memory.needed_gb, source=full.source,
-            source_detail=full.source_detail)
+            source_detail=full.source_detail, endpoint_overhead_s=overhead,
+            endpoint_overhead_basis=overhead_basis)
         notes += [x for x in _of_resolution(caveats(full, c.gpu, probed), label, request)
                   if x not in notes]
     if c.setting.precision in QUANTIZATIONS:

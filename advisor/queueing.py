@@ -41,10 +41,16 @@ DEFAULT_SEED = 0
 @dataclass(frozen=True)
 class Service:
     """Service times of one GPU configuration: `times_s[c][k - 1]` is the time of a batch of k
-    requests of resolution class c (k = 1..max_batch), and `shares[c]` that class's demand share."""
+    requests of resolution class c (k = 1..max_batch), and `shares[c]` that class's demand share.
+    `overhead_s[c]` (none: 0) is what the serving endpoint adds to each request of class c after
+    its batch, off the GPU (advisor.overhead): in every latency, never in the GPU's busy time."""
 
     times_s: tuple[tuple[float, ...], ...]
     shares: tuple[float, ...]
+    overhead_s: tuple[float, ...] = ()
+
+    def overhead(self, c: int) -> float:
+        return self.overhead_s[c] if self.overhead_s else 0.0
 
     @property
     def max_batch(self) -> int:
@@ -171,7 +177,7 @@ def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
               for p in positions]
     starts, ends, gpu_waits = _run(by_class, scales, service, n_gpus, window_s)
     start, done = np.empty(n), np.empty(n)  # per request, in arrival order
-    busy_s, n_batches = 0.0, 0
+    busy_s, n_batches, last_end = 0.0, 0, times[0]
     for c, pos in enumerate(positions):
         end = np.asarray(ends[c], dtype=int)
         head = np.concatenate(([0], end[:-1]))
@@ -180,10 +186,13 @@ def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
         t = np.asarray(service.times_s[c])[size - 1]
         if service_scale is not None:
             t = t * service_scale[pos][head]
-        start[pos], done[pos] = np.repeat(batch_start, size), np.repeat(batch_start + t, size)
+        start[pos] = np.repeat(batch_start, size)
+        done[pos] = np.repeat(batch_start + t, size) + service.overhead(c)
         busy_s += float(t.sum())
         n_batches += len(size)
-    return done - times, start - times, busy_s, n_batches, done.max() - times[0], gpu_waits
+        if len(t):
+            last_end = max(last_end, float((batch_start + t).max()))
+    return done - times, start - times, busy_s, n_batches, last_end - times[0], gpu_waits
 
 
 def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):
@@ -261,8 +270,9 @@ def gpus_lower_bound(service: Service, rate: float, quantile: float = 1.0,
     """
     per_image = [[t / k for k, t in enumerate(times, 1)] for times in service.times_s]
     best_any = [min(p) for p in per_image]
-    best_ok = [min((p[k] for k, t in enumerate(times) if t <= slo_s), default=math.inf)
-               for p, times in zip(per_image, service.times_s)]
+    best_ok = [min((p[k] for k, t in enumerate(times) if t + service.overhead(c) <= slo_s),
+                   default=math.inf)
+               for c, (p, times) in enumerate(zip(per_image, service.times_s))]
     total = sum(service.shares)
     budget = 1.0 - quantile
     work = 0.0
@@ -288,14 +298,16 @@ def gpus_estimate(service: Service, rate: float, window_s: float) -> float:
 
 def latency_floor_s(service: Service, quantile: float) -> float:
     """A lower bound on the latency quantile for any fleet: the quantile of batch-of-one service
-    times over the mix (no request finishes before its own resolution's batch of one would)."""
-    order = sorted(range(len(service.shares)), key=lambda c: service.times_s[c][0])
+    times (and the endpoint's overhead) over the mix (no request finishes before its own
+    resolution's batch of one would)."""
+    floor = [t[0] + service.overhead(c) for c, t in enumerate(service.times_s)]
+    order = sorted(range(len(service.shares)), key=lambda c: floor[c])
     total, cumulative = sum(service.shares), 0.0
     for c in order:
         cumulative += service.shares[c] / total
         if cumulative >= quantile - 1e-12:
-            return service.times_s[c][0]
-    return service.times_s[order[-1]][0]
+            return floor[c]
+    return floor[order[-1]]
 
 
 @lru_cache(maxsize=4096)

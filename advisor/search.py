@@ -22,6 +22,7 @@ from advisor.cost import HOURS_PER_MONTH, NoPrice, Price, budget_problems, fleet
     gpu_price, gpus_within
 from advisor.errors import AdvisorError
 from advisor.options import Verdict
+from advisor.overhead import overhead_s
 from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
     latency_floor_s, size_fleet
 from advisor.request import Request
@@ -196,7 +197,9 @@ def service(gpu, setting: Setting, max_batch: int, batches: list[int], preds: di
     for r in request.resolutions:
         at = {b: seconds(preds[(gpu.id, setting, b, r.label)]) for b in batches}
         times.append(tuple(interpolate(at, k) for k in range(1, max_batch + 1)))
-    return Service(times_s=tuple(times), shares=tuple(r.share for r in request.resolutions))
+    return Service(times_s=tuple(times), shares=tuple(r.share for r in request.resolutions),
+                   overhead_s=tuple(overhead_s(gpu.id, r.height, r.width)[0]
+                                    for r in request.resolutions))
 
 
 def interpolate(at: dict[int, float], k: int) -> float:

@@ -19,6 +19,7 @@ from advisor.cost import HOURS_PER_MONTH, FleetCost, Price, gpus_within
 from advisor.options import Change, Fleet, Option, PeakLatency
 from advisor.plan import rank_by_evidence, recommend
 from advisor.search import PARETO_COST_WINDOW, interpolate
+from advisor.overhead import overhead_s
 from advisor.queueing import Service, simulate
 from advisor.request import Request
 from tests.fake_models import FakeModels, batch_latency_s
@@ -222,7 +223,9 @@ def test_fleet_is_the_smallest_meeting_the_slo_at_peak():
     option = plan_for(req).options[0]
     n, b = option.fleet.serving_gpus, option.max_batch
     times = tuple(batch_latency_s(CATALOG.get(H100), 1024, 1024, k) for k in range(1, b + 1))
-    service = Service(times_s=(times,), shares=(1.0,))
+    overhead = option.service["1024x1024"].endpoint_overhead_s
+    assert overhead == overhead_s(H100, 1024, 1024)[0] > 0
+    service = Service(times_s=(times,), shares=(1.0,), overhead_s=(overhead,))
 
     def p95(gpus: int) -> float:
         return simulate(service, 8.0, gpus, req.window_s, req.simulation).p95_s

@@ -306,7 +306,7 @@ def reanalyze(args: argparse.Namespace) -> int:
 
 def summarize(trace, config, requests: int, models, gpu, mode, provenance) -> dict:
     """The results document of a run of `requests` scheduled arrivals."""
-    from advisor.loadtest import report, results
+    from advisor.loadtest import endpoint, report, results
 
     measured = report.measured(trace, config)
     doc = {"gpu": gpu, "mode": mode, "config": config.as_dict(),
@@ -320,12 +320,18 @@ def summarize(trace, config, requests: int, models, gpu, mode, provenance) -> di
         service, basis = report.service_table(models, gpu, config)
         doc["predicted"], predicted_finish = report.same_arrivals(trace, config, service)
         doc["predicted"]["basis"] = basis
-        own, own_basis = report.measured_service(trace, config, service)
+        own, own_basis = report.measured_service(endpoint.server_side(trace), config, service)
         doc["predicted"]["measured_service"] = {**report.same_arrivals(trace, config, own)[0],
                                                 "basis": own_basis}
         doc["predicted_steady"] = report.steady_state(
             config, service, config.rate_per_s, measured["measured_requests"],
             measured["p95_ci_s"])
+    endpoint_block = endpoint.overhead(trace, config)
+    if endpoint_block is not None:  # an endpoint that reports its timings (`advisor serve`)
+        doc["endpoint"] = endpoint_block
+        if predicted_finish is not None:
+            doc["predicted"]["with_overhead"] = endpoint.with_overhead(
+                trace, config, predicted_finish, endpoint_block["by_resolution"])
     if config.soak:
         doc["soak"] = report.soak(trace, config)
         measured["memory_slope_mb_per_h"] = doc["soak"]["memory_slope_mb_per_h"]
@@ -353,6 +359,11 @@ def print_summary(doc: dict, out: Path) -> None:
     if p:
         print(row("predicted, same arr.", p)
               + (f"   p95 error {p['p95_error_pct']:+.1f}%" if "p95_error_pct" in p else ""))
+        plus = p.get("with_overhead") or {}
+        if plus.get("p95_s") is not None:
+            print(row("predicted + overhead", plus)
+                  + f"   p95 error {plus['p95_error_pct']:+.1f}% (the endpoint's measured "
+                    "overhead added)")
         own = p.get("measured_service") or {}
         if own.get("p95_s") is not None:
             print(row("replayed, run service", own)
@@ -371,6 +382,10 @@ def print_summary(doc: dict, out: Path) -> None:
     print(f"throughput {fmt(m['throughput_img_per_s'])} img/s"
           + (f", GPU busy {util:.0%}" if util is not None else "")
           + f", batches {json.dumps(m['batch_size_histogram'])}, errors {m['error_requests']}")
+    for label, block in ((doc.get("endpoint") or {}).get("by_resolution") or {}).items():
+        print(f"endpoint overhead {label}: median {fmt(block['overhead_median_s'])} s, p95 "
+              f"{fmt(block['overhead_p95_s'])} s (HTTP {fmt(block['http_median_s'])} s, PNG "
+              f"{fmt(block['encode_median_s'])} s) over {block['requests']} requests")
     for line in (doc.get("soak") or {}).get("verdict", []):
         print(f"soak: {line}")
     print(f"-> {out}")

@@ -27,10 +27,11 @@ PERCENTILES = ("p50_s", "p95_s", "p99_s")
 
 
 def trace_block(trace, predicted_finish) -> dict:
+    """The per-request lists of a results file; an endpoint's own timings as `server_<name>`."""
     return {"arrival_s": trace.arrival_s, "start_s": trace.start_s, "finish_s": trace.finish_s,
             "predicted_finish_s": predicted_finish, "batch": trace.batch,
             "batch_size": trace.batch_size, "resolution": trace.resolution,
-            "error": trace.error}
+            "error": trace.error, **{f"server_{k}": v for k, v in trace.server.items()}}
 
 
 def trace_of(doc: dict):
@@ -45,6 +46,10 @@ def trace_of(doc: dict):
     trace = Trace(t["arrival_s"], t["resolution"].astype(int), t["start_s"], t["finish_s"],
                   t["batch"].astype(int), t["batch_size"].astype(int), t["error"].astype(bool),
                   samples=list(doc.get("samples", [])))
+    for key, values in doc["trace"].items():
+        if key.startswith("server_"):
+            trace.server[key[len("server_"):]] = np.asarray(
+                [np.nan if v is None else v for v in values], dtype=float)
     m = doc["measured"]
     trace.errors, trace.stopped = list(m.get("errors", [])), m.get("stopped", "completed")
     trace.wall_s = m.get("wall_s") or 0.0

@@ -26,6 +26,9 @@ from advisor.loadtest.config import LoadConfig
 
 SAMPLE_EVERY_S = 1.0  # memory samples at most this often
 PROGRESS_EVERY_S = 0.5
+# Server-side timings an endpoint may report per request (`advisor serve` does, in its answer's
+# "timings"): the wait for a batch, the batch's pipeline time, PNG encoding, receipt to answer.
+SERVER_TIMINGS = ("queue_s", "service_s", "encode_s", "server_s")
 
 
 class RealClock:
@@ -82,6 +85,7 @@ class Trace:
     error: np.ndarray = None  # bool
     samples: list = field(default_factory=list)  # {"t_s": ..., figures...}
     errors: list = field(default_factory=list)  # first messages, with counts
+    server: dict = field(default_factory=dict)  # SERVER_TIMINGS name -> per request (NaN: none)
     stopped: str = "completed"
     wall_s: float = 0.0
     busy_s: float = 0.0  # service time summed over batches (GPU-busy, one replica)
@@ -101,6 +105,15 @@ class Trace:
         for i in np.flatnonzero(mask):
             first.setdefault(int(self.batch[i]), i)
         return np.asarray(list(first.values()), dtype=int)
+
+    def note_server(self, i: int, timings: dict) -> None:
+        """Request i's server-side timings (the SERVER_TIMINGS an answer reports)."""
+        for name in SERVER_TIMINGS:
+            value = timings.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if name not in self.server:
+                    self.server[name] = np.full(len(self.arrival_s), np.nan)
+                self.server[name][i] = value
 
     def note_error(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"[:300]
@@ -271,7 +284,8 @@ def fill_body(template, values: dict):
 
 
 class HttpService:
-    """POSTs one JSON request per image to `url`; a non-2xx answer or a timeout is an error."""
+    """POSTs one JSON request per image to `url`; a non-2xx answer or a timeout is an error. A
+    JSON answer with "timings" (as `advisor serve` gives) is returned, else None."""
 
     def __init__(self, url: str, body: dict, timeout_s: float = 300.0,
                  prompt: str = DEFAULT_PROMPT, headers: dict | None = None):
@@ -279,21 +293,31 @@ class HttpService:
         self.prompt = prompt
         self.headers = {"Content-Type": "application/json", **(headers or {})}
 
-    def request(self, height: int, width: int) -> None:
+    def request(self, height: int, width: int) -> dict | None:
         data = json.dumps(fill_body(self.body, {"prompt": self.prompt, "height": height,
                                                 "width": width})).encode()
         req = urllib.request.Request(self.url, data=data, headers=self.headers, method="POST")
         with urllib.request.urlopen(req, timeout=self.timeout_s) as answer:  # noqa: S310
-            answer.read()
+            body = answer.read()
+            if "json" not in (answer.headers.get("Content-Type") or ""):
+                return None
+        try:
+            parsed = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return parsed if isinstance(parsed, dict) and isinstance(parsed.get("timings"), dict) \
+            else None
 
 
 def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
                  max_inflight: int = 64, progress: bool = False) -> Trace:
-    """Send each request at its arrival time (open loop), at most `max_inflight` at once."""
+    """Send each request at its arrival time (open loop), at most `max_inflight` at once. Where
+    the endpoint reports its batch (replica and batch number) and timings, the trace keeps them."""
     res = config.resolutions
     trace = Trace(schedule.times_s.copy(), schedule.classes.copy())
     bar = Progress(len(schedule), config.warmup_s, progress)
     lock = threading.Lock()
+    batch_ids: dict = {}  # (replica, batch number) the endpoint reports -> the trace's number
     clock = RealClock()
     t0 = clock.now()
     deadline = config.time_limit_s
@@ -307,8 +331,9 @@ def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
         sent_s[i] = clock.now() - t0  # from here on the request is answered, or it failed
         r = res[int(trace.resolution[i])]
         start = clock.now() - t0
+        answer = None
         try:
-            service.request(r.height, r.width)
+            answer = service.request(r.height, r.width)
             failed = None
         except Exception as exc:  # any failure of this request is its own, counted below
             failed = exc
@@ -317,7 +342,16 @@ def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
             if state["closed"]:  # the run stopped without waiting: counted as unanswered
                 return
             trace.start_s[i], trace.finish_s[i] = start, finish
-            trace.batch[i], trace.batch_size[i] = i, 1
+            trace.batch[i], trace.batch_size[i] = i, 1  # its own batch unless told
+            if answer is not None:
+                trace.note_server(i, answer["timings"])
+                if isinstance(answer.get("batch"), int) and isinstance(answer.get("batch_size"),
+                                                                       int):
+                    key = (str(answer.get("replica")), answer["batch"])
+                    # numbered after the requests' own numbers, so the two never meet
+                    trace.batch[i] = len(trace.arrival_s) + batch_ids.setdefault(key,
+                                                                                 len(batch_ids))
+                    trace.batch_size[i] = answer["batch_size"]
             if failed is not None:
                 trace.error[i] = True
                 trace.note_error(failed)
