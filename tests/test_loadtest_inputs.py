@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import signal
 import socket
 import time
 from http.server import BaseHTTPRequestHandler
@@ -117,7 +118,12 @@ def test_requests_still_open_when_a_run_is_interrupted_are_failures():
             time.sleep(1.0)
 
     cfg = _config(rate_per_s=50.0, duration_s=5.0)
-    trace = run.run_requests(arrivals.poisson(cfg), cfg, Stuck())
+    # interrupt_main does nothing where SIGINT is not Python's handler: make it so
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        trace = run.run_requests(arrivals.poisson(cfg), cfg, Stuck())
+    finally:
+        signal.signal(signal.SIGINT, before)
     sent = ~np.isnan(trace.start_s)
     assert trace.stopped.startswith("interrupted") and sent.any()
     assert trace.error[sent].all() and not trace.error[~sent].any()

@@ -226,12 +226,16 @@ def test_ctrl_c_finishes_the_current_config_then_stops(tmp_path, monkeypatch):
 
     inject(monkeypatch, interrupt_once, RuntimeError)
     out = tmp_path / "r.jsonl"
-    summary = run(out, configs({"shapes": [[128, 128], [192, 192]], "batch": [1, 2]}))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        summary = run(out, configs({"shapes": [[128, 128], [192, 192]], "batch": [1, 2]}))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     found, problems = read(out)
     assert problems == [] and [r["status"] for r in found] == ["ok", "ok"]
     assert found[1]["config"]["batch"] == 2  # the config in progress was finished and written
     assert "Ctrl-C" in summary.stopped and len(summary.not_run) == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_hard_interrupt_leaves_a_valid_file(tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ def test_a_valid_request_becomes_a_job_with_defaults():
     (job(prompt=""), 400, "field 'prompt'"),
     (job(height="64"), 400, "field 'height': expected an integer"),
     (job(height=True), 400, "field 'height'"),
-    (job(height=640), 422, "size 640x64 is not served: the plan covers 64x64, 128x64"),
+    (job(height=640), 422, "size 64x640 (width x height) is not served: the plan covers 64x64, 64x128"),
     (job(steps=0), 400, "field 'steps'"),
     (job(seed=-1), 400, "field 'seed'"),
     (job(output="jpeg"), 400, "field 'output'"),

@@ -13,6 +13,7 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 
+from advisor.contract import shape_label
 from advisor.errors import describe
 
 MAX_BODY_BYTES = 64 * 1024
@@ -82,8 +83,9 @@ def parse_job(body: bytes, rid: str, sizes: set[tuple[int, int]], default_steps:
                             f"{MAX_PROMPT_CHARS} characters, found {describe(prompt)}")
     height, width = (_integer(data, name, 1, 8192) for name in ("height", "width"))
     if (height, width) not in sizes:
-        served = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
-        raise ApiError(422, f"size {height}x{width} is not served: the plan covers {served}")
+        served = ", ".join(shape_label(h, w) for h, w in sorted(sizes))
+        raise ApiError(422, f"size {shape_label(height, width)} (width x height) is not served: "
+                       f"the plan covers {served}")
     steps = _integer(data, "steps", 1, MAX_STEPS) if "steps" in data else default_steps
     seed = _integer(data, "seed", 0, MAX_SEED) if "seed" in data else seed_source()
     output = data.get("output", "png")

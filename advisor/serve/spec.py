@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from advisor.contract import shape_label
 from advisor.errors import AdvisorError, describe
 
 DEVICES = ("cuda", "cpu")
@@ -84,7 +85,7 @@ class ServeSpec:
 
     @property
     def sizes(self) -> list[str]:
-        return [f"{h}x{w}" for h, w in self.resolutions]
+        return [shape_label(h, w) for h, w in self.resolutions]
 
     def as_dict(self) -> dict:
         d = asdict(self)
