@@ -16,7 +16,9 @@ from pathlib import Path
 import yaml
 
 from advisor import MEASUREMENTS_DIR, REPO_ROOT, __version__
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, Setting
+from advisor.contract import (
+    ATTENTIONS, COMPILE_MODES, OFFLOADS, PRECISIONS, QUANT_SCOPES, Setting,
+)
 from advisor.errors import AdvisorError, describe
 from advisor.fileio import sha256_file, write_atomic
 from advisor.inputs import load_yaml, read_text
@@ -175,9 +177,11 @@ def _check_option(f: Fields, where: str, option, request: Request) -> None:
     setting = _mapping(f, option, f"{where}.setting")
     f.keys(setting, f"{where}.setting", SETTING_FIELDS)
     for name, allowed in (("precision", PRECISIONS), ("attention", ATTENTIONS),
-                          ("offload", OFFLOADS)):
+                          ("offload", OFFLOADS), ("quant_scope", QUANT_SCOPES),
+                          ("compile_mode", COMPILE_MODES)):
         f.choice(setting, f"{where}.setting.{name}", allowed, default="")
-    f.boolean(setting, f"{where}.setting.compile", None)
+    for name in ("compile", "vae_compile", "vae_channels_last"):
+        f.boolean(setting, f"{where}.setting.{name}", None)
     batch = option["max_batch"]
     if batch not in request.batches or isinstance(batch, bool):
         raise f.error(f"{where}.max_batch", "one of the request's batch sizes "

@@ -51,16 +51,17 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
                        root_prior: np.ndarray | None = None,
                        root_strength: np.ndarray | float | None = None,
                        weights: np.ndarray | None = None,
-                       twin: tuple[str, object] | None = None) -> GroupedLinear:
+                       twin: tuple[tuple[str, object], ...] = ()) -> GroupedLinear:
     """Fit level by level, each row weighted by `weights` (default 1 / y: relative error).
     `prior_strength` is the weight of the parent's coefficients in
     pseudo-rows: at 1, the pull toward the parent counts like one typical row. `root_prior`
     (optional) plays the parent for level 0, weighted per coefficient by `root_strength`
     (default `prior_strength`): it settles directions the data cannot (e.g. compute vs
-    bandwidth time on one GPU, where they scale alike). `twin` (key, function): at the level
-    that first splits by `key`, a group whose `key` value the function maps to another value
-    is pulled toward that twin group (fitted before it) instead of its parent, where the twin
-    was fitted."""
+    bandwidth time on one GPU, where they scale alike). `twin`, pairs (key, function): at the
+    level that first splits by `key`, a group whose `key` value the function maps to another
+    value is pulled toward that twin group (fitted before it) instead of its parent, where the
+    twin was fitted; the first pair that maps a group names its twin, which may have a twin of
+    its own (a chain, fitted from its end)."""
     if levels[0] != ():
         raise ValueError("level 0 must be the pooled level ()")
     y = np.asarray(y, dtype=float)
@@ -88,10 +89,9 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
         groups: dict[tuple, list[int]] = {}
         for i, row in enumerate(rows):
             groups.setdefault(tuple(row[k] for k in keys), []).append(i)
-        twins = _twins(list(groups), keys, twin) \
-            if twin and twin[0] not in parent_keys else {}
+        twins = _twins(list(groups), keys, [t for t in twin if t[0] not in parent_keys])
         level = {}
-        for group in sorted(groups, key=lambda g: g in twins):  # twins' twins first
+        for group in sorted(groups, key=lambda g: _chain(g, twins)):  # twins' twins first
             index = groups[group]
             parent = level.get(twins.get(group), coefs[depth - 1][group[:len(parent_keys)]])
             level[group] = _solve(np.vstack([A[index], prior_rows]),
@@ -102,11 +102,24 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
 
 def _twins(groups: list[tuple], keys: tuple[str, ...], twin) -> dict[tuple, tuple]:
     """{group: its twin group} for the groups of a level that have one (see `twin`)."""
-    if twin[0] not in keys:
-        return {}
-    i, mapped = keys.index(twin[0]), twin[1]
-    out = {g: g[:i] + (mapped(g[i]),) + g[i + 1:] for g in groups}
-    return {g: t for g, t in out.items() if t != g}
+    out = {}
+    for g in groups:
+        for key, mapped in twin:
+            if key in keys:
+                i = keys.index(key)
+                t = g[:i] + (mapped(g[i]),) + g[i + 1:]
+                if t != g:
+                    out[g] = t
+                    break
+    return out
+
+
+def _chain(group: tuple, twins: dict) -> int:
+    """How many twins lead from `group` to one without a twin."""
+    n = 0
+    while group in twins and n <= len(twins):
+        group, n = twins[group], n + 1
+    return n
 
 
 def _solve(A: np.ndarray, b: np.ndarray, free: tuple[int, ...]) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from advisor import memory_rule
 from advisor.contract import (
     ATTENTIONS, GB, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction, cfg_passes,
-    compute_precision, dtype_of,
+    compute_precision, dtype_of, with_precision,
 )
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
@@ -165,7 +165,7 @@ class Models:
         if not index:
             return stages, depth, {}
         stages, depth = stages.copy(), depth.copy()
-        twin_configs = [replace(configs[i], precision=dtype_of(configs[i].precision))
+        twin_configs = [with_precision(configs[i], dtype_of(configs[i].precision))
                         for i in index]
         twins = [make_row(self.specs[rows[i]["gpu"]], c) for i, c in zip(index, twin_configs)]
         twin_stages, twin_depth = self.latency.predict(twins)
