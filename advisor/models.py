@@ -15,7 +15,7 @@ import numpy as np
 
 from advisor import memory_rule
 from advisor.contract import (
-    ATTENTIONS, GB, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction, cfg_passes,
+    ATTENTIONS, GB, QUANT_SCOPES, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction, cfg_passes,
     compute_precision, dtype_of, with_precision,
 )
 from advisor.coverage import Probed, extrapolation
@@ -257,10 +257,15 @@ class Models:
         """(GPU, attention) pairs that measured the row's quantized precision and its bf16
         twin at the row's compile, the row's attention where measured, else the first backend
         measured: the row's own GPU if it qualifies, else every probed GPU that does."""
+        def key(gpu: str, precision: str, attention: str) -> tuple:
+            scope = row["quant_scope"] if precision in QUANTIZATIONS else QUANT_SCOPES[0]
+            return setting_key({**row, "gpu": gpu, "precision": precision,
+                                "attention": attention, "offload": "none", "quant_scope": scope})
+
         found = []
         for gpu in sorted(self.probed):
             both = [a for a in ATTENTIONS if all(
-                (gpu, p, a, row["compile"], "none") in self.shapes
+                key(gpu, p, a) in self.shapes
                 for p in (row["precision"], dtype_of(row["precision"])))]
             if both:
                 found.append((gpu, row["attention"] if row["attention"] in both else both[0]))
