@@ -17,16 +17,24 @@ import numpy as np
 class GroupedLinear:
     """Fitted coefficients: `coefs[depth][group values] -> vector`. numpy only (cache-safe)."""
 
-    def __init__(self, levels: tuple[tuple[str, ...], ...], coefs: list[dict]):
+    def __init__(self, levels: tuple[tuple[str, ...], ...], coefs: list[dict],
+                 defaults: tuple[tuple[str, object], ...] = ()):
         self.levels = levels
         self.coefs = coefs
+        self.defaults = defaults  # (key, value): a group never fitted tries these in turn
 
     def lookup(self, row: dict) -> tuple[np.ndarray, int]:
-        """Coefficients for one row and the depth of the level they come from."""
+        """Coefficients for one row and the depth of the level they come from: at each level
+        from the most specific, the row's group, else that group with `defaults` set one after
+        another (a setting never measured takes its default's coefficients)."""
+        tries = [row]
+        for key, value in self.defaults:
+            tries.append({**tries[-1], key: value})
         for depth in range(len(self.levels) - 1, -1, -1):
-            coef = self.coefs[depth].get(tuple(row[k] for k in self.levels[depth]))
-            if coef is not None:
-                return coef, depth
+            for r in tries:
+                coef = self.coefs[depth].get(tuple(r.get(k) for k in self.levels[depth]))
+                if coef is not None:
+                    return coef, depth
         raise AssertionError("level 0 always has the pooled group")
 
     def predict(self, X: np.ndarray, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +59,8 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
                        root_prior: np.ndarray | None = None,
                        root_strength: np.ndarray | float | None = None,
                        weights: np.ndarray | None = None,
-                       twin: tuple[tuple[str, object], ...] = ()) -> GroupedLinear:
+                       twin: tuple[tuple[str, object], ...] = (),
+                       defaults: tuple[tuple[str, object], ...] = ()) -> GroupedLinear:
     """Fit level by level, each row weighted by `weights` (default 1 / y: relative error).
     `prior_strength` is the weight of the parent's coefficients in
     pseudo-rows: at 1, the pull toward the parent counts like one typical row. `root_prior`
@@ -61,7 +70,8 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
     level that first splits by `key`, a group whose `key` value the function maps to another
     value is pulled toward that twin group (fitted before it) instead of its parent, where the
     twin was fitted; the first pair that maps a group names its twin, which may have a twin of
-    its own (a chain, fitted from its end)."""
+    its own (a chain, fitted from its end). `defaults`: GroupedLinear's fallback for groups
+    never fitted."""
     if levels[0] != ():
         raise ValueError("level 0 must be the pooled level ()")
     y = np.asarray(y, dtype=float)
@@ -97,7 +107,7 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
             level[group] = _solve(np.vstack([A[index], prior_rows]),
                                   np.concatenate([b[index], prior_rows @ parent]), free)
         coefs.append(level)
-    return GroupedLinear(levels, coefs)
+    return GroupedLinear(levels, coefs, defaults)
 
 
 def _twins(groups: list[tuple], keys: tuple[str, ...], twin) -> dict[tuple, tuple]:

@@ -15,8 +15,8 @@ import numpy as np
 
 from advisor import memory_rule
 from advisor.contract import (
-    ATTENTIONS, GB, QUANT_SCOPES, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction, cfg_passes,
-    compute_precision, dtype_of, with_precision,
+    ATTENTIONS, GB, QUANT_SCOPES, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction,
+    cfg_passes, compute_precision, dtype_of, with_precision,
 )
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError

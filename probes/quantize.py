@@ -93,7 +93,8 @@ def quantize(pipe, precision: str, device: torch.device,
         torch.cuda.synchronize(device)
     return {
         "precision": precision, "scheme": QUANTIZATIONS[precision].scheme,
-        "torchao": torchao.__version__, "inductor_config": "defaults", "blocks": {k: list(v) for k, v in blocks.items()},
+        "torchao": torchao.__version__, "inductor_config": "defaults",
+        "blocks": {k: list(v) for k, v in blocks.items()},
         "layers_quantized": layers, "layers_skipped": skipped,
         "quantize_s": round(time.perf_counter() - start, 3),
     }

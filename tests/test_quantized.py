@@ -367,3 +367,15 @@ def test_a_record_of_a_setting_not_offered_is_kept_for_the_record_not_fitted(spe
     [problem] = problems
     assert problem.startswith("q.jsonl:7: ") and "not offered with torch.compile" in problem
     assert problem.endswith("; kept for the record, not fitted")
+
+
+def test_a_setting_never_measured_takes_its_defaults_coefficients_not_the_pooled_ones():
+    from advisor.grouped import fit_grouped_linear
+
+    rows = [{"mode": m} for m in ["default"] * 4 + ["other"] * 4]
+    X, y = np.ones((8, 1)), np.array([2.0] * 4 + [10.0] * 4)
+    table = fit_grouped_linear(X, y, rows, ((), ("mode",)), defaults=(("mode", "default"),))
+    coef, depth = table.lookup({"mode": "reduce-overhead"})
+    assert depth == 1 and coef == pytest.approx(table.coefs[1][("default",)])
+    bare = fit_grouped_linear(X, y, rows, ((), ("mode",)))
+    assert bare.lookup({"mode": "reduce-overhead"})[1] == 0  # without: the pooled level

@@ -7,8 +7,8 @@ import textwrap
 
 from advisor.commands.common import add_config_args, add_data_args, add_format_arg, models_from_args
 from advisor.contract import (
-    ATTENTIONS, CFG_GUIDANCE_SCALE, COMPILE_MODES, OFFLOADS, PRECISIONS, QUALITY_CAVEAT, QUANT_SCOPES,
-    QUANTIZATIONS, Config,
+    ATTENTIONS, CFG_GUIDANCE_SCALE, COMPILE_MODES, OFFLOADS, PRECISIONS, QUALITY_CAVEAT,
+    QUANT_SCOPES, QUANTIZATIONS, Config,
 )
 
 WIDTH = 100
