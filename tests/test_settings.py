@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from advisor import records, workload
+from advisor import MEASUREMENTS_DIR, records, workload
 from advisor.contract import (
-    COMPILE_MODES, QUANT_SCOPES, Config, Setting, setting_problem, text_encoder_precision,
-    with_precision,
+    COMPILE_MODES, EQUALITY_TOLERANCE, QUANT_SCOPES, Config, Setting, same_image,
+    setting_problem, text_encoder_precision, with_precision,
 )
 from advisor.errors import AdvisorError
 from advisor.request import Request
@@ -121,3 +121,19 @@ def test_a_request_names_the_new_settings_and_the_search_varies_them():
         Request.from_dict({**MINIMAL, "settings": {"compile_mode": ["fast"]}})
     with pytest.raises(AdvisorError, match="settings.vae_compile"):
         Request.from_dict({**MINIMAL, "settings": {"vae_compile": "yes"}})
+
+
+def test_the_shipped_gpu_runs_give_the_plain_settings_image():
+    """The settings that should not change the image (compile, the compiled channels-last VAE)
+    gave the plain setting's latents and images on the same synthetic weights and seed, within
+    the stated tolerance: the GPU run's own record of it (results.equality)."""
+    checked = [r for path in records.measurement_files(MEASUREMENTS_DIR)
+               for r in records.read_records(path)[0]
+               if r["status"] == "ok" and "equality" in r["results"]]
+    assert "h100-sxm-80gb" in {r["gpu"]["catalog_id"] for r in checked}
+    for r in checked:
+        eq = r["results"]["equality"]
+        assert eq["steps"] == r["config"]["steps"] and eq["latents_max_abs"] > 0
+        assert same_image(eq) and eq["same_image"], Config.from_record(r["config"]).label()
+        assert 0 < eq["latents_max_abs_diff"] <= EQUALITY_TOLERANCE["latents_rel"] * \
+            eq["latents_max_abs"]  # compiled kernels differ in the last bits, within it
