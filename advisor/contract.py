@@ -7,7 +7,7 @@ prediction field is added here, once.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, astuple, dataclass, field, fields, replace
 
 # --------------------------------------------------------------------------- vocabularies
 # Compute precisions: weights and activations in that dtype; `fp32-tf32` keeps fp32 weights and
@@ -330,7 +330,7 @@ class Config:
 
     def family(self) -> tuple:
         """Everything but the shape and batch: an OOM boundary holds within a family."""
-        return (self.setting, self.steps, self.guidance_scale, self.caption_tokens,
+        return (*astuple(self.setting), self.steps, self.guidance_scale, self.caption_tokens,
                 self.max_sequence_length, self.vae, self.memory_cap_gib, self.parallel)
 
     def oom_size(self) -> int:

@@ -294,14 +294,12 @@ def settings_split(held: dict[str, list[dict]]) -> dict:
     groups = {f"{key}={v}": (key, v) for key in SETTING_OPTIONAL
               for v in dict.fromkeys(value(p, key) for points in held.values() for p in points)
               if v != CONFIG_OPTIONAL[key]}
-    return {
-        "description": "runs of each setting beyond precision, attention, compile and offload "
-                       "at a value other than its default, held out as in its split (every "
-                       "precision, quantized ones included)",
-        "metrics": {name: {split: fold_metrics([p for p in points if value(p, key) == v])
-                           for split, points in held.items()}
-                    for name, (key, v) in groups.items()},
-    }
+    return {"description": "runs of each setting beyond precision, attention, compile and "
+                           "offload at a value other than its default, held out as in its split "
+                           "(every precision, quantized ones included)",
+            "metrics": {name: {split: fold_metrics([p for p in points if value(p, key) == v])
+                               for split, points in held.items()}
+                        for name, (key, v) in groups.items()}}
 
 
 def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
