@@ -11,7 +11,10 @@ pytest.importorskip("diffusers")
 from advisor.contract import same_image  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 from probes import pipeline  # noqa: E402
-from tests.test_probe import CPU, configs, labels, one_thread, read, run  # noqa: E402,F401
+from tests import test_probe  # noqa: E402
+from tests.test_probe import CPU, configs, labels, read, run  # noqa: E402
+
+one_thread = test_probe.one_thread  # autouse here too: the tiny models on one thread
 
 
 def test_equality_of_a_channels_last_vae_and_a_transformer_only_scope(tmp_path):
