@@ -3,7 +3,7 @@ power of N GPUs, and the request's budget limits."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from advisor.errors import AdvisorError
 from advisor.request import Request
@@ -63,8 +63,29 @@ def gpu_price(gpu, request: Request) -> Price | NoPrice:
                    "(USD per GPU) in the request or a --prices sheet", field)
 
 
+@dataclass(frozen=True)
+class FleetCost:
+    """What a fleet costs a month (None without a price), up front, and its power."""
+
+    usd_per_month: float | None
+    usd_per_1k_images: float | None
+    capex_usd: float | None
+    power_kw: float | None
+    servers: int
+    price: Price | None
+    price_needed: NoPrice | None = None  # the GPU has no price: why, and the field to set
+
+    def as_dict(self) -> dict:
+        out = {"usd_per_month": self.usd_per_month, "usd_per_1k_images": self.usd_per_1k_images,
+               "capex_usd": self.capex_usd, "power_kw": self.power_kw, "servers": self.servers,
+               "price": None if self.price is None else asdict(self.price)}
+        if self.price_needed is not None:
+            out["price_needed"] = asdict(self.price_needed)
+        return out
+
+
 def fleet_cost(request: Request, price: Price | NoPrice, gpu_w: float | None,
-               n_gpus: int) -> dict:
+               n_gpus: int) -> FleetCost:
     """Monthly cost, capex, power and cost per 1,000 images of `n_gpus` GPUs running all month
     (the fleet is sized for the peak and not scaled down off-peak). Without a price the money
     figures are None and `price_needed` says which request field gives one."""
@@ -72,10 +93,7 @@ def fleet_cost(request: Request, price: Price | NoPrice, gpu_w: float | None,
     servers = math.ceil(n_gpus / d.gpus_per_server)
     power_kw = None if gpu_w is None else (n_gpus * gpu_w + servers * d.server_w) * d.pue / 1e3
     if isinstance(price, NoPrice):
-        return {"usd_per_month": None, "usd_per_1k_images": None, "capex_usd": None,
-                "power_kw": power_kw, "servers": servers, "price": None,
-                "price_needed": {"reason": price.reason, "field": price.field,
-                                 "unrented": price.unrented}}
+        return FleetCost(None, None, None, power_kw, servers, None, price)
     if d.mode == "cloud":
         capex, usd_per_month = 0.0, n_gpus * price.usd * HOURS_PER_MONTH
     elif power_kw is None:
@@ -86,20 +104,18 @@ def fleet_cost(request: Request, price: Price | NoPrice, gpu_w: float | None,
         usd_per_month = capex / (12 * d.amortization_years) \
             + power_kw * HOURS_PER_MONTH * d.usd_per_kwh
     images_per_month = request.images_per_s * HOURS_PER_MONTH * 3600
-    return {"usd_per_month": usd_per_month, "usd_per_1k_images": usd_per_month
-            / images_per_month * 1000, "capex_usd": capex, "power_kw": power_kw,
-            "servers": servers, "price": {"usd": price.usd, "unit": price.unit,
-                                          "source": price.source}}
+    return FleetCost(usd_per_month, usd_per_month / images_per_month * 1000, capex, power_kw,
+                     servers, price)
 
 
-def budget_problems(cost: dict, request: Request) -> list[str]:
+def budget_problems(cost: FleetCost, request: Request) -> list[str]:
     """The request's cost limits that `cost` breaks, each as a sentence."""
     out = []
-    if request.max_usd_per_month is not None and cost["usd_per_month"] > request.max_usd_per_month:
-        out.append(f"${cost['usd_per_month']:,.0f}/month over the "
+    if request.max_usd_per_month is not None and cost.usd_per_month > request.max_usd_per_month:
+        out.append(f"${cost.usd_per_month:,.0f}/month over the "
                    f"${request.max_usd_per_month:,.0f} budget")
-    if request.max_capex_usd is not None and cost["capex_usd"] > request.max_capex_usd:
-        out.append(f"capex ${cost['capex_usd']:,.0f} over the ${request.max_capex_usd:,.0f} limit")
+    if request.max_capex_usd is not None and cost.capex_usd > request.max_capex_usd:
+        out.append(f"capex ${cost.capex_usd:,.0f} over the ${request.max_capex_usd:,.0f} limit")
     return out
 
 
@@ -112,7 +128,7 @@ def gpus_within(usd_per_month: float, request: Request, price: Price, gpu_w: flo
         return None
 
     def within(n: int) -> bool:
-        return fleet_cost(request, price, gpu_w, n + request.n_plus_one)["usd_per_month"] \
+        return fleet_cost(request, price, gpu_w, n + request.n_plus_one).usd_per_month \
             <= usd_per_month
 
     n, step = n_lower - 1, 1

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from advisor.contract import QUALITY_CAVEAT, Setting
+from advisor.contract import QUALITY_CAVEAT
 from advisor.cost import HOURS_PER_MONTH, fleet_cost
+from advisor.options import LossyAlternative, Option, Verdict
 from advisor.request import Request
-from advisor.search import PARETO_COST_WINDOW, SPEC_RULES, Candidate
+from advisor.search import PARETO_COST_WINDOW, SPEC_RULES, Candidate, GpuNotes
 
 # A near-tie: two options whose monthly costs differ by at most this fraction of the cheaper
 # one. The ranking then prefers the one whose figures rest on firmer evidence
@@ -15,13 +16,13 @@ from advisor.search import PARETO_COST_WINDOW, SPEC_RULES, Candidate
 NEAR_TIE = 0.02
 
 
-def reason(option: dict, candidates: list[Candidate], request: Request) -> str:
+def reason(option: Option, candidates: list[Candidate], request: Request) -> str:
     """One line: why this max batch (what the next larger one would do), why this many GPUs."""
     label = request.slo_label
-    b, n = option["max_batch"], option["fleet"]["serving_gpus"]
-    per_gpu = option["capacity_img_per_s"] / n
+    b, n = option.max_batch, option.fleet.serving_gpus
+    per_gpu = option.capacity_img_per_s / n
     same = {c.max_batch: c for c in candidates
-            if c.gpu.id == option["gpu"] and c.setting.as_dict() == option["setting"]}
+            if c.gpu.id == option.gpu and c.setting == option.setting}
     why_batch = f"batch {b}: {per_gpu:.2f} img/s per GPU at full batches"
     larger = [k for k in request.batches if k > b]
     if not larger:
@@ -31,16 +32,16 @@ def reason(option: dict, candidates: list[Candidate], request: Request) -> str:
     elif larger[0] in same:
         why_batch += f"; batch {larger[0]} " + _batch_outcome(same[larger[0]], n, request)
     n_text = _gpus(n) + (" + 1 spare (N+1)" if request.n_plus_one else "")
-    trials = dict(option["fleet"]["simulated"])
+    trials = dict(option.fleet.simulated)
     if n == 1:
         why_n = "the smallest fleet"
     elif n - 1 in trials:
         why_n = f"{_gpus(n - 1)} {'give' if n > 2 else 'gives'} {label} {trials[n - 1]:.2f} s"
     else:
         why_n = f"{_gpus(n - 1)} cannot keep up with {request.peak_images_per_s:.2f} img/s"
-    near_tie = f" Ranked {option['near_tie']}." if option.get("near_tie") else ""
+    near_tie = f" Ranked {option.near_tie}." if option.near_tie else ""
     return (f"{why_batch}. {n_text}: the fewest with {label} "
-            f"{option['latency'][request.slo_key]:.2f} s <= {request.slo_s:g} s at peak "
+            f"{option.latency.at(request.slo_key):.2f} s <= {request.slo_s:g} s at peak "
             f"({why_n}).{near_tie}")
 
 
@@ -65,7 +66,8 @@ def _batch_outcome(c: Candidate, n: int, request: Request) -> str:
 # --------------------------------------------------------------------------- GPUs without one
 
 
-def gpu_verdicts(candidates: list[Candidate], notes: dict, shown: set, request: Request):
+def gpu_verdicts(candidates: list[Candidate], notes: dict[str, GpuNotes], shown: set,
+                 request: Request) -> tuple[list[Verdict], list[Verdict]]:
     """Per GPU without an option: infeasible (fits, but no fleet meets the request) or unfit
     (nothing fits in memory, or only offload settings that cannot meet it)."""
     infeasible, unfit = [], []
@@ -77,29 +79,30 @@ def gpu_verdicts(candidates: list[Candidate], notes: dict, shown: set, request: 
             continue
         found = by_gpu.get(gpu_id, [])
         rejected = [c for c in found if c.rejected]
-        if note.get("no_precision"):
-            unfit.append({"gpu": gpu_id, "reason": note["no_precision"]})
-        elif not found or note.get("offload_only"):
+        if note.no_precision:
+            unfit.append(Verdict(gpu_id, note.no_precision))
+        elif not found or note.offload_only:
             if found and len(rejected) < len(found):
                 continue  # offload candidates not simulated: cannot beat the options shown
-            unfit.append({"gpu": gpu_id, "reason": _unfit_reason(note, rejected, request)})
+            unfit.append(Verdict(gpu_id, _unfit_reason(note, rejected, request)))
         elif rejected and len(rejected) == len(found):
             best = min(rejected, key=lambda c: c.latency_floor_s)
-            infeasible.append({"gpu": gpu_id, "reason": f"best {best.setting.label} batch "
-                               f"{best.max_batch}: {best.rejected}"})
+            infeasible.append(Verdict(gpu_id, f"best {best.setting.label} batch "
+                                      f"{best.max_batch}: {best.rejected}"))
     return infeasible, unfit
 
 
-def _unfit_reason(note: dict, rejected: list[Candidate], request: Request) -> str:
-    setting, pred = note["none"] if "none" in note else note["offload"]
+def _unfit_reason(note: GpuNotes, rejected: list[Candidate], request: Request) -> str:
+    smallest = note.smallest
+    setting, pred = smallest["none"] if "none" in smallest else smallest["offload"]
     m = pred.memory
     text = (f"needs {m.allocated_gb:.1f} GB + {m.margin_gb:.1f} GB margin at batch 1 "
             f"({setting.label}), has {m.capacity_gb:.1f} GB")
-    if "offload" not in note:
+    if "offload" not in smallest:
         searched = any(o != "none" for o in request.offload)
         return text + ("" if searched else "; offload not searched (settings.offload)")
     if not rejected:
-        needed = note["offload"][1].memory.needed_gb
+        needed = smallest["offload"][1].memory.needed_gb
         return text + f"; does not fit even with offload (needs {needed:.1f} GB)"
     fastest = min(rejected, key=lambda c: c.latency_floor_s)
     why = (f"too slow for the {request.slo_label} <= {request.slo_s:g} s SLO"
@@ -109,7 +112,7 @@ def _unfit_reason(note: dict, rejected: list[Candidate], request: Request) -> st
             f"{why}")
 
 
-def not_simulated(candidates: list[Candidate], seen: set, request: Request) -> list[dict]:
+def not_simulated(candidates: list[Candidate], seen: set, request: Request) -> list[Verdict]:
     """GPUs not listed otherwise whose sizing stopped at the cost of the options found, each
     with a lower bound on its monthly cost."""
     best: dict[str, float] = {}
@@ -120,24 +123,25 @@ def not_simulated(candidates: list[Candidate], seen: set, request: Request) -> l
             bound = c.cost_lower
         elif c.sizing.gave_up_above is not None:  # no fleet up to that many GPUs met the SLO
             bound = max(c.cost_lower, fleet_cost(request, c.price, c.gpu_w, c.sizing.gave_up_above
-                                                 + 1 + request.n_plus_one)["usd_per_month"])
+                                                 + 1 + request.n_plus_one).usd_per_month)
         else:
             continue
         best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), bound)
-    return [{"gpu": g, "usd_per_month_at_least": v} for g, v in sorted(best.items(),
-                                                                       key=lambda kv: kv[1])]
+    return [Verdict(g, f"costs at least ${v:,.0f}/month, more than the options listed", v)
+            for g, v in sorted(best.items(), key=lambda kv: kv[1])]
 
 
 # --------------------------------------------------------------------------- lossy precisions
 
 
-def lossy_summary(entry: dict, chosen: dict | None, request: Request) -> list[str]:
+def lossy_summary(entry: LossyAlternative, chosen: Option | None,
+                  request: Request) -> tuple[str, ...]:
     """What allowing one lossy precision would change (an entry of Plan.lossy_alternatives),
     in sentences."""
-    q = entry["precision"]
-    if entry.get("error"):
-        return [f"{q}: {entry['error']}"]
-    best, same = entry["best"], entry["on_chosen_gpu"]
+    q = entry.precision
+    if entry.error:
+        return (f"{q}: {entry.error}",)
+    best, same = entry.best, entry.on_chosen_gpu
     if best:
         out = [f"{q}: {_fleet(best, request)}" + (f": {_change(best)} than the chosen plan"
                                                   if chosen else ": meets the request")]
@@ -145,37 +149,37 @@ def lossy_summary(entry: dict, chosen: dict | None, request: Request) -> list[st
         out = [f"{q}: nothing cheaper than the chosen plan" if chosen
                else f"{q}: still no option meets the request"]
     if same:
-        out.append(f"on {same['gpu']}: {_fleet(same, request)}: {_change(same)}")
-    if chosen and chosen["gpu"] in entry["not_offered"]:
-        out.append(f"not offered on {chosen['gpu']}: {entry['not_offered'][chosen['gpu']]}")
-    fits = entry["fits_without_offload"]
-    fast = [f for f in fits if f["meets_slo_at_batch_1"]]
-    slow = [f for f in fits if not f["meets_slo_at_batch_1"]]
+        out.append(f"on {same.gpu}: {_fleet(same, request)}: {_change(same)}")
+    if chosen and chosen.gpu in entry.not_offered:
+        out.append(f"not offered on {chosen.gpu}: {entry.not_offered[chosen.gpu]}")
+    fits = entry.fits_without_offload
+    fast = [f for f in fits if f.meets_slo_at_batch_1]
+    slow = [f for f in fits if not f.meets_slo_at_batch_1]
     where = "fits without offload where nothing requested does"
     if fast:
-        out.append(f"{where} (batch 1, {fast[0]['resolution']}): " + ", ".join(
-            f"{f['gpu']} {f['batch_1_s']:.2f} s ({Setting(**f['setting']).label}, {f['source']}, "
-            f"fits up to batch {f['max_batch']})" for f in fast))
+        out.append(f"{where} (batch 1, {fast[0].resolution}): " + ", ".join(
+            f"{f.gpu} {f.batch_1_s:.2f} s ({f.setting.label}, {f.source}, "
+            f"fits up to batch {f.max_batch})" for f in fast))
     if slow:
         out.append(f"{'also ' if fast else ''}{where}, but too slow for the {request.slo_label} "
                    f"<= {request.slo_s:g} s SLO even at batch 1 with no queueing: "
-                   + ", ".join(f"{f['gpu']} {request.slo_label} >= {f['latency_floor_s']:.2f} s"
+                   + ", ".join(f"{f.gpu} {request.slo_label} >= {f.latency_floor_s:.2f} s"
                                for f in slow))
-    return out
+    return tuple(out)
 
 
-def _fleet(option: dict, request: Request) -> str:
-    fleet = option["fleet"]
-    spare = f"+{fleet['spare_gpus']}" if fleet["spare_gpus"] else ""
-    return (f"{fleet['serving_gpus']}{spare} x {option['gpu']} "
-            f"({Setting(**option['setting']).label}, batch {option['max_batch']}), "
-            f"${option['cost']['usd_per_month']:,.0f}/month, {request.slo_label} "
-            f"{option['latency'][request.slo_key]:.2f} s")
+def _fleet(option: Option, request: Request) -> str:
+    fleet = option.fleet
+    spare = f"+{fleet.spare_gpus}" if fleet.spare_gpus else ""
+    return (f"{fleet.serving_gpus}{spare} x {option.gpu} "
+            f"({option.setting.label}, batch {option.max_batch}), "
+            f"${option.cost.usd_per_month:,.0f}/month, {request.slo_label} "
+            f"{option.latency.at(request.slo_key):.2f} s")
 
 
-def _change(option: dict) -> str:
+def _change(option: Option) -> str:
     """How an option's fleet and monthly cost differ from the chosen one's."""
-    n, usd = option["versus_chosen"]["total_gpus"], option["versus_chosen"]["usd_per_month"]
+    n, usd = option.versus_chosen.total_gpus, option.versus_chosen.usd_per_month
     gpus = "as many GPUs" if n == 0 else \
         f"{abs(n)} {'fewer' if n < 0 else 'more'} GPU{'s' if abs(n) != 1 else ''}"
     return f"{gpus}, ${abs(usd):,.0f} {'less' if usd <= 0 else 'more'} a month"

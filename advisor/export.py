@@ -22,7 +22,7 @@ from advisor.contract import (
 from advisor.errors import AdvisorError, describe
 from advisor.fileio import sha256_file, write_atomic
 from advisor.inputs import load_yaml, read_text
-from advisor.plan import Plan, evaluate, recommend
+from advisor.plan import Evaluation, Plan, evaluate, recommend
 from advisor.request import Fields, Request
 
 PLAN_FORMAT = 1
@@ -55,13 +55,7 @@ def plan_document(plan: Plan, prov: dict) -> dict:
         "inputs": {"request": plan.request.to_dict()},
         "assumptions": plan.assumptions,
         "provenance": prov,
-        "results": {
-            "options": plan.options, "frontier": plan.frontier,
-            "infeasible": plan.infeasible, "unfit": plan.unfit, "excluded": plan.excluded,
-            "not_simulated": plan.not_simulated, "search": plan.search,
-            "lossy_alternatives": plan.lossy_alternatives,
-            "price_needed": plan.price_needed,
-        },
+        "results": plan.results(),
     })
 
 
@@ -114,11 +108,12 @@ def check_plan(path: str | Path, models, catalog,
         report["option"] = _summary(saved)
         now = evaluate(request, models, catalog, saved["gpu"], Setting(**saved["setting"]),
                        saved["max_batch"], saved["fleet"]["serving_gpus"])
-        report["now"] = now
-        report["holds"] = now["holds"]
-        report["problems"] += now["problems"]
+        report["now"] = now.as_dict()
+        report["holds"] = now.holds
+        report["problems"] += now.problems
         report["changes"] += _result_changes(saved, now, request)
     best = recommend(request, models, catalog, top=1, lossy=False).best()
+    best = best.as_dict() if best else None
     report["best_now"] = _summary(best) if best else None
     if best and options and _summary(best) != report["option"]:
         report["changes"].append(
@@ -147,19 +142,20 @@ def _input_changes(saved: dict, now: dict) -> list[str]:
     return out
 
 
-def _result_changes(saved: dict, now: dict, request: Request) -> list[str]:
-    if "latency" not in now:
+def _result_changes(saved: dict, now: Evaluation, request: Request) -> list[str]:
+    """How the saved option's figures (from the plan file) changed under current data."""
+    if now.latency is None:
         return []
     key = request.slo_key
     out = []
-    before, after = saved["latency"][key], now["latency"][key]
+    before, after = saved["latency"][key], now.latency.at(key)
     if abs(after - before) > 0.005 * max(before, 1e-9):
         out.append(f"{request.slo_label} with {saved['fleet']['serving_gpus']} GPUs: "
                    f"{before:.2f} s -> {after:.2f} s")
-    cost_before, cost_after = saved["cost"]["usd_per_month"], now["cost"]["usd_per_month"]
+    cost_before, cost_after = saved["cost"]["usd_per_month"], now.cost.usd_per_month
     if abs(cost_after - cost_before) > 0.005 * max(cost_before, 1e-9):
         out.append(f"monthly cost ${cost_before:,.0f} -> ${cost_after:,.0f} "
-                   f"({now['cost']['price']['source']})")
+                   f"({now.cost.price.source})")
     return out
 
 

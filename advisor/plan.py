@@ -11,14 +11,16 @@ would change (`Plan.lossy_alternatives`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, SOURCES, Setting
-from advisor.cost import NoPrice, budget_problems, fleet_cost, gpu_price
+from advisor.cost import FleetCost, NoPrice, budget_problems, fleet_cost, gpu_price
 from advisor.coverage import Probed, accuracy, caveats
 from advisor.errors import AdvisorError
 from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, lossy_summary, not_simulated, \
     reason
+from advisor.options import Bases, Basis, Change, Fleet, LossyAlternative, LossyFit, Option, \
+    PeakLatency, ResolutionService, ShortTest, Verdict
 from advisor.probing import probe_suggestion
 from advisor.queueing import latency_floor_s, run_quantile_range, simulate_cached, size_fleet
 from advisor.request import Request
@@ -26,26 +28,39 @@ from advisor.search import Candidate, PredictionCache, branch_and_bound, candida
     gpu_power, misfits, not_offered, search_gpus, service, size_unpriced
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     request: Request
-    options: list[dict]  # SLO met: the cheapest option of each GPU, ranked by monthly cost
-    #                      (near-ties by evidence: rank_by_evidence)
-    frontier: list[dict]  # options no other beats on both cost and latency (any GPU, batch)
-    infeasible: list[dict]  # GPUs with fitting settings but no fleet meeting the request
-    unfit: list[dict]  # GPUs where nothing fits in memory (or only offload, too slow)
-    excluded: list[dict]  # GPUs not searched: not runnable, no power figure
-    not_simulated: list[dict]  # GPUs whose cost lower bound cannot beat the listed options
+    options: list[Option]  # SLO met: the cheapest option of each GPU, ranked by monthly cost
+    #                        (near-ties by evidence: rank_by_evidence)
+    frontier: list[Option]  # options no other beats on both cost and latency (any GPU, batch)
+    infeasible: list[Verdict]  # GPUs with fitting settings but no fleet meeting the request
+    unfit: list[Verdict]  # GPUs where nothing fits in memory (or only offload, too slow)
+    excluded: list[Verdict]  # GPUs not searched: not runnable, no power figure
+    not_simulated: list[Verdict]  # GPUs whose cost lower bound cannot beat the listed options
     assumptions: list[str]
     search: dict  # counts: predictions, candidates, simulations
-    lossy_alternatives: list[dict]  # per lossy precision the request leaves out: what
-    #                                 allowing it would change
+    lossy_alternatives: list[LossyAlternative]  # per lossy precision the request leaves out
     # GPUs without a price in the request's mode: each one's fleet with the fewest GPUs that
     # meets the SLO, its cost None and `cost.price_needed` naming the field that gives one
-    price_needed: list[dict] = field(default_factory=list)
+    price_needed: list[Option] = field(default_factory=list)
 
-    def best(self) -> dict | None:
+    def best(self) -> Option | None:
         return self.options[0] if self.options else None
+
+    def results(self) -> dict:
+        """The results as the plan file holds them (advisor.export)."""
+        return {
+            "options": [o.as_dict() for o in self.options],
+            "frontier": [o.as_dict() for o in self.frontier],
+            "infeasible": [v.as_dict() for v in self.infeasible],
+            "unfit": [v.as_dict() for v in self.unfit],
+            "excluded": [v.as_dict() for v in self.excluded],
+            "not_simulated": [v.as_dict() for v in self.not_simulated],
+            "search": self.search,
+            "lossy_alternatives": [a.as_dict() for a in self.lossy_alternatives],
+            "price_needed": [o.as_dict() for o in self.price_needed],
+        }
 
 
 def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = True) -> Plan:
@@ -58,8 +73,8 @@ def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = Tru
     found, notes = search_gpus(gpus, request, predictor)
     candidates, unfit_notes = [], {}
     for gpu in gpus:
-        if notes[gpu.id].get("power"):
-            excluded.append({"gpu": gpu.id, "reason": notes[gpu.id]["power"]})
+        if notes[gpu.id].power:
+            excluded.append(Verdict(gpu.id, notes[gpu.id].power))
             continue
         candidates += found.get(gpu.id, [])
         unfit_notes[gpu.id] = notes[gpu.id]
@@ -68,19 +83,21 @@ def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = Tru
     unpriced = size_unpriced([c for c in candidates if isinstance(c.price, NoPrice)], request)
     probed = Probed.of(models.records)
     met = sorted((_option(c, request, probed) for c in evaluated if c.sizing and c.sizing.n_gpus),
-                 key=lambda o: (o["cost"]["usd_per_month"], o["latency"][request.slo_key]))
+                 key=lambda o: (o.cost.usd_per_month, o.latency.at(request.slo_key)))
     options = rank_by_evidence(
-        [o for i, o in enumerate(met) if all(p["gpu"] != o["gpu"] for p in met[:i])])
-    for rank, option in enumerate(options, 1):
-        option["rank"] = rank
-        option["reason"] = reason(option, candidates, request)
-    price_needed = _fewest_gpus([c for c in unpriced if c.sizing and c.sizing.n_gpus], request,
-                                probed)
-    for option in options[:top] + price_needed:
-        option["bases"] = _bases(option, candidates, request, predictor, models)
-    shown = {o["gpu"] for o in options + price_needed}
+        [o for i, o in enumerate(met) if all(p.gpu != o.gpu for p in met[:i])])
+    options = [replace(o, rank=rank, reason=reason(o, candidates, request))
+               for rank, o in enumerate(options, 1)]
+    options[:top] = [_with_bases(o, candidates, request, predictor, models)
+                     for o in options[:top]]
+    price_needed = [_with_bases(o, candidates, request, predictor, models) for o in
+                    _fewest_gpus([c for c in unpriced if c.sizing and c.sizing.n_gpus], request,
+                                 probed)]
+    ranked = {o.key: o for o in options}  # the frontier shows a ranked option as ranked
+    frontier = [ranked.get(o.key, o) for o in pareto_front(met, request.slo_key)]
+    shown = {o.gpu for o in options + price_needed}
     infeasible, unfit = gpu_verdicts(candidates, unfit_notes, shown, request)
-    listed = shown | {g["gpu"] for g in infeasible + unfit}
+    listed = shown | {v.gpu for v in infeasible + unfit}
     search = {"gpus": len(gpus), "predictions": predictor.count, "candidates": len(candidates),
               **_sized(evaluated + unpriced)}
     alternatives = []
@@ -89,7 +106,7 @@ def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = Tru
             [g for g in gpus if not isinstance(gpu_price(g, request), NoPrice)], request,
             predictor, priced, options, top, probed)
     return Plan(
-        request=request, options=options, frontier=pareto_front(met, request.slo_key),
+        request=request, options=options, frontier=frontier,
         infeasible=infeasible, unfit=unfit, excluded=excluded,
         not_simulated=not_simulated(priced, listed, request),
         assumptions=assumptions(request, lossy=bool(alternatives)), search=search,
@@ -97,7 +114,7 @@ def recommend(request: Request, models, catalog, top: int = 5, lossy: bool = Tru
     )
 
 
-def _fewest_gpus(sized: list[Candidate], request: Request, probed) -> list[dict]:
+def _fewest_gpus(sized: list[Candidate], request: Request, probed) -> list[Option]:
     """Per GPU without a price, the option with the fewest GPUs (then the lowest latency),
     fewest first."""
     key = lambda c: (c.sizing.n_gpus, c.sizing.result.quantile_s(request.slo_quantile))
@@ -116,8 +133,9 @@ def _sized(evaluated: list[Candidate]) -> dict:
                                for c in evaluated if c.sizing)}
 
 
-def _lossy_alternatives(gpus, request: Request, predictor: PredictionCache, candidates, options,
-                        top: int, probed) -> tuple[list[dict], dict]:
+def _lossy_alternatives(gpus, request: Request, predictor: PredictionCache, candidates,
+                        options: list[Option], top: int,
+                        probed) -> tuple[list[LossyAlternative], dict]:
     """Per lossy precision the request leaves out, what allowing it would change: the cheapest
     option with it where it costs less than the first of `options` (the chosen one), the
     cheapest on the chosen GPU, and the GPUs where nothing of the request fits without offload
@@ -130,61 +148,62 @@ def _lossy_alternatives(gpus, request: Request, predictor: PredictionCache, cand
     simulation cache; a candidate is sized only while it could cost less than the chosen one."""
     chosen = options[0] if options else None
     plain = {c.gpu.id for c in candidates if c.setting.offload == "none"}
-    shown = {o["gpu"] for o in options[:top]}
+    shown = {o.gpu for o in options[:top]}
     searched = [g for g in gpus if g.id in shown or g.id not in plain] if chosen else gpus
-    ceiling = chosen["cost"]["usd_per_month"] if chosen else math.inf
+    ceiling = chosen.cost.usd_per_month if chosen else math.inf
     out, work, start = [], {"candidates": 0, "candidates_simulated": 0, "simulations": 0}, \
         predictor.count
     for precision in (q for q in QUANTIZATIONS if q not in request.precisions):
         alt = request.with_changes(precisions=(precision,), offload=("none",), attention=(
-            (chosen["setting"]["attention"],) if chosen else request.attention))
-        entry = {"precision": precision, "scheme": QUANTIZATIONS[precision].scheme,
-                 "caveat": QUALITY_CAVEAT, "best": None, "on_chosen_gpu": None,
-                 "fits_without_offload": [], "searched": [g.id for g in searched],
-                 "not_offered": {g.id: why for g in searched
-                                 if (why := not_offered(g, precision))}}
+            (chosen.setting.attention,) if chosen else request.attention))
+        entry = LossyAlternative(
+            precision=precision, scheme=QUANTIZATIONS[precision].scheme, caveat=QUALITY_CAVEAT,
+            searched=tuple(g.id for g in searched),
+            not_offered={g.id: why for g in searched if (why := not_offered(g, precision))})
         try:
             found, notes = search_gpus(searched, alt, predictor)
         except AdvisorError as exc:  # models without figures for it: said, not fatal
-            entry["error"] = f"not evaluated: {exc}"
-            out.append({**entry, "summary": lossy_summary(entry, chosen, request)})
+            entry = replace(entry, error=f"not evaluated: {exc}")
+            out.append(replace(entry, summary=lossy_summary(entry, chosen, request)))
             continue
-        mine = [c for g in searched if not notes[g.id].get("power")
-                for c in found.get(g.id, [])]
+        mine = [c for g in searched if not notes[g.id].power for c in found.get(g.id, [])]
         evaluated = branch_and_bound(mine, alt, 1, ceiling, frontier=False)
         best = _cheapest(evaluated, request, probed, chosen)
         # an option that costs what the chosen one does changes nothing worth a lossy precision
-        entry["best"] = best if best is None or not chosen \
-            or best["versus_chosen"]["usd_per_month"] < 0 else None
-        if chosen and (entry["best"] or {}).get("gpu") != chosen["gpu"]:
+        if best is not None and chosen and best.versus_chosen.usd_per_month >= 0:
+            best = None
+        same = None
+        if chosen and (best is None or best.gpu != chosen.gpu):
             # the chosen GPU's candidates, pruned above by the cheaper option on another GPU
-            same = branch_and_bound([c for c in mine if c.gpu.id == chosen["gpu"]], alt, 1,
-                                    ceiling, frontier=False)
-            entry["on_chosen_gpu"] = _cheapest(same, request, probed, chosen)
+            pruned = branch_and_bound([c for c in mine if c.gpu.id == chosen.gpu], alt, 1,
+                                      ceiling, frontier=False)
+            same = _cheapest(pruned, request, probed, chosen)
             seen = {id(c) for c in evaluated}
-            evaluated += [c for c in same if id(c) not in seen]
-        entry["fits_without_offload"] = [_fits(g, found[g.id], request) for g in searched
-                                         if g.id not in plain and found.get(g.id)]
+            evaluated += [c for c in pruned if id(c) not in seen]
+        entry = replace(entry, best=best, on_chosen_gpu=same, fits_without_offload=tuple(
+            _fits(g, found[g.id], request) for g in searched
+            if g.id not in plain and found.get(g.id)))
         work["candidates"] += len(mine)
         for key, value in _sized(evaluated).items():
             work[key] += value
-        out.append({**entry, "summary": lossy_summary(entry, chosen, request)})
+        out.append(replace(entry, summary=lossy_summary(entry, chosen, request)))
     return out, {"predictions": predictor.count - start, **work}
 
 
-def _cheapest(evaluated: list[Candidate], request: Request, probed, chosen) -> dict | None:
+def _cheapest(evaluated: list[Candidate], request: Request, probed,
+              chosen: Option | None) -> Option | None:
     """The cheapest option among sized candidates, with its change from the chosen option."""
     met = [_option(c, request, probed) for c in evaluated if c.sizing and c.sizing.n_gpus]
-    best = min(met, key=lambda o: (o["cost"]["usd_per_month"], o["latency"][request.slo_key]),
+    best = min(met, key=lambda o: (o.cost.usd_per_month, o.latency.at(request.slo_key)),
                default=None)
     if best and chosen:
-        best["versus_chosen"] = {
-            "total_gpus": best["fleet"]["total_gpus"] - chosen["fleet"]["total_gpus"],
-            "usd_per_month": best["cost"]["usd_per_month"] - chosen["cost"]["usd_per_month"]}
+        best = replace(best, versus_chosen=Change(
+            best.fleet.total_gpus - chosen.fleet.total_gpus,
+            best.cost.usd_per_month - chosen.cost.usd_per_month))
     return best
 
 
-def _fits(gpu, found: list[Candidate], request: Request) -> dict:
+def _fits(gpu, found: list[Candidate], request: Request) -> LossyFit:
     """A GPU that fits a lossy precision without offload: its fastest batch-of-one setting at
     the mix's first resolution, the largest batch that fits, and the SLO quantile of
     batch-of-one service over the mix (as sized: advisor.queueing.latency_floor_s), which more
@@ -194,23 +213,38 @@ def _fits(gpu, found: list[Candidate], request: Request) -> dict:
     fastest = min(ones, key=lambda c: c.predictions[label][1].latency.total_s)
     pred = fastest.predictions[label][1]
     floor = min(latency_floor_s(c.service, request.slo_quantile) for c in ones)
-    return {"gpu": gpu.id, "setting": fastest.setting.as_dict(), "resolution": label,
-            "batch_1_s": pred.latency.total_s, "batch_1_interval_s": list(pred.latency.interval_s),
-            "source": pred.source, "max_batch": max(c.max_batch for c in found),
-            "latency_floor_s": floor, "meets_slo_at_batch_1": floor <= request.slo_s}
+    return LossyFit(gpu.id, fastest.setting, label, pred.latency.total_s,
+                    pred.latency.interval_s, pred.source, max(c.max_batch for c in found),
+                    floor, floor <= request.slo_s)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A saved option under current data: whether it holds, why not, and its figures now."""
+
+    holds: bool
+    problems: list[str]
+    latency: PeakLatency | None = None
+    cost: FleetCost | None = None
+
+    def as_dict(self) -> dict:
+        out = {"holds": self.holds, "problems": list(self.problems)}
+        if self.latency is not None:
+            out.update(latency=self.latency.as_dict(), cost=self.cost.as_dict())
+        return out
 
 
 def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, max_batch: int,
-             n_serving: int) -> dict:
+             n_serving: int) -> Evaluation:
     """One given option (GPU, setting, max batch, serving GPUs) under current data: whether it
     fits, its simulated latency at peak and its cost. Used to re-check a saved plan."""
     try:
         gpu = catalog.get(gpu_id)
     except AdvisorError as exc:  # the catalog no longer has it: the plan no longer holds
-        return {"holds": False, "problems": [str(exc)]}
+        return Evaluation(False, [str(exc)])
     price = gpu_price(gpu, request)
     if isinstance(price, NoPrice):
-        return {"holds": False, "problems": [price.reason]}
+        return Evaluation(False, [price.reason])
     batches = [b for b in request.batches if b <= max_batch]
     preds = PredictionCache(models, request).predict([(gpu, setting, b) for b in batches])
     problems = [f"{gpu.id} {setting.label}: {why}"
@@ -225,24 +259,23 @@ def evaluate(request: Request, models, catalog, gpu_id: str, setting: Setting, m
     power_w, _ = gpu_power(gpu, preds.values())
     cost = fleet_cost(request, price, power_w, n_serving + request.n_plus_one)
     problems += budget_problems(cost, request)
-    return {"holds": not problems, "problems": problems, "latency": _latency(result),
-            "cost": cost}
+    return Evaluation(not problems, problems, PeakLatency.of(result), cost)
 
 
 # --------------------------------------------------------------------------- point and hedge
 
 
-def _bases(option: dict, candidates: list[Candidate], request: Request, predictor: PredictionCache,
-           models) -> dict | None:
-    """For an option with figures transferred to a GPU never probed: its fleet and monthly cost
-    sized on the point prediction and on the 90% interval's upper end (the same GPU, setting
-    and max batch), what probing the GPU can settle (the difference), and the probe to run.
-    None for an option whose figures are all measured or fitted (both bases then differ by
-    the interval of a probed GPU only)."""
-    if "transferred" not in option["sources"]:
-        return None
-    c = next(c for c in candidates if c.gpu.id == option["gpu"] and c.max_batch ==
-             option["max_batch"] and c.setting.as_dict() == option["setting"])
+def _with_bases(option: Option, candidates: list[Candidate], request: Request,
+                predictor: PredictionCache, models) -> Option:
+    """`option` with its `bases` when its figures are transferred to a GPU never probed: its
+    fleet and monthly cost sized on the point prediction and on the 90% interval's upper end
+    (the same GPU, setting and max batch), what probing the GPU can settle (the difference),
+    and the probe to run. Unchanged for an option whose figures are all measured or fitted
+    (both bases then differ by the interval of a probed GPU only)."""
+    if "transferred" not in option.sources:
+        return option
+    c = next(c for c in candidates if c.gpu.id == option.gpu and c.max_batch ==
+             option.max_batch and c.setting == option.setting)
     batches = [b for b in request.batches if b <= c.max_batch]
     preds = predictor.predict([(c.gpu, c.setting, b) for b in batches])
     out = {}
@@ -258,20 +291,21 @@ def _bases(option: dict, candidates: list[Candidate], request: Request, predicto
                                 request.simulation)
         n = sizing.n_gpus
         cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one) if n else None
-        out[basis] = {
-            "serving_gpus": n, "total_gpus": n + request.n_plus_one if n else None,
-            "usd_per_month": cost["usd_per_month"] if cost else None,
-            "latency_s": sizing.result.quantile_s(request.slo_quantile) if n else None,
-            "reason": "" if n else sizing.reason}
+        out[basis] = Basis(
+            serving_gpus=n, total_gpus=n + request.n_plus_one if n else None,
+            usd_per_month=cost.usd_per_month if cost else None,
+            latency_s=sizing.result.quantile_s(request.slo_quantile) if n else None,
+            reason="" if n else sizing.reason)
     point, upper = out["point"], out["upper"]
-    settles = {"gpus": None, "usd_per_month": None}
-    if point["total_gpus"] and upper["total_gpus"]:
-        settles["gpus"] = upper["total_gpus"] - point["total_gpus"]
-        if point["usd_per_month"] is not None:
-            settles["usd_per_month"] = upper["usd_per_month"] - point["usd_per_month"]
+    gpus = usd = None
+    if point.total_gpus and upper.total_gpus:
+        gpus = upper.total_gpus - point.total_gpus
+        if point.usd_per_month is not None:
+            usd = upper.usd_per_month - point.usd_per_month
     label = request.resolutions[0].label
-    return {**out, "ranked_on": request.latency_basis, "probing_settles": settles,
-            "probe": probe_suggestion(models, c.gpu, preds[(c.gpu.id, c.setting, 1, label)])}
+    return replace(option, bases=Bases(
+        point, upper, request.latency_basis, gpus, usd,
+        probe_suggestion(models, c.gpu, preds[(c.gpu.id, c.setting, 1, label)])))
 
 
 # --------------------------------------------------------------------------- results
@@ -280,7 +314,7 @@ def _bases(option: dict, candidates: list[Candidate], request: Request, predicto
 TEST_MINUTES = 10  # the load test whose spread a plan states beside its long-run latency
 
 
-def _short_test(c: Candidate, request: Request) -> dict:
+def _short_test(c: Candidate, request: Request) -> ShortTest:
     """What a load test of the fleet at peak, about TEST_MINUTES long (at most a tenth of the
     simulation), measures of the SLO quantile: such a run sees less of the queue's long-run
     tail than the plan's figure holds (data/loadtests/README.md: 82 requests at 85% busy)."""
@@ -288,98 +322,70 @@ def _short_test(c: Candidate, request: Request) -> dict:
     n = max(20, min(round(rate * TEST_MINUTES * 60), sim.requests // 10))
     spread = run_quantile_range(c.service, rate, c.sizing.n_gpus, request.window_s, n,
                                 request.slo_quantile, sim)
-    return {"requests": n, "duration_s": n / rate,
-            "range_s": None if spread is None else list(spread)}
+    return ShortTest(n, n / rate, None if spread is None else tuple(spread))
 
 
-def run_length(test: dict) -> str:
-    """A short test's length in words: "7 min", "45 s"."""
-    d = test["duration_s"]
-    return f"{d / 60:.0f} min" if d >= 90 else f"{d:.0f} s"
-
-
-def _latency(result) -> dict:
-    return {"p50_s": result.p50_s, "p95_s": result.p95_s, "p99_s": result.p99_s,
-            "mean_wait_s": result.mean_wait_s, "mean_batch": result.mean_batch,
-            "utilization_at_peak": result.utilization}
-
-
-def _option(c: Candidate, request: Request, probed: Probed | None) -> dict:
+def _option(c: Candidate, request: Request, probed: Probed | None) -> Option:
     n = c.sizing.n_gpus
     cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one)
     per_resolution, notes = {}, []
     for label, preds in c.predictions.items():
         one, full = preds[1], preds[c.max_batch]
-        per_resolution[label] = {
-            "batch_1_s": one.latency.total_s,
-            "batch_1_interval_s": list(one.latency.interval_s),
-            "batch_1_source": one.source,
-            f"batch_{c.max_batch}_s": full.latency.total_s,
-            f"batch_{c.max_batch}_interval_s": list(full.latency.interval_s),
-            "sized_on": "upper" if request.sized_on_upper(full.source) else "point",
-            "peak_memory_gb": full.memory.nvml_gb,
-            "memory_interval_gb": list(full.memory.nvml_interval_gb),
-            "memory_needed_gb": full.memory.needed_gb,
-            "source": full.source,
-            "source_detail": full.source_detail,
-        }
+        per_resolution[label] = ResolutionService(
+            max_batch=c.max_batch, batch_1_s=one.latency.total_s,
+            batch_1_interval_s=one.latency.interval_s, batch_1_source=one.source,
+            max_batch_s=full.latency.total_s, max_batch_interval_s=full.latency.interval_s,
+            sized_on="upper" if request.sized_on_upper(full.source) else "point",
+            peak_memory_gb=full.memory.nvml_gb, memory_interval_gb=full.memory.nvml_interval_gb,
+            memory_needed_gb=full.memory.needed_gb, source=full.source,
+            source_detail=full.source_detail)
         notes += [x for x in caveats(full, c.gpu, probed) if x not in notes]
     if c.setting.precision in QUANTIZATIONS:
         notes.append(f"{c.setting.precision}: {QUALITY_CAVEAT}")
     least_sure = max((p for preds in c.predictions.values() for p in preds.values()),
                      key=lambda p: SOURCES.index(p.source))
-    latency = {**_latency(c.sizing.result), "short_test": _short_test(c, request)}
-    return {
-        "gpu": c.gpu.id,
-        "gpu_name": c.gpu.name,
-        "setting": c.setting.as_dict(),
-        "max_batch": c.max_batch,
-        "window_s": request.window_s,
-        "fleet": {"serving_gpus": n, "spare_gpus": int(request.n_plus_one),
-                  "total_gpus": n + request.n_plus_one, "servers": cost["servers"],
-                  "throughput_lower_bound_gpus": c.n_lower,
-                  "simulated": [[k, v] for k, v in c.sizing.trials]},
-        "latency": latency,
-        "slo_headroom": 1 - latency[request.slo_key] / request.slo_s,
-        "capacity_img_per_s": n / c.service.image_s_at_full_batch(),
-        "cost": cost,
-        "power_source": c.gpu_w_source,
-        "service": per_resolution,
-        "sources": sorted({p[key] for p in per_resolution.values()
-                           for key in ("source", "batch_1_source")}, key=SOURCES.index),
-        "evidence": least_sure.source,
-        "accuracy": accuracy(least_sure),
-        "caveats": notes,
-        "model_version": next(iter(c.predictions.values()))[1].model_version,
-    }
+    latency = PeakLatency.of(c.sizing.result, _short_test(c, request))
+    return Option(
+        gpu=c.gpu.id, gpu_name=c.gpu.name, setting=c.setting, max_batch=c.max_batch,
+        window_s=request.window_s,
+        fleet=Fleet(serving_gpus=n, spare_gpus=int(request.n_plus_one), servers=cost.servers,
+                    throughput_lower_bound_gpus=c.n_lower,
+                    simulated=tuple((k, v) for k, v in c.sizing.trials)),
+        latency=latency, slo_headroom=1 - latency.at(request.slo_key) / request.slo_s,
+        capacity_img_per_s=n / c.service.image_s_at_full_batch(), cost=cost,
+        power_source=c.gpu_w_source, service=per_resolution,
+        sources=tuple(sorted({x for s in per_resolution.values()
+                              for x in (s.source, s.batch_1_source)}, key=SOURCES.index)),
+        evidence=least_sure.source, accuracy=accuracy(least_sure), caveats=tuple(notes),
+        model_version=next(iter(c.predictions.values()))[1].model_version)
 
 
-def rank_by_evidence(options: list[dict]) -> list[dict]:
+def rank_by_evidence(options: list[Option]) -> list[Option]:
     """`options` (sorted by monthly cost) in ranking order. A near-tie prefers evidence: each
     rank goes to the best-evidenced option (measured, then fitted, then transferred, by its least
     sure figure) among those costing at most NEAR_TIE more than the cheapest option left; equal
     evidence, the cheaper. An option ranked above cheaper ones says so in `near_tie`."""
     left, ranked = list(options), []
     while left:
-        limit = left[0]["cost"]["usd_per_month"] * (1 + NEAR_TIE)
-        pick = min((o for o in left if o["cost"]["usd_per_month"] <= limit),
-                   key=lambda o: SOURCES.index(o["evidence"]))
+        limit = left[0].cost.usd_per_month * (1 + NEAR_TIE)
+        pick = min((o for o in left if o.cost.usd_per_month <= limit),
+                   key=lambda o: SOURCES.index(o.evidence))
         passed = left[:left.index(pick)]
-        if passed:
-            pick["near_tie"] = (
-                f"above {', '.join(o['gpu'] for o in passed)} (at most {NEAR_TIE:.0%} "
-                f"cheaper): its figures are {pick['evidence']}, theirs "
-                f"{'/'.join(sorted({o['evidence'] for o in passed}, key=SOURCES.index))}")
-        ranked.append(pick)
         left.remove(pick)
+        if passed:
+            pick = replace(pick, near_tie=(
+                f"above {', '.join(o.gpu for o in passed)} (at most {NEAR_TIE:.0%} "
+                f"cheaper): its figures are {pick.evidence}, theirs "
+                f"{'/'.join(sorted({o.evidence for o in passed}, key=SOURCES.index))}"))
+        ranked.append(pick)
     return ranked
 
 
-def pareto_front(options: list[dict], key: str) -> list[dict]:
+def pareto_front(options: list[Option], key: str) -> list[Option]:
     """The options no other option beats on both monthly cost and latency `key`."""
     front, best = [], math.inf
     for o in options:  # sorted by cost, so each new frontier point must be faster
-        if o["latency"][key] < best:
+        if o.latency.at(key) < best:
             front.append(o)
-            best = o["latency"][key]
+            best = o.latency.at(key)
     return front

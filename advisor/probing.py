@@ -8,6 +8,7 @@ more reference), which settles the gap between the option's point and upper-basi
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +18,15 @@ from advisor.records import machine_of
 PROBE_GRID = "data/grids/profile.yaml"
 PROBE_GRID_NAME = "profile"  # the `grid` its records carry
 PROBE_COMMAND = f"advisor probe --grid {PROBE_GRID} --profile --weights synthetic"
+
+
+@dataclass(frozen=True)
+class ProbeSuggestion:
+    gpu: str
+    command: str
+    grid: str
+    gpu_minutes: float | None  # None: no run of the grid in the data to scale from
+    basis: str  # how gpu_minutes was estimated
 
 
 def grid_runs(records: list[dict], grid: str = PROBE_GRID_NAME) -> list[dict]:
@@ -35,22 +45,20 @@ def grid_runs(records: list[dict], grid: str = PROBE_GRID_NAME) -> list[dict]:
             for (gpu, _), t in sorted(stamps.items()) if len(t) > 1]
 
 
-def probe_suggestion(models, gpu, prediction: Prediction) -> dict:
+def probe_suggestion(models, gpu, prediction: Prediction) -> ProbeSuggestion:
     """The probe that would settle a transferred option on `gpu`: the command and grid, and
     about how many GPU minutes it takes there, scaled from the grid's median run on a probed
     GPU by the predicted time of `prediction`'s config (batch 1) there and on `gpu`."""
     runs = grid_runs(models.records)
-    out = {"gpu": gpu.id, "command": PROBE_COMMAND, "grid": PROBE_GRID, "gpu_minutes": None,
-           "basis": f"no run of {PROBE_GRID} in the data to scale from"}
     if not runs:
-        return out
+        return ProbeSuggestion(gpu.id, PROBE_COMMAND, PROBE_GRID, None,
+                               f"no run of {PROBE_GRID} in the data to scale from")
     seconds = float(np.median([r["seconds"] for r in runs]))
     ref = max({r["gpu"] for r in runs}, key=lambda g: sum(r["gpu"] == g for r in runs))
     there = models.predict(ref, prediction.config).latency.total_s
     ratio = prediction.latency.total_s / there
-    out["gpu_minutes"] = seconds * ratio / 60
-    out["basis"] = (f"the median {PROBE_GRID} run of {len(runs)} ({seconds / 60:.1f} min, first to "
-                    f"last record) x {ratio:.1f}, the predicted {prediction.config.label()} time "
-                    f"on {gpu.id} over {ref}'s; plus loading the pipeline, and less where large "
-                    "configs do not fit")
-    return out
+    basis = (f"the median {PROBE_GRID} run of {len(runs)} ({seconds / 60:.1f} min, first to "
+             f"last record) x {ratio:.1f}, the predicted {prediction.config.label()} time on "
+             f"{gpu.id} over {ref}'s; plus loading the pipeline, and less where large configs do "
+             "not fit")
+    return ProbeSuggestion(gpu.id, PROBE_COMMAND, PROBE_GRID, seconds * ratio / 60, basis)

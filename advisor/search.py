@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from advisor.contract import CFG_GUIDANCE_SCALE, COMPUTE_PRECISIONS, QUANT_SCOPES, QUANTIZATIONS, \
     Config, Prediction, Setting, setting_problem, unsupported_reason
 from advisor.cost import HOURS_PER_MONTH, NoPrice, Price, budget_problems, fleet_cost, \
     gpu_price, gpus_within
 from advisor.errors import AdvisorError
+from advisor.options import Verdict
 from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
     latency_floor_s, size_fleet
 from advisor.request import Request
@@ -66,10 +67,22 @@ class Candidate:
     larger_misfit: str = ""  # why the next searched batch size does not fit, if it does not
 
 
+@dataclass
+class GpuNotes:
+    """What the search learned of a GPU for its verdict when it has no option."""
+
+    power: str = ""  # owned mode without a power figure: why (the GPU is then excluded)
+    no_precision: str = ""  # none of the request's precisions runs on it: why, per precision
+    offload_only: bool = False  # only offload settings fit
+    # per offload kind ("none", "offload"): the setting needing the least memory at batch 1
+    # and its prediction at its neediest resolution, for "needs X GB, has Y GB"
+    smallest: dict[str, tuple[Setting, Prediction]] = field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------- GPUs
 
 
-def candidate_gpus(request: Request, catalog) -> tuple[list, list[dict]]:
+def candidate_gpus(request: Request, catalog) -> tuple[list, list[Verdict]]:
     """The GPUs to search, and the excluded ones with the reason. Unknown ids are errors. A GPU
     without a price is searched too: its fleet is sized and listed with the price it needs."""
     for key in ("usd_per_gpu_hour", "gpu_price_usd"):
@@ -86,8 +99,8 @@ def candidate_gpus(request: Request, catalog) -> tuple[list, list[dict]]:
         if request.segments and gpu.segment not in request.segments:
             continue
         if not request.gpus and not gpu.runnable:
-            excluded.append({"gpu": gpu.id, "reason": "catalog says runnable: false (the probe "
-                             "cannot drive it); list it in candidates.gpus to include it"})
+            excluded.append(Verdict(gpu.id, "catalog says runnable: false (the probe cannot "
+                                    "drive it); list it in candidates.gpus to include it"))
         else:
             keep.append(gpu)
     return keep, excluded
@@ -210,17 +223,17 @@ def variants(base: Setting, request: Request) -> list[Setting]:
     return [s for s in out if not setting_problem(s)]
 
 
-def search_gpus(gpus, request: Request, predictor: PredictionCache) -> tuple[dict, dict]:
-    """Candidates per GPU id, and per GPU id the notes for the not-fitting verdict (smallest
-    memory need, offload figures, no precision, no power figure). Offload settings are
-    searched only on GPUs where no setting fits without offload."""
-    notes: dict[str, dict] = {g.id: {} for g in gpus}
+def search_gpus(gpus, request: Request,
+                predictor: PredictionCache) -> tuple[dict, dict[str, GpuNotes]]:
+    """Candidates per GPU id, and per GPU id the notes for the not-fitting verdict. Offload
+    settings are searched only on GPUs where no setting fits without offload."""
+    notes = {g.id: GpuNotes() for g in gpus}
     precisions = {g.id: _precisions(g, request) for g in gpus}
     for g in gpus:
         if not precisions[g.id]:
             others = [p for p in COMPUTE_PRECISIONS
                       if p not in request.precisions and not not_offered(g, p)]
-            notes[g.id]["no_precision"] = "; ".join(
+            notes[g.id].no_precision = "; ".join(
                 f"{p}: {not_offered(g, p)}" for p in request.precisions) + (
                 f" (it has {', '.join(others)}: add to settings.precisions)" if others else "")
     searchable = [g for g in gpus if precisions[g.id]]
@@ -241,12 +254,12 @@ def search_gpus(gpus, request: Request, predictor: PredictionCache) -> tuple[dic
         found.update(_fitting([(g, settings(g, offloaded)) for g in retry], request, predictor,
                               notes))
         for g in retry:
-            notes[g.id]["offload_only"] = bool(found[g.id])
+            notes[g.id].offload_only = bool(found[g.id])
     for g in (g for g in searchable if found[g.id]):
         power_w, power_source = gpu_power(g, [p for c in found[g.id] for per in
                                               c.predictions.values() for p in per.values()])
         if power_w is None and request.deployment.mode == "owned":
-            notes[g.id]["power"] = (f"no power figure for the electricity cost: catalog tdp_w "
+            notes[g.id].power = (f"no power figure for the electricity cost: catalog tdp_w "
                                     f"is null and no measured power for {g.id}")
         for c in found[g.id]:
             c.gpu_w, c.gpu_w_source = power_w, power_source
@@ -255,7 +268,7 @@ def search_gpus(gpus, request: Request, predictor: PredictionCache) -> tuple[dic
 
 
 def _fitting(jobs: list[tuple], request: Request, predictor: PredictionCache,
-             notes: dict) -> dict[str, list[Candidate]]:
+             notes: dict[str, GpuNotes]) -> dict[str, list[Candidate]]:
     """Candidates for (gpu, settings) jobs: (setting, max batch) where every searched batch up
     to the max fits in memory at every resolution (the dispatcher forms every size up to it).
 
@@ -301,14 +314,16 @@ def _fitting(jobs: list[tuple], request: Request, predictor: PredictionCache,
     return out
 
 
-def _note_smallest_need(note: dict, s: Setting, preds: dict, gpu, request: Request) -> None:
+def _note_smallest_need(note: GpuNotes, s: Setting, preds: dict, gpu,
+                        request: Request) -> None:
     """Keep the setting needing the least memory at batch 1 (at its neediest resolution), per
     offload mode, for the "needs X GB, has Y GB" verdict."""
     worst = max((preds[(gpu.id, s, 1, r.label)] for r in request.resolutions),
                 key=lambda p: p.memory.needed_gb)
     key = "none" if s.offload == "none" else "offload"
-    if key not in note or worst.memory.needed_gb < note[key][1].memory.needed_gb:
-        note[key] = (s, worst)
+    smallest = note.smallest
+    if key not in smallest or worst.memory.needed_gb < smallest[key][1].memory.needed_gb:
+        smallest[key] = (s, worst)
 
 
 def _undominated(candidates: list[Candidate]) -> list[Candidate]:
@@ -338,12 +353,12 @@ def branch_and_bound(candidates: list[Candidate], request: Request, top: int,
         c.latency_floor_s = latency_floor_s(c.service, request.slo_quantile)
         c.n_lower = gpus_lower_bound(c.service, rate, request.slo_quantile, request.slo_s)
         c.cost_lower = math.inf if c.n_lower == math.inf else fleet_cost(
-            request, c.price, c.gpu_w, c.n_lower + request.n_plus_one)["usd_per_month"]
+            request, c.price, c.gpu_w, c.n_lower + request.n_plus_one).usd_per_month
     evaluated, met, best = [], [], {}  # met: (cost, latency) of each option; best: per GPU
     # Best first: by a rough cost estimate, so that each GPU's likely option sets the limits
     # early (the order changes the work, not the result); then by the bound.
     estimate = {id(c): fleet_cost(request, c.price, c.gpu_w, math.ceil(
-        gpus_estimate(c.service, rate, request.window_s)) + request.n_plus_one)["usd_per_month"]
+        gpus_estimate(c.service, rate, request.window_s)) + request.n_plus_one).usd_per_month
         for c in candidates if c.n_lower != math.inf}
     for c in sorted(candidates, key=lambda c: (estimate.get(id(c), math.inf), c.max_batch,
                                                c.cost_lower, c.latency_floor_s)):
@@ -380,8 +395,8 @@ def branch_and_bound(candidates: list[Candidate], request: Request, top: int,
             c.rejected = "; ".join(budget)
             c.sizing = replace(c.sizing, n_gpus=None, reason=c.rejected)
             continue
-        met.append((cost["usd_per_month"], c.sizing.result.quantile_s(request.slo_quantile)))
-        best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), cost["usd_per_month"])
+        met.append((cost.usd_per_month, c.sizing.result.quantile_s(request.slo_quantile)))
+        best[c.gpu.id] = min(best.get(c.gpu.id, math.inf), cost.usd_per_month)
     return evaluated
 
 

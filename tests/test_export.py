@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -40,12 +41,14 @@ def test_round_trip(saved):
     path, plan = saved
     doc = load_plan(path)
     assert doc["request"] == plan.request.with_changes(source=doc["request"].source)
-    assert doc["results"]["options"] == yaml.safe_load(yaml.safe_dump(plan.options))
+    results = yaml.safe_load(yaml.safe_dump(plan_document(plan, {})["results"]))
+    assert doc["results"]["options"] == results["options"]
+    assert doc["results"]["options"][0]["setting"] == plan.best().setting.as_dict()
     assert doc["results"]["frontier"][0] == doc["results"]["options"][0]
     assert doc["assumptions"] == plan.assumptions
     assert "&id" not in path.read_text()  # no YAML anchors: each section stands alone
     lossy = doc["results"]["lossy_alternatives"]
-    assert lossy == yaml.safe_load(yaml.safe_dump(plan.lossy_alternatives))
+    assert lossy == results["lossy_alternatives"]
     assert [a["precision"] for a in lossy] == ["fp8", "fp8-wo", "int8-wo"]
     assert all(a["caveat"].startswith("lossy: ") and a["summary"] for a in lossy)
 
@@ -72,6 +75,19 @@ def test_check_holds_when_nothing_changed(saved, data_dir):
     report = check_plan(saved[0], FakeModels(CATALOG), CATALOG, data_dir)
     assert report["holds"] and report["problems"] == [] and report["changes"] == []
     assert report["best_now"] == report["option"]
+
+
+def test_a_plan_saved_before_the_results_were_typed_is_still_checked(data_dir):
+    """tests/data/plan-2026-12-07.yaml: written by the planner of 2026-12-07, when options were
+    dicts; a plan file of that format must load and re-check."""
+    path = Path(__file__).parent / "data" / "plan-2026-12-07.yaml"
+    saved = load_plan(path)["results"]["options"]
+    report = check_plan(path, FakeModels(CATALOG, transferred={"l40s-48gb"}), CATALOG, data_dir)
+    assert report["option"] == {"gpu": saved[0]["gpu"], "setting": saved[0]["setting"],
+                                "max_batch": saved[0]["max_batch"],
+                                "serving_gpus": saved[0]["fleet"]["serving_gpus"]}
+    assert report["holds"] and report["best_now"] == report["option"]
+    assert not any(change.startswith("p95 with") for change in report["changes"])
 
 
 def test_check_fails_when_the_gpus_got_slower(saved, data_dir):

@@ -1,4 +1,4 @@
-"""Several GPUs of one host (issue 14): the `config.parallel` layout in records, grids and the
+"""Several GPUs of one host: the `config.parallel` layout in records, grids and the
 CLI; data-parallel replicas run end to end as CPU worker processes on the tiny pipeline (the
 barrier, the untimed calls that keep every GPU busy, the record's per-GPU and aggregate figures,
 resume); a config split across GPUs refused without cache-dit, and run end to end on CPU (gloo)

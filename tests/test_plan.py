@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,8 @@ from advisor.catalog import load_catalog
 from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, Setting
-from advisor.cost import HOURS_PER_MONTH, Price, gpus_within
+from advisor.cost import HOURS_PER_MONTH, FleetCost, Price, gpus_within
+from advisor.options import Change, Fleet, Option, PeakLatency
 from advisor.plan import rank_by_evidence, recommend
 from advisor.search import PARETO_COST_WINDOW, interpolate
 from advisor.queueing import Service, simulate
@@ -209,17 +211,17 @@ def test_service_times_are_the_predictions_and_linear_between_batches():
                                "slo.p95_s": 30}))
     gpu = CATALOG.get(H100)
     option = plan.options[0]
-    assert option["max_batch"] == 4
-    service = option["service"]["1024x1024"]
-    assert service["batch_1_s"] == pytest.approx(batch_latency_s(gpu, 1024, 1024, 1))
-    assert service["batch_4_s"] == pytest.approx(batch_latency_s(gpu, 1024, 1024, 4))
+    assert option.max_batch == 4
+    service = option.service["1024x1024"]
+    assert service.batch_1_s == pytest.approx(batch_latency_s(gpu, 1024, 1024, 1))
+    assert service.max_batch_s == pytest.approx(batch_latency_s(gpu, 1024, 1024, 4))
     assert interpolate({1: 1.0, 4: 2.5}, 3) == pytest.approx(2.0)
 
 
 def test_fleet_is_the_smallest_meeting_the_slo_at_peak():
     req = request(**{"demand.peak_factor": 2.0})
     option = plan_for(req).options[0]
-    n, b = option["fleet"]["serving_gpus"], option["max_batch"]
+    n, b = option.fleet.serving_gpus, option.max_batch
     times = tuple(batch_latency_s(CATALOG.get(H100), 1024, 1024, k) for k in range(1, b + 1))
     service = Service(times_s=(times,), shares=(1.0,))
 
@@ -227,16 +229,16 @@ def test_fleet_is_the_smallest_meeting_the_slo_at_peak():
         return simulate(service, 8.0, gpus, req.window_s, req.simulation).p95_s
 
     assert p95(n) <= 6.0 < p95(n - 1)
-    assert option["latency"]["p95_s"] == pytest.approx(p95(n))
-    assert n >= option["fleet"]["throughput_lower_bound_gpus"]
+    assert option.latency.p95_s == pytest.approx(p95(n))
+    assert n >= option.fleet.throughput_lower_bound_gpus
 
 
 def test_fleet_size_and_cost_are_monotone_in_demand():
     sizes, costs = [], []
     for rate in (0.5, 2, 8, 32, 128):
         option = plan_for(request(**{"demand.images_per_s": rate})).options[0]
-        sizes.append(option["fleet"]["serving_gpus"])
-        costs.append(option["cost"]["usd_per_month"])
+        sizes.append(option.fleet.serving_gpus)
+        costs.append(option.cost.usd_per_month)
     assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
     assert costs == sorted(costs)
 
@@ -249,7 +251,7 @@ def test_tighter_slo_is_never_cheaper():
     costs = []
     for slo in (30, 12, 6, 4, 3):
         plan = plan_for(request(base, **{"slo.p95_s": slo, "demand.images_per_s": 10}))
-        costs.append(plan.best()["cost"]["usd_per_month"] if plan.best() else math.inf)
+        costs.append(plan.best().cost.usd_per_month if plan.best() else math.inf)
     assert costs == sorted(costs)
     assert costs[0] < costs[-2]
 
@@ -258,25 +260,25 @@ def test_n_plus_one_adds_a_gpu_of_capacity_and_its_cost():
     without = plan_for(request(**{"demand.images_per_s": 6.0})).options[0]
     with_spare = plan_for(request(**{"demand.images_per_s": 6.0,
                                      "constraints.n_plus_one": True})).options[0]
-    assert with_spare["fleet"]["serving_gpus"] == without["fleet"]["serving_gpus"]
-    assert with_spare["fleet"]["total_gpus"] == without["fleet"]["total_gpus"] + 1
-    assert with_spare["cost"]["usd_per_month"] == pytest.approx(
-        without["cost"]["usd_per_month"] + PRICE * HOURS_PER_MONTH)
+    assert with_spare.fleet.serving_gpus == without.fleet.serving_gpus
+    assert with_spare.fleet.total_gpus == without.fleet.total_gpus + 1
+    assert with_spare.cost.usd_per_month == pytest.approx(
+        without.cost.usd_per_month + PRICE * HOURS_PER_MONTH)
 
 
 def test_cloud_cost_arithmetic():
     req = request(**{"demand.images_per_s": 6.0})
     option = plan_for(req).options[0]
-    n = option["fleet"]["total_gpus"]
-    cost = option["cost"]
-    assert cost["usd_per_month"] == pytest.approx(n * PRICE * HOURS_PER_MONTH)
-    assert cost["usd_per_1k_images"] == pytest.approx(
-        cost["usd_per_month"] / (6.0 * HOURS_PER_MONTH * 3600) * 1000)
-    assert cost["capex_usd"] == 0
+    n = option.fleet.total_gpus
+    cost = option.cost
+    assert cost.usd_per_month == pytest.approx(n * PRICE * HOURS_PER_MONTH)
+    assert cost.usd_per_1k_images == pytest.approx(
+        cost.usd_per_month / (6.0 * HOURS_PER_MONTH * 3600) * 1000)
+    assert cost.capex_usd == 0
     gpu = CATALOG.get(H100)
     servers = math.ceil(n / 8)
-    assert cost["power_kw"] == pytest.approx((n * gpu.tdp_w + servers * 800) * 1.3 / 1000)
-    assert cost["price"]["source"] == f"request deployment.cloud.usd_per_gpu_hour.{H100}"
+    assert cost.power_kw == pytest.approx((n * gpu.tdp_w + servers * 800) * 1.3 / 1000)
+    assert cost.price.source == f"request deployment.cloud.usd_per_gpu_hour.{H100}"
 
 
 def test_gpus_within_a_monthly_cost():
@@ -296,28 +298,28 @@ def test_owned_cost_arithmetic():
                      "deployment.owned.amortization_years": 4,
                      "deployment.owned.usd_per_kwh": 0.10, "demand.images_per_s": 6.0})
     option = plan_for(req).options[0]
-    n, cost = option["fleet"]["total_gpus"], option["cost"]
+    n, cost = option.fleet.total_gpus, option.cost
     servers = math.ceil(n / 4)
     capex = n * 25_000 + servers * 20_000
     kw = (n * CATALOG.get(H100).tdp_w + servers * 800) * 1.3 / 1000
-    assert cost["capex_usd"] == pytest.approx(capex)
-    assert cost["power_kw"] == pytest.approx(kw)
-    assert cost["usd_per_month"] == pytest.approx(capex / 48 + kw * HOURS_PER_MONTH * 0.10)
+    assert cost.capex_usd == pytest.approx(capex)
+    assert cost.power_kw == pytest.approx(kw)
+    assert cost.usd_per_month == pytest.approx(capex / 48 + kw * HOURS_PER_MONTH * 0.10)
 
 
 def test_larger_batches_win_when_the_slo_allows_and_lose_when_it_does_not():
     loose = plan_for(request(**{"demand.images_per_s": 20.0, "slo.p95_s": 30})).options[0]
     tight = plan_for(request(**{"demand.images_per_s": 20.0, "slo.p95_s": 2.5})).options[0]
-    assert loose["max_batch"] == 4 and tight["max_batch"] == 1
-    assert tight["fleet"]["serving_gpus"] > loose["fleet"]["serving_gpus"]
+    assert loose.max_batch == 4 and tight.max_batch == 1
+    assert tight.fleet.serving_gpus > loose.fleet.serving_gpus
 
 
 def test_reason_explains_batch_and_fleet_size():
     option = plan_for(request(**{"demand.images_per_s": 6.0})).options[0]
-    n = option["fleet"]["serving_gpus"]
-    assert option["reason"].startswith(f"batch {option['max_batch']}: ")
-    assert f"{n} GPUs: the fewest with p95" in option["reason"]
-    assert f"{n - 1} GPUs" in option["reason"]
+    n = option.fleet.serving_gpus
+    assert option.reason.startswith(f"batch {option.max_batch}: ")
+    assert f"{n} GPUs: the fewest with p95" in option.reason
+    assert f"{n - 1} GPUs" in option.reason
 
 
 # --------------------------------------------------------------------------- search
@@ -333,25 +335,25 @@ def full_catalog_request(**changes) -> Request:
 
 def test_ranking_frontier_and_every_gpu_accounted_for():
     plan = plan_for(full_catalog_request())
-    costs = [o["cost"]["usd_per_month"] for o in plan.options]
-    assert costs == sorted(costs) and len({o["gpu"] for o in plan.options}) == len(plan.options)
+    costs = [o.cost.usd_per_month for o in plan.options]
+    assert costs == sorted(costs) and len({o.gpu for o in plan.options}) == len(plan.options)
     front = plan.frontier
-    assert [o["cost"]["usd_per_month"] for o in front] == sorted(
-        o["cost"]["usd_per_month"] for o in front)
-    latencies = [o["latency"]["p95_s"] for o in front]
+    assert [o.cost.usd_per_month for o in front] == sorted(
+        o.cost.usd_per_month for o in front)
+    latencies = [o.latency.p95_s for o in front]
     assert latencies == sorted(latencies, reverse=True) and front[0] is plan.options[0]
-    listed = [o["gpu"] for o in plan.options] + [x["gpu"] for x in
+    listed = [o.gpu for o in plan.options] + [x.gpu for x in
                                                  plan.infeasible + plan.unfit + plan.excluded +
                                                  plan.not_simulated]
     assert sorted(listed) == sorted(g.id for g in CATALOG.gpus)
-    assert {x["gpu"] for x in plan.excluded} == {g.id for g in CATALOG.gpus if not g.runnable}
+    assert {x.gpu for x in plan.excluded} == {g.id for g in CATALOG.gpus if not g.runnable}
 
 
 def test_pruning_does_not_change_the_best_option():
     req = full_catalog_request()
     pruned = plan_for(req, top=1)
     exhaustive = plan_for(req, top=100)
-    assert pruned.best() == {**exhaustive.best(), "reason": pruned.best()["reason"]}
+    assert pruned.best() == replace(exhaustive.best(), reason=pruned.best().reason)
     assert pruned.search["candidates_simulated"] < exhaustive.search["candidates_simulated"]
 
 
@@ -360,21 +362,21 @@ def test_pruning_keeps_the_top_options_and_the_frontier_within_its_window():
     pruned, exhaustive = plan_for(req, top=3), plan_for(req, top=100)
 
     def key(o):
-        return o["gpu"], o["setting"], o["max_batch"], o["fleet"]["total_gpus"], o["latency"]
+        return o.gpu, o.setting, o.max_batch, o.fleet.total_gpus, o.latency
 
     assert [key(o) for o in pruned.options[:3]] == [key(o) for o in exhaustive.options[:3]]
-    window = PARETO_COST_WINDOW * exhaustive.best()["cost"]["usd_per_month"]
+    window = PARETO_COST_WINDOW * exhaustive.best().cost.usd_per_month
     assert [key(o) for o in pruned.frontier] == [
-        key(o) for o in exhaustive.frontier if o["cost"]["usd_per_month"] <= window]
+        key(o) for o in exhaustive.frontier if o.cost.usd_per_month <= window]
     assert pruned.search["simulations"] < exhaustive.search["simulations"]
     # a GPU whose search stopped at the cost of the options found is listed with its bound
-    shown = {o["gpu"] for o in pruned.options}
+    shown = {o.gpu for o in pruned.options}
     for g in pruned.not_simulated:
-        assert g["gpu"] not in shown
-        cheapest = min((o for o in exhaustive.options if o["gpu"] == g["gpu"]),
-                       key=lambda o: o["cost"]["usd_per_month"], default=None)
+        assert g.gpu not in shown
+        cheapest = min((o for o in exhaustive.options if o.gpu == g.gpu),
+                       key=lambda o: o.cost.usd_per_month, default=None)
         if cheapest:
-            assert g["usd_per_month_at_least"] <= cheapest["cost"]["usd_per_month"] + 1e-6
+            assert g.usd_per_month_at_least <= cheapest.cost.usd_per_month + 1e-6
 
 
 def test_search_stops_at_the_first_misfit_and_after_batch_one_when_too_slow():
@@ -387,15 +389,15 @@ def test_search_stops_at_the_first_misfit_and_after_batch_one_when_too_slow():
     plan = plan_for(big, models=models)
     assert plan.search["predictions"] == 3  # batches 1, 2 and 8
     assert models.calls == 3 + plan.search["lossy"]["predictions"]  # the alternatives apart
-    assert plan.search["candidates"] == 2 and plan.options[0]["max_batch"] == 2
-    assert "; batch 8 does not fit (" in plan.options[0]["reason"]
+    assert plan.search["candidates"] == 2 and plan.options[0].max_batch == 2
+    assert "; batch 8 does not fit (" in plan.options[0].reason
     slow = request(**{"candidates.gpus": ["rtx-5080"], "settings.offload": ["none", "model"],
                       "settings.batches": [1, 2, 4, 8, 16],
                       "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
     models = FakeModels(CATALOG)
     plan = plan_for(slow, models=models, lossy=False)
     assert models.calls == 2  # batch 1 without offload (does not fit), with model offload
-    assert "fits only with model offload at " in plan.unfit[0]["reason"]
+    assert "fits only with model offload at " in plan.unfit[0].reason
 
 
 def test_gpu_where_nothing_fits_says_why():
@@ -405,9 +407,9 @@ def test_gpu_where_nothing_fits_says_why():
     assert not plan.options
     (unfit,) = plan.unfit
     need = 20.6 + 2.0  # fake law: bf16 weights + activations of one 1-megapixel image
-    assert unfit["reason"].startswith(f"needs {need:.1f} GB + 1.0 GB margin at batch 1 (bf16 "
+    assert unfit.reason.startswith(f"needs {need:.1f} GB + 1.0 GB margin at batch 1 (bf16 "
                                       "native), has 17.2 GB; fits only with model offload at ")  # 16 GiB
-    assert "too slow for the p95 <= 6 s SLO" in unfit["reason"]
+    assert "too slow for the p95 <= 6 s SLO" in unfit.reason
 
 
 def test_offload_option_is_ranked_when_it_meets_the_slo():
@@ -415,31 +417,31 @@ def test_offload_option_is_ranked_when_it_meets_the_slo():
                      "demand.images_per_s": 0.5, "settings.offload": ["none", "model"],
                      "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
     (option,) = plan_for(req).options
-    assert option["setting"]["offload"] == "model"
+    assert option.setting.offload == "model"
 
 
 def test_memory_margin_limits_the_batch():
     base = request(**{"demand.images_per_s": 20.0, "slo.p95_s": 30})
-    assert plan_for(base).options[0]["max_batch"] == 4
+    assert plan_for(base).options[0].max_batch == 4
     # fake law at 1024x1024: 20.6 GB + 2 GB per image; the H100 has 81,559 MiB = 85.5 GB
     capacity = CATALOG.get(H100).capacity_gb
     squeezed = base.with_changes(memory_margin_gb=capacity - 20.6 - 2 * 4 + 0.1)
     best = plan_for(squeezed).options[0]
-    assert best["max_batch"] == 2
+    assert best.max_batch == 2
     assert "; batch 4 does not fit (1024x1024: needs 85.6 GB (torch allocated 28.6 GB + " \
-        "57.0 GB margin), over 85.5 GB)." in best["reason"]
+        "57.0 GB margin), over 85.5 GB)." in best.reason
 
 
 def test_reason_names_what_the_next_batch_would_need():
     tight = plan_for(request(**{"demand.images_per_s": 20.0, "slo.p95_s": 2.5})).options[0]
-    assert tight["max_batch"] == 1
+    assert tight.max_batch == 1
     b1 = batch_latency_s(CATALOG.get(H100), 1024, 1024, 1)
     assert f"batch 1: {1 / b1:.2f} img/s per GPU at full batches; batch 2 cannot serve the " \
-        "request: p95 " in tight["reason"]
+        "request: p95 " in tight.reason
     tie = plan_for(request(**{"demand.images_per_s": 4.0, "slo.p95_s": 10})).options[0]
-    assert tie["max_batch"] == 2 and "; batch 4 needs as many GPUs, with p95 " in tie["reason"]
+    assert tie.max_batch == 2 and "; batch 4 needs as many GPUs, with p95 " in tie.reason
     loose = plan_for(request(**{"demand.images_per_s": 20.0, "slo.p95_s": 30})).options[0]
-    assert loose["max_batch"] == 4 and "; the largest batch searched." in loose["reason"]
+    assert loose.max_batch == 4 and "; the largest batch searched." in loose.reason
 
 
 def test_precision_rules_from_specs():
@@ -449,36 +451,36 @@ def test_precision_rules_from_specs():
                      "slo.p95_s": 600, "demand.images_per_s": 0.1,
                      "deployment.cloud.usd_per_gpu_hour": {H100: 3, "t4-16gb": 0.3}})
     plan = plan_for(req, models=models)
-    by_gpu = {o["gpu"]: o for o in plan.options}
-    assert by_gpu[H100]["setting"]["precision"] == "bf16"
-    assert by_gpu["t4-16gb"]["setting"]["precision"] == "fp16"  # the T4 has no bf16 path
+    by_gpu = {o.gpu: o for o in plan.options}
+    assert by_gpu[H100].setting.precision == "bf16"
+    assert by_gpu["t4-16gb"].setting.precision == "fp16"  # the T4 has no bf16 path
 
 
 def test_each_lossy_precision_left_out_says_what_it_would_change():
     req = request(**{"demand.images_per_s": 8.0})
     plan = plan_for(req)
     assert plan.options == plan_for(req, lossy=False).options  # the plan itself is unchanged
-    alternatives = {a["precision"]: a for a in plan.lossy_alternatives}
+    alternatives = {a.precision: a for a in plan.lossy_alternatives}
     assert list(alternatives) == list(QUANTIZATIONS)
-    assert all(a["caveat"] == QUALITY_CAVEAT for a in alternatives.values())
+    assert all(a.caveat == QUALITY_CAVEAT for a in alternatives.values())
     chosen = plan.best()
     # fp8 runs at the H100's fp8 peak in the fake law: fewer GPUs, the same as planning with it
-    fp8 = alternatives["fp8"]["best"]
+    fp8 = alternatives["fp8"].best
     alone = plan_for(request(**{"demand.images_per_s": 8.0, "settings.precisions": ["fp8"]}))
-    assert (fp8["setting"], fp8["fleet"], fp8["cost"]) == (
-        alone.best()["setting"], alone.best()["fleet"], alone.best()["cost"])
-    fewer = chosen["fleet"]["total_gpus"] - fp8["fleet"]["total_gpus"]
-    saved = chosen["cost"]["usd_per_month"] - fp8["cost"]["usd_per_month"]
-    assert fewer > 0 and fp8["versus_chosen"] == {"total_gpus": -fewer, "usd_per_month": -saved}
-    assert f"fp8: {QUALITY_CAVEAT}" in fp8["caveats"]
-    assert alternatives["fp8"]["summary"][0] == (
-        f"fp8: {fp8['fleet']['serving_gpus']} x {H100} (fp8 native, batch {fp8['max_batch']}), "
-        f"${fp8['cost']['usd_per_month']:,.0f}/month, p95 {fp8['latency']['p95_s']:.2f} s: "
+    assert (fp8.setting, fp8.fleet, fp8.cost) == (
+        alone.best().setting, alone.best().fleet, alone.best().cost)
+    fewer = chosen.fleet.total_gpus - fp8.fleet.total_gpus
+    saved = chosen.cost.usd_per_month - fp8.cost.usd_per_month
+    assert fewer > 0 and fp8.versus_chosen == Change(-fewer, -saved)
+    assert f"fp8: {QUALITY_CAVEAT}" in fp8.caveats
+    assert alternatives["fp8"].summary[0] == (
+        f"fp8: {fp8.fleet.serving_gpus} x {H100} (fp8 native, batch {fp8.max_batch}), "
+        f"${fp8.cost.usd_per_month:,.0f}/month, p95 {fp8.latency.p95_s:.2f} s: "
         f"{fewer} fewer GPU{'s' if fewer > 1 else ''}, ${saved:,.0f} less a month than the "
         "chosen plan")
     # the weight-only ones compute at the bf16 rate, dequantizing: nothing cheaper
-    assert alternatives["int8-wo"]["best"] is None
-    assert alternatives["int8-wo"]["summary"] == ["int8-wo: nothing cheaper than the chosen plan"]
+    assert alternatives["int8-wo"].best is None
+    assert alternatives["int8-wo"].summary == ("int8-wo: nothing cheaper than the chosen plan",)
     assert any(a.startswith("lossy alternatives: each quantized precision") and QUALITY_CAVEAT in a
                for a in plan.assumptions)
     assert plan.search["lossy"]["predictions"] > 0
@@ -490,15 +492,15 @@ def test_a_lossy_precision_that_fits_a_16gb_card_without_offload_says_so():
                      "settings.offload": ["none", "model"],
                      "deployment.cloud.usd_per_gpu_hour": {card: 0.5}})
     plan = plan_for(req)
-    assert plan.best()["setting"]["offload"] == "model"
-    int8 = next(a for a in plan.lossy_alternatives if a["precision"] == "int8-wo")
-    (fits,) = int8["fits_without_offload"]
-    assert fits["gpu"] == card and fits["setting"]["offload"] == "none"
-    assert fits["batch_1_s"] == pytest.approx(
+    assert plan.best().setting.offload == "model"
+    int8 = next(a for a in plan.lossy_alternatives if a.precision == "int8-wo")
+    (fits,) = int8.fits_without_offload
+    assert fits.gpu == card and fits.setting.offload == "none"
+    assert fits.batch_1_s == pytest.approx(
         batch_latency_s(CATALOG.get(card), 1024, 1024, 1, "int8-wo"))
-    assert fits["meets_slo_at_batch_1"] and fits["max_batch"] == 2  # 10.8 + 2 x 2 GB + 1 GB
-    assert int8["summary"][-1] == (f"fits without offload where nothing requested does (batch 1, "
-                                   f"1024x1024): {card} {fits['batch_1_s']:.2f} s (int8-wo "
+    assert fits.meets_slo_at_batch_1 and fits.max_batch == 2  # 10.8 + 2 x 2 GB + 1 GB
+    assert int8.summary[-1] == (f"fits without offload where nothing requested does (batch 1, "
+                                   f"1024x1024): {card} {fits.batch_1_s:.2f} s (int8-wo "
                                    "native, fitted, fits up to batch 2)")
 
 
@@ -508,22 +510,22 @@ def test_with_no_option_the_lossy_alternatives_say_what_would_meet_the_request()
                      "deployment.cloud.usd_per_gpu_hour": {card: 0.5}})
     plan = plan_for(req)
     assert not plan.options and plan.unfit
-    fp8 = next(a for a in plan.lossy_alternatives if a["precision"] == "fp8")
-    assert fp8["best"]["gpu"] == card and "versus_chosen" not in fp8["best"]
-    assert fp8["summary"][0].endswith(": meets the request")
+    fp8 = next(a for a in plan.lossy_alternatives if a.precision == "fp8")
+    assert fp8.best.gpu == card and fp8.best.versus_chosen is None
+    assert fp8.summary[0].endswith(": meets the request")
 
 
 def test_fp8_is_neither_searched_nor_predicted_below_compute_capability_8_9():
     a100 = "a100-sxm-80gb"  # compute capability 8.0: FakeModels refuses fp8 on it, as the models
     req = request(**{"candidates.gpus": [a100], "deployment.cloud.usd_per_gpu_hour": {a100: 2}})
     plan = plan_for(req)
-    fp8 = next(a for a in plan.lossy_alternatives if a["precision"] == "fp8")
-    assert "compute capability 8.9" in fp8["not_offered"][a100]
-    assert fp8["best"] is None and any(line.startswith(f"not offered on {a100}: fp8 needs fp8 "
-                                                       "support") for line in fp8["summary"])
+    fp8 = next(a for a in plan.lossy_alternatives if a.precision == "fp8")
+    assert "compute capability 8.9" in fp8.not_offered[a100]
+    assert fp8.best is None and any(line.startswith(f"not offered on {a100}: fp8 needs fp8 "
+                                                       "support") for line in fp8.summary)
     only = plan_for(request(**{"candidates.gpus": [a100], "settings.precisions": ["fp8"],
                                "deployment.cloud.usd_per_gpu_hour": {a100: 2}}))
-    assert only.unfit[0]["reason"].startswith("fp8: fp8 needs fp8 support")
+    assert only.unfit[0].reason.startswith("fp8: fp8 needs fp8 support")
 
 
 def test_an_allowed_lossy_precision_is_searched_without_offload_and_carries_the_caveat():
@@ -533,10 +535,10 @@ def test_an_allowed_lossy_precision_is_searched_without_offload_and_carries_the_
                      "deployment.cloud.usd_per_gpu_hour": {H100: PRICE, small: 0.5}})
     plan = plan_for(req)  # FakeModels raises for a quantized precision with offload
     best = plan.best()
-    assert best["setting"]["precision"] == "fp8" and f"fp8: {QUALITY_CAVEAT}" in best["caveats"]
-    assert [a["precision"] for a in plan.lossy_alternatives] == ["fp8-wo", "int8-wo"]
+    assert best.setting.precision == "fp8" and f"fp8: {QUALITY_CAVEAT}" in best.caveats
+    assert [a.precision for a in plan.lossy_alternatives] == ["fp8-wo", "int8-wo"]
     # the small card: fp8 does not fit, and the offload figure is bf16's (20.6 x 0.6 + 2 + 1)
-    assert plan.unfit[0]["reason"] == ("needs 12.8 GB + 1.0 GB margin at batch 1 (fp8 native), "
+    assert plan.unfit[0].reason == ("needs 12.8 GB + 1.0 GB margin at batch 1 (fp8 native), "
                                        "has 12.9 GB; does not fit even with offload (needs 15.4 "
                                        "GB)")
     assert any("searched without offload only" in a for a in plan.assumptions)
@@ -545,32 +547,32 @@ def test_an_allowed_lossy_precision_is_searched_without_offload_and_carries_the_
 def test_models_without_figures_for_a_lossy_precision_leave_the_plan_whole():
     plan = plan_for(request(), models=FakeModels(CATALOG, lacking=QUANTIZATIONS))
     assert plan.options == plan_for(request(), lossy=False).options
-    assert [a["summary"] for a in plan.lossy_alternatives] == [
-        [f"{q}: not evaluated: {H100} 1024x1024 b1 {q} native: no measurements at {q}"]
+    assert [a.summary for a in plan.lossy_alternatives] == [
+        (f"{q}: not evaluated: {H100} 1024x1024 b1 {q} native: no measurements at {q}",)
         for q in QUANTIZATIONS]
 
 
 def test_budget_and_max_gpus_constraints():
     capped = plan_for(request(**{"demand.images_per_s": 20.0, "constraints.max_gpus": 3}))
-    assert not capped.options and "max_gpus is 3" in capped.infeasible[0]["reason"]
+    assert not capped.options and "max_gpus is 3" in capped.infeasible[0].reason
     broke = plan_for(request(**{"constraints.max_usd_per_month": 100}))
-    assert not broke.options and "over the $100 budget" in broke.infeasible[0]["reason"]
+    assert not broke.options and "over the $100 budget" in broke.infeasible[0].reason
 
 
 def test_gpu_without_price_is_sized_and_listed_with_the_field_to_set():
     h800 = "h800-sxm-80gb"  # no cloud rents it in the catalog
     plan = plan_for(request(**{"candidates.gpus": [H100, h800]}))
-    assert not plan.excluded and [o["gpu"] for o in plan.options] == [H100]
+    assert not plan.excluded and [o.gpu for o in plan.options] == [H100]
     [listed] = plan.price_needed
-    assert listed["gpu"] == h800 and listed["fleet"]["serving_gpus"] >= 1
-    assert listed["cost"]["usd_per_month"] is None and listed["cost"]["price"] is None
-    needed = listed["cost"]["price_needed"]
-    assert needed["field"] == f"prices.{h800}.cloud_usd_per_hour"
-    assert needed["unrented"] and "no cloud rents it" in needed["reason"]
+    assert listed.gpu == h800 and listed.fleet.serving_gpus >= 1
+    assert listed.cost.usd_per_month is None and listed.cost.price is None
+    needed = listed.cost.price_needed
+    assert needed.field == f"prices.{h800}.cloud_usd_per_hour"
+    assert needed.unrented and "no cloud rents it" in needed.reason
     # its fleet is the fewest GPUs meeting the SLO, as a priced GPU's would be
     priced = plan_for(request(**{"candidates.gpus": [h800],
                                  "deployment.cloud.usd_per_gpu_hour": {h800: 2.0}}))
-    assert priced.options[0]["fleet"] == listed["fleet"]
+    assert priced.options[0].fleet == listed.fleet
 
 
 def test_price_sheet_overrides_catalog_and_request_and_says_where_from(tmp_path):
@@ -580,12 +582,12 @@ def test_price_sheet_overrides_catalog_and_request_and_says_where_from(tmp_path)
     from advisor.price_sheet import load_sheet
 
     req = request().with_changes(prices=load_sheet(sheet))
-    cost = plan_for(req).options[0]["cost"]
-    assert cost["price"]["usd"] == 1.5  # over the request's deployment price (PRICE)
-    assert cost["price"]["source"] == f"{sheet} prices.h100-sxm-80gb (our quote, 2026-12-01)"
+    cost = plan_for(req).options[0].cost
+    assert cost.price.usd == 1.5  # over the request's deployment price (PRICE)
+    assert cost.price.source == f"{sheet} prices.h100-sxm-80gb (our quote, 2026-12-01)"
     owned = plan_for(req.with_changes(deployment=Request.from_dict(
-        {**SIMPLE, "deployment": {"mode": "owned"}}).deployment)).options[0]["cost"]
-    assert owned["price"]["usd"] == 21000
+        {**SIMPLE, "deployment": {"mode": "owned"}}).deployment)).options[0].cost
+    assert owned.price.usd == 21000
     assert Request.from_dict(req.to_dict()).prices[H100].buy_usd == 21000  # saved plans
 
 
@@ -609,46 +611,46 @@ def test_price_sheet_with_an_unknown_gpu_is_refused():
 
 def test_owned_mode_prices_a_catalog_range_at_its_high_end():
     req = request(**{"deployment.mode": "owned"})  # the H100 has a catalog range, 25-30k USD
-    price = plan_for(req).options[0]["cost"]["price"]
-    assert price["usd"] == 30_000
-    assert price["source"] == ("catalog h100-sxm-80gb price range $25,000-$30,000 (street "
+    price = plan_for(req).options[0].cost.price
+    assert price.usd == 30_000
+    assert price.source == ("catalog h100-sxm-80gb price range $25,000-$30,000 (street "
                                "price, 2023-08-16), high end used")
     assert any("a catalog price range at its high end" in a for a in plan_for(req).assumptions)
     own = request(**{"deployment.mode": "owned",
                      "deployment.owned.gpu_price_usd": {H100: 20_000.0}})
-    assert plan_for(own).options[0]["cost"]["price"]["usd"] == 20_000
+    assert plan_for(own).options[0].cost.price.usd == 20_000
 
 
 def test_every_catalog_gpu_is_accounted_for_and_none_dropped_for_a_price():
     for mode in ("cloud", "owned"):
         plan = plan_for(full_catalog_request(**{"deployment.mode": mode}), top=60)
-        listed = [x["gpu"] for part in (plan.options, plan.price_needed, plan.infeasible,
+        listed = [x.gpu for part in (plan.options, plan.price_needed, plan.infeasible,
                                         plan.unfit, plan.excluded, plan.not_simulated)
                   for x in part]
         assert sorted(listed) == sorted(g.id for g in CATALOG.gpus)
-        assert not any("price" in x["reason"] for x in plan.excluded)
+        assert not any("price" in x.reason for x in plan.excluded)
 
 
 def test_options_on_gpus_never_probed_carry_point_and_upper_bases_and_a_probe():
     transferred = FakeModels(CATALOG, transferred={H100})
     option = plan_for(request(**{"demand.images_per_s": 8.0}), models=transferred).options[0]
-    bases = option["bases"]
-    point, upper = bases["point"], bases["upper"]
-    assert point["total_gpus"] <= upper["total_gpus"] == option["fleet"]["total_gpus"]
-    assert bases["probing_settles"]["gpus"] == upper["total_gpus"] - point["total_gpus"]
-    assert bases["probing_settles"]["usd_per_month"] == pytest.approx(
-        upper["usd_per_month"] - point["usd_per_month"])
-    assert bases["probe"]["command"].startswith("advisor probe --grid data/grids/profile.yaml")
+    bases = option.bases
+    point, upper = bases.point, bases.upper
+    assert point.total_gpus <= upper.total_gpus == option.fleet.total_gpus
+    assert bases.settles_gpus == upper.total_gpus - point.total_gpus
+    assert bases.settles_usd_per_month == pytest.approx(
+        upper.usd_per_month - point.usd_per_month)
+    assert bases.probe.command.startswith("advisor probe --grid data/grids/profile.yaml")
     probed = plan_for(request(**{"demand.images_per_s": 8.0})).options[0]
-    assert probed["bases"] is None
+    assert probed.bases is None
 
 
 def test_latency_basis_upper_sizes_on_the_interval():
     point = plan_for(request(**{"demand.images_per_s": 8.0})).options[0]
     upper = plan_for(request(**{"demand.images_per_s": 8.0,
                                 "latency_basis": "upper"})).options[0]
-    assert upper["latency"]["p95_s"] > point["latency"]["p95_s"] or \
-        upper["fleet"]["serving_gpus"] > point["fleet"]["serving_gpus"]
+    assert upper.latency.p95_s > point.latency.p95_s or \
+        upper.fleet.serving_gpus > point.fleet.serving_gpus
 
 
 def test_auto_basis_sizes_transferred_figures_on_their_upper_end():
@@ -657,14 +659,14 @@ def test_auto_basis_sizes_transferred_figures_on_their_upper_end():
     auto = plan_for(request(**base), models=transferred).options[0]
     point = plan_for(request(**base, latency_basis="point"), models=transferred).options[0]
     upper = plan_for(request(**base, latency_basis="upper"), models=transferred).options[0]
-    assert auto["service"]["1024x1024"]["sized_on"] == "upper"
-    assert point["service"]["1024x1024"]["sized_on"] == "point"
-    assert (auto["fleet"], auto["latency"]) == (upper["fleet"], upper["latency"])
-    assert auto["fleet"]["serving_gpus"] > point["fleet"]["serving_gpus"]
+    assert auto.service["1024x1024"].sized_on == "upper"
+    assert point.service["1024x1024"].sized_on == "point"
+    assert (auto.fleet, auto.latency) == (upper.fleet, upper.latency)
+    assert auto.fleet.serving_gpus > point.fleet.serving_gpus
     # a probed GPU's fitted figures stay on their point under auto
     fitted = plan_for(request(**base)).options[0]
-    assert fitted["service"]["1024x1024"]["sized_on"] == "point"
-    assert (fitted["fleet"], fitted["latency"]) == (point["fleet"], point["latency"])
+    assert fitted.service["1024x1024"].sized_on == "point"
+    assert (fitted.fleet, fitted.latency) == (point.fleet, point.latency)
     assert any("the upper end of the 90% interval for transferred ones" in a
                for a in plan_for(request(**base)).assumptions)
 
@@ -672,34 +674,40 @@ def test_auto_basis_sizes_transferred_figures_on_their_upper_end():
 def test_every_option_shows_utilization_headroom_and_evidence():
     plan = plan_for(full_catalog_request(), models=FakeModels(CATALOG, transferred={H100}))
     for o in plan.options:
-        assert 0 < o["latency"]["utilization_at_peak"] <= 1
-        assert o["slo_headroom"] == pytest.approx(1 - o["latency"]["p95_s"] / 8)
-        assert o["evidence"] == ("transferred" if o["gpu"] == H100 else "fitted")
-        assert o["accuracy"].startswith(o["evidence"] + ": the 90% interval")
-        assert o["reason"]  # every option says why, not only the top ones
-        test = o["latency"]["short_test"]  # a short load test sees less of the long-run tail
-        assert test["requests"] >= 20 and test["duration_s"] > 0
-        assert test["range_s"][0] < o["latency"]["p95_s"] <= 1.5 * test["range_s"][1]
+        assert 0 < o.latency.utilization_at_peak <= 1
+        assert o.slo_headroom == pytest.approx(1 - o.latency.p95_s / 8)
+        assert o.evidence == ("transferred" if o.gpu == H100 else "fitted")
+        assert o.accuracy.startswith(o.evidence + ": the 90% interval")
+        assert o.reason  # every option says why, not only the top ones
+        test = o.latency.short_test  # a short load test sees less of the long-run tail
+        assert test.requests >= 20 and test.duration_s > 0
+        assert test.range_s[0] < o.latency.p95_s <= 1.5 * test.range_s[1]
 
 
 def option(gpu, usd, evidence):
-    return {"gpu": gpu, "cost": {"usd_per_month": usd}, "evidence": evidence}
+    """A plan option whose cost and evidence are what the ranking reads."""
+    return Option(gpu=gpu, gpu_name=gpu, setting=Setting(), max_batch=1, window_s=0.1,
+                  fleet=Fleet(1, 0, 1, 1, ()), latency=PeakLatency(1.0, 1.0, 1.0, 0.0, 1.0, 0.5),
+                  slo_headroom=0.5, capacity_img_per_s=1.0,
+                  cost=FleetCost(usd, None, 0.0, None, 1, None), power_source="", service={},
+                  sources=(evidence,), evidence=evidence, accuracy="", caveats=(),
+                  model_version="")
 
 
 def test_near_tie_rule_prefers_better_evidenced_figures():
     # a transferred option 1.5% cheaper than a fitted one, a measured one 3% above the cheapest
     ranked = rank_by_evidence([option("a", 1000, "transferred"), option("b", 1015, "fitted"),
                                option("c", 1030, "measured")])
-    assert [o["gpu"] for o in ranked] == ["b", "a", "c"]
-    assert ranked[0]["near_tie"] == ("above a (at most 2% cheaper): its figures are fitted, "
+    assert [o.gpu for o in ranked] == ["b", "a", "c"]
+    assert ranked[0].near_tie == ("above a (at most 2% cheaper): its figures are fitted, "
                                      "theirs transferred")
-    assert "near_tie" not in ranked[1] and "near_tie" not in ranked[2]
+    assert not ranked[1].near_tie and not ranked[2].near_tie
     # exactly 2% is a near-tie; just over it is not; equal evidence keeps the cost order
-    assert [o["gpu"] for o in rank_by_evidence([option("a", 1000, "transferred"),
+    assert [o.gpu for o in rank_by_evidence([option("a", 1000, "transferred"),
                                                 option("b", 1020, "measured")])] == ["b", "a"]
-    assert [o["gpu"] for o in rank_by_evidence([option("a", 1000, "transferred"),
+    assert [o.gpu for o in rank_by_evidence([option("a", 1000, "transferred"),
                                                 option("b", 1020.5, "measured")])] == ["a", "b"]
-    assert [o["gpu"] for o in rank_by_evidence([option("a", 1000, "fitted"),
+    assert [o.gpu for o in rank_by_evidence([option("a", 1000, "fitted"),
                                                 option("b", 1001, "fitted")])] == ["a", "b"]
 
 
@@ -708,15 +716,15 @@ def test_near_tie_in_a_plan_is_stated_in_the_reason_and_assumptions():
     models = FakeModels(CATALOG, transferred={H100}, speed={h200: 1.0})
     base = {"candidates.gpus": [H100, h200], "deployment.cloud.usd_per_gpu_hour": {H100: PRICE},
             "latency_basis": "point", "demand.images_per_s": 4.0}
-    first = {o["gpu"]: o["cost"]["usd_per_month"]
+    first = {o.gpu: o.cost.usd_per_month
              for o in plan_for(request(**base), models=models).options}
     # price the H200 1% above the H100's monthly cost: the fitted H200 ranks first
     h200_price = CATALOG.get(h200).cloud_usd_per_hour * first[H100] / first[h200] * 1.01
     base["deployment.cloud.usd_per_gpu_hour"] = {H100: PRICE, h200: h200_price}
     plan = plan_for(request(**base), models=models)
-    assert [o["gpu"] for o in plan.options] == [h200, H100]
-    assert plan.options[0]["cost"]["usd_per_month"] > plan.options[1]["cost"]["usd_per_month"]
-    assert "Ranked above h100-sxm-80gb (at most 2% cheaper)" in plan.options[0]["reason"]
+    assert [o.gpu for o in plan.options] == [h200, H100]
+    assert plan.options[0].cost.usd_per_month > plan.options[1].cost.usd_per_month
+    assert "Ranked above h100-sxm-80gb (at most 2% cheaper)" in plan.options[0].reason
     assert any("within 2% of the cheapest one left" in a for a in plan.assumptions)
 
 
@@ -728,7 +736,7 @@ def test_caveats_for_unprobed_sizes_and_gpus_the_probe_cannot_drive():
     plan = plan_for(request(**{"candidates.gpus": [mi300x],
                                "deployment.cloud.usd_per_gpu_hour": {mi300x: 2.0}}),
                     models=FakeModels(CATALOG, records=probed))
-    notes = " ".join(plan.options[0]["caveats"])
+    notes = " ".join(plan.options[0].caveats)
     assert "extrapolated beyond the measurements: 1024x1024 is larger than the largest probed " \
            "image (512x512)" in notes
     assert "not runnable: the probe cannot drive the AMD Instinct MI300X" in notes
@@ -810,7 +818,7 @@ def test_unfit_without_offload_in_the_search_says_so():
     req = request(**{"candidates.gpus": ["rtx-5080"],
                      "deployment.cloud.usd_per_gpu_hour": {"rtx-5080": 0.5}})
     (unfit,) = plan_for(req).unfit
-    assert unfit["reason"].endswith("has 17.2 GB; offload not searched (settings.offload)")
+    assert unfit.reason.endswith("has 17.2 GB; offload not searched (settings.offload)")
 
 
 def test_cli_prices_flag_turns_a_price_needed_gpu_into_an_option(fake_models, capsys, tmp_path):

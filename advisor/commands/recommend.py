@@ -7,9 +7,9 @@ import json
 import textwrap
 
 from advisor.commands.common import add_data_args, add_format_arg, models_from_args
-from advisor.contract import LATENCY_BASES, PRECISIONS, QUANTIZATIONS, Setting
+from advisor.contract import LATENCY_BASES, PRECISIONS, QUANTIZATIONS
 from advisor.errors import AdvisorError
-from advisor.plan import run_length
+from advisor.options import Bases, LossyAlternative, Option, Verdict
 
 WIDTH = 100
 
@@ -197,10 +197,10 @@ def format_table(plan, prov: dict, top: int) -> str:
         lines += _wrap(f"util: GPU utilization at peak demand; headrm: how far the {q[:3]} "
                        f"latency at peak stays below the {r.slo_s:g} s SLO; both from the "
                        "queueing simulation", "", "  ")
-        rest = ", ".join(f"{o['gpu']} {o['fleet']['total_gpus']} GPUs "
-                         f"${o['cost']['usd_per_month']:,.0f}/month (util "
-                         f"{o['latency']['utilization_at_peak']:.0%}, headroom "
-                         f"{o['slo_headroom']:.0%}, {o['evidence']})" for o in plan.options[top:])
+        rest = ", ".join(f"{o.gpu} {o.fleet.total_gpus} GPUs "
+                         f"${o.cost.usd_per_month:,.0f}/month (util "
+                         f"{o.latency.utilization_at_peak:.0%}, headroom "
+                         f"{o.slo_headroom:.0%}, {o.evidence})" for o in plan.options[top:])
         if rest:
             lines += ["", "Also meeting the request (ranked, cheapest option of each GPU):"]
             lines += _wrap(rest, "  ")
@@ -213,7 +213,7 @@ def format_table(plan, prov: dict, top: int) -> str:
     lines += _gpu_lines("Does not fit:", plan.unfit)
     lines += _grouped_lines("Not searched:", plan.excluded)
     if plan.not_simulated:
-        bounds = ", ".join(f"{x['gpu']} >= ${x['usd_per_month_at_least']:,.0f}"
+        bounds = ", ".join(f"{x.gpu} >= ${x.usd_per_month_at_least:,.0f}"
                            for x in plan.not_simulated)
         lines += ["", "Not sized (monthly cost lower bound above the options shown):"]
         lines += _wrap(bounds, "  ")
@@ -224,112 +224,111 @@ def format_table(plan, prov: dict, top: int) -> str:
     return "\n".join(lines)
 
 
-def _option_lines(o: dict, q: str, other: str, spare: str) -> list[str]:
-    c, fleet = o["cost"], o["fleet"]
-    kw = "n/a" if c["power_kw"] is None else f"{c['power_kw']:.1f}"
-    row = (f"{o['rank']:>2}  {o['gpu']:<23}{str(fleet['serving_gpus']) + spare:>7}"
-           f"{o['max_batch']:>6}{o['latency'][q]:>7.2f}{o['latency'][other]:>7.2f}"
-           f"{o['latency']['utilization_at_peak']:>6.0%}{o['slo_headroom']:>7.0%}"
-           f"{c['usd_per_1k_images']:>9.3f}{c['usd_per_month']:>11,.0f}{c['capex_usd']:>12,.0f}")
+def _option_lines(o: Option, q: str, other: str, spare: str) -> list[str]:
+    c, fleet, latency = o.cost, o.fleet, o.latency
+    kw = "n/a" if c.power_kw is None else f"{c.power_kw:.1f}"
+    row = (f"{o.rank:>2}  {o.gpu:<23}{str(fleet.serving_gpus) + spare:>7}"
+           f"{o.max_batch:>6}{latency.at(q):>7.2f}{latency.at(other):>7.2f}"
+           f"{latency.utilization_at_peak:>6.0%}{o.slo_headroom:>7.0%}"
+           f"{c.usd_per_1k_images:>9.3f}{c.usd_per_month:>11,.0f}{c.capex_usd:>12,.0f}")
     intervals = "; ".join(
-        f"{label} b1 {s['batch_1_s']:.2f} s [{s['batch_1_interval_s'][0]:.2f}-"
-        f"{s['batch_1_interval_s'][1]:.2f}] {s['batch_1_source']}"
-        + (", sized on the upper end" if s["sized_on"] == "upper" else "")
-        for label, s in o["service"].items())
-    detail = (f"{Setting(**o['setting']).label}; {fleet['servers']} server(s), {kw} kW; batch "
-              f"latency ({'/'.join(o['sources'])}): {intervals}; how sure: {o['accuracy']}; "
-              f"price: {c['price']['source']}")
-    test = o["latency"].get("short_test") or {}
-    if test.get("range_s"):
-        lo, hi = test["range_s"]
-        detail += (f"; {q[:3]} {o['latency'][q]:.2f} s is the long run: a load test of "
-                   f"{run_length(test)} at peak ({test['requests']:,} requests) "
+        f"{label} b1 {s.batch_1_s:.2f} s [{s.batch_1_interval_s[0]:.2f}-"
+        f"{s.batch_1_interval_s[1]:.2f}] {s.batch_1_source}"
+        + (", sized on the upper end" if s.sized_on == "upper" else "")
+        for label, s in o.service.items())
+    detail = (f"{o.setting.label}; {fleet.servers} server(s), {kw} kW; batch "
+              f"latency ({'/'.join(o.sources)}): {intervals}; how sure: {o.accuracy}; "
+              f"price: {c.price.source}")
+    test = latency.short_test
+    if test and test.range_s:
+        lo, hi = test.range_s
+        detail += (f"; {q[:3]} {latency.at(q):.2f} s is the long run: a load test of "
+                   f"{test.length} at peak ({test.requests:,} requests) "
                    f"measures {lo:.2f}-{hi:.2f} s in 90% of runs")
-    return ([row] + _wrap(detail, "    ") + _wrap(o.get("reason", ""), "    why: ", "    ")
-            + _wrap(bases_text(o.get("bases")), "    point and hedge: ", "    ")
-            + [line for note in o["caveats"] for line in _wrap(note, "    caveat: ", "    ")])
+    return ([row] + _wrap(detail, "    ") + _wrap(o.reason, "    why: ", "    ")
+            + _wrap(bases_text(o.bases), "    point and hedge: ", "    ")
+            + [line for note in o.caveats for line in _wrap(note, "    caveat: ", "    ")])
 
 
-def bases_text(bases: dict | None) -> str:
+def bases_text(bases: Bases | None) -> str:
     """An option's point- and upper-basis fleets and costs, what probing settles, the probe."""
     if not bases:
         return ""
-    def fleet(b: dict) -> str:
-        if not b["total_gpus"]:
-            return f"no fleet ({b['reason']})"
-        usd = "" if b["usd_per_month"] is None else f", ${b['usd_per_month']:,.0f}/month"
-        return f"{b['total_gpus']} GPUs{usd}"
-    settles, probe = bases["probing_settles"], bases["probe"]
-    text = (f"sized on the point prediction {fleet(bases['point'])}; on the 90% interval's "
-            f"upper end {fleet(bases['upper'])} (ranked on {bases['ranked_on']})")
-    if settles["gpus"] is not None:
-        usd = ("" if settles["usd_per_month"] is None
-               else f", ${settles['usd_per_month']:,.0f}/month")
-        text += f"; probing this GPU can settle {settles['gpus']} GPUs{usd}"
-    minutes = ("" if probe["gpu_minutes"] is None
-               else f" (about {probe['gpu_minutes']:.0f} GPU minutes: {probe['basis']})")
-    return text + f"; on one {probe['gpu']}: `{probe['command']}`{minutes}"
+    def fleet(b) -> str:
+        if not b.total_gpus:
+            return f"no fleet ({b.reason})"
+        usd = "" if b.usd_per_month is None else f", ${b.usd_per_month:,.0f}/month"
+        return f"{b.total_gpus} GPUs{usd}"
+    probe = bases.probe
+    text = (f"sized on the point prediction {fleet(bases.point)}; on the 90% interval's "
+            f"upper end {fleet(bases.upper)} (ranked on {bases.ranked_on})")
+    if bases.settles_gpus is not None:
+        usd = ("" if bases.settles_usd_per_month is None
+               else f", ${bases.settles_usd_per_month:,.0f}/month")
+        text += f"; probing this GPU can settle {bases.settles_gpus} GPUs{usd}"
+    minutes = ("" if probe.gpu_minutes is None
+               else f" (about {probe.gpu_minutes:.0f} GPU minutes: {probe.basis})")
+    return text + f"; on one {probe.gpu}: `{probe.command}`{minutes}"
 
 
-def _price_needed_lines(options: list[dict], q: str, spare: str) -> list[str]:
+def _price_needed_lines(options: list[Option], q: str, spare: str) -> list[str]:
     """GPUs sized without a price: their fleet, latency and the field that prices them."""
     if not options:
         return []
     lines = ["", "Sized, but no price to rank them by (fewest GPUs first; give a price to "
              "compare):"]
     for o in options:
-        fleet, needed = o["fleet"], o["cost"]["price_needed"]
         lines += _wrap(
-            f"{o['gpu']}: {fleet['serving_gpus']}{spare} GPUs, batch {o['max_batch']}, "
-            f"{Setting(**o['setting']).label}, {q[:3]} {o['latency'][q]:.2f} s "
-            f"({o['evidence']}); price needed: {needed['reason']}", "  ", "    ")
-        lines += _wrap(bases_text(o.get("bases")), "    point and hedge: ", "    ")
+            f"{o.gpu}: {o.fleet.serving_gpus}{spare} GPUs, batch {o.max_batch}, "
+            f"{o.setting.label}, {q[:3]} {o.latency.at(q):.2f} s "
+            f"({o.evidence}); price needed: {o.cost.price_needed.reason}", "  ", "    ")
+        lines += _wrap(bases_text(o.bases), "    point and hedge: ", "    ")
     return lines
 
 
-def _frontier_lines(frontier: list[dict], q: str) -> list[str]:
+def _frontier_lines(frontier: list[Option], q: str) -> list[str]:
     if not frontier:
         return []
     lines = ["", f"Cost / {q[:3]} frontier (each option is faster than every cheaper one):"]
     for o in frontier:
         lines.append(
-            f"  ${o['cost']['usd_per_month']:>10,.0f}/month  {q[:3]} {o['latency'][q]:6.2f} s  "
-            f"headroom {o['slo_headroom']:>4.0%}  {o['fleet']['total_gpus']} x {o['gpu']} batch "
-            f"{o['max_batch']} {Setting(**o['setting']).label}")
+            f"  ${o.cost.usd_per_month:>10,.0f}/month  {q[:3]} {o.latency.at(q):6.2f} s  "
+            f"headroom {o.slo_headroom:>4.0%}  {o.fleet.total_gpus} x {o.gpu} batch "
+            f"{o.max_batch} {o.setting.label}")
     return lines
 
 
-def _lossy_lines(alternatives: list[dict]) -> list[str]:
+def _lossy_lines(alternatives: list[LossyAlternative]) -> list[str]:
     """What each lossy precision the request leaves out would change, with the caveat."""
     if not alternatives:
         return []
     lines = ["", "Lossy precisions the request does not allow (settings.precisions), and what "
              "each would change:"]
-    lines += _wrap(f"quality: {alternatives[0]['caveat']}", "  ", "    ")
+    lines += _wrap(f"quality: {alternatives[0].caveat}", "  ", "    ")
     for alt in alternatives:
-        first, *rest = alt["summary"]
+        first, *rest = alt.summary
         lines += _wrap(first, "  - ", "    ")
         for sentence in rest:
             lines += _wrap(sentence, "    ", "      ")
     return lines
 
 
-def _gpu_lines(title: str, items: list[dict]) -> list[str]:
+def _gpu_lines(title: str, items: list[Verdict]) -> list[str]:
     if not items:
         return []
     lines = ["", title]
     for item in items:
-        lines += _wrap(f"{item['gpu']}: {item['reason']}", "  ", "    ")
+        lines += _wrap(f"{item.gpu}: {item.reason}", "  ", "    ")
     return lines
 
 
-def _grouped_lines(title: str, items: list[dict]) -> list[str]:
+def _grouped_lines(title: str, items: list[Verdict]) -> list[str]:
     """One line per distinct reason, naming the GPUs it applies to."""
     if not items:
         return []
     groups: dict[str, list[str]] = {}
     for item in items:
-        groups.setdefault(item["reason"].replace(item["gpu"], "<id>"), []).append(item["gpu"])
+        groups.setdefault(item.reason.replace(item.gpu, "<id>"), []).append(item.gpu)
     lines = ["", title]
     for reason, gpus in groups.items():
         lines += _wrap(f"{', '.join(gpus)}: {reason}", "  ", "    ")
