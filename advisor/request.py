@@ -103,7 +103,7 @@ class Request:
     # what a quantized precision quantizes, the compile modes of compiled settings, the VAE's
     # compile and memory format (advisor.contract)
     quant_scope: tuple[str, ...] = QUANT_SCOPES
-    compile_mode: tuple[str, ...] = COMPILE_MODES
+    compile_mode: tuple[str, ...] = ("default",)  # the others predict as it until probed
     vae_compile: tuple[bool, ...] = (False, True)
     vae_channels_last: tuple[bool, ...] = (False, True)
     window_s: float = DEFAULTS["window_s"]
@@ -256,7 +256,7 @@ def _parse(data: dict, f: "Fields") -> Request:
         attention=f.choices(settings, "settings.attention", ATTENTIONS, ATTENTIONS),
         offload=f.choices(settings, "settings.offload", OFFLOADS, OFFLOADS),
         quant_scope=f.choices(settings, "settings.quant_scope", QUANT_SCOPES, QUANT_SCOPES),
-        compile_mode=f.choices(settings, "settings.compile_mode", COMPILE_MODES, COMPILE_MODES),
+        compile_mode=f.choices(settings, "settings.compile_mode", COMPILE_MODES, ("default",)),
         vae_compile=_booleans(settings, "settings.vae_compile", f),
         vae_channels_last=_booleans(settings, "settings.vae_channels_last", f),
         window_s=f.number(f.section(data, "batching"), "batching.window_s", low=0.0,

@@ -213,10 +213,18 @@ def interpolate(at: dict[int, float], k: int) -> float:
 def variants(base: Setting, request: Request) -> list[Setting]:
     """`base` with each quantization scope (a quantized precision), compile mode (where
     something is compiled) and VAE compile and memory format the request allows, where they can
-    run (contract.setting_problem)."""
+    run (contract.setting_problem). Where the request allows both values of both VAE settings,
+    they are searched as one pair (compiled in channels-last, or neither: what the probe
+    measured together) and with a compiled transformer only (an eager deployment keeps the
+    plain VAE): each is a few hundredths of a second at most, and every variant multiplies the
+    search."""
     scopes = request.quant_scope if base.precision in QUANTIZATIONS else QUANT_SCOPES[:1]
+    both = {False, True}
+    paired = both <= set(request.vae_compile) and both <= set(request.vae_channels_last)
     out = []
     for v, cl, q in itertools.product(request.vae_compile, request.vae_channels_last, scopes):
+        if paired and (v != cl or (v and not base.compile)):
+            continue
         modes = request.compile_mode if base.compile or v else ("default",)
         out += [replace(base, quant_scope=q, compile_mode=m, vae_compile=v,
                         vae_channels_last=cl) for m in modes]

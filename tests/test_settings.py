@@ -116,7 +116,12 @@ def test_a_request_names_the_new_settings_and_the_search_varies_them():
                         Request.from_dict({**MINIMAL, "settings": {
                             "compile_mode": ["reduce-overhead"], "vae_compile": [False]}}))
     defaults = Request.from_dict(MINIMAL)
-    assert defaults.compile_mode == COMPILE_MODES and defaults.vae_channels_last == (False, True)
+    assert defaults.compile_mode == ("default",) and defaults.vae_channels_last == (False, True)
+    assert variants(Setting("bf16"), defaults) == [Setting("bf16")]  # eager: the plain VAE
+    assert [(s.vae_compile, s.vae_channels_last) for s in variants(
+        Setting("bf16", compile=True), defaults)] == [(False, False), (True, True)]  # a pair
+    assert len(variants(Setting("fp8", compile=True), defaults)) == 4  # and both scopes
+    assert set(COMPILE_MODES) > set(defaults.compile_mode)
     with pytest.raises(AdvisorError, match="settings.compile_mode"):
         Request.from_dict({**MINIMAL, "settings": {"compile_mode": ["fast"]}})
     with pytest.raises(AdvisorError, match="settings.vae_compile"):
