@@ -3,29 +3,46 @@
 
 The cache key hashes the whole `advisor` package source, the architecture configs, the catalog
 and every measurement file, so no change to code or data can leave a stale fit in use. A cache
-file is our own pickle of numpy-only objects (no scikit-learn import to load it), never
-user-supplied data; a damaged or stale one is refitted, never trusted.
+file is a snapshot (`advisor.snapshot`: numpy arrays plus JSON, read with `allow_pickle=False`)
+of numpy-only objects of the classes listed in `CACHED_CLASSES`, so loading it needs no
+scikit-learn and cannot run code, whoever wrote the file: the cache folder may be shared
+(`ZIMAGE_ADVISOR_CACHE`) and its file names follow from public inputs. A damaged, crafted or
+stale file is a miss: the models are refitted and the file replaced.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import pickle
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from advisor import ARCH_DIR, CATALOG_PATH, MEASUREMENTS_DIR
+from advisor import snapshot
 from advisor.calibration import fit_calibrated
+from advisor.contract import Config, Parallel
+from advisor.coverage import Probed
 from advisor.errors import AdvisorError
-from advisor.features import specs_of
+from advisor.features import GpuSpec, specs_of
 from advisor.fileio import sha256_file, write_atomic
-from advisor.models import Models
+from advisor.grouped import GroupedLinear
+from advisor.intervals import Intervals, MachineBand
+from advisor.memory_rule import MeasuredRun
+from advisor.models import Measured, Models
+from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
 from advisor.published import PUBLISHED_PATH, load_published
+from advisor.transfer import ClassTransfer
 
 CACHE_ENV = "ZIMAGE_ADVISOR_CACHE"
 CAPPED_DIR = "capped"  # under the measurements folder
 CACHE_KEEP = 8  # model files kept per folder (one per code/data combination)
 PACKAGE_DIR = Path(__file__).resolve().parent
+MAX_CACHE_BYTES = 1 << 30  # a larger file in the cache folder is not ours: a miss
+# The classes a cache file may hold; loading rebuilds these and nothing else.
+CACHED_CLASSES = (Models, Measured, GpuSpec, LatencyPredictor, MemoryPredictor, MinCapPredictor,
+                  GroupedLinear, MeasuredRun, Config, Parallel, Probed, Intervals, MachineBand,
+                  ClassTransfer)
 
 
 def default_cache_dir() -> Path:
@@ -58,7 +75,7 @@ def load_models(measurements_dir: str | Path = MEASUREMENTS_DIR,
         raise AdvisorError(f"--catalog {catalog_path}: catalog file not found")
     key = cache_key(measurements_dir, catalog_path)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = cache_dir / f"models-{key[:32]}.pkl"
+    path = cache_dir / f"models-{key[:32]}.npz"
     if not refit:
         models = _load(path, key)
         if models is not None:
@@ -67,7 +84,7 @@ def load_models(measurements_dir: str | Path = MEASUREMENTS_DIR,
     models = fit_from_files(measurements_dir, catalog_path, model_version=f"fit:{key[:12]}")
     models.cache_path = str(path)
     try:
-        write_atomic(path, pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL))
+        write_atomic(path, dumps(models))
         _prune(cache_dir)
     except OSError as exc:  # a read-only home must not stop predictions
         models.problems.append(f"{path}: model cache not written ({exc.strerror or exc})")
@@ -103,21 +120,47 @@ def capped_files(measurements_dir: Path) -> list[Path]:
     return sorted((measurements_dir / CAPPED_DIR).glob("*.jsonl"))
 
 
-def validation_of(models: Models) -> dict:
+def validation_of(models: Models, progress=None) -> dict:
     """The validation report of `models` (`advisor validate`): held-out accuracy of models
-    fitted as these were. Computed once per model version and kept beside the model cache."""
+    fitted as these were. Computed once per model version and kept beside the model cache;
+    `progress` as in advisor.validation.validation_report (called only when it computes).
+    One process at a time computes it: the dashboard starts one in the background, and a
+    page that needs the report meanwhile waits for that one instead of starting its own."""
+    with _exclusive(Path(f"{models.cache_path}.validation.lock") if models.cache_path else None):
+        return _validation_of(models, progress)
+
+
+@contextmanager
+def _exclusive(path: Path | None):
+    """An exclusive lock on `path` (flock) while the block runs; none without a path, on a
+    system without flock, or where the lock file cannot be written."""
+    try:
+        import fcntl
+        handle = open(path, "a") if path is not None else None
+    except (ImportError, OSError):
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _validation_of(models: Models, progress) -> dict:
     from advisor.validation import validation_report
 
     path = Path(f"{models.cache_path}.validation.json") if models.cache_path else None
     if path is not None:
         try:
             report = json.loads(path.read_text())
-            if report.get("model_version") == models.model_version:
+            if isinstance(report, dict) and report.get("model_version") == models.model_version:
                 return report
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             pass  # not computed yet, or damaged: compute it again
     report = validation_report(models.records, models.specs, fit_calibrated, models.problems,
-                               published=load_published(), capped=models.capped)
+                               published=load_published(), capped=models.capped,
+                               progress=progress)
     text = json.dumps({**report, "model_version": models.model_version})
     if path is not None:
         try:
@@ -128,19 +171,38 @@ def validation_of(models: Models) -> dict:
     return json.loads(text)  # the same plain form whether computed now or read back
 
 
-def _load(path: Path, key: str) -> Models | None:
+def dumps(models: Models) -> bytes:
+    """The cache file's bytes: the models without the indexes their queries build lazily."""
+    return snapshot.dumps(replace(models, cache_path=None, _by_setting=None, _grid_totals=None),
+                          CACHED_CLASSES)
+
+
+def loads(data: bytes, key: str) -> Models | None:
+    """The models of a cache file made for `key`, or None for any other content."""
     try:
-        models = pickle.loads(path.read_bytes())
-    except FileNotFoundError:
+        models = snapshot.loads(data, CACHED_CLASSES)
+    except snapshot.SnapshotError:
         return None
-    except Exception:  # a stale or damaged cache file is refitted, never trusted
+    if not isinstance(models, Models) or not isinstance(models.model_version, str) \
+            or not models.model_version.endswith(key[:12]):
         return None
-    return models if isinstance(models, Models) and models.model_version.endswith(key[:12]) \
-        else None
+    return models
+
+
+def _load(path: Path, key: str) -> Models | None:
+    """The cached models, or None: a missing, unreadable, oversized, damaged, crafted or stale
+    file is refitted, never trusted."""
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_CACHE_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return loads(data, key)
 
 
 def _prune(cache_dir: Path) -> None:
-    files = sorted(cache_dir.glob("models-*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    files = sorted(cache_dir.glob("models-*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
     for stale in files[CACHE_KEEP:]:
         stale.unlink(missing_ok=True)
         Path(f"{stale}.validation.json").unlink(missing_ok=True)

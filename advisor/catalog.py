@@ -50,6 +50,7 @@ RANGES = {
     "cloud_usd_per_hour": (0.01, 1000, "USD per GPU-hour"),
     "dense_tflops": (0.1, 50000, "TFLOPS"),
     "memory_mib": (1, 2_400_000, "MiB"),
+    "usable_memory_gb": (1, 2048, "GB"),
 }
 
 STRING_FIELDS = ("name", "architecture", "host_interface", "interconnect")
@@ -58,7 +59,8 @@ REQUIRED_FIELDS = (
     "memory_bandwidth_gbps", "dense_tflops", "tdp_w", "host_interface", "interconnect",
     "segment", "price_usd", "price_date", "match", "runnable", "sources",
 )
-OPTIONAL_FIELDS = ("memory_mib", "memory_mib_source", "achieved_bf16_tflops",
+OPTIONAL_FIELDS = ("memory_mib", "memory_mib_source", "usable_memory_gb",
+                   "usable_memory_gb_source", "achieved_bf16_tflops",
                    "achieved_bf16_tflops_source", "price_usd_low", "price_usd_high", "price_kind",
                    "cloud_usd_per_hour", "cloud_price_date", "no_cloud_offer_date", "notes")
 # What a purchase price is: a list price (MSRP, launch or vendor price) or a street price (what
@@ -109,6 +111,9 @@ class GPU:
     sources: tuple[str, ...]
     memory_mib: float | None = None
     memory_mib_source: str | None = None
+    # Memory shared with the CPU (unified): the decimal GB a GPU process can allocate, assumed
+    usable_memory_gb: float | None = None
+    usable_memory_gb_source: str | None = None
     achieved_bf16_tflops: float | None = None  # a cited large-GEMM microbenchmark
     achieved_bf16_tflops_source: str | None = None
     price_usd_low: float | None = None  # a purchase price range, where no single price exists
@@ -127,11 +132,23 @@ class GPU:
         `memory_mib` (the total NVML / nvidia-smi reports) where the catalog has it; otherwise
         `memory_gb` read as GiB, since NVIDIA builds memory in binary units (a "24 GB" RTX 4090
         reports 24,564 MiB = 25.76e9 bytes). The fallback overestimates a little where ECC or
-        driver reservations hold memory back; `memory_mib` removes that.
+        driver reservations hold memory back; `memory_mib` removes that. Memory shared with the
+        CPU (the DGX Spark's LPDDR5X, sold in decimal GB) counts its `usable_memory_gb`.
         """
+        if self.usable_memory_gb is not None:
+            return float(self.usable_memory_gb)
         if self.memory_mib is not None:
             return self.memory_mib * MIB / 1e9
         return self.memory_gb * GIB / 1e9
+
+    @property
+    def capacity_note(self) -> str:
+        """What `capacity_gb` is, in a few words beside the figure."""
+        if self.usable_memory_gb is not None:
+            return f"usable of the {self.memory_gb:g} GB shared with the CPU (assumed)"
+        if self.memory_mib is not None:
+            return f"the {self.memory_mib:,.0f} MiB NVML reports; spec {self.memory_gb:g} GB"
+        return f"spec {self.memory_gb:g} GB read as GiB"
 
     @property
     def purchase_range_usd(self) -> tuple[float, float] | None:
@@ -404,6 +421,12 @@ def _check_memory_mib(entry: dict, label: str, problems: list[str], err) -> None
                     f"({1 - MEMORY_MIB_TOLERANCE:g} to {1 + MEMORY_MIB_TOLERANCE:g} x memory_gb "
                     f"{memory_gb:g} as GiB; check for a typo)", value)
     _check_source("memory_mib", label, entry, problems, err)
+    usable = entry.get("usable_memory_gb")
+    if usable is not None and _check_number("usable_memory_gb", usable, err) \
+            and _is_positive_number(entry.get("memory_gb")) and usable > entry["memory_gb"]:
+        err("usable_memory_gb", f"at most memory_gb ({entry['memory_gb']:g}): the share of the "
+            "memory a GPU process can allocate", usable)
+    _check_source("usable_memory_gb", label, entry, problems, err)
 
 
 def _check_achieved(entry: dict, label: str, problems: list[str], err) -> None:

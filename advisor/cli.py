@@ -12,7 +12,7 @@ import os
 import sys
 
 from advisor import __version__
-from advisor.errors import MAX_MESSAGE_CHARS, AdvisorError
+from advisor.errors import MAX_MESSAGE_CHARS, AdvisorError, escaped
 
 COMMAND_MODULES = [
     "workload",
@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "check_claim",
     "app",
     "loadtest",
+    "serve",
 ]
 
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AdvisorError as exc:
-        print(f"error: {_capped(str(exc))}", file=sys.stderr)
+        print(f"error: {escaped(_capped(str(exc)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

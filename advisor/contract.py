@@ -27,6 +27,11 @@ class Quantization:
     scheme: str  # the torchao config, for records and people
     compiles: bool = True  # offered with torch.compile
 
+    @property
+    def words(self) -> str:
+        """The scheme without its torchao class name: what a person reads."""
+        return self.scheme.split("): ", 1)[-1]
+
 
 QUANTIZATIONS = {
     "fp8": Quantization("fp8", "fp8", (8, 9), "Float8DynamicActivationFloat8WeightConfig("
@@ -101,11 +106,17 @@ def text_encoder_precision(precision: str, quant_scope: str) -> str:
 
 
 def unsupported_reason(precision: str, capability: tuple[int, int] | None,
-                       compile: bool = False, rate=None) -> str | None:
-    """Why `precision` (compiled or not) is not offered on a GPU of CUDA compute `capability`
-    (None: unknown, or not a CUDA GPU), or None when it is. With `rate` (the GPU's dense
-    TFLOPS by catalog key, e.g. a catalog GPU's `dense_tflops`): also when the card has no rate
-    for what its matmuls run at, or for a quantized precision's bf16 part (attention, the VAE)."""
+                       compile: bool = False, rate=None, attention: str = "native") -> str | None:
+    """Why `precision` (compiled or not) with an `attention` backend is not offered on a GPU of
+    CUDA compute `capability` (None: unknown, or not a CUDA GPU), or None when it is. With `rate`
+    (the GPU's dense TFLOPS by catalog key, e.g. a catalog GPU's `dense_tflops`): also when the
+    card has no rate for what its matmuls run at, or for a quantized precision's bf16 part
+    (attention, the VAE)."""
+    need = FUSED_ATTENTION_CAPABILITY
+    if attention != "native" and capability is not None and tuple(capability) < need:
+        return (f"{attention} attention needs compute capability {need[0]}.{need[1]} (torch's "
+                "flash and cuDNN attention kernels run on Ampere and newer); this GPU has "
+                f"{capability[0]}.{capability[1]}")
     if compile and precision in QUANTIZATIONS and not QUANTIZATIONS[precision].compiles:
         return (f"{precision} is not offered with torch.compile: compiled, it ran about 200x "
                 "slower than eager on the H200 (13.5 s a step at 512x512; torch 2.11, "
@@ -141,6 +152,9 @@ def same_image(equality: dict) -> bool:
 
 # Attention backends, by their diffusers `set_attention_backend` names (ATTENTION_BACKENDS).
 ATTENTIONS = ("native", "cudnn", "flash")
+# torch's flash and cuDNN fused attention kernels need Ampere (sm_80) or newer; native SDPA
+# falls back to its math or memory-efficient kernels on older cards.
+FUSED_ATTENTION_CAPABILITY = (8, 0)
 ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash"}
 # What a quantized precision quantizes: the Linear layers of the transformer's blocks and of the
 # text encoder's layers (the first quantized records), or the transformer's alone, the text
@@ -182,6 +196,9 @@ LATENCY_BASES = ("auto", "point", "upper")
 HOST_BOUND_PIXELS = 512 * 512
 REGIMES = ("compute_bound", "host_bound")
 DEFAULT_STEPS = 9  # Z-Image-Turbo's scheduler default: one transformer forward per step
+# The scheduler's training timesteps (num_train_timesteps in data/zimage_turbo/scheduler): more
+# steps than that only repeat timesteps, and no run of the Turbo model takes them.
+MAX_STEPS = 1000
 DEFAULT_CAPTION_TOKENS = 64
 MAX_SEQUENCE_LENGTH = 512  # the text encoder's padded prompt length (pipeline default)
 CFG_GUIDANCE_SCALE = 4.0  # guidance used when a prediction asks for CFG: any value > 0 runs

@@ -24,6 +24,7 @@ class Probed:
     max_work: int
     smallest: str  # e.g. "512x512"
     largest: str
+    steps: tuple[int, int]  # the fewest and most denoising steps of a probed run
 
     @classmethod
     def of(cls, records: list[dict]) -> "Probed | None":
@@ -36,7 +37,8 @@ class Probed:
         return cls(min_pixels=small.pixels, max_pixels=large.pixels,
                    max_batch=max(c.batch for c in configs),
                    max_work=max(c.oom_size() for c in configs),
-                   smallest=small.shape_label(), largest=large.shape_label())
+                   smallest=small.shape_label(), largest=large.shape_label(),
+                   steps=(min(c.steps for c in configs), max(c.steps for c in configs)))
 
 
 def extrapolation(config: Config, probed: Probed | None) -> str:
@@ -55,6 +57,11 @@ def extrapolation(config: Config, probed: Probed | None) -> str:
     elif config.oom_size() > probed.max_work:
         reasons.append(f"{config.oom_size() / 1e6:.1f} M pixels in flight is more than any "
                        f"probed run ({probed.max_work / 1e6:.1f} M)")
+    low, high = probed.steps
+    if not low <= config.steps <= high:
+        probed_steps = f"{low}" if low == high else f"{low}-{high}"
+        reasons.append(f"{config.steps} steps, where the probed runs had {probed_steps} (the "
+                       "total assumes every further step takes the probed step's time)")
     return "; ".join(reasons)
 
 

@@ -20,6 +20,15 @@ def shown(value) -> str:
     return _SHORT.repr(value)
 
 
+def escaped(text: str) -> str:
+    """`text` as a terminal shows it safely: control and other unprintable characters (escape
+    sequences, carriage returns, bells) written as escapes (`\\x1b`); newlines and tabs kept."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode()
+                   for c in text)
+
+
 def describe(value) -> str:
     """A found value as an error message names it: "number -3", "string 'abc'", "a mapping"."""
     if value is None:

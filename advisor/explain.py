@@ -7,6 +7,7 @@ import math
 from advisor.contract import QUALITY_CAVEAT
 from advisor.cost import HOURS_PER_MONTH, fleet_cost
 from advisor.options import LossyAlternative, Option, Verdict
+from advisor.overhead import DEFAULT_S as DEFAULT_OVERHEAD_S
 from advisor.request import Request
 from advisor.search import PARETO_COST_WINDOW, SPEC_RULES, Candidate, GpuNotes
 
@@ -210,6 +211,10 @@ def assumptions(request: Request, lossy: bool = False) -> list[str]:
         f"service time per batch: {BASIS_WORDS[request.latency_basis]}, {request.steps} steps, "
         f"{'CFG' if request.cfg else 'no CFG'}, {request.caption_tokens} caption tokens; batch "
         "sizes between the searched ones interpolated linearly",
+        "endpoint overhead (routing, PNG encoding, HTTP) per resolution added to every "
+        "request's latency, off the GPU: measured by `advisor loadtest --url` against "
+        "`advisor serve` (data/loadtests/; each option's service block names its basis), "
+        f"else assumed {DEFAULT_OVERHEAD_S:g} s",
         f"memory: the models' fit verdict at every resolution of the mix: torch peak allocated "
         f"plus a margin of at least {request.memory_margin_gb:g} GB within the GPU's memory",
         "the fleet runs all month at peak size (no autoscaling); "

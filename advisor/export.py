@@ -20,7 +20,7 @@ from advisor.contract import (
     ATTENTIONS, COMPILE_MODES, OFFLOADS, PRECISIONS, QUANT_SCOPES, Setting,
 )
 from advisor.errors import AdvisorError, describe
-from advisor.fileio import sha256_file, write_atomic
+from advisor.fileio import sha256_file, write_user_file
 from advisor.inputs import load_yaml, read_text
 from advisor.plan import Evaluation, Plan, evaluate, recommend
 from advisor.request import Fields, Request
@@ -61,7 +61,8 @@ def plan_document(plan: Plan, prov: dict) -> dict:
 
 def save_plan(plan: Plan, path: str | Path, prov: dict) -> None:
     """Write the plan atomically: a crash leaves the old file or the new one, never half."""
-    write_atomic(path, yaml.safe_dump(plan_document(plan, prov), sort_keys=False, width=100))
+    write_user_file(path, yaml.safe_dump(plan_document(plan, prov), sort_keys=False, width=100),
+                    "plan file")
 
 
 def load_plan(path: str | Path) -> dict:

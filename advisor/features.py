@@ -16,8 +16,9 @@ import numpy as np
 from advisor import workload
 from advisor.errors import AdvisorError
 from advisor.contract import (
-    ATTENTIONS, CFG_GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, OFFLOADS, PRECISIONS, QUANTIZATIONS,
-    Config, cfg_passes, dtype_of, setting_problem, text_encoder_precision, unsupported_reason,
+    ATTENTIONS, CFG_GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, MAX_STEPS, OFFLOADS, PRECISIONS,
+    QUANTIZATIONS, Config, cfg_passes, dtype_of, setting_problem, text_encoder_precision,
+    unsupported_reason,
 )
 
 MIB = 2**20
@@ -68,7 +69,10 @@ class GpuSpec:
             id=gpu.id,
             architecture=gpu.architecture,
             capacity_gb=gpu.capacity_gb,
-            capacity_source=(f"catalog {gpu.id}: {gpu.memory_mib:g} MiB total as nvidia-smi "
+            capacity_source=(f"catalog {gpu.id}: {gpu.usable_memory_gb:g} GB usable of its "
+                             f"{gpu.memory_gb:g} GB shared with the CPU "
+                             f"({gpu.usable_memory_gb_source})" if gpu.usable_memory_gb else
+                             f"catalog {gpu.id}: {gpu.memory_mib:g} MiB total as nvidia-smi "
                              f"reports it ({gpu.memory_mib_source})" if gpu.memory_mib else
                              f"catalog {gpu.id}: memory_gb {gpu.memory_gb:g} read as GiB (no "
                              "nvidia-smi total in the catalog)"),
@@ -128,6 +132,9 @@ def check_config(config: Config) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise AdvisorError(f"{name}: expected an integer >= 1, got {value!r}")
+    if config.steps > MAX_STEPS:
+        raise AdvisorError(f"steps: expected at most {MAX_STEPS} (the scheduler's training "
+                           f"timesteps; Z-Image-Turbo runs 8-9), got {config.steps}")
     workload.padded_caption_tokens(config.caption_tokens)  # validates 1..512
     for name, allowed in (("precision", PRECISIONS), ("attention", ATTENTIONS),
                           ("offload", OFFLOADS)):
@@ -154,7 +161,7 @@ def refusal(spec: GpuSpec, config: Config) -> str | None:
     compute capability does not offer, or not compiled (contract.unsupported_reason), or one
     the catalog lists no dense rate for."""
     reason = unsupported_reason(config.precision, spec.capability, config.compile,
-                                spec.tflops.get)
+                                spec.tflops.get, config.attention)
     return reason and f"gpu {spec.id}: {reason}"
 
 

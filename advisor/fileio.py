@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from advisor.errors import AdvisorError
+
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write `data` to a temp file beside `path`, fsync, then rename over `path`."""
@@ -22,6 +24,36 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """AdvisorError naming `what` (e.g. "--out") and the path unless a file can be written at
+    `path`: not a folder, in a folder that exists or can be made, with write permission.
+    Checked before long work, so that its result is not lost at the end."""
+    path = Path(path)
+    where = f"{what} {path}"
+    if path.is_dir():
+        raise AdvisorError(f"{where}: is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise AdvisorError(f"{where}: the file is not writable")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise AdvisorError(f"{where}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AdvisorError(f"{where}: the folder {folder} is not writable")
+    return path
+
+
+def write_user_file(path: str | Path, data: str | bytes, what: str) -> None:
+    """`write_atomic` for a file the user named (`what`: the flag or the kind of file): a
+    failure is an AdvisorError naming it (nothing written, the old file kept)."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        raise AdvisorError(f"{what} {path}: not written "
+                           f"({exc.strerror or type(exc).__name__})") from None
 
 
 def append_line_atomic(path: str | Path, line: str) -> None:

@@ -5,6 +5,7 @@ cross-validation (which refits through this module), and advisor.cache keeps the
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 
 import numpy as np
@@ -27,10 +28,11 @@ from advisor.transfer import fit_class_transfer
 
 
 def usable(records: list[dict], specs: dict[str, GpuSpec]):
-    """(rows, records, problems): the ok and oom records the models can use (the real
+    """(rows, records, problems, kept): the ok and oom records the models can use (the real
     architecture on a catalog GPU, a modelled config, memory figures for ok ones), their query
-    rows, and why each other record was skipped."""
-    rows, used, problems = [], [], []
+    rows, why each other record was skipped, and the valid records of a setting the advisor
+    does not offer, kept in the data deliberately (not a problem: listed where records are)."""
+    rows, used, problems, kept = [], [], [], []
     for record in records:
         if record["status"] not in ("ok", "oom"):
             continue
@@ -53,7 +55,7 @@ def usable(records: list[dict], specs: dict[str, GpuSpec]):
             config = Config.from_record(record["config"])
             reason = refusal(specs[gpu_id], config)
             if reason:  # a valid record of a setting the advisor does not offer
-                problems.append(f"{where}: {reason}; kept for the record, not fitted")
+                kept.append(f"{where}: {reason}; kept for the record, not fitted")
                 continue
             rows.append(make_row(specs[gpu_id], config,
                                  capacity_mib=record["gpu"].get("memory_mb")))
@@ -61,7 +63,7 @@ def usable(records: list[dict], specs: dict[str, GpuSpec]):
             problems.append(f"{where}: {exc}; skipped")
             continue
         used.append(record)
-    return rows, used, problems
+    return rows, used, problems, kept
 
 
 def stage_times(results: dict, steps: int) -> list[float]:
@@ -120,7 +122,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
     `capped`: records run under a memory cap (data/measurements/capped/), whose minimum-cap
     searches set the minimum-cap model.
     With op-class profiles in the records, GPUs never probed are predicted class by class."""
-    all_rows, records, skipped = usable(records, specs)
+    all_rows, records, skipped, kept = usable(records, specs)
     problems = list(problems) + skipped
     ok = [i for i, r in enumerate(records) if r["status"] == "ok"]
     rows, ok_records = [all_rows[i] for i in ok], [records[i] for i in ok]
@@ -140,7 +142,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
         probed=_probed_capacity(ok_records), measured=_measured(rows, ok_records),
         outcomes=outcomes, power=_power(ok_records), shapes=_shapes(rows),
         reach=Probed.of(ok_records), machine_bands=machine_bands(ok_records),
-        records=records, problems=problems,
+        records=records, problems=problems, kept=kept,
     )
 
 
@@ -213,14 +215,14 @@ def _measured(rows: list[dict], records: list[dict]) -> dict:
     for key, recs in groups.items():
         res = [r["results"] for r in recs]
         steps = recs[0]["config"]["steps"]
-        med = lambda k: float(np.median([x[k] for x in res]))
+        med = lambda k: _median([x[k] for x in res])
         total = med("total_s")
         spreads = [x.get("spread", {}).get("total_s") for x in res]
         spreads = [s for s in spreads if isinstance(s, list) and len(s) == 2]
         out[key] = Measured(
             stages_s={"text_encode": med("text_encode_s"), "denoise": med("denoise_s"),
                       "vae_decode": med("vae_decode_s"),
-                      "other": float(np.median([stage_times(x, steps)[4] for x in res])),
+                      "other": _median([stage_times(x, steps)[4] for x in res]),
                       "total": total},
             denoise_step_s=med("denoise_step_s"),
             interval_s=(min([total] + [s[0] for s in spreads]),
@@ -233,6 +235,11 @@ def _measured(rows: list[dict], records: list[dict]) -> dict:
     return out
 
 
+def _median(values: list) -> float:
+    """np.median's figure for a few numbers, without its overhead (a fit takes thousands)."""
+    return float(statistics.median(values))
+
+
 def _median_or_none(values: list) -> float | None:
     numbers = [v for v in values if isinstance(v, (int, float))]
-    return float(np.median(numbers)) if numbers else None
+    return _median(numbers) if numbers else None

@@ -11,6 +11,8 @@ VAE's batch-1 memory term, which may lower the peak; callers bound the predictio
 """
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 
 
@@ -39,11 +41,11 @@ class GroupedLinear:
 
     def predict(self, X: np.ndarray, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """(X @ coef per row, depth per row). Rows of one group share a lookup."""
-        keys = tuple(dict.fromkeys(k for level in self.levels for k in level))
+        group_of = _key_getter(tuple(dict.fromkeys(k for level in self.levels for k in level)))
         memo: dict[tuple, tuple[np.ndarray, int]] = {}
         found = []
         for r in rows:
-            group = tuple(r[k] for k in keys)
+            group = group_of(r)
             if group not in memo:
                 memo[group] = self.lookup(r)
             found.append(memo[group])
@@ -97,8 +99,9 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
         if parent_keys != keys[:len(parent_keys)]:
             raise ValueError(f"levels must nest: {parent_keys} is not a prefix of {keys}")
         groups: dict[tuple, list[int]] = {}
+        group_of = _key_getter(keys)
         for i, row in enumerate(rows):
-            groups.setdefault(tuple(row[k] for k in keys), []).append(i)
+            groups.setdefault(group_of(row), []).append(i)
         twins = _twins(list(groups), keys, [t for t in twin if t[0] not in parent_keys])
         level = {}
         for group in sorted(groups, key=lambda g: _chain(g, twins)):  # twins' twins first
@@ -108,6 +111,15 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
                                   np.concatenate([b[index], prior_rows @ parent]), free)
         coefs.append(level)
     return GroupedLinear(levels, coefs, defaults)
+
+
+def _key_getter(keys: tuple[str, ...]):
+    """row -> the tuple of its values at `keys` (a C-level itemgetter: fits call it per row
+    and level, millions of times in a validation)."""
+    if len(keys) == 1:
+        get = itemgetter(keys[0])
+        return lambda row: (get(row),)
+    return itemgetter(*keys) if keys else (lambda row: ())
 
 
 def _twins(groups: list[tuple], keys: tuple[str, ...], twin) -> dict[tuple, tuple]:

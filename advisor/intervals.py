@@ -89,7 +89,8 @@ class MachineBand:
 
     def words(self) -> str:
         lo, hi = self.bounds
-        return (f"the spread between machines of one GPU ({self.regime}: {math.expm1(lo):+.0%} "
+        regime = self.regime.replace("_", "-")
+        return (f"the spread between machines of one GPU ({regime}: {math.expm1(lo):+.0%} "
                 f"to {math.expm1(hi):+.0%}, over {self.n} machine medians of configs measured "
                 "on several machines)")
 

@@ -30,7 +30,7 @@ from advisor.intervals import (
 )
 from advisor.memory_rule import DEFAULT_MARGIN_GB, MeasuredRun
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
-from advisor.transfer import TRANSFER_STAGES, quantized_ratios
+from advisor.transfer import TRANSFER_STAGES, carried_times, quantized_ratios
 
 # The grid of square sides a prediction is checked against below it (Models._envelope)
 ENVELOPE_SIDES = (512, 640, 768, 1024, 1280, 1536, 2048)
@@ -93,6 +93,7 @@ class Models:
     # (gpu, precision, attention, compile, offload) -> {(height, width)} of the ok records
     shapes: dict = field(repr=False, default_factory=dict)
     problems: list = field(default_factory=list)  # records skipped, with file:line
+    kept: list = field(default_factory=list)  # records of a setting not offered, kept on purpose
     cache_path: str | None = None
     _by_setting: dict | None = field(default=None, repr=False)  # _measured_bounds' index
     _grid_totals: dict | None = field(default=None, repr=False)  # _envelope's grid times
@@ -159,8 +160,10 @@ class Models:
         (advisor.transfer.quantized_ratios; mean over them), and their depth by the twin's;
         and {row index: Carried} for those rows. Without any such measurement a row keeps its
         fitted times (the setting counts as never probed)."""
-        refs = {i: self._ratio_refs(r) for i, r in enumerate(rows)
-                if r["precision"] in QUANTIZATIONS and setting_key(r) not in self.shapes}
+        refs, found = {}, {}  # found: the references of a setting on a GPU, looked up once
+        for i, r in enumerate(rows):
+            if r["precision"] in QUANTIZATIONS and (key := setting_key(r)) not in self.shapes:
+                refs[i] = found[key] if key in found else found.setdefault(key, self._ratio_refs(r))
         index = [i for i, found in refs.items() if found]
         if not index:
             return stages, depth, {}
@@ -175,9 +178,12 @@ class Models:
         ratios = quantized_ratios(self.latency, at_refs([configs[i] for i in index]),
                                   at_refs(twin_configs), [rows[index[n]] for n, _, _ in pairs])
         columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
+        of_row: dict[int, list[int]] = {}  # row -> its pairs (one ratio per reference)
+        for k, (n, _, _) in enumerate(pairs):
+            of_row.setdefault(n, []).append(k)
         out = {}
         for n, i in enumerate(index):
-            mean = ratios[[k for k, (m, _, _) in enumerate(pairs) if m == n]].mean(axis=0)
+            mean = ratios[of_row[n]].mean(axis=0)
             stages[i, columns] = twin_stages[n, columns] * mean
             depth[i] = twin_depth[n]
             out[i] = self._carried_basis(rows[i], twins[n], refs[i],
@@ -189,14 +195,15 @@ class Models:
         """(run times, stage times, {row: sentence}): the run composed from `stages`, each row
         raised to the largest of the same GPU and setting at the smaller configs of a grid
         (ENVELOPE_SIDES squares of fewer pixels, powers-of-two batches up to the row's), with a
-        sentence for each raised row: a larger config of a setting is
-        never faster, though the fits, the carried quantized ratios and the transfer's
-        host/GPU switch, each a smooth curve of its own, need not compose into a rising one.
+        sentence for each raised row: a larger config of a setting is never faster, though the
+        fits, the carried quantized ratios and the transfer's host/GPU switch, each a smooth
+        curve of its own, need not compose into a rising one.
         The grid's points are raised against all of the grid below them, so predictions on it
-        keep that order exactly."""
-        below: list[list[tuple]] = []  # per row: (gpu, its config at batch 1, side, batch)
+        keep that order exactly; the rows of every shape of a setting share its grid."""
+        side0, below = ENVELOPE_SIDES[0], []  # per row: (gpu, setting at 512x512 b1, side, batch)
         for row, c in zip(rows, configs):
-            base = (row["gpu"], replace(c, batch=1) if c.batch != 1 else c)
+            base = (row["gpu"], c if (c.height, c.width, c.batch) == (side0, side0, 1)
+                    else replace(c, height=side0, width=side0, batch=1))
             below.append([(*base, side, batch)
                           for side in ENVELOPE_SIDES if side * side <= c.pixels
                           for batch in (2 ** k for k in range(c.batch.bit_length()))
@@ -281,22 +288,14 @@ class Models:
         refs = sorted(g for g in self.probed if g in default.rates)
         if not index or not refs:
             return stages, {}
-        columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
-        estimates = []
-        for ref in refs:
-            transfer = self.transfer.get(ref, default)
-            times = self.latency.predict([make_row(self.specs[ref], configs[i])
-                                          for i in index])[0]
-            for n, i in enumerate(index):
-                for stage, j in zip(TRANSFER_STAGES, columns):
-                    times[n, j] = transfer.stage_s(rows[i], ref, stage, times[n, j])
-            estimates.append(times)
+        estimates = [carried_times(self.transfer.get(ref, default), ref, self.specs[ref],
+                                   self.latency, rows, configs, index) for ref in refs]
         stages = stages.copy()
         stages[index] = np.mean(estimates, axis=0)
         used = [self.transfer.get(ref, default) for ref in refs]
-        return stages, {i: "; ".join(f"from {ref}: {t.basis(rows[i]['gpu'])}"
-                                     for ref, t in zip(refs, used))
-                        + " (the mean of the estimates)" for i in index}
+        basis = {g: "; ".join(f"from {ref}: {t.basis(g)}" for ref, t in zip(refs, used))
+                 + " (the mean of the estimates)" for g in {rows[i]["gpu"] for i in index}}
+        return stages, {i: basis[rows[i]["gpu"]] for i in index}
 
     def estimators(self) -> dict:
         """The fitted scikit-learn estimators ("latency", "memory"), rebuilt from their
@@ -343,6 +342,7 @@ class Models:
                 if (w := ArchitectureWidth.of(family, self.published_misses.get(family, [])))},
             "efficiency_1024": efficiency,
             "problems": self.problems,
+            "kept": self.kept,
             "cache_path": self.cache_path,
         }
 
@@ -494,8 +494,11 @@ class Models:
             allocated, nvml = _gb(memory["allocated"]), _gb(memory["nvml"])
             allocated_iv = (allocated * float(np.exp(alo)), allocated * float(np.exp(ahi)))
             floor = _gb(memory["allocated"] + memory["context"])
+            # NVML reads at most the card's memory where the run fits; past it the run does not
+            # happen, and the figure keeps its whole interval
+            upper, capacity_gb = nvml * float(np.exp(mhi)), _gb(row["capacity_mib"])
             nvml_iv = (max(nvml * float(np.exp(mlo)), floor),
-                       min(nvml * float(np.exp(mhi)), max(_gb(row["capacity_mib"]), nvml)))
+                       min(upper, capacity_gb) if nvml <= capacity_gb else upper)
             source = "fitted" if row["gpu"] in self.probed else "transferred"
             detail = carried.detail if carried else by_class or self._source_detail(row)
             upper_allocated = allocated_iv[1]

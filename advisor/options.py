@@ -96,6 +96,8 @@ class ResolutionService:
     memory_needed_gb: float
     source: str  # of the max batch's figures
     source_detail: str
+    endpoint_overhead_s: float  # what the serving endpoint adds to each request (overhead.py)
+    endpoint_overhead_basis: str
 
     def as_dict(self) -> dict:
         b = self.max_batch
@@ -105,7 +107,9 @@ class ResolutionService:
                 "sized_on": self.sized_on, "peak_memory_gb": self.peak_memory_gb,
                 "memory_interval_gb": list(self.memory_interval_gb),
                 "memory_needed_gb": self.memory_needed_gb, "source": self.source,
-                "source_detail": self.source_detail}
+                "source_detail": self.source_detail,
+                "endpoint_overhead_s": self.endpoint_overhead_s,
+                "endpoint_overhead_basis": self.endpoint_overhead_basis}
 
 
 @dataclass(frozen=True)

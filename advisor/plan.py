@@ -21,6 +21,7 @@ from advisor.explain import NEAR_TIE, assumptions, gpu_verdicts, lossy_summary, 
     reason
 from advisor.options import Bases, Basis, Change, Fleet, LossyAlternative, LossyFit, Option, \
     PeakLatency, ResolutionService, ShortTest, Verdict
+from advisor.overhead import overhead_s
 from advisor.probing import probe_suggestion
 from advisor.queueing import latency_floor_s, run_quantile_range, simulate_cached, size_fleet
 from advisor.request import Request
@@ -325,12 +326,24 @@ def _short_test(c: Candidate, request: Request) -> ShortTest:
     return ShortTest(n, n / rate, None if spread is None else tuple(spread))
 
 
+def _of_resolution(notes: list[str], label: str, request: Request) -> list[str]:
+    """Caveats of one resolution's service times, saying which part of a mix they concern
+    (the GPU-wide one, not runnable, stands as it is)."""
+    if len(request.resolutions) < 2:
+        return notes
+    share = next(r.share for r in request.resolutions if r.label == label)
+    return [x if x.startswith("not runnable") else f"{label} requests only ({share:.0%} of the "
+            f"mix): {x}" for x in notes]
+
+
 def _option(c: Candidate, request: Request, probed: Probed | None) -> Option:
     n = c.sizing.n_gpus
     cost = fleet_cost(request, c.price, c.gpu_w, n + request.n_plus_one)
     per_resolution, notes = {}, []
+    shapes = {r.label: (r.height, r.width) for r in request.resolutions}
     for label, preds in c.predictions.items():
         one, full = preds[1], preds[c.max_batch]
+        overhead, overhead_basis = overhead_s(c.gpu.id, *shapes[label])
         per_resolution[label] = ResolutionService(
             max_batch=c.max_batch, batch_1_s=one.latency.total_s,
             batch_1_interval_s=one.latency.interval_s, batch_1_source=one.source,
@@ -338,8 +351,10 @@ def _option(c: Candidate, request: Request, probed: Probed | None) -> Option:
             sized_on="upper" if request.sized_on_upper(full.source) else "point",
             peak_memory_gb=full.memory.nvml_gb, memory_interval_gb=full.memory.nvml_interval_gb,
             memory_needed_gb=full.memory.needed_gb, source=full.source,
-            source_detail=full.source_detail)
-        notes += [x for x in caveats(full, c.gpu, probed) if x not in notes]
+            source_detail=full.source_detail, endpoint_overhead_s=overhead,
+            endpoint_overhead_basis=overhead_basis)
+        notes += [x for x in _of_resolution(caveats(full, c.gpu, probed), label, request)
+                  if x not in notes]
     if c.setting.precision in QUANTIZATIONS:
         notes.append(f"{c.setting.precision}: {QUALITY_CAVEAT}")
     least_sure = max((p for preds in c.predictions.values() for p in preds.values()),

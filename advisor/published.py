@@ -17,7 +17,8 @@ from pathlib import Path
 
 from advisor import DATA_DIR
 from advisor.contract import PRECISIONS, Config
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, shown
+from advisor.workload import check_shape
 from advisor.inputs import load_yaml, read_text
 
 PUBLISHED_PATH = DATA_DIR / "published" / "points.yaml"
@@ -72,36 +73,67 @@ def load_published(path: str | Path = PUBLISHED_PATH) -> list[PublishedPoint]:
     return [_point(p, f"{path}: points[{i}]") for i, p in enumerate(points)]
 
 
+# Seconds a published figure may state: a 6B-parameter model takes more than a millisecond for
+# an image or a forward on any GPU, and a figure of hours is a CPU or a misreading.
+SECONDS_RANGE = (1e-3, 1e4)
+TEXT_FIELDS = ("software", "source", "trust_note", "precision", "catalog_id")
+
+
 def _point(p, where: str) -> PublishedPoint:
     if not isinstance(p, dict):
-        raise AdvisorError(f"{where}: expected a mapping, got {p!r}")
-    where = f"{where} ({p.get('id', '?')})"
+        raise AdvisorError(f"{where}: expected a mapping, got {shown(p)}")
+    where = f"{where} ({str(p.get('id', '?'))[:80]})"
     for key, kind in (("id", str), ("trusted", bool)):
         if not isinstance(p.get(key), kind):
-            raise AdvisorError(f"{where}: {key}: expected {kind.__name__}, got {p.get(key)!r}")
+            raise AdvisorError(f"{where}: {key}: expected {kind.__name__}, got "
+                               f"{shown(p.get(key))}")
     if not isinstance(p.get("stack"), str) or p["stack"] not in STACKS:
         raise AdvisorError(f"{where}: stack: expected one of {', '.join(STACKS)}, "
-                           f"got {p.get('stack')!r}")
+                           f"got {shown(p.get('stack'))}")
     version = p.get("stack_version")
     if version is not None and (isinstance(version, bool) or not isinstance(
             version, (str, int, float)) or not str(version).strip()):
         raise AdvisorError(f"{where}: stack_version: expected a version string or null, "
-                           f"got {version!r}")
-    forwards = (p.get("transformer_forwards") or {}).get("count")
-    precision = str(p.get("precision", "")).split(" ")[0]
+                           f"got {shown(version)}")
+    for key in TEXT_FIELDS:
+        if not isinstance(p.get(key), (str, type(None))):
+            raise AdvisorError(f"{where}: {key}: expected text or null, got {shown(p.get(key))}")
+    shape = {key: _integer(p, key, where, *bounds)
+             for key, bounds in (("height", (16, 8192)), ("width", (16, 8192)),
+                                 ("batch", (1, 1024)))}
+    block = p.get("transformer_forwards")
+    if not isinstance(block, (dict, type(None))):
+        raise AdvisorError(f"{where}: transformer_forwards: expected a mapping with `count`, "
+                           f"got {shown(block)}")
+    forwards = _integer(block or {}, "count", f"{where}: transformer_forwards", 1, 1000)
+    precision = (p.get("precision") or "").split(" ")[0]
     config = None
-    if all(isinstance(p.get(k), int) for k in ("height", "width", "batch")) \
-            and isinstance(forwards, int) and precision in PRECISIONS:
-        config = Config(p["height"], p["width"], p["batch"], steps=forwards,
+    if None not in shape.values() and forwards is not None and precision in PRECISIONS:
+        try:
+            check_shape(shape["height"], shape["width"])
+        except AdvisorError as exc:
+            raise AdvisorError(f"{where}: {exc}") from None
+        config = Config(shape["height"], shape["width"], shape["batch"], steps=forwards,
                         precision=precision)
     return PublishedPoint(
         id=p["id"], gpu=p.get("catalog_id"), config=config,
         seconds_per_image=_value(p, "seconds_per_image", where),
         seconds_per_forward=_value(p, "seconds_per_forward", where),
-        trusted=p["trusted"], software=str(p.get("software", "")).strip(),
-        source=" ".join(str(p.get("source", "")).split()),
-        trust_note=" ".join(str(p.get("trust_note", "")).split()),
+        trusted=p["trusted"], software=(p.get("software") or "").strip(),
+        source=" ".join((p.get("source") or "").split()),
+        trust_note=" ".join((p.get("trust_note") or "").split()),
         stack=p["stack"], stack_version=None if version is None else str(version).strip())
+
+
+def _integer(block: dict, key: str, where: str, low: int, high: int) -> int | None:
+    """An integer field within [low, high], or None where it is absent or null."""
+    value = block.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise AdvisorError(f"{where}: {key}: expected an integer {low}..{high} or null, got "
+                           f"{shown(value)}")
+    return value
 
 
 def _value(p: dict, key: str, where: str) -> float | None:
@@ -109,6 +141,10 @@ def _value(p: dict, key: str, where: str) -> float | None:
     value = block.get("value") if isinstance(block, dict) else block
     if value is None:
         return None
+    low, high = SECONDS_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise AdvisorError(f"{where}: {key}.value: expected a number > 0, got {value!r}")
+        raise AdvisorError(f"{where}: {key}.value: expected a number > 0, got {shown(value)}")
+    if not low <= value <= high:
+        raise AdvisorError(f"{where}: {key}.value: expected {low:g}..{high:g} s (a figure "
+                           f"outside is a misreading, not a measurement), got {value:g}")
     return float(value)

@@ -41,10 +41,16 @@ DEFAULT_SEED = 0
 @dataclass(frozen=True)
 class Service:
     """Service times of one GPU configuration: `times_s[c][k - 1]` is the time of a batch of k
-    requests of resolution class c (k = 1..max_batch), and `shares[c]` that class's demand share."""
+    requests of resolution class c (k = 1..max_batch), and `shares[c]` that class's demand share.
+    `overhead_s[c]` (none: 0) is what the serving endpoint adds to each request of class c after
+    its batch, off the GPU (advisor.overhead): in every latency, never in the GPU's busy time."""
 
     times_s: tuple[tuple[float, ...], ...]
     shares: tuple[float, ...]
+    overhead_s: tuple[float, ...] = ()
+
+    def overhead(self, c: int) -> float:
+        return self.overhead_s[c] if self.overhead_s else 0.0
 
     @property
     def max_batch(self) -> int:
@@ -109,13 +115,18 @@ def simulate(
     time of each batch by the value of its oldest request (random service times, e.g.
     exponential for M/M/c checks).
     """
-    latency, wait, busy_s, n_batches, span, gpu_waits = _served(
-        service, rate, n_gpus, window_s, sim, service_scale)
+    if service_scale is None:
+        latency, mean_wait, busy_s, n_batches, span, gpu_waits = _served_cached(
+            service, rate, n_gpus, window_s, sim)
+    else:
+        latency, wait, busy_s, n_batches, span, gpu_waits = _served(
+            service, rate, n_gpus, window_s, sim, service_scale)
+        mean_wait = float(wait[sim.warmup:].mean())
     measured = latency[sim.warmup:]
     p50, p95, p99 = np.percentile(measured, [50, 95, 99])
     return Result(
         n_gpus=n_gpus, p50_s=float(p50), p95_s=float(p95), p99_s=float(p99),
-        mean_s=float(measured.mean()), mean_wait_s=float(wait[sim.warmup:].mean()),
+        mean_s=float(measured.mean()), mean_wait_s=mean_wait,
         mean_batch=len(latency) / n_batches, utilization=float(busy_s / (n_gpus * span)),
         gpu_bound=gpu_waits > 0,
     )
@@ -131,8 +142,8 @@ def run_quantile_range(service: Service, rate: float, n_gpus: int, window_s: flo
 
 def latencies(service: Service, rate: float, n_gpus: int, window_s: float,
               sim: Simulation = Simulation()) -> np.ndarray:
-    """The simulated latency of each measured request, in arrival order."""
-    return _served(service, rate, n_gpus, window_s, sim)[0][sim.warmup:]
+    """The simulated latency of each measured request, in arrival order (read-only)."""
+    return _served_cached(service, rate, n_gpus, window_s, sim)[0][sim.warmup:]
 
 
 def quantile_range(latency: np.ndarray, n: int, q: float, level: float = 0.90):
@@ -143,6 +154,16 @@ def quantile_range(latency: np.ndarray, n: int, q: float, level: float = 0.90):
     quantiles = np.percentile(latency[:runs * n].reshape(runs, n), 100 * q, axis=1)
     lo, hi = np.percentile(quantiles, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
+
+
+@lru_cache(maxsize=256)
+def _served_cached(service, rate, n_gpus, window_s, sim):
+    """`_served` without service scaling, with the mean measured wait for the waits and the
+    latencies read-only: a plan's short-test range cuts the very run its fleet sizing
+    simulated (the last 256 runs are held, 88 KB each at the default sample)."""
+    latency, wait, *rest = _served(service, rate, n_gpus, window_s, sim)
+    latency.flags.writeable = False
+    return (latency, float(wait[sim.warmup:].mean()), *rest)
 
 
 def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
@@ -156,7 +177,7 @@ def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
               for p in positions]
     starts, ends, gpu_waits = _run(by_class, scales, service, n_gpus, window_s)
     start, done = np.empty(n), np.empty(n)  # per request, in arrival order
-    busy_s, n_batches = 0.0, 0
+    busy_s, n_batches, last_end = 0.0, 0, times[0]
     for c, pos in enumerate(positions):
         end = np.asarray(ends[c], dtype=int)
         head = np.concatenate(([0], end[:-1]))
@@ -165,10 +186,13 @@ def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
         t = np.asarray(service.times_s[c])[size - 1]
         if service_scale is not None:
             t = t * service_scale[pos][head]
-        start[pos], done[pos] = np.repeat(batch_start, size), np.repeat(batch_start + t, size)
+        start[pos] = np.repeat(batch_start, size)
+        done[pos] = np.repeat(batch_start + t, size) + service.overhead(c)
         busy_s += float(t.sum())
         n_batches += len(size)
-    return done - times, start - times, busy_s, n_batches, done.max() - times[0], gpu_waits
+        if len(t):
+            last_end = max(last_end, float((batch_start + t).max()))
+    return done - times, start - times, busy_s, n_batches, last_end - times[0], gpu_waits
 
 
 def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):
@@ -246,8 +270,9 @@ def gpus_lower_bound(service: Service, rate: float, quantile: float = 1.0,
     """
     per_image = [[t / k for k, t in enumerate(times, 1)] for times in service.times_s]
     best_any = [min(p) for p in per_image]
-    best_ok = [min((p[k] for k, t in enumerate(times) if t <= slo_s), default=math.inf)
-               for p, times in zip(per_image, service.times_s)]
+    best_ok = [min((p[k] for k, t in enumerate(times) if t + service.overhead(c) <= slo_s),
+                   default=math.inf)
+               for c, (p, times) in enumerate(zip(per_image, service.times_s))]
     total = sum(service.shares)
     budget = 1.0 - quantile
     work = 0.0
@@ -273,14 +298,16 @@ def gpus_estimate(service: Service, rate: float, window_s: float) -> float:
 
 def latency_floor_s(service: Service, quantile: float) -> float:
     """A lower bound on the latency quantile for any fleet: the quantile of batch-of-one service
-    times over the mix (no request finishes before its own resolution's batch of one would)."""
-    order = sorted(range(len(service.shares)), key=lambda c: service.times_s[c][0])
+    times (and the endpoint's overhead) over the mix (no request finishes before its own
+    resolution's batch of one would)."""
+    floor = [t[0] + service.overhead(c) for c, t in enumerate(service.times_s)]
+    order = sorted(range(len(service.shares)), key=lambda c: floor[c])
     total, cumulative = sum(service.shares), 0.0
     for c in order:
         cumulative += service.shares[c] / total
         if cumulative >= quantile - 1e-12:
-            return service.times_s[c][0]
-    return service.times_s[order[-1]][0]
+            return floor[c]
+    return floor[order[-1]]
 
 
 @lru_cache(maxsize=4096)
@@ -299,6 +326,7 @@ def size_fleet(
     max_gpus: int,
     sim: Simulation = Simulation(),
     give_up_above: int | None = None,
+    probe_cap: bool = False,
 ) -> Sizing:
     """Smallest N whose simulated latency quantile meets `slo_s` at `rate` requests/s.
 
@@ -308,7 +336,11 @@ def size_fleet(
     a failing simulation had no batch waiting for a GPU (more GPUs cannot help) and, after
     UNBOUNDED_AFTER failures, asks once whether a fleet with a GPU always free meets the SLO.
     A caller with no use for a fleet larger than `give_up_above` (e.g. one that would cost more
-    than the options it has) gets `gave_up_above` set instead of a larger answer.
+    than the options it has) gets `gave_up_above` set instead of a larger answer; with
+    `probe_cap` it first simulates that largest fleet and gives up at once where it misses the
+    SLO (a smaller fleet waits longer), for a caller to whom only a fleet that meets matters
+    (a GPU that already has an option). Where it meets, the search and its trials are as
+    without the probe.
     """
     label = f"p{round(quantile * 100)}"
     floor = latency_floor_s(service, quantile)
@@ -326,6 +358,8 @@ def size_fleet(
         return Sizing(None, None, lower, (), f"needs more than {cap} GPUs (at least {lower} "
                       "even with full batches)", gave_up_above=cap)
     trials = _Trials(service, rate, quantile, slo_s, window_s, sim)
+    if probe_cap and give_up_above is not None and cap > lower and not trials.meets_probe(cap):
+        return trials.sizing(cap, lower, f"needs more than {cap} GPUs", gave_up_above=cap)
     failed, met = trials.expand(lower - 1, lower, cap)
     if met is not None:
         return trials.sizing(trials.bisect(failed, met), lower)
@@ -346,13 +380,19 @@ class _Trials:
         self.args = (service, rate, window_s, sim)
         self.quantile, self.slo_s = quantile, slo_s
         self.results: dict[int, Result] = {}
+        self.searched: dict[int, None] = {}  # the sizes the search tried, in order (no probe)
         self.unbounded: Result | None = None
 
-    def latency(self, n: int) -> float:
+    def latency(self, n: int, probe: bool = False) -> float:
         if n not in self.results:
             service, rate, window_s, sim = self.args
             self.results[n] = simulate_cached(service, rate, n, window_s, sim)
+        if not probe:
+            self.searched.setdefault(n)
         return self.results[n].quantile_s(self.quantile)
+
+    def meets_probe(self, n: int) -> bool:
+        return self.latency(n, probe=True) <= self.slo_s
 
     def meets(self, n: int) -> bool:
         return self.latency(n) <= self.slo_s
@@ -403,6 +443,7 @@ class _Trials:
 
     def sizing(self, n: int, lower: int, reason: str = "",
                gave_up_above: int | None = None) -> Sizing:
-        tried = tuple((k, r.quantile_s(self.quantile)) for k, r in self.results.items())
+        tried = tuple((k, self.results[k].quantile_s(self.quantile))
+                      for k in (self.searched or self.results))
         return Sizing(None if reason else n, self.results[n], lower, tried, reason,
                       self.unbounded, gave_up_above)

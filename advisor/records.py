@@ -84,6 +84,19 @@ RESULTS_OPTIONAL = {
     "host_ram_used_mb": "num?", "together_s": "num?", "replicas": "list?",
     "parallel_library": "dict?", "communication_share": "num?",
 }
+# What a measured figure can physically be (a finite value outside is a corrupt or hand-made
+# record: 1e-300 s would make a GPU infinitely fast in every fit and interval).
+STAGE_TIMES = ("text_encode_s", "denoise_step_s", "denoise_s", "vae_decode_s", "total_s")
+PLAUSIBLE = {
+    **{key: (1e-6, 1e6, "seconds: a stage takes at least a microsecond, at most 11 days")
+       for key in STAGE_TIMES},
+    "img_per_s": (1e-9, 1e6, "images per second"),
+    **{key: (0, 1e8, "MB: at most 100 TB") for key in (
+        "peak_allocated_mb", "peak_reserved_mb", "nvml_peak_used_mb", "nvml_baseline_mb",
+        "host_rss_peak_mb", "host_ram_used_mb")},
+    "power_w": (0, 1e5, "watts"), "power_w_max": (0, 1e5, "watts"),
+    "gpu_util_pct": (0, 100, "percent"), "mfu": (0, 1, "a fraction of the peak"),
+}
 # One GPU's figures in a record of several (`results.replicas`).
 REPLICA_FIELDS = {"index": "int", "total_s": "num", "img_per_s": "num"}
 # One trial of a minimum-cap search (`results.cap_trials`).
@@ -162,10 +175,10 @@ def _check_parallel(parallel: dict) -> list[str]:
 def _check_results(results: dict) -> list[str]:
     problems = _check_fields(results, RESULTS_REQUIRED, "results")
     problems += _check_fields(results, RESULTS_OPTIONAL, "results", required=False)
-    for key in ("text_encode_s", "denoise_step_s", "denoise_s", "vae_decode_s", "total_s"):
+    for key, (low, high, unit) in PLAUSIBLE.items():
         value = results.get(key)
-        if _type_ok(value, "num") and value <= 0:
-            problems.append(f"results.{key}: expected > 0, got {value}")
+        if value is not None and _type_ok(value, "num") and not low <= value <= high:
+            problems.append(f"results.{key}: expected {low:g}..{high:g} ({unit}), got {value:g}")
     if isinstance(results.get("cap_trials"), list):
         problems += _check_cap_trials(results["cap_trials"])
     for index, replica in enumerate(results.get("replicas") or []):

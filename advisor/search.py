@@ -23,6 +23,7 @@ from advisor.cost import HOURS_PER_MONTH, NoPrice, Price, budget_problems, fleet
     gpu_price, gpus_within
 from advisor.errors import AdvisorError
 from advisor.options import Verdict
+from advisor.overhead import overhead_s
 from advisor.queueing import Service, Sizing, gpus_estimate, gpus_lower_bound, \
     latency_floor_s, size_fleet
 from advisor.request import Request
@@ -113,11 +114,13 @@ def _known(catalog, gpu_id: str, field_name: str):
         raise AdvisorError(f"{field_name}: {exc}") from None
 
 
-def not_offered(gpu, precision: str, compile: bool = False) -> str | None:
-    """Why catalog GPU `gpu` cannot run `precision` (compiled or not), or None when it can: the
-    contract's rule (fp8 needs compute capability 8.9; int8-wo is not offered compiled; a dense
-    rate for what it runs at), the one features.refusal applies to the models' queries."""
-    return unsupported_reason(precision, gpu.capability, compile, gpu.dense_tflops)
+def not_offered(gpu, precision: str, compile: bool = False,
+                attention: str = "native") -> str | None:
+    """Why catalog GPU `gpu` cannot run `precision` (compiled or not) with `attention`, or None
+    when it can: the contract's rule (fp8 needs compute capability 8.9, flash and cuDNN
+    attention 8.0; int8-wo is not offered compiled; a dense rate for what it runs at), the one
+    features.refusal applies to the models' queries."""
+    return unsupported_reason(precision, gpu.capability, compile, gpu.dense_tflops, attention)
 
 
 def _precisions(gpu, request: Request) -> list[str]:
@@ -195,7 +198,9 @@ def service(gpu, setting: Setting, max_batch: int, batches: list[int], preds: di
     for r in request.resolutions:
         at = {b: seconds(preds[(gpu.id, setting, b, r.label)]) for b in batches}
         times.append(tuple(interpolate(at, k) for k in range(1, max_batch + 1)))
-    return Service(times_s=tuple(times), shares=tuple(r.share for r in request.resolutions))
+    return Service(times_s=tuple(times), shares=tuple(r.share for r in request.resolutions),
+                   overhead_s=tuple(overhead_s(gpu.id, r.height, r.width)[0]
+                                    for r in request.resolutions))
 
 
 def interpolate(at: dict[int, float], k: int) -> float:
@@ -249,7 +254,7 @@ def search_gpus(gpus, request: Request,
     def settings(gpu, offloads):
         return [s for p in precisions[gpu.id] for c in request.compile
                 for a in request.attention for o in offloads
-                if (o == "none" or p not in QUANTIZATIONS) and not not_offered(gpu, p, c)
+                if (o == "none" or p not in QUANTIZATIONS) and not not_offered(gpu, p, c, a)
                 for s in variants(Setting(precision=p, attention=a, compile=c, offload=o),
                                   request)]
 
@@ -351,11 +356,14 @@ def _undominated(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def branch_and_bound(candidates: list[Candidate], request: Request, top: int,
-                     ceiling_usd: float = math.inf, frontier: bool = True) -> list:
+                     ceiling_usd: float = math.inf, frontier: bool = True,
+                     probe: bool = False) -> list:
     """Size candidates in order of their cost lower bound while they can still matter; the
     candidates sized (or rejected on the way), each with its `sizing`. Options costing
     `ceiling_usd` a month or more never matter; `frontier` False: only the ranking does (not
-    the Pareto frontier)."""
+    the Pareto frontier). `probe`: a candidate of a GPU that already has an option is first
+    simulated at the largest fleet that could still matter (queueing.size_fleet `probe_cap`),
+    for a caller that shows no reason line built from the other candidates."""
     rate = request.peak_images_per_s
     for c in candidates:
         c.latency_floor_s = latency_floor_s(c.service, request.slo_quantile)
@@ -390,7 +398,8 @@ def branch_and_bound(candidates: list[Candidate], request: Request, top: int,
         c.sizing = size_fleet(c.service, rate, request.slo_quantile, request.slo_s,
                               request.window_s, request.max_gpus - request.n_plus_one,
                               request.simulation,
-                              gpus_within(limit, request, c.price, c.gpu_w, c.n_lower))
+                              gpus_within(limit, request, c.price, c.gpu_w, c.n_lower),
+                              probe_cap=probe and c.gpu.id in best)
         evaluated.append(c)
         if c.sizing.gave_up_above is not None:
             continue  # costs more than the options found: listed as not simulated
@@ -425,7 +434,7 @@ def size_unpriced(candidates: list[Candidate], request: Request) -> list[Candida
         c.price = PER_GPU
     try:
         return branch_and_bound(candidates, counting, len({c.gpu.id for c in candidates}),
-                                frontier=False)
+                                frontier=False, probe=True)
     finally:
         for c, price in zip(candidates, prices):
             c.price = price

@@ -125,10 +125,22 @@ class ClassTransfer:
         change of the larger of host issue and GPU busy time. The host's issue time is taken at
         most `ref_s` (a stage cannot take less than its host time; a fit that weighs host-bound
         rows lightly can put a host-paced stage under the profiling host's issue time)."""
+        return self.stage_s_on(self.stage_parts(row, ref_gpu, stage, ref_s),
+                               self.rho(row["gpu"]))
+
+    def stage_parts(self, row: dict, ref_gpu: str, stage: str, ref_s: float) -> tuple:
+        """What `stage_s` needs of a config, the same for every GPU it is carried to: (class
+        seconds on the profiled GPU, the host's issue seconds, the larger of those and the GPU
+        busy seconds on `ref_gpu`, `ref_s`)."""
         classes = self.seconds(row, stage)
-        busy = lambda gpu: sum(classes[k] * rate for k, rate in self.rho(gpu).items())
         host = min(self.host_s(row, stage), ref_s)
-        return max(ref_s + max(host, busy(row["gpu"])) - max(host, busy(ref_gpu)), 0.0)
+        return classes, host, max(host, _busy(classes, self.rho(ref_gpu))), ref_s
+
+    @staticmethod
+    def stage_s_on(parts: tuple, rho: dict[str, float]) -> float:
+        """`stage_s` from a config's `stage_parts` on a GPU whose `rho` is given."""
+        classes, host, ref_paced, ref_s = parts
+        return max(ref_s + max(host, _busy(classes, rho)) - ref_paced, 0.0)
 
     def basis(self, gpu: str) -> str:
         gemm, source, bandwidth, fp32 = self.rates[gpu]
@@ -140,6 +152,35 @@ class ClassTransfer:
                 + (f": kernel launches x the seconds per launch of {self.n_paced} host-paced "
                    "profile windows; a stage takes the larger of host issue and GPU time)"
                    if self.launch_s else ")"))
+
+
+def carried_times(transfer: ClassTransfer, ref: str, ref_spec, latency, rows: list[dict],
+                  configs: list, index: list[int]) -> np.ndarray:
+    """(len(index), stages) seconds of the rows at `index` on their GPUs, carried from the
+    reference GPU `ref` (its GpuSpec `ref_spec`, its fitted `latency`) by `transfer`, stage by
+    stage. A config's times on the reference GPU, and what the transfer takes of them, are the
+    same for every GPU it is carried to: computed once per distinct config."""
+    columns = [LATENCY_STAGES.index(s) for s in TRANSFER_STAGES]
+    first: dict = {}  # config -> its first row
+    for i in index:
+        first.setdefault(configs[i], i)
+    position = {c: k for k, c in enumerate(first)}
+    of = [position[configs[i]] for i in index]
+    ref_times = latency.predict([make_row(ref_spec, c) for c in first])[0]
+    parts = [[transfer.stage_parts(rows[i], ref, stage, ref_times[k, j])
+              for stage, j in zip(TRANSFER_STAGES, columns)]
+             for k, i in enumerate(first.values())]
+    rho = {g: transfer.rho(g) for g in {rows[i]["gpu"] for i in index}}
+    times = ref_times[of]
+    for n, i in enumerate(index):
+        for part, j in zip(parts[of[n]], columns):
+            times[n, j] = transfer.stage_s_on(part, rho[rows[i]["gpu"]])
+    return times
+
+
+def _busy(classes: dict[str, float], rho: dict[str, float]) -> float:
+    """GPU busy seconds of a stage's class seconds on a GPU `rho` times slower per class."""
+    return sum(classes[k] * rate for k, rate in rho.items())
 
 
 def fit_class_transfer(rows: list[dict], records: list[dict], latency,

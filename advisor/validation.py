@@ -179,22 +179,26 @@ def fold_metrics(preds: list[dict]) -> dict:
 
 def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
                       problems: list[str] = (), published: list | None = None,
-                      capped: list[dict] = ()) -> dict:
+                      capped: list[dict] = (), progress=None) -> dict:
     """The `advisor validate` report: headline numbers, per-split metrics, notes, and a
     plot-ready residual table. `fit(records, specs)` makes each fold's models (calibrated
     ones, so that interval coverage is measured as users get it). `published`
     (advisor.published points) adds the `published` split: models fitted on every record,
     scored on third-party measurements they never saw. `capped` (records run under a memory
     cap) adds the `capped` split: the minimum-cap model left one search out at a time, and
-    every measured (config, cap) outcome against the verdict."""
-    _, records, skipped = usable(records, specs)
+    every measured (config, cap) outcome against the verdict. `progress(step, of, what)`, if
+    given, is called before each split (a first validation takes a while)."""
+    _, records, skipped, _ = usable(records, specs)
     problems = list(dict.fromkeys([*problems, *skipped]))
     ok = [r for r in records if r["status"] == "ok"]
     gpus = sorted({r["gpu"]["catalog_id"] for r in ok if r["gpu"]["catalog_id"] in specs})
     report = {"latency_mape": {}, "memory_mape": {}, "nvml_memory_mape": {}, "coverage": {},
               "metrics": {}, "splits": {}, "residuals": []}
     held_quantized, held_all = {}, {}
-    for split, description in SPLITS.items():
+    steps = len(SPLITS) + (published is not None or bool(capped))
+    for step, (split, description) in enumerate(SPLITS.items(), 1):
+        if progress:
+            progress(step, steps, split)
         note = None
         if split == "gpu_out" and len(gpus) < 2:
             preds = []
@@ -252,6 +256,8 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
     }
     report["machines"] = machine_spread(records)
     if published is not None or capped:
+        if progress:
+            progress(steps, steps, "published and capped")
         everything = fit(records, specs, capped=capped)
     if capped:
         report["capped"] = capped_split(everything, capped, specs)
@@ -287,19 +293,14 @@ def quantized_split(held: dict[str, list[dict]]) -> dict:
 
 
 def settings_split(held: dict[str, list[dict]]) -> dict:
-    """The held-out points of each setting group beyond precision, attention, compile and
-    offload (records.SETTING_OPTIONAL: quantization scope, compile mode, the VAE's compile and
-    memory format), per value other than the default, every precision together, per split."""
+    """Held-out points of each records.SETTING_OPTIONAL setting at values but its default."""
     value = lambda p, key: p["config"].get(key, CONFIG_OPTIONAL[key])
-    groups = {f"{key}={v}": (key, v) for key in SETTING_OPTIONAL
-              for v in dict.fromkeys(value(p, key) for points in held.values() for p in points)
-              if v != CONFIG_OPTIONAL[key]}
+    groups = dict.fromkeys((k, value(p, k)) for k in SETTING_OPTIONAL for points in held.values()
+                           for p in points if value(p, k) != CONFIG_OPTIONAL[k])
     return {"description": "runs of each setting beyond precision, attention, compile and "
-                           "offload at a value other than its default, held out as in its split "
-                           "(every precision, quantized ones included)",
-            "metrics": {name: {split: fold_metrics([p for p in points if value(p, key) == v])
-                               for split, points in held.items()}
-                        for name, (key, v) in groups.items()}}
+                           "offload at a value but its default, held out as in its split",
+            "metrics": {f"{k}={v}": {split: fold_metrics([p for p in points if value(p, k) == v])
+                                     for split, points in held.items()} for k, v in groups}}
 
 
 def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
@@ -502,11 +503,10 @@ def format_table(report: dict) -> str:
             lines += _metric_lines({split: m for split, m in by_split.items()
                                     if m["total_s"]["n"]}, lead=f"{precision:<10} ")
     settings = report["settings"]
-    if settings["metrics"]:
-        lines += ["", f"settings: {settings['description']}"]
-        for name, by_split in settings["metrics"].items():
-            lines += [name] + _metric_lines({split: m for split, m in by_split.items()
-                                             if m["total_s"]["n"]}, lead="  ")
+    lines += ["", f"settings: {settings['description']}"] if settings["metrics"] else []
+    for name, by_split in settings["metrics"].items():
+        lines += [name] + _metric_lines({k: m for k, m in by_split.items() if m["total_s"]["n"]},
+                                        lead="  ")
     lines.append("")
     for split, info in report["splits"].items():
         lines.append(f"{split}: {info['description']}" + (f" -- {info['note']}"

@@ -93,12 +93,49 @@ def validation() -> dict:
     return _validation(m.model_version, m)
 
 
+MISSING = "—"  # a cell without a value: the column's help or the caption says why
+
+
 def table(key: str, frame, **kwargs) -> None:
     """A read-only table in a container named `key`: st.dataframe records no key of its own
     without row selection, so tests find the table by its container (AppTest
-    `at.container(key)`, CSS class `st-key-<key>` in the browser)."""
+    `at.container(key)`, CSS class `st-key-<key>` in the browser). A missing value shows as a
+    dash, never "None"."""
     with st.container(key=key):
-        st.dataframe(frame, hide_index=True, **kwargs)
+        st.dataframe(frame, hide_index=True, placeholder=MISSING, **kwargs)
+
+
+def text_table(key: str, frame, columns: dict[str, str]) -> None:
+    """A table of sentences (reasons, notes) drawn as text that wraps, so nothing is cut off:
+    `columns` maps the frame's columns to their headers. Found like table()."""
+    with st.container(key=key):
+        st.table(frame[list(columns)].rename(columns=columns).fillna(MISSING), hide_index=True)
+
+
+# Widths (px) of characters in the grids' 14 px Source Sans, by kind, to size a column so that
+# its longest text shows whole (measured in Chromium: lower case ~6 px, digits 7, capitals ~9).
+CHAR_PX = {"narrow": 3.6, "lower": 6.3, "digit": 7.0, "upper": 9.0, "wide": 12.0, "other": 5.0,
+           "lower_wide": 9.5}
+CELL_PADDING_PX = 24
+
+
+def _char_px(c: str) -> float:
+    if c in "ijlftr .,:;'|!()[]-":
+        return CHAR_PX["narrow"]
+    if c in "WM@%":
+        return CHAR_PX["wide"]
+    if c in "mw":
+        return CHAR_PX["lower_wide"]
+    kind = ("lower" if c.islower() else "digit" if c.isdigit() else "upper" if c.isupper()
+            else "other")
+    return CHAR_PX[kind] if c.isascii() else CHAR_PX["upper"]
+
+
+def width_for(values, header: str = "") -> int:
+    """A column width (px) that shows the longest of `values` and the header whole, within
+    Streamlit's limits for a column."""
+    texts = [str(v) for v in values] + [header]
+    return int(min(max(max(sum(map(_char_px, t)) for t in texts) + CELL_PADDING_PX, 50), 1000))
 
 
 def data_banner() -> None:

@@ -3,13 +3,15 @@ import streamlit as st
 from advisor.app import LOSSY_NOTE, precision_label
 from advisor.app.charts import curve_figure, residuals_figure, utilization_figure
 from advisor.app.explore import (
-    BATCHES, SQUARE_SIDES, curve_queries, machine_frame, measured_along, measured_setting,
+    BATCHES, SQUARE_SIDES, TARGETS, curve_queries, machine_frame, measured_along, measured_setting,
     model_row, predicted_frame, quantized_along, validation_frames,
 )
+from advisor.app.measurements import problems_markdown
 from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Setting
 from advisor.errors import AdvisorError
 from app_pages.common import (
-    data_banner, measurements_frame, models, provenance_note, table, validation,
+    catalog, data_banner, measurements_frame, models, provenance_note, table, validation,
+    width_for,
 )
 
 st.title("Explore the measurements and the models")
@@ -57,12 +59,13 @@ x = "megapixels" if axis == "resolution" else "batch"
 
 left, right = st.columns(2)
 left.plotly_chart(curve_figure(predicted, ok, x, "latency_s", "latency_lo_s", "latency_hi_s",
-                               "Latency of one batch (s)", "seconds", quantized=quantized),
+                               "Latency of one batch (s)", "latency (s)", quantized=quantized),
                   key="explore_latency")
 right.plotly_chart(curve_figure(predicted, ok, x, "peak_memory_gb", "memory_lo_gb", "memory_hi_gb",
-                                "Peak GPU memory (GB, as nvidia-smi shows)", "GB",
+                                "Peak GPU memory (GB, as nvidia-smi shows)", "peak memory (GB)",
                                 limit=predicted.capacity_gb.iat[0], ooms=oom,
-                                quantized=quantized),
+                                quantized=quantized,
+                                limit_label=catalog().get(gpu).capacity_note),
                    key="explore_memory")
 basis = model_row(predicted)
 st.caption(f"Line: {basis.source} — {basis.source_detail}. Shaded: 90% interval "
@@ -71,9 +74,24 @@ st.caption(f"Line: {basis.source} — {basis.source_detail}. Shaded: 90% interva
            "record(s) at a quantized precision, same GPU and other settings. Points on the line "
            "that match a probed config show the measured figure.")
 
+number = st.column_config.NumberColumn
 with st.expander("The numbers behind the curves"):
-    table("explore_numbers", predicted.drop(columns=["source_detail", "interval_basis"]),
-          column_config={"fits": st.column_config.CheckboxColumn("fits in memory")})
+    table("explore_numbers", predicted, column_order=(
+        "resolution", "batch", "latency_s", "latency_lo_s", "latency_hi_s", "img_per_s",
+        "peak_memory_gb", "memory_lo_gb", "memory_hi_gb", "memory_needed_gb", "capacity_gb",
+        "fits", "source"), column_config={
+        "resolution": "image size", "batch": number("batch"),
+        "latency_s": number("latency (s)", format="%.2f"),
+        "latency_lo_s": number("90% low (s)", format="%.2f"),
+        "latency_hi_s": number("90% high (s)", format="%.2f"),
+        "img_per_s": number("images/s", format="%.2f"),
+        "peak_memory_gb": number("peak memory (GB)", format="%.1f"),
+        "memory_lo_gb": number("90% low (GB)", format="%.1f"),
+        "memory_hi_gb": number("90% high (GB)", format="%.1f"),
+        "memory_needed_gb": number("needed (GB)", format="%.1f"),
+        "capacity_gb": number("card (GB)", format="%.1f"),
+        "fits": st.column_config.CheckboxColumn("fits"),
+        "source": "source"})
 
 st.subheader("Achieved TFLOP/s and MFU beside NVML utilization")
 st.caption("nvidia-smi's 'GPU utilization' counts time a kernel runs, not how much of the "
@@ -85,26 +103,42 @@ if util.empty:
             "probed GPUs and settings have them.")
 else:
     st.plotly_chart(utilization_figure(util), key="explore_util")
-    table("explore_util_table", util[["source", "config", "achieved_tflops", "mfu_pct",
-                                      "gpu_util_pct", "power_w"]])
+    table("explore_util_table", util, column_order=(
+        "config", "achieved_tflops", "mfu_pct", "gpu_util_pct", "power_w", "source"),
+        column_config={
+            "config": st.column_config.TextColumn("config", width=width_for(util.config)),
+            "achieved_tflops": number("achieved TFLOP/s", format="%.0f"),
+            "mfu_pct": number("MFU %", format="%.1f"),
+            "gpu_util_pct": number("NVML GPU utilization %", format="%.0f"),
+            "power_w": number("power (W)", format="%.0f"),
+            "source": st.column_config.TextColumn("record (file:line)",
+                                                  width=width_for(util.source))})
+if m.kept:  # valid records of a setting the advisor does not offer: listed, not warned about
+    with st.expander(f"{len(m.kept)} measured record(s) kept for the record, not fitted"):
+        st.markdown(problems_markdown(m.kept))
 
 st.subheader("How good are the models? Held-out validation")
 metrics, residuals = validation_frames(validation())
 table("explore_validation", metrics, column_config={
-    "mape": st.column_config.NumberColumn("mean abs. error %", format="%.1f"),
-    "median_ape": st.column_config.NumberColumn("median abs. error %", format="%.1f"),
-    "max_ape": st.column_config.NumberColumn("max abs. error %", format="%.1f"),
-    "coverage": st.column_config.NumberColumn("90% interval coverage %", format="%.0f"),
+    "split": st.column_config.TextColumn("validation split", width=width_for(metrics.split)),
+    "target": st.column_config.TextColumn("what is predicted", width=width_for(metrics.target)),
+    "mape": number("mean abs. error %", format="%.1f"),
+    "median_ape": number("median abs. error %", format="%.1f"),
+    "max_ape": number("max abs. error %", format="%.1f"),
+    "coverage": number("90% interval coverage %", format="%.0f"),
+    "n": number("held-out points"),
 })
-st.caption("Rows \"total_s, compute-bound\" and \"total_s, host-bound\" split the latency by "
-           "regime: at 512x512 batch 1 and below the host issuing kernels sets the pace, and "
-           "intervals are calibrated for each regime apart.")
+st.caption(f"Rows \"{TARGETS['total_s']}, compute-bound\" and \"…, host-bound\" split the "
+           "latency by regime: at 512x512 batch 1 and below the host issuing kernels sets the "
+           "pace, and intervals are calibrated for each regime apart.")
 spread = machine_frame(validation())
 if not spread.empty:
     st.markdown("**Two machines of one GPU.** The same config measured on several machines "
                 "(GPU UUIDs): slowest over fastest median total.")
     table("explore_machines", spread, column_config={
-        "spread_pct": st.column_config.NumberColumn("spread %", format="%.1f")})
+        "gpu": "GPU", "config": st.column_config.TextColumn("config",
+                                                            width=width_for(spread.config)),
+        "machines": number("machines"), "spread_pct": number("spread %", format="%.1f")})
 target = st.radio("Residuals of", sorted(residuals.target.unique()), horizontal=True,
-                  key="explore_target")
+                  key="explore_target", format_func=lambda t: TARGETS.get(t, t))
 st.plotly_chart(residuals_figure(residuals, target), key="explore_residuals")

@@ -17,10 +17,11 @@ from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS
 from advisor.errors import AdvisorError
 from advisor.request import MODES, SEGMENTS
 from app_pages.common import (
-    USER_UPLOADS, catalog, data_banner, default_request, models, provenance_note, table,
-    using_user_data,
+    MISSING, USER_UPLOADS, catalog, data_banner, default_request, models, provenance_note, table,
+    text_table, using_user_data, width_for,
 )
 
+NOT_RECOMMENDED = {"gpu": "GPU", "verdict": "verdict", "reason": "why not"}
 EDITORS = ("resolutions", "cloud_prices", "gpu_prices")  # fields edited in a table
 BASIS_LABELS = {"auto": "prediction; slow end for unprobed GPUs",
                 "point": "the prediction, every GPU", "upper": "the slow end, every GPU"}
@@ -215,60 +216,88 @@ def show_lossy(plan, request) -> None:
     number = st.column_config.NumberColumn
     st.subheader("What a lossy precision would change")
     st.warning(LOSSY_NOTE, icon=":material/warning:")
-    table("plan_lossy", lossy_frame(plan), column_config={
-        "usd_per_month": number("USD / month", format="$%,.0f"),
-        "gpus_change": number("GPUs vs chosen", format="%+d"),
-        "usd_per_month_change": number("USD / month vs chosen", format="$%+,.0f"),
-        "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
-        "fits_without_offload": "fits without offload (nothing requested does)",
-        "quality": "quality"})
+    lossy = lossy_frame(plan)
+    table("plan_lossy", lossy, column_order=(
+        "precision", "what", "option", "gpus_change", "usd_per_month_change", "latency_s"),
+        column_config={
+        "what": "which", "option": st.column_config.TextColumn(
+            "fleet", width=width_for(lossy.option.dropna(), "fleet")),
+        "gpus_change": number("Δ GPUs", format="%+d", help="against the chosen option"),
+        "usd_per_month_change": number("Δ USD / month", format="$%+,.0f",
+                                       help="against the chosen option"),
+        "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f")})
+    st.caption(f"{MISSING}: no option with this precision (the lines below say why).")
     st.markdown(lossy_markdown(plan))
+
+
+def option_columns(request, options) -> dict:
+    """The option tables' headers, units and help, and widths that show each GPU name whole."""
+    number, text = st.column_config.NumberColumn, st.column_config.TextColumn
+    slo = request.slo_label
+    return {
+        "rank": number("#"), "gpu_name": text("GPU", width=width_for(options.gpu_name, "GPU")),
+        "total_gpus": number("GPUs"),
+        "usd_per_month": number("USD / month", format="$%,.0f"),
+        "usd_per_1k_images": number("USD / 1k images", format="$%.2f"),
+        "latency_s": number(f"{slo} at peak (s)", format="%.2f"),
+        "short_test": text(
+            f"{slo} a short test sees",
+            help=f"The plan's {slo} is the long run. A load test of the fleet at peak of this "
+                 "length measures a value in this range in 90% of runs (the simulation cut into "
+                 "such runs): a short test sees less of the queue's tail."),
+        "utilization_pct": number("busy at peak", format="%.0f%%",
+                                  help="GPU busy time at peak demand, percent"),
+        "headroom_pct": number("SLO headroom", format="%.0f%%",
+                               help="how far the latency at peak is below the SLO, percent"),
+        "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
+        "basis": text("least sure", help="the least sure of the option's service times: "
+                                         "measured, fitted or transferred"),
+        "sources": "service times", "max_batch": number("max batch"), "servers": "servers",
+        "setting": text("setting", width=width_for(options.setting, "setting")),
+        "gpus_point_upper": text(
+            "GPUs: point / slow",
+            help="A GPU never probed: its fleet sized on the predicted time and on the slow end "
+                 "of the 90% interval (the ranking uses the request's basis)"),
+        "usd_point_upper": "USD / month: point / slow",
+        "probing_settles": text(
+            "probing settles", help="the difference between the two fleets: what one probe "
+                                    "run of this GPU can settle"),
+    }
 
 
 def show_tables_and_charts(plan, m, request, key: str) -> None:
     options = options_frame(plan.options, request)
     if options.empty:
         return
-    number = st.column_config.NumberColumn
     st.subheader("Ranked options (cheapest fleet per GPU meeting the SLO)")
-    columns = {
-        "gpu_name": "GPU", "total_gpus": number("GPUs"),
-        "usd_per_month": number("USD / month", format="$%,.0f"),
-        "usd_per_1k_images": number("USD / 1k images", format="$%.2f"),
-        "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f"),
-        "short_test": st.column_config.TextColumn(
-            f"{request.slo_label} a short load test sees",
-            help=f"The plan's {request.slo_label} is the long run. A load test of the fleet at "
-                 "peak of this length measures a value in this range in 90% of runs (the "
-                 "simulation cut into such runs): a short test sees less of the queue's tail."),
-        "utilization_pct": number("utilization at peak", format="%.0f%%"),
-        "headroom_pct": number("SLO headroom", format="%.0f%%"),
-        "per_gpu_img_per_s": number("img/s per GPU", format="%.2f"),
-        "basis": "least sure figure", "sources": "service times", "max_batch": number("max batch"),
-        "label": "option", "rank": number("rank"),
-        "gpus_point_upper": st.column_config.TextColumn(
-            "GPUs: point / upper",
-            help="A GPU never probed: its fleet sized on the predicted time and on the slow end "
-                 "of the 90% interval (the ranking uses the request's basis)"),
-        "usd_point_upper": "USD / month: point / upper",
-        "probing_settles": st.column_config.TextColumn(
-            "probing it settles", help="the difference between the two fleets: what one probe "
-                                       "run of this GPU can settle"),
-        "probe": "probe to run on one such GPU", "price_field": "price needed in",
-    }
+    columns = option_columns(request, options)
     table("plan_options", options, column_order=(
         "rank", "gpu_name", "total_gpus", "usd_per_month", "usd_per_1k_images", "latency_s",
-        "gpus_point_upper", "usd_point_upper", "probing_settles", "short_test",
-        "utilization_pct", "headroom_pct", "basis", "setting", "max_batch", "servers",
-        "per_gpu_img_per_s", "sources", "probe"), column_config=columns)
+        "basis"), column_config=columns)
+    st.caption("How each option runs:")
+    table("plan_options_run", options, column_order=(
+        "gpu_name", "setting", "max_batch", "servers", "per_gpu_img_per_s"),
+        column_config=columns)
+    st.caption("How loaded each fleet is at peak, and what a short load test of it would "
+               "measure:")
+    table("plan_options_load", options, column_order=(
+        "gpu_name", "utilization_pct", "headroom_pct", "short_test"), column_config=columns)
+    unprobed = options[options.probing_settles != ""]
+    if not unprobed.empty:
+        st.caption("GPUs never probed, sized on the prediction and on the slow end of its "
+                   "interval (the probe that settles it: below, under each option):")
+        table("plan_options_bases", unprobed, column_order=(
+            "gpu_name", "gpus_point_upper", "usd_point_upper", "probing_settles"),
+            column_config=columns)
     unpriced = price_needed_frame(plan)
     if not unpriced.empty:
         st.subheader("Sized, but without a price to rank them by")
-        st.caption("Fewest GPUs first. Give a price (the table in the sidebar, a price sheet, "
-                   "or the request field named) to compare them with the options above.")
+        st.caption("Fewest GPUs first. Give a price (the table in the sidebar, or a price "
+                   f"sheet: `{unpriced.price_field.iat[0]}` and the like) to compare them with "
+                   "the options above.")
         table("plan_price_needed", unpriced, column_order=(
-            "gpu_name", "total_gpus", "latency_s", "gpus_point_upper", "basis", "setting",
-            "max_batch", "price_field", "probing_settles", "probe"), column_config=columns)
+            "gpu_name", "total_gpus", "latency_s", "gpus_point_upper", "basis"),
+            column_config=option_columns(request, unpriced))
     with st.expander("Why each option, and what its figures cannot tell", expanded=True):
         st.markdown(reasons_markdown(plan.options))
     # Lazy tabs: only the open tab's chart is built and sent (a rerun when another is opened).
@@ -282,12 +311,16 @@ def show_tables_and_charts(plan, m, request, key: str) -> None:
             st.caption("The frontier: no other option is both cheaper and faster. Points not "
                        "ranked are other batch or fleet sizes of a ranked GPU.")
             table("plan_frontier", frontier, column_order=(
-                "label", "ranking", "usd_per_month", "usd_per_1k_images", "latency_s",
-                "utilization_pct", "headroom_pct", "basis", "setting"), column_config=columns)
+                "label", "ranking", "usd_per_1k_images", "latency_s", "basis", "setting"),
+                column_config={
+                    **option_columns(request, frontier),
+                    "label": st.column_config.TextColumn(
+                        "option", width=width_for(frontier.label, "option"))})
     if fleet.open:
         with fleet, st.spinner("Re-sizing the top picks at other demands…"):
             by_demand = _fleet(key, m.model_version, planner_key(catalog()), plan, m)
-            st.plotly_chart(fleet_figure(by_demand), key="plan_fleet_chart")
+            st.plotly_chart(fleet_figure(by_demand, request.peak_images_per_s),
+                            key="plan_fleet_chart")
     if throughput.open:
         throughput.plotly_chart(throughput_figure(options), key="plan_throughput_chart")
 
@@ -327,13 +360,13 @@ st.download_button("Download this plan (YAML)", lambda: plan_yaml(plan, m, cat, 
                    icon=":material/download:", on_click="ignore")
 if plan.best() is None:  # the headline points here: the reasons are the answer
     st.subheader("Why no GPU qualifies")
-    table("plan_not_recommended", not_recommended_frame(plan))
+    text_table("plan_not_recommended", not_recommended_frame(plan), NOT_RECOMMENDED)
 else:  # lazy: the table is built and sent only once the expander is opened
     not_recommended = st.expander("GPUs not recommended, and why",
                                   key="plan_not_recommended_open", on_change="rerun")
     if not_recommended.open:
         with not_recommended:
-            table("plan_not_recommended", not_recommended_frame(plan))
+            text_table("plan_not_recommended", not_recommended_frame(plan), NOT_RECOMMENDED)
 with st.expander("Assumptions"):
     st.markdown("\n".join(f"- {a}" for a in plan.assumptions))
 provenance_note()

@@ -24,7 +24,7 @@ from advisor import MEASUREMENTS_DIR  # noqa: E402
 from advisor.catalog import load_catalog  # noqa: E402
 from advisor.errors import AdvisorError  # noqa: E402
 from advisor.plan import recommend  # noqa: E402
-from advisor.queueing import _arrivals, simulate_cached  # noqa: E402
+from advisor.queueing import _arrivals, _served_cached, simulate_cached  # noqa: E402
 from advisor.request import Request  # noqa: E402
 
 PLACEHOLDER_USD_PER_GB_HOUR = 0.02
@@ -47,6 +47,7 @@ def main() -> int:
     times, cpu = [], []
     for _ in range(args.repeats):
         simulate_cached.cache_clear()
+        _served_cached.cache_clear()
         _arrivals.cache_clear()
         start, start_cpu = time.perf_counter(), time.process_time()
         plan = recommend(request, models, catalog)
@@ -60,12 +61,12 @@ def main() -> int:
           f"by {plan.search['simulations']} simulations ({request.simulation.describe()})")
     lossy = plan.search.get("lossy")
     if lossy:
-        print(f"lossy alternatives ({', '.join(a['precision'] for a in plan.lossy_alternatives)}):"
+        print(f"lossy alternatives ({', '.join(a.precision for a in plan.lossy_alternatives)}):"
               f" {lossy['predictions']} predictions, {lossy['candidates']} candidates, "
               f"{lossy['candidates_simulated']} sized by {lossy['simulations']} simulations")
     if best:
-        print(f"best: {best['fleet']['total_gpus']} x {best['gpu']} batch {best['max_batch']}, "
-              f"${best['cost']['usd_per_month']:,.0f}/month")
+        print(f"best: {best.fleet.total_gpus} x {best.gpu} batch {best.max_batch}, "
+              f"${best.cost.usd_per_month:,.0f}/month")
     print(f"runs, wall clock (s): {', '.join(f'{t:.3f}' for t in times)}")
     print(f"runs, CPU time of this process (s): {', '.join(f'{t:.3f}' for t in cpu)}")
     print(f"median {statistics.median(times):.3f} s wall clock, {statistics.median(cpu):.3f} s "

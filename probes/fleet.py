@@ -18,16 +18,22 @@ files.
 from __future__ import annotations
 
 import re
+import socket
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from advisor import REPO_ROOT, records
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, shown
 
 # What the tasks do not need of this tree (the measurements travel as each task's file text).
 EXCLUDES = [".git", "**/__pycache__", "data/measurements", "data/loadtests", "docs", "tests",
             ".whl"]
+CONNECT_TIMEOUT_S = 5.0  # how long --ray's address may take to accept a connection and answer
+# An HTTP/2 client's opening (preface and an empty SETTINGS frame): a gRPC server answers with
+# its own SETTINGS frame (frame type 4) at once.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4
 
 
 @dataclass
@@ -38,6 +44,28 @@ class NodeRun:
     written: int = 0
     summary: object = None  # probes.sweep.Summary
     failure: str | None = None
+
+
+def check_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """AdvisorError unless `address` is `auto`, `local`, or a `[ray://]HOST:PORT` that accepts
+    a TCP connection within `timeout_s`: Ray itself keeps retrying an address nobody answers."""
+    if address in ("auto", "local"):
+        return
+    match = re.fullmatch(r"(ray://)?([^\s:/]+|\[[0-9a-fA-F:.]+\]):(\d{1,5})", address)
+    if not match or not 0 < int(match.group(3)) < 65536:
+        raise AdvisorError(f"--ray {shown(address)}: expected auto, local, HOST:PORT or "
+                           "ray://HOST:PORT")
+    host, port = match.group(2).strip("[]"), int(match.group(3))
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(HTTP2_PREFACE)  # Ray's head and client server speak gRPC (HTTP/2)
+            answer = sock.recv(9)
+    except OSError as exc:
+        raise AdvisorError(f"--ray {shown(address)}: cannot connect to {shown(host)} port {port} "
+                           f"within {timeout_s:g} s ({type(exc).__name__}: {exc})") from None
+    if len(answer) < 9 or answer[3] != HTTP2_SETTINGS:
+        raise AdvisorError(f"--ray {shown(address)}: {shown(host)} port {port} accepts "
+                           "connections but does not answer as a Ray cluster (no gRPC)")
 
 
 def connect(address: str) -> None:

@@ -1,7 +1,8 @@
 """The real pipeline as a load-test service (`advisor loadtest` in process): loaded once as the
 probe loads it (pretrained weights when a snapshot is at hand, else the exact architecture with
 synthetic weights), put in the setting's attention backend, TF32 and VAE modes, and called with
-a batch of one resolution per `run`. `sample` reads torch allocated/reserved, NVML memory,
+a batch of one resolution per `run` (or `generate`, which takes the prompts and seeds of a
+served batch and returns its images). `sample` reads torch allocated/reserved, NVML memory,
 utilization and power, and host RSS.
 """
 from __future__ import annotations
@@ -45,12 +46,22 @@ class PipelineService:
                 **self.environment}
 
     def run(self, height: int, width: int, batch: int) -> None:
+        self.generate(height, width, [self.prompt] * batch)
+
+    def generate(self, height: int, width: int, prompts: list[str], seeds=None,
+                 steps: int | None = None) -> list:
+        """One batch of images (PIL), one per prompt, each from its own seed when given."""
         c = self.config
-        self.loaded.pipe(prompt=[self.prompt] * batch, height=height, width=width,
-                         num_inference_steps=self.steps, guidance_scale=c.guidance_scale,
-                         max_sequence_length=c.max_sequence_length, output_type="pil")
+        generator = None if seeds is None else \
+            [torch.Generator(self.device).manual_seed(int(s)) for s in seeds]
+        images = self.loaded.pipe(prompt=list(prompts), height=height, width=width,
+                                  num_inference_steps=steps or self.steps,
+                                  guidance_scale=c.guidance_scale,
+                                  max_sequence_length=c.max_sequence_length, generator=generator,
+                                  output_type="pil").images
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        return images
 
     def warm(self, height: int, width: int, max_batch: int) -> None:
         """Full calls at batch 1 and at the max batch, twice (kernels, autotuning, compile,

@@ -60,7 +60,7 @@ class FakeModels:
                 memory_margin_gb: float = MARGIN_GB) -> Prediction:
         self.calls += 1
         c, gpu = config, self.catalog.get(gpu_id)
-        refused = not_offered(gpu, c.precision) or (
+        refused = not_offered(gpu, c.precision, c.compile, c.attention) or (
             c.precision in QUANTIZATIONS and c.offload != "none"
             and f"{c.precision} with offload was never measured") or (
             c.precision in self.lacking and f"no measurements at {c.precision}")

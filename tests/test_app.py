@@ -36,8 +36,9 @@ def open_page(page: str) -> AppTest:
 
 
 def table(at: AppTest, key: str):
-    """The table the page drew with app_pages.common.table(key, ...)."""
-    return at.container(key).dataframe[0].value
+    """The table the page drew with app_pages.common.table or text_table(key, ...)."""
+    box = at.container(key)
+    return box.dataframe[0].value if len(box.dataframe) else box.table[0].value
 
 
 # --------------------------------------------------------------------------- server settings
@@ -180,7 +181,7 @@ def test_plan_page_draws_the_open_chart_tab_only():
     assert set(unranked.label).isdisjoint(options.label)
     at.session_state["plan_not_recommended_open"] = True  # a lazy expander: drawn once open
     at.run()
-    assert set(table(at, "plan_not_recommended").gpu).isdisjoint(options.gpu)
+    assert set(table(at, "plan_not_recommended")["GPU"]).isdisjoint(options.gpu)
 
 
 def test_plan_page_demand_unit_converts_the_number():
@@ -355,6 +356,19 @@ def test_gpus_page_says_what_fits_each_card_with_its_source():
     assert (table(at, "gpus_limits").capacity_gb >= 100).all()
 
 
+def test_gpus_page_shows_cards_without_bf16_at_fp16_the_precision_they_run():
+    at = open_page("gpus")
+    rows = table(at, "gpus_table").set_index("id")
+    assert rows.precision["t4-16gb"] == rows.precision["v100-sxm2-32gb"] == "fp16"
+    assert rows.img_per_s["v100-sxm2-32gb"] > 0  # 32 GB: fits, and runs at fp16
+    assert rows.precision["h100-sxm-80gb"] == "bf16"
+    assert any(c.value.startswith("Predicted at fp16, the precision they run (the catalog lists "
+                                  "no dense bf16 rate for them): ") and "NVIDIA T4" in c.value
+               for c in at.caption)
+    limits = table(at, "gpus_limits")
+    assert set(limits[limits.gpu == "t4-16gb"].precision) == {"fp16"}
+
+
 def test_gpus_page_at_a_lossy_precision_says_which_cards_cannot_run_it():
     at = open_page("gpus")
     at.selectbox(key="gpus_precision").set_value("fp8").run()
@@ -367,10 +381,16 @@ def test_gpus_page_at_a_lossy_precision_says_which_cards_cannot_run_it():
 
 def test_gpus_page_resolution_changes_throughput():
     at = open_page("gpus")
-    before = table(at, "gpus_table").img_per_s.copy()
+    before = table(at, "gpus_table").set_index("id")
     at.select_slider(key="gpus_side").set_value(2048).run()
     assert not at.exception
-    assert (table(at, "gpus_table").img_per_s.dropna() < before.dropna()).all()
+    after = table(at, "gpus_table").set_index("id")
+    both = after.img_per_s.notna() & before.img_per_s.notna()
+    assert both.any() and (after.img_per_s[both] < before.img_per_s[both]).all()
+    # a card the larger image does not fit shows no speed, and says why
+    unfit = after[after.fits == False]  # noqa: E712 (None: not modelled)
+    assert len(unfit) and unfit.img_per_s.isna().all() and unfit.latency_s.isna().all()
+    assert unfit.note.str.startswith("does not fit: ").all()
 
 
 # --------------------------------------------------------------------------- Check a claim page
@@ -464,8 +484,10 @@ def test_validation_tables_split_latency_by_regime_and_list_the_machine_spread()
                   {"gpu": "h200-sxm-141gb", "config": "512x512 b1 bf16 native", "machines": 3,
                    "spread_pct": 52.9}]}}}
     metrics, _ = validation_frames(report)
-    assert list(metrics.target) == ["total_s", "total_s, compute-bound", "total_s, host-bound"]
-    assert metrics.set_index("target").loc["total_s, host-bound", "mape"] == 25.0
+    assert list(metrics.target) == [
+        "latency of one batch", "latency of one batch, compute-bound",
+        "latency of one batch, host-bound"]
+    assert metrics.set_index("target").loc["latency of one batch, host-bound", "mape"] == 25.0
     spread = machine_frame(report)
     assert spread.to_dict("records") == [{"regime": "host-bound", "gpu": "h200-sxm-141gb",
                                           "config": "512x512 b1 bf16 native", "machines": 3,

@@ -1,9 +1,15 @@
 """End-to-end: the dashboard in a real headless Chromium (Debian's), driven by Playwright.
 
-Starts `python -m advisor app` on a free localhost port, changes the demand, checks that the
-recommended fleet changes, downloads the plan YAML and validates it, and saves screenshots to
-test-artifacts/ (plan.png: the shipped example request; dashboard.png: after the change).
-Skips only when the browser cannot be launched.
+One `python -m advisor app` on a free localhost port serves every test. The Plan test changes
+the demand, checks that the recommended fleet changes, downloads the plan YAML and validates it,
+and saves screenshots to test-artifacts/ (plan.png: the shipped example request; dashboard.png:
+after the change). The readability test opens the Plan, GPUs, Explore and Load tests pages at
+1280 and 1920 px wide and fails on a table whose text is cut off (a cell or header wider than
+its column, columns hidden past the table's right edge), a missing value shown as "None", a raw
+field name (`mfu_pct`) as a header or in the page's text, a chart axis without a title, or
+internal names (torchao classes, model hashes) in what a person reads; it saves each page to
+test-artifacts/screenshots/PAGE-WIDTH.png (the copies in docs/screenshots/). Skips only when the
+browser cannot be launched.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from pathlib import Path
 import pytest
 
 from advisor import REPO_ROOT
+
+from tests.page_checks import PAGE_PROBLEMS_JS, PAGE_TEXT_JS, page_text_problems
 
 pytestmark = pytest.mark.browser
 
@@ -172,3 +180,79 @@ def test_plan_in_browser(server, browser, tmp_path):
 
     _screenshot(page, ARTIFACTS / "dashboard.png")
     page.close()
+
+
+PAGES = {"plan": "", "gpus": "gpus", "explore": "explore", "loadtests": "loadtests"}
+EXPANDERS = {"plan": ("GPUs not recommended, and why",),  # opened: their tables are checked too
+             "explore": ("The numbers behind the curves",)}
+WIDTHS = (1280, 1920)
+SCREENSHOT_MAX_HEIGHT = 2400  # px: the top of a long page is what a reader sees first
+SCREENSHOT_COLORS = 64  # a palette PNG: a page shot is ~0.1-0.2 MB instead of ~0.5-1 MB
+
+
+def _small_png(path: Path) -> None:
+    """The screenshot as a palette PNG (text and flat colours survive 64 colours)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(SCREENSHOT_COLORS, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
+
+
+SETTLED_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const count = (selector) => document.querySelectorAll(selector).length;
+  return [app && app.getAttribute('data-test-script-state'),
+          count('[data-testid="stElementContainer"]'), count('[data-testid="stDataFrame"]'),
+          count('canvas[data-testid="data-grid-canvas"]'), count('.main-svg'),
+          count('[data-testid="stSkeleton"]'), count('[data-stale="true"]')].join(' ');
+}"""
+
+
+def _page_drawn(page) -> None:
+    """Until the page's script has run and its elements, tables and charts have stopped
+    arriving (1 s without a change; the grid and chart scripts load late), then until each
+    visible table and chart is drawn."""
+    deadline, last, since = time.monotonic() + UI_TIMEOUT_MS / 1000, None, time.monotonic()
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        state = page.evaluate(SETTLED_JS)
+        if state != last:
+            last, since = state, time.monotonic()
+        elif state.startswith("notRunning") and state.endswith(" 0 0") \
+                and time.monotonic() - since > 1.0:
+            break
+    else:
+        pytest.fail(f"the page did not settle: {last}")
+    for grid in page.locator('[data-testid="stDataFrame"]').all():
+        if grid.is_visible():  # not in a closed expander
+            grid.locator("canvas").first.wait_for(state="attached")
+    for chart in page.locator(".stPlotlyChart").all():
+        if chart.is_visible():
+            chart.locator(".main-svg").first.wait_for(state="attached")
+    page.evaluate("document.fonts.ready.then(() => true)")
+
+
+def test_pages_are_readable_at_1280_and_1920(server, browser):
+    """Each page opened once, then checked and shot at each width (a resize redraws the page
+    in the browser, without another run of its script)."""
+    shots = ARTIFACTS / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    problems = []
+    page = browser.new_page(viewport={"width": WIDTHS[0], "height": SCREENSHOT_MAX_HEIGHT})
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    for name, path in PAGES.items():
+        page.goto(f"{server}/{path}", wait_until="domcontentloaded")
+        for label in EXPANDERS.get(name, ()):
+            _page_drawn(page)
+            page.locator('[data-testid="stExpander"] summary', has_text=label).click()
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": SCREENSHOT_MAX_HEIGHT})
+            _page_drawn(page)
+            found = page.evaluate(PAGE_PROBLEMS_JS) + page_text_problems(
+                page.evaluate(PAGE_TEXT_JS))
+            problems += [f"{name} at {width} px: {p}" for p in found]
+            _screenshot(page, shots / f"{name}-{width}.png")
+            _small_png(shots / f"{name}-{width}.png")
+    page.close()
+    assert not problems, "\n".join(problems)

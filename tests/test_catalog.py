@@ -130,12 +130,43 @@ def test_capacity_gb_from_memory_mib(catalog):
     assert rtx4090.capacity_gb == pytest.approx(25.757, abs=1e-3)
     assert catalog.get("h100-sxm-80gb").capacity_gb == pytest.approx(81559 * 2**20 / 1e9)
     assert catalog.get("h200-sxm-141gb").capacity_gb == pytest.approx(150.755, abs=1e-3)
+    # the A10G reports the A10's total: the same need fits both or neither
+    assert catalog.get("a10g-24gb").capacity_gb == catalog.get("a10-24gb").capacity_gb
 
 
 def test_capacity_gb_without_memory_mib_reads_memory_gb_as_gib(catalog):
     gpu = catalog.get("rtx-5080")
     assert gpu.memory_mib is None
     assert gpu.capacity_gb == pytest.approx(16 * 2**30 / 1e9)  # 17.18 GB, not 16
+
+
+def test_the_dgx_spark_counts_its_usable_share_of_128_gb_shared_with_the_cpu(catalog):
+    from advisor.features import GpuSpec
+
+    spark = catalog.get("dgx-spark-gb10")
+    # 128 GB of LPDDR5X (decimal, not GiB: 137.4 GB), of which a GPU process gets less
+    assert spark.memory_gb == 128 and spark.capacity_gb == pytest.approx(108.7)
+    assert spark.capacity_note == "usable of the 128 GB shared with the CPU (assumed)"
+    source = GpuSpec.from_catalog(spark).capacity_source
+    assert "(assumed: the least CUDA free memory" in source and "101.3 GiB" in source
+    assert "issues/47" in source
+    h100 = catalog.get("h100-sxm-80gb")
+    assert h100.capacity_note == "the 81,559 MiB NVML reports; spec 80 GB"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"usable_memory_gb": 20.0}, "field 'usable_memory_gb_source': expected where"),
+    ({"usable_memory_gb": 30.0, "usable_memory_gb_source": "x"},
+     "field 'usable_memory_gb': expected at most memory_gb (24)"),
+])
+def test_usable_memory_comes_with_its_source_and_within_the_memory(tmp_path, fields, message):
+    import yaml
+
+    doc = yaml.safe_load(CATALOG_PATH.read_text())
+    next(g for g in doc["gpus"] if g["id"] == "rtx-4090").update(fields)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert any(message in p for p in validate_catalog_file(path))
 
 
 def test_memory_mib_is_at_most_memory_gb_as_gib(catalog):

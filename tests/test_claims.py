@@ -114,10 +114,35 @@ def test_memory_claims():
     assert link == pytest.approx(3.938 * 16)
     assert streamed / link > 0.8
     assert any("longer than the claimed 0.80 s batch" in r for r in too_fast["reasons"])
-    # precision not stated: quantized weights may explain a small footprint
-    int4 = check_claim(card, 1024, 1024, seconds_per_image=20, vram_gb=6)
-    assert int4["verdict"] == "plausible"
-    assert "fits only with int4 weights, no offload" in " ".join(int4["reasons"])
+    # precision not stated: a modelled way explains a small footprint; int4 is only mentioned
+    slow = check_claim(card, 1024, 1024, seconds_per_image=20, vram_gb=6)
+    assert slow["verdict"] == "plausible"
+    assert "fits only with bf16 weights, sequential offload" in " ".join(slow["reasons"])
+    assert "int4 weights without offload" in " ".join(slow["reasons"])
+    assert ("int4", "none") not in slow["arithmetic"]["memory_settings"]
+
+
+def test_an_unmodelled_way_never_makes_a_claim_plausible():
+    # 4 GB at 1.5 s per image on an H100: bf16 sequential offload streams for longer than that;
+    # only int4 weights with model offload, or 8-bit weights with offload, would fit: none of
+    # them is a modelled setting
+    claim = check_claim(H100, 1024, 1024, seconds_per_image=1.5, vram_gb=4)
+    assert claim["verdict"] == "implausible", claim["reasons"]
+    assert "int4 weights with model offload" in " ".join(claim["reasons"])
+    assert claim["arithmetic"]["memory_settings"] == [] and claim["prediction"] is None
+    # a claim that names int4 itself is held to the compute and memory checks only
+    named = check_claim(H100, 1024, 1024, seconds_per_image=1.5, vram_gb=4, precision="int4")
+    assert named["verdict"] == "plausible"
+
+
+def test_the_readme_claim_without_a_precision_is_not_plausible(capsys):
+    """The README's example leaves the precision out: int4 with offload, which nothing here
+    models, is mentioned and does not make it plausible."""
+    assert main(["check-claim", "--gpu", "h100-sxm-80gb", "--height", "1024", "--width", "1024",
+                 "--seconds-per-image", "3", "--vram-gb", "4", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "implausible", doc["reasons"]
+    assert not doc["reasons"][0].startswith("within the card's compute and memory limits")
 
 
 def test_a_claim_names_a_modelled_precision_or_an_unmodelled_one():

@@ -11,7 +11,7 @@ def test_the_documented_subcommands_are_registered():
     """The README's CLI reference documents exactly these."""
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(sub.choices) == {"workload", "catalog", "probe", "fit", "validate", "predict",
-                                "recommend", "check-claim", "app", "loadtest"}
+                                "recommend", "check-claim", "app", "loadtest", "serve"}
 
 
 def test_a_closed_pipe_ends_quietly():

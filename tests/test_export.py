@@ -78,9 +78,12 @@ def test_check_holds_when_nothing_changed(saved, data_dir):
     assert report["best_now"] == report["option"]
 
 
-def test_a_plan_saved_before_the_results_were_typed_is_still_checked(data_dir):
+def test_a_plan_saved_before_the_results_were_typed_is_still_checked(data_dir, monkeypatch):
     """tests/data/plan-2026-12-07.yaml: written by the planner of 2026-12-07, when options were
-    dicts; a plan file of that format must load and re-check."""
+    dicts (and latencies had no endpoint overhead, as here); a plan file of that format must
+    load and re-check."""
+    for module in ("advisor.search", "advisor.plan"):
+        monkeypatch.setattr(f"{module}.overhead_s", lambda gpu, h, w: (0.0, "none"))
     path = Path(__file__).parent / "data" / "plan-2026-12-07.yaml"
     saved = load_plan(path)["results"]["options"]
     report = check_plan(path, FakeModels(CATALOG, transferred={"l40s-48gb"}), CATALOG, data_dir)

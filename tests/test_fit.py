@@ -45,7 +45,7 @@ def query_row(spec, height, width, batch=1, **setting):
 @pytest.fixture(scope="module")
 def exact(specs):
     """Estimators fitted on noise-free records of the standard-like grid on two GPUs."""
-    rows, ok, _ = usable(synthetic_records(noise=0.0), specs)
+    rows, ok, *_ = usable(synthetic_records(noise=0.0), specs)
     assert all(r["status"] == "ok" for r in ok)
     y = targets(ok)
     return (LatencyRegressor().fit(rows, y["latency"]),
@@ -102,7 +102,7 @@ def test_a_slow_host_at_host_bound_shapes_barely_moves_the_other_predictions(spe
         if c["height"] * c["width"] * c["batch"] <= 512 * 512:
             res["total_s"] += 0.3 * res["other_s"]
             res["other_s"] *= 1.3
-    rows, ok, _ = usable(records, specs)
+    rows, ok, *_ = usable(records, specs)
     y = targets(ok)["latency"]
     query = query_row(specs[H100], 1024, 1024, batch=4)
     other = LATENCY_STAGES.index("other")
@@ -131,7 +131,7 @@ def test_small_steps_are_bounded_by_the_fitted_floor(exact, specs):
 
 def test_no_floor_without_small_steps_that_show_one(specs):
     grid = [g for g in SMALL_GRID if g["height"] >= 1024]
-    rows, ok, _ = usable(synthetic_records(grid=grid, noise=0.01), specs)
+    rows, ok, *_ = usable(synthetic_records(grid=grid, noise=0.01), specs)
     latency = LatencyRegressor().fit(rows, targets(ok)["latency"])
     assert latency.predictor_.floors["denoise_step"] == {}
     small = query_row(specs[H100], 512, 512)
@@ -151,7 +151,7 @@ def test_one_unsettled_record_does_not_drag_its_setting(specs, rounds, tolerance
     res["denoise_step_s"] *= 1.6
     res["denoise_s"] += extra
     res["total_s"] += extra
-    rows, ok, _ = usable(records, specs)
+    rows, ok, *_ = usable(records, specs)
     latency = LatencyRegressor(robust_rounds=rounds).fit(rows, targets(ok)["latency"])
     neighbour = query_row(specs[H100], 1024, 1024, 4, precision="fp16")
     error = abs(latency.predict([neighbour])[0][1] / law_latency(neighbour)["denoise_step"] - 1)
@@ -195,7 +195,7 @@ def test_estimators_follow_sklearn_conventions(exact, specs):
     (MemoryRegressor, dict(pressure_fraction=1.5)), (MemoryRegressor, dict(prior_strength=-1)),
 ])
 def test_bad_hyper_parameters_are_refused_at_fit(specs, estimator, bad):
-    rows, ok, _ = usable(synthetic_records(grid=SMALL_GRID[:4]), specs)
+    rows, ok, *_ = usable(synthetic_records(grid=SMALL_GRID[:4]), specs)
     y = targets(ok)["latency" if estimator is LatencyRegressor else "memory"]
     with pytest.raises(ValueError, match=next(iter(bad))):
         estimator(**bad).fit(rows, y)
@@ -205,7 +205,7 @@ def test_grid_search_over_hyper_parameters_with_group_folds(specs):
     """get_params/set_params/clone make scikit-learn's model selection work as is."""
     from sklearn.model_selection import GridSearchCV, GroupKFold
 
-    rows, ok, _ = usable(synthetic_records(grid=SMALL_GRID, noise=0.02), specs)
+    rows, ok, *_ = usable(synthetic_records(grid=SMALL_GRID, noise=0.02), specs)
     groups = [f"{r['height']}x{r['width']}" for r in rows]
     search = GridSearchCV(LatencyRegressor(), {"robust_rounds": [0, 1]}, cv=GroupKFold(3))
     search.fit(rows, targets(ok)["latency"], groups=groups)
@@ -426,7 +426,7 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     data = _write_data(tmp_path / "data", synthetic_records(grid=SMALL_GRID, noise=0.01))
     cache = tmp_path / "cache"
     first = load_models(data, CATALOG_PATH, cache)
-    assert len(list(cache.glob("models-*.pkl"))) == 1
+    assert len(list(cache.glob("models-*.npz"))) == 1
 
     def no_refit(*args, **kwargs):
         raise AssertionError("refitted although nothing changed")
@@ -441,7 +441,7 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
         f.write(json.dumps(extra) + "\n")
     changed = load_models(data, CATALOG_PATH, cache)
     assert changed.model_version != first.model_version
-    assert len(list(cache.glob("models-*.pkl"))) == 2
+    assert len(list(cache.glob("models-*.npz"))) == 2
 
 
 def test_cache_key_covers_every_source_file_of_the_package(tmp_path, monkeypatch):
@@ -477,10 +477,16 @@ def test_loading_the_cache_needs_neither_sklearn_nor_scipy_nor_torch(tmp_path):
 
 def test_validation_is_cached_with_the_models(tmp_path, monkeypatch):
     data = _write_data(tmp_path / "data", synthetic_records(grid=SMALL_GRID, noise=0.01))
-    report = validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache"))
+    steps = []
+    report = validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache"),
+                           progress=lambda *step: steps.append(step))
+    # a first validation says where it is: each split, then the published points
+    assert steps[0] == (1, 5, "kfold") and steps[-1] == (5, 5, "published and capped")
+    assert len(steps) == 5 and any((tmp_path / "cache").glob("*.validation.lock"))
     monkeypatch.setattr("advisor.validation.validation_report",
                         lambda *a, **k: pytest.fail("validation recomputed"))
-    assert validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache")) == report
+    assert validation_of(load_models(data, CATALOG_PATH, tmp_path / "cache"),
+                         progress=lambda *step: pytest.fail("progress without work")) == report
 
 
 # ------------------------------------------------------------------------------ commands

@@ -74,3 +74,11 @@ def test_no_import_cycle(tree):
 
     for name in graph:
         visit(name)
+
+
+def test_the_tests_run_with_a_private_home_and_model_cache(private_home):
+    from pathlib import Path
+
+    from advisor.cache import default_cache_dir
+
+    assert Path.home() == private_home and default_cache_dir().parent == private_home

@@ -3,9 +3,8 @@ the HTTP mode against a local server (127.0.0.1 only), argument errors, results 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from advisor.errors import AdvisorError
 from advisor.loadtest import arrivals, report, results, run
 from advisor.loadtest.config import LoadConfig, Resolution
 from tests.fake_models import FakeModels
+from tests.local_http import serving
 
 MIX = (Resolution(1024, 1024, 0.7), Resolution(512, 512, 0.3))
 TIMES = {(1024, 1024): [0.50, 0.80, 1.10, 1.40], (512, 512): [0.20, 0.30, 0.40, 0.50]}
@@ -205,15 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
     _Handler.bodies = []
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/generate"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Handler) as url:
+        yield f"{url}/generate"
 
 
 def test_url_mode_against_a_local_server(server, tmp_path, capsys):
@@ -249,8 +243,8 @@ def test_url_mode_counts_server_errors(server):
     (["--plan", "nope.yaml"], "--plan nope.yaml: no such file"),
     (["--rate", "1", "--url", "ftp://127.0.0.1/x"], "expected an http:// or https://"),
     (["--rate", "1", "--url", "127.0.0.1:8000"], "expected an http:// or https://"),
-    (["--rate", "1", "--resolution", "1000x1024"], "multiples of 16"),
-    (["--rate", "1", "--resolution", "big"], "HEIGHTxWIDTH"),
+    (["--rate", "1", "--resolution", "1000x1024"], "positive multiple of 16"),
+    (["--rate", "1", "--resolution", "big"], "WIDTHxHEIGHT"),
     (["--rate", "1", "--max-batch", "0"], "--max-batch"),
     (["--rate", "1", "--body", "{nope"], "--body: not JSON"),
     ([], "give the arrivals"),
@@ -391,3 +385,17 @@ def test_dashboard_page_shows_a_load_test(tmp_path, monkeypatch):
     frame = at.container("loadtests_table").dataframe[0].value
     assert list(frame.name) == ["t"] and frame.p95_s.iat[0] > 0
     st.cache_data.clear()
+
+
+def test_recommend_and_loadtest_read_a_resolution_in_one_order_width_x_height():
+    from advisor.commands.recommend import _resolution
+    from advisor.contract import shape_label
+    from advisor.loadtest.arrivals import trace_resolutions
+    from advisor.loadtest.config import parse_resolution
+
+    portrait = parse_resolution("768x1344:0.3")
+    assert (portrait.width, portrait.height, portrait.share) == (768, 1344, 0.3)
+    assert _resolution("768x1344:0.3") == {"width": 768, "height": 1344, "share": 0.3}
+    assert portrait.label == shape_label(1344, 768) == "768x1344"  # as the dashboard labels it
+    [traced] = trace_resolutions(["768x1344"])
+    assert (traced.width, traced.height) == (768, 1344)

@@ -31,10 +31,11 @@ def test_measurements_decide_before_the_prediction():
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory):
+def shipped():
+    """The shipped models, from the session's model cache (tests/conftest.py)."""
     from advisor.cache import load_models
 
-    return load_models(cache_dir=tmp_path_factory.mktemp("cache"))
+    return load_models()
 
 
 def test_every_shipped_run_fits_and_every_shipped_oom_does_not(shipped):

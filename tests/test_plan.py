@@ -14,11 +14,12 @@ import pytest
 from advisor.catalog import load_catalog
 from advisor.cli import main
 from advisor.errors import AdvisorError
-from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS, Setting
+from advisor.contract import ATTENTIONS, QUALITY_CAVEAT, QUANTIZATIONS, Setting
 from advisor.cost import HOURS_PER_MONTH, FleetCost, Price, gpus_within
 from advisor.options import Change, Fleet, Option, PeakLatency
 from advisor.plan import rank_by_evidence, recommend
 from advisor.search import PARETO_COST_WINDOW, interpolate
+from advisor.overhead import overhead_s
 from advisor.queueing import Service, simulate
 from advisor.request import Request
 from tests.fake_models import FakeModels, batch_latency_s
@@ -223,7 +224,9 @@ def test_fleet_is_the_smallest_meeting_the_slo_at_peak():
     option = plan_for(req).options[0]
     n, b = option.fleet.serving_gpus, option.max_batch
     times = tuple(batch_latency_s(CATALOG.get(H100), 1024, 1024, k) for k in range(1, b + 1))
-    service = Service(times_s=(times,), shares=(1.0,))
+    overhead = option.service["1024x1024"].endpoint_overhead_s
+    assert overhead == overhead_s(H100, 1024, 1024)[0] > 0
+    service = Service(times_s=(times,), shares=(1.0,), overhead_s=(overhead,))
 
     def p95(gpus: int) -> float:
         return simulate(service, 8.0, gpus, req.window_s, req.simulation).p95_s
@@ -454,6 +457,24 @@ def test_precision_rules_from_specs():
     by_gpu = {o.gpu: o for o in plan.options}
     assert by_gpu[H100].setting.precision == "bf16"
     assert by_gpu["t4-16gb"].setting.precision == "fp16"  # the T4 has no bf16 path
+
+
+def test_flash_and_cudnn_attention_are_not_planned_below_compute_capability_8():
+    from advisor.search import not_offered
+
+    t4, v100 = CATALOG.get("t4-16gb"), CATALOG.get("v100-sxm2-32gb")
+    for gpu in (t4, v100):
+        for attention in ("flash", "cudnn"):
+            assert f"{attention} attention needs compute capability 8.0" in not_offered(
+                gpu, "fp16", attention=attention)
+        assert not_offered(gpu, "fp16", attention="native") is None
+    assert not_offered(CATALOG.get("a10-24gb"), "bf16", attention="flash") is None
+    req = request(**{"settings.precisions": ["fp16"], "settings.attention": list(ATTENTIONS),
+                     "candidates.gpus": ["t4-16gb", "v100-sxm2-32gb"], "slo.p95_s": 600,
+                     "demand.images_per_s": 0.1, "deployment.cloud.usd_per_gpu_hour":
+                     {"t4-16gb": 0.3, "v100-sxm2-32gb": 1.0}})
+    plan = plan_for(req)
+    assert plan.options and {o.setting.attention for o in plan.options} == {"native"}
 
 
 def test_each_lossy_precision_left_out_says_what_it_would_change():

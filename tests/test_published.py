@@ -39,6 +39,23 @@ def test_shipped_points_load_and_the_trusted_ones_are_scoreable():
     ("points: [{id: a, trusted: true}]", "points[0] (a): stack: expected one of diffusers"),
     ("points: [{id: a, trusted: true, stack: sglang, stack_version: [1, 2]}]",
      "points[0] (a): stack_version: expected a version string or null, got [1, 2]"),
+    ("points: [{id: a, trusted: true, stack: diffusers, seconds_per_image: {value: 1e9}}]",
+     "points[0] (a): seconds_per_image.value: expected 0.001..10000 s"),
+    ("points: [{id: a, trusted: true, stack: diffusers, seconds_per_forward: 1e-300}]",
+     "points[0] (a): seconds_per_forward.value: expected 0.001..10000 s"),
+    ("points: [{id: a, trusted: true, stack: diffusers, height: '1024'}]",
+     "points[0] (a): height: expected an integer 16..8192 or null, got '1024'"),
+    ("points: [{id: a, trusted: true, stack: diffusers, batch: 1e9}]",
+     "points[0] (a): batch: expected an integer 1..1024 or null"),
+    ("points: [{id: a, trusted: true, stack: diffusers, transformer_forwards: 9}]",
+     "points[0] (a): transformer_forwards: expected a mapping"),
+    ("points: [{id: a, trusted: true, stack: diffusers, transformer_forwards: {count: 0}}]",
+     "points[0] (a): transformer_forwards: count: expected an integer 1..1000"),
+    ("points: [{id: a, trusted: true, stack: diffusers, precision: bf16, height: 1000, "
+     "width: 1024, batch: 1, transformer_forwards: {count: 9}}]",
+     "points[0] (a): height: expected a positive multiple of 16"),
+    ("points: [{id: a, trusted: true, stack: diffusers, catalog_id: [h100]}]",
+     "points[0] (a): catalog_id: expected text or null"),
 ])
 def test_a_malformed_file_names_the_point_and_field(tmp_path, text, message):
     path = tmp_path / "points.yaml"

@@ -240,8 +240,12 @@ def test_validation_scores_the_quantized_precisions_apart(records, specs):
 
 @pytest.fixture(scope="module")
 def data_dir(records, tmp_path_factory):
+    """The records and one kept deliberately: int8-wo compiled, a setting not offered."""
     root = tmp_path_factory.mktemp("quantized")
-    return _write_data(root / "data", records), root / "cache"
+    ok = next(r for r in records if r["config"]["precision"] == "int8-wo"
+              and not r["config"]["compile"])
+    kept = {**ok, "config": {**ok["config"], "compile": True}}
+    return _write_data(root / "data", records + [kept]), root / "cache"
 
 
 def test_predict_shows_the_quality_caveat_and_refuses_before_fitting(capsys, data_dir):
@@ -252,8 +256,14 @@ def test_predict_shows_the_quality_caveat_and_refuses_before_fitting(capsys, dat
     out, err = capsys.readouterr()
     assert out == "" and "compute capability 8.0" in err and not cache.exists()
     assert main(["predict", "--gpu", "rtx-4090", "--precision", "int8-wo", *common]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "lossy: 8-bit weights change the images" in " ".join(out.split())
+    assert err == ""  # the record kept on purpose is no warning on every load...
+    from advisor.cache import load_models
+    from advisor.commands.fit import _summary_table
+
+    summary = _summary_table(load_models(data, cache_dir=cache).summary())
+    assert "kept: " in summary and "kept for the record, not fitted" in summary  # ...fit lists it
     assert main(["predict", "--gpu", "rtx-4090", "--precision", "fp8", "--format", "json",
                  *common]) == 0
     assert f"fp8 is {QUALITY_CAVEAT}" in json.loads(capsys.readouterr().out)["caveats"]
@@ -362,9 +372,9 @@ def test_a_record_of_a_setting_not_offered_is_kept_for_the_record_not_fitted(spe
     ok = next(r for r in records if r["config"]["precision"] == "int8-wo"
               and not r["config"]["compile"])
     compiled = {**ok, "config": {**ok["config"], "compile": True}, "_source": "q.jsonl:7"}
-    rows, used, problems = usable([ok, compiled], specs)
-    assert used == [ok] and len(rows) == 1
-    [problem] = problems
+    rows, used, problems, kept = usable([ok, compiled], specs)
+    assert used == [ok] and len(rows) == 1 and problems == []
+    [problem] = kept
     assert problem.startswith("q.jsonl:7: ") and "not offered with torch.compile" in problem
     assert problem.endswith("; kept for the record, not fitted")
 

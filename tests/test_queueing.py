@@ -210,6 +210,29 @@ def test_size_fleet_gives_up_above_the_callers_limit():
     assert below.gave_up_above == full.lower_bound - 1 and below.trials == ()
 
 
+def test_a_probe_of_the_callers_limit_gives_up_at_once_and_changes_no_answer():
+    full = size_fleet(MIX, rate=100.0, quantile=0.95, slo_s=5.0, window_s=0.05, max_gpus=500)
+    n = full.n_gpus
+    for cap in (n, n + 3):  # meets at the cap: the same search, the same trials
+        probed = size_fleet(MIX, 100.0, 0.95, 5.0, 0.05, 500, give_up_above=cap, probe_cap=True)
+        plain = size_fleet(MIX, 100.0, 0.95, 5.0, 0.05, 500, give_up_above=cap)
+        assert (probed.n_gpus, probed.trials, probed.result) == (n, plain.trials, plain.result)
+    short = size_fleet(MIX, 100.0, 0.95, 5.0, 0.05, 500, give_up_above=n - 1, probe_cap=True)
+    assert short.n_gpus is None and short.gave_up_above == n - 1
+    assert short.reason == f"needs more than {n - 1} GPUs"
+    assert [k for k, _ in short.trials] == [n - 1]  # one simulation, at the limit
+
+
+def test_a_short_test_cuts_the_very_run_the_sizing_simulated():
+    from advisor.queueing import _served_cached, latencies
+
+    _served_cached.cache_clear()
+    result = simulate(MIX, 100.0, 30, 0.05)
+    measured = latencies(MIX, 100.0, 30, 0.05)
+    assert _served_cached.cache_info().hits == 1 and not measured.flags.writeable
+    assert np.percentile(measured, 95) == pytest.approx(result.p95_s, rel=0, abs=0)
+
+
 def test_fleet_size_monotone_in_demand():
     sizes = [size_fleet(MIX, rate, 0.95, 5.0, 0.05, 2000).n_gpus for rate in (1, 5, 20, 80, 320)]
     assert sizes == sorted(sizes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from advisor.app.explore import model_row
+from advisor.app.explore import TARGET_UNITS, TARGETS, model_row
 from advisor.contract import QUANTIZATIONS
 
 SOURCE_COLORS = {"measured": "#1a7f37", "fitted": "#1f6feb", "transferred": "#bf8700"}
@@ -24,10 +24,11 @@ def _layout(fig: go.Figure, title: str, x: str, y_title: str) -> go.Figure:
 def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str, lo: str,
                  hi: str, title: str, y_title: str, limit: float | None = None,
                  ooms: pd.DataFrame | None = None,
-                 quantized: pd.DataFrame | None = None) -> go.Figure:
+                 quantized: pd.DataFrame | None = None, limit_label: str = "") -> go.Figure:
     """Predicted curve with its interval band, measured points on top; optionally the GPU's
-    memory as a horizontal limit with out-of-memory configs marked on it, and measured points
-    of quantized precisions (diamonds, one colour each, marked lossy)."""
+    memory as a horizontal limit (`limit_label`: what the figure is, catalog GPU.capacity_note)
+    with out-of-memory configs marked on it, and measured points of quantized precisions
+    (diamonds, one colour each, marked lossy)."""
     fig = go.Figure()
     source = model_row(predicted).source
     color = SOURCE_COLORS.get(source, SOURCE_COLORS["fitted"])
@@ -56,7 +57,8 @@ def curve_figure(predicted: pd.DataFrame, measured: pd.DataFrame, x: str, y: str
                           "%{y:.3g}<br>measured: %{customdata[2]}<extra></extra>"))
     if limit is not None:
         fig.add_hline(y=limit, line={"color": OOM_COLOR, "dash": "dash"},
-                      annotation_text=f"GPU memory {limit:.1f} GB (spec)",
+                      annotation_text=f"GPU memory {limit:.1f} GB"
+                      + (f": {limit_label}" if limit_label else ""),
                       annotation_position="top left")
     if ooms is not None and len(ooms):
         fig.add_trace(go.Scatter(
@@ -80,7 +82,7 @@ def utilization_figure(measured: pd.DataFrame) -> go.Figure:
     ])
     fig.update_layout(barmode="group", yaxis_range=[0, 105])
     return _layout(fig, "Busy is not fast: NVML utilization vs tensor-core use (measured)",
-                   "config", "%")
+                   "measured config (image size, batch, setting)", "percent")
 
 
 def residuals_figure(residuals: pd.DataFrame, target: str) -> go.Figure:
@@ -94,8 +96,10 @@ def residuals_figure(residuals: pd.DataFrame, target: str) -> go.Figure:
                           "%{customdata[2]}<extra></extra>"))
     fig.add_hline(y=0, line={"color": "#8c959f"})
     fig.update_xaxes(type="log")
-    return _layout(fig, f"Validation residuals: {target} (held-out, predicted vs measured)",
-                   f"measured {target}", "error % ((predicted − measured) / measured)")
+    name, unit = TARGETS.get(target, target), TARGET_UNITS.get(target, "")
+    return _layout(fig, f"Validation residuals: {name} (held-out, predicted vs measured)",
+                   f"measured {name} ({unit}, log)",
+                   "error % ((predicted − measured) / measured)")
 
 
 def parity_figure(compared: pd.DataFrame) -> go.Figure:
@@ -145,15 +149,20 @@ def cost_latency_figure(options: pd.DataFrame, frontier: pd.DataFrame, slo_s: fl
                    f"{slo_label} latency at peak demand (s)", "USD per 1,000 images")
 
 
-def fleet_figure(fleet: pd.DataFrame) -> go.Figure:
-    """GPUs needed as the peak demand scales, for the top options."""
+def fleet_figure(fleet: pd.DataFrame, peak_img_per_s: float) -> go.Figure:
+    """GPUs needed as the peak demand scales, for the top options, with the request's own peak
+    demand marked. Both axes are plain numbers: demand at the factors re-sized, whole GPUs."""
     fig = go.Figure([go.Scatter(x=part.peak_img_per_s, y=part.total_gpus, mode="lines+markers",
                                 name=option)
                      for option, part in fleet.groupby("option", sort=False)])
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    demands = sorted(fleet.peak_img_per_s.unique())
+    fig.update_xaxes(tickvals=demands, ticktext=[f"{d:.3g}" for d in demands],
+                     rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero", tickformat="d")
+    fig.add_vline(x=peak_img_per_s, line={"color": "#8c959f", "dash": "dash"},
+                  annotation_text=f"your peak demand: {peak_img_per_s:.3g} images/s")
     return _layout(fig, "Fleet size vs demand (top picks, re-sized at each demand)",
-                   "peak demand (images/s, log)", "GPUs incl. spare (log)")
+                   "peak demand (images/s)", "GPUs, spare included")
 
 
 def throughput_figure(options: pd.DataFrame) -> go.Figure:

@@ -10,6 +10,13 @@ from advisor.contract import (
 )
 
 SQUARE_SIDES = tuple(range(512, 2048 + 1, 128))
+# The validation report's splits and targets as a person reads them.
+SPLITS = {"kfold": "K-fold", "shape_out": "image size held out", "gpu_out": "GPU held out",
+          "machine_out": "machine held out"}
+TARGETS = {"total_s": "latency of one batch", "denoise_step_s": "one denoising step",
+           "peak_memory": "peak memory (NVML)", "allocated_memory": "torch allocated memory"}
+TARGET_UNITS = {"total_s": "s", "denoise_step_s": "s", "peak_memory": "GB",
+                "allocated_memory": "GB"}
 BATCHES = (1, 2, 3, 4, 6, 8, 12, 16)
 
 
@@ -82,8 +89,8 @@ def validation_frames(report: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(metrics per split and target, residual per held-out point) of the validation report
     (advisor.cache.validation_of)."""
     metrics = [
-        {"split": split, "target": target, **{k: m.get(k) for k in
-                                               ("mape", "median_ape", "max_ape", "coverage", "n")}}
+        {"split": SPLITS.get(split, split), "target": target,
+         **{k: m.get(k) for k in ("mape", "median_ape", "max_ape", "coverage", "n")}}
         for split, targets in report["metrics"].items()
         for target, m in _targets(targets)
     ]
@@ -94,9 +101,9 @@ def _targets(metrics: dict):
     """(target, its metrics) of one split: the targets, then the latency by regime."""
     for target, m in metrics.items():
         if isinstance(m, dict) and "mape" in m:
-            yield target, m
+            yield TARGETS.get(target, target), m
     for regime, m in (metrics.get("by_regime") or {}).items():
-        yield f"total_s, {regime.replace('_', '-')}", m
+        yield f"{TARGETS['total_s']}, {regime.replace('_', '-')}", m
 
 
 def machine_frame(report: dict) -> pd.DataFrame:

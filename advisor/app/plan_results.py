@@ -46,10 +46,15 @@ def options_frame(options: list[Option], request) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The price fields a price source names (advisor.cost), as a person says them.
+PRICE_FIELDS = {"cloud_usd_per_hour": "cloud price per GPU-hour", "price_usd": "purchase price"}
+
+
 def price_source(cost: FleetCost) -> str:
     """Where an option's price came from, or which field would give one."""
     if cost.price:
-        return cost.price.source
+        words = cost.price.source.split()
+        return " ".join(PRICE_FIELDS.get(w, w) for w in words)
     return f"price needed: {cost.price_needed.reason}"
 
 
@@ -105,12 +110,16 @@ def option_label(option: Option) -> str:
 
 
 def reasons_markdown(options: list[Option]) -> str:
-    """Why each ranked option has its batch and fleet, and what its figures cannot tell, in
-    full (a table cell would cut them short)."""
+    """Why each ranked option has its batch and fleet, what its figures cannot tell and, for a
+    GPU never probed, the probe that would settle it, in full (a table cell would cut them
+    short)."""
     lines = []
     for o in options:
         lines.append(f"{o.rank}. **{o.gpu_name}** ({option_label(o)}): {o.reason}")
         lines += [f"    - ⚠ {note}" for note in o.caveats]
+        if o.bases:
+            probe = bases_columns(o.bases)["probe"]
+            lines.append(f"    - probing one such GPU settles it: `{probe}`")
     return "\n".join(lines)
 
 
@@ -123,8 +132,8 @@ def lossy_frame(plan) -> pd.DataFrame:
         fits = ", ".join(f.gpu for f in alt.fits_without_offload)
         found = [(what, o) for what, o in (("cheapest with it", alt.best),
                                            ("on the chosen GPU", alt.on_chosen_gpu)) if o]
-        # none: its first sentence says why (nothing cheaper, none meets it, not evaluated)
-        for what, o in found or [(alt.summary[0].removeprefix(f"{alt.precision}: "), None)]:
+        # none: the sentences below the table say why (nothing cheaper, none meets it, ...)
+        for what, o in found or [("no option", None)]:
             change = o.versus_chosen if o else None
             rows.append({
                 "precision": alt.precision, "what": what,
@@ -140,8 +149,10 @@ def lossy_frame(plan) -> pd.DataFrame:
 
 def lossy_markdown(plan) -> str:
     """What each lossy precision the request leaves out would change, in sentences."""
-    return "\n".join(f"- **{alt.precision}** ({alt.scheme}): " + "; ".join(
-        alt.summary).removeprefix(f"{alt.precision}: ") for alt in plan.lossy_alternatives)
+    return "\n".join(
+        f"- **{alt.precision}** ({QUANTIZATIONS[alt.precision].words}): "
+        + "; ".join(alt.summary).removeprefix(f"{alt.precision}: ")
+        for alt in plan.lossy_alternatives)
 
 
 def not_recommended_frame(plan) -> pd.DataFrame:

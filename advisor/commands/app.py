@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import importlib.util
 import os
+import subprocess
 import sys
 
 from advisor import REPO_ROOT
@@ -51,15 +53,25 @@ def streamlit_command(port: int, host: str) -> list[str]:
 
 
 def warm_model_cache() -> None:
-    """Fit (or read the cached fit) and its validation report before the server starts, so the
-    first page shows at once. Without usable data the dashboard still starts and says why."""
-    from advisor.cache import load_models, validation_of
+    """Fit (or read the cached fit) before the server starts, so the first page shows at once,
+    and compute its validation report in a background process at low priority: only the
+    Explore page needs it (a page that asks before it is done waits for that process,
+    advisor.cache.validation_of). Without usable data the dashboard still starts and says why."""
+    from advisor.cache import load_models
 
     print("preparing the fitted models (cached after the first run)...", flush=True)
     try:
-        validation_of(load_models())
+        models = load_models()
     except AdvisorError as exc:
         print(f"warning: {exc}", file=sys.stderr)
+        return
+    if os.path.exists(f"{models.cache_path}.validation.json"):
+        return
+    background = subprocess.Popen(
+        [sys.executable, "-m", "advisor", "validate", "--format", "json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.nice(10)) if hasattr(os, "nice") else None)
+    atexit.register(background.terminate)
 
 
 def run(args: argparse.Namespace) -> int:

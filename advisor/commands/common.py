@@ -7,7 +7,7 @@ from pathlib import Path
 
 from advisor import CATALOG_PATH, MEASUREMENTS_DIR
 from advisor.contract import DEFAULT_CAPTION_TOKENS, DEFAULT_STEPS
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, escaped
 
 MAX_WARNINGS = 20
 
@@ -68,6 +68,6 @@ def models_from_args(args: argparse.Namespace, refit: bool = False):
 def warn(problems: list[str]) -> None:
     """Each problem as a `warning:` line on stderr (the first MAX_WARNINGS, then a count)."""
     for problem in problems[:MAX_WARNINGS]:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {escaped(problem)}", file=sys.stderr)
     if len(problems) > MAX_WARNINGS:
         print(f"warning: ... and {len(problems) - MAX_WARNINGS} more", file=sys.stderr)

@@ -10,15 +10,22 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from advisor.commands.common import add_data_args, models_from_args
-from advisor.errors import AdvisorError
 from advisor.commands.probe import PROBE_PACKAGES
+from advisor.errors import AdvisorError, escaped, shown
+from advisor.fileio import check_writable
 from advisor.loadtest.config import SETTING_DEFAULTS, LoadConfig, parse_resolution
+
+
+MAX_INFLIGHT = 4096  # threads sending at once
+NAME = r"[A-Za-z0-9._-]{1,100}"  # a results name: a file name in data/loadtests/
+MAX_REQUEST_TIMEOUT_S = 3600.0
 
 
 def add_parser(subparsers) -> None:
@@ -39,15 +46,16 @@ def add_parser(subparsers) -> None:
                      help="Poisson arrivals at the rate the planner's simulation puts at GPU "
                           "busy fraction U (0 < U < 1), from the fitted service times of --gpu")
     src.add_argument("--trace", type=Path, metavar="FILE",
-                     help="arrival trace: one 'TIME_S HEIGHTxWIDTH' a line")
+                     help="arrival trace: one 'TIME_S WIDTHxHEIGHT' a line")
     src.add_argument("--plan", type=Path, metavar="PLAN.yaml",
                      help="a saved plan (`advisor recommend --out`): its option's GPU, setting, "
                           "max batch, window and mix, at its per-GPU peak rate (--rate overrides)")
     src.add_argument("--option", type=int, default=0, metavar="I",
                      help="which option of --plan (default 0, the best)")
     cfg = p.add_argument_group("serving policy")
-    cfg.add_argument("--resolution", action="append", metavar="HxW[:SHARE]",
-                     help="the resolution mix, repeatable (default 1024x1024)")
+    cfg.add_argument("--resolution", action="append", metavar="WxH[:SHARE]",
+                     help="the resolution mix, width x height as recommend and the dashboard "
+                     "write it, repeatable (e.g. 768x1344:0.3; default 1024x1024)")
     cfg.add_argument("--max-batch", type=int, help="largest batch (default 1)")
     cfg.add_argument("--window-s", type=float, help="batching window (default 0.1)")
     cfg.add_argument("--steps", type=int, help="denoising steps (default 9)")
@@ -117,7 +125,7 @@ def build_config(args: argparse.Namespace) -> tuple[LoadConfig, dict]:
             raise AdvisorError(f"--option {args.option}: the plan has {len(options)} option(s)")
         option, request = options[args.option], doc["request"]
         serving = option["fleet"]["serving_gpus"]
-        base = {"resolutions": tuple(parse_resolution(f"{r.height}x{r.width}:{r.share}")
+        base = {"resolutions": tuple(parse_resolution(f"{r.width}x{r.height}:{r.share}")
                                      for r in request.resolutions),
                 "max_batch": option["max_batch"], "window_s": request.window_s,
                 "steps": request.steps, "caption_tokens": request.caption_tokens,
@@ -186,16 +194,25 @@ def rate_for_utilization(config: LoadConfig, models, target: float) -> LoadConfi
 def run_command(args: argparse.Namespace) -> int:
     from advisor.loadtest import arrivals, report, results, run
 
-    if args.max_inflight < 1:
-        raise AdvisorError(f"--max-inflight: expected an integer >= 1, got {args.max_inflight}")
-    if not args.request_timeout_s > 0:
-        raise AdvisorError(f"--request-timeout-s: expected > 0, got {args.request_timeout_s}")
+    if not 1 <= args.max_inflight <= MAX_INFLIGHT:
+        raise AdvisorError(f"--max-inflight: expected an integer 1..{MAX_INFLIGHT}, got "
+                           f"{args.max_inflight}")
+    if not 0 < args.request_timeout_s <= MAX_REQUEST_TIMEOUT_S:
+        raise AdvisorError(f"--request-timeout-s: expected a number of seconds > 0, at most "
+                           f"{MAX_REQUEST_TIMEOUT_S:g}, got {args.request_timeout_s}")
     if args.url is not None:
         run.check_url(args.url)
         if args.fake:
             raise AdvisorError("--url and --fake: give one service")
+    if args.name is not None and not re.fullmatch(NAME, args.name):
+        raise AdvisorError(f"--name {shown(args.name)}: expected letters, digits, '.', '_' or "
+                           "'-' (it names the results file), at most 100")
+    if args.out is not None:
+        check_writable(args.out, "--out")
     if args.reanalyze is not None:
         return reanalyze(args)
+    if args.url is not None:
+        run.check_reachable(args.url, args.request_timeout_s)
     body = run.parse_body(args.body)
     config, info = build_config(args)
     trace_input = info.pop("trace", None)
@@ -240,12 +257,28 @@ def run_command(args: argparse.Namespace) -> int:
         trace = run.run_batches(schedule, config, service, progress=progress)
     doc = summarize(trace, config, len(schedule), models, gpu, "soak" if args.soak else mode,
                     provenance)
-    name = args.name or f"{gpu}-{'soak' if args.soak else mode}-r{config.rate_per_s:g}"
+    default = f"{gpu}-{'soak' if args.soak else mode}-r{config.rate_per_s:g}"
+    name = args.name or re.sub(r"[^A-Za-z0-9._-]+", "-", default)  # a file name
     out = args.out or results.LOADTESTS_DIR / f"{name}.json"
     doc["name"] = name
     results.save(doc, out)
     print_summary(doc, out)
-    return 0 if not trace.stopped.startswith("interrupted") else 130
+    if trace.stopped.startswith("interrupted"):
+        return 130
+    return failed_run(doc["measured"])
+
+
+def failed_run(measured: dict) -> int:
+    """1, with a message on stderr, when most requests sent failed or the endpoint stopped the
+    run; else 0. The results file is written either way."""
+    failed = measured["error_requests"]
+    sent = measured["served_requests"] + failed
+    if failed == 0 or (2 * failed <= sent and not measured["stopped"].startswith("endpoint")):
+        return 0
+    first = measured["errors"][0]["message"] if measured["errors"] else "no message"
+    print(f"error: {failed} of {sent} requests sent failed ({measured['stopped']}); first "
+          f"error: {escaped(first)}", file=sys.stderr)
+    return 1
 
 
 def reanalyze(args: argparse.Namespace) -> int:
@@ -273,7 +306,7 @@ def reanalyze(args: argparse.Namespace) -> int:
 
 def summarize(trace, config, requests: int, models, gpu, mode, provenance) -> dict:
     """The results document of a run of `requests` scheduled arrivals."""
-    from advisor.loadtest import report, results
+    from advisor.loadtest import endpoint, report, results
 
     measured = report.measured(trace, config)
     doc = {"gpu": gpu, "mode": mode, "config": config.as_dict(),
@@ -287,12 +320,18 @@ def summarize(trace, config, requests: int, models, gpu, mode, provenance) -> di
         service, basis = report.service_table(models, gpu, config)
         doc["predicted"], predicted_finish = report.same_arrivals(trace, config, service)
         doc["predicted"]["basis"] = basis
-        own, own_basis = report.measured_service(trace, config, service)
+        own, own_basis = report.measured_service(endpoint.server_side(trace), config, service)
         doc["predicted"]["measured_service"] = {**report.same_arrivals(trace, config, own)[0],
                                                 "basis": own_basis}
         doc["predicted_steady"] = report.steady_state(
             config, service, config.rate_per_s, measured["measured_requests"],
             measured["p95_ci_s"])
+    endpoint_block = endpoint.overhead(trace, config)
+    if endpoint_block is not None:  # an endpoint that reports its timings (`advisor serve`)
+        doc["endpoint"] = endpoint_block
+        if predicted_finish is not None:
+            doc["predicted"]["with_overhead"] = endpoint.with_overhead(
+                trace, config, predicted_finish, endpoint_block["by_resolution"])
     if config.soak:
         doc["soak"] = report.soak(trace, config)
         measured["memory_slope_mb_per_h"] = doc["soak"]["memory_slope_mb_per_h"]
@@ -311,7 +350,7 @@ def print_summary(doc: dict, out: Path) -> None:
     def row(label: str, block: dict) -> str:  # a space before each column: wide values stay apart
         return f"{label:22}" + "".join(f" {fmt(block[k]):>8}" for k in ("p50_s", "p95_s", "p99_s"))
 
-    print(f"{doc['name']}: {doc['requests']} requests at {doc['rate_per_s']:g}/s, "
+    print(f"{escaped(doc['name'])}: {doc['requests']} requests at {doc['rate_per_s']:g}/s, "
           f"{m['measured_requests']} measured; stopped: {m['stopped']}")
     print(f"{'':22}" + "".join(f" {k:>8}" for k in ("p50_s", "p95_s", "p99_s")))
     print(row("measured", m)
@@ -320,6 +359,11 @@ def print_summary(doc: dict, out: Path) -> None:
     if p:
         print(row("predicted, same arr.", p)
               + (f"   p95 error {p['p95_error_pct']:+.1f}%" if "p95_error_pct" in p else ""))
+        plus = p.get("with_overhead") or {}
+        if plus.get("p95_s") is not None:
+            print(row("predicted + overhead", plus)
+                  + f"   p95 error {plus['p95_error_pct']:+.1f}% (the endpoint's measured "
+                    "overhead added)")
         own = p.get("measured_service") or {}
         if own.get("p95_s") is not None:
             print(row("replayed, run service", own)
@@ -338,6 +382,10 @@ def print_summary(doc: dict, out: Path) -> None:
     print(f"throughput {fmt(m['throughput_img_per_s'])} img/s"
           + (f", GPU busy {util:.0%}" if util is not None else "")
           + f", batches {json.dumps(m['batch_size_histogram'])}, errors {m['error_requests']}")
+    for label, block in ((doc.get("endpoint") or {}).get("by_resolution") or {}).items():
+        print(f"endpoint overhead {label}: median {fmt(block['overhead_median_s'])} s, p95 "
+              f"{fmt(block['overhead_p95_s'])} s (HTTP {fmt(block['http_median_s'])} s, PNG "
+              f"{fmt(block['encode_median_s'])} s) over {block['requests']} requests")
     for line in (doc.get("soak") or {}).get("verdict", []):
         print(f"soak: {line}")
     print(f"-> {out}")

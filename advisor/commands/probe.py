@@ -13,7 +13,8 @@ from pathlib import Path
 from advisor import MEASUREMENTS_DIR
 from advisor.catalog import load_catalog
 from advisor.contract import SPLIT_MODES, Parallel
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, shown
+from advisor.fileio import check_writable
 
 PROBE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "psutil")
 # Device memory a pipeline run holds outside torch's allocator (CUDA context, loaded kernel
@@ -22,6 +23,8 @@ PROBE_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "psutil")
 # median 698.8 MiB over the 51 bf16 native records (695-705; fp32 up to 715). --emulate leaves a
 # card's capacity less this to torch; the emulated card's own context may differ by tens of MiB.
 CUDA_CONTEXT_MIB = 700
+MAX_LIMIT_S = 30 * 24 * 3600.0  # a month: the longest time budget taken
+MAX_CAP_GIB = 4096.0  # no GPU holds more
 # Records under a memory cap: the fit reads them for its minimum-cap model, apart from the others
 CAPPED_DIR = MEASUREMENTS_DIR / "capped"
 
@@ -85,10 +88,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [name for name in PROBE_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise AdvisorError(f"the probe needs {', '.join(missing)}: pip install -e '.[probe]'")
-    if args.tiny and args.weights not in ("auto", "synthetic"):
-        raise AdvisorError(f"--tiny builds synthetic weights; it cannot load --weights {args.weights}")
-    if args.limit_s is not None and args.limit_s <= 0:
-        raise AdvisorError(f"--limit-s: expected a positive number of seconds, got {args.limit_s}")
+    check_before_torch(args)
     cap_gib = memory_cap_gib(args)
     capped = cap_gib is not None or args.min_cap
     check_gpus(args, capped)
@@ -99,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
         flag = "--min-cap" if args.min_cap else "a memory cap"
         raise AdvisorError(f"{flag} needs --device cuda (it caps torch's CUDA allocator); "
                            f"got --device {args.device}")
+    check_out(args)
+    if args.ray:
+        from probes import fleet
+
+        if importlib.util.find_spec("ray") is None:
+            raise AdvisorError("--ray needs Ray: pip install -e '.[ray]'")
+        fleet.check_address(args.ray)
 
     import torch
 
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cuda":
         options.configs = within_gpus(options.configs, torch.cuda.device_count())
     options.configs = [replace(c, memory_cap_gib=cap_gib) for c in options.configs]
-    out = options.out = args.out or default_out(device, args.tiny, capped)
+    out = options.out = args.out or default_out(device, capped)
     print(f"grid {options.grid}: {len(options.configs)} configs -> {out}")
     if cap_gib is not None:
         print(f"memory cap: {cap_gib:g} GiB" + (f" (--emulate {args.emulate})" if args.emulate else ""))
@@ -135,14 +142,7 @@ def run_on_ray(args: argparse.Namespace) -> int:
 
     from probes import fleet
 
-    if importlib.util.find_spec("ray") is None:
-        raise AdvisorError("--ray needs Ray: pip install -e '.[ray]'")
-    if (args.tiny or args.device != "cuda") and args.out is None:
-        raise AdvisorError("--out FOLDER is required with --tiny or --device cpu (the shipped "
-                           "files in data/measurements/ hold full-size GPU runs only)")
-    out = args.out or MEASUREMENTS_DIR
-    if out.exists() and not out.is_dir():
-        raise AdvisorError(f"--out {out}: with --ray, a folder (one file per GPU model)")
+    out = args.out or MEASUREMENTS_DIR  # checked in check_out
     options = sweep_options(args, torch.device(args.device))
     out.mkdir(parents=True, exist_ok=True)
     print(f"grid {options.grid}: {len(options.configs)} configs on Ray ({args.ray}) -> {out}/")
@@ -165,6 +165,38 @@ def sweep_options(args: argparse.Namespace, device):
                          weights="synthetic" if args.tiny else args.weights,
                          allow_download=args.allow_download, tiny=args.tiny,
                          limit_s=args.limit_s, min_cap=args.min_cap, profile=args.profile)
+
+
+def check_before_torch(args: argparse.Namespace) -> None:
+    """The flags whose check needs no torch, checked before torch is imported (seconds and
+    hundreds of MB): weights, time budget, memory cap, grid (then `check_out`)."""
+    from probes import grids
+
+    if args.tiny and args.weights not in ("auto", "synthetic"):
+        raise AdvisorError(f"--tiny builds synthetic weights; it cannot load --weights "
+                           f"{shown(args.weights)}")
+    if args.weights not in ("auto", "synthetic") \
+            and not (Path(args.weights) / "model_index.json").is_file():
+        raise AdvisorError(f"--weights {shown(args.weights)}: expected a folder with "
+                           "model_index.json (a saved ZImagePipeline), or auto, or synthetic")
+    if args.limit_s is not None and not 0 < args.limit_s <= MAX_LIMIT_S:
+        raise AdvisorError(f"--limit-s: expected a positive number of seconds, got "
+                           f"{args.limit_s} (at most {MAX_LIMIT_S:g})")
+    if args.memory_cap_gib is not None and not 0 < args.memory_cap_gib <= MAX_CAP_GIB:
+        raise AdvisorError(f"--memory-cap-gib: expected a positive number of GiB, got "
+                           f"{args.memory_cap_gib:g} (at most {MAX_CAP_GIB:g})")
+    grids.load_grid(args.grid)
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """--out, before torch and before any run: a file that can be written (--ray: a folder)."""
+    if (args.tiny or args.device != "cuda") and args.out is None:
+        raise AdvisorError("--out is required with --tiny or --device cpu (the shipped files in "
+                           "data/measurements/ hold full-size GPU runs only)")
+    if args.out is not None and not args.ray:
+        check_writable(args.out, "--out")
+    if args.ray and args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise AdvisorError(f"--out {args.out}: with --ray, a folder (one file per GPU model)")
 
 
 def check_gpus(args: argparse.Namespace, capped: bool) -> None:
@@ -242,10 +274,7 @@ def check_memory(configs, device_gib: float | None) -> None:
 
 def memory_cap_gib(args: argparse.Namespace) -> float | None:
     """The cap --memory-cap-gib or --emulate asks for, in GiB, or None."""
-    if args.memory_cap_gib is not None:
-        if not args.memory_cap_gib > 0:
-            raise AdvisorError(f"--memory-cap-gib: expected a positive number of GiB, "
-                               f"got {args.memory_cap_gib:g}")
+    if args.memory_cap_gib is not None:  # checked in check_before_torch
         return args.memory_cap_gib
     if args.emulate is None:
         return None
@@ -262,11 +291,9 @@ def emulated_cap_gib(memory_gb: float) -> float:
     return round(memory_gb - CUDA_CONTEXT_MIB / 1024, 2)
 
 
-def default_out(device, tiny: bool, capped: bool = False) -> Path:
-    """data/measurements/<catalog-id>.jsonl, or for capped runs data/measurements/capped/."""
-    if tiny or device.type != "cuda":
-        raise AdvisorError("--out is required with --tiny or --device cpu (the shipped files in "
-                           "data/measurements/ hold full-size GPU runs only)")
+def default_out(device, capped: bool = False) -> Path:
+    """data/measurements/<catalog-id>.jsonl, or for capped runs data/measurements/capped/
+    (a CUDA device: `check_out` asks for --out otherwise)."""
     import torch
 
     from probes.runs import catalog_entry

@@ -9,9 +9,12 @@ import textwrap
 from advisor.commands.common import add_data_args, add_format_arg, models_from_args
 from advisor.contract import LATENCY_BASES, PRECISIONS, QUANTIZATIONS
 from advisor.errors import AdvisorError
+from advisor.fileio import check_writable
 from advisor.options import Bases, LossyAlternative, Option, Verdict
 
 WIDTH = 100
+EXPORTS = ("ray-serve", "kuberay")
+DEFAULT_RAY_VERSION = "2.60.0"  # the version `advisor serve` was tested with
 
 # flag -> dotted request field it overrides
 OVERRIDES = {
@@ -44,7 +47,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--plan", metavar="PLAN.yaml", help="a plan saved with --out (with --check)")
     p.add_argument("--check", action="store_true", help="re-validate the --plan file")
     p.add_argument("--out", metavar="PLAN.yaml",
-                   help="save inputs, assumptions, provenance and results as YAML")
+                   help="save inputs, assumptions, provenance and results as YAML (with "
+                   "--export: where the export goes; default stdout)")
+    p.add_argument("--export", choices=EXPORTS,
+                   help="with --plan: write the option's Ray Serve config (ray-serve) or a "
+                   "KubeRay RayService manifest for its fleet (kuberay)")
+    p.add_argument("--option", type=int, default=0, metavar="I",
+                   help="with --export: which option of the plan (default 0, the best)")
+    p.add_argument("--image", help="with --export kuberay: the container image (it must hold "
+                   "this project with its serve and probe extras; default "
+                   "rayproject/ray:<ray version>-py312-gpu, which does not)")
+    p.add_argument("--ray-version", help="with --export kuberay: rayVersion (default the "
+                   "installed ray's, else " + DEFAULT_RAY_VERSION + ")")
     add_format_arg(p, ("table", "json", "yaml"))
     p.add_argument("--top", type=int, default=5, help="options to show (default 5)")
     g = p.add_argument_group("request overrides")
@@ -83,6 +97,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise AdvisorError(f"--top: expected an integer >= 1, got {args.top}")
+    if args.export:
+        return _export(args)
     if args.check or args.plan:
         return _check(args)
     from advisor.catalog import load_catalog
@@ -90,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from advisor.plan import recommend
 
     request = build_request(args)
+    if args.out:
+        check_writable(args.out, "--out")
     catalog = load_catalog(args.catalog)
     models = models_from_args(args)
     plan = recommend(request, models, catalog, top=args.top)
@@ -162,6 +180,50 @@ def _check(args: argparse.Namespace) -> int:
     else:
         print(_dump(report, args.format))
     return 0 if report["holds"] else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    """`--plan PLAN.yaml --export ray-serve|kuberay`: the option's deployment file."""
+    import importlib.metadata
+    from pathlib import Path
+
+    from advisor.export import load_plan
+    from advisor.fileio import write_atomic
+    from advisor.serve.manifests import dump, rayservice, serve_config
+    from advisor.serve.spec import spec_of
+
+    if not args.plan:
+        raise AdvisorError("--export needs --plan PLAN.yaml (a plan saved with --out)")
+    if args.check:
+        raise AdvisorError("--export and --check: give one")
+    path = Path(args.plan)
+    if not path.is_file():
+        raise AdvisorError(f"--plan {path}: no such file")
+    doc = load_plan(path)
+    spec = spec_of(doc, path, args.option)
+    fleet = doc["results"]["options"][args.option]["fleet"]
+    header = (f"# {args.export} export of {path}, option {args.option}: {spec.replicas} "
+              f"replica(s) on {spec.gpu}, batches up to {spec.max_batch}, window "
+              f"{spec.window_s:g} s (advisor recommend --export {args.export})\n")
+    if args.export == "ray-serve":
+        out = serve_config(spec)
+    else:
+        try:
+            version = args.ray_version or importlib.metadata.version("ray")
+        except importlib.metadata.PackageNotFoundError:
+            version = DEFAULT_RAY_VERSION
+        image = args.image or f"rayproject/ray:{version}-py312-gpu"
+        gpus_per_server = doc["request"].deployment.gpus_per_server
+        out = rayservice(spec, fleet["total_gpus"], gpus_per_server, image, version)
+        header += (f"# fleet: {fleet['total_gpus']} GPUs ({fleet['serving_gpus']} serving, "
+                   f"{fleet.get('spare_gpus', 0)} spare) in servers of {gpus_per_server}\n")
+    text = header + dump(out)
+    if args.out:
+        write_atomic(args.out, text)
+        print(f"{args.export} export written to {args.out}")
+    else:
+        print(text, end="")
+    return 0
 
 
 def _dump(doc: dict, fmt: str) -> str:

@@ -1,6 +1,6 @@
 """The arrival schedule of a load test: Poisson at a rate, or a trace file.
 
-A trace is CSV or whitespace-separated text, one request a line: `TIME_S HEIGHTxWIDTH` (times in
+A trace is CSV or whitespace-separated text, one request a line: `TIME_S WIDTHxHEIGHT` (times in
 seconds, ascending, from any origin; `#` starts a comment). Its resolutions become the mix.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, shown
 from advisor.inputs import read_text
 from advisor.loadtest.config import LoadConfig, Resolution
 
@@ -33,7 +33,8 @@ def poisson(config: LoadConfig) -> Schedule:
     at `max_requests`."""
     rate, span = config.rate_per_s, config.warmup_s + config.duration_s
     rng = np.random.default_rng(config.seed)
-    n = int(rate * span + 10 * (rate * span) ** 0.5 + 10)
+    expected = rate * span  # finite: LoadConfig bounds the rate and the span
+    n = int(min(expected + 10 * expected ** 0.5 + 10, config.max_requests))
     times = np.cumsum(rng.exponential(1.0 / rate, n))
     times = times[times < span][: config.max_requests]
     classes = rng.choice(len(config.shares), size=n, p=config.shares)[: len(times)]
@@ -50,12 +51,12 @@ def read_trace(path: str | Path, max_requests: int) -> tuple[np.ndarray, list[st
             continue
         parts = [p for p in re.split(r"[,\s]+", line) if p]
         where = f"{path}:{number}"
-        if len(parts) != 2 or not re.fullmatch(r"\d+x\d+", parts[1]):
-            raise AdvisorError(f"{where}: expected 'TIME_S HEIGHTxWIDTH', found {line[:60]!r}")
+        if len(parts) != 2 or not re.fullmatch(r"\d{1,9}x\d{1,9}", parts[1]):
+            raise AdvisorError(f"{where}: expected 'TIME_S WIDTHxHEIGHT', found {shown(line)}")
         try:
             t = float(parts[0])
         except ValueError:
-            raise AdvisorError(f"{where}: the time {parts[0][:30]!r} is not a number") from None
+            raise AdvisorError(f"{where}: the time {shown(parts[0])} is not a number") from None
         if not np.isfinite(t) or (times and t < times[-1]):
             raise AdvisorError(f"{where}: times must be finite and ascending, found {t}")
         times.append(t)
@@ -70,8 +71,9 @@ def read_trace(path: str | Path, max_requests: int) -> tuple[np.ndarray, list[st
 def trace_resolutions(labels: list[str]) -> tuple[Resolution, ...]:
     """The mix of a trace: each resolution with its share of the requests, in first-seen order."""
     order = list(dict.fromkeys(labels))
-    return tuple(Resolution(*map(int, label.split("x")), share=labels.count(label) / len(labels))
-                 for label in order)
+    sizes = {label: tuple(map(int, label.split("x"))) for label in order}  # width x height
+    return tuple(Resolution(height=sizes[label][1], width=sizes[label][0],
+                            share=labels.count(label) / len(labels)) for label in order)
 
 
 def from_trace(times: np.ndarray, labels: list[str], config: LoadConfig, path) -> Schedule:

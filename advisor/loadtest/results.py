@@ -13,8 +13,9 @@ import numpy as np
 
 from advisor import REPO_ROOT
 from advisor.errors import AdvisorError, describe
-from advisor.fileio import write_atomic
+from advisor.fileio import write_user_file
 from advisor.inputs import read_text
+from advisor.loadtest.config import LoadConfig
 
 LOADTESTS_DIR = REPO_ROOT / "data" / "loadtests"
 KIND = "zimage-advisor-loadtest"
@@ -26,10 +27,11 @@ PERCENTILES = ("p50_s", "p95_s", "p99_s")
 
 
 def trace_block(trace, predicted_finish) -> dict:
+    """The per-request lists of a results file; an endpoint's own timings as `server_<name>`."""
     return {"arrival_s": trace.arrival_s, "start_s": trace.start_s, "finish_s": trace.finish_s,
             "predicted_finish_s": predicted_finish, "batch": trace.batch,
             "batch_size": trace.batch_size, "resolution": trace.resolution,
-            "error": trace.error}
+            "error": trace.error, **{f"server_{k}": v for k, v in trace.server.items()}}
 
 
 def trace_of(doc: dict):
@@ -44,6 +46,10 @@ def trace_of(doc: dict):
     trace = Trace(t["arrival_s"], t["resolution"].astype(int), t["start_s"], t["finish_s"],
                   t["batch"].astype(int), t["batch_size"].astype(int), t["error"].astype(bool),
                   samples=list(doc.get("samples", [])))
+    for key, values in doc["trace"].items():
+        if key.startswith("server_"):
+            trace.server[key[len("server_"):]] = np.asarray(
+                [np.nan if v is None else v for v in values], dtype=float)
     m = doc["measured"]
     trace.errors, trace.stopped = list(m.get("errors", [])), m.get("stopped", "completed")
     trace.wall_s = m.get("wall_s") or 0.0
@@ -79,8 +85,7 @@ def save(doc: dict, path: str | Path) -> Path:
     problems = validate(doc)
     if problems:  # a writer bug, not a user error: never write a file the loader refuses
         raise AdvisorError(f"{path}: refusing to write an invalid results file: {problems[0]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(doc, indent=1) + "\n")
+    write_user_file(path, json.dumps(doc, indent=1) + "\n", "results file")
     return path
 
 
@@ -94,6 +99,8 @@ def parse(text: str, source: str) -> dict:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise AdvisorError(f"{source}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise AdvisorError(f"{source}: nested deeper than a results file is") from None
     problems = validate(doc)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -119,6 +126,10 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _integer(v, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
 def validate(doc) -> list[str]:
     """Problems, each "field 'a.b': expected X, found Y"; empty when the file is good."""
     out: list[str] = []
@@ -142,6 +153,7 @@ def validate(doc) -> list[str]:
     if not isinstance(doc.get("gpu"), str) or not doc.get("gpu"):
         bad("gpu", "the GPU's name or catalog id", doc.get("gpu"))
     config = doc.get("config")
+    n_res = None
     if not isinstance(config, dict):
         bad("config", "a mapping (setting, max_batch, window_s, resolutions)", config)
     else:
@@ -162,6 +174,11 @@ def validate(doc) -> list[str]:
                     continue
                 for key in ("height", "width", "share"):
                     number(r, f"config.resolutions[{i}].", key, low=0)
+        if not out:  # the fields above hold: the whole config, checked as a run's
+            try:
+                n_res = len(LoadConfig.from_dict(config).resolutions)
+            except AdvisorError as exc:
+                out.append(str(exc))
     number(doc, "", "rate_per_s", low=0)
     number(doc, "", "duration_s", low=0)
     req = doc.get("requests")
@@ -177,6 +194,17 @@ def validate(doc) -> list[str]:
         if ci is not None and not (isinstance(ci, list) and len(ci) == 2
                                    and all(_number(x) for x in ci) and ci[0] <= ci[1]):
             bad("measured.p95_ci_s", "null or [low, high]", ci)
+        for key in ("measured_requests", "served_requests", "error_requests"):
+            if not _integer(m.get(key), 0):
+                bad(f"measured.{key}", "an integer >= 0", m.get(key))
+        number(m, "measured.", "wall_s", nullable=True, low=0)
+        if not isinstance(m.get("stopped", ""), str):
+            bad("measured.stopped", "text", m.get("stopped"))
+        errors = m.get("errors", [])
+        if not isinstance(errors, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("message"), str)
+                and _integer(e.get("count"), 1) for e in errors):
+            bad("measured.errors", "a list of {message, count}", errors)
         if doc.get("mode") == "soak":
             number(m, "measured.", "memory_slope_mb_per_h", nullable=True)
     for block, keys in (("predicted", PERCENTILES),
@@ -200,8 +228,38 @@ def validate(doc) -> list[str]:
                     bad(f"trace.{key}", "a list", trace.get(key))
             if len(set(lengths.values())) > 1:
                 out.append(f"field 'trace': lists of different lengths {lengths}")
+            elif set(TRACE_KEYS) <= set(lengths):
+                out += _trace_problems(trace, n_res)
     samples = doc.get("samples", [])
     if not isinstance(samples, list) or not all(
-            isinstance(s, dict) and _number(s.get("t_s")) for s in samples):
-        bad("samples", "a list of {t_s, figures...}", samples)
+            isinstance(s, dict) and all(_number(v) or (v is None and k != "t_s")
+                                        for k, v in s.items()) and _number(s.get("t_s"))
+            for s in samples):
+        bad("samples", "a list of {t_s, figures...} (numbers, null where not read)", samples)
+    return out
+
+
+# Each per-request list of a trace: what its items must be, and that check.
+TRACE_ITEMS = {
+    "arrival_s": ("numbers >= 0", lambda v, n: _number(v) and v >= 0),
+    "start_s": ("numbers >= 0 or null", lambda v, n: v is None or _number(v) and v >= 0),
+    "finish_s": ("numbers >= 0 or null", lambda v, n: v is None or _number(v) and v >= 0),
+    "predicted_finish_s": ("numbers >= 0 or null",
+                           lambda v, n: v is None or _number(v) and v >= 0),
+    "batch": ("integers >= -1", lambda v, n: _integer(v, -1)),
+    "batch_size": ("integers >= 0", lambda v, n: _integer(v, 0)),
+    "resolution": ("indexes into config.resolutions",
+                   lambda v, n: _integer(v, 0) and (n is None or v < n)),
+    "error": ("true or false", lambda v, n: isinstance(v, bool)),
+}
+
+
+def _trace_problems(trace: dict, n_resolutions: int | None) -> list[str]:
+    """The first bad item of each per-request list, named by list and index."""
+    out = []
+    for key, (expected, ok) in TRACE_ITEMS.items():
+        for i, v in enumerate(trace[key]):
+            if not ok(v, n_resolutions):
+                out.append(f"field 'trace.{key}[{i}]': expected {expected}, found {describe(v)}")
+                break
     return out

@@ -8,6 +8,7 @@ optionally `warm(height, width, max_batch)` and `sample() -> dict` (memory and p
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -19,12 +20,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from advisor.dispatch import Dispatcher
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, shown
 from advisor.loadtest.arrivals import Schedule
 from advisor.loadtest.config import LoadConfig
 
 SAMPLE_EVERY_S = 1.0  # memory samples at most this often
 PROGRESS_EVERY_S = 0.5
+# Server-side timings an endpoint may report per request (`advisor serve` does, in its answer's
+# "timings"): the wait for a batch, the batch's pipeline time, PNG encoding, receipt to answer.
+SERVER_TIMINGS = ("queue_s", "service_s", "encode_s", "server_s")
 
 
 class RealClock:
@@ -81,6 +85,7 @@ class Trace:
     error: np.ndarray = None  # bool
     samples: list = field(default_factory=list)  # {"t_s": ..., figures...}
     errors: list = field(default_factory=list)  # first messages, with counts
+    server: dict = field(default_factory=dict)  # SERVER_TIMINGS name -> per request (NaN: none)
     stopped: str = "completed"
     wall_s: float = 0.0
     busy_s: float = 0.0  # service time summed over batches (GPU-busy, one replica)
@@ -100,6 +105,15 @@ class Trace:
         for i in np.flatnonzero(mask):
             first.setdefault(int(self.batch[i]), i)
         return np.asarray(list(first.values()), dtype=int)
+
+    def note_server(self, i: int, timings: dict) -> None:
+        """Request i's server-side timings (the SERVER_TIMINGS an answer reports)."""
+        for name in SERVER_TIMINGS:
+            value = timings.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if name not in self.server:
+                    self.server[name] = np.full(len(self.arrival_s), np.nan)
+                self.server[name][i] = value
 
     def note_error(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"[:300]
@@ -187,11 +201,41 @@ DEFAULT_BODY = {"prompt": "$prompt", "height": "$height", "width": "$width"}
 DEFAULT_PROMPT = "a photo of a red fox in the snow, golden hour, 35mm"
 
 
+MAX_URL_CHARS = 2000
+MAX_BODY_CHARS = 100_000
+MAX_BODY_DEPTH = 20
+STOP_AFTER_FAILURES = 10  # this many requests failing in a row: the endpoint is down, stop
+CONNECT_CHECK_S = 10.0  # the longest the address check before a run waits
+
+
 def check_url(url: str) -> str:
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise AdvisorError(f"--url {url!r}: expected an http:// or https:// address")
+    """An http(s) address with a host and a valid port; AdvisorError naming it otherwise."""
+    if len(url) > MAX_URL_CHARS or any(c.isspace() or not c.isprintable() for c in url):
+        raise AdvisorError(f"--url {shown(url)}: expected an http:// or https:// address of at "
+                           f"most {MAX_URL_CHARS} characters, without spaces or control "
+                           "characters")
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError as exc:
+        raise AdvisorError(f"--url {shown(url)}: not a valid address ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise AdvisorError(f"--url {shown(url)}: expected an http:// or https:// address")
     return url
+
+
+def check_reachable(url: str, timeout_s: float) -> None:
+    """AdvisorError unless a TCP connection to the address's host and port opens within
+    `timeout_s` (at most CONNECT_CHECK_S): a bad port or host fails here, before any run."""
+    parsed = urllib.parse.urlsplit(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port),
+                                      timeout=min(timeout_s, CONNECT_CHECK_S)):
+            pass
+    except (OSError, ValueError) as exc:  # refused, unreachable, no such host, timed out
+        raise AdvisorError(f"--url {shown(url)}: cannot connect to {shown(parsed.hostname)} "
+                           f"port {port} ({type(exc).__name__}: {exc})") from None
 
 
 def parse_body(text: str | None) -> dict:
@@ -199,13 +243,34 @@ def parse_body(text: str | None) -> dict:
     become the request's values (numbers stay numbers)."""
     if text is None:
         return dict(DEFAULT_BODY)
+    if len(text) > MAX_BODY_CHARS:
+        raise AdvisorError(f"--body: expected at most {MAX_BODY_CHARS:,} characters, got "
+                           f"{len(text):,}")
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise AdvisorError(f"--body: not JSON ({exc.msg} at character {exc.pos})") from None
+    except RecursionError:  # nested past the parser's own bound
+        raise AdvisorError(f"--body: nested deeper than {MAX_BODY_DEPTH} levels") from None
+    if _depth(body) > MAX_BODY_DEPTH:
+        raise AdvisorError(f"--body: nested deeper than {MAX_BODY_DEPTH} levels")
     if not isinstance(body, dict):
         raise AdvisorError("--body: expected a JSON object, e.g. " + json.dumps(DEFAULT_BODY))
     return body
+
+
+def _depth(value) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_BODY_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node \
+            if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def fill_body(template, values: dict):
@@ -219,7 +284,8 @@ def fill_body(template, values: dict):
 
 
 class HttpService:
-    """POSTs one JSON request per image to `url`; a non-2xx answer or a timeout is an error."""
+    """POSTs one JSON request per image to `url`; a non-2xx answer or a timeout is an error. A
+    JSON answer with "timings" (as `advisor serve` gives) is returned, else None."""
 
     def __init__(self, url: str, body: dict, timeout_s: float = 300.0,
                  prompt: str = DEFAULT_PROMPT, headers: dict | None = None):
@@ -227,40 +293,71 @@ class HttpService:
         self.prompt = prompt
         self.headers = {"Content-Type": "application/json", **(headers or {})}
 
-    def request(self, height: int, width: int) -> None:
+    def request(self, height: int, width: int) -> dict | None:
         data = json.dumps(fill_body(self.body, {"prompt": self.prompt, "height": height,
                                                 "width": width})).encode()
         req = urllib.request.Request(self.url, data=data, headers=self.headers, method="POST")
         with urllib.request.urlopen(req, timeout=self.timeout_s) as answer:  # noqa: S310
-            answer.read()
+            body = answer.read()
+            if "json" not in (answer.headers.get("Content-Type") or ""):
+                return None
+        try:
+            parsed = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return parsed if isinstance(parsed, dict) and isinstance(parsed.get("timings"), dict) \
+            else None
 
 
 def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
                  max_inflight: int = 64, progress: bool = False) -> Trace:
-    """Send each request at its arrival time (open loop), at most `max_inflight` at once."""
+    """Send each request at its arrival time (open loop), at most `max_inflight` at once. Where
+    the endpoint reports its batch (replica and batch number) and timings, the trace keeps them."""
     res = config.resolutions
     trace = Trace(schedule.times_s.copy(), schedule.classes.copy())
     bar = Progress(len(schedule), config.warmup_s, progress)
     lock = threading.Lock()
+    batch_ids: dict = {}  # (replica, batch number) the endpoint reports -> the trace's number
     clock = RealClock()
     t0 = clock.now()
     deadline = config.time_limit_s
+    # A request sent and not answered (an error, a timeout, still open when the run stops) is a
+    # failed request; STOP_AFTER_FAILURES failures in a row stop the run (the endpoint is down).
+    down = threading.Event()  # set by the request that makes the run of failures long enough
+    state = {"failing": 0, "closed": False}
+    sent_s = np.full(len(schedule), np.nan)  # when each request went out
 
     def send(i: int) -> None:
+        sent_s[i] = clock.now() - t0  # from here on the request is answered, or it failed
         r = res[int(trace.resolution[i])]
         start = clock.now() - t0
+        answer = None
         try:
-            service.request(r.height, r.width)
+            answer = service.request(r.height, r.width)
             failed = None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except Exception as exc:  # any failure of this request is its own, counted below
             failed = exc
         finish = clock.now() - t0
         with lock:
+            if state["closed"]:  # the run stopped without waiting: counted as unanswered
+                return
             trace.start_s[i], trace.finish_s[i] = start, finish
-            trace.batch[i], trace.batch_size[i] = i, 1
+            trace.batch[i], trace.batch_size[i] = i, 1  # its own batch unless told
+            if answer is not None:
+                trace.note_server(i, answer["timings"])
+                if isinstance(answer.get("batch"), int) and isinstance(answer.get("batch_size"),
+                                                                       int):
+                    key = (str(answer.get("replica")), answer["batch"])
+                    # numbered after the requests' own numbers, so the two never meet
+                    trace.batch[i] = len(trace.arrival_s) + batch_ids.setdefault(key,
+                                                                                 len(batch_ids))
+                    trace.batch_size[i] = answer["batch_size"]
             if failed is not None:
                 trace.error[i] = True
                 trace.note_error(failed)
+            state["failing"] = state["failing"] + 1 if failed is not None else 0
+            if state["failing"] >= STOP_AFTER_FAILURES:
+                down.set()
             bar.done([trace.arrival_s[i]], [finish], finish)
 
     pool = ThreadPoolExecutor(max_workers=max_inflight)
@@ -269,16 +366,27 @@ def run_requests(schedule: Schedule, config: LoadConfig, service: HttpService,
             if t > deadline:
                 trace.stopped = f"time limit {deadline:g} s"
                 break
-            clock.sleep_until(t0 + t)
+            if down.wait(max(0.0, min(t0 + t - clock.now(), deadline))):
+                trace.stopped = (f"endpoint failing: {STOP_AFTER_FAILURES} requests in a row "
+                                 "failed")
+                break
             pool.submit(send, i)
     except KeyboardInterrupt:
         trace.stopped = "interrupted (Ctrl-C)"
     finally:
-        # In-flight requests finish (each bounded by the request timeout) unless interrupted.
+        # In-flight requests finish (each bounded by the request timeout) unless interrupted;
+        # requests queued behind --max-inflight are dropped when the run stops early.
         interrupted = trace.stopped.startswith("interrupted")
-        pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        pool.shutdown(wait=not interrupted,
+                      cancel_futures=interrupted or trace.stopped.startswith("endpoint"))
         bar.close()
     with lock:
+        state["closed"] = True
+        unanswered = ~np.isnan(sent_s) & np.isnan(trace.finish_s)
+        if unanswered.any():
+            trace.start_s[unanswered], trace.error[unanswered] = sent_s[unanswered], True
+            for _ in range(int(unanswered.sum())):
+                trace.note_error(TimeoutError("sent and not answered before the run stopped"))
         trace.wall_s = clock.now() - t0
         trace.busy_s = None  # the endpoint's GPUs are not visible from here
         return trace
