@@ -237,9 +237,14 @@ class Setting:
         return asdict(self)
 
 
+# The VAE's compile and memory format in a label: the pair as one word (narrow tables).
+VAE_LABELS = {(True, True): "opt", (True, False): "compiled", (False, True): "nhwc"}
+
+
 def setting_label(s) -> str:
     """A setting (a `Setting` or a `Config`) in a few words, e.g. "fp8 native compile
-    mode=reduce-overhead te=bf16 vae=compile+channels_last"."""
+    mode=reduce-overhead te=bf16 vae=opt" (vae=opt: the VAE decoder compiled, channels-last;
+    vae=compiled, vae=nhwc: one of the two)."""
     parts = [s.precision, s.attention] + (["compile"] if s.compile else [])
     if s.offload != "none":
         parts.append(f"offload={s.offload}")
@@ -247,11 +252,8 @@ def setting_label(s) -> str:
         parts.append(f"mode={s.compile_mode}")
     if s.quant_scope != QUANT_SCOPES[0]:
         parts.append(f"te={text_encoder_precision(s.precision, s.quant_scope)}")
-    vae = [name for name, on in (("compile", s.vae_compile),
-                                 ("channels_last", s.vae_channels_last)) if on]
-    if vae:
-        parts.append("vae=" + "+".join(vae))
-    return " ".join(parts)
+    vae = VAE_LABELS.get((s.vae_compile, s.vae_channels_last))
+    return " ".join(parts + ([f"vae={vae}"] if vae else []))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def test_equality_of_a_channels_last_vae_and_a_transformer_only_scope(tmp_path):
     found, problems = read(out)
     assert problems == [] and [r["status"] for r in found] == ["ok"] * 3
     by_label = dict(zip(labels(found), found))
-    checked = by_label["64x64 b1 bf16 native vae=channels_last steps=2"]["results"]["equality"]
+    checked = by_label["64x64 b1 bf16 native vae=nhwc steps=2"]["results"]["equality"]
     assert checked["latents_max_abs_diff"] == 0.0 and checked["latents_max_abs"] > 0
     assert checked["same_image"] == same_image(checked) and checked["steps"] == 2
     assert "equality" not in by_label["64x64 b1 bf16 native steps=2"]["results"]  # plain: nothing to do

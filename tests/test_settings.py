@@ -50,7 +50,7 @@ def test_labels_and_families_tell_the_settings_apart():
     config = Config(1024, 1024, precision="fp8", compile=True, quant_scope="transformer",
                     compile_mode="reduce-overhead", vae_compile=True, vae_channels_last=True)
     assert config.label() == ("1024x1024 b1 fp8 native compile mode=reduce-overhead te=bf16 "
-                              "vae=compile+channels_last")
+                              "vae=opt")
     assert config.family() != Config(1024, 1024, precision="fp8", compile=True).family()
 
 
