@@ -244,7 +244,8 @@ VAE_LABELS = {(True, True): "opt", (True, False): "compiled", (False, True): "nh
 def setting_label(s) -> str:
     """A setting (a `Setting` or a `Config`) in a few words, e.g. "fp8 native compile
     mode=reduce-overhead te=bf16 vae=opt" (vae=opt: the VAE decoder compiled, channels-last;
-    vae=compiled, vae=nhwc: one of the two)."""
+    vae=compiled, vae=nhwc: one of the two; "compile+vae": the transformer and the VAE
+    compiled, the VAE channels-last)."""
     parts = [s.precision, s.attention] + (["compile"] if s.compile else [])
     if s.offload != "none":
         parts.append(f"offload={s.offload}")
@@ -253,6 +254,8 @@ def setting_label(s) -> str:
     if s.quant_scope != QUANT_SCOPES[0]:
         parts.append(f"te={text_encoder_precision(s.precision, s.quant_scope)}")
     vae = VAE_LABELS.get((s.vae_compile, s.vae_channels_last))
+    if vae == "opt" and s.compile:  # the usual pair, in the fewest characters
+        return " ".join(parts).replace(" compile", " compile+vae", 1)
     return " ".join(parts + ([f"vae={vae}"] if vae else []))
 
 

@@ -49,8 +49,8 @@ def test_a_transformer_only_scope_keeps_the_text_encoder_weights_in_bf16():
 def test_labels_and_families_tell_the_settings_apart():
     config = Config(1024, 1024, precision="fp8", compile=True, quant_scope="transformer",
                     compile_mode="reduce-overhead", vae_compile=True, vae_channels_last=True)
-    assert config.label() == ("1024x1024 b1 fp8 native compile mode=reduce-overhead te=bf16 "
-                              "vae=opt")
+    assert config.label() == "1024x1024 b1 fp8 native compile+vae mode=reduce-overhead te=bf16"
+    assert Setting(vae_compile=True, vae_channels_last=True).label == "bf16 native vae=opt"
     assert config.family() != Config(1024, 1024, precision="fp8", compile=True).family()
 
 
