@@ -7,7 +7,7 @@ prediction field is added here, once.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, astuple, dataclass, field, fields, replace
 
 # --------------------------------------------------------------------------- vocabularies
 # Compute precisions: weights and activations in that dtype; `fp32-tf32` keeps fp32 weights and
@@ -64,6 +64,47 @@ def compute_precision(precision: str) -> str:
     return QUANTIZATIONS[precision].compute if precision in QUANTIZATIONS else precision
 
 
+def setting_problem(setting) -> str | None:
+    """What is wrong with a `Setting` (or a `Config`: the same fields) on any GPU, or None: the
+    combinations that name nothing (a scope without quantization, a compile mode with nothing
+    compiled) and those that cannot run (CUDA graphs with offload, whose hooks move the weights
+    the graphs captured). Checked before any GPU work, as the vocabularies are."""
+    for name, allowed in (("quant_scope", QUANT_SCOPES), ("compile_mode", COMPILE_MODES)):
+        if getattr(setting, name) not in allowed:
+            return f"{name}: expected one of {', '.join(allowed)}, got {getattr(setting, name)!r}"
+    if setting.quant_scope != QUANT_SCOPES[0] and setting.precision not in QUANTIZATIONS:
+        return (f"quant_scope: {setting.quant_scope!r} needs a quantized precision "
+                f"({', '.join(QUANTIZATIONS)}); {setting.precision} quantizes nothing")
+    if setting.compile_mode != "default" and not (setting.compile or setting.vae_compile):
+        return (f"compile_mode: {setting.compile_mode!r} needs compile or vae_compile; "
+                "nothing is compiled")
+    if setting.compile_mode in CUDA_GRAPH_MODES and setting.offload != "none":
+        return (f"compile_mode: {setting.compile_mode!r} records CUDA graphs, which cannot run "
+                f"with offload {setting.offload} (its hooks move the weights the graphs hold)")
+    return None
+
+
+def quantized_parts(precision: str, quant_scope: str) -> tuple[str, ...]:
+    """The components whose block Linear layers `precision` quantizes under `quant_scope`."""
+    if precision not in QUANTIZATIONS:
+        return ()
+    return tuple(QUANT_SCOPES[0].split("+")) if quant_scope == QUANT_SCOPES[0] \
+        else ("transformer",)
+
+
+def with_precision(setting, precision: str):
+    """`setting` (a `Setting` or a `Config`) at `precision`, its quantization scope reset where
+    `precision` quantizes nothing."""
+    scope = setting.quant_scope if precision in QUANTIZATIONS else QUANT_SCOPES[0]
+    return replace(setting, precision=precision, quant_scope=scope)
+
+
+def text_encoder_precision(precision: str, quant_scope: str) -> str:
+    """The precision the text encoder runs at: its dtype when the scope leaves it unquantized."""
+    return precision if "text_encoder" in quantized_parts(precision, quant_scope) \
+        else dtype_of(precision)
+
+
 def unsupported_reason(precision: str, capability: tuple[int, int] | None,
                        compile: bool = False, rate=None, attention: str = "native") -> str | None:
     """Why `precision` (compiled or not) with an `attention` backend is not offered on a GPU of
@@ -93,12 +134,37 @@ def unsupported_reason(precision: str, capability: tuple[int, int] | None,
     return None
 
 
+# "The same image", for a setting that should not change it (attention backend, compile and its
+# mode, the VAE's compile and memory format) against its plain setting on the same weights and
+# seed (probes.measure): final latents within 2% of their largest magnitude, decoded images
+# (values 0..1, computed in bf16, whose step is 2^-8 below 1) within 0.05: kernels that fuse or
+# sum in another order differ in the last bits, and the steps and layers carry it on (the tiny
+# CPU pipeline's channels-last VAE alone differed by 0.031 from its contiguous decode).
+EQUALITY_TOLERANCE = {"latents_rel": 0.02, "image": 0.05}
+
+
+def same_image(equality: dict) -> bool:
+    """Whether a record's `results.equality` is within EQUALITY_TOLERANCE."""
+    return (equality["latents_max_abs_diff"]
+            <= EQUALITY_TOLERANCE["latents_rel"] * equality["latents_max_abs"]
+            and equality["image_max_abs_diff"] <= EQUALITY_TOLERANCE["image"])
+
+
 # Attention backends, by their diffusers `set_attention_backend` names (ATTENTION_BACKENDS).
 ATTENTIONS = ("native", "cudnn", "flash")
 # torch's flash and cuDNN fused attention kernels need Ampere (sm_80) or newer; native SDPA
 # falls back to its math or memory-efficient kernels on older cards.
 FUSED_ATTENTION_CAPABILITY = (8, 0)
 ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash"}
+# What a quantized precision quantizes: the Linear layers of the transformer's blocks and of the
+# text encoder's layers (the first quantized records), or the transformer's alone, the text
+# encoder left bf16 (its 8-bit text encode was the slower one: 0.14-0.15 s at fp8 against bf16's
+# 0.04 s on the H200), at the price of its bf16 weights (~8 GB against ~4 GB).
+QUANT_SCOPES = ("transformer+text_encoder", "transformer")
+# torch.compile modes (`mode=`) of the compiled parts: inductor's defaults, GEMM autotuning
+# without or with CUDA graphs, or CUDA graphs alone (reduce-overhead).
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 # CPU offload: none, accelerate's per-component hooks (model), or per-layer streaming
 # (sequential).
 OFFLOADS = ("none", "model", "sequential")
@@ -158,14 +224,39 @@ class Setting:
     attention: str = "native"
     compile: bool = False
     offload: str = "none"
+    quant_scope: str = QUANT_SCOPES[0]
+    compile_mode: str = "default"
+    vae_compile: bool = False
+    vae_channels_last: bool = False
 
     @property
     def label(self) -> str:
-        parts = [self.precision, self.attention] + (["compile"] if self.compile else [])
-        return " ".join(parts + ([f"offload={self.offload}"] if self.offload != "none" else []))
+        return setting_label(self)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# The VAE's compile and memory format in a label: the pair as one word (narrow tables).
+VAE_LABELS = {(True, True): "opt", (True, False): "compiled", (False, True): "nhwc"}
+
+
+def setting_label(s) -> str:
+    """A setting (a `Setting` or a `Config`) in a few words, e.g. "fp8 native compile
+    mode=reduce-overhead te=bf16 vae=opt" (vae=opt: the VAE decoder compiled, channels-last;
+    vae=compiled, vae=nhwc: one of the two; "compile+vae": the transformer and the VAE
+    compiled, the VAE channels-last)."""
+    parts = [s.precision, s.attention] + (["compile"] if s.compile else [])
+    if s.offload != "none":
+        parts.append(f"offload={s.offload}")
+    if s.compile_mode != "default":
+        parts.append(f"mode={s.compile_mode}")
+    if s.quant_scope != QUANT_SCOPES[0]:
+        parts.append(f"te={text_encoder_precision(s.precision, s.quant_scope)}")
+    vae = VAE_LABELS.get((s.vae_compile, s.vae_channels_last))
+    if vae == "opt" and s.compile:  # the usual pair, in the fewest characters
+        return " ".join(parts).replace(" compile", " compile+vae", 1)
+    return " ".join(parts + ([f"vae={vae}"] if vae else []))
 
 
 @dataclass(frozen=True)
@@ -221,6 +312,15 @@ class Config:
     # Several GPUs of one host (data-parallel replicas, or one image split across them); a
     # single-GPU record has no `parallel` key, and a prediction is always single-GPU.
     parallel: Parallel = SINGLE_GPU
+    quant_scope: str = QUANT_SCOPES[0]  # QUANT_SCOPES: what a quantized precision quantizes
+    compile_mode: str = "default"  # COMPILE_MODES: torch.compile's mode for what is compiled
+    vae_compile: bool = False  # torch.compile the VAE decoder (in compile_mode)
+    vae_channels_last: bool = False  # the VAE in channels-last memory format
+    # Probe directives, not part of the config's identity nor of its record: `check_equality`
+    # also runs the config once against its plain setting on the same weights (probes.measure);
+    # the sweep runs configs of a lower `priority` first (a grid's `order: listed`).
+    check_equality: bool = field(default=False, compare=False)
+    priority: int = field(default=0, compare=False)
 
     @property
     def cfg(self) -> bool:
@@ -233,7 +333,9 @@ class Config:
 
     @property
     def setting(self) -> Setting:
-        return Setting(self.precision, self.attention, self.compile, self.offload)
+        return Setting(self.precision, self.attention, self.compile, self.offload,
+                       self.quant_scope, self.compile_mode, self.vae_compile,
+                       self.vae_channels_last)
 
     @classmethod
     def from_record(cls, config: dict) -> "Config":
@@ -250,9 +352,8 @@ class Config:
 
     def family(self) -> tuple:
         """Everything but the shape and batch: an OOM boundary holds within a family."""
-        return (self.precision, self.attention, self.compile, self.offload, self.steps,
-                self.guidance_scale, self.caption_tokens, self.max_sequence_length, self.vae,
-                self.memory_cap_gib, self.parallel)
+        return (*astuple(self.setting), self.steps, self.guidance_scale, self.caption_tokens,
+                self.max_sequence_length, self.vae, self.memory_cap_gib, self.parallel)
 
     def oom_size(self) -> int:
         """Work that sets activation memory: pixels x images in the transformer batch (CFG
@@ -291,10 +392,13 @@ CONFIG_FIELDS = {
     "precision": "str", "attention": "str", "compile": "bool", "offload": "str",
     "caption_tokens": "int", "max_sequence_length": "int",
     "vae": "str", "memory_cap_gib": "num?", "parallel": "dict",
+    "quant_scope": "str", "compile_mode": "str", "vae_compile": "bool",
+    "vae_channels_last": "bool",
 }
 CHOICES = {"precision": PRECISIONS, "attention": ATTENTIONS, "offload": PROBED_OFFLOADS,
-           "vae": VAE_MODES}
-assert set(CONFIG_FIELDS) == {f.name for f in fields(Config)} - {"end_to_end"}
+           "vae": VAE_MODES, "quant_scope": QUANT_SCOPES, "compile_mode": COMPILE_MODES}
+DIRECTIVES = ("end_to_end", "check_equality", "priority")
+assert set(CONFIG_FIELDS) == {f.name for f in fields(Config)} - set(DIRECTIVES)
 
 
 # --------------------------------------------------------------------------- predictions

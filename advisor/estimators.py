@@ -19,27 +19,37 @@ from sklearn.utils.validation import check_is_fitted
 
 from advisor.contract import dtype_of
 from advisor.features import (
-    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES, SETTING_KEYS,
-    latency_design, memory_design, nvml_design, shape_config,
+    LATENCY_FEATURES, LATENCY_STAGES, MEMORY_FEATURES, MEMORY_STAGES, NVML_FEATURES,
+    TEXT_ENCODER_KEYS, TRANSFORMER_KEYS, VAE_KEYS, latency_design, memory_design, nvml_design,
+    shape_config,
 )
 from advisor.grouped import GroupedLinear, fit_grouped_linear
 from advisor.predictors import COMPUTE_FAMILY, LatencyPredictor, MemoryPredictor, floor_family
 
-# Settings that change a stage's kernels: attention backend and compile only touch the
-# transformer; precision and offload touch every stage, but a quantized precision leaves the
-# VAE and the host's post-processing in bf16 (a row's `dtype`), so those share bf16's groups.
+# Settings that change a stage's kernels: attention backend, compile and its mode only touch the
+# transformer; the VAE's compile (in the compile mode) and memory format only the VAE decode;
+# precision and offload touch every stage, but a quantized precision leaves the VAE and the
+# host's post-processing in bf16 (a row's `dtype`), so those share bf16's groups, and the text
+# encoder runs at its own precision (`te_precision`: its dtype outside the quantization scope).
 STAGE_SETTINGS = {
-    "text_encode": ("precision", "offload"),
-    "denoise_step": SETTING_KEYS,
-    "first_step_extra": SETTING_KEYS,
-    "vae_decode": ("dtype", "offload"),
+    "text_encode": TEXT_ENCODER_KEYS + ("offload",),
+    "denoise_step": TRANSFORMER_KEYS,
+    "first_step_extra": TRANSFORMER_KEYS,
+    "vae_decode": ("dtype", "offload") + VAE_KEYS,
     "other": ("dtype", "offload"),
-    "denoise": SETTING_KEYS,  # memory
+    "denoise": TRANSFORMER_KEYS,  # memory
 }
-# A quantized precision's setting group is pulled toward its bf16 twin's (contract.dtype_of: the
-# same attention, VAE and activations; matmuls at the same efficiency of their peak), not toward
-# the pooled coefficients, until its own rows say otherwise.
-TWIN = ("precision", dtype_of)
+# A group is pulled toward its twin's coefficients, not toward the pooled ones, until its own
+# rows say otherwise: a compile mode toward inductor's default mode, a quantized precision
+# toward its bf16 twin (contract.dtype_of: the same attention, VAE and activations; matmuls at
+# the same efficiency of their peak), a compiled or channels-last VAE toward the plain one.
+# A setting group never measured takes its default's coefficients (SETTING_DEFAULTS, in turn)
+# before it would back off to the pooled ones.
+SETTING_DEFAULTS = (("compile_mode", "default"), ("vae_mode", "eager"),
+                    ("vae_channels_last", False))
+TWIN = (("compile_mode", lambda mode: "default"), ("precision", dtype_of),
+        ("te_precision", dtype_of), ("vae_mode", lambda mode: "eager"),
+        ("vae_channels_last", lambda channels_last: False))
 # Stages that are a small remainder of a run (may even measure slightly negative): fitted on
 # error relative to the run's total rather than to themselves.
 REMAINDER_STAGES = ("first_step_extra", "other")
@@ -180,7 +190,8 @@ class LatencyRegressor(RegressorMixin, BaseEstimator):
                     design[use], y[use, j], [X[i] for i in use],
                     stage_levels(stage, self.per_gpu), self.prior_strength,
                     root_prior=np.array(LATENCY_PRIOR[stage]), root_strength=strength,
-                    weights=regime_weight[use] * trust[use] / scale[use], twin=TWIN)
+                    weights=regime_weight[use] * trust[use] / scale[use], twin=TWIN,
+                    defaults=SETTING_DEFAULTS)
                 if stage in FLOOR_STAGES:
                     tables[stage], floors[stage] = _fit_floored(
                         fit, design, y[:, j], X, self.floor_window, self.floor_gap,
@@ -268,7 +279,8 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
             levels += (levels[-1] + ("gpu",),) if self.per_gpu else ()
             nvml_table = fit_grouped_linear(features, nvml[index], [X[i] for i in index],
                                             levels, self.prior_strength, offset=placement,
-                                            twin=TWIN)
+                                            twin=TWIN,
+                                            defaults=SETTING_DEFAULTS)
         else:
             nvml_table = _zero_table()
         headroom = (float(np.median(1 - nvml[pressured] / capacity[pressured]))
@@ -297,7 +309,8 @@ class MemoryRegressor(RegressorMixin, BaseEstimator):
         index = np.flatnonzero(use)
         return fit_grouped_linear(features[index], target[index], [X[i] for i in index], levels,
                                   self.prior_strength, offset=resident[index],
-                                  free=MEMORY_FREE.get(stage, ()), twin=TWIN)
+                                  free=MEMORY_FREE.get(stage, ()), twin=TWIN,
+                                  defaults=SETTING_DEFAULTS)
 
     def predict(self, X: list[dict]) -> np.ndarray:
         check_is_fitted(self)

@@ -16,7 +16,9 @@ from pathlib import Path
 import yaml
 
 from advisor import MEASUREMENTS_DIR, REPO_ROOT, __version__
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, Setting
+from advisor.contract import (
+    ATTENTIONS, COMPILE_MODES, OFFLOADS, PRECISIONS, QUANT_SCOPES, Setting,
+)
 from advisor.errors import AdvisorError, describe
 from advisor.fileio import sha256_file, write_user_file
 from advisor.inputs import load_yaml, read_text
@@ -172,9 +174,12 @@ def _check_option(f: Fields, where: str, option, request: Request) -> None:
     setting = _mapping(f, option, f"{where}.setting")
     f.keys(setting, f"{where}.setting", SETTING_FIELDS)
     for name, allowed in (("precision", PRECISIONS), ("attention", ATTENTIONS),
-                          ("offload", OFFLOADS)):
-        f.choice(setting, f"{where}.setting.{name}", allowed, default="")
-    f.boolean(setting, f"{where}.setting.compile", None)
+                          ("offload", OFFLOADS), ("quant_scope", QUANT_SCOPES),
+                          ("compile_mode", COMPILE_MODES)):  # absent: a plan saved before it
+        f.choice(setting, f"{where}.setting.{name}", allowed, default=getattr(Setting(), name))
+    for name in ("compile", "vae_compile", "vae_channels_last"):
+        f.boolean(setting, f"{where}.setting.{name}",
+                  None if name == "compile" else getattr(Setting(), name))
     batch = option["max_batch"]
     if batch not in request.batches or isinstance(batch, bool):
         raise f.error(f"{where}.max_batch", "one of the request's batch sizes "
@@ -217,7 +222,9 @@ def _mapping(f: Fields, option: dict, path: str) -> dict:
 
 
 def _summary(option: dict) -> dict:
-    return {"gpu": option["gpu"], "setting": option["setting"],
+    """The option's identity; its setting whole (a plan saved before a setting existed holds
+    that setting's default)."""
+    return {"gpu": option["gpu"], "setting": Setting(**option["setting"]).as_dict(),
             "max_batch": option["max_batch"], "serving_gpus": option["fleet"]["serving_gpus"]}
 
 

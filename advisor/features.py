@@ -17,13 +17,20 @@ from advisor import workload
 from advisor.errors import AdvisorError
 from advisor.contract import (
     ATTENTIONS, CFG_GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, MAX_STEPS, OFFLOADS, PRECISIONS,
-    QUANTIZATIONS, Config, cfg_passes, dtype_of, unsupported_reason,
+    QUANTIZATIONS, Config, cfg_passes, dtype_of, setting_problem, text_encoder_precision,
+    unsupported_reason,
 )
 
 MIB = 2**20
 LATENCY_STAGES = ("text_encode", "denoise_step", "first_step_extra", "vae_decode", "other")
 MEMORY_STAGES = ("text_encode", "denoise", "vae_decode")
 SETTING_KEYS = ("precision", "attention", "compile", "offload")
+# The transformer's settings beyond SETTING_KEYS (its compile mode), the text encoder's (the
+# precision it runs at: contract.text_encoder_precision) and the VAE's (its compile, in the
+# compile mode, and its memory format): each a stage's setting group (advisor.estimators).
+TRANSFORMER_KEYS = SETTING_KEYS + ("compile_mode",)
+TEXT_ENCODER_KEYS = ("te_precision",)
+VAE_KEYS = ("vae_mode", "vae_channels_last")
 # Bytes of an activation element, by dtype (contract.dtype_of: quantized pipelines keep bf16
 # activations).
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp32-tf32": 4}
@@ -137,6 +144,9 @@ def check_config(config: Config) -> None:
     if config.precision in QUANTIZATIONS and config.offload != "none":
         raise AdvisorError(f"offload: {config.precision} with offload {config.offload} is not "
                            "modelled: the probe runs quantized precisions without offload only")
+    problem = setting_problem(config)
+    if problem:
+        raise AdvisorError(problem)
     for name, modelled, why in UNMODELLED_FIELDS:
         if getattr(config, name) != modelled:
             raise AdvisorError(f"{name}: {getattr(config, name)!r} is not modelled ({why}); the "
@@ -170,8 +180,16 @@ def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -
         "steps": config.steps, "precision": config.precision,
         "dtype": dtype_of(config.precision), "attention": config.attention,
         "compile": bool(config.compile), "offload": config.offload, "cfg": config.cfg,
-        "caption_tokens": config.caption_tokens,
+        "caption_tokens": config.caption_tokens, "quant_scope": config.quant_scope,
+        "compile_mode": config.compile_mode,
+        "te_precision": text_encoder_precision(config.precision, config.quant_scope),
+        "vae_compile": bool(config.vae_compile),
+        # the mode the VAE is compiled in: its kernels' group (eager: none)
+        "vae_mode": config.compile_mode if config.vae_compile else "eager",
+        "vae_channels_last": bool(config.vae_channels_last),
         "tflops": float(spec.tflops[config.precision]),
+        "te_tflops": float(spec.tflops[text_encoder_precision(config.precision,
+                                                                config.quant_scope)]),
         "dtype_tflops": float(spec.tflops[dtype_of(config.precision)]),
         "attention_tflops": float(attention_peak(spec, config.precision)),
         "bandwidth_gbs": spec.bandwidth_gbs, "pcie_gbs": spec.pcie_gbs,
@@ -187,21 +205,25 @@ def shape_config(row: dict) -> Config:
 
 # The identities of a query row, by what they key (the row holds only modelled fields:
 # check_config refuses the others, so no key can confuse a capped or tiled run with a plain one).
+# Every setting of a row (contract.Setting's fields)
+ROW_SETTINGS = SETTING_KEYS + ("quant_scope", "compile_mode", "vae_compile", "vae_channels_last")
+
+
 def match_key(row: dict) -> tuple:
     """A config on a GPU, for exact measured matches."""
-    return tuple(row[k] for k in ("gpu", "height", "width", "batch", "steps", "precision",
-                                  "attention", "compile", "offload", "cfg", "caption_tokens"))
+    return tuple(row[k] for k in ("gpu", "height", "width", "batch", "steps", *ROW_SETTINGS,
+                                  "cfg", "caption_tokens"))
 
 
 def setting_key(row: dict) -> tuple:
     """A setting on a GPU: the shapes it was probed at, its fitted group."""
-    return tuple(row[k] for k in ("gpu", "precision", "attention", "compile", "offload"))
+    return tuple(row[k] for k in ("gpu", *ROW_SETTINGS))
 
 
 def memory_key(row: dict) -> tuple:
     """What sets a config's memory, on any GPU: shape, batch and settings (not steps)."""
-    return tuple(row[k] for k in ("height", "width", "batch", "precision", "attention",
-                                  "compile", "offload", "cfg", "caption_tokens"))
+    return tuple(row[k] for k in ("height", "width", "batch", *ROW_SETTINGS, "cfg",
+                                  "caption_tokens"))
 
 
 def group_of(row: dict) -> tuple:
@@ -253,9 +275,14 @@ def shape_costs(height: int, width: int, caption_tokens: int) -> dict:
     }
 
 
-@lru_cache(maxsize=16)
-def weight_bytes(precision: str) -> dict:
-    return workload.weight_bytes(precision)
+@lru_cache(maxsize=32)
+def _weight_bytes(precision: str, quant_scope: str) -> dict:
+    return workload.weight_bytes(precision, quant_scope=quant_scope)
+
+
+def weight_bytes(row: dict) -> dict:
+    """Bytes of weights per component of a row's precision and quantization scope."""
+    return _weight_bytes(row["precision"], row["quant_scope"])
 
 
 @lru_cache(maxsize=1)
@@ -296,7 +323,7 @@ HOST_PIXEL_SCALE = 1e9  # host post-processing feature in gigapixels
 def _host_copy_bytes(row: dict, stage: str) -> float:
     if row["offload"] == "none":
         return 0.0
-    wb = weight_bytes(row["precision"])
+    wb = weight_bytes(row)
     return float(sum(wb[c] for c in HOST_COPIES[row["offload"]][stage]))
 
 
@@ -305,10 +332,11 @@ def _latency_row(row: dict, stage: str) -> tuple:
     bw = row["bandwidth_gbs"] * 1e9
     host_copy = _host_copy_bytes(row, stage) / (row["pcie_gbs"] * 1e9)
     batch, elem = row["batch"], element_bytes(row["precision"])
-    wb = weight_bytes(row["precision"])
-    if stage == "text_encode":
+    wb = weight_bytes(row)
+    if stage == "text_encode":  # at the text encoder's precision (its quantization scope)
         prompts = batch * cfg_passes(row["cfg"])
-        return (1.0, prompts * _text_encoder_tflops() / peak, wb["text_encoder"] / bw, host_copy)
+        return (1.0, prompts * _text_encoder_tflops() / row["te_tflops"],
+                wb["text_encoder"] / bw, host_copy)
     if stage == "first_step_extra":
         return (1.0, host_copy)
     pixels = batch * row["height"] * row["width"]
@@ -373,7 +401,7 @@ def largest_layer_mib(component: str, precision: str) -> float:
 def resident_weights_mib(row: dict, stage: str) -> float:
     """Weights on the GPU while `stage` runs: all of them without offload, the running component
     with model offload, its largest layer with sequential offload."""
-    wb = weight_bytes(row["precision"])
+    wb = weight_bytes(row)
     if row["offload"] == "none":
         return wb["total"] / MIB
     if row["offload"] == "model":
@@ -385,7 +413,7 @@ def handoff_mib(row: dict, stage: str) -> float:
     """The floor of a stage's peak: its resident weights, or with model offload at the VAE, the
     transformer and the VAE together (the transformer leaves only once the VAE has moved in)."""
     if row["offload"] == "model" and stage == "vae_decode":
-        wb = weight_bytes(row["precision"])
+        wb = weight_bytes(row)
         return (wb["transformer"] + wb["vae"]) / MIB
     return resident_weights_mib(row, stage)
 

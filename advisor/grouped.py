@@ -19,16 +19,24 @@ import numpy as np
 class GroupedLinear:
     """Fitted coefficients: `coefs[depth][group values] -> vector`. numpy only (cache-safe)."""
 
-    def __init__(self, levels: tuple[tuple[str, ...], ...], coefs: list[dict]):
+    def __init__(self, levels: tuple[tuple[str, ...], ...], coefs: list[dict],
+                 defaults: tuple[tuple[str, object], ...] = ()):
         self.levels = levels
         self.coefs = coefs
+        self.defaults = defaults  # (key, value): a group never fitted tries these in turn
 
     def lookup(self, row: dict) -> tuple[np.ndarray, int]:
-        """Coefficients for one row and the depth of the level they come from."""
+        """Coefficients for one row and the depth of the level they come from: at each level
+        from the most specific, the row's group, else that group with `defaults` set one after
+        another (a setting never measured takes its default's coefficients)."""
+        tries = [row]
+        for key, value in self.defaults:
+            tries.append({**tries[-1], key: value})
         for depth in range(len(self.levels) - 1, -1, -1):
-            coef = self.coefs[depth].get(tuple(row[k] for k in self.levels[depth]))
-            if coef is not None:
-                return coef, depth
+            for r in tries:
+                coef = self.coefs[depth].get(tuple(r.get(k) for k in self.levels[depth]))
+                if coef is not None:
+                    return coef, depth
         raise AssertionError("level 0 always has the pooled group")
 
     def predict(self, X: np.ndarray, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -53,16 +61,19 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
                        root_prior: np.ndarray | None = None,
                        root_strength: np.ndarray | float | None = None,
                        weights: np.ndarray | None = None,
-                       twin: tuple[str, object] | None = None) -> GroupedLinear:
+                       twin: tuple[tuple[str, object], ...] = (),
+                       defaults: tuple[tuple[str, object], ...] = ()) -> GroupedLinear:
     """Fit level by level, each row weighted by `weights` (default 1 / y: relative error).
     `prior_strength` is the weight of the parent's coefficients in
     pseudo-rows: at 1, the pull toward the parent counts like one typical row. `root_prior`
     (optional) plays the parent for level 0, weighted per coefficient by `root_strength`
     (default `prior_strength`): it settles directions the data cannot (e.g. compute vs
-    bandwidth time on one GPU, where they scale alike). `twin` (key, function): at the level
-    that first splits by `key`, a group whose `key` value the function maps to another value
-    is pulled toward that twin group (fitted before it) instead of its parent, where the twin
-    was fitted."""
+    bandwidth time on one GPU, where they scale alike). `twin`, pairs (key, function): at the
+    level that first splits by `key`, a group whose `key` value the function maps to another
+    value is pulled toward that twin group (fitted before it) instead of its parent, where the
+    twin was fitted; the first pair that maps a group names its twin, which may have a twin of
+    its own (a chain, fitted from its end). `defaults`: GroupedLinear's fallback for groups
+    never fitted."""
     if levels[0] != ():
         raise ValueError("level 0 must be the pooled level ()")
     y = np.asarray(y, dtype=float)
@@ -91,16 +102,15 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
         group_of = _key_getter(keys)
         for i, row in enumerate(rows):
             groups.setdefault(group_of(row), []).append(i)
-        twins = _twins(list(groups), keys, twin) \
-            if twin and twin[0] not in parent_keys else {}
+        twins = _twins(list(groups), keys, [t for t in twin if t[0] not in parent_keys])
         level = {}
-        for group in sorted(groups, key=lambda g: g in twins):  # twins' twins first
+        for group in sorted(groups, key=lambda g: _chain(g, twins)):  # twins' twins first
             index = groups[group]
             parent = level.get(twins.get(group), coefs[depth - 1][group[:len(parent_keys)]])
             level[group] = _solve(np.vstack([A[index], prior_rows]),
                                   np.concatenate([b[index], prior_rows @ parent]), free)
         coefs.append(level)
-    return GroupedLinear(levels, coefs)
+    return GroupedLinear(levels, coefs, defaults)
 
 
 def _key_getter(keys: tuple[str, ...]):
@@ -114,11 +124,24 @@ def _key_getter(keys: tuple[str, ...]):
 
 def _twins(groups: list[tuple], keys: tuple[str, ...], twin) -> dict[tuple, tuple]:
     """{group: its twin group} for the groups of a level that have one (see `twin`)."""
-    if twin[0] not in keys:
-        return {}
-    i, mapped = keys.index(twin[0]), twin[1]
-    out = {g: g[:i] + (mapped(g[i]),) + g[i + 1:] for g in groups}
-    return {g: t for g, t in out.items() if t != g}
+    out = {}
+    for g in groups:
+        for key, mapped in twin:
+            if key in keys:
+                i = keys.index(key)
+                t = g[:i] + (mapped(g[i]),) + g[i + 1:]
+                if t != g:
+                    out[g] = t
+                    break
+    return out
+
+
+def _chain(group: tuple, twins: dict) -> int:
+    """How many twins lead from `group` to one without a twin."""
+    n = 0
+    while group in twins and n <= len(twins):
+        group, n = twins[group], n + 1
+    return n
 
 
 def _solve(A: np.ndarray, b: np.ndarray, free: tuple[int, ...]) -> np.ndarray:

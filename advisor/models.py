@@ -15,8 +15,8 @@ import numpy as np
 
 from advisor import memory_rule
 from advisor.contract import (
-    ATTENTIONS, GB, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction, cfg_passes,
-    compute_precision, dtype_of,
+    ATTENTIONS, GB, QUANT_SCOPES, QUANTIZATIONS, Config, Latency, Memory, Power, Prediction,
+    cfg_passes, compute_precision, dtype_of, with_precision,
 )
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
@@ -168,8 +168,7 @@ class Models:
         if not index:
             return stages, depth, {}
         stages, depth = stages.copy(), depth.copy()
-        twin_configs = [replace(configs[i], precision=dtype_of(configs[i].precision))
-                        for i in index]
+        twin_configs = [with_precision(configs[i], dtype_of(configs[i].precision)) for i in index]
         twins = [make_row(self.specs[rows[i]["gpu"]], c) for i, c in zip(index, twin_configs)]
         twin_stages, twin_depth = self.latency.predict(twins)
         twin_stages, twin_class = self._by_class(twins, twin_configs, twin_stages)
@@ -261,14 +260,15 @@ class Models:
         return Carried(twin, extra, why, detail)
 
     def _ratio_refs(self, row: dict) -> list[tuple[str, str]]:
-        """(GPU, attention) pairs that measured the row's quantized precision and its bf16
-        twin at the row's compile, the row's attention where measured, else the first backend
+        """(GPU, attention) pairs that measured the row's quantized precision and its bf16 twin
+        at the row's other settings, the row's attention where measured, else the first backend
         measured: the row's own GPU if it qualifies, else every probed GPU that does."""
         found = []
         for gpu in sorted(self.probed):
-            both = [a for a in ATTENTIONS if all(
-                (gpu, p, a, row["compile"], "none") in self.shapes
-                for p in (row["precision"], dtype_of(row["precision"])))]
+            both = [a for a in ATTENTIONS if all(setting_key({
+                **row, "gpu": gpu, "precision": p, "attention": a, "offload": "none",
+                "quant_scope": row["quant_scope"] if p in QUANTIZATIONS else QUANT_SCOPES[0]})
+                in self.shapes for p in (row["precision"], dtype_of(row["precision"])))]
             if both:
                 found.append((gpu, row["attention"] if row["attention"] in both else both[0]))
         own = [(gpu, a) for gpu, a in found if gpu == row["gpu"]]

@@ -62,8 +62,9 @@ RECORD_OPTIONAL = {"weights_source": "str?", "grid": "str?", "failed_stage": "st
 FAILED_STAGES = ("load",) + STAGES
 # Config fields a record may lack (they came after the first shipped records), with the default
 # an absent one means: an old record and a new config at that default are the same config.
+SETTING_OPTIONAL = ("quant_scope", "compile_mode", "vae_compile", "vae_channels_last")
 CONFIG_OPTIONAL = {f.name: f.default for f in fields(Config)
-                   if f.name in ("vae", "memory_cap_gib", "parallel")}
+                   if f.name in ("vae", "memory_cap_gib", "parallel", *SETTING_OPTIONAL)}
 CONFIG_REQUIRED = {k: tag for k, tag in CONFIG_FIELDS.items() if k not in CONFIG_OPTIONAL}
 RESULTS_REQUIRED = {
     "text_encode_s": "num", "denoise_step_s": "num", "denoise_s": "num", "vae_decode_s": "num",
@@ -365,8 +366,9 @@ def machine_log_ratios(records: list[dict]) -> dict[str, list[float]]:
 def config_key(config: dict) -> str:
     """Canonical identity of a probed config: sorted compact JSON of the documented config
     fields only (unknown keys ignored; absent optional fields at their defaults; guidance_scale
-    and a memory cap as floats, so 0 and 0.0 are one key). A single-GPU layout is left out, so
-    the keys of records written before `parallel` existed stay what they were."""
+    and a memory cap as floats, so 0 and 0.0 are one key). A single-GPU layout and the settings
+    of SETTING_OPTIONAL at their defaults are left out, so the keys of records written before
+    they existed stay what they were."""
     missing = [k for k in CONFIG_REQUIRED if k not in config]
     if missing:
         raise AdvisorError(f"config: missing {', '.join(missing)}")
@@ -377,4 +379,7 @@ def config_key(config: dict) -> str:
     canonical["guidance_scale"] = float(canonical["guidance_scale"])
     if canonical["memory_cap_gib"] is not None:
         canonical["memory_cap_gib"] = float(canonical["memory_cap_gib"])
+    for key in SETTING_OPTIONAL:  # at their defaults, as in the records before they existed
+        if canonical[key] == CONFIG_OPTIONAL[key]:
+            del canonical[key]
     return json.dumps(canonical, sort_keys=True, separators=(",", ":"))

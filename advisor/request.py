@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from advisor.contract import ATTENTIONS, LATENCY_BASES, OFFLOADS, PRECISIONS, QUANTIZATIONS, \
-    shape_label
+from advisor.contract import ATTENTIONS, COMPILE_MODES, LATENCY_BASES, OFFLOADS, PRECISIONS, \
+    QUANT_SCOPES, QUANTIZATIONS, shape_label
 from advisor.errors import AdvisorError, describe
 from advisor.inputs import is_number, load_yaml, read_text
 from advisor.price_sheet import parse_sheet
@@ -46,7 +46,8 @@ SECTION_KEYS = {
     "demand": ("images_per_s", "images_per_day", "peak_factor"),
     "slo": tuple(QUANTILES),
     "candidates": ("gpus", "segments"),
-    "settings": ("precisions", "batches", "compile", "attention", "offload"),
+    "settings": ("precisions", "batches", "compile", "attention", "offload", "quant_scope",
+                 "compile_mode", "vae_compile", "vae_channels_last"),
     "batching": ("window_s",),
     "deployment": ("mode", "gpus_per_server", "pue", "server_w", "cloud", "owned"),
     "deployment.cloud": ("usd_per_gpu_hour",),
@@ -99,6 +100,12 @@ class Request:
     compile: tuple[bool, ...] = (False, True)
     attention: tuple[str, ...] = ATTENTIONS
     offload: tuple[str, ...] = OFFLOADS
+    # what a quantized precision quantizes, the compile modes of compiled settings, the VAE's
+    # compile and memory format (advisor.contract)
+    quant_scope: tuple[str, ...] = QUANT_SCOPES
+    compile_mode: tuple[str, ...] = ("default",)  # the others predict as it until probed
+    vae_compile: tuple[bool, ...] = (False, True)
+    vae_channels_last: tuple[bool, ...] = (False, True)
     window_s: float = DEFAULTS["window_s"]
     memory_margin_gb: float = DEFAULTS["memory_margin_gb"]
     latency_basis: str = DEFAULTS["latency_basis"]  # one of LATENCY_BASES
@@ -164,7 +171,10 @@ class Request:
                            **({"segments": list(self.segments)} if self.segments else {})},
             "settings": {"precisions": list(self.precisions), "batches": list(self.batches),
                          "compile": list(self.compile), "attention": list(self.attention),
-                         "offload": list(self.offload)},
+                         "offload": list(self.offload), "quant_scope": list(self.quant_scope),
+                         "compile_mode": list(self.compile_mode),
+                         "vae_compile": list(self.vae_compile),
+                         "vae_channels_last": list(self.vae_channels_last)},
             "batching": {"window_s": self.window_s},
             "memory_margin_gb": self.memory_margin_gb,
             "latency_basis": self.latency_basis,
@@ -242,9 +252,13 @@ def _parse(data: dict, f: "Fields") -> Request:
                              note=f"{', '.join(QUANTIZATIONS)} are lossy: listed only when "
                              "wanted"),
         batches=_batches(settings.get("batches", list(DEFAULT_BATCHES)), f),
-        compile=_compile(settings.get("compile", [False, True]), f),
+        compile=_booleans(settings, "settings.compile", f),
         attention=f.choices(settings, "settings.attention", ATTENTIONS, ATTENTIONS),
         offload=f.choices(settings, "settings.offload", OFFLOADS, OFFLOADS),
+        quant_scope=f.choices(settings, "settings.quant_scope", QUANT_SCOPES, QUANT_SCOPES),
+        compile_mode=f.choices(settings, "settings.compile_mode", COMPILE_MODES, ("default",)),
+        vae_compile=_booleans(settings, "settings.vae_compile", f),
+        vae_channels_last=_booleans(settings, "settings.vae_channels_last", f),
         window_s=f.number(f.section(data, "batching"), "batching.window_s", low=0.0,
                           low_open=False, high=3600.0),
         memory_margin_gb=f.number(data, "memory_margin_gb", low=0.0, low_open=False),
@@ -336,9 +350,11 @@ def _batches(value, f: "Fields") -> tuple[int, ...]:
     return batches
 
 
-def _compile(value, f: "Fields") -> tuple[bool, ...]:
+def _booleans(settings: dict, path: str, f: "Fields") -> tuple[bool, ...]:
+    """A non-empty list of true/false at `path` (default both)."""
+    value = settings.get(path.rsplit(".", 1)[-1], [False, True])
     if not (isinstance(value, list) and value and all(isinstance(v, bool) for v in value)):
-        raise f.error("settings.compile", "a non-empty list of true/false", describe(value))
+        raise f.error(path, "a non-empty list of true/false", describe(value))
     return tuple(sorted(set(value)))
 
 

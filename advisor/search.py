@@ -13,11 +13,12 @@ the cost/latency Pareto frontier.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field, replace
 
-from advisor.contract import CFG_GUIDANCE_SCALE, COMPUTE_PRECISIONS, QUANTIZATIONS, Config, \
-    Prediction, Setting, unsupported_reason
+from advisor.contract import CFG_GUIDANCE_SCALE, COMPUTE_PRECISIONS, QUANT_SCOPES, QUANTIZATIONS, \
+    Config, Prediction, Setting, setting_problem, unsupported_reason
 from advisor.cost import HOURS_PER_MONTH, NoPrice, Price, budget_problems, fleet_cost, \
     gpu_price, gpus_within
 from advisor.errors import AdvisorError
@@ -214,6 +215,27 @@ def interpolate(at: dict[int, float], k: int) -> float:
 # --------------------------------------------------------------------------- candidates
 
 
+def variants(base: Setting, request: Request) -> list[Setting]:
+    """`base` with each quantization scope (a quantized precision), compile mode (where
+    something is compiled) and VAE compile and memory format the request allows, where they can
+    run (contract.setting_problem). Where the request allows both values of both VAE settings,
+    they are searched as one pair (compiled in channels-last, or neither: what the probe
+    measured together) and with a compiled transformer only (an eager deployment keeps the
+    plain VAE): each is a few hundredths of a second at most, and every variant multiplies the
+    search."""
+    scopes = request.quant_scope if base.precision in QUANTIZATIONS else QUANT_SCOPES[:1]
+    both = {False, True}
+    paired = both <= set(request.vae_compile) and both <= set(request.vae_channels_last)
+    out = []
+    for v, cl, q in itertools.product(request.vae_compile, request.vae_channels_last, scopes):
+        if paired and (v != cl or (v and not base.compile)):
+            continue
+        modes = request.compile_mode if base.compile or v else ("default",)
+        out += [replace(base, quant_scope=q, compile_mode=m, vae_compile=v,
+                        vae_channels_last=cl) for m in modes]
+    return [s for s in out if not setting_problem(s)]
+
+
 def search_gpus(gpus, request: Request,
                 predictor: PredictionCache) -> tuple[dict, dict[str, GpuNotes]]:
     """Candidates per GPU id, and per GPU id the notes for the not-fitting verdict. Offload
@@ -230,10 +252,11 @@ def search_gpus(gpus, request: Request,
     searchable = [g for g in gpus if precisions[g.id]]
 
     def settings(gpu, offloads):
-        return [Setting(precision=p, attention=a, compile=c, offload=o)
-                for p in precisions[gpu.id] for c in request.compile
+        return [s for p in precisions[gpu.id] for c in request.compile
                 for a in request.attention for o in offloads
-                if (o == "none" or p not in QUANTIZATIONS) and not not_offered(gpu, p, c, a)]
+                if (o == "none" or p not in QUANTIZATIONS) and not not_offered(gpu, p, c, a)
+                for s in variants(Setting(precision=p, attention=a, compile=c, offload=o),
+                                  request)]
 
     plain = [o for o in request.offload if o == "none"]
     offloaded = [o for o in request.offload if o != "none"]

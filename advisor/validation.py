@@ -20,7 +20,10 @@ from advisor.features import GpuSpec, make_row, memory_key, setting_key
 from advisor.fit import min_cap_rows, usable
 from advisor.published_split import published_split
 from advisor.predictors import MinCapPredictor, cap_family
-from advisor.records import UNRECORDED_MACHINE, config_key, machine_medians, machine_of
+from advisor.records import (
+    CONFIG_OPTIONAL, SETTING_OPTIONAL, UNRECORDED_MACHINE, config_key, machine_medians,
+    machine_of,
+)
 
 SPLITS = {
     "kfold": "5-fold cross-validation over distinct configs (repeats of a config stay together)",
@@ -191,7 +194,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
     gpus = sorted({r["gpu"]["catalog_id"] for r in ok if r["gpu"]["catalog_id"] in specs})
     report = {"latency_mape": {}, "memory_mape": {}, "nvml_memory_mape": {}, "coverage": {},
               "metrics": {}, "splits": {}, "residuals": []}
-    held_quantized = {}
+    held_quantized, held_all = {}, {}
     steps = len(SPLITS) + (published is not None or bool(capped))
     for step, (split, description) in enumerate(SPLITS.items(), 1):
         if progress:
@@ -204,6 +207,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
         else:
             preds = cross_predict(records, specs, split, fit)
         report["residuals"] += _residual_rows(preds)
+        held_all[split] = preds
         # The splits' figures are the compute precisions' (bf16, fp16, fp32, fp32-tf32), as
         # before quantized records existed; quantized points are scored apart (`quantized`).
         held_quantized[split] = [p for p in preds if quantized(p)]
@@ -242,6 +246,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
         report["coverage"][split] = metrics["total_s"]["coverage"]
         report["splits"][split] = {"description": description, "n": len(preds), "note": note}
     report["quantized"] = quantized_split(held_quantized)
+    report["settings"] = settings_split(held_all)
     report["data"] = {
         "records": len(records), "ok": len(ok),
         "oom": sum(r["status"] == "oom" for r in records),
@@ -285,6 +290,17 @@ def quantized_split(held: dict[str, list[dict]]) -> dict:
                         for split, points in scored.items()} for q in precisions},
         "unscored": {split: len(held[split]) - len(points) for split, points in scored.items()},
     }
+
+
+def settings_split(held: dict[str, list[dict]]) -> dict:
+    """Held-out points of each records.SETTING_OPTIONAL setting at values but its default."""
+    value = lambda p, key: p["config"].get(key, CONFIG_OPTIONAL[key])
+    groups = dict.fromkeys((k, value(p, k)) for k in SETTING_OPTIONAL for points in held.values()
+                           for p in points if value(p, k) != CONFIG_OPTIONAL[k])
+    return {"description": "runs of each setting beyond precision, attention, compile and "
+                           "offload at a value but its default, held out as in its split",
+            "metrics": {f"{k}={v}": {split: fold_metrics([p for p in points if value(p, k) == v])
+                                     for split, points in held.items()} for k, v in groups}}
 
 
 def capped_split(models, capped: list[dict], specs: dict[str, GpuSpec]) -> dict:
@@ -486,6 +502,11 @@ def format_table(report: dict) -> str:
         for precision, by_split in q["metrics"].items():
             lines += _metric_lines({split: m for split, m in by_split.items()
                                     if m["total_s"]["n"]}, lead=f"{precision:<10} ")
+    settings = report["settings"]
+    lines += ["", f"settings: {settings['description']}"] if settings["metrics"] else []
+    for name, by_split in settings["metrics"].items():
+        lines += [name] + _metric_lines({k: m for k, m in by_split.items() if m["total_s"]["n"]},
+                                        lead="  ")
     lines.append("")
     for split, info in report["splits"].items():
         lines.append(f"{split}: {info['description']}" + (f" -- {info['note']}"

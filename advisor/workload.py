@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from advisor import ARCH_DIR, REPO_ROOT
-from advisor.contract import QUANTIZATIONS, cfg_passes
+from advisor.contract import QUANT_SCOPES, QUANTIZATIONS, cfg_passes, dtype_of, quantized_parts
 from advisor.errors import AdvisorError, shown
 
 PIXELS_PER_TOKEN = 16  # the VAE downsamples 8x, the transformer patchifies 2x2 latents
@@ -463,9 +463,11 @@ def param_counts(arch: Architecture | None = None) -> dict[str, int]:
     return {name: sum(op.params for op in ops) for name, ops in _component_ops(_arch(arch)).items()}
 
 
-def weight_bytes(precision: str, arch: Architecture | None = None) -> dict[str, int]:
+def weight_bytes(precision: str, arch: Architecture | None = None,
+                 quant_scope: str = QUANT_SCOPES[0]) -> dict[str, int]:
     """Bytes of weights per component at `precision`: one of PRECISIONS, or a quantized
-    precision (stored as its `weights` key: fp8 and fp8-wo as fp8, int8-wo as int8).
+    precision (stored as its `weights` key: fp8 and fp8-wo as fp8, int8-wo as int8) on the
+    components its `quant_scope` names (contract.quantized_parts; the others at its dtype).
 
     fp8, int8 and int4 (1, 1 and 0.5 byte) apply to the weight matrices of the Linear layers inside
     the transformer blocks (attention, feed-forward, adaLN) and the text encoder's decoder layers:
@@ -477,9 +479,10 @@ def weight_bytes(precision: str, arch: Architecture | None = None) -> dict[str, 
     if storage not in WEIGHT_BITS:
         names = dict.fromkeys([*PRECISIONS, *QUANTIZATIONS])
         raise AdvisorError(f"precision: expected one of {', '.join(names)}, got {precision!r}")
-    bits = WEIGHT_BITS[storage]
+    parts = quantized_parts(precision, quant_scope) if precision in QUANTIZATIONS else None
     out = {}
     for name, ops in _component_ops(_arch(arch)).items():
+        bits = WEIGHT_BITS[storage if parts is None or name in parts else dtype_of(precision)]
         total, low = sum(op.params for op in ops), sum(op.low_precision for op in ops)
         out[name] = total * bits // 8 if bits >= 16 else (low * bits + (total - low) * 16) // 8
     out["total"] = sum(out.values())

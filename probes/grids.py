@@ -12,11 +12,16 @@
 
 A group is the cartesian product of its list-valued keys. Keys: `shapes`, the config fields
 (`batch`, `steps`, `guidance_scale`, `precision`, `attention`, `compile`, `offload` (also
-`group`), `caption_tokens`, `max_sequence_length`, `vae`, `parallel`: a mapping `{mode: data |
-ulysses | ring, gpus: N}` or a list of them, see probes/replicas.py), `end_to_end` and `max_megapixels`
+`group`), `caption_tokens`, `max_sequence_length`, `vae`, `quant_scope`, `compile_mode`,
+`vae_compile`, `vae_channels_last`, `parallel`: a mapping `{mode: data | ulysses | ring, gpus:
+N}` or a list of them, see probes/replicas.py), `end_to_end`, `check_equality` (also run the
+config once against its plain setting on the same weights: probes.measure) and `max_megapixels`
 (drop configs whose height x width x batch exceeds it, in units of 2^20 pixels: a bound on one
-config's work). A config listed twice is measured once (end to end if either listing asks). The
-memory cap is not a grid key: `advisor probe --memory-cap-gib/--emulate/--min-cap` set it.
+config's work). A config listed twice is measured once (end to end, or checked, if either
+listing asks). The memory cap is not a grid key: `advisor probe --memory-cap-gib/--emulate/
+--min-cap` set it. A grid's top-level `order: listed` runs its groups in the order listed (most
+valuable first, for a sweep under a time limit); by default the sweep orders every config by the
+pipeline it needs (probes.sweep.order).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import itertools
 from dataclasses import fields, replace
 from pathlib import Path
 
-from advisor.contract import CHOICES, CONFIG_FIELDS, Config, Parallel
+from advisor.contract import CHOICES, CONFIG_FIELDS, Config, Parallel, setting_problem
 from advisor.errors import AdvisorError
 from advisor.inputs import load_yaml, read_text
 
@@ -89,7 +94,9 @@ BUILT_IN = {
 }
 
 GRID_FIELDS = [name for name in CONFIG_FIELDS if name != "memory_cap_gib"]
-GROUP_KEYS = {"shapes", "end_to_end", "max_megapixels"} | set(GRID_FIELDS) - {"height", "width"}
+GROUP_KEYS = {"shapes", "end_to_end", "check_equality", "max_megapixels"} | set(GRID_FIELDS) \
+    - {"height", "width"}
+ORDERS = ("pipeline", "listed")
 
 
 def load_grid(grid: str) -> tuple[str, list[Config]]:
@@ -112,6 +119,10 @@ def expand(grid: dict, where: str) -> list[Config]:
         raise AdvisorError(f"{where}: groups: expected a non-empty list of mappings")
     defaults = grid.get("defaults") or {}
     _check_keys(defaults, f"{where}: defaults")
+    ordering = grid.get("order", ORDERS[0])
+    if ordering not in ORDERS:
+        raise AdvisorError(f"{where}: order: expected one of {', '.join(ORDERS)}, "
+                           f"got {ordering!r}")
     merged: dict[Config, Config] = {}
     for index, group in enumerate(groups, start=1):
         label = f"{where}: group {index}"
@@ -119,9 +130,12 @@ def expand(grid: dict, where: str) -> list[Config]:
             raise AdvisorError(f"{label}: expected a mapping, got {group!r}")
         _check_keys(group, label)
         for config in _group_configs({**defaults, **group}, label):
-            old = merged.get(config)
-            if old is None or (config.end_to_end and not old.end_to_end):
-                merged[config] = config
+            if ordering == "listed":
+                config = replace(config, priority=index)
+            old = merged.get(config, config)
+            merged[config] = replace(config, priority=min(old.priority, config.priority),
+                                     end_to_end=old.end_to_end or config.end_to_end,
+                                     check_equality=old.check_equality or config.check_equality)
     return list(merged.values())
 
 
@@ -149,7 +163,8 @@ def _group_configs(group: dict, label: str) -> list[Config]:
             settings = dict(zip(axes, values), height=shape[0], width=shape[1])
             if "parallel" in settings:
                 settings["parallel"] = _parallel(settings["parallel"], label)
-            config = replace(Config(0, 0), **settings, end_to_end=bool(group.get("end_to_end")))
+            config = replace(Config(0, 0), **settings, end_to_end=bool(group.get("end_to_end")),
+                             check_equality=bool(group.get("check_equality")))
             _check_config(config, label)
             config = replace(config, guidance_scale=float(config.guidance_scale))  # YAML 4 -> 4.0
             if limit is None or config.pixels * config.batch <= limit * MEGAPIXEL:
@@ -191,3 +206,6 @@ def _check_config(config: Config, label: str) -> None:
         if getattr(config, name) not in allowed:
             raise AdvisorError(f"{label}: {name}: expected one of {', '.join(allowed)}, "
                                f"got {getattr(config, name)!r}")
+    problem = setting_problem(config)
+    if problem:
+        raise AdvisorError(f"{label}: {problem}")

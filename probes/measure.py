@@ -15,6 +15,13 @@ steady step time. A full run of S steps is composed as
 text_encode + first_step + (S-1) x step + vae_decode + other; configs marked `end_to_end` are also
 run whole to check that composition.
 
+Configs marked `check_equality` also run once, full length from a fixed seed, and again on the
+same weights in their plain setting (`plain_setting`: torch.compile's stance forced to eager,
+native attention, the VAE in the contiguous format); `results.equality` records the largest
+absolute differences of the final latents and of the decoded images. The settings that should
+not change the image (attention backend, compile and its mode, the VAE's compile and memory
+format) are held to contract.EQUALITY_TOLERANCE there.
+
 On several GPUs (probes.replicas) every process measures this way, and a `group` ties their
 calls together: it starts the timed calls of all processes at once, and makes the processes
 agree on each call's timings where they must make the same calls (one image split across them).
@@ -23,12 +30,19 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from advisor import workload
-from advisor.contract import STAGES, Config
+from advisor.contract import (
+    CUDA_GRAPH_MODES,
+    EQUALITY_TOLERANCE,
+    STAGES,
+    Config,
+    Setting,
+    same_image,
+)
 from probes.meters import Clock, Nvml, Sampler, peaks_mb, reset_peaks
 from probes.pipeline import Loaded, free_memory, set_attention, set_tf32, set_vae
 from probes.profile import profile_call
@@ -42,6 +56,9 @@ MAX_REPEATS = 3
 SETTLE_CALLS = 4
 SETTLE_TOLERANCE = 0.05
 PROFILE_STEPS = 3  # a profiled call: the first step apart, then two steady ones
+EQUALITY_SEED = 0
+PLAIN_SETTING = ("torch.compiler.set_stance('force_eager') on the same pipeline and weights, "
+                 "native attention, VAE in contiguous memory format")
 
 
 class CaptionMismatch(RuntimeError):
@@ -107,13 +124,28 @@ class Runner:
         self.negative = [negative_prompt(tokenizer)] * config.batch if config.cfg else None
         self.stage = STAGES[0]
 
-    def invoke(self, steps: int, callback=None):
+    def invoke(self, steps: int, callback=None, **options):
         """One plain pipeline call of `steps` steps with this config's prompts and options."""
         c = self.config
         return self.pipe(prompt=self.prompts, negative_prompt=self.negative, height=c.height,
                          width=c.width, num_inference_steps=steps,
                          guidance_scale=c.guidance_scale,
-                         max_sequence_length=c.max_sequence_length, callback_on_step_end=callback)
+                         max_sequence_length=c.max_sequence_length, callback_on_step_end=callback,
+                         **options)
+
+    def outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(final latents, decoded images) of one full call from EQUALITY_SEED, fp32 on the
+        host."""
+        kept = {}
+
+        def keep(_pipe, index, _t, kwargs):
+            if index == self.config.steps - 1:
+                kept["latents"] = kwargs["latents"].float().cpu()
+            return {}
+
+        generator = torch.Generator(self.device).manual_seed(EQUALITY_SEED)
+        images = self.invoke(self.config.steps, keep, generator=generator, output_type="pt").images
+        return kept["latents"], images.float().cpu()
 
     def call(self, steps: int) -> Call:
         try:
@@ -187,6 +219,43 @@ class Runner:
 
 
 @contextlib.contextmanager
+def plain_setting(loaded: Loaded):
+    """The loaded pipeline run as its plain setting (PLAIN_SETTING) for the duration."""
+    previous, vae = loaded.attention, loaded.pipe.vae
+    set_attention(loaded, "native")
+    if loaded.key.vae_channels_last:
+        vae.to(memory_format=torch.contiguous_format)
+    try:
+        with torch.compiler.set_stance("force_eager"):
+            yield
+    finally:
+        if loaded.key.vae_channels_last:
+            vae.to(memory_format=torch.channels_last)
+        set_attention(loaded, previous)
+
+
+def plain_of(setting: Setting) -> Setting:
+    """The setting `plain_setting` runs a pipeline of `setting` as."""
+    return replace(setting, attention="native", compile=False, compile_mode="default",
+                   vae_compile=False, vae_channels_last=False)
+
+
+def equality(loaded: Loaded, runner: Runner) -> dict:
+    """`results.equality`: the config's outputs against its plain setting's, same seed."""
+    latents, images = runner.outputs()
+    with plain_setting(loaded):
+        plain_latents, plain_images = runner.outputs()
+    out = {
+        "reference": PLAIN_SETTING, "seed": EQUALITY_SEED, "steps": runner.config.steps,
+        "latents_max_abs_diff": (latents - plain_latents).abs().max().item(),
+        "latents_max_abs": plain_latents.abs().max().item(),
+        "image_max_abs_diff": (images - plain_images).abs().max().item(),
+        "tolerance": EQUALITY_TOLERANCE,
+    }
+    return {**out, "same_image": same_image(out)}
+
+
+@contextlib.contextmanager
 def _patched(obj, name: str, value):
     """Set an instance attribute for the duration (the pipeline looks methods up on the instance)."""
     setattr(obj, name, value)
@@ -242,9 +311,10 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
     sampler = Sampler(nvml.read) if nvml else contextlib.nullcontext()
     with sampler:
         warmups = [runner.call(1)]
-        if config.compile:  # the first call compiled; time a clean one to plan with
+        compiled = config.compile or config.vae_compile
+        if compiled:  # the first call compiled; time a clean one to plan with
             warmups.append(runner.call(1))
-        if settle_first:
+        if settle_first or config.compile_mode in CUDA_GRAPH_MODES:  # graphs recorded anew
             settle(runner)
         k = steps_per_call(warmups[-1], config.steps, budget_s)
         if group:
@@ -261,8 +331,10 @@ def measure(loaded: Loaded, config: Config, device: torch.device, nvml: Nvml | N
     results.update(
         load_s=loaded.load_s, host_rss_peak_mb=loaded.host_rss_peak_mb,
         warmup_s=warmups[0].call_s,
-        compile_s=warmups[0].call_s - warmups[1].call_s if config.compile else None,
+        compile_s=warmups[0].call_s - warmups[1].call_s if compiled else None,
     )
+    if config.check_equality and config.setting != plain_of(config.setting):
+        results["equality"] = equality(loaded, runner)
     if profile and device.type == "cuda":
         steps = min(config.steps, PROFILE_STEPS)
         results["profile"] = profile_call(loaded.pipe, lambda: runner.invoke(steps), device)

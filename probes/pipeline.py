@@ -27,7 +27,16 @@ from diffusers import (
 from transformers import Qwen3Config, Qwen3Model
 
 from advisor import ARCH_DIR
-from advisor.contract import ATTENTION_BACKENDS, QUANTIZATIONS, SINGLE_GPU, SPLIT_MODES, Parallel, dtype_of
+from advisor.contract import (
+    ATTENTION_BACKENDS,
+    QUANT_SCOPES,
+    QUANTIZATIONS,
+    SINGLE_GPU,
+    SPLIT_MODES,
+    Parallel,
+    dtype_of,
+    quantized_parts,
+)
 from advisor.errors import AdvisorError
 from probes.meters import Sampler
 from probes.tokenizer import WORDS, word_tokenizer
@@ -59,19 +68,30 @@ class LoadKey:
     """What needs a fresh pipeline when it changes. fp32 and fp32-tf32 share weights (TF32 is a
     global matmul flag); a quantized precision is a bf16 pipeline quantized after it is placed;
     the attention backend is switched in place; a transformer split across GPUs (`split`, one
-    image over several: probes.split) is its own pipeline."""
+    image over several: probes.split) is its own pipeline, and so is each compile mode, compiled
+    or channels-last VAE and quantization scope (they are set when the pipeline is placed)."""
     dtype: str
     compile: bool
     offload: str
     quantization: str | None = None  # a QUANTIZATIONS key
     split: Parallel = SINGLE_GPU
+    quant_scope: str = QUANT_SCOPES[0]
+    compile_mode: str = "default"
+    vae_compile: bool = False
+    vae_channels_last: bool = False
 
     @classmethod
     def of(cls, config) -> "LoadKey":
         dtype = "fp32" if config.precision == "fp32-tf32" else dtype_of(config.precision)
         quantization = config.precision if config.precision in QUANTIZATIONS else None
         split = config.parallel if config.parallel.mode in SPLIT_MODES else SINGLE_GPU
-        return cls(dtype, config.compile, config.offload, quantization, split)
+        return cls(dtype, config.compile, config.offload, quantization, split,
+                   config.quant_scope, config.compile_mode, config.vae_compile,
+                   config.vae_channels_last)
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile or self.vae_compile
 
 
 @dataclass
@@ -156,7 +176,7 @@ def release(loaded: Loaded | None) -> None:
         return
     loaded.pipe.remove_all_hooks()
     del loaded.pipe
-    if loaded.key.compile:
+    if loaded.key.compiled:
         torch._dynamo.reset()
     free_memory()
 
@@ -252,8 +272,10 @@ def build_synthetic(device: torch.device, dtype: torch.dtype, tiny: bool = False
 
 
 def place(pipe: ZImagePipeline, device: torch.device, key: LoadKey) -> dict | None:
-    """Move `pipe` to `device` or set its offload, quantize it, mark its blocks for compilation;
-    the `quantization` block of a quantized precision, else None. Quantizing runs on the device,
+    """Move `pipe` to `device` or set its offload, quantize it (the parts its scope names), put
+    the VAE in channels-last, mark the transformer's blocks and the VAE decoder for compilation
+    (in the key's compile mode); the `quantization` block of a quantized precision, else None.
+    Quantizing runs on the device,
     after the bf16 weights are there: a quantized load needs the bf16 pipeline's memory, which a
     run under a memory cap therefore gets only after the load (probes.sweep)."""
     if key.offload == "none":
@@ -271,13 +293,20 @@ def place(pipe: ZImagePipeline, device: torch.device, key: LoadKey) -> dict | No
     quantization = None
     if key.quantization:
         from probes.quantize import quantize
-        quantization = quantize(pipe, key.quantization, device)
+        quantization = quantize(pipe, key.quantization, device,
+                                quantized_parts(key.quantization, key.quant_scope))
         free_memory()  # the bf16 weights replaced
-    if key.compile:
+    if key.vae_channels_last:
+        pipe.vae.to(memory_format=torch.channels_last)
+    if key.compiled:
         for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6
             if hasattr(torch._dynamo.config, name):
                 setattr(torch._dynamo.config, name, RECOMPILE_LIMIT)
-        pipe.transformer.compile_repeated_blocks(fullgraph=True)
+    mode = None if key.compile_mode == "default" else key.compile_mode
+    if key.compile:
+        pipe.transformer.compile_repeated_blocks(fullgraph=True, mode=mode)
+    if key.vae_compile:
+        pipe.vae.decoder.compile(fullgraph=True, mode=mode)
     return quantization
 
 

@@ -72,14 +72,17 @@ def aligned(module: torch.nn.Linear) -> bool:
     return module.in_features % ALIGNMENT == 0 and module.out_features % ALIGNMENT == 0
 
 
-def quantize(pipe, precision: str, device: torch.device) -> dict:
-    """Quantize `pipe` in place as `precision` says; the record's `quantization` block."""
+def quantize(pipe, precision: str, device: torch.device,
+             parts: tuple[str, ...] = tuple(BLOCKS)) -> dict:
+    """Quantize the blocks of `parts` (components, BLOCKS keys) of `pipe` in place as
+    `precision` says; the record's `quantization` block."""
     import torchao
     from torchao.quantization import quantize_
 
     start = time.perf_counter()
     layers, skipped = {}, {}
-    for name, prefixes in BLOCKS.items():
+    blocks = {name: BLOCKS[name] for name in parts}
+    for name, prefixes in blocks.items():
         model = getattr(pipe, name)
         linears = {fqn: m for fqn, m in model.named_modules()
                    if isinstance(m, torch.nn.Linear) and fqn.startswith(prefixes)}
@@ -90,7 +93,8 @@ def quantize(pipe, precision: str, device: torch.device) -> dict:
         torch.cuda.synchronize(device)
     return {
         "precision": precision, "scheme": QUANTIZATIONS[precision].scheme,
-        "torchao": torchao.__version__, "inductor_config": "defaults", "blocks": {k: list(v) for k, v in BLOCKS.items()},
+        "torchao": torchao.__version__, "inductor_config": "defaults",
+        "blocks": {k: list(v) for k, v in blocks.items()},
         "layers_quantized": layers, "layers_skipped": skipped,
         "quantize_s": round(time.perf_counter() - start, 3),
     }

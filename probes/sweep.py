@@ -1,6 +1,7 @@
 """Sweep a grid: order the configs, load pipelines as rarely as possible, measure, append records.
 
-- Order: grouped by what needs a new pipeline (quantization, dtype, offload, compile), then
+- Order: a grid's groups in the order listed where it asks (`order: listed`), then
+  grouped by what needs a new pipeline (quantization, dtype, offload, compile), then
   attention backend, then family; shapes ascend (pixels x batch) within a family so that the OOM
   rule can skip. Quantized pipelines come last (torchao imports change process-wide state).
 - Faults: CUDA out of memory gives an `oom` record, frees the memory and skips the configs of
@@ -59,7 +60,7 @@ class Summary:
 def order(configs: list[Config]) -> list[Config]:
     def key(c: Config):
         load = pipeline.LoadKey.of(c)
-        return (PARALLEL_MODES.index(c.parallel.mode), c.parallel.gpus,
+        return (c.priority, PARALLEL_MODES.index(c.parallel.mode), c.parallel.gpus,
                 ORDER["quantization"].index(load.quantization), ORDER["dtype"].index(load.dtype),
                 ORDER["offload"].index(c.offload), c.compile,
                 ORDER["attention"].index(c.attention), c.precision, c.family(),

@@ -9,6 +9,7 @@ import yaml
 
 from advisor.catalog import load_catalog
 from advisor.cli import main
+from advisor.contract import Setting
 from advisor.errors import AdvisorError
 from advisor.export import check_plan, load_plan, plan_document, provenance, save_plan
 from advisor.fileio import sha256_file
@@ -86,7 +87,8 @@ def test_a_plan_saved_before_the_results_were_typed_is_still_checked(data_dir, m
     path = Path(__file__).parent / "data" / "plan-2026-12-07.yaml"
     saved = load_plan(path)["results"]["options"]
     report = check_plan(path, FakeModels(CATALOG, transferred={"l40s-48gb"}), CATALOG, data_dir)
-    assert report["option"] == {"gpu": saved[0]["gpu"], "setting": saved[0]["setting"],
+    assert report["option"] == {"gpu": saved[0]["gpu"],
+                                "setting": Setting(**saved[0]["setting"]).as_dict(),
                                 "max_batch": saved[0]["max_batch"],
                                 "serving_gpus": saved[0]["fleet"]["serving_gpus"]}
     assert report["holds"] and report["best_now"] == report["option"]

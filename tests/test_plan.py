@@ -35,7 +35,8 @@ SIMPLE = {
     "slo": {"p95_s": 6.0},
     "candidates": {"gpus": [H100]},
     "settings": {"precisions": ["bf16"], "batches": [1, 2, 4], "compile": [False],
-                 "attention": ["native"], "offload": ["none"]},
+                 "attention": ["native"], "offload": ["none"], "vae_compile": [False],
+                 "vae_channels_last": [False]},
     "deployment": {"cloud": {"usd_per_gpu_hour": {H100: PRICE}}},
 }
 

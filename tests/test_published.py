@@ -211,6 +211,7 @@ def report_with(published: dict) -> dict:
     from advisor.validation import SPLITS
     return {"metrics": {s: dict(metric) for s in SPLITS},
             "quantized": {"metrics": {}, "unscored": {}, "description": ""},
+            "settings": {"metrics": {}, "description": ""},
             "splits": {}, "published": published,
             "data": {"ok": 0, "oom": 0, "gpus": {}, "weights": [], "problems": []},
             "verdicts": {}}

@@ -282,10 +282,36 @@ def test_a_quantized_group_is_pulled_toward_its_bf16_twin_not_the_pooled_fit():
     weights = np.array([1.0] * 8 + [1e-6])  # the fp8 row barely counts: its prior decides
     levels = ((), ("precision",))
     fit = lambda twin: fit_grouped_linear(X, y, rows, levels, weights=weights, twin=twin).coefs
-    twinned, pooled = fit(("precision", dtype_of)), fit(None)
+    twinned, pooled = fit((("precision", dtype_of),)), fit(())
     assert twinned[1][("fp8",)][0] == pytest.approx(twinned[1][("bf16",)][0], rel=1e-3)
     assert twinned[1][("bf16",)][0] < 3 < pooled[0][()][0]
     assert pooled[1][("fp8",)][0] == pytest.approx(pooled[0][()][0], rel=1e-3)
+
+
+def test_a_twin_of_a_twin_is_fitted_first_and_pulls_along_the_chain():
+    """A compile mode's group is pulled toward the default mode's group of its precision,
+    which is pulled toward its bf16 twin: the first pair that maps a group names its twin."""
+    from advisor.contract import dtype_of
+    from advisor.grouped import fit_grouped_linear
+
+    rows = [{"precision": p, "mode": m} for p, m in
+            [("bf16", "default")] * 4 + [("fp32", "default")] * 4 + [("fp8", "reduce-overhead")]]
+    X = np.ones((9, 1))
+    y = np.array([2.0] * 4 + [10.0] * 4 + [6.0])
+    weights = np.array([1.0] * 8 + [1e-6])
+    levels = ((), ("precision", "mode"))
+    twin = (("mode", lambda m: "default"), ("precision", dtype_of))
+    coefs = fit_grouped_linear(X, y, rows, levels, weights=weights, twin=twin).coefs
+    # fp8/reduce-overhead's twin, fp8/default, was never measured: its parent's pull decides
+    assert coefs[1][("fp8", "reduce-overhead")][0] == pytest.approx(coefs[0][()][0], rel=1e-3)
+    rows[-1] = {"precision": "fp8", "mode": "default"}
+    rows.append({"precision": "fp8", "mode": "reduce-overhead"})
+    X, y, weights = np.ones((10, 1)), np.append(y, 6.0), np.append(weights, 1e-6)
+    coefs = fit_grouped_linear(X, y, rows, levels, weights=weights, twin=twin).coefs
+    chain = [coefs[1][g][0] for g in (("fp8", "reduce-overhead"), ("fp8", "default"),
+                                       ("bf16", "default"))]
+    assert chain == pytest.approx([chain[2]] * 3, rel=1e-3)
+    assert chain[2] < 3 < coefs[0][()][0]
 
 
 def test_each_quantized_family_has_its_own_step_floor(specs):
@@ -351,3 +377,15 @@ def test_a_record_of_a_setting_not_offered_is_kept_for_the_record_not_fitted(spe
     [problem] = kept
     assert problem.startswith("q.jsonl:7: ") and "not offered with torch.compile" in problem
     assert problem.endswith("; kept for the record, not fitted")
+
+
+def test_a_setting_never_measured_takes_its_defaults_coefficients_not_the_pooled_ones():
+    from advisor.grouped import fit_grouped_linear
+
+    rows = [{"mode": m} for m in ["default"] * 4 + ["other"] * 4]
+    X, y = np.ones((8, 1)), np.array([2.0] * 4 + [10.0] * 4)
+    table = fit_grouped_linear(X, y, rows, ((), ("mode",)), defaults=(("mode", "default"),))
+    coef, depth = table.lookup({"mode": "reduce-overhead"})
+    assert depth == 1 and coef == pytest.approx(table.coefs[1][("default",)])
+    bare = fit_grouped_linear(X, y, rows, ((), ("mode",)))
+    assert bare.lookup({"mode": "reduce-overhead"})[1] == 0  # without: the pooled level

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dataclasses import replace
 
-from advisor.contract import DEFAULT_CAPTION_TOKENS, DEFAULT_STEPS, QUANTIZATIONS, Config, Setting
+from advisor.contract import (
+    DEFAULT_CAPTION_TOKENS, DEFAULT_STEPS, QUANTIZATIONS, Config, Setting, with_precision,
+)
 
 SQUARE_SIDES = tuple(range(512, 2048 + 1, 128))
 # The validation report's splits and targets as a person reads them.
@@ -54,7 +55,7 @@ def quantized_along(frame: pd.DataFrame, axis: str, gpu: str, setting: Setting, 
                     width: int, batch: int) -> pd.DataFrame:
     """The measured_along records of the same GPU and setting at the other precisions that are
     quantized (lossy): their points beside the curve show what quantizing changes."""
-    return pd.concat([measured_along(frame, axis, gpu, replace(setting, precision=q), height,
+    return pd.concat([measured_along(frame, axis, gpu, with_precision(setting, q), height,
                                      width, batch)
                       for q in QUANTIZATIONS if q != setting.precision])
 

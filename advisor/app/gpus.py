@@ -7,7 +7,7 @@ from dataclasses import replace
 import pandas as pd
 
 from advisor.catalog import Catalog
-from advisor.contract import QUANTIZATIONS, Config
+from advisor.contract import QUANTIZATIONS, Config, with_precision
 from advisor.search import not_offered
 
 
@@ -91,7 +91,7 @@ def fit_limits(models, catalog: Catalog, precision: str = "bf16",
     offloads = ("none",) if precision in QUANTIZATIONS else offloads
     configs = ([Config(1024, 1024, b) for b in LIMIT_BATCHES]
                + [Config(s, s, 1) for s in LIMIT_SIDES])
-    queries = [(g.id, replace(c, precision=shown[g.id], offload=o))
+    queries = [(g.id, replace(with_precision(c, shown[g.id]), offload=o))
                for g in gpus for o in offloads for c in configs]
     preds = iter(models.predict_many(queries))
     rows = []

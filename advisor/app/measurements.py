@@ -2,15 +2,17 @@
 records a fit skipped."""
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pandas as pd
 
 from advisor.catalog import Catalog
-from advisor.contract import Config
+from advisor.contract import Config, Setting
 
 GB_PER_MIB = 2**20 / 1e9  # records hold MiB; figures are shown in decimal GB, as the catalog
 MAX_PROBLEMS_SHOWN = 30  # skipped records listed on a page; the rest are counted
-CONFIG_COLUMNS = ("height", "width", "batch", "steps", "precision", "attention", "compile",
-                  "offload", "caption_tokens")
+CONFIG_COLUMNS = ("height", "width", "batch", "steps", "caption_tokens",
+                  *(f.name for f in fields(Setting)))
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:

@@ -8,7 +8,8 @@ import textwrap
 
 from advisor.commands.common import add_config_args, add_data_args, add_format_arg, models_from_args
 from advisor.contract import (
-    ATTENTIONS, CFG_GUIDANCE_SCALE, OFFLOADS, PRECISIONS, QUALITY_CAVEAT, QUANTIZATIONS, Config,
+    ATTENTIONS, CFG_GUIDANCE_SCALE, COMPILE_MODES, OFFLOADS, PRECISIONS, QUALITY_CAVEAT,
+    QUANT_SCOPES, QUANTIZATIONS, Config,
 )
 
 WIDTH = 100
@@ -55,6 +56,16 @@ def add_parser(subparsers) -> None:
                          help="attention backend (default native)")
     predict.add_argument("--offload", choices=OFFLOADS, default="none",
                          help="CPU offload mode (default none)")
+    predict.add_argument("--quant-scope", choices=QUANT_SCOPES, default=QUANT_SCOPES[0],
+                         help="with a quantized precision: what it quantizes (default "
+                         f"{QUANT_SCOPES[0]}; transformer: the text encoder stays bf16)")
+    predict.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                         help="torch.compile mode of what is compiled (--compile, "
+                         "--vae-compile; default: inductor's default)")
+    predict.add_argument("--vae-compile", action="store_true",
+                         help="torch.compile the VAE decoder")
+    predict.add_argument("--vae-channels-last", action="store_true",
+                         help="the VAE in channels-last memory format")
     add_data_args(predict)
     add_format_arg(predict)
     predict.set_defaults(func=run_predict)
@@ -89,7 +100,9 @@ def run_predict(args: argparse.Namespace) -> int:
     config = Config(height=args.height, width=args.width, batch=args.batch, steps=args.steps,
                     guidance_scale=CFG_GUIDANCE_SCALE if args.cfg else 0.0,
                     precision=args.precision, attention=args.attention, compile=args.compile,
-                    offload=args.offload, caption_tokens=args.caption_tokens)
+                    offload=args.offload, caption_tokens=args.caption_tokens,
+                    quant_scope=args.quant_scope, compile_mode=args.compile_mode,
+                    vae_compile=args.vae_compile, vae_channels_last=args.vae_channels_last)
     check_config(config)  # bad input, or a GPU that cannot run it, fails before any fitting
     gpu = load_catalog(args.catalog).get(args.gpu)
     reason = refusal(GpuSpec.from_catalog(gpu), config)

@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                            f"{caps.device_gib(device):.1f} GiB")
     options = sweep_options(args, device)
     quantize.check_configs(options.configs, device)
+    check_memory(options.configs, caps.device_gib(device) if device.type == "cuda" else None)
     if device.type == "cuda":
         options.configs = within_gpus(options.configs, torch.cuda.device_count())
     options.configs = [replace(c, memory_cap_gib=cap_gib) for c in options.configs]
@@ -237,14 +238,38 @@ def within_gpus(configs, visible: int):
 
 
 def cpu_runnable(configs):
-    """Drop the configs that need CUDA (compile, offload, cuDNN/flash attention, TF32, fp16,
-    which diffusers refuses to run on CPU, and fp8)."""
-    keep = [c for c in configs if not c.compile and c.offload == "none"
+    """Drop the configs that need CUDA (compile, of the transformer or the VAE, and its modes,
+    offload, cuDNN/flash attention, TF32, fp16, which diffusers refuses to run on CPU, and
+    fp8)."""
+    keep = [c for c in configs if not (c.compile or c.vae_compile) and c.offload == "none"
             and c.attention == "native" and c.precision in ("bf16", "fp32", "int8-wo")]
     if len(keep) < len(configs):
         print(f"cpu: leaving out {len(configs) - len(keep)} configs that need CUDA "
               "(compile, offload, cudnn/flash attention, TF32, fp16, fp8)")
     return keep
+
+
+def check_memory(configs, device_gib: float | None) -> None:
+    """Refuse, before any work, a config whose weights cannot be on this GPU at once: without
+    offload the pipeline is built in its dtype on the GPU (a quantized one in bf16, quantized
+    there), then holds the weights its precision and quantization scope leave (a scope of the
+    transformer alone keeps the text encoder in bf16). Under a memory cap an overflow is a
+    measurement (an `oom` record), not a refusal. `device_gib`: the GPU's memory; None (CPU)
+    checks nothing."""
+    if device_gib is None:
+        return
+    from advisor import workload
+    from advisor.contract import dtype_of
+
+    for c in configs:
+        held = workload.weight_bytes(c.precision, quant_scope=c.quant_scope)["total"]
+        built = workload.weight_bytes(dtype_of(c.precision))["total"]
+        if c.offload == "none" and max(held, built) / 2**30 > device_gib:
+            raise AdvisorError(
+                f"cannot probe {c.label()}: its weights take {max(held, built) / 2**30:.1f} GiB "
+                f"on the GPU (built in {dtype_of(c.precision)}, then {held / 2**30:.1f} GiB "
+                f"held), more than its {device_gib:.1f} GiB; leave it out of the grid or probe "
+                "it with offload")
 
 
 def memory_cap_gib(args: argparse.Namespace) -> float | None:
