@@ -18,7 +18,8 @@ from advisor.features import (
     setting_key,
 )
 from advisor.intervals import machine_bands
-from advisor.models import Measured, Models, measured_run
+from advisor.memory_rule import MeasuredRun
+from advisor.models import Measured, Models
 from advisor.predictors import MinCapPredictor
 from advisor.transfer import fit_class_transfer
 
@@ -132,7 +133,7 @@ def fit_models(records: list[dict], specs: dict[str, GpuSpec], problems: list[st
     latency, memory = fit_estimators(rows, ok_records, *estimators)
     outcomes: dict[str, list] = {}
     for record in records:
-        outcomes.setdefault(record["gpu"]["catalog_id"], []).append(measured_run(record))
+        outcomes.setdefault(record["gpu"]["catalog_id"], []).append(MeasuredRun.of_record(record))
     return Models(
         model_version=model_version, specs=specs, latency=latency.predictor_,
         transfer=fit_class_transfer(rows, ok_records, latency.predictor_, specs),

@@ -33,6 +33,11 @@ class MeasuredRun:
     status: str
     where: str
 
+    @classmethod
+    def of_record(cls, record: dict) -> "MeasuredRun":
+        return cls(Config.from_record(record["config"]), record["status"],
+                   record.get("_source", "record"))
+
 
 def needed_gb(min_cap_gb: float, context_gb: float,
               margin_gb: float = DEFAULT_MARGIN_GB) -> float:

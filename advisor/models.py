@@ -28,7 +28,7 @@ from advisor.intervals import (
     EXTRA_WIDTH, INTERVAL_KINDS, PLACEHOLDER_INTERVALS, ArchitectureWidth, bounds_summary,
     family_of,
 )
-from advisor.memory_rule import DEFAULT_MARGIN_GB, MeasuredRun
+from advisor.memory_rule import DEFAULT_MARGIN_GB
 from advisor.predictors import LatencyPredictor, MemoryPredictor, MinCapPredictor
 from advisor.transfer import TRANSFER_STAGES, carried_times, quantized_ratios
 
@@ -596,8 +596,3 @@ def _gb(mib) -> float:
     """MiB (what the memory model predicts) as decimal GB (what predictions print)."""
     return float(mib * MIB / GB)
 
-
-def measured_run(record: dict) -> MeasuredRun:
-    """A record as a memory_rule.MeasuredRun."""
-    return MeasuredRun(Config.from_record(record["config"]), record["status"],
-                   record.get("_source", "record"))

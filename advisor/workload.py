@@ -446,15 +446,15 @@ def check_side(axis: str, value, name: str | None = None) -> None:
     limits = _shipped_architecture().transformer.max_side_px
     limit = limits[0] if axis == "height" else limits[1]
     if value > limit:
-        raise AdvisorError(
-            f"{name}: expected at most {limit} pixels, got {shown(value)}: the transformer's "
-            f"rotary position table (axes_lens) covers {limit // PIXELS_PER_TOKEN} tokens of "
-            f"{PIXELS_PER_TOKEN} px a side, so larger images cannot be generated")
+        raise AdvisorError(f"{name}: expected at most {limit} pixels, got {shown(value)}: the "
+                           f"transformer's rotary position table (axes_lens) covers "
+                           f"{limit // PIXELS_PER_TOKEN} tokens of {PIXELS_PER_TOKEN} px a side, "
+                           "so larger images cannot be generated")
 
 
 def _check_count(name: str, value: int, low: int = 1, high: int | None = None) -> None:
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if not is_int or value < low or (high is not None and value > high):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (
+            high is not None and value > high):
         span = f"{low}..{high}" if high else f">= {low}"
         raise AdvisorError(f"{name}: expected an integer {span}, got {value!r}")
 
@@ -473,14 +473,12 @@ def weight_bytes(precision: str, arch: Architecture | None = None,
     the transformer blocks (attention, feed-forward, adaLN) and the text encoder's decoder layers:
     99.8% of the transformer's parameters, 90% of the text encoder's. Everything else (embedders,
     final layer, norms, biases, the token-embedding table, the whole VAE) stays bf16.
-    Quantization scales are not counted (<0.1%).
-    """
+    Quantization scales are not counted (<0.1%)."""
     storage = QUANTIZATIONS[precision].weights if precision in QUANTIZATIONS else precision
     if storage not in WEIGHT_BITS:
         names = dict.fromkeys([*PRECISIONS, *QUANTIZATIONS])
         raise AdvisorError(f"precision: expected one of {', '.join(names)}, got {precision!r}")
-    parts = quantized_parts(precision, quant_scope) if precision in QUANTIZATIONS else None
-    out = {}
+    parts, out = quantized_parts(precision, quant_scope) if precision in QUANTIZATIONS else None, {}
     for name, ops in _component_ops(_arch(arch)).items():
         bits = WEIGHT_BITS[storage if parts is None or name in parts else dtype_of(precision)]
         total, low = sum(op.params for op in ops), sum(op.low_precision for op in ops)
