@@ -87,7 +87,7 @@ def check_claim(gpu, height: int, width: int, *, steps: int = 9, batch: int = 1,
              "steps": steps, "batch": batch, "precision": precision, "cfg": cfg,
              "caption_tokens": caption_tokens, "images_per_second": ips,
              "seconds_per_image": 1 / ips, "seconds_per_batch": batch_s, "vram_gb": vram_gb}
-    prediction = _prediction(models, models_note, gpu, claim, memory, findings) \
+    prediction = _modelled_speed(models, models_note, gpu, claim, memory, findings) \
         if memory["memory_explanations"] else None
     verdict = max((v for v, _ in findings), key=VERDICTS.index, default="plausible")
     if verdict == "plausible":
@@ -269,7 +269,7 @@ def _name(option: dict) -> str:
 # --------------------------------------------------------------------------- prediction
 
 
-def _prediction(models, note, gpu, claim: dict, memory: dict, findings) -> dict | None:
+def _modelled_speed(models, note, gpu, claim: dict, memory: dict, findings) -> dict | None:
     """The fitted models' time for the settings that explain the claim's memory (its precision
     and offload, every attention and compile setting; quantized precisions without offload, on
     cards that run them) and whose predicted torch peak can fit in the memory budget: memory and
