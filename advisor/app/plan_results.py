@@ -11,6 +11,8 @@ import pandas as pd
 from advisor.catalog import Catalog
 from advisor.contract import QUALITY_CAVEAT, QUANTIZATIONS
 from advisor.cost import FleetCost
+from advisor.fileio import sha256_file
+from advisor.loadtest.results import LOADTESTS_DIR
 from advisor.options import Bases, Option, ShortTest
 
 DEMAND_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -22,7 +24,8 @@ SURE_WORDS = {  # by an option's least sure figure
 }
 # The planning code (below advisor/) whose changes invalidate plans cached across restarts.
 PLANNER_FILES = ("contract.py", "plan.py", "options.py", "search.py", "cost.py", "explain.py",
-                 "queueing.py", "request.py", "export.py", "probing.py", "app/plan_results.py")
+                 "queueing.py", "request.py", "export.py", "probing.py", "overhead.py",
+                 "app/plan_results.py")
 
 
 def options_frame(options: list[Option], request) -> pd.DataFrame:
@@ -220,11 +223,14 @@ def fleet_vs_demand(plan, models, catalog, top: int = 3,
 
 
 def planner_key(catalog: Catalog) -> str:
-    """Identity of the planning code and the catalog, for caching plans across restarts (the
-    models' own version covers the measurements and the modelling code)."""
+    """Identity of the planning code, the catalog and the HTTP load tests the endpoint overhead
+    is measured on (advisor.overhead), for caching plans across restarts (the models' own
+    version covers the measurements and the modelling code)."""
     h = hashlib.sha256(catalog.sha256.encode())
     for name in PLANNER_FILES:
         h.update((Path(__file__).parent.parent / name).read_bytes())
+    for path in sorted(Path(LOADTESTS_DIR).glob("*.json")):
+        h.update(path.name.encode() + sha256_file(path).encode())
     return h.hexdigest()[:16]
 
 
