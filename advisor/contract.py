@@ -7,7 +7,7 @@ prediction field is added here, once.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, astuple, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 # --------------------------------------------------------------------------- vocabularies
 # Compute precisions: weights and activations in that dtype; `fp32-tf32` keeps fp32 weights and
@@ -237,6 +237,8 @@ class Setting:
         return asdict(self)
 
 
+SETTING_FIELDS = tuple(f.name for f in fields(Setting))  # a Config holds each one too
+
 # The VAE's compile and memory format in a label: the pair as one word (narrow tables).
 VAE_LABELS = {(True, True): "opt", (True, False): "compiled", (False, True): "nhwc"}
 
@@ -352,7 +354,8 @@ class Config:
 
     def family(self) -> tuple:
         """Everything but the shape and batch: an OOM boundary holds within a family."""
-        return (*astuple(self.setting), self.steps, self.guidance_scale, self.caption_tokens,
+        return (*(getattr(self, name) for name in SETTING_FIELDS), self.steps,
+                self.guidance_scale, self.caption_tokens,
                 self.max_sequence_length, self.vae, self.memory_cap_gib, self.parallel)
 
     def oom_size(self) -> int:

@@ -51,7 +51,8 @@ def verdict(config: Config, needed: float, capacity_gb: float, outcomes: list[Me
     """(fits, reason) for `config` on a GPU with `capacity_gb`, given the measured `outcomes`
     of that GPU (any family: the rule picks the config's own); `basis` says where `needed`
     comes from, for the reason."""
-    family = [o for o in outcomes if o.config.family() == config.family()]
+    own = config.family()
+    family = [o for o in outcomes if o.config.family() == own]
     for o in family:
         if (o.config.height, o.config.width, o.config.batch) == (config.height, config.width,
                                                                   config.batch):

@@ -55,7 +55,12 @@ def points(folder: Path = LOADTESTS_DIR) -> tuple[Point, ...]:
 def overhead_s(gpu: str, height: int, width: int,
                measured: tuple[Point, ...] | None = None) -> tuple[float, str]:
     """The overhead of one request at `height` x `width` served on `gpu`, and its basis."""
-    measured = points() if measured is None else measured
+    return _overhead_s(gpu, height, width, points() if measured is None else measured)
+
+
+@lru_cache(maxsize=1024)  # the planner asks per candidate, resolution and GPU
+def _overhead_s(gpu: str, height: int, width: int,
+                measured: tuple[Point, ...]) -> tuple[float, str]:
     same = [p for p in measured if (p.height, p.width) == (height, width)]
     for chosen, where in (([p for p in same if p.gpu == gpu], "on this GPU"),
                           (same, f"on {', '.join(sorted({p.gpu for p in same}))}")):
