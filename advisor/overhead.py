@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from advisor.contract import shape_label
 from advisor.errors import AdvisorError
 from advisor.loadtest.results import LOADTESTS_DIR, load
 
@@ -45,7 +46,7 @@ def points(folder: Path = LOADTESTS_DIR) -> tuple[Point, ...]:
         except AdvisorError:
             continue  # not a results file (the dashboard and `loadtest` report these)
         for label, block in ((doc.get("endpoint") or {}).get("by_resolution") or {}).items():
-            height, width = (int(x) for x in label.split("x"))
+            width, height = (int(x) for x in label.split("x"))  # labels are width x height
             out.append(Point(str(doc.get("gpu")), height, width,
                              float(block["overhead_median_s"]), int(block["requests"]),
                              path.name))
@@ -73,7 +74,8 @@ def _overhead_s(gpu: str, height: int, width: int,
         mp = np.array([p.height * p.width / 1e6 for p in measured])
         s = np.array([p.seconds for p in measured])
         if len(set(mp)) == 1:
-            return float(np.median(s)), f"measured at {measured[0].height}x{measured[0].width}"
+            return float(np.median(s)), ("measured at "
+                                         f"{shape_label(measured[0].height, measured[0].width)}")
         slope, intercept = np.polyfit(mp, s, 1)
         return (max(0.0, float(intercept + slope * height * width / 1e6)),
                 "a line in megapixels through the measured resolutions")
@@ -85,5 +87,5 @@ def describe(gpu: str, resolutions) -> str:
     parts = []
     for r in resolutions:
         value, basis = overhead_s(gpu, r.height, r.width)
-        parts.append(f"{r.height}x{r.width} {value:.3f} s ({basis})")
+        parts.append(f"{shape_label(r.height, r.width)} {value:.3f} s ({basis})")
     return "; ".join(parts)

@@ -121,8 +121,8 @@ def request_form() -> dict:
     st.caption("Resolution mix (shares in %, adding up to 100)")
     number = st.column_config.NumberColumn
     f["resolutions"] = editor("resolutions", {
-        "height": number("height", min_value=16, step=16, width=62),
         "width": number("width", min_value=16, step=16, width=62),
+        "height": number("height", min_value=16, step=16, width=62),
         "share_pct": number("share %", min_value=0, max_value=100, width=62)})
 
     st.subheader("Deployment and prices")
@@ -223,7 +223,7 @@ def show_lossy(plan, request) -> None:
         "what": "which", "option": st.column_config.TextColumn(
             "fleet", width=width_for(lossy.option.dropna(), "fleet")),
         "gpus_change": number("Δ GPUs", format="%+d", help="against the chosen option"),
-        "usd_per_month_change": number("Δ USD / month", format="$%+,.0f",
+        "usd_per_month_change": number("Δ USD / month", format="%+,.0f",
                                        help="against the chosen option"),
         "latency_s": number(f"{request.slo_label} at peak (s)", format="%.2f")})
     st.caption(f"{MISSING}: no option with this precision (the lines below say why).")

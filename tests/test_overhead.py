@@ -2,10 +2,13 @@
 lengthens every latency in the simulation without taking GPU time."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from advisor.overhead import DEFAULT_S, Point, overhead_s
+from advisor.loadtest.results import LOADTESTS_DIR
+from advisor.overhead import DEFAULT_S, Point, overhead_s, points
 from advisor.queueing import Service, Simulation, latency_floor_s, simulate
 
 POINTS = (Point("h100-sxm-80gb", 1024, 1024, 0.20, 30, "a.json"),
@@ -43,3 +46,14 @@ def test_overhead_lengthens_every_latency_but_takes_no_gpu_time():
     assert b.p50_s == pytest.approx(a.p50_s + 0.3) and b.p95_s == pytest.approx(a.p95_s + 0.3)
     assert b.utilization == pytest.approx(a.utilization) and b.mean_wait_s == a.mean_wait_s
     assert latency_floor_s(served, 0.95) == pytest.approx(1.3)
+
+
+def test_a_run_s_resolution_labels_read_width_first(tmp_path):
+    """Results files label sizes width x height, as everywhere: a portrait size keeps its
+    orientation."""
+    doc = json.loads((LOADTESTS_DIR / "h100-served-r0.32.json").read_text())
+    by_resolution = doc["endpoint"]["by_resolution"]
+    by_resolution["1344x768"] = by_resolution.pop("768x768")
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    shapes = {(p.width, p.height) for p in points(tmp_path)}
+    assert shapes == {(1024, 1024), (1344, 768)}

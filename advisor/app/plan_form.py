@@ -86,7 +86,7 @@ def form_from_request(request) -> dict:
     d = request.deployment
     per_day = request.demand_unit == "images_per_day"
     return {
-        "resolutions": [{"height": r.height, "width": r.width, "share_pct": 100 * r.share}
+        "resolutions": [{"width": r.width, "height": r.height, "share_pct": 100 * r.share}
                         for r in request.resolutions],
         "demand": request.images_per_s * (86_400 if per_day else 1),
         "demand_unit": "images/day" if per_day else "images/s",
