@@ -191,7 +191,7 @@ def _memory(gpu, summary, batch_s, vram_gb, precision, steps, findings) -> dict:
     # mentioned, but it never explains a claim, unless the claim names that precision itself
     counted = [o for o in fits if precision in UNMODELLED or _modelled(o)]
     plain = options[0]
-    held = f"{budget:g} GB" + (" claimed" if vram_gb else f" on the {gpu.name}")
+    held = f"{budget:.4g} GB" + (" claimed" if vram_gb else f" on the {gpu.name}")
     if not fits:
         findings.append(("impossible", _no_fit(options, budget, held, batch_s, link_gbs)))
     elif not counted:
@@ -316,7 +316,7 @@ def _modelled_speed(models, note, gpu, claim: dict, memory: dict, findings) -> d
     fitting = [x for x in preds if x.memory.allocated_interval_gb[0] <= budget]
     if not fitting:
         least_memory = min(preds, key=lambda x: x.memory.allocated_gb)
-        findings.append(("implausible", f"no modelled setting runs in {budget:g} GB: the least "
+        findings.append(("implausible", f"no modelled setting runs in {budget:.4g} GB: the least "
                                         f"memory, {_setting(least_memory)}, needs a torch peak "
                                         f"of {least_memory.memory.allocated_gb:.1f} GB at this "
                                         "size and batch"))
@@ -328,10 +328,10 @@ def _modelled_speed(models, note, gpu, claim: dict, memory: dict, findings) -> d
     low = fastest.latency.interval_s[0] / batch
     high = slowest.latency.interval_s[1] / batch
     claimed = c["seconds_per_image"]
-    within = f"the settings that fit in {budget:g} GB" if least > 0 else ""
+    within = f"the settings that fit in {budget:.4g} GB" if least > 0 else ""
     where = (f"predicted {low:.2f}-{high:.2f} s per image ({_setting(fastest)} fastest"
              + (f", {_setting(slowest)} slowest" if slowest is not fastest else "")
-             + f", batch {batch}; {fastest.source}, model {fastest.model_version})")
+             + f", batch {batch}; {fastest.source})")
     if claimed < low / FASTER_THAN_PREDICTED:
         findings.append(("implausible", f"claimed {claimed:.2f} s per image is "
                                         f"{low / claimed:.1f}x faster than the fastest "
@@ -378,7 +378,7 @@ def _quantized_only(fitting, claimed: float, batch: int, budget: float) -> dict 
     best = min(explains, key=lambda x: x.latency.total_s)
     precisions = list(dict.fromkeys(x.config.precision for x in explains))
     lo, hi = (t / batch for t in best.latency.interval_s)
-    what = f"fits in {budget:g} GB" if limit == "memory" else "that fits is fast enough"
+    what = f"fits in {budget:.4g} GB" if limit == "memory" else "that fits is fast enough"
     return {"limit": limit, "precisions": precisions, "fastest": _brief(best, batch),
             "reason": f"only a quantized setting makes the claimed {limit} possible: no other "
                       f"setting {what}; {'/'.join(precisions)} can ({_setting(best)} predicted "

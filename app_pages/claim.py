@@ -1,11 +1,11 @@
 import streamlit as st
 
 from advisor import MEASUREMENTS_DIR
-from advisor.app.claim import claim_tables
+from advisor.app.claim import claim_sources, claim_tables
 from advisor.app import LOSSY_NOTE, precision_label
 from advisor.claims import CLAIM_PRECISIONS, UNMODELLED, check_claim, measured_mfu_ceiling
 from advisor.errors import AdvisorError
-from app_pages.common import catalog, data_banner, models_or_reason, table
+from app_pages.common import catalog, data_banner, models_or_reason, table, width_for
 
 VERDICT_BOX = {"impossible": st.error, "implausible": st.warning, "plausible": st.success}
 
@@ -64,8 +64,10 @@ st.markdown("\n".join(f"- {r}" for r in result["reasons"]))
 
 compute, memory = claim_tables(result)
 st.subheader("The arithmetic: compute")
-table("claim_compute", compute,
-      column_config={"value": st.column_config.NumberColumn(format="%.3g")})
+table("claim_compute", compute, column_config={
+    "value": st.column_config.NumberColumn(format="%.3g"),
+    "from": st.column_config.TextColumn(width=width_for(compute["from"], "from"))})
+st.markdown(claim_sources(result))
 st.subheader("The arithmetic: where the weights can live")
 st.caption("Each precision and offload mode: the weights that must stay on the GPU, and the "
            "seconds the host link needs to move the rest for each batch. A mode explains the "

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from advisor import REPO_ROOT
-from advisor.app.claim import claim_tables
+from advisor.app.claim import claim_sources, claim_tables
 from advisor.app.explore import BATCHES
 from advisor.app.plan_form import form_from_request, request_from_form, request_from_upload
 from advisor.app.plan_results import plan_yaml
@@ -415,6 +415,10 @@ def test_claim_tables_show_the_arithmetic():
     assert len(memory) == len(result["arithmetic"]["memory_options"])
     assert memory.claimed_s_per_batch.to_numpy() == pytest.approx(8 / 3.27)
     assert set(memory.offload) == {"none", "model", "sequential"}
+    sources = claim_sources(result)  # each short "from" is spelled out below the table
+    assert all(f"**{label}**" in sources for label in set(compute["from"])
+               - {"the claim", "arithmetic"})
+    assert "`dense_tflops`" in sources  # a field name shown as code, not as prose
 
 
 def test_claim_page_verdict_follows_the_claim():

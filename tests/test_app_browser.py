@@ -3,11 +3,12 @@
 One `python -m advisor app` on a free localhost port serves every test. The Plan test changes
 the demand, checks that the recommended fleet changes, downloads the plan YAML and validates it,
 and saves screenshots to test-artifacts/ (plan.png: the shipped example request; dashboard.png:
-after the change). The readability test opens the Plan, GPUs, Explore and Load tests pages at
-1280 and 1920 px wide and fails on a table whose text is cut off (a cell or header wider than
-its column, columns hidden past the table's right edge), a missing value shown as "None", a raw
-field name (`mfu_pct`) as a header or in the page's text, a chart axis without a title, or
-internal names (torchao classes, model hashes) in what a person reads; it saves each page to
+after the change). The readability test opens every page (Plan, GPUs, Explore, Load tests,
+Check a claim, Your data) at 1280 and 1920 px wide and fails on a table whose text is cut off (a
+cell or header wider than its column, columns hidden past the table's right edge), a missing
+value shown as "None", a raw field name (`mfu_pct`) as a header or in the page's text, a chart
+axis without a title, or internal names (torchao classes, model hashes) in what a person reads;
+it saves each page to
 test-artifacts/screenshots/PAGE-WIDTH.png (the copies in docs/screenshots/). Skips only when the
 browser cannot be launched.
 """
@@ -182,7 +183,8 @@ def test_plan_in_browser(server, browser, tmp_path):
     page.close()
 
 
-PAGES = {"plan": "", "gpus": "gpus", "explore": "explore", "loadtests": "loadtests"}
+PAGES = {"plan": "", "gpus": "gpus", "explore": "explore", "loadtests": "loadtests",
+         "claim": "claim", "your_data": "your_data"}
 EXPANDERS = {"plan": ("GPUs not recommended, and why",),  # opened: their tables are checked too
              "explore": ("The numbers behind the curves",)}
 WIDTHS = (1280, 1920)
