@@ -7,12 +7,20 @@ from advisor.app.explore import (
     model_row, predicted_frame, quantized_along, validation_frames,
 )
 from advisor.app.measurements import problems_markdown
-from advisor.contract import ATTENTIONS, OFFLOADS, PRECISIONS, QUANTIZATIONS, Setting
+from advisor.contract import (
+    ATTENTIONS, COMPILE_MODES, OFFLOADS, PRECISIONS, QUANT_SCOPES, QUANTIZATIONS, Setting,
+    setting_problem,
+)
 from advisor.errors import AdvisorError
 from app_pages.common import (
     catalog, data_banner, measurements_frame, models, provenance_note, table, validation,
     width_for,
 )
+
+VAE_CHOICES = {(False, False): "plain", (True, False): "compiled",
+               (False, True): "channels-last", (True, True): "compiled, channels-last"}
+SCOPE_LABELS = {"transformer+text_encoder": "transformer and text encoder",
+                "transformer": "transformer only"}
 
 st.title("Explore the measurements and the models")
 data_banner()
@@ -26,13 +34,29 @@ gpu_ids = probed + sorted(set(m.specs) - set(probed))
 c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 2])
 gpu = c1.selectbox("GPU", gpu_ids, key="explore_gpu",
                    format_func=lambda g: f"{g} ({'measured' if g in m.probed else 'transferred'})")
-setting = Setting(
-    precision=c2.selectbox("Precision", PRECISIONS, key="explore_precision",
-                           format_func=precision_label, help=LOSSY_NOTE),
-    attention=c3.selectbox("Attention", ATTENTIONS, key="explore_attention"),
-    compile=c4.toggle("torch.compile", key="explore_compile"),
-    offload=c5.selectbox("CPU offload", OFFLOADS, key="explore_offload"),
-)
+precision = c2.selectbox("Precision", PRECISIONS, key="explore_precision",
+                         format_func=precision_label, help=LOSSY_NOTE)
+attention = c3.selectbox("Attention", ATTENTIONS, key="explore_attention")
+compiled = c4.toggle("torch.compile", key="explore_compile")
+offload = c5.selectbox("CPU offload", OFFLOADS, key="explore_offload")
+d1, d2, d3 = st.columns([3, 3, 5])
+vae_compile, vae_channels_last = d3.selectbox(
+    "VAE decode", list(VAE_CHOICES), key="explore_vae", format_func=VAE_CHOICES.get,
+    help="torch.compile of the VAE decoder, and its channels-last memory format")
+scope = d1.selectbox("Quantized parts", QUANT_SCOPES, key="explore_scope",
+                     format_func=SCOPE_LABELS.get, disabled=precision not in QUANTIZATIONS,
+                     help="What a quantized precision quantizes (the rest stays in bf16)")
+mode = d2.selectbox("Compile mode", COMPILE_MODES, key="explore_compile_mode",
+                    disabled=not (compiled or vae_compile),
+                    help="torch.compile's mode for what is compiled")
+setting = Setting(  # a widget that does not apply keeps its value for later, unused
+    precision=precision, attention=attention, compile=compiled, offload=offload,
+    quant_scope=scope if precision in QUANTIZATIONS else QUANT_SCOPES[0],
+    compile_mode=mode if compiled or vae_compile else "default",
+    vae_compile=vae_compile, vae_channels_last=vae_channels_last)
+if problem := setting_problem(setting):
+    st.warning(f"Not a setting that runs: {problem}", icon=":material/block:")
+    st.stop()
 a1, a2 = st.columns([2, 3])
 axis = a1.radio("Along", ["resolution", "batch"], horizontal=True, key="explore_axis",
                 format_func=lambda a: "image size (square)" if a == "resolution" else "batch size")
