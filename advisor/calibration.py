@@ -40,7 +40,9 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
     records it was fitted on. Fitted predictions (a probed GPU): K-fold residuals pooled with
     leave-one-shape-out residuals of settings still probed at another shape, since a fitted
     prediction is usually of a shape that was not measured. Transferred predictions:
-    leave-one-GPU-out residuals (when more than one GPU was probed). The quantized precisions'
+    leave-one-GPU-out residuals (when more than one GPU was probed) of the settings another GPU
+    measured: one that only the held-out GPU ran was predicted from no run of it at all, which
+    is the never-probed setting's situation (its own widening), not the transfer's. The quantized precisions'
     fitted predictions get their own widths from their own points (their few shapes miss more),
     so the compute precisions' stay what they were; a quantized point counts where its
     precision had training records (validation.quantized_split says why). The K-fold summary is
@@ -51,8 +53,8 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
                                     folds=CALIBRATION_FOLDS))
     shapes = [p for p in cross_predict(records, specs, "shape_out", fit_models)
               if p["setting_probed"]]
-    gpu_out = evidenced(cross_predict(records, specs, "gpu_out", fit_models)
-                        if len(models.probed) > 1 else [])
+    gpu_out = [p for p in cross_predict(records, specs, "gpu_out", fit_models)
+               if p["setting_anywhere"]] if len(models.probed) > 1 else []
     host = lambda p: regime_of(p) == "host_bound"
     for kind, key in INTERVAL_TARGETS.items():
         pooled = _intervals(kfold + shapes, gpu_out, key, models.intervals[kind].fitted)

@@ -92,8 +92,9 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
     `fit(train_records, specs)` (advisor.fit.fit_models: placeholder intervals; or
     advisor.calibration.fit_calibrated: calibrated intervals, for coverage). `records` may
     include oom records: they stay in training (OOM boundaries) and are never scored. Each
-    point says whether its setting (`setting_probed`: on its GPU) and its precision at its
-    compile setting (`precision_probed`: on any GPU) had training records."""
+    point says whether its setting had training records on its GPU (`setting_probed`) and on
+    any GPU (`setting_anywhere`), and its precision at its compile setting on any GPU
+    (`precision_probed`)."""
     out = []
     for label, held in _folds(records, split, folds):
         held_set = set(held.tolist())
@@ -108,9 +109,11 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
         queries = [(r["gpu"]["catalog_id"], Config.from_record(r["config"])) for r in test]
         trained = {_setting(r) for r in train if r["status"] == "ok"}
         precisions = {(key[1], key[3]) for key in trained}  # (precision, compile)
+        anywhere = {key[1:] for key in trained}  # the settings, on whichever GPU
         for record, pred in zip(test, models.predict_many(queries)):
             scored = _scored(record, pred, split, label, models.probed)
             scored["setting_probed"] = _setting(record) in trained
+            scored["setting_anywhere"] = _setting(record)[1:] in anywhere
             config = Config.from_record(record["config"])
             scored["precision_probed"] = (config.precision, config.compile) in precisions
             out.append(scored)

@@ -24,7 +24,8 @@ from advisor.features import LATENCY_STAGES, make_row
 from advisor.fit import fit_models, targets, usable
 from advisor.validation import format_table, validation_report
 from tests.synthetic import (
-    LAW, gpu_specs, law_latency, law_memory, make_record, synthetic_records, with_sources,
+    LAW, SQUARES_GRID, gpu_specs, law_latency, law_memory, make_record, synthetic_records,
+    with_sources,
 )
 
 H100, H200 = "h100-sxm-80gb", "h200-sxm-141gb"
@@ -628,3 +629,29 @@ def test_a_host_bound_prediction_says_its_speed_depends_on_the_machine(models):
     for config in (Config(512, 512, batch=2), Config(1024, 1024)):
         assert not any("host-bound" in c for c in caveats(models.predict(H100, config), gpu,
                                                           probed))
+
+
+def test_a_setting_only_the_held_out_gpu_ran_does_not_widen_the_transfer_interval(specs):
+    """Leave-one-GPU-out residuals calibrate transferred predictions, which rest on settings
+    the probed GPUs measured. A setting one GPU alone ran (here VAE compile, three times
+    slower than the law) is predicted from no run of it when that GPU is held out: such points
+    are flagged and kept out of the transferred interval."""
+    from advisor.fit import fit_models
+    from advisor.validation import cross_predict
+
+    base = synthetic_records(grid=SQUARES_GRID, noise=0.01)
+    odd = synthetic_records(gpus=("h100-sxm-80gb",), noise=0.01, seed=1, grid=[
+        dict(g, compile=True, vae_compile=True) for g in SQUARES_GRID])
+    for r in odd:
+        r["results"]["total_s"] *= 3
+        r["results"]["vae_decode_s"] = r["results"]["total_s"] - sum(
+            r["results"][k] for k in ("text_encode_s", "denoise_s", "other_s"))
+    points = cross_predict(with_sources(base + odd), specs, "gpu_out", fit_models)
+    flagged = {p["config"].get("vae_compile", False): p["setting_anywhere"] for p in points}
+    assert flagged == {False: True, True: False}
+    plain = fit_calibrated(with_sources(synthetic_records(grid=SQUARES_GRID, noise=0.01)), specs)
+    with_odd = fit_calibrated(with_sources(base + odd), specs)
+    # the odd runs still train the other GPU's fold (a little), but their +200% never enters
+    lo, hi = with_odd.intervals["latency"].transferred
+    assert hi < 0.1 and (lo, hi) == pytest.approx(plain.intervals["latency"].transferred,
+                                                  abs=0.01)

@@ -129,9 +129,12 @@ def test_a_request_names_the_new_settings_and_the_search_varies_them():
 
 
 def test_the_shipped_gpu_runs_give_the_plain_settings_image():
-    """The settings that should not change the image (compile, the compiled channels-last VAE)
-    gave the plain setting's latents and images on the same synthetic weights and seed, within
-    the stated tolerance: the GPU run's own record of it (results.equality)."""
+    """The settings that should not change the image (compile, the compiled channels-last VAE,
+    the attention backend) gave the plain setting's latents and images on the same synthetic
+    weights and seed, within the stated tolerance: the GPU run's own record of it
+    (results.equality). A compiled transformer differs in the last bits (so the check compared
+    two pipelines); an eager channels-last VAE leaves the latents alone, and cuDNN attention is
+    what native attention picked on the H100: both exactly equal."""
     checked = [r for path in records.measurement_files(MEASUREMENTS_DIR)
                for r in records.read_records(path)[0]
                if r["status"] == "ok" and "equality" in r["results"]]
@@ -140,5 +143,7 @@ def test_the_shipped_gpu_runs_give_the_plain_settings_image():
         eq = r["results"]["equality"]
         assert eq["steps"] == r["config"]["steps"] and eq["latents_max_abs"] > 0
         assert same_image(eq) and eq["same_image"], Config.from_record(r["config"]).label()
-        assert 0 < eq["latents_max_abs_diff"] <= EQUALITY_TOLERANCE["latents_rel"] * \
-            eq["latents_max_abs"]  # compiled kernels differ in the last bits, within it
+        assert 0 <= eq["latents_max_abs_diff"] <= EQUALITY_TOLERANCE["latents_rel"] * \
+            eq["latents_max_abs"]
+        if r["config"]["compile"]:
+            assert eq["latents_max_abs_diff"] > 0
