@@ -68,7 +68,7 @@ def setting_problem(setting) -> str | None:
     """What is wrong with a `Setting` (or a `Config`: the same fields) on any GPU, or None: the
     combinations that name nothing (a scope without quantization, a compile mode with nothing
     compiled) and those that cannot run (CUDA graphs with offload, whose hooks move the weights
-    the graphs captured). Checked before any GPU work, as the vocabularies are."""
+    the graphs captured, or with the transformer's regional compile). Checked before any GPU work, as the vocabularies are."""
     for name, allowed in (("quant_scope", QUANT_SCOPES), ("compile_mode", COMPILE_MODES)):
         if getattr(setting, name) not in allowed:
             return f"{name}: expected one of {', '.join(allowed)}, got {getattr(setting, name)!r}"
@@ -81,6 +81,12 @@ def setting_problem(setting) -> str | None:
     if setting.compile_mode in CUDA_GRAPH_MODES and setting.offload != "none":
         return (f"compile_mode: {setting.compile_mode!r} records CUDA graphs, which cannot run "
                 f"with offload {setting.offload} (its hooks move the weights the graphs hold)")
+    if setting.compile_mode in CUDA_GRAPH_MODES and setting.compile:
+        return (f"compile_mode: {setting.compile_mode!r} records CUDA graphs, which cannot run "
+                "with the transformer's regional compile: in inference every run of a block's "
+                "graph starts a new generation and overwrites the previous block's output, "
+                "which the next block still reads (RuntimeError on the H100, "
+                "data/measurements/h100-sxm-80gb-fastest.jsonl:3); the VAE alone may use them")
     return None
 
 

@@ -25,7 +25,11 @@ def test_settings_that_name_nothing_or_cannot_run_are_problems():
     assert "nothing is compiled" in setting_problem(Setting(compile_mode="reduce-overhead"))
     assert setting_problem(Setting(vae_compile=True, compile_mode="max-autotune")) is None
     assert "cannot run with offload model" in setting_problem(
-        Setting(compile=True, compile_mode="reduce-overhead", offload="model"))
+        Setting(vae_compile=True, compile_mode="reduce-overhead", offload="model"))
+    for mode in ("reduce-overhead", "max-autotune"):  # measured failing on the H100
+        assert "regional compile" in setting_problem(Setting(compile=True, compile_mode=mode))
+    assert setting_problem(Setting(compile=True, compile_mode="max-autotune-no-cudagraphs")) \
+        is None
     assert "expected one of" in setting_problem(Setting(compile=True, compile_mode="fast"))
 
 
