@@ -68,7 +68,8 @@ def setting_problem(setting) -> str | None:
     """What is wrong with a `Setting` (or a `Config`: the same fields) on any GPU, or None: the
     combinations that name nothing (a scope without quantization, a compile mode with nothing
     compiled) and those that cannot run (CUDA graphs with offload, whose hooks move the weights
-    the graphs captured, or with the transformer's regional compile). Checked before any GPU work, as the vocabularies are."""
+    the graphs captured, or with the transformer's regional compile). Checked before any GPU
+    work, as the vocabularies are."""
     for name, allowed in (("quant_scope", QUANT_SCOPES), ("compile_mode", COMPILE_MODES)):
         if getattr(setting, name) not in allowed:
             return f"{name}: expected one of {', '.join(allowed)}, got {getattr(setting, name)!r}"
