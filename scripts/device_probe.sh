@@ -27,7 +27,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,power.limit --format=csv,noheader
 out=$(python3 -c 'import torch; from advisor.commands.probe import default_out
-print(default_out(torch.device("cuda"), tiny=False).name)') || exit 1
+print(default_out(torch.device("cuda")).name)') || exit 1
 measurements=data/measurements
 case " $* " in
   *" --min-cap "* | *" --memory-cap-gib "* | *" --emulate "*) measurements=data/measurements/capped ;;

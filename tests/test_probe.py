@@ -568,3 +568,26 @@ def test_fp8_is_offered_from_compute_capability_8_9_and_int8_everywhere():
     assert unsupported_reason("int8-wo", (7, 5)) is None and unsupported_reason("bf16", None) is None
     assert "200x slower" in unsupported_reason("int8-wo", (9, 0), compile=True)
     assert unsupported_reason("fp8", (9, 0), compile=True) is None
+
+
+def test_the_device_script_names_its_results_file_with_the_probe_s_own_helper(monkeypatch,
+                                                                             capsys):
+    """scripts/device_probe.sh asks advisor.commands.probe.default_out for the file name: its
+    Python snippet, run with a stand-in that checks the call against the real signature."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from advisor.commands import probe as probe_command
+
+    script = (REPO_ROOT / "scripts" / "device_probe.sh").read_text()
+    snippet = re.search(r"python3 -c '(.*?)'\)", script, re.S).group(1)
+    real = inspect.signature(probe_command.default_out)
+
+    def checked(*args, **kwargs):
+        real.bind(*args, **kwargs)  # TypeError where the script calls it as it no longer is
+        return Path("data/measurements/h100-sxm-80gb.jsonl")
+
+    monkeypatch.setattr(probe_command, "default_out", checked)
+    exec(compile(snippet, "device_probe.sh", "exec"), {})
+    assert capsys.readouterr().out.strip() == "h100-sxm-80gb.jsonl"
