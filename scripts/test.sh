@@ -17,4 +17,8 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
-python3 -m pytest -q -ra "$@"
+# Two or more worker processes (pytest-xdist), a test file per worker at a time: the tests of a
+# file share its module fixtures (a Ray instance, a dashboard server, fitted models), and the
+# workers share one model cache (tests/conftest.py). The suite also passes without xdist:
+# `python3 -m pytest -p no:xdist`.
+python3 -m pytest -q -ra -n auto --maxprocesses 4 --dist loadfile "$@"
