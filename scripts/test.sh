@@ -19,6 +19,6 @@ fi
 
 # Two or more worker processes (pytest-xdist), a test file per worker at a time: the tests of a
 # file share its module fixtures (a Ray instance, a dashboard server, fitted models), and the
-# workers share one model cache (tests/conftest.py). The suite also passes without xdist:
-# `python3 -m pytest -p no:xdist`.
-python3 -m pytest -q -ra -n auto --maxprocesses 4 --dist loadfile "$@"
+# workers share one model cache. Files go out in tests/conftest.py's order, the slowest first.
+# The suite also passes without xdist: `python3 -m pytest -p no:xdist`.
+python3 -m pytest -q -ra -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder "$@"
