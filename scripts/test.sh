@@ -17,4 +17,10 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
-python3 -m pytest -q -ra "$@"
+# A worker process per logical CPU, up to four (pytest-xdist; `auto` would count physical cores,
+# one on a two-vCPU machine whose vCPUs are hyperthreads), a test file per worker at a time: the
+# tests of a file share its module fixtures (a Ray instance, a dashboard server, fitted models),
+# and the workers share one model cache. Files go out in tests/conftest.py's order, the slowest
+# first.
+# The suite also passes without xdist: `python3 -m pytest -p no:xdist`.
+python3 -m pytest -q -ra -n logical --maxprocesses 4 --dist loadfile --no-loadscope-reorder "$@"

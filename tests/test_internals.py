@@ -76,9 +76,14 @@ def test_no_import_cycle(tree):
         visit(name)
 
 
-def test_the_tests_run_with_a_private_home_and_model_cache(private_home):
+def test_the_tests_run_with_a_private_home_and_model_cache(private_home, request,
+                                                         tmp_path_factory):
     from pathlib import Path
 
     from advisor.cache import default_cache_dir
+    from tests.conftest import run_folder
 
-    assert Path.home() == private_home and default_cache_dir().parent == private_home
+    assert Path.home() == private_home
+    run = run_folder(request.config, tmp_path_factory)  # new for this run; xdist: shared
+    assert default_cache_dir() == run / "model-cache"
+    assert private_home.is_relative_to(run) and tmp_path_factory.getbasetemp().is_relative_to(run)
