@@ -16,6 +16,7 @@ Every `fits` the advisor prints (predict, recommend, check-claim, the dashboard)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from advisor.contract import Config
 
@@ -38,6 +39,11 @@ class MeasuredRun:
         return cls(Config.from_record(record["config"]), record["status"],
                    record.get("_source", "record"))
 
+    @cached_property
+    def family(self) -> tuple:
+        """Its config's family, computed once: every verdict of its GPU compares with it."""
+        return self.config.family()
+
 
 def needed_gb(min_cap_gb: float, context_gb: float,
               margin_gb: float = DEFAULT_MARGIN_GB) -> float:
@@ -52,7 +58,7 @@ def verdict(config: Config, needed: float, capacity_gb: float, outcomes: list[Me
     of that GPU (any family: the rule picks the config's own); `basis` says where `needed`
     comes from, for the reason."""
     own = config.family()
-    family = [o for o in outcomes if o.config.family() == own]
+    family = [o for o in outcomes if o.family == own]
     for o in family:
         if (o.config.height, o.config.width, o.config.batch) == (config.height, config.width,
                                                                   config.batch):

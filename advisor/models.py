@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,6 +35,14 @@ from advisor.transfer import TRANSFER_STAGES, carried_times, quantized_ratios
 
 # The grid of square sides a prediction is checked against below it (Models._envelope)
 ENVELOPE_SIDES = (512, 640, 768, 1024, 1280, 1536, 2048)
+
+
+@lru_cache(maxsize=None)
+def _grid_below(pixels: int, batch: int) -> tuple[tuple[int, int], ...]:
+    """(side, batch) of the order envelope's grid below a config (Models._envelope)."""
+    return tuple((side, b) for side in ENVELOPE_SIDES if side * side <= pixels
+                 for b in (2 ** k for k in range(batch.bit_length()))
+                 if (side * side, b) != (pixels, batch))
 
 
 @dataclass(frozen=True)
@@ -193,39 +202,32 @@ class Models:
     def _envelope(self, rows: list[dict], configs: list[Config],
                   stages: np.ndarray) -> tuple[dict, np.ndarray, dict[int, str]]:
         """(run times, stage times, {row: sentence}): the run composed from `stages`, each row
-        raised to the largest of the same GPU and setting at the smaller configs of a grid
-        (ENVELOPE_SIDES squares of fewer pixels, powers-of-two batches up to the row's), with a
-        sentence for each raised row: a larger config of a setting is never faster, though the
-        fits, the carried quantized ratios and the transfer's host/GPU switch, each a smooth
-        curve of its own, need not compose into a rising one.
-        The grid's points are raised against all of the grid below them, so predictions on it
-        keep that order exactly; the rows of every shape of a setting share its grid."""
-        side0, below = ENVELOPE_SIDES[0], []  # per row: (gpu, setting at 512x512 b1, side, batch)
-        for row, c in zip(rows, configs):
-            base = (row["gpu"], c if (c.height, c.width, c.batch) == (side0, side0, 1)
-                    else replace(c, height=side0, width=side0, batch=1))
-            below.append([(*base, side, batch)
-                          for side in ENVELOPE_SIDES if side * side <= c.pixels
-                          for batch in (2 ** k for k in range(c.batch.bit_length()))
-                          if (side * side, batch) != (c.pixels, c.batch)])
-        ladder = {key: None for keys in below for key in keys}
+        raised to the largest time of its GPU and setting on the grid below it (ENVELOPE_SIDES
+        squares of fewer pixels, powers-of-two batches up to its own), with a sentence for each
+        raised row: a larger config of a setting is never faster, though the fits, the carried
+        quantized ratios and the transfer's host/GPU switch need not compose into a rising
+        curve. Predictions on the grid keep its order exactly; a setting's shapes share it."""
+        below = [((row["gpu"], c.family()), _grid_below(c.pixels, c.batch))  # family: all
+                 for row, c in zip(rows, configs)]  # of a config but its shape and batch
+        of_family = {base: c for (base, _), c in zip(below, configs)}
         if self._grid_totals is None:
             self._grid_totals = {}
         totals = self._grid_totals  # a grid point's time is the same in every call: kept
-        keys = [key for key in ladder if key not in totals]
+        keys = [k for k in dict.fromkeys((*base, *p) for base, grid in dict.fromkeys(below)
+                                         for p in grid) if k not in totals]
         if keys:
-            l_configs = [replace(c, height=side, width=side, batch=batch)
-                         for _, c, side, batch in keys]
+            l_configs = [replace(of_family[(gpu, family)], height=side, width=side, batch=batch)
+                         for gpu, family, side, batch in keys]
             l_rows = [make_row(self.specs[key[0]], c) for key, c in zip(keys, l_configs)]
             l_stages = self._stage_times(l_rows, l_configs)[0]
             totals.update(zip(keys, self.latency.compose(
                 l_stages, np.array([r["steps"] for r in l_rows], dtype=float))["total"]))
         run = self.latency.compose(stages, np.array([r["steps"] for r in rows], dtype=float))
         stages, step, notes = stages.copy(), LATENCY_STAGES.index("denoise_step"), {}
-        for i, keys in enumerate(below):
-            if not keys:
+        for i, (base, grid) in enumerate(below):
+            if not grid:
                 continue
-            top = max(keys, key=totals.get)
+            top = (*base, *max(grid, key=lambda point: totals[(*base, *point)]))
             if totals[top] > run["total"][i]:
                 scale = totals[top] / run["total"][i]
                 for values in run.values():
