@@ -42,11 +42,11 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
     prediction is usually of a shape that was not measured. Transferred predictions:
     leave-one-GPU-out residuals (when more than one GPU was probed) of the settings another GPU
     measured: one that only the held-out GPU ran was predicted from no run of it at all, which
-    is the never-probed setting's situation (its own widening), not the transfer's. The quantized precisions'
-    fitted predictions get their own widths from their own points (their few shapes miss more),
-    so the compute precisions' stay what they were; a quantized point counts where its
-    precision had training records (validation.quantized_split says why). The K-fold summary is
-    the compute precisions' (what `advisor validate` heads with)."""
+    is the never-probed setting's situation (its own widening), not the transfer's. The
+    quantized precisions' fitted predictions get their own widths from their own points (their
+    few shapes miss more), so the compute precisions' stay what they were; a quantized K-fold
+    point counts where its precision had training records (validation.quantized_split says
+    why). The K-fold summary is the compute precisions' (what `advisor validate` heads with)."""
     records = models.records
     evidenced = lambda points: [p for p in points if not quantized(p) or p["precision_probed"]]
     kfold = evidenced(cross_predict(records, specs, "kfold", fit_models,
