@@ -240,8 +240,8 @@ class Setting:
     def label(self) -> str:
         return setting_label(self)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def as_dict(self) -> dict:  # every field a scalar: no deep copy (asdict's) needed
+        return {name: getattr(self, name) for name in SETTING_FIELDS}
 
 
 SETTING_FIELDS = tuple(f.name for f in fields(Setting))  # a Config holds each one too
