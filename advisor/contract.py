@@ -342,9 +342,7 @@ class Config:
 
     @property
     def setting(self) -> Setting:
-        return Setting(self.precision, self.attention, self.compile, self.offload,
-                       self.quant_scope, self.compile_mode, self.vae_compile,
-                       self.vae_channels_last)
+        return Setting(*(getattr(self, name) for name in SETTING_FIELDS))
 
     @classmethod
     def from_record(cls, config: dict) -> "Config":

@@ -112,8 +112,9 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
         anywhere = {key[1:] for key in trained}  # the settings, on whichever GPU
         for record, pred in zip(test, models.predict_many(queries)):
             scored = _scored(record, pred, split, label, models.probed)
-            scored["setting_probed"] = _setting(record) in trained
-            scored["setting_anywhere"] = _setting(record)[1:] in anywhere
+            setting = _setting(record)
+            scored["setting_probed"] = setting in trained
+            scored["setting_anywhere"] = setting[1:] in anywhere
             config = Config.from_record(record["config"])
             scored["precision_probed"] = (config.precision, config.compile) in precisions
             out.append(scored)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import socket
 import statistics
@@ -26,15 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from advisor.cache import CACHE_ENV  # noqa: E402
+# the browser, and the Plan page's answer, as the browser end-to-end test knows them
+from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, FLEET_RE  # noqa: E402
 
-FLEET_RE = re.compile(r"(?:Rent|Buy) (\d+) ×")  # the Plan page's answer, as the browser test
 TIMEOUT_S = 180
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromium", default=str(CHROMIUM))
     args = parser.parse_args()
     try:
         from playwright.sync_api import sync_playwright
@@ -47,7 +47,7 @@ def main() -> int:
     healthy, answered = [], []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=args.chromium, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu"])
+                                     args=CHROMIUM_ARGS)
         for i in range(args.repeats):
             h, a = _cold_start(browser)
             healthy.append(h)
