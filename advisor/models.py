@@ -213,6 +213,10 @@ class Models:
         if self._grid_totals is None:
             self._grid_totals = {}
         totals = self._grid_totals  # a grid point's time is the same in every call: kept
+        run = self.latency.compose(stages, np.array([r["steps"] for r in rows], dtype=float))
+        for (base, _), c, total in zip(below, configs, run["total"]):  # rows on the grid
+            if c.height == c.width in ENVELOPE_SIDES and c.batch & (c.batch - 1) == 0:
+                totals.setdefault((*base, c.height, c.batch), float(total))
         keys = [k for k in dict.fromkeys((*base, *p) for base, grid in dict.fromkeys(below)
                                          for p in grid) if k not in totals]
         if keys:
@@ -222,7 +226,6 @@ class Models:
             l_stages = self._stage_times(l_rows, l_configs)[0]
             totals.update(zip(keys, self.latency.compose(
                 l_stages, np.array([r["steps"] for r in l_rows], dtype=float))["total"]))
-        run = self.latency.compose(stages, np.array([r["steps"] for r in rows], dtype=float))
         stages, step, notes = stages.copy(), LATENCY_STAGES.index("denoise_step"), {}
         for i, (base, grid) in enumerate(below):
             if not grid:
