@@ -199,8 +199,12 @@ def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -
 
 def shape_config(row: dict) -> Config:
     """The shape part of a query row (size, batch, CFG) as a Config: its reach and regime."""
-    return Config(row["height"], row["width"], row["batch"],
-                  guidance_scale=CFG_GUIDANCE_SCALE if row["cfg"] else 0.0)
+    return _shape_config(row["height"], row["width"], row["batch"], row["cfg"])
+
+
+@lru_cache(maxsize=4096)  # a prediction asks for its row's up to seven times
+def _shape_config(height: int, width: int, batch: int, cfg: bool) -> Config:
+    return Config(height, width, batch, guidance_scale=CFG_GUIDANCE_SCALE if cfg else 0.0)
 
 
 # The identities of a query row, by what they key (the row holds only modelled fields:
