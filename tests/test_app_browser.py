@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import pytest
 from advisor import REPO_ROOT
 
 from tests.page_checks import PAGE_PROBLEMS_JS, PAGE_TEXT_JS, page_text_problems
+from tests.ports import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -41,11 +41,6 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 SERVER_START_S = 90
 UI_TIMEOUT_MS = 60_000
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -64,7 +59,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
+    port = free_port("localhost")
     url = f"http://localhost:{port}"
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     with open(log, "w") as out:

@@ -18,6 +18,7 @@ from advisor.errors import AdvisorError
 from advisor.loadtest import arrivals, results, run
 from advisor.loadtest.config import LoadConfig, Resolution
 from tests.local_http import serving
+from tests.ports import free_port
 
 FAST_S = 5.0  # every refusal below comes well within this
 
@@ -48,11 +49,6 @@ def endpoint():
     with serving(_Endpoint) as url:
         yield url
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(capsys, *argv):
@@ -106,7 +102,7 @@ def test_a_run_with_few_failures_exits_0(endpoint):
 
 
 def test_a_bad_port_or_host_is_refused_before_the_run(capsys):
-    for url in (f"http://127.0.0.1:{_free_port()}/x", "http://no-such-host.invalid/x"):
+    for url in (f"http://127.0.0.1:{free_port()}/x", "http://no-such-host.invalid/x"):
         code, _, err, took = _cli(capsys, "--url", url, "--rate", "1")
         assert code == 2 and "cannot connect" in err and took < FAST_S + 10
 

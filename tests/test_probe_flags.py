@@ -14,6 +14,7 @@ import pytest
 from advisor.errors import AdvisorError
 from probes import fleet
 from tests.local_http import serving
+from tests.ports import free_port
 
 # Each run: its flags and what the message names. --out under tmp is filled in by the test.
 REFUSED = [
@@ -31,15 +32,10 @@ REFUSED = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_flags_that_need_no_torch_are_refused_before_torch_loads(tmp_path):
     (tmp_path / "file").write_text("")
-    runs = [[a.format(tmp=tmp_path, port=_free_port()) for a in argv] for argv, _ in REFUSED]
+    runs = [[a.format(tmp=tmp_path, port=free_port()) for a in argv] for argv, _ in REFUSED]
     code = (
         "import json, sys\n"
         "from advisor.cli import main\n"

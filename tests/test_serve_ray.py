@@ -4,7 +4,6 @@ batches larger than one, and a killed replica replaced while its requests fail v
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -20,16 +19,12 @@ from advisor.cli import main  # noqa: E402
 from advisor.loadtest import results  # noqa: E402
 from advisor.serve import app  # noqa: E402
 from advisor.serve.spec import ServeSpec  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 SPEC = ServeSpec(resolutions=((64, 64), (128, 64)), max_batch=4, window_s=0.2, steps=2,
                  caption_tokens=16, replicas=2, gpus_per_replica=0.0, device="cpu", tiny=True,
                  request_timeout_s=60.0)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
