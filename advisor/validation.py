@@ -110,12 +110,11 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
         trained = {_setting(r) for r in train if r["status"] == "ok"}
         precisions = {(key[1], key[3]) for key in trained}  # (precision, compile)
         anywhere = {key[1:] for key in trained}  # the settings, on whichever GPU
-        for record, pred in zip(test, models.predict_many(queries)):
+        for record, (_, config), pred in zip(test, queries, models.predict_many(queries)):
             scored = _scored(record, pred, split, label, models.probed)
             setting = _setting(record)
             scored["setting_probed"] = setting in trained
             scored["setting_anywhere"] = setting[1:] in anywhere
-            config = Config.from_record(record["config"])
             scored["precision_probed"] = (config.precision, config.compile) in precisions
             out.append(scored)
     return out

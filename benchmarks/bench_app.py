@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor.cache import CACHE_ENV  # noqa: E402
 # the browser, and the Plan page's answer, as the browser end-to-end test knows them
+from tests.ports import free_port  # noqa: E402
 from tests.test_app_browser import CHROMIUM, CHROMIUM_ARGS, FLEET_RE  # noqa: E402
 
 TIMEOUT_S = 180
@@ -63,9 +63,7 @@ def _cold_start(browser) -> tuple[float, float]:
     """(seconds to healthy, seconds to the Plan page's fleet) from launching `advisor app`."""
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "HOME": home, CACHE_ENV: str(Path(home) / "cache")}
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            port = s.getsockname()[1]
+        port = free_port("localhost")
         url = f"http://localhost:{port}"
         start = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "advisor", "app", "--port", str(port)],
