@@ -281,7 +281,7 @@ def _fit_beta(transfer: ClassTransfer, profiled: list, latency, others: set,
         bw, fp = pb / ob, pf / of
         if abs(bw - fp) < 0.05:
             continue  # this GPU cannot tell bandwidth from compute
-        seen = set()  # a config profiled on several machines is one estimate
+        seen, used = set(), []  # a config profiled on several machines is one estimate
         for row, record in profiled:
             step = _profile(record)["denoise_step"]
             config = Config.from_record(record["config"])
@@ -289,12 +289,17 @@ def _fit_beta(transfer: ClassTransfer, profiled: list, latency, others: set,
                     sum(step["class_s"][k] or 0.0 for k in CLASSES) < COVERED * step["wall_s"]:
                 continue
             seen.add(config)
+            used.append((row, make_row(specs[gpu], config)))
+        if not used:
+            continue
+        # each config's step on the profiled GPU, then on this one: one prediction for all
+        steps = latency.predict([r for pair in used for r in pair])[0][
+            :, LATENCY_STAGES.index("denoise_step")].reshape(-1, 2)
+        tensor = pg / og
+        for (row, _), (profiled_s, other_s) in zip(used, steps):
             classes = transfer.seconds(row, "denoise_step")
-            times = latency.predict([row, make_row(specs[gpu], config)])[0]
-            i = LATENCY_STAGES.index("denoise_step")
-            tensor = pg / og
-            delta = times[1, i] - times[0, i] - sum(classes[k] * (tensor - 1)
-                                              for k in ("gemm", "attention", "convolution"))
+            delta = other_s - profiled_s - sum(classes[k] * (tensor - 1)
+                                               for k in ("gemm", "attention", "convolution"))
             e = classes["elementwise"]
             estimates.append((delta - e * (fp - 1)) / (e * (bw - fp)))
     if not estimates:
