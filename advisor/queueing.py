@@ -33,6 +33,11 @@ import numpy as np
 
 from advisor.errors import AdvisorError
 
+try:  # the event loop compiled at install (advisor/_eventloop.pyx); `_loop` where it is not
+    from advisor import _eventloop
+except ImportError:
+    _eventloop = None
+
 DEFAULT_REQUESTS = 10_000  # measured requests per simulation
 DEFAULT_WARMUP = 1_000  # requests simulated first and discarded (the fleet starts idle)
 DEFAULT_SEED = 0
@@ -173,9 +178,8 @@ def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
         raise AdvisorError(f"simulation needs rate > 0 and n_gpus >= 1, got {rate}, {n_gpus}")
     n = sim.warmup + sim.requests
     times, positions, by_class = _arrivals(n, service.shares, sim.seed, rate)
-    scales = [[1.0] * len(p) if service_scale is None else service_scale[p].tolist()
-              for p in positions]
-    starts, ends, gpu_waits = _run(by_class, scales, service, n_gpus, window_s)
+    starts, ends, gpu_waits = _run(times, positions, by_class, service_scale, service, n_gpus,
+                                   window_s)
     start, done = np.empty(n), np.empty(n)  # per request, in arrival order
     busy_s, n_batches, last_end = 0.0, 0, times[0]
     for c, pos in enumerate(positions):
@@ -195,9 +199,32 @@ def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
     return done - times, start - times, busy_s, n_batches, last_end - times[0], gpu_waits
 
 
-def _run(by_class, scales, service: Service, n_gpus: int, window_s: float):
-    """The event loop: per class, the start of each batch and the arrival index one past its
-    last request, in formation order; and how many batches waited for a GPU.
+def _run(times, positions, by_class, service_scale, service: Service, n_gpus: int,
+         window_s: float):
+    """Per class, the start of each batch and the arrival index one past its last request, in
+    formation order; and how many batches waited for a GPU: the compiled event loop where it
+    was built, else `_loop`."""
+    if _eventloop is None:
+        scales = [[1.0] * len(p) if service_scale is None else service_scale[p].tolist()
+                  for p in positions]
+        return _loop(by_class, scales, service, n_gpus, window_s)
+    counts = np.array([len(p) for p in positions], dtype=np.intp)
+    width = max(counts, default=0) + service.max_batch
+    arrivals = np.full((len(positions), width), math.inf)
+    scales = np.ones((len(positions), width) if service_scale is not None else (1, 1))
+    for c, p in enumerate(positions):
+        arrivals[c, :len(p)] = times[p]
+        if service_scale is not None:
+            scales[c, :len(p)] = service_scale[p]
+    starts, ends, batches, gpu_waits = _eventloop.run(
+        arrivals, counts, np.array(service.times_s, dtype=float), scales,
+        service_scale is not None, n_gpus, window_s)
+    return ([starts[c, :k] for c, k in enumerate(batches)],
+            [ends[c, :k] for c, k in enumerate(batches)], gpu_waits)
+
+
+def _loop(by_class, scales, service: Service, n_gpus: int, window_s: float):
+    """The event loop in Python: `_run`'s answer, with lists.
 
     Each class's arrivals are followed by `max_batch` infinite sentinels, so the loop needs no
     bounds checks: a class is exhausted when its next arrival is infinite."""

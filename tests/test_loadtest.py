@@ -32,9 +32,9 @@ def config(**kw) -> LoadConfig:
 
 def planner_run(times, classes, n_gpus=1, window_s=0.2):
     """Per-request finish times from queueing._run, the planner's own loop."""
-    by_class = [times[classes == c].tolist() for c in range(2)]
-    scales = [[1.0] * len(b) for b in by_class]
-    starts, ends, _ = queueing._run(by_class, scales, SERVICE, n_gpus, window_s)
+    positions = [np.flatnonzero(classes == c) for c in range(2)]
+    starts, ends, _ = queueing._run(times, positions, [times[p].tolist() for p in positions],
+                                    None, SERVICE, n_gpus, window_s)
     finish = np.empty(len(times))
     for c in range(2):
         pos = np.flatnonzero(classes == c)

@@ -163,6 +163,34 @@ def test_event_loop_matches_a_simpy_model_of_the_policy(service, rate, n_gpus, w
     assert got == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_the_compiled_event_loop_gives_the_python_loops_every_figure(seed, monkeypatch):
+    """advisor/_eventloop.pyx against queueing._loop: the same latency and wait of every request,
+    busy time, batches and GPU waits, over random mixes, batch sizes, fleets, windows and
+    service scalings (every third case), from one GPU to more than the requests."""
+    import advisor.queueing as queueing
+
+    compiled = pytest.importorskip("advisor._eventloop", reason="the extension is not built")
+    rng = np.random.default_rng(seed)
+    classes, max_batch = int(rng.integers(1, 5)), int(rng.integers(1, 9))
+    service = Service(times_s=tuple(tuple(np.sort(rng.uniform(0.05, 3.0, max_batch)).tolist())
+                                    for _ in range(classes)),
+                      shares=tuple(rng.uniform(0.1, 1.0, classes).tolist()),
+                      overhead_s=tuple(rng.uniform(0.0, 0.2, classes).tolist()))
+    sim = Simulation(requests=int(rng.integers(10, 3000)), warmup=int(rng.integers(0, 300)),
+                     seed=seed)
+    n_gpus = int(rng.choice([1, 3, 17, sim.requests + sim.warmup]))
+    scale = rng.exponential(1.0, sim.requests + sim.warmup) if seed % 3 == 0 else None
+    args = (service, float(rng.uniform(0.5, 30.0)), n_gpus, float(rng.choice([0.0, 0.05, 1.0])),
+            sim, scale)
+    fast = queueing._served(*args)
+    monkeypatch.setattr(queueing, "_eventloop", None)
+    slow = queueing._served(*args)
+    assert queueing._eventloop is None and compiled.run is not None
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+    assert fast[2:] == slow[2:]
+
+
 def test_lower_bounds():
     per_image = MIX.image_s_at_full_batch()
     assert per_image == pytest.approx(sum(s * b * 4.5 / 8 for s, b in zip(MIX.shares, (1, .6, .3))))
