@@ -16,10 +16,12 @@ request (queueing + batching window + batch service). The policy it models:
 Common random numbers: every simulation with the same seed replays the same unit-rate arrival
 stream scaled to the demand, so fleet sizes compare cleanly across N, candidates and demand.
 
-The loop is a specialised event simulation (one iteration per batch, no event objects), fast
-enough to size a whole catalog in well under a second. tests/test_queueing.py checks it against a
-SimPy model of the same policy (identical latency percentiles on the same arrivals) and against
-the exact M/M/c (Erlang C) and M/D/1 (Pollaczek-Khinchine) results.
+The loop is a specialised event simulation (one iteration per batch, no event objects),
+compiled with Cython at install (advisor/_eventloop.pyx; `_loop` is the same loop in Python, run
+where no C compiler was found): about 0.7 ms for the default 11,000 requests, 4.7 ms in Python.
+tests/test_queueing.py holds the two to identical figures, and checks them against a SimPy model
+of the same policy (identical latency percentiles on the same arrivals) and against the exact
+M/M/c (Erlang C) and M/D/1 (Pollaczek-Khinchine) results.
 """
 from __future__ import annotations
 
