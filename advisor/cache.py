@@ -120,14 +120,15 @@ def capped_files(measurements_dir: Path) -> list[Path]:
     return sorted((measurements_dir / CAPPED_DIR).glob("*.jsonl"))
 
 
-def validation_of(models: Models, progress=None) -> dict:
+def validation_of(models: Models, progress=None, workers: int = 1) -> dict:
     """The validation report of `models` (`advisor validate`): held-out accuracy of models
     fitted as these were. Computed once per model version and kept beside the model cache;
-    `progress` as in advisor.validation.validation_report (called only when it computes).
+    `progress` and `workers` as in advisor.validation.validation_report (used only when it
+    computes).
     One process at a time computes it: the dashboard starts one in the background, and a
     page that needs the report meanwhile waits for that one instead of starting its own."""
     with _exclusive(Path(f"{models.cache_path}.validation.lock") if models.cache_path else None):
-        return _validation_of(models, progress)
+        return _validation_of(models, progress, workers)
 
 
 @contextmanager
@@ -147,7 +148,7 @@ def _exclusive(path: Path | None):
         yield
 
 
-def _validation_of(models: Models, progress) -> dict:
+def _validation_of(models: Models, progress, workers: int) -> dict:
     from advisor.validation import validation_report
 
     path = Path(f"{models.cache_path}.validation.json") if models.cache_path else None
@@ -160,7 +161,7 @@ def _validation_of(models: Models, progress) -> dict:
             pass  # not computed yet, or damaged: compute it again
     report = validation_report(models.records, models.specs, fit_calibrated, models.problems,
                                published=load_published(), capped=models.capped,
-                               progress=progress)
+                               progress=progress, workers=workers)
     text = json.dumps({**report, "model_version": models.model_version})
     if path is not None:
         try:

