@@ -164,14 +164,11 @@ def _all_folds(records: list[dict], specs: dict[str, GpuSpec], splits: list[str]
 
 
 def _by_split(splits: list[str], tasks: list[tuple], points):
-    """(split, points) in the order of `splits` from each task's points, given in task order."""
-    done = {split: [] for split in splits}
-    pending = {split: sum(t[0] == split for t in tasks) for split in splits}
+    """(split, points) for each of `splits`, from the points of each task (tasks are in the
+    order of their splits; their points come in task order)."""
     results = iter(points)
     for split in splits:
-        for _ in range(pending[split]):
-            done[split] += next(results)
-        yield split, done.pop(split)
+        yield split, [p for task in tasks if task[0] == split for p in next(results)]
 
 
 def regime_of(point: dict) -> str:
