@@ -100,10 +100,7 @@ def fit_grouped_linear(X: np.ndarray, y: np.ndarray, rows: list[dict],
             raise ValueError(f"levels must nest: {parent_keys} is not a prefix of {keys}")
         groups: dict[tuple, list[int]] = {}
         for i, group in enumerate(map(_key_getter(keys), rows)):
-            if group in groups:
-                groups[group].append(i)
-            else:
-                groups[group] = [i]
+            groups.setdefault(group, []).append(i)
         twins = _twins(list(groups), keys, [t for t in twin if t[0] not in parent_keys])
         level = {}
         for group in sorted(groups, key=lambda g: _chain(g, twins)):  # twins' twins first

@@ -99,13 +99,13 @@ class Result:
 
 @lru_cache(maxsize=16)
 def _arrivals(n: int, shares: tuple[float, ...], seed: int, rate: float):
-    """Poisson arrivals: all times, and per class the positions and times (as lists, which the
-    event loop indexes fastest). The same seed gives the same unit-rate stream at every rate."""
+    """Poisson arrivals: all times, and per class the positions in them. The same seed gives
+    the same unit-rate stream at every rate."""
     rng = np.random.default_rng(seed)
     times = np.cumsum(rng.exponential(1.0, n)) / rate
     classes = rng.choice(len(shares), size=n, p=np.asarray(shares) / sum(shares))
     positions = [np.flatnonzero(classes == c) for c in range(len(shares))]
-    return times, positions, [times[p].tolist() for p in positions]
+    return times, positions
 
 
 def simulate(
@@ -179,9 +179,8 @@ def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
     if rate <= 0 or n_gpus < 1:
         raise AdvisorError(f"simulation needs rate > 0 and n_gpus >= 1, got {rate}, {n_gpus}")
     n = sim.warmup + sim.requests
-    times, positions, by_class = _arrivals(n, service.shares, sim.seed, rate)
-    starts, ends, gpu_waits = _run(times, positions, by_class, service_scale, service, n_gpus,
-                                   window_s)
+    times, positions = _arrivals(n, service.shares, sim.seed, rate)
+    starts, ends, gpu_waits = _run(times, positions, service_scale, service, n_gpus, window_s)
     start, done = np.empty(n), np.empty(n)  # per request, in arrival order
     busy_s, n_batches, last_end = 0.0, 0, times[0]
     for c, pos in enumerate(positions):
@@ -201,15 +200,14 @@ def _served(service, rate, n_gpus, window_s, sim, service_scale=None):
     return done - times, start - times, busy_s, n_batches, last_end - times[0], gpu_waits
 
 
-def _run(times, positions, by_class, service_scale, service: Service, n_gpus: int,
-         window_s: float):
+def _run(times, positions, service_scale, service: Service, n_gpus: int, window_s: float):
     """Per class, the start of each batch and the arrival index one past its last request, in
     formation order; and how many batches waited for a GPU: the compiled event loop where it
     was built, else `_loop`."""
-    if _eventloop is None:
+    if _eventloop is None:  # lists: what the Python loop indexes fastest
         scales = [[1.0] * len(p) if service_scale is None else service_scale[p].tolist()
                   for p in positions]
-        return _loop(by_class, scales, service, n_gpus, window_s)
+        return _loop([times[p].tolist() for p in positions], scales, service, n_gpus, window_s)
     counts = np.array([len(p) for p in positions], dtype=np.intp)
     width = max(counts, default=0) + service.max_batch
     arrivals = np.full((len(positions), width), math.inf)

@@ -33,8 +33,7 @@ def config(**kw) -> LoadConfig:
 def planner_run(times, classes, n_gpus=1, window_s=0.2):
     """Per-request finish times from queueing._run, the planner's own loop."""
     positions = [np.flatnonzero(classes == c) for c in range(2)]
-    starts, ends, _ = queueing._run(times, positions, [times[p].tolist() for p in positions],
-                                    None, SERVICE, n_gpus, window_s)
+    starts, ends, _ = queueing._run(times, positions, None, SERVICE, n_gpus, window_s)
     finish = np.empty(len(times))
     for c in range(2):
         pos = np.flatnonzero(classes == c)

@@ -102,7 +102,7 @@ def simpy_latencies(service: Service, rate: float, n_gpus: int, window_s: float,
     dispatcher process, GPUs as a Resource), on the same arrival stream: per-request latency."""
     simpy = pytest.importorskip("simpy")
     n = sim.warmup + sim.requests
-    times, positions, _ = _arrivals(n, service.shares, sim.seed, rate)
+    times, positions = _arrivals(n, service.shares, sim.seed, rate)
     classes = np.empty(n, dtype=int)
     for c, pos in enumerate(positions):
         classes[pos] = c
