@@ -9,19 +9,10 @@ controller's temporary folder (`basetemp`, new for each run; each worker's is a 
 Sharing is safe: a cache file is written to a temp file and renamed, so a reader sees a whole
 file or none; two workers that fit at once each write the same models (the last rename wins);
 and the validation report is computed by one process at a time (advisor.cache.validation_of
-locks), so the other worker waits for it and reads it.
-
-The report of the shipped data takes half a minute of CPU and only the dashboard's files read
-it: when they are in the run, one worker (or the only process) starts `advisor validate` in the
-background at low priority as the run begins, as `advisor app` does, so that it runs while the
-workers wait on servers and browsers; a test that needs the report before it is done waits for
-it (the lock) and reads it."""
+locks), so the other worker waits for it and reads it."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -36,9 +27,6 @@ PRIVATE = ("HOME", CACHE_ENV)
 SLOW_FIRST = ("test_serve_ray.py", "test_app.py", "test_app_browser.py", "test_intervals.py",
               "test_multi_gpu.py", "test_fit.py", "test_loadtest.py", "test_properties.py",
               "test_probe.py", "test_fleet.py")
-
-# The files whose tests read the shipped data's validation report (the Explore page).
-READ_THE_REPORT = {"test_app.py", "test_app_browser.py"}
 
 
 def pytest_collection_modifyitems(items):
@@ -58,24 +46,9 @@ def private_home(request, tmp_path_factory):
     cache = run_folder(request.config, tmp_path_factory) / "model-cache"
     saved = {name: os.environ.get(name) for name in PRIVATE}
     os.environ.update({"HOME": str(home), CACHE_ENV: str(cache)})
-    wanted = {item.path.name for item in request.session.items} & READ_THE_REPORT
-    background = _validate_in_background() \
-        if wanted and os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0" else None
     yield home
-    if background is not None and background.poll() is None:
-        os.killpg(background.pid, signal.SIGTERM)  # its forked fold workers too
-        background.wait()
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-
-
-def _validate_in_background() -> subprocess.Popen:
-    """`advisor validate` on the shipped data at nice 10, filling the run's cache (the
-    environment set above)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "advisor", "validate", "--format", "json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        preexec_fn=lambda: os.nice(10))

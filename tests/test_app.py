@@ -275,6 +275,91 @@ def test_plan_page_bad_form_value_shows_error():
     assert len(table(at, "plan_not_recommended")) > 0  # and why, per GPU, without a click
 
 
+# --------------------------------------------------------------------------- Explore page
+
+
+def test_explore_page_batch_changes_curve():
+    at = open_page("explore")
+    assert len(at.get("plotly_chart")) >= 3
+    before = table(at, "explore_numbers").copy()
+    at.select_slider(key="explore_batch").set_value(4).run()
+    assert not at.exception
+    assert not table(at, "explore_numbers").latency_s.equals(before.latency_s)
+    at.radio(key="explore_axis").set_value("batch").run()
+    assert not at.exception
+    assert list(table(at, "explore_numbers").batch) == list(BATCHES)
+
+
+def test_explore_page_marks_a_lossy_precision_and_refuses_what_a_gpu_cannot_run():
+    at = open_page("explore")
+    assert "int8-wo (lossy)" in at.selectbox(key="explore_precision").options
+    at.selectbox(key="explore_precision").set_value("int8-wo").run()
+    assert not at.exception, at.exception
+    assert any(QUALITY_CAVEAT in w.value for w in at.warning)
+    at.selectbox(key="explore_gpu").set_value("a100-sxm-80gb")
+    at.selectbox(key="explore_precision").set_value("fp8").run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("Not predicted: ") and "8.9" in w.value for w in at.warning)
+
+
+def test_explore_page_draws_the_fastest_settings_and_refuses_what_names_nothing():
+    """Scope, compile mode and VAE decode are widgets: the fp8 transformer-only setting with a
+    compiled channels-last VAE shows the H100's measured 1024x1024 run; a scope or mode that
+    does not apply is not used."""
+    import json
+
+    from advisor import MEASUREMENTS_DIR
+
+    record = json.loads((MEASUREMENTS_DIR / "h100-sxm-80gb-fastest.jsonl").read_text()
+                        .splitlines()[0])
+    assert record["config"]["quant_scope"] == "transformer" and record["config"]["batch"] == 1
+    at = open_page("explore")
+    at.selectbox(key="explore_gpu").set_value("h100-sxm-80gb")
+    at.selectbox(key="explore_precision").set_value("fp8")
+    at.toggle(key="explore_compile").set_value(True).run()  # enables the scope
+    at.selectbox(key="explore_scope").set_value("transformer")
+    at.selectbox(key="explore_vae").set_value((True, True)).run()
+    assert not at.exception, at.exception
+    numbers = table(at, "explore_numbers")
+    row = numbers[(numbers.resolution == "1024x1024") & (numbers.batch == 1)].iloc[0]
+    assert row.source == "measured"
+    # the measured run, or the measured 768x1344 run's 0.760 s where that is more (fewer
+    # pixels: a larger config is never shown faster)
+    assert row.latency_s == pytest.approx(record["results"]["total_s"], rel=0.01)
+    at.selectbox(key="explore_precision").set_value("bf16").run()  # the scope stays unused
+    assert not at.exception, at.exception
+    assert not any(w.value.startswith("Not a setting") for w in at.warning)
+
+
+def test_quantized_records_are_drawn_apart_beside_the_curve():
+    from advisor.app.charts import curve_figure
+    from advisor.app.explore import quantized_along
+    from advisor.app.measurements import records_frame
+    from advisor.contract import Setting
+
+    records = [make_record(height=s, width=s, precision=p) for s in (512, 1024)
+               for p in ("bf16", "int8-wo", "fp8")]
+    frame = records_frame(records)
+    gpu = frame.gpu.iat[0]
+    quantized = quantized_along(frame, "resolution", gpu, Setting(), 1024, 1024, 1)
+    assert sorted(quantized.precision.unique()) == ["fp8", "int8-wo"] and len(quantized) == 4
+    predicted = pd.DataFrame({"megapixels": [0.26, 1.05], "latency_s": [1.0, 2.0],
+                              "latency_lo_s": [0.9, 1.8], "latency_hi_s": [1.1, 2.2],
+                              "resolution": ["512x512", "1024x1024"], "source": "fitted"})
+    measured = frame[frame.precision == "bf16"]
+    figure = curve_figure(predicted, measured, "megapixels", "latency_s", "latency_lo_s",
+                          "latency_hi_s", "t", "s", quantized=quantized)
+    traces = {t.name: t for t in figure.data}
+    assert traces["measured"].marker.symbol == "circle-open"
+    for q in ("fp8", "int8-wo"):
+        assert traces[f"measured {q} (lossy)"].marker.symbol == "diamond-open"
+        assert len(traces[f"measured {q} (lossy)"].x) == 2
+    # the lossy setting's own records are marked too
+    own = curve_figure(predicted, frame[frame.precision == "int8-wo"], "megapixels", "latency_s",
+                       "latency_lo_s", "latency_hi_s", "t", "s")
+    assert [t.name for t in own.data if t.mode == "markers"] == ["measured (lossy)"]
+
+
 # --------------------------------------------------------------------------- GPUs page
 
 
@@ -441,93 +526,6 @@ def test_validation_tables_split_latency_by_regime_and_list_the_machine_spread()
                                           "config": "512x512 b1 bf16 native", "machines": 3,
                                           "spread_pct": 52.9}]
     assert machine_frame({}).empty
-
-
-# --------------------------------------------------------------------------- Explore page
-# Last in the file: the validation report these pages read is computed in the background
-# meanwhile (tests/conftest.py).
-
-
-def test_explore_page_batch_changes_curve():
-    at = open_page("explore")
-    assert len(at.get("plotly_chart")) >= 3
-    before = table(at, "explore_numbers").copy()
-    at.select_slider(key="explore_batch").set_value(4).run()
-    assert not at.exception
-    assert not table(at, "explore_numbers").latency_s.equals(before.latency_s)
-    at.radio(key="explore_axis").set_value("batch").run()
-    assert not at.exception
-    assert list(table(at, "explore_numbers").batch) == list(BATCHES)
-
-
-def test_explore_page_marks_a_lossy_precision_and_refuses_what_a_gpu_cannot_run():
-    at = open_page("explore")
-    assert "int8-wo (lossy)" in at.selectbox(key="explore_precision").options
-    at.selectbox(key="explore_precision").set_value("int8-wo").run()
-    assert not at.exception, at.exception
-    assert any(QUALITY_CAVEAT in w.value for w in at.warning)
-    at.selectbox(key="explore_gpu").set_value("a100-sxm-80gb")
-    at.selectbox(key="explore_precision").set_value("fp8").run()
-    assert not at.exception, at.exception
-    assert any(w.value.startswith("Not predicted: ") and "8.9" in w.value for w in at.warning)
-
-
-def test_explore_page_draws_the_fastest_settings_and_refuses_what_names_nothing():
-    """Scope, compile mode and VAE decode are widgets: the fp8 transformer-only setting with a
-    compiled channels-last VAE shows the H100's measured 1024x1024 run; a scope or mode that
-    does not apply is not used."""
-    import json
-
-    from advisor import MEASUREMENTS_DIR
-
-    record = json.loads((MEASUREMENTS_DIR / "h100-sxm-80gb-fastest.jsonl").read_text()
-                        .splitlines()[0])
-    assert record["config"]["quant_scope"] == "transformer" and record["config"]["batch"] == 1
-    at = open_page("explore")
-    at.selectbox(key="explore_gpu").set_value("h100-sxm-80gb")
-    at.selectbox(key="explore_precision").set_value("fp8")
-    at.toggle(key="explore_compile").set_value(True).run()  # enables the scope
-    at.selectbox(key="explore_scope").set_value("transformer")
-    at.selectbox(key="explore_vae").set_value((True, True)).run()
-    assert not at.exception, at.exception
-    numbers = table(at, "explore_numbers")
-    row = numbers[(numbers.resolution == "1024x1024") & (numbers.batch == 1)].iloc[0]
-    assert row.source == "measured"
-    # the measured run, or the measured 768x1344 run's 0.760 s where that is more (fewer
-    # pixels: a larger config is never shown faster)
-    assert row.latency_s == pytest.approx(record["results"]["total_s"], rel=0.01)
-    at.selectbox(key="explore_precision").set_value("bf16").run()  # the scope stays unused
-    assert not at.exception, at.exception
-    assert not any(w.value.startswith("Not a setting") for w in at.warning)
-
-
-def test_quantized_records_are_drawn_apart_beside_the_curve():
-    from advisor.app.charts import curve_figure
-    from advisor.app.explore import quantized_along
-    from advisor.app.measurements import records_frame
-    from advisor.contract import Setting
-
-    records = [make_record(height=s, width=s, precision=p) for s in (512, 1024)
-               for p in ("bf16", "int8-wo", "fp8")]
-    frame = records_frame(records)
-    gpu = frame.gpu.iat[0]
-    quantized = quantized_along(frame, "resolution", gpu, Setting(), 1024, 1024, 1)
-    assert sorted(quantized.precision.unique()) == ["fp8", "int8-wo"] and len(quantized) == 4
-    predicted = pd.DataFrame({"megapixels": [0.26, 1.05], "latency_s": [1.0, 2.0],
-                              "latency_lo_s": [0.9, 1.8], "latency_hi_s": [1.1, 2.2],
-                              "resolution": ["512x512", "1024x1024"], "source": "fitted"})
-    measured = frame[frame.precision == "bf16"]
-    figure = curve_figure(predicted, measured, "megapixels", "latency_s", "latency_lo_s",
-                          "latency_hi_s", "t", "s", quantized=quantized)
-    traces = {t.name: t for t in figure.data}
-    assert traces["measured"].marker.symbol == "circle-open"
-    for q in ("fp8", "int8-wo"):
-        assert traces[f"measured {q} (lossy)"].marker.symbol == "diamond-open"
-        assert len(traces[f"measured {q} (lossy)"].x) == 2
-    # the lossy setting's own records are marked too
-    own = curve_figure(predicted, frame[frame.precision == "int8-wo"], "megapixels", "latency_s",
-                       "latency_lo_s", "latency_hi_s", "t", "s")
-    assert [t.name for t in own.data if t.mode == "markers"] == ["measured (lossy)"]
 
 
 def test_explore_page_shows_the_shipped_machine_spread():
