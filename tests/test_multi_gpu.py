@@ -173,17 +173,21 @@ def test_ctrl_c_finishes_the_config_on_every_gpu_and_the_time_limit_starts_no_wo
     def workers():  # not multiprocessing's resource tracker, which lives as long as this process
         return [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
 
+    out = tmp_path / "dp.jsonl"
+    done_before = []  # configs recorded when the interrupt was sent
+
     def interrupt_once_measuring():
         while len(workers()) < 2:
             time.sleep(0.05)
-        time.sleep(1.0)  # the workers are starting or measuring the first config
+        time.sleep(1.0)  # the workers are starting or measuring a config
+        done_before.append(len(read_records(out)[0]) if out.exists() else 0)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_once_measuring, daemon=True).start()
-    out = tmp_path / "dp.jsonl"
     summary = sweep.run(runs.Options(out=out, **options))
     found, problems = read_records(out)
-    assert problems == [] and found and all(r["status"] == "ok" for r in found)
+    assert problems == [] and all(r["status"] == "ok" for r in found)
+    assert len(found) == done_before[0] + 1  # the config in progress, recorded
     assert "Ctrl-C" in summary.stopped and summary.not_run
     assert len(found) + len(summary.not_run) == len(configs) == 4
     assert not workers()
