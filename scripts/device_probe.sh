@@ -10,7 +10,9 @@
 # a last config slower than forecast), RESUME (a results file to
 # continue; default data/measurements/<catalog-id>.jsonl when it exists, or
 # data/measurements/capped/<catalog-id>.jsonl for a run under a memory cap), WHEELS (the wheel
-# folder, default .whl). Extra arguments go to `advisor probe` (e.g. --weights synthetic,
+# folder, default .whl), EXPECT_GPU (part of the NVML name the run is for, e.g. H200: on another
+# GPU the script stops at once with status 3, before the install; a device call for an H200 may
+# get an H100). Extra arguments go to `advisor probe` (e.g. --weights synthetic,
 # --min-cap, --emulate rtx-4090, --gpus 4). Several GPUs (GRID=data/grids/multi-gpu.yaml on the
 # nvidia-h200-x2/-x4 kinds, cache-dit and einops in .whl/): data/measurements/README.md,
 # "Several GPUs", has the commands.
@@ -20,6 +22,14 @@ GRID=${GRID:-standard}
 LIMIT_S=${LIMIT_S:-530}
 WHEELS=$(realpath "${WHEELS:-.whl}")
 cd "$(dirname "$0")/.."
+
+if [ -n "${EXPECT_GPU:-}" ]; then
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  if [[ "$gpu" != *"$EXPECT_GPU"* ]]; then
+    echo "EXPECT_GPU=$EXPECT_GPU, but this machine's GPU is '$gpu': nothing measured" >&2
+    exit 3
+  fi
+fi
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
   "$WHEELS"/*.whl || exit 1

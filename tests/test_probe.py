@@ -591,3 +591,21 @@ def test_the_device_script_names_its_results_file_with_the_probe_s_own_helper(mo
     monkeypatch.setattr(probe_command, "default_out", checked)
     exec(compile(snippet, "device_probe.sh", "exec"), {})
     assert capsys.readouterr().out.strip() == "h100-sxm-80gb.jsonl"
+
+
+def test_the_device_script_stops_on_another_gpu_than_expect_gpu_names(tmp_path):
+    """EXPECT_GPU=H200 on a machine whose nvidia-smi names an H100: status 3 and why, before the
+    wheels are installed (the wheel folder here is empty, which the install would refuse)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3'\n")
+    smi.chmod(0o755)
+    (tmp_path / "wheels").mkdir()
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "OUT": str(tmp_path), "WHEELS": str(tmp_path / "wheels"), "EXPECT_GPU": "H200"}
+    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "device_probe.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3
+    assert "EXPECT_GPU=H200, but this machine's GPU is 'NVIDIA H100 80GB HBM3'" in done.stderr
+    assert sorted(tmp_path.iterdir()) == [bin_dir, tmp_path / "wheels"]  # nothing in OUT
