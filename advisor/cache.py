@@ -174,7 +174,8 @@ def _validation_of(models: Models, progress, workers: int) -> dict:
 
 def dumps(models: Models) -> bytes:
     """The cache file's bytes: the models without the indexes their queries build lazily."""
-    return snapshot.dumps(replace(models, cache_path=None, _by_setting=None, _grid_totals=None),
+    return snapshot.dumps(replace(models, cache_path=None, _by_setting=None, _grid_totals=None,
+                                  _widths=None),
                           CACHED_CLASSES)
 
 

@@ -30,8 +30,8 @@ def fit_calibrated(records: list[dict], specs: dict[str, GpuSpec], problems: lis
     points fit nothing)."""
     models = fit_models(records, specs, problems, model_version=model_version, capped=capped)
     calibrate(models, specs)
-    models.published_misses = published_families(
-        [r for r in published_residuals(models, published) if r["modelled_stack"]], specs)
+    models.recalibrate(published_misses=published_families(
+        [r for r in published_residuals(models, published) if r["modelled_stack"]], specs))
     return models
 
 
@@ -56,18 +56,20 @@ def calibrate(models: Models, specs: dict[str, GpuSpec]) -> None:
     gpu_out = [p for p in cross_predict(records, specs, "gpu_out", fit_models)
                if p["setting_anywhere"]] if len(models.probed) > 1 else []
     host = lambda p: regime_of(p) == "host_bound"
+    intervals = dict(models.intervals)
     for kind, key in INTERVAL_TARGETS.items():
-        pooled = _intervals(kfold + shapes, gpu_out, key, models.intervals[kind].fitted)
+        pooled = _intervals(kfold + shapes, gpu_out, key, intervals[kind].fitted)
         host_bound = _intervals([p for p in kfold + shapes if host(p)],
                                 [p for p in gpu_out if host(p)], key, None)
         if host_bound is None:  # too few host-bound points: one width for every config
-            models.intervals[kind] = pooled
+            intervals[kind] = pooled
             continue
         compute = _intervals([p for p in kfold + shapes if not host(p)],
                              [p for p in gpu_out if not host(p)], key, pooled.fitted)
-        models.intervals[kind] = replace(  # the quantized runs' bounds stay pooled
+        intervals[kind] = replace(  # the quantized runs' bounds stay pooled
             compute, quantized=pooled.quantized, n_quantized=pooled.n_quantized,
             host_bound=replace(host_bound, quantized=None, n_quantized=0))
+    models.recalibrate(intervals=intervals)
     metrics = fold_metrics([p for p in kfold if not quantized(p)])
     models.calibration = {"latency_mape": metrics["total_s"]["mape"],
                           "memory_mape": metrics["allocated_memory"]["mape"],

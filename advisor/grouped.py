@@ -12,8 +12,14 @@ VAE's batch-1 memory term, which may lower the peak; callers bound the predictio
 from __future__ import annotations
 
 from operator import itemgetter
+from weakref import WeakKeyDictionary
 
 import numpy as np
+
+# Each table's {group: (coefficients, depth)} found so far: a planner's search predicts the same
+# few groups over thousands of rows, in many calls (kept beside the table, so the cache's
+# snapshot of it holds its fitted coefficients only).
+_LOOKUPS: WeakKeyDictionary = WeakKeyDictionary()
 
 
 class GroupedLinear:
@@ -42,7 +48,7 @@ class GroupedLinear:
     def predict(self, X: np.ndarray, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """(X @ coef per row, depth per row). Rows of one group share a lookup."""
         group_of = _key_getter(tuple(dict.fromkeys(k for level in self.levels for k in level)))
-        memo: dict[tuple, tuple[np.ndarray, int]] = {}
+        memo = _LOOKUPS.setdefault(self, {})
         found = []
         for r in rows:
             group = group_of(r)

@@ -106,6 +106,7 @@ class Models:
     cache_path: str | None = None
     _by_setting: dict | None = field(default=None, repr=False)  # _measured_bounds' index
     _grid_totals: dict | None = field(default=None, repr=False)  # _envelope's grid times
+    _widths: dict | None = field(default=None, repr=False)  # _interval_width's, per key
 
     # ------------------------------------------------------------------------------ queries
 
@@ -355,43 +356,58 @@ class Models:
 
     def _interval_width(self, kind: str, row: dict, depth: int):
         """(lo, hi) log bounds for a prediction and the sentence saying what they rest on."""
+        shapes = self.shapes.get(setting_key(row), ())
+        config = shape_config(row)
+        doublings = self._beyond(row)
+        key = (kind, depth, row["gpu"], row["precision"] in QUANTIZATIONS, config.regime(),
+               len(shapes) == 1 and (row["height"], row["width"]) not in shapes, doublings,
+               extrapolation(config, self.reach) if doublings > 0 else "")
+        if self._widths is None:
+            self._widths = {}
+        if key not in self._widths:  # rows of one GPU, regime and reach share their bounds
+            self._widths[key] = self._width(*key)
+        return self._widths[key]
+
+    def _width(self, kind: str, depth: int, gpu: str, quantized_precision: bool, regime: str,
+               one_other_shape: bool, doublings: float, beyond: str):
+        """_interval_width's figures from what they depend on: `one_other_shape`, the setting
+        was probed at one other shape only; `doublings` beyond the probed reach, in `beyond`'s
+        words."""
         iv, extra = self.intervals[kind], EXTRA_WIDTH[kind]
-        spec = self.specs[row["gpu"]]
+        spec = self.specs[gpu]
         max_depth = len(self.latency.tables["denoise_step"].levels) - 1
-        quantized = depth == max_depth and row["precision"] in QUANTIZATIONS and iv.quantized
-        regime = ""
-        if not quantized and iv.host_bound and shape_config(row).regime() == "host_bound":
-            iv, regime = iv.host_bound, (" of host-bound configs (the host issuing kernels sets "
-                                         "the pace; machines of one GPU differ most there)")
+        quantized = depth == max_depth and quantized_precision and iv.quantized
+        host_bound = ""
+        if not quantized and iv.host_bound and regime == "host_bound":
+            iv, host_bound = iv.host_bound, (" of host-bound configs (the host issuing kernels "
+                                             "sets the pace; machines of one GPU differ most "
+                                             "there)")
         if quantized:
             lo, hi = iv.quantized
             basis = (f"{iv.n_quantized} K-fold and leave-one-shape-out residuals of the "
                      "quantized precisions' runs")
         elif depth == max_depth:  # fitted at this GPU's own level
             lo, hi = iv.fitted
-            basis = (f"{iv.n_fitted} K-fold and leave-one-shape-out residuals{regime} on the "
-                     "probed GPUs")
+            basis = (f"{iv.n_fitted} K-fold and leave-one-shape-out residuals{host_bound} on "
+                     "the probed GPUs")
         elif iv.transferred is not None:
             lo, hi = iv.transferred
-            basis = f"leave-one-GPU-out residuals of {iv.n_transferred} configs{regime}"
+            basis = f"leave-one-GPU-out residuals of {iv.n_transferred} configs{host_bound}"
         else:
             lo, hi = iv.fitted[0] - extra["transfer"], iv.fitted[1] + extra["transfer"]
             basis = (f"K-fold residuals widened by an assumed {extra['transfer']:.0%} for "
                      "transfer (only one GPU probed, so no leave-one-GPU-out evidence)")
-        shapes = self.shapes.get(setting_key(row), ())
         if depth == 0:
             lo, hi = lo - extra["setting"], hi + extra["setting"]
             basis += f"; +{extra['setting']:.0%} because this setting was never probed"
-        elif len(shapes) == 1 and (row["height"], row["width"]) not in shapes:
+        elif one_other_shape:
             lo, hi = lo - extra["shape"], hi + extra["shape"]
             basis += (f"; +{extra['shape']:.0%} because this setting was probed at one shape "
                       "only")
-        doublings = self._beyond(row)
         if doublings > 0:
             widen = extra["extrapolated"] * doublings
             lo, hi = lo - widen, hi + widen
-            basis += (f"; +{widen:.0%} because the config is beyond the probed sizes "
-                      f"({extrapolation(shape_config(row), self.reach)})")
+            basis += f"; +{widen:.0%} because the config is beyond the probed sizes ({beyond})"
         probed_archs = {self.specs[g].architecture for g in self.probed}
         if spec.architecture not in probed_archs:
             if kind == "latency":
@@ -403,17 +419,27 @@ class Models:
                 basis += (f"; +{extra['architecture']:.0%} because no {spec.architecture} GPU "
                           "was probed")
         if kind == "latency":
-            lo, hi, basis = self._with_machines(lo, hi, basis, row)
+            lo, hi, basis = self._with_machines(lo, hi, basis, regime)
         return min(lo, 0.0), max(hi, 0.0), basis
+
+    def recalibrate(self, intervals: dict | None = None,
+                    published_misses: dict | None = None) -> None:
+        """Set the calibrated interval widths (advisor.calibration); predictions made before
+        keep theirs, later ones use these."""
+        if intervals is not None:
+            self.intervals = intervals
+        if published_misses is not None:
+            self.published_misses = published_misses
+        self._widths = None
 
     def architecture_width(self, spec: GpuSpec) -> ArchitectureWidth:
         """The unprobed-architecture term of this GPU's latency interval (its family's)."""
         family = family_of(spec)
         return ArchitectureWidth.of(family, self.published_misses.get(family, []))
 
-    def _with_machines(self, lo: float, hi: float, basis: str, row: dict):
-        """Latency bounds widened by the machine spread of the row's regime (MachineBand)."""
-        band = self.machine_bands.get(shape_config(row).regime())
+    def _with_machines(self, lo: float, hi: float, basis: str, regime: str):
+        """Latency bounds widened by the machine spread of a regime (MachineBand)."""
+        band = self.machine_bands.get(regime)
         if band is None:
             return lo, hi, basis
         lo, hi = band.widen(lo, hi)
@@ -486,7 +512,7 @@ class Models:
             total = stages["total"]
             rlo, rhi, latency_basis = self._with_machines(
                 math.log(measured.interval_s[0] / total), math.log(measured.interval_s[1] / total),
-                "min and max over the measured repeats and machines", row)
+                "min and max over the measured repeats and machines", shape_config(row).regime())
             interval = (total * math.exp(rlo), total * math.exp(rhi))
             allocated, nvml = measured.allocated_gb, measured.nvml_gb
             allocated_iv = nvml_iv = None
