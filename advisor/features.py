@@ -175,6 +175,13 @@ def make_row(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -
     reason = refusal(spec, config)
     if reason:
         raise AdvisorError(reason)
+    return row_of(spec, config, capacity_mib)
+
+
+def row_of(spec: GpuSpec, config: Config, capacity_mib: float | None = None) -> dict:
+    """make_row's row without its checks, for a config derived from one it accepted, on a GPU
+    known to run it: a smaller shape or batch, the bf16 twin, a GPU that measured the setting
+    (a prediction builds thousands of these)."""
     return {
         "gpu": spec.id, "height": config.height, "width": config.width, "batch": config.batch,
         "steps": config.steps, "precision": config.precision,

@@ -22,7 +22,7 @@ from advisor.contract import (
 from advisor.coverage import Probed, extrapolation
 from advisor.errors import AdvisorError
 from advisor.features import (
-    LATENCY_STAGES, MIB, GpuSpec, make_row, match_key, refusal, setting_key, shape_config,
+    LATENCY_STAGES, MIB, GpuSpec, make_row, match_key, refusal, row_of, setting_key, shape_config,
     shape_costs,
 )
 from advisor.intervals import (
@@ -179,11 +179,11 @@ class Models:
             return stages, depth, {}
         stages, depth = stages.copy(), depth.copy()
         twin_configs = [with_precision(configs[i], dtype_of(configs[i].precision)) for i in index]
-        twins = [make_row(self.specs[rows[i]["gpu"]], c) for i, c in zip(index, twin_configs)]
+        twins = [row_of(self.specs[rows[i]["gpu"]], c) for i, c in zip(index, twin_configs)]
         twin_stages, twin_depth = self.latency.predict(twins)
         twin_stages, twin_class = self._by_class(twins, twin_configs, twin_stages)
         pairs = [(n, gpu, attention) for n, i in enumerate(index) for gpu, attention in refs[i]]
-        at_refs = lambda base: [make_row(self.specs[gpu], replace(base[n], attention=attention))
+        at_refs = lambda base: [row_of(self.specs[gpu], replace(base[n], attention=attention))
                                 for n, gpu, attention in pairs]
         ratios = quantized_ratios(self.latency, at_refs([configs[i] for i in index]),
                                   at_refs(twin_configs), [rows[index[n]] for n, _, _ in pairs])
@@ -223,7 +223,7 @@ class Models:
         if keys:
             l_configs = [replace(of_family[(gpu, family)], height=side, width=side, batch=batch)
                          for gpu, family, side, batch in keys]
-            l_rows = [make_row(self.specs[key[0]], c) for key, c in zip(keys, l_configs)]
+            l_rows = [row_of(self.specs[key[0]], c) for key, c in zip(keys, l_configs)]
             l_stages = self._stage_times(l_rows, l_configs)[0]
             totals.update(zip(keys, self.latency.compose(
                 l_stages, np.array([r["steps"] for r in l_rows], dtype=float))["total"]))
