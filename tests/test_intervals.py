@@ -81,6 +81,28 @@ def test_every_interval_of_the_shipped_models_carries_the_machine_spread(shipped
         assert "spread between machines" in pred.latency.basis
 
 
+def test_predictions_take_the_widths_calibration_sets_after_earlier_predictions(shipped):
+    """Interval widths are kept per key between predictions (Models._interval_width): new
+    calibrated widths (Models.recalibrate, as advisor.calibration sets them after predicting)
+    apply to every later prediction, on a probed GPU and on an unprobed architecture."""
+    from advisor.cache import dumps, loads
+
+    models = loads(dumps(shipped), shipped.model_version.removeprefix("fit:"))
+    queries = [("h100-sxm-80gb", Config(1280, 1024)), ("rtx-4090", Config(1024, 1024))]
+    before = [p.latency.interval_s for p in models.predict_many(queries)]
+    wider = {kind: replace(iv, fitted=(iv.fitted[0] - 0.5, iv.fitted[1] + 0.5),
+                           transferred=iv.transferred and (iv.transferred[0] - 0.5,
+                                                           iv.transferred[1] + 0.5))
+             for kind, iv in models.intervals.items()}
+    models.recalibrate(intervals=wider)
+    after = [p.latency.interval_s for p in models.predict_many(queries)]
+    for (lo, hi), (wide_lo, wide_hi) in zip(before, after):
+        assert wide_lo < lo and wide_hi > hi
+    models.recalibrate(published_misses={"8.9": [("a published point", 0.9)]})
+    far = models.predict("rtx-4090", Config(1024, 1024)).latency
+    assert far.interval_s[1] > after[1][1] and "a published point" in far.basis
+
+
 def _settings(models, gpu_id: str):
     """Every setting the models answer for on this GPU, as a 1024x1024 config."""
     for precision, compile_, attention, offload in itertools.product(
