@@ -92,8 +92,37 @@ def _too_large(path, what: str, size: int, max_bytes: int) -> AdvisorError:
 def load_yaml(text: str, source: str):
     """`text` parsed like yaml.safe_load (plus YAML 1.2 exponent numbers), refusing documents
     nested deeper than MAX_YAML_DEPTH or larger than MAX_YAML_NODES nodes once aliases are
-    expanded; AdvisorError naming `source` and, for syntax errors, the line."""
-    loader = _Loader(text)
+    expanded; AdvisorError naming `source` and, for syntax errors, the line.
+
+    libyaml (PyYAML's C loader) reads a document that passes every check, about 8x faster
+    than the Python loader (0.02 against 0.12 s for the shipped catalog); anything it refuses
+    or that comes near the bounds is read again by the Python loader, whose errors are the
+    ones reported."""
+    if _CLoader is not None:
+        try:
+            if _nesting(text) < MAX_YAML_DEPTH - 1:
+                return _load(_CLoader(text), source)
+        except (AdvisorError, yaml.YAMLError, ValueError, TypeError, AttributeError,
+                LookupError, ArithmeticError):
+            pass
+    return _load(_Loader(text), source)
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of collections in a YAML text, read from libyaml's events (its
+    parser keeps an explicit stack; the C composer recurses, so it gets only documents well
+    within MAX_YAML_DEPTH)."""
+    depth = deepest = 0
+    for event in yaml.parse(text, Loader=_CLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return deepest
+
+
+def _load(loader, source: str):
     try:
         node = loader.get_single_node()
         if node is None:
@@ -139,6 +168,15 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT,
                               list("-+0123456789"))
+
+if hasattr(yaml, "CSafeLoader"):  # PyYAML built with libyaml (its wheels are)
+    class _CLoader(yaml.CSafeLoader):
+        """libyaml's safe loader with _Loader's scalar types."""
+
+    _CLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT,
+                                   list("-+0123456789"))
+else:
+    _CLoader = None
 
 
 def _check_expanded(root: yaml.Node, source: str) -> None:

@@ -1,9 +1,11 @@
 """Reading user files: regular files only, a size bound, YAML with bounded aliases and nesting."""
 import os
 import time
+from pathlib import Path
 
 import pytest
 
+from advisor import inputs
 from advisor.errors import AdvisorError, describe
 from advisor.inputs import MAX_YAML_DEPTH, load_yaml, read_text
 from advisor.request import Request
@@ -50,6 +52,21 @@ def test_chained_aliases_are_measured_without_recursion():
 def test_yaml_1_2_exponent_numbers_are_numbers():
     assert load_yaml("a: 1e30\nb: 1.5e9\nc: -2E-3\nd: 1e\ne: 12\n", "f") == {
         "a": 1e30, "b": 1.5e9, "c": -2e-3, "d": "1e", "e": 12}
+
+
+@pytest.mark.skipif(inputs._CLoader is None, reason="PyYAML built without libyaml")
+def test_libyaml_reads_what_the_python_loader_reads(monkeypatch):
+    """The shipped YAML files, exponent numbers and aliases read by libyaml alone (the Python
+    loader made unusable) give what the Python loader gives."""
+    root = Path(__file__).resolve().parent.parent
+    texts = [p.read_text() for p in sorted([root / "gpu_catalog.yaml",
+                                            *root.glob("examples/*.yaml"),
+                                            *root.glob("data/grids/*.yaml")])]
+    texts += ["a: 1e30\nb: 1.5e9\nc: -2E-3\nd: 1e\ne: 12\nf: 2026-12-07\n",
+              "x: &x {k: [1, 2.5, null, true]}\ny: [*x, *x]\n"]
+    expected = [inputs._load(inputs._Loader(t), "f.yaml") for t in texts]
+    monkeypatch.setattr(inputs, "_Loader", None)
+    assert [load_yaml(t, "f.yaml") for t in texts] == expected
 
 
 def test_a_quoted_number_says_so():
