@@ -354,25 +354,30 @@ class Models:
 
     # ------------------------------------------------------------------------------ pieces
 
-    def _interval_width(self, kind: str, row: dict, depth: int):
-        """(lo, hi) log bounds for a prediction and the sentence saying what they rest on."""
+    def _width_key(self, row: dict) -> tuple:
+        """What a row's interval widths depend on: its GPU, whether its precision is quantized,
+        its regime, whether its setting was probed at one other shape only, and its doublings
+        beyond the probed reach, in words."""
         shapes = self.shapes.get(setting_key(row), ())
         config = shape_config(row)
         doublings = self._beyond(row)
-        key = (kind, depth, row["gpu"], row["precision"] in QUANTIZATIONS, config.regime(),
-               len(shapes) == 1 and (row["height"], row["width"]) not in shapes, doublings,
-               extrapolation(config, self.reach) if doublings > 0 else "")
+        return (row["gpu"], row["precision"] in QUANTIZATIONS, config.regime(),
+                len(shapes) == 1 and (row["height"], row["width"]) not in shapes, doublings,
+                extrapolation(config, self.reach) if doublings > 0 else "")
+
+    def _interval_width(self, kind: str, row_key: tuple, depth: int):
+        """(lo, hi) log bounds for a prediction and the sentence saying what they rest on, for
+        a row's `_width_key`; kept per key (rows of one GPU, regime and reach share them)."""
+        key = (kind, depth, *row_key)
         if self._widths is None:
             self._widths = {}
-        if key not in self._widths:  # rows of one GPU, regime and reach share their bounds
+        if key not in self._widths:
             self._widths[key] = self._width(*key)
         return self._widths[key]
 
     def _width(self, kind: str, depth: int, gpu: str, quantized_precision: bool, regime: str,
                one_other_shape: bool, doublings: float, beyond: str):
-        """_interval_width's figures from what they depend on: `one_other_shape`, the setting
-        was probed at one other shape only; `doublings` beyond the probed reach, in `beyond`'s
-        words."""
+        """_interval_width's figures from what they depend on (`_width_key`)."""
         iv, extra = self.intervals[kind], EXTRA_WIDTH[kind]
         spec = self.specs[gpu]
         max_depth = len(self.latency.tables["denoise_step"].levels) - 1
@@ -498,14 +503,15 @@ class Models:
         """The one constructor of predictions: fitted figures, replaced by the measured ones
         where this exact config was probed; then throughput, power and the memory verdict."""
         mem_depth = int(memory["depth"])
-        llo, lhi, latency_basis = self._interval_width("latency", carried.twin if carried
-                                                       else row, lat_depth)
+        row_key = self._width_key(row)
+        llo, lhi, latency_basis = self._interval_width(
+            "latency", self._width_key(carried.twin) if carried else row_key, lat_depth)
         if carried:
             llo, lhi = llo - carried.extra, lhi + carried.extra
             latency_basis += carried.why
         latency_basis += raised
-        mlo, mhi, memory_basis = self._interval_width("memory", row, mem_depth)
-        alo, ahi, _ = self._interval_width("allocated", row, mem_depth)
+        mlo, mhi, memory_basis = self._interval_width("memory", row_key, mem_depth)
+        alo, ahi, _ = self._interval_width("allocated", row_key, mem_depth)
         measured = self.measured.get(match_key(row))
         if measured:
             stages, step = measured.stages_s, measured.denoise_step_s
