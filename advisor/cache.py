@@ -120,15 +120,29 @@ def capped_files(measurements_dir: Path) -> list[Path]:
     return sorted((measurements_dir / CAPPED_DIR).glob("*.jsonl"))
 
 
-def validation_of(models: Models, progress=None, workers: int = 1) -> dict:
+def validation_of(models: Models, progress=None, workers: int = 1, recompute: bool = False,
+                  compute: bool = True) -> dict | None:
     """The validation report of `models` (`advisor validate`): held-out accuracy of models
-    fitted as these were. Computed once per model version and kept beside the model cache;
-    `progress` and `workers` as in advisor.validation.validation_report (used only when it
-    computes).
+    fitted as these were. Kept beside the model cache once per model version; the shipped
+    report (advisor.shipped) where it was computed from these exact inputs and code; else
+    computed, with `progress` and `workers` as in advisor.validation.validation_report.
+    `recompute` computes it whatever is kept or shipped; without `compute`, None where it
+    would have to be computed.
     One process at a time computes it: the dashboard starts one in the background, and a
     page that needs the report meanwhile waits for that one instead of starting its own."""
+    report = None if recompute else _kept(models)
+    if report is not None or not compute:
+        return report
     with _exclusive(Path(f"{models.cache_path}.validation.lock") if models.cache_path else None):
-        return _validation_of(models, progress, workers)
+        report = None if recompute else _kept(models)  # another process may have made it
+        if report is None:
+            from advisor.validation import validation_report
+
+            report = validation_report(models.records, models.specs, fit_calibrated,
+                                       models.problems, published=load_published(),
+                                       capped=models.capped, progress=progress,
+                                       workers=workers)
+        return _keep(models, report)
 
 
 @contextmanager
@@ -148,10 +162,12 @@ def _exclusive(path: Path | None):
         yield
 
 
-def _validation_of(models: Models, progress, workers: int) -> dict:
-    from advisor.validation import validation_report
+def _kept(models: Models) -> dict | None:
+    """The report kept beside the model cache for this model version, else the shipped one
+    of these inputs and code (kept beside the cache from then on), else None."""
+    from advisor.shipped import read_shipped, report_key
 
-    path = Path(f"{models.cache_path}.validation.json") if models.cache_path else None
+    path = _report_path(models)
     if path is not None:
         try:
             report = json.loads(path.read_text())
@@ -159,10 +175,14 @@ def _validation_of(models: Models, progress, workers: int) -> dict:
                 return report
         except (OSError, ValueError, RecursionError):
             pass  # not computed yet, or damaged: compute it again
-    report = validation_report(models.records, models.specs, fit_calibrated, models.problems,
-                               published=load_published(), capped=models.capped,
-                               progress=progress, workers=workers)
+    shipped = read_shipped(report_key(models, load_published()))
+    return None if shipped is None else _keep(models, shipped)
+
+
+def _keep(models: Models, report: dict) -> dict:
+    """`report` of this model version, written beside the model cache where it can be."""
     text = json.dumps({**report, "model_version": models.model_version})
+    path = _report_path(models)
     if path is not None:
         try:
             write_atomic(path, text)
@@ -170,6 +190,10 @@ def _validation_of(models: Models, progress, workers: int) -> dict:
             models.problems.append(f"{path}: validation report not cached "
                                    f"({exc.strerror or exc})")
     return json.loads(text)  # the same plain form whether computed now or read back
+
+
+def _report_path(models: Models) -> Path | None:
+    return Path(f"{models.cache_path}.validation.json") if models.cache_path else None
 
 
 def dumps(models: Models) -> bytes:

@@ -651,6 +651,9 @@ def format_table(report: dict) -> str:
     lines.append("targets: " + ", ".join(
         f"{k} {'ok' if v else 'MISSED' if v is False else 'n/a'}"
         for k, v in report["verdicts"].items()))
+    if report.get("shipped"):
+        lines.append(f"report: the shipped one ({report['shipped']}); --recompute computes it "
+                     "here")
     return "\n".join(lines)
 
 

@@ -154,7 +154,9 @@ table("explore_validation", metrics, column_config={
 })
 st.caption(f"Rows \"{TARGETS['total_s']}, compute-bound\" and \"…, host-bound\" split the "
            "latency by regime: at 512x512 batch 1 and below the host issuing kernels sets the "
-           "pace, and intervals are calibrated for each regime apart.")
+           "pace, and intervals are calibrated for each regime apart."
+           + (f" The shipped report: {validation()['shipped']}." if validation().get("shipped")
+              else ""))
 spread = machine_frame(validation())
 if not spread.empty:
     st.markdown("**Two machines of one GPU.** The same config measured on several machines "

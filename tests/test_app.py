@@ -533,4 +533,7 @@ def test_explore_page_shows_the_shipped_machine_spread():
     assert not at.exception
     spread = table(at, "explore_machines")
     assert {"host-bound", "compute-bound"} <= set(spread.regime)
+    # read from the report shipped for these data and this code, and said so
+    assert any("The shipped report: data/validation/report.json.gz" in c.value
+               for c in at.caption)
     assert (spread.machines >= 2).all()

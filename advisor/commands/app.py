@@ -54,10 +54,11 @@ def streamlit_command(port: int, host: str) -> list[str]:
 
 def warm_model_cache() -> None:
     """Fit (or read the cached fit) before the server starts, so the first page shows at once,
-    and compute its validation report in a background process at low priority: only the
-    Explore page needs it (a page that asks before it is done waits for that process,
-    advisor.cache.validation_of). Without usable data the dashboard still starts and says why."""
-    from advisor.cache import load_models
+    and, unless kept or shipped for these data (advisor.shipped), compute its validation report
+    in a background process at low priority: only the Explore page needs it (a page that asks
+    before it is done waits for that process, advisor.cache.validation_of). Without usable data
+    the dashboard still starts and says why."""
+    from advisor.cache import load_models, validation_of
 
     print("preparing the fitted models (cached after the first run)...", flush=True)
     try:
@@ -65,7 +66,7 @@ def warm_model_cache() -> None:
     except AdvisorError as exc:
         print(f"warning: {exc}", file=sys.stderr)
         return
-    if os.path.exists(f"{models.cache_path}.validation.json"):
+    if validation_of(models, compute=False) is not None:  # kept, or shipped for these data
         return
     background = subprocess.Popen(
         [sys.executable, "-m", "advisor", "validate", "--format", "json"],

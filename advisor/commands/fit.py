@@ -37,6 +37,14 @@ def add_parser(subparsers) -> None:
         "the quantized precisions' metrics, residuals a row per held-out point.")
     add_data_args(validate)
     add_format_arg(validate)
+    validate.add_argument("--recompute", action="store_true",
+                          help="compute the report here even where one is cached, or shipped "
+                          "for these exact data and model code")
+    validate.add_argument("--ship", action="store_true",
+                          help="compute the report and write it as the shipped one "
+                          "(data/validation/report.json.gz), read for these data and model "
+                          "code by a first validate and the dashboard; after a change to the "
+                          "shipped data or the model code")
     validate.set_defaults(func=run_validate)
 
     predict = subparsers.add_parser(
@@ -83,7 +91,15 @@ def run_validate(args: argparse.Namespace) -> int:
     from advisor.validation import format_table
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    report = validation_of(models_from_args(args), progress=_progress, workers=cpus or 1)
+    models = models_from_args(args)
+    report = validation_of(models, progress=_progress, workers=cpus or 1,
+                           recompute=args.recompute or args.ship)
+    if args.ship:
+        from advisor.published import load_published
+        from advisor.shipped import report_key, write_shipped
+
+        path = write_shipped(report, report_key(models, load_published()))
+        print(f"validation report shipped: {path}", file=sys.stderr)
     print(json.dumps(report, indent=2) if args.format == "json" else format_table(report))
     return 0
 
