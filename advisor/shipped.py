@@ -98,8 +98,8 @@ def read_shipped(key: str, path: Path | None = None) -> dict | None:
         return None
     computed = doc["computed"]
     return {**doc["report"], "shipped": (
-        f"{_shown(path)}, computed {computed.get('date', '?')} on {computed.get('machine', '?')} "
-        "for these exact data and model code")}
+        f"{_shown(path)}, computed {computed.get('date', '?')} for these exact data and model "
+        "code")}
 
 
 def write_shipped(report: dict, key: str, path: Path | None = None) -> Path:
