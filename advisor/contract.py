@@ -8,6 +8,7 @@ prediction field is added here, once.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+from operator import attrgetter
 
 # --------------------------------------------------------------------------- vocabularies
 # Compute precisions: weights and activations in that dtype; `fp32-tf32` keeps fp32 weights and
@@ -359,9 +360,7 @@ class Config:
 
     def family(self) -> tuple:
         """Everything but the shape and batch: an OOM boundary holds within a family."""
-        return (*(getattr(self, name) for name in SETTING_FIELDS), self.steps,
-                self.guidance_scale, self.caption_tokens,
-                self.max_sequence_length, self.vae, self.memory_cap_gib, self.parallel)
+        return _FAMILY(self)
 
     def oom_size(self) -> int:
         """Work that sets activation memory: pixels x images in the transformer batch (CFG
@@ -395,6 +394,9 @@ class Config:
 
 # The record's `config` keys (all of Config's fields but the probe directive), with type tags
 # for advisor.records ("int" excludes bool, "num" is int or float).
+# Config.family's fields (a C-level getter: a prediction keys thousands of configs by family)
+_FAMILY = attrgetter(*SETTING_FIELDS, "steps", "guidance_scale", "caption_tokens",
+                     "max_sequence_length", "vae", "memory_cap_gib", "parallel")
 CONFIG_FIELDS = {
     "height": "int", "width": "int", "batch": "int", "steps": "int", "guidance_scale": "num",
     "precision": "str", "attention": "str", "compile": "bool", "offload": "str",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 import numpy as np
 
@@ -220,21 +221,26 @@ def _shape_config(height: int, width: int, batch: int, cfg: bool) -> Config:
 ROW_SETTINGS = SETTING_KEYS + ("quant_scope", "compile_mode", "vae_compile", "vae_channels_last")
 
 
+# (C-level getters: a planner's search and a validation key millions of rows)
+_MATCH_KEY = itemgetter("gpu", "height", "width", "batch", "steps", *ROW_SETTINGS, "cfg",
+                        "caption_tokens")
+_SETTING_KEY = itemgetter("gpu", *ROW_SETTINGS)
+_MEMORY_KEY = itemgetter("height", "width", "batch", *ROW_SETTINGS, "cfg", "caption_tokens")
+
+
 def match_key(row: dict) -> tuple:
     """A config on a GPU, for exact measured matches."""
-    return tuple(row[k] for k in ("gpu", "height", "width", "batch", "steps", *ROW_SETTINGS,
-                                  "cfg", "caption_tokens"))
+    return _MATCH_KEY(row)
 
 
 def setting_key(row: dict) -> tuple:
     """A setting on a GPU: the shapes it was probed at, its fitted group."""
-    return tuple(row[k] for k in ("gpu", *ROW_SETTINGS))
+    return _SETTING_KEY(row)
 
 
 def memory_key(row: dict) -> tuple:
     """What sets a config's memory, on any GPU: shape, batch and settings (not steps)."""
-    return tuple(row[k] for k in ("height", "width", "batch", *ROW_SETTINGS, "cfg",
-                                  "caption_tokens"))
+    return _MEMORY_KEY(row)
 
 
 def group_of(row: dict) -> tuple:
