@@ -198,3 +198,11 @@ def test_serve_needs_an_existing_plan(capsys):
     assert main(["serve", "--plan", "nope.yaml"]) == 2
     assert "--plan nope.yaml: no such file" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("period", [0, -1.0, float("inf"), float("nan"), True, "10"])
+def test_a_health_check_period_is_a_finite_positive_number(period):
+    with pytest.raises(AdvisorError, match="health_check_period_s"):
+        ServeSpec(resolutions=((64, 64),), health_check_period_s=period)
+    assert ServeSpec(resolutions=((64, 64),), health_check_period_s=2.5).generator_options()[
+        "health_check_period_s"] == 2.5

@@ -23,7 +23,7 @@ from tests.ports import free_port  # noqa: E402
 
 SPEC = ServeSpec(resolutions=((64, 64), (128, 64)), max_batch=4, window_s=0.2, steps=2,
                  caption_tokens=16, replicas=2, gpus_per_replica=0.0, device="cpu", tiny=True,
-                 request_timeout_s=60.0)
+                 request_timeout_s=60.0, health_check_period_s=1.0)
 
 
 

@@ -39,6 +39,8 @@ class ServeSpec:
     tiny: bool = False  # the tiny pipeline (tests)
     max_queued: int = 0  # requests waiting per replica beyond max_ongoing; 0: from the batch
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    # how often Ray Serve asks a replica whether it is healthy: a dead one is replaced after it
+    health_check_period_s: float = HEALTH_CHECK_PERIOD_S
     plan: str | None = None  # where it came from: "PLAN.yaml#option"
 
     def __post_init__(self):
@@ -64,6 +66,10 @@ class ServeSpec:
                 bad(name, "a number >= 0")
         if not self.request_timeout_s > 0:
             bad("request_timeout_s", "a number > 0")
+        period = self.health_check_period_s
+        if isinstance(period, bool) or not isinstance(period, (int, float)) \
+                or not 0 < period < float("inf"):
+            bad("health_check_period_s", "a finite number > 0")
         if self.device not in DEVICES:
             bad("device", " or ".join(DEVICES))
 
@@ -80,7 +86,7 @@ class ServeSpec:
                 "ray_actor_options": {"num_gpus": self.gpus_per_replica},
                 "max_ongoing_requests": self.queue_limit,
                 "max_queued_requests": self.queue_limit * self.replicas,
-                "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+                "health_check_period_s": self.health_check_period_s,
                 "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S}
 
     @property
