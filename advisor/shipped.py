@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import platform
+import zlib
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -91,7 +92,7 @@ def read_shipped(key: str, path: Path | None = None) -> dict | None:
         with gzip.open(path, "rb") as f:
             data = f.read(MAX_REPORT_BYTES + 1)
         doc = json.loads(data) if len(data) <= MAX_REPORT_BYTES else None
-    except (OSError, EOFError, ValueError, RecursionError):
+    except (OSError, EOFError, zlib.error, ValueError, RecursionError):
         return None
     if not (isinstance(doc, dict) and doc.get("key") == key
             and isinstance(doc.get("report"), dict) and isinstance(doc.get("computed"), dict)):

@@ -73,6 +73,7 @@ def test_recompute_and_compute_false(small):
 
 @pytest.mark.parametrize("content", [
     b"not gzip at all",
+    gzip.compress(b'{"key": "x"}' * 1000)[:30] + b"\xff" * 10 + gzip.compress(b"{}" * 1000)[40:],
     gzip.compress(b"{not json"),
     gzip.compress(b"[1, 2]"),
     gzip.compress(json.dumps({"key": "another", "computed": {}, "report": {}}).encode()),
