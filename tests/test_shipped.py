@@ -78,7 +78,7 @@ def test_recompute_and_compute_false(small):
     gzip.compress(b"[1, 2]"),
     gzip.compress(json.dumps({"key": "another", "computed": {}, "report": {}}).encode()),
     gzip.compress(b"[" * 100_000 + b"]" * 100_000),
-])
+], ids=["not-gzip", "bad-deflate", "not-json", "not-a-mapping", "other-key", "deep-nesting"])
 def test_a_damaged_or_foreign_shipped_file_is_a_miss(small, content):
     models, _, computed = small
     shipped.SHIPPED_REPORT.parent.mkdir(parents=True)
