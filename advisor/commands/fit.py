@@ -91,14 +91,16 @@ def run_validate(args: argparse.Namespace) -> int:
     from advisor.validation import format_table
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from advisor.published import load_published
+    from advisor.shipped import report_key, write_shipped
+
     models = models_from_args(args)
+    # keyed before the validation, whose cache write may add a problem to the models
+    key = report_key(models, load_published()) if args.ship else None
     report = validation_of(models, progress=_progress, workers=cpus or 1,
                            recompute=args.recompute or args.ship)
     if args.ship:
-        from advisor.published import load_published
-        from advisor.shipped import report_key, write_shipped
-
-        path = write_shipped(report, report_key(models, load_published()))
+        path = write_shipped(report, key)
         print(f"validation report shipped: {path}", file=sys.stderr)
     print(json.dumps(report, indent=2) if args.format == "json" else format_table(report))
     return 0
