@@ -134,7 +134,8 @@ def validation_of(models: Models, progress=None, workers: int = 1, recompute: bo
     if report is not None or not compute:
         return report
     with _exclusive(Path(f"{models.cache_path}.validation.lock") if models.cache_path else None):
-        report = None if recompute else _kept(models)  # another process may have made it
+        # another process may have computed it meanwhile (the shipped file was read above)
+        report = None if recompute else _cached(models)
         if report is None:
             from advisor.validation import validation_report
 
@@ -167,16 +168,25 @@ def _kept(models: Models) -> dict | None:
     of these inputs and code (kept beside the cache from then on), else None."""
     from advisor.shipped import read_shipped, report_key
 
-    path = _report_path(models)
-    if path is not None:
-        try:
-            report = json.loads(path.read_text())
-            if isinstance(report, dict) and report.get("model_version") == models.model_version:
-                return report
-        except (OSError, ValueError, RecursionError):
-            pass  # not computed yet, or damaged: compute it again
+    report = _cached(models)
+    if report is not None:
+        return report
     shipped = read_shipped(report_key(models, load_published()))
     return None if shipped is None else _keep(models, shipped)
+
+
+def _cached(models: Models) -> dict | None:
+    """The report kept beside the model cache for this model version, or None."""
+    path = _report_path(models)
+    if path is None:
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None  # not computed yet, or damaged: compute it again
+    if isinstance(report, dict) and report.get("model_version") == models.model_version:
+        return report
+    return None
 
 
 def _keep(models: Models, report: dict) -> dict:

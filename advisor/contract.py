@@ -392,11 +392,11 @@ class Config:
         return " ".join(parts)
 
 
-# The record's `config` keys (all of Config's fields but the probe directive), with type tags
-# for advisor.records ("int" excludes bool, "num" is int or float).
 # Config.family's fields (a C-level getter: a prediction keys thousands of configs by family)
 _FAMILY = attrgetter(*SETTING_FIELDS, "steps", "guidance_scale", "caption_tokens",
                      "max_sequence_length", "vae", "memory_cap_gib", "parallel")
+# The record's `config` keys (all of Config's fields but the probe directive), with type tags
+# for advisor.records ("int" excludes bool, "num" is int or float).
 CONFIG_FIELDS = {
     "height": "int", "width": "int", "batch": "int", "steps": "int", "guidance_scale": "num",
     "precision": "str", "attention": "str", "compile": "bool", "offload": "str",
