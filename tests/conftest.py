@@ -19,12 +19,14 @@ import pytest
 from advisor.cache import CACHE_ENV
 
 PRIVATE = ("HOME", CACHE_ENV)
-# The files that take longest (a Ray Serve cluster, the dashboard under AppTest with the shipped
-# validation report, a browser, predictions over every GPU and setting, CPU worker processes),
-# slowest first. They run first, so that xdist's workers finish together (scripts/test.sh keeps
-# this order: --no-loadscope-reorder); the other files follow in their usual order. This orders
-# the tests only: every test runs either way.
-SLOW_FIRST = ("test_serve_ray.py", "test_app.py", "test_app_browser.py", "test_intervals.py",
+# The files that take longest (a Ray Serve cluster, a browser, the dashboard under AppTest,
+# predictions over every GPU and setting, CPU worker processes), slowest first. They run first,
+# so that xdist's workers finish together (scripts/test.sh keeps this order:
+# --no-loadscope-reorder); the other files follow in their usual order. The first two wait on
+# other processes about half their time, so they start together, one per worker, and each
+# one's waits leave the CPUs to the other. This orders the tests only: every test runs either
+# way.
+SLOW_FIRST = ("test_serve_ray.py", "test_app_browser.py", "test_app.py", "test_intervals.py",
               "test_multi_gpu.py", "test_fit.py", "test_loadtest.py", "test_properties.py",
               "test_probe.py", "test_fleet.py")
 

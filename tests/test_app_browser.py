@@ -184,16 +184,6 @@ EXPANDERS = {"plan": ("GPUs not recommended, and why",),  # opened: their tables
              "explore": ("The numbers behind the curves",)}
 WIDTHS = (1280, 1920)
 SCREENSHOT_MAX_HEIGHT = 2400  # px: the top of a long page is what a reader sees first
-SCREENSHOT_COLORS = 64  # a palette PNG: a page shot is ~0.1-0.2 MB instead of ~0.5-1 MB
-
-
-def _small_png(path: Path) -> None:
-    """The screenshot as a palette PNG (text and flat colours survive 64 colours)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        small = image.convert("RGB").quantize(SCREENSHOT_COLORS, method=Image.Quantize.MEDIANCUT)
-    small.save(path, optimize=True)
 
 
 SETTLED_JS = """() => {
@@ -250,6 +240,5 @@ def test_pages_are_readable_at_1280_and_1920(server, browser):
                 page.evaluate(PAGE_TEXT_JS))
             problems += [f"{name} at {width} px: {p}" for p in found]
             _screenshot(page, shots / f"{name}-{width}.png")
-            _small_png(shots / f"{name}-{width}.png")
     page.close()
     assert not problems, "\n".join(problems)
