@@ -142,7 +142,8 @@ if m.kept:  # valid records of a setting the advisor does not offer: listed, not
         st.markdown(problems_markdown(m.kept))
 
 st.subheader("How good are the models? Held-out validation")
-metrics, residuals = validation_frames(validation())
+report = validation()
+metrics, residuals = validation_frames(report)
 table("explore_validation", metrics, column_config={
     "split": st.column_config.TextColumn("validation split", width=width_for(metrics.split)),
     "target": st.column_config.TextColumn("what is predicted", width=width_for(metrics.target)),
@@ -155,9 +156,8 @@ table("explore_validation", metrics, column_config={
 st.caption(f"Rows \"{TARGETS['total_s']}, compute-bound\" and \"…, host-bound\" split the "
            "latency by regime: at 512x512 batch 1 and below the host issuing kernels sets the "
            "pace, and intervals are calibrated for each regime apart."
-           + (f" The shipped report: {validation()['shipped']}." if validation().get("shipped")
-              else ""))
-spread = machine_frame(validation())
+           + (f" The shipped report: {report['shipped']}." if report.get("shipped") else ""))
+spread = machine_frame(report)
 if not spread.empty:
     st.markdown("**Two machines of one GPU.** The same config measured on several machines "
                 "(GPU UUIDs): slowest over fastest median total.")
